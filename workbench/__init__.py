@@ -1,0 +1,3 @@
+"""City workbench: the analysis core of the city's digital intelligence center."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,174 @@
+"""The hub (一数赋能): the one module that opens the city's database.
+
+SQLite in WAL mode by default (data/city.db), PostgreSQL when WORKBENCH_DB_URL says so.
+Every engine is migrated to the newest schema (Alembic) the first time it is opened.
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from workbench import config
+from workbench.store.schema import DATASETS, ingest_files, metadata, quarantine
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_engines: dict[str, Engine] = {}
+_lock = threading.Lock()
+
+
+def _sqlite_pragmas(dbapi_conn, _record):
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # a camera worker writes while dashboards read
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def engine(url: str | None = None, *, migrate: bool = True) -> Engine:
+    """The engine for `url` (default: the configured hub), created once and migrated."""
+    url = url or config.db_url()
+    with _lock:
+        eng = _engines.get(url)
+        if eng is None:
+            u = sa.engine.make_url(url)
+            if u.get_backend_name() == "sqlite":
+                if u.database and u.database != ":memory:":
+                    Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+                eng = sa.create_engine(url, connect_args={"timeout": 30})
+                sa.event.listen(eng, "connect", _sqlite_pragmas)
+            else:
+                eng = sa.create_engine(url, pool_pre_ping=True)
+            if migrate:
+                upgrade(eng)
+            _engines[url] = eng
+    return eng
+
+
+def dispose(url: str | None = None) -> None:
+    """Close the pooled connections of one hub (or all of them)."""
+    with _lock:
+        for key in [url or config.db_url()] if url else list(_engines):
+            eng = _engines.pop(key, None)
+            if eng is not None:
+                eng.dispose()
+
+
+def alembic_config(eng: Engine):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = eng
+    return cfg
+
+
+def upgrade(eng: Engine, revision: str = "head") -> None:
+    """Bring the hub's schema to `revision` (Alembic); never drops a user's data."""
+    from alembic import command
+
+    command.upgrade(alembic_config(eng), revision)
+
+
+def current_revision(eng: Engine | None = None) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with (eng or engine()).connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def backend(eng: Engine | None = None) -> str:
+    return (eng or engine()).dialect.name
+
+
+def query(sql: str | sa.sql.Executable, params: dict | None = None, eng: Engine | None = None) -> pd.DataFrame:
+    """Run a read-only query and return a DataFrame."""
+    stmt = sa.text(sql) if isinstance(sql, str) else sql
+    with (eng or engine()).connect() as conn:
+        res = conn.execute(stmt, params or {})
+        return pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+
+
+def read(dataset: str, *, since=None, until=None, where: dict | None = None,
+         columns: list[str] | None = None, limit: int | None = None,
+         eng: Engine | None = None) -> pd.DataFrame:
+    """Rows of one dataset, optionally filtered by time (`ts`, UTC) and equality."""
+    table = metadata.tables[dataset]
+    cols = [table.c[c] for c in columns] if columns else [table]
+    stmt = sa.select(*cols)
+    if since is not None:
+        stmt = stmt.where(table.c.ts >= pd.Timestamp(since).to_pydatetime())
+    if until is not None:
+        stmt = stmt.where(table.c.ts < pd.Timestamp(until).to_pydatetime())
+    for col, val in (where or {}).items():
+        stmt = stmt.where(table.c[col] == val)
+    if "ts" in table.c:
+        stmt = stmt.order_by(table.c.ts)
+    if limit:
+        stmt = stmt.limit(limit)
+    df = query(stmt, eng=eng)
+    if df.empty:  # keep the columns, and their dtypes as far as known
+        df = pd.DataFrame(columns=[c.name for c in stmt.selected_columns])
+    return df
+
+
+def dataset_status(eng: Engine | None = None) -> pd.DataFrame:
+    """One row per dataset: rows held, time span of its records, last file ingested."""
+    eng = eng or engine()
+    last = query(
+        sa.select(ingest_files.c.dataset,
+                  sa.func.max(ingest_files.c.finished_at).label("last_ingest"),
+                  sa.func.count().label("files"))
+        .where(ingest_files.c.status == "done").group_by(ingest_files.c.dataset), eng=eng,
+    ).set_index("dataset")
+    quar = query(
+        sa.select(quarantine.c.dataset, sa.func.count().label("quarantined"))
+        .group_by(quarantine.c.dataset), eng=eng,
+    ).set_index("dataset")
+    rows = []
+    with eng.connect() as conn:
+        for ds in DATASETS.values():
+            t = ds.table
+            sel = [sa.func.count()]
+            if ds.ts_field:
+                sel += [sa.func.min(t.c[ds.ts_field]), sa.func.max(t.c[ds.ts_field])]
+            r = conn.execute(sa.select(*sel).select_from(t)).one()
+            rows.append({
+                "dataset": ds.name, "label": ds.label, "department": ds.department,
+                "rows": int(r[0]),
+                "first_ts": r[1] if ds.ts_field else None,
+                "last_ts": r[2] if ds.ts_field else None,
+            })
+    out = pd.DataFrame(rows).set_index("dataset")
+    out = out.join(last).join(quar)
+    out["files"] = out["files"].fillna(0).astype(int)
+    out["quarantined"] = out["quarantined"].fillna(0).astype(int)
+    for col in ("first_ts", "last_ts", "last_ingest"):
+        out[col] = pd.to_datetime(out[col])
+    return out.reset_index()
+
+
+def ingest_log(limit: int = 50, eng: Engine | None = None) -> pd.DataFrame:
+    """The most recent files taken in, newest first."""
+    t = ingest_files
+    return query(sa.select(t).order_by(t.c.file_id.desc()).limit(limit), eng=eng)
+
+
+def quarantine_rows(dataset: str | None = None, limit: int = 500, eng: Engine | None = None) -> pd.DataFrame:
+    t = quarantine
+    stmt = sa.select(t).order_by(t.c.id.desc()).limit(limit)
+    if dataset:
+        stmt = stmt.where(t.c.dataset == dataset)
+    return query(stmt, eng=eng)
+
+
+def quarantine_reasons(eng: Engine | None = None) -> pd.DataFrame:
+    """How many rows were quarantined, per dataset and reason."""
+    t = quarantine
+    return query(
+        sa.select(t.c.dataset, t.c.reason, sa.func.count().label("rows"))
+        .group_by(t.c.dataset, t.c.reason).order_by(sa.func.count().desc()), eng=eng,
+    )

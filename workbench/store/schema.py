@@ -1,0 +1,422 @@
+"""The hub's datasets: one declarative spec per dataset, and the tables built from it.
+
+A dataset spec says which columns a table has, how each is typed, which are required,
+what a column may be called in a department's file (Chinese or English), the bounds a
+value must respect, and the natural key that makes ingest idempotent. The SQLAlchemy
+tables are derived from the specs, so the ingest validator and the database agree.
+
+All timestamps are stored as naive UTC (`ts` columns); they are shown in Asia/Shanghai.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+DISTRICTS = ("荷塘区", "芦淞区", "石峰区", "天元区", "渌口区", "醴陵市", "攸县", "茶陵县", "炎陵县")
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    kind: str  # str | int | float | ts | date
+    label: str  # Chinese label shown on screens
+    required: bool = False
+    aliases: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None
+    length: int = 64
+    default_from: str | None = None  # copy another field when this one is empty
+
+
+@dataclass(frozen=True)
+class RowCheck:
+    """A rule over several columns; `bad` returns a boolean Series of failing rows."""
+
+    reason: str
+    bad: Callable
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    label: str
+    department: str
+    fields: tuple[Field, ...]
+    key: tuple[str, ...]
+    ts_field: str | None = "ts"
+    checks: tuple[RowCheck, ...] = ()
+    indexes: tuple[tuple[str, ...], ...] = field(default=())
+
+    @property
+    def table(self) -> sa.Table:
+        return metadata.tables[self.name]
+
+    def field(self, name: str) -> Field:
+        return next(f for f in self.fields if f.name == name)
+
+    @property
+    def required(self) -> list[str]:
+        return [f.name for f in self.fields if f.required and not f.default_from]
+
+
+# Shared columns, reused across datasets so names and labels stay identical.
+def _geo(required: bool = False) -> tuple[Field, ...]:
+    return (
+        Field("district", "str", "区县", required, ("区县", "区", "所属区县", "行政区")),
+        Field("street", "str", "街道", False, ("街道", "街道办", "所属街道", "乡镇街道")),
+        Field("grid_id", "str", "网格编号", False, ("网格", "网格编号", "所属网格", "grid")),
+        Field("lat", "float", "纬度", False, ("纬度", "latitude"), min=-90, max=90),
+        Field("lon", "float", "经度", False, ("经度", "longitude", "lng", "long"), min=-180, max=180),
+    )
+
+
+def _later(a: str, b: str) -> Callable:
+    """Rows where column `a` is before column `b` (both present)."""
+
+    def bad(df):
+        return df[a].notna() & df[b].notna() & (df[a] < df[b])
+
+    return bad
+
+
+DATASETS: dict[str, Dataset] = {}
+
+
+def _register(ds: Dataset) -> Dataset:
+    DATASETS[ds.name] = ds
+    return ds
+
+
+_register(Dataset(
+    "grids", "网格", "政法委/综治中心",
+    (
+        Field("grid_id", "str", "网格编号", True, ("网格编号", "网格", "grid")),
+        Field("district", "str", "区县", True, ("区县", "区", "所属区县")),
+        Field("street", "str", "街道", True, ("街道", "所属街道")),
+        Field("lat", "float", "纬度", False, ("纬度", "latitude"), min=-90, max=90),
+        Field("lon", "float", "经度", False, ("经度", "longitude"), min=-180, max=180),
+        Field("worker", "str", "网格员", False, ("网格员", "网格员姓名")),
+        Field("population", "int", "常住人口", False, ("常住人口", "人口"), min=0),
+    ),
+    key=("grid_id",), ts_field=None,
+))
+
+_register(Dataset(
+    "markets", "农贸市场", "市场监管局",
+    (
+        Field("market_id", "str", "市场编号", True, ("市场编号", "市场代码", "市场id")),
+        Field("name", "str", "市场名称", True, ("市场名称", "名称"), length=128),
+        *_geo(),
+        Field("market_type", "str", "市场类型", False, ("市场类型", "类型")),
+        Field("open_time", "str", "开市时间", False, ("开市时间", "营业开始")),
+        Field("close_time", "str", "闭市时间", False, ("闭市时间", "营业结束")),
+        Field("stall_count", "int", "摊位数", False, ("摊位数", "摊位数量"), min=0),
+    ),
+    key=("market_id",), ts_field=None,
+))
+
+_register(Dataset(
+    "stalls", "摊位", "市场监管局",
+    (
+        Field("stall_id", "str", "摊位编号", True, ("摊位编号", "摊位代码")),
+        Field("market_id", "str", "市场编号", True, ("市场编号", "市场代码")),
+        Field("stall_no", "str", "摊位号", False, ("摊位号",)),
+        Field("vendor", "str", "经营户", False, ("经营户", "经营者", "摊主", "经营户名称"), length=128),
+        Field("category", "str", "经营类别", False, ("经营类别", "类别", "经营品类")),
+    ),
+    key=("stall_id",), ts_field=None,
+))
+
+_register(Dataset(
+    "canteens", "学校食堂", "教育局",
+    (
+        Field("canteen_id", "str", "食堂编号", True, ("食堂编号", "食堂代码")),
+        Field("name", "str", "食堂名称", True, ("食堂名称", "名称"), length=128),
+        Field("school_name", "str", "学校名称", False, ("学校名称", "学校"), length=128),
+        Field("school_type", "str", "学校类型", False, ("学校类型", "学段")),
+        *_geo(),
+        Field("students", "int", "就餐学生数", False, ("就餐学生数", "学生数", "就餐人数"), min=0),
+        Field("staff_hours", "str", "从业时间", False, ("从业时间", "后厨作业时间", "作业时段")),
+        Field("manager", "str", "食品安全管理员", False, ("食品安全管理员", "负责人")),
+    ),
+    key=("canteen_id",), ts_field=None,
+))
+
+_register(Dataset(
+    "cameras", "摄像头", "市场监管局",
+    (
+        Field("camera_id", "str", "摄像头编号", True, ("摄像头编号", "设备编号", "通道编号")),
+        Field("canteen_id", "str", "食堂编号", True, ("食堂编号",)),
+        Field("name", "str", "摄像头名称", False, ("摄像头名称", "名称"), length=128),
+        Field("location", "str", "安装位置", False, ("安装位置", "位置")),
+        Field("source_url", "str", "视频源", False, ("视频源", "取流地址", "rtsp"), length=512),
+    ),
+    key=("camera_id",), ts_field=None,
+))
+
+_register(Dataset(
+    "canteen_suppliers", "食堂采购来源", "市场监管局",
+    (
+        Field("canteen_id", "str", "食堂编号", True, ("食堂编号",)),
+        Field("market_id", "str", "市场编号", True, ("市场编号", "供货市场编号")),
+        Field("since", "date", "合作起始日期", False, ("合作起始日期", "起始日期")),
+        Field("goods", "str", "采购品类", False, ("采购品类", "品类")),
+    ),
+    key=("canteen_id", "market_id"), ts_field=None,
+))
+
+_register(Dataset(
+    "canteen_violations", "明厨亮灶违规", "市场监管局",
+    (
+        Field("violation_id", "str", "违规编号", True, ("违规编号", "事件编号", "告警编号")),
+        Field("ts", "ts", "开始时间", True, ("开始时间", "告警时间", "发生时间")),
+        Field("ts_end", "ts", "结束时间", False, ("结束时间",)),
+        Field("camera_id", "str", "摄像头编号", True, ("摄像头编号", "设备编号")),
+        Field("canteen_id", "str", "食堂编号", True, ("食堂编号",)),
+        Field("district", "str", "区县", False, ("区县",)),
+        Field("violation_class", "str", "违规类型", True, ("违规类型", "告警类型", "类别")),
+        Field("severity", "str", "严重程度", False, ("严重程度", "等级"),
+              choices=("critical", "warning", "info")),
+        Field("score", "float", "置信度", False, ("置信度", "得分"), min=0, max=1),
+        Field("snapshot", "str", "抓拍图", False, ("抓拍图", "快照"), length=512),
+        Field("status", "str", "整改状态", False, ("整改状态", "状态"),
+              choices=("open", "notified", "rectified", "verified")),
+        Field("source", "str", "来源", False, ("来源",)),
+    ),
+    key=("violation_id",),
+    checks=(RowCheck("结束时间早于开始时间", _later("ts_end", "ts")),),
+    indexes=(("canteen_id", "ts"),),
+))
+
+_register(Dataset(
+    "rapid_tests", "农贸市场快检", "市场监管局",
+    (
+        Field("test_id", "str", "检测编号", True, ("检测编号", "样品编号", "检测单号")),
+        Field("ts", "ts", "检测时间", True, ("检测时间", "检测日期")),
+        Field("sampled_at", "ts", "采样时间", False, ("采样时间", "抽样时间")),
+        Field("market_id", "str", "市场编号", True, ("市场编号", "市场代码")),
+        Field("stall_id", "str", "摊位编号", False, ("摊位编号",)),
+        Field("vendor", "str", "经营户", False, ("经营户", "被检单位", "摊主"), length=128),
+        Field("district", "str", "区县", False, ("区县",)),
+        Field("commodity", "str", "样品名称", True, ("样品名称", "商品名称", "品名")),
+        Field("category", "str", "样品类别", False, ("样品类别", "类别", "商品类别")),
+        Field("origin", "str", "产地", False, ("产地", "产地类型", "来源地"), choices=("本地", "外地")),
+        Field("test_item", "str", "检测项目", True, ("检测项目", "项目")),
+        Field("method", "str", "检测方法", False, ("检测方法", "方法")),
+        Field("reading", "float", "检测值", False, ("检测值", "抑制率", "读数"), min=0),
+        Field("unit", "str", "单位", False, ("单位",)),
+        Field("threshold", "float", "判定限值", False, ("判定限值", "限值", "阈值"), min=0),
+        Field("result", "str", "检测结果", True, ("检测结果", "结果", "判定结果"), choices=("阴性", "阳性")),
+        Field("reagent_batch", "str", "试剂批号", False, ("试剂批号", "批号")),
+        Field("reagent_expiry", "date", "试剂有效期", False, ("试剂有效期", "有效期至")),
+        Field("device_id", "str", "设备编号", False, ("设备编号", "仪器编号")),
+        Field("inspector_id", "str", "检测员", False, ("检测员", "检测人员", "检测人")),
+        Field("source", "str", "来源", False, ("来源",)),
+    ),
+    key=("test_id",),
+    checks=(RowCheck("检测时间早于采样时间", _later("ts", "sampled_at")),),
+    indexes=(("market_id", "ts"), ("ts",)),
+))
+
+_register(Dataset(
+    "city_events", "城市事件", "城市管理和综合执法局",
+    (
+        Field("event_id", "str", "事件编号", True, ("事件编号", "案卷编号", "工单编号", "service_request_id")),
+        Field("ts", "ts", "上报时间", True, ("上报时间", "受理时间", "requested_datetime", "created_date")),
+        Field("updated_at", "ts", "更新时间", False, ("更新时间", "updated_datetime")),
+        Field("source", "str", "来源", False, ("来源", "事件来源", "渠道")),
+        Field("external_id", "str", "外部编号", False, ("外部编号", "来源编号")),
+        Field("event_group", "str", "大类", False, ("大类", "事件大类")),
+        Field("event_class", "str", "小类", True, ("小类", "事件类型", "事件小类", "service_code")),
+        Field("description", "str", "问题描述", False, ("问题描述", "描述", "内容"), length=1024),
+        *_geo(),
+        Field("address", "str", "地址", False, ("地址", "发生地址"), length=256),
+        Field("status", "str", "状态", False, ("状态", "办理状态")),
+        Field("department", "str", "责任部门", False, ("责任部门", "处置部门", "agency_responsible")),
+        Field("urgency", "str", "紧急程度", False, ("紧急程度",), choices=("紧急", "一般")),
+        Field("deadline", "ts", "处置时限", False, ("处置时限", "截止时间", "expected_datetime")),
+        Field("closed_at", "ts", "结案时间", False, ("结案时间", "办结时间")),
+    ),
+    key=("event_id",),
+    checks=(
+        RowCheck("更新时间早于上报时间", _later("updated_at", "ts")),
+        RowCheck("结案时间早于上报时间", _later("closed_at", "ts")),
+    ),
+    indexes=(("ts",), ("status", "department")),
+))
+
+_register(Dataset(
+    "event_history", "事件流转记录", "城市管理和综合执法局",
+    (
+        Field("event_id", "str", "事件编号", True, ("事件编号", "案卷编号")),
+        Field("ts", "ts", "办理时间", True, ("办理时间", "时间")),
+        Field("status", "str", "环节", True, ("环节", "状态", "办理环节")),
+        Field("actor", "str", "办理人", False, ("办理人", "操作人", "部门")),
+        Field("note", "str", "办理意见", False, ("办理意见", "备注", "说明"), length=512),
+    ),
+    key=("event_id", "ts", "status"),
+    indexes=(("event_id",),),
+))
+
+_register(Dataset(
+    "hazard_sites", "隐患点位", "应急管理局",
+    (
+        Field("site_id", "str", "点位编号", True, ("点位编号", "场所编号")),
+        Field("site_type", "str", "场所类型", True, ("场所类型", "类型")),
+        Field("name", "str", "场所名称", True, ("场所名称", "名称"), length=128),
+        Field("address", "str", "地址", False, ("地址", "详细地址"), length=256),
+        *_geo(),
+        Field("owner", "str", "责任人", False, ("责任人", "负责人")),
+        Field("phone", "str", "联系电话", False, ("联系电话", "电话")),
+    ),
+    key=("site_id",), ts_field=None,
+))
+
+_register(Dataset(
+    "hazards", "隐患台账", "应急管理局",
+    (
+        Field("hazard_id", "str", "隐患编号", True, ("隐患编号",)),
+        Field("site_id", "str", "点位编号", True, ("点位编号", "场所编号")),
+        Field("hazard_type", "str", "隐患类型", True, ("隐患类型", "类型")),
+        Field("level", "str", "隐患等级", True, ("隐患等级", "等级"), choices=("一般", "重大")),
+        Field("description", "str", "隐患描述", False, ("隐患描述", "描述"), length=512),
+        Field("ts", "ts", "发现时间", True, ("发现时间", "排查时间", "发现日期")),
+        Field("deadline", "ts", "整改期限", False, ("整改期限", "整改时限")),
+        Field("rectified_at", "ts", "整改完成时间", False, ("整改完成时间", "整改时间")),
+        Field("verified_at", "ts", "验收时间", False, ("验收时间", "复核时间")),
+        Field("status", "str", "整改状态", False, ("整改状态", "状态")),
+        Field("district", "str", "区县", False, ("区县",)),
+        Field("department", "str", "责任部门", False, ("责任部门", "监管部门")),
+    ),
+    key=("hazard_id",),
+    checks=(
+        RowCheck("整改期限早于发现时间", _later("deadline", "ts")),
+        RowCheck("整改完成时间早于发现时间", _later("rectified_at", "ts")),
+        RowCheck("验收时间早于整改完成时间", _later("verified_at", "rectified_at")),
+    ),
+))
+
+_register(Dataset(
+    "inspections", "巡查记录", "应急管理局",
+    (
+        Field("inspection_id", "str", "巡查编号", True, ("巡查编号", "检查编号")),
+        Field("ts", "ts", "巡查时间", True, ("巡查时间", "检查时间", "检查日期")),
+        Field("site_id", "str", "点位编号", True, ("点位编号", "场所编号")),
+        Field("hazard_id", "str", "隐患编号", False, ("隐患编号",)),
+        Field("inspector", "str", "检查人", False, ("检查人", "巡查人员")),
+        Field("result", "str", "检查结果", False, ("检查结果", "结果")),
+        Field("note", "str", "备注", False, ("备注", "说明"), length=512),
+    ),
+    key=("inspection_id",),
+))
+
+_register(Dataset(
+    "weather", "气象观测", "应急管理局",
+    (
+        Field("station_id", "str", "站点编号", True, ("站点编号", "站号", "station")),
+        Field("ts", "ts", "观测时间", True, ("观测时间", "时间", "dateobserved")),
+        Field("issued_at", "ts", "发布时间", False, ("发布时间", "预报发布时间", "dateissued"), default_from="ts"),
+        Field("kind", "str", "数据类型", False, ("数据类型",), choices=("observed", "forecast")),
+        Field("district", "str", "区县", False, ("区县",)),
+        Field("lat", "float", "纬度", False, ("纬度",), min=-90, max=90),
+        Field("lon", "float", "经度", False, ("经度",), min=-180, max=180),
+        Field("temperature", "float", "气温(°C)", False, ("气温", "温度", "气温(°c)"), min=-80, max=70),
+        Field("precipitation", "float", "降水量(mm)", False, ("降水量", "降水", "降水量(mm)"), min=0, max=500),
+        Field("wind_speed", "float", "风速(m/s)", False, ("风速", "风速(m/s)", "windspeed"), min=0, max=120),
+        Field("road_temperature", "float", "路面温度(°C)", False, ("路面温度", "路面温度(°c)"), min=-80, max=90),
+        Field("humidity", "float", "相对湿度(%)", False, ("相对湿度", "湿度", "relativehumidity"), min=0, max=100),
+        Field("source", "str", "来源", False, ("来源",)),
+    ),
+    key=("station_id", "ts", "issued_at"),
+    indexes=(("ts",),),
+))
+
+_register(Dataset(
+    "alerts", "预警告警", "一网统管",
+    (
+        Field("alert_id", "str", "告警编号", True, ("告警编号", "预警编号")),
+        Field("ts", "ts", "发布时间", True, ("发布时间", "告警时间")),
+        Field("department", "str", "部门", True, ("部门", "来源部门")),
+        Field("category", "str", "告警类别", True, ("告警类别", "类别")),
+        Field("severity", "str", "级别", True, ("级别", "严重程度"), choices=("info", "warning", "critical")),
+        Field("title", "str", "标题", True, ("标题",), length=256),
+        Field("area", "str", "影响区域", False, ("影响区域", "区域"), length=256),
+        Field("district", "str", "区县", False, ("区县",)),
+        Field("valid_from", "ts", "生效时间", False, ("生效时间",)),
+        Field("valid_to", "ts", "失效时间", False, ("失效时间",)),
+        Field("status", "str", "状态", False, ("状态",)),
+        Field("source", "str", "来源", False, ("来源",)),
+        Field("evidence", "str", "证据", False, ("证据",), length=4096),
+    ),
+    key=("alert_id",),
+    checks=(RowCheck("失效时间早于生效时间", _later("valid_to", "valid_from")),),
+))
+
+
+_SA_TYPES = {
+    "int": lambda f: sa.BigInteger(),
+    "float": lambda f: sa.Float(),
+    "ts": lambda f: sa.DateTime(),
+    "date": lambda f: sa.Date(),
+    "str": lambda f: sa.String(f.length),
+}
+
+for _ds in DATASETS.values():
+    sa.Table(
+        _ds.name,
+        metadata,
+        *(sa.Column(f.name, _SA_TYPES[f.kind](f), nullable=not (f.required or f.name in _ds.key),
+                    comment=f.label) for f in _ds.fields),
+        sa.PrimaryKeyConstraint(*_ds.key),
+        *(sa.Index(None, *cols) for cols in _ds.indexes),
+        comment=_ds.label,
+    )
+
+# Ingest bookkeeping: every file seen, and every row that could not be loaded.
+ingest_files = sa.Table(
+    "ingest_files",
+    metadata,
+    sa.Column("file_id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("dataset", sa.String(64), nullable=False),
+    sa.Column("filename", sa.String(512), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("raw_path", sa.String(1024), nullable=False),
+    sa.Column("encoding", sa.String(32)),
+    sa.Column("received_at", sa.DateTime, nullable=False),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("rows_read", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("loaded", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("quarantined", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("duplicates", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("status", sa.String(16), nullable=False),  # running | done | failed | skipped
+    sa.Column("message", sa.String(1024)),
+    sa.UniqueConstraint("dataset", "sha256"),
+    comment="已接入文件",
+)
+
+quarantine = sa.Table(
+    "quarantine",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("dataset", sa.String(64), nullable=False),
+    sa.Column("file_sha256", sa.String(64), nullable=False),
+    sa.Column("filename", sa.String(512), nullable=False),
+    sa.Column("line", sa.Integer, nullable=False),
+    sa.Column("reason", sa.String(512), nullable=False),
+    sa.Column("row_json", sa.Text, nullable=False),
+    sa.Column("quarantined_at", sa.DateTime, nullable=False),
+    sa.Index(None, "dataset", "file_sha256"),
+    comment="隔离区",
+)
