@@ -1,0 +1,71 @@
+"""Shared fixtures: a real hub on SQLite and, where reachable, on PostgreSQL."""
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from workbench.store import hub
+
+PG_URL = os.environ.get("WORKBENCH_TEST_PG_URL")
+
+
+def _pg_unreachable() -> str | None:
+    if not PG_URL:
+        return "WORKBENCH_TEST_PG_URL is not set"
+    try:
+        eng = sa.create_engine(PG_URL)
+        with eng.connect():
+            pass
+        eng.dispose()
+    except Exception as exc:  # noqa: BLE001 - any failure means: no PostgreSQL here
+        return f"PostgreSQL at WORKBENCH_TEST_PG_URL unreachable: {type(exc).__name__}"
+    return None
+
+
+@pytest.fixture(scope="session")
+def pg_skip_reason():
+    return _pg_unreachable()
+
+
+@pytest.fixture
+def pg_url(pg_skip_reason):
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    if pg_skip_reason:
+        pytest.skip(pg_skip_reason)
+    schema = f"wb_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    hub.dispose(f"{PG_URL}{sep}options=-csearch_path%3D{schema}")
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.pg)])
+def hub_engine(request, tmp_path, monkeypatch):
+    """A migrated, empty hub on each backend; WORKBENCH_* point at it and at tmp_path."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'city.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    monkeypatch.setenv("WORKBENCH_DB_URL", url)
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
+    eng = hub.engine(url)
+    yield eng
+    hub.dispose(url)
+
+
+@pytest.fixture
+def sqlite_hub(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'city.db'}"
+    monkeypatch.setenv("WORKBENCH_DB_URL", url)
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
+    eng = hub.engine(url)
+    yield eng
+    hub.dispose(url)

@@ -1,0 +1,179 @@
+"""The `workbench` command: ingest files, make the sample city, serve dashboards, run reports."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from workbench.store.schema import DATASETS
+
+
+def _echo_err(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--db", "db_url", envvar="WORKBENCH_DB_URL", help="Hub URL (default: SQLite data/city.db).")
+@click.version_option(package_name="workbench")
+def main(db_url):
+    """城市数智中心 workbench: the city's data hub, analyses, dashboards and reports."""
+    if db_url:
+        import os
+
+        os.environ["WORKBENCH_DB_URL"] = db_url
+
+
+_INGEST_HELP = """Take FILES (CSV, XLSX, JSON) into DATASET.
+
+DATASET is one of: """ + ", ".join(f"{n} ({d.label})" for n, d in DATASETS.items()) + """.
+
+Good rows load; bad rows go to quarantine with file, line and reason. A file that
+cannot be read is reported and the exit code is 2; the other files still load.
+"""
+
+
+@main.command(help=_INGEST_HELP)
+@click.argument("dataset", type=click.Choice(sorted(DATASETS)), metavar="DATASET")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--force", is_flag=True, help="Process a file again even if it was taken in before.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
+def ingest(dataset, files, as_json, force, progress):
+    from workbench.store.ingest import IngestError, ingest_file
+
+    results, failed = [], 0
+    for path in files:
+        try:
+            s = ingest_file(dataset, path, progress=progress and not as_json, force=force)
+            results.append({"file": str(path), "ok": True, **s.to_dict()})
+            if not as_json:
+                click.echo(s.line())
+                for reason, n in sorted(s.reasons.items(), key=lambda kv: -kv[1]):
+                    click.echo(f"    隔离原因: {reason} × {n}")
+                if s.unknown_columns:
+                    click.echo(f"    未识别的列（已忽略）: {', '.join(s.unknown_columns)}")
+        except IngestError as exc:
+            failed += 1
+            results.append({"file": str(path), "ok": False, "dataset": dataset, "error": exc.problem})
+            _echo_err(f"错误 {path}: {exc.problem}")
+    if as_json:
+        click.echo(json.dumps(results if len(results) > 1 else results[0], ensure_ascii=False, indent=2))
+    sys.exit(2 if failed else 0)
+
+
+@main.command()
+@click.option("--days", default=365, show_default=True, help="How many days of city life.")
+@click.option("--seed", default=7, show_default=True, help="Random seed; same seed, same city.")
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Last day (default: yesterday, Asia/Shanghai).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Where the sample files and plants.yaml go (default: data/synth).")
+@click.option("--if-empty", is_flag=True, help="Do nothing when the hub already holds a city.")
+def synth(days, seed, end, out_dir, if_empty):
+    """Make a realistic, seeded sample city for Zhuzhou and load it into the hub."""
+    from workbench.store import hub
+    from workbench.synth import synth_city
+
+    if if_empty and int(hub.dataset_status()["rows"].sum()) > 0:
+        click.echo("数据中台已有数据，跳过生成样例城市 (--if-empty)。")
+        return
+    res = synth_city(days=days, seed=seed, end=end.date() if end else None, out_dir=out_dir, progress=True)
+    loaded = sum(s.loaded for s in res.summaries)
+    quarantined = sum(s.quarantined for s in res.summaries)
+    click.echo(f"样例城市：{len(res.files)} 个文件，入库 {loaded} 行，隔离 {quarantined} 行；"
+               f"预置信号见 {res.out_dir / 'plants.yaml'}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8866, show_default=True, type=int)
+@click.option("--preheat", default=1, show_default=True, type=int, help="Preheated kernels per dashboard.")
+@click.option("--open-browser", is_flag=True, help="Open the dashboards in a browser.")
+def serve(host, port, preheat, open_browser):
+    """Serve the dashboards (Voilà) on HOST:PORT until stopped."""
+    from workbench.ui.server import serve as run_server
+
+    sys.exit(run_server(host=host, port=port, preheat=preheat, open_browser=open_browser))
+
+
+@main.group()
+def report():
+    """Scheduled reports (papermill)."""
+
+
+@report.command("list")
+def report_list():
+    """List the report notebooks and the schedule."""
+    from workbench import reports
+
+    sched = {r["name"]: r for r in reports.load_schedule()}
+    for name, path in reports.available().items():
+        cron = sched.get(name, {}).get("cron", "-")
+        click.echo(f"{name:24s} {cron:16s} {path.relative_to(reports.config.ROOT)}")
+
+
+@report.command("run")
+@click.argument("name")
+@click.option("-p", "--parameter", "params", nargs=2, multiple=True, metavar="KEY VALUE",
+              help="A notebook parameter; may be given several times.")
+@click.option("--date", "run_date", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="The date in the output file name (default: today).")
+def report_run(name, params, run_date):
+    """Run report NAME into reports/out/NAME/DATE.ipynb and .html."""
+    from workbench import reports
+
+    try:
+        r = reports.run(name, dict(params), run_date=run_date.date() if run_date else None)
+    except reports.ReportError as exc:
+        _echo_err(f"错误: {exc}")
+        sys.exit(2)
+    click.echo(f"报告已生成：{r.html}")
+
+
+@report.command("schedule")
+def report_schedule():
+    """Run reports/schedule.yaml until stopped (APScheduler)."""
+    from workbench import reports
+
+    for item in reports.load_schedule():
+        click.echo(f"已排程：{item['name']}  cron: {item['cron']}")
+    try:
+        reports.run_schedule(block=True)
+    except (KeyboardInterrupt, SystemExit):
+        click.echo("排程已停止。")
+
+
+@main.group()
+def db():
+    """The hub's schema (Alembic migrations) and contents."""
+
+
+@db.command("upgrade")
+def db_upgrade():
+    """Migrate the hub to the newest schema."""
+    from workbench.store import hub
+
+    eng = hub.engine(migrate=False)
+    hub.upgrade(eng)
+    click.echo(f"数据中台 schema 版本：{hub.current_revision(eng)} ({hub.backend(eng)})")
+
+
+@db.command("status")
+@click.option("--json", "as_json", is_flag=True)
+def db_status(as_json):
+    """Rows, time span and quarantine per dataset."""
+    from workbench.store import hub
+
+    st = hub.dataset_status()
+    if as_json:
+        click.echo(st.to_json(orient="records", force_ascii=False, date_format="iso"))
+        return
+    for r in st.itertuples():
+        span = f"{r.first_ts:%Y-%m-%d} ~ {r.last_ts:%Y-%m-%d}" if r.last_ts == r.last_ts and r.last_ts else ""
+        click.echo(f"{r.label:10s} {r.dataset:20s} {r.rows:>9d} 行  隔离 {r.quarantined:>6d}  {span}")
+
+
+if __name__ == "__main__":
+    main()

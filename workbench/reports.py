@@ -1,0 +1,139 @@
+"""Scheduled reports: papermill runs of parameterised notebooks, the schedule, the index.
+
+A report is a notebook in notebooks/ with a cell tagged `parameters`. A run writes
+reports/out/NAME/DATE.ipynb (executed, with outputs) and DATE.html (code hidden), and
+refreshes reports/out/index.html. reports/schedule.yaml says what runs when.
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import yaml
+
+from workbench import config
+
+NOTEBOOKS = config.ROOT / "notebooks"
+
+
+@dataclass
+class ReportRun:
+    name: str
+    notebook: Path
+    html: Path
+    parameters: dict
+
+
+class ReportError(Exception):
+    pass
+
+
+def out_dir() -> Path:
+    return config.reports_dir() / "out"
+
+
+def schedule_file() -> Path:
+    return config.reports_dir() / "schedule.yaml"
+
+
+def load_schedule(path: Path | None = None) -> list[dict]:
+    """The scheduled reports: name, notebook, cron, parameters."""
+    path = path or schedule_file()
+    if not path.exists():
+        return []
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return list(doc.get("reports", []))
+
+
+def available() -> dict[str, Path]:
+    """Report name → notebook, for every notebook in notebooks/ with a `parameters` cell."""
+    import nbformat
+
+    found = {}
+    for nb_path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        nb = nbformat.read(nb_path, as_version=4)
+        if any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
+            found[nb_path.stem] = nb_path
+    return found
+
+
+def _coerce(value: str):
+    """Parameters from the command line arrive as text; YAML gives them their type."""
+    try:
+        return yaml.safe_load(value) if isinstance(value, str) else value
+    except yaml.YAMLError:
+        return value
+
+
+def run(name: str, parameters: dict | None = None, *, run_date: date | None = None,
+        progress: bool = True, timeout: int = 1800) -> ReportRun:
+    """Execute report `name` with papermill and render it to HTML."""
+    import nbformat
+    import papermill as pm
+    from nbconvert import HTMLExporter
+
+    reports = available()
+    if name not in reports:
+        raise ReportError(f"没有名为 '{name}' 的报告；可用的报告：{', '.join(reports) or '无'}")
+    params = {k: _coerce(v) for k, v in (parameters or {}).items()}
+    stamp = (run_date or date.today()).isoformat()
+    target = out_dir() / name
+    target.mkdir(parents=True, exist_ok=True)
+    out_nb = target / f"{stamp}.ipynb"
+    try:
+        pm.execute_notebook(
+            str(reports[name]), str(out_nb), parameters=params, progress_bar=progress,
+            cwd=str(NOTEBOOKS), kernel_name="python3", execution_timeout=timeout,
+            report_mode=False,
+        )
+    except pm.PapermillExecutionError as exc:
+        raise ReportError(f"报告 {name} 运行出错（第 {exc.exec_count} 个单元格）：{exc.ename}: {exc.evalue}；"
+                          f"详见 {out_nb}") from exc
+    nb = nbformat.read(out_nb, as_version=4)
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": f"{name} {stamp}"}})
+    out_html = target / f"{stamp}.html"
+    out_html.write_text(body, encoding="utf-8")
+    write_index()
+    return ReportRun(name, out_nb, out_html, params)
+
+
+def write_index() -> Path:
+    """reports/out/index.html: every rendered report, newest first."""
+    root = out_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    items = []
+    for page in sorted(root.glob("*/*.html"), key=lambda p: (p.stem, p.parent.name), reverse=True):
+        when = datetime.fromtimestamp(page.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+        rel = page.relative_to(root).as_posix()
+        items.append(f'<tr><td>{html.escape(page.parent.name)}</td><td>{html.escape(page.stem)}</td>'
+                     f'<td><a href="{html.escape(rel)}">查看</a></td><td>{when}</td></tr>')
+    index = root / "index.html"
+    index.write_text(
+        "<!doctype html><html lang='zh-CN'><meta charset='utf-8'><title>城市数智中心 · 报告</title>"
+        "<style>body{font-family:'Noto Sans CJK SC',sans-serif;margin:2em}td,th{padding:4px 12px;"
+        "border-bottom:1px solid #ddd;text-align:left}</style>"
+        "<h1>城市数智中心 · 报告目录</h1><table><tr><th>报告</th><th>日期</th><th>链接</th><th>生成时间</th></tr>"
+        + "".join(items) + "</table></html>", encoding="utf-8")
+    return index
+
+
+def run_schedule(block: bool = True):
+    """Run reports/schedule.yaml with APScheduler (cron expressions in Asia/Shanghai)."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+    from apscheduler.schedulers.blocking import BlockingScheduler
+    from apscheduler.triggers.cron import CronTrigger
+
+    sched = (BlockingScheduler if block else BackgroundScheduler)(timezone=config.TZ)
+    for item in load_schedule():
+        if item["name"] not in available():
+            raise ReportError(f"schedule.yaml 中的报告 '{item['name']}' 在 notebooks/ 中不存在")
+        sched.add_job(run, CronTrigger.from_crontab(item["cron"], timezone=config.TZ),
+                      args=[item["name"], item.get("parameters") or {}],
+                      kwargs={"progress": False}, id=item["name"], name=item.get("title", item["name"]),
+                      coalesce=True, max_instances=1, misfire_grace_time=3600)
+    if block:
+        sched.start()
+    return sched
