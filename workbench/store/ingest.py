@@ -524,7 +524,7 @@ def insert_new(conn: Connection, ds: Dataset, df: pd.DataFrame) -> int:
 
 def _insert_pg(conn: Connection, table: sa.Table, ds: Dataset, df: pd.DataFrame) -> int:
     """COPY into a temporary staging table, then INSERT … ON CONFLICT DO NOTHING."""
-    cols = [c.name for c in table.columns]
+    cols = [c.name for c in table.columns if c.name in df.columns]
     qcols = ", ".join(f'"{c}"' for c in cols)
     stage = f"_stage_{table.name}"
     cur = conn.connection.dbapi_connection.cursor()

@@ -1,0 +1,58 @@
+# The two commands of the README:
+#   make demo   set everything up, make the sample city, serve the dashboards
+#   make test   set everything up and pass the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PG_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+HOST ?= 127.0.0.1
+PORT ?= 8866
+DAYS ?= 365
+SEED ?= 7
+
+.PHONY: setup system demo serve synth test test-fast bench clean-hub help
+
+help:
+	@echo "make demo   - set up, fill data/city.db with the sample city, serve dashboards on $(HOST):$(PORT)"
+	@echo "make test   - set up and run the whole test suite (SQLite + PostgreSQL + notebooks + browser)"
+	@echo "make bench  - run the benchmarks (figures go into the README)"
+
+setup: $(STAMP) system
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+# Debian packages: Chromium for the browser tests, Noto CJK so charts and pages show Chinese.
+system:
+	@if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -q "Noto Sans CJK"; then \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium fonts-noto-cjk fontconfig; \
+	fi
+
+synth: setup
+	$(BIN)/workbench synth --days $(DAYS) --seed $(SEED) --if-empty
+
+demo: synth
+	$(BIN)/workbench serve --host $(HOST) --port $(PORT)
+
+serve: setup
+	$(BIN)/workbench serve --host $(HOST) --port $(PORT)
+
+test: setup
+	WORKBENCH_TEST_PG_URL=$${WORKBENCH_TEST_PG_URL:-$(PG_URL)} $(BIN)/pytest
+
+test-fast: setup
+	WORKBENCH_TEST_PG_URL=$${WORKBENCH_TEST_PG_URL:-$(PG_URL)} $(BIN)/pytest -m "not browser and not slow" -p no:nbval tests
+
+bench: setup
+	WORKBENCH_TEST_PG_URL=$${WORKBENCH_TEST_PG_URL:-$(PG_URL)} $(BIN)/python benchmarks/ingest_throughput.py
+	$(BIN)/python benchmarks/serve_first_render.py
+
+clean-hub:
+	rm -f data/city.db data/city.db-wal data/city.db-shm
+	rm -rf data/raw data/synth
