@@ -366,29 +366,36 @@ def parse_timestamps(s: pd.Series) -> pd.Series:
     Returns naive UTC datetimes (NaT where unparseable). Handles `2023年12月22日 08:30`,
     `2023/12/22 8:30`, ISO 8601 with or without an offset, and dates alone.
     """
-    t = (s.astype("string").str.strip()
-         .str.replace(r"(\d)\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]?\s*", r"\1-\2-\3 ", regex=True)
-         .str.replace(r"(\d)\s*时\s*(\d{1,2})\s*分?", r"\1:\2", regex=True)
-         .str.replace(r"(\d)\s*时", r"\1:00", regex=True)
-         .str.replace(r"^(\d{4})[/.](\d{1,2})[/.](\d{1,2})", r"\1-\2-\3", regex=True)
-         .str.strip())
+    t = s.astype("string").str.strip()
     out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
     aware = t.str.contains(_TZ_SUFFIX, na=False)
-    for mask, localize in ((~aware & t.notna(), True), (aware, False)):
-        if not mask.any():
-            continue
-        part = t[mask]
-        parsed = pd.to_datetime(part, format="ISO8601", errors="coerce", utc=not localize)
-        retry = parsed.isna()
-        if retry.any():
-            parsed = parsed.astype(object)
-            parsed[retry] = pd.to_datetime(part[retry], format="mixed", errors="coerce", utc=not localize)
-            parsed = pd.to_datetime(parsed, utc=not localize)
-        if localize:
-            parsed = parsed.dt.tz_localize(config.TZ, ambiguous="NaT", nonexistent="NaT")
-        out[mask] = parsed.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+    todo = t.notna()
+    for rewrite in (False, True):  # machine exports are ISO already; rewrite only what fails
+        if not todo.any():
+            break
+        part = _rewrite_chinese_dates(t[todo]) if rewrite else t[todo]
+        for mask, localize in ((~aware[todo], True), (aware[todo], False)):
+            if not mask.any():
+                continue
+            fmt = "mixed" if rewrite else "ISO8601"
+            parsed = pd.to_datetime(part[mask], format=fmt, errors="coerce", utc=not localize)
+            if localize:
+                parsed = parsed.dt.tz_localize(config.TZ, ambiguous="NaT", nonexistent="NaT")
+            parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+            ok = parsed.notna()
+            out[parsed.index[ok]] = parsed[ok]
+        todo = todo & out.isna()
     sane = out.isna() | ((out.dt.year >= 1900) & (out.dt.year <= 2100))
     return out.where(sane)
+
+
+def _rewrite_chinese_dates(t: pd.Series) -> pd.Series:
+    """`2023年12月22日8时30分` → `2023-12-22 8:30`; `2023/12/22` and `2023.12.22` → `2023-12-22`."""
+    return (t.str.replace(r"(\d)\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*[日号]?\s*", r"\1-\2-\3 ", regex=True)
+            .str.replace(r"(\d)\s*时\s*(\d{1,2})\s*分?", r"\1:\2", regex=True)
+            .str.replace(r"(\d)\s*时", r"\1:00", regex=True)
+            .str.replace(r"^(\d{4})[/.](\d{1,2})[/.](\d{1,2})", r"\1-\2-\3", regex=True)
+            .str.strip())
 
 
 def _validate(ds: Dataset, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
@@ -407,7 +414,11 @@ def _validate(ds: Dataset, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
         if f.name not in df:
             out[f.name] = None
             continue
-        raw = df[f.name].astype("string").str.normalize("NFKC").str.strip()
+        raw = df[f.name].astype("string")
+        wide = ~raw.str.isascii().fillna(True)
+        if wide.any():  # full-width digits and letters, ideographic spaces
+            raw = raw.where(~wide, raw[wide].str.normalize("NFKC"))
+        raw = raw.str.strip()
         lower = raw.str.lower()
         missing = raw.isna() | (raw == "") if f.kind == "str" else raw.isna() | lower.isin(_MISSING)
         value, bad = _convert(f, raw.where(~missing))
@@ -516,10 +527,33 @@ def insert_new(conn: Connection, ds: Dataset, df: pd.DataFrame) -> int:
     table = ds.table
     if conn.dialect.name == "postgresql":
         return _insert_pg(conn, table, ds, df)
-    from sqlalchemy.dialects.sqlite import insert
+    return _insert_sqlite(conn, table, ds, df)
 
-    res = conn.execute(insert(table).on_conflict_do_nothing(index_elements=list(ds.key)), _records(df, ds))
-    return res.rowcount
+
+def _insert_sqlite(conn: Connection, table: sa.Table, ds: Dataset, df: pd.DataFrame) -> int:
+    """INSERT OR IGNORE through the driver; timestamps in SQLAlchemy's SQLite text format."""
+    cols = [c.name for c in table.columns if c.name in df.columns]
+    kinds = {f.name: f.kind for f in ds.fields}
+    data = {}
+    for c in cols:
+        col = df[c]
+        if kinds.get(c) == "ts":
+            col = pd.to_datetime(col).dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+        elif kinds.get(c) == "date":
+            col = col.astype(object).map(lambda d: None if d is None or d != d else d.isoformat())
+        elif kinds.get(c) == "int":
+            col = col.astype("Int64")
+        arr = col.astype(object).to_numpy(copy=True)
+        arr[pd.isna(arr)] = None
+        data[c] = arr
+    qcols = ", ".join(f'"{c}"' for c in cols)
+    marks = ", ".join("?" for _ in cols)
+    cur = conn.connection.dbapi_connection.cursor()
+    try:
+        cur.executemany(f'INSERT OR IGNORE INTO "{table.name}" ({qcols}) VALUES ({marks})', zip(*data.values()))
+        return cur.rowcount
+    finally:
+        cur.close()
 
 
 def _insert_pg(conn: Connection, table: sa.Table, ds: Dataset, df: pd.DataFrame) -> int:
