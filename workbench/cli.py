@@ -108,10 +108,10 @@ def report_list():
     """List the report notebooks and the schedule."""
     from workbench import reports
 
-    sched = {r["name"]: r for r in reports.load_schedule()}
     for name, path in reports.available().items():
-        cron = sched.get(name, {}).get("cron", "-")
-        click.echo(f"{name:24s} {cron:16s} {path.relative_to(reports.config.ROOT)}")
+        click.echo(f"{name:24s} {path.relative_to(reports.config.ROOT)}")
+    for item in reports.load_schedule():
+        click.echo(f"  已排程 {item['id']:16s} {item['cron']:14s} {item['title']}  参数 {item.get('parameters') or {}}")
 
 
 @report.command("run")
@@ -138,7 +138,7 @@ def report_schedule():
     from workbench import reports
 
     for item in reports.load_schedule():
-        click.echo(f"已排程：{item['name']}  cron: {item['cron']}")
+        click.echo(f"已排程：{item['id']} ({item['title']})  cron: {item['cron']}")
     try:
         reports.run_schedule(block=True)
     except (KeyboardInterrupt, SystemExit):

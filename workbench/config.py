@@ -18,5 +18,6 @@ def db_url() -> str:
     return os.environ.get("WORKBENCH_DB_URL") or f"sqlite:///{data_dir() / 'city.db'}"
 
 
-def reports_dir() -> Path:
-    return Path(os.environ.get("WORKBENCH_REPORTS_DIR") or ROOT / "reports")
+def reports_out_dir() -> Path:
+    """Where rendered reports go: $WORKBENCH_REPORTS_OUT, else reports/out/."""
+    return Path(os.environ.get("WORKBENCH_REPORTS_OUT") or ROOT / "reports" / "out")

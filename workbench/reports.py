@@ -31,15 +31,15 @@ class ReportError(Exception):
 
 
 def out_dir() -> Path:
-    return config.reports_dir() / "out"
+    return config.reports_out_dir()
 
 
 def schedule_file() -> Path:
-    return config.reports_dir() / "schedule.yaml"
+    return config.ROOT / "reports" / "schedule.yaml"
 
 
 def load_schedule(path: Path | None = None) -> list[dict]:
-    """The scheduled reports: name, notebook, cron, parameters."""
+    """The scheduled reports: id, notebook, title, cron, parameters."""
     path = path or schedule_file()
     if not path.exists():
         return []
@@ -68,8 +68,11 @@ def _coerce(value: str):
 
 
 def run(name: str, parameters: dict | None = None, *, run_date: date | None = None,
-        progress: bool = True, timeout: int = 1800) -> ReportRun:
-    """Execute report `name` with papermill and render it to HTML."""
+        out_name: str | None = None, progress: bool = True, timeout: int = 1800) -> ReportRun:
+    """Execute report notebook `name` with papermill and render it to HTML.
+
+    Output goes to reports/out/OUT_NAME/DATE.* (OUT_NAME defaults to the notebook's name).
+    """
     import nbformat
     import papermill as pm
     from nbconvert import HTMLExporter
@@ -79,7 +82,7 @@ def run(name: str, parameters: dict | None = None, *, run_date: date | None = No
         raise ReportError(f"没有名为 '{name}' 的报告；可用的报告：{', '.join(reports) or '无'}")
     params = {k: _coerce(v) for k, v in (parameters or {}).items()}
     stamp = (run_date or date.today()).isoformat()
-    target = out_dir() / name
+    target = out_dir() / (out_name or name)
     target.mkdir(parents=True, exist_ok=True)
     out_nb = target / f"{stamp}.ipynb"
     try:
@@ -128,11 +131,12 @@ def run_schedule(block: bool = True):
 
     sched = (BlockingScheduler if block else BackgroundScheduler)(timezone=config.TZ)
     for item in load_schedule():
-        if item["name"] not in available():
-            raise ReportError(f"schedule.yaml 中的报告 '{item['name']}' 在 notebooks/ 中不存在")
+        if item["notebook"] not in available():
+            raise ReportError(f"schedule.yaml 中的报告 '{item['notebook']}' 在 notebooks/ 中不存在")
         sched.add_job(run, CronTrigger.from_crontab(item["cron"], timezone=config.TZ),
-                      args=[item["name"], item.get("parameters") or {}],
-                      kwargs={"progress": False}, id=item["name"], name=item.get("title", item["name"]),
+                      args=[item["notebook"], item.get("parameters") or {}],
+                      kwargs={"progress": False, "out_name": item["id"]},
+                      id=item["id"], name=item.get("title", item["id"]),
                       coalesce=True, max_instances=1, misfire_grace_time=3600)
     if block:
         sched.start()
