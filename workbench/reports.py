@@ -30,6 +30,48 @@ class ReportError(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Period:
+    """A report period of whole Beijing days; the UTC bounds are what the hub stores."""
+
+    days: int
+    first_day: date
+    last_day: date
+    start_utc: datetime  # naive UTC, inclusive
+    end_utc: datetime  # naive UTC, exclusive
+
+    @property
+    def title(self) -> str:
+        return "日报" if self.days == 1 else ("周报" if self.days == 7 else f"{self.days} 日报告")
+
+    @property
+    def text(self) -> str:
+        if self.days == 1:
+            return f"{self.first_day:%Y-%m-%d}"
+        return f"{self.first_day:%Y-%m-%d} 至 {self.last_day:%Y-%m-%d}"
+
+
+def period(days, end=None) -> Period:
+    """The `days` Beijing days ending with `end` (a date or 'YYYY-MM-DD'; default: today)."""
+    import pandas as pd
+
+    try:
+        n = int(days)
+        if n != float(days) or n < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValueError(f"参数 days 应为正整数，收到 {days!r}") from None
+    try:
+        last = (pd.Timestamp(end).date() if end not in (None, "")
+                else pd.Timestamp.now(tz=config.TZ).date())
+    except (TypeError, ValueError):
+        raise ValueError(f"参数 end 应为日期 YYYY-MM-DD，收到 {end!r}") from None
+    first = last - pd.Timedelta(days=n - 1)
+    start = pd.Timestamp(first).tz_localize(config.TZ).tz_convert("UTC").tz_localize(None)
+    stop = (pd.Timestamp(last) + pd.Timedelta(days=1)).tz_localize(config.TZ).tz_convert("UTC").tz_localize(None)
+    return Period(n, first, last, start.to_pydatetime(), stop.to_pydatetime())
+
+
 def out_dir() -> Path:
     return config.reports_out_dir()
 
@@ -61,10 +103,13 @@ def available() -> dict[str, Path]:
 
 def _coerce(value: str):
     """Parameters from the command line arrive as text; YAML gives them their type."""
+    if not isinstance(value, str):
+        return value
     try:
-        return yaml.safe_load(value) if isinstance(value, str) else value
+        parsed = yaml.safe_load(value)
     except yaml.YAMLError:
         return value
+    return parsed if isinstance(parsed, (int, float, bool, list, dict, type(None))) else value
 
 
 def run(name: str, parameters: dict | None = None, *, run_date: date | None = None,

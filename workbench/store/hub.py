@@ -151,10 +151,19 @@ def dataset_status(eng: Engine | None = None) -> pd.DataFrame:
     return out.reset_index()
 
 
-def ingest_log(limit: int = 50, eng: Engine | None = None) -> pd.DataFrame:
-    """The most recent files taken in, newest first."""
+def _between(stmt, col, since, until):
+    if since is not None:
+        stmt = stmt.where(col >= pd.Timestamp(since).to_pydatetime())
+    if until is not None:
+        stmt = stmt.where(col < pd.Timestamp(until).to_pydatetime())
+    return stmt
+
+
+def ingest_log(limit: int | None = 50, since=None, until=None, eng: Engine | None = None) -> pd.DataFrame:
+    """The most recent files taken in (received between since and until, UTC), newest first."""
     t = ingest_files
-    return query(sa.select(t).order_by(t.c.file_id.desc()).limit(limit), eng=eng)
+    stmt = _between(sa.select(t), t.c.received_at, since, until).order_by(t.c.file_id.desc())
+    return query(stmt.limit(limit) if limit else stmt, eng=eng)
 
 
 def quarantine_rows(dataset: str | None = None, limit: int = 500, eng: Engine | None = None) -> pd.DataFrame:
@@ -165,10 +174,9 @@ def quarantine_rows(dataset: str | None = None, limit: int = 500, eng: Engine | 
     return query(stmt, eng=eng)
 
 
-def quarantine_reasons(eng: Engine | None = None) -> pd.DataFrame:
-    """How many rows were quarantined, per dataset and reason."""
+def quarantine_reasons(since=None, until=None, eng: Engine | None = None) -> pd.DataFrame:
+    """How many rows were quarantined (between since and until, UTC), per dataset and reason."""
     t = quarantine
-    return query(
-        sa.select(t.c.dataset, t.c.reason, sa.func.count().label("rows"))
-        .group_by(t.c.dataset, t.c.reason).order_by(sa.func.count().desc()), eng=eng,
-    )
+    stmt = sa.select(t.c.dataset, t.c.reason, sa.func.count().label("rows"))
+    stmt = _between(stmt, t.c.quarantined_at, since, until)
+    return query(stmt.group_by(t.c.dataset, t.c.reason).order_by(sa.func.count().desc()), eng=eng)
