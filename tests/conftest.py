@@ -69,3 +69,4 @@ def sqlite_hub(tmp_path, monkeypatch):
     eng = hub.engine(url)
     yield eng
     hub.dispose(url)
+
