@@ -154,7 +154,8 @@ def test_bad_dates_go_to_quarantine_with_line(hub_engine, tmp_path):
     assert (s.loaded, s.quarantined) == (2, 3) and accounted(s)
     q = quarantined(hub_engine)
     assert list(q["line"]) == [3, 4, 5]
-    assert q.loc[0, "reason"] == "检测时间不是有效的日期时间: '2023年13月45日 08:30'"
+    assert q.loc[0, "reason"] == "检测时间不是有效的日期时间"
+    assert q.loc[0, "detail"] == "检测时间: '2023年13月45日 08:30'"
     assert q.loc[2, "reason"] == "检测时间早于采样时间"
     assert json.loads(q.loc[1, "row_json"])["ts"] == "昨天上午"  # the row as it was, nothing fixed
     assert set(q["filename"]) == {"dates.csv"}
@@ -169,7 +170,8 @@ def test_negative_counts_and_out_of_range(hub_engine, tmp_path):
     s = ingest_file("markets", write(tmp_path / "markets.csv", text), hub_engine)
     assert (s.loaded, s.quarantined) == (1, 3)
     reasons = list(quarantined(hub_engine, "markets")["reason"])
-    assert reasons == ["摊位数小于下限 0", "摊位数不是整数: '12.5'", "纬度超出上限 90"]
+    assert reasons == ["摊位数小于下限 0", "摊位数不是整数", "纬度超出上限 90"]
+    assert quarantined(hub_engine, "markets").loc[1, "detail"] == "摊位数: '12.5'"
 
 
 def test_duplicate_keys_within_file(hub_engine, tmp_path):
@@ -177,7 +179,8 @@ def test_duplicate_keys_within_file(hub_engine, tmp_path):
     s = ingest_file("rapid_tests", write(tmp_path / "dups.csv", HEADER + ROWS[0] + ROWS[1] + dup), hub_engine)
     assert (s.loaded, s.quarantined) == (2, 1)
     q = quarantined(hub_engine)
-    assert q.loc[0, "reason"] == "主键重复：与文件第 2 行相同" and q.loc[0, "line"] == 4
+    assert q.loc[0, "reason"] == "文件内主键重复" and q.loc[0, "line"] == 4
+    assert q.loc[0, "detail"] == "与文件第 2 行相同"
     assert hub.read("rapid_tests", eng=hub_engine).set_index("test_id").loc["T001", "commodity"] == "韭菜"
 
 
@@ -189,11 +192,14 @@ def test_malformed_rows_and_missing_values(hub_engine, tmp_path):
             "T022,2023-12-22 08:00,,M01,韭菜,有机磷,abc,50,可疑,赵记\n"]
     s = ingest_file("rapid_tests", write(tmp_path / "malformed.csv", HEADER + "".join(rows)), hub_engine)
     assert (s.loaded, s.quarantined) == (1, 4) and accounted(s)
-    q = quarantined(hub_engine).set_index("line")["reason"]
-    assert q[3] == "字段数 11 与表头的 10 列不符"
-    assert q[4] == "字段数 4 与表头的 10 列不符"
-    assert q[5] == "缺少检测编号"
-    assert q[6] == "检测值不是数字: 'abc'; 检测结果取值不在 阴性/阳性 之中"
+    q = quarantined(hub_engine).set_index("line")
+    assert list(q["reason"]) == ["字段数与表头不符", "字段数与表头不符", "缺少检测编号",
+                                 "检测值不是数字; 检测结果取值不在 阴性/阳性 之中"]
+    assert q.loc[3, "detail"] == "本行 11 个字段，表头 10 列"
+    assert q.loc[6, "detail"] == "检测值: 'abc'"
+    assert json.loads(q.loc[3, "row_json"])["多余的第11列"] == "多出来的一列"
+    assert s.reasons == {"字段数与表头不符": 2, "缺少检测编号": 1, "检测值不是数字": 1,
+                         "检测结果取值不在 阴性/阳性 之中": 1}
 
 
 @pytest.mark.parametrize("name,content,problem", [
@@ -300,3 +306,12 @@ def test_ingest_files_table_records_counts(hub_engine, tmp_path):
         row = conn.execute(sa.select(ingest_files)).mappings().one()
     assert (row["rows_read"], row["loaded"], row["quarantined"], row["duplicates"]) == (4, 3, 1, 0)
     assert row["sha256"] == s.sha256 and row["encoding"] == "utf-8"
+
+
+def test_percentage_reading_above_100_is_quarantined(hub_engine, tmp_path):
+    text = ("检测编号,检测时间,市场编号,样品名称,检测项目,检测值,单位,检测结果,序号\n"
+            "T1,2026-01-05 09:00,M01,韭菜,有机磷和氨基甲酸酯类农药残留,130,%,阳性,1\n"
+            "T2,2026-01-05 09:10,M01,韭菜,有机磷和氨基甲酸酯类农药残留,62.5,%,阳性,2\n")
+    s = ingest_file("rapid_tests", write(tmp_path / "pct.csv", text), hub_engine)
+    assert (s.loaded, s.quarantined) == (1, 1) and s.unknown_columns == []  # 序号 is a row counter
+    assert quarantined(hub_engine).loc[0, "reason"] == "百分比读数超过 100%"

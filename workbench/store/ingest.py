@@ -39,6 +39,7 @@ from workbench.store.schema import DATASETS, Dataset, Field, ingest_files, quara
 
 CHUNK_ROWS = 20_000
 HEADER_SCAN_ROWS = 30
+_IGNORED_COLUMNS = {"序号", "编号序号", "no", "no.", "index", "行号"}  # row counters in department sheets
 _MISSING = {"", "nan", "null", "none", "na", "n/a", "-", "--", "—", "/", "\\n"}
 
 
@@ -173,7 +174,7 @@ def _column_plan(ds: Dataset, header: list, path: Path) -> tuple[dict[int, str],
     for i, h in enumerate(header):
         name = hmap.get(_norm_header(h))
         if name is None:
-            if str(h or "").strip():
+            if str(h or "").strip() and _norm_header(h) not in _IGNORED_COLUMNS:
                 unknown.append(str(h))
         elif name not in plan.values():
             plan[i] = name
@@ -199,7 +200,8 @@ class _CountingReader(io.RawIOBase):
         return n
 
 
-Chunk = tuple[pd.DataFrame, np.ndarray, list[tuple[int, str, dict]]]  # frame, lines, malformed rows
+# frame, lines, malformed rows as (line, reason, detail, row)
+Chunk = tuple[pd.DataFrame, np.ndarray, list[tuple[int, str, str, dict]]]
 
 
 def _chunks_csv(ds, path, encoding, bar) -> Iterator[Chunk]:
@@ -243,7 +245,7 @@ def _chunks_csv(ds, path, encoding, bar) -> Iterator[Chunk]:
             if len(row) != width and not (len(row) > width and not any(c.strip() for c in row[width:])):
                 named = {str(header[i] or f"第{i + 1}列") if i < width else f"多余的第{i + 1}列": v
                          for i, v in enumerate(row)}
-                bad.append((line, f"字段数 {len(row)} 与表头的 {width} 列不符", named))
+                bad.append((line, "字段数与表头不符", f"本行 {len(row)} 个字段，表头 {width} 列", named))
                 continue
             buf.append([row[i] if i < len(row) else "" for i, _ in cols])
             lines.append(line)
@@ -342,7 +344,7 @@ def _chunks_json(ds, path, encoding, bar) -> Iterator[Chunk]:
         buf, lines, bad = [], [], []
         for i, rec in enumerate(doc[start:start + CHUNK_ROWS], start=start + 1):
             if not isinstance(rec, dict):
-                bad.append((i, "记录不是对象 (record is not an object)", {"value": rec}))
+                bad.append((i, "记录不是对象", f"类型 {type(rec).__name__}", {"value": rec}))
                 continue
             buf.append([_json_cell(rec.get(k)) for k in plan])
             lines.append(i)
@@ -398,15 +400,21 @@ def _rewrite_chinese_dates(t: pd.Series) -> pd.Series:
             .str.strip())
 
 
-def _validate(ds: Dataset, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
-    """Typed values and, per row, the reasons it fails ('' when it is good)."""
+def _validate(ds: Dataset, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    """Typed values; per row the reasons it fails ('' when good), and the details (values)."""
     reasons = pd.Series("", index=df.index, dtype=object)
+    details = pd.Series("", index=df.index, dtype=object)
 
-    def flag(mask, text):
-        nonlocal reasons
+    def join(old: pd.Series, new) -> pd.Series:
+        return old + np.where(old == "", "", "; ") + new
+
+    def flag(mask, text, detail=None):
+        nonlocal reasons, details
         mask = mask.fillna(False).astype(bool)
         if mask.any():
-            reasons = reasons.where(~mask, reasons + np.where(reasons == "", "", "; ") + text)
+            reasons = reasons.where(~mask, join(reasons, text))
+            if detail is not None:
+                details = details.where(~mask, join(details, detail))
 
     out = pd.DataFrame(index=df.index)
     malformed: dict[str, pd.Series] = {}
@@ -423,7 +431,8 @@ def _validate(ds: Dataset, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
         missing = raw.isna() | (raw == "") if f.kind == "str" else raw.isna() | lower.isin(_MISSING)
         value, bad = _convert(f, raw.where(~missing))
         malformed[f.name] = bad & ~missing
-        flag(malformed[f.name], _bad_text(f, df[f.name]))
+        flag(malformed[f.name], _bad_text(f),
+             f"{f.label}: '" + df[f.name].astype("string").fillna("").str.slice(0, 40) + "'")
         if f.kind in ("int", "float"):
             if f.min is not None:
                 flag(value < f.min, f"{f.label}小于下限 {f.min:g}")
@@ -444,7 +453,7 @@ def _validate(ds: Dataset, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
             flag(is_missing, f"缺少{f.label}")
     for check in ds.checks:
         flag(check.bad(out), check.reason)
-    return out, reasons
+    return out, reasons, details
 
 
 def _convert(f: Field, s: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -467,11 +476,9 @@ def _convert(f: Field, s: pd.Series) -> tuple[pd.Series, pd.Series]:
     return ts, bad
 
 
-def _bad_text(f: Field, raw: pd.Series) -> pd.Series:
+def _bad_text(f: Field) -> str:
     kinds = {"int": "不是整数", "float": "不是数字", "ts": "不是有效的日期时间", "date": "不是有效的日期"}
-    if f.kind == "str":
-        return ""
-    return f"{f.label}{kinds[f.kind]}: '" + raw.astype("string").fillna("").str.slice(0, 40) + "'"
+    return f"{f.label}{kinds.get(f.kind, '格式错误')}"
 
 
 class _KeyRegistry:
@@ -659,17 +666,19 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
 
 def _load_chunk(eng, ds, summary, file_id, sha, path, frame, lines, malformed, keys):
     summary.rows_read += len(frame) + len(malformed)
-    values, reasons = _validate(ds, frame)
+    values, reasons, details = _validate(ds, frame)
     good = reasons == ""
     if good.any():
         rep = keys.repeats(values.loc[good, list(ds.key)], lines[good.to_numpy()])
         rep_rows = rep[rep > 0]
-        reasons.loc[rep_rows.index] = "主键重复：与文件第 " + rep_rows.astype(str) + " 行相同"
+        reasons.loc[rep_rows.index] = "文件内主键重复"
+        details.loc[rep_rows.index] = "与文件第 " + rep_rows.astype(str) + " 行相同"
         good = reasons == ""
+    bad = ~good.to_numpy()
     bad_rows = [
-        (int(line), reason, {k: v for k, v in row.items() if v not in ("", None)})
-        for line, reason, row in zip(lines[~good.to_numpy()], reasons[~good],
-                                     frame[~good].to_dict("records"))
+        (int(line), reason, detail, {k: v for k, v in row.items() if v not in ("", None)})
+        for line, reason, detail, row in zip(lines[bad], reasons[~good], details[~good],
+                                             frame[~good].to_dict("records"))
     ] + malformed
     now = _now()
     with eng.begin() as conn:
@@ -677,15 +686,13 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, lines, malformed, k
         if bad_rows:
             conn.execute(quarantine.insert(), [
                 {"dataset": ds.name, "file_sha256": sha, "filename": path.name, "line": line,
-                 "reason": reason[:512], "row_json": json.dumps(row, ensure_ascii=False, default=str),
-                 "quarantined_at": now}
-                for line, reason, row in bad_rows
+                 "reason": reason[:512], "detail": (detail or None) and detail[:1024],
+                 "row_json": json.dumps(row, ensure_ascii=False, default=str), "quarantined_at": now}
+                for line, reason, detail, row in bad_rows
             ])
     summary.loaded += new
     summary.duplicates += int(good.sum()) - new
     summary.quarantined += len(bad_rows)
-    for _, reason, _ in bad_rows:
+    for _, reason, _, _ in bad_rows:
         for r in reason.split("; "):
-            key = re.sub(r": '.*'$|：与文件第 \d+ 行相同$|字段数 \d+ 与表头的 \d+ 列不符", lambda m: (
-                "字段数与表头不符" if m.group(0).startswith("字段数") else ""), r)
-            summary.reasons[key] = summary.reasons.get(key, 0) + 1
+            summary.reasons[r] = summary.reasons.get(r, 0) + 1

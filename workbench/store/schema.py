@@ -225,7 +225,10 @@ _register(Dataset(
         Field("source", "str", "来源", False, ("来源",)),
     ),
     key=("test_id",),
-    checks=(RowCheck("检测时间早于采样时间", _later("ts", "sampled_at")),),
+    checks=(
+        RowCheck("检测时间早于采样时间", _later("ts", "sampled_at")),
+        RowCheck("百分比读数超过 100%", lambda df: (df["unit"] == "%") & (df["reading"] > 100)),
+    ),
     indexes=(("market_id", "ts"), ("ts",)),
 ))
 
@@ -415,6 +418,7 @@ quarantine = sa.Table(
     sa.Column("filename", sa.String(512), nullable=False),
     sa.Column("line", sa.Integer, nullable=False),
     sa.Column("reason", sa.String(512), nullable=False),
+    sa.Column("detail", sa.String(1024)),  # the offending values, e.g. 检测时间: '2023年13月45日'
     sa.Column("row_json", sa.Text, nullable=False),
     sa.Column("quarantined_at", sa.DateTime, nullable=False),
     sa.Index(None, "dataset", "file_sha256"),

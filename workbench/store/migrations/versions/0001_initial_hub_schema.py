@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 07:04:39.396539
+Create Date: 2026-11-26 08:02:32.527395
 """
 from alembic import op
 import sqlalchemy as sa
@@ -219,6 +219,7 @@ def upgrade() -> None:
     sa.Column('filename', sa.String(length=512), nullable=False),
     sa.Column('line', sa.Integer(), nullable=False),
     sa.Column('reason', sa.String(length=512), nullable=False),
+    sa.Column('detail', sa.String(length=1024), nullable=True),
     sa.Column('row_json', sa.Text(), nullable=False),
     sa.Column('quarantined_at', sa.DateTime(), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_quarantine')),

@@ -1,0 +1,225 @@
+"""The dashboards' shared pieces (workbench.ui) without a browser: Beijing time, Chinese
+labels and tables, KPI cards, charts that show Chinese, the hub page's numbers on SQLite and
+PostgreSQL, and the Voilà command line."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from workbench.store import hub
+from workbench.store.schema import DATASETS, ingest_files, quarantine
+from workbench.ui import cards, charts, hub_page, labels, server, tables, theme
+
+
+# ------------------------------------------------------------------ time and labels
+
+def test_times_are_shown_in_beijing_time():
+    assert tables.format_time(pd.Timestamp("2024-01-05 16:30")) == "2024-01-06 00:30"
+    assert tables.format_time(None) == tables.DASH
+    local = tables.to_local(pd.Series(pd.to_datetime(["2024-06-30 20:00", None])))
+    assert str(local.dt.tz) == "Asia/Shanghai" and local.iloc[0].hour == 4 and pd.isna(local.iloc[1])
+
+
+def test_age_text():
+    now = pd.Timestamp("2024-01-10 12:00")
+    assert tables.age_text("2024-01-10 11:59:30", now) == "刚刚"
+    assert tables.age_text("2024-01-10 11:15", now) == "45 分钟前"
+    assert tables.age_text("2024-01-10 09:00", now) == "3 小时前"
+    assert tables.age_text("2024-01-08 12:00", now) == "2 天前"
+    assert tables.age_text("2024-01-11 12:00", now) == "1 天后"  # forecasts lie ahead
+    assert tables.age_text(pd.NaT, now) == tables.DASH
+
+
+def test_numbers():
+    assert tables.format_number(1234567) == "1,234,567"
+    assert tables.format_number(2.0) == "2"
+    assert tables.format_number(0.125) == "0.12" or tables.format_number(0.125) == "0.13"
+    assert tables.format_number(float("nan")) == tables.DASH
+    assert tables.percent(1, 4) == "25.0%" and tables.percent(1, 0) == tables.DASH
+
+
+def test_labels_come_from_the_schema():
+    assert labels.dataset_label("rapid_tests") == DATASETS["rapid_tests"].label == "农贸市场快检"
+    assert labels.column_label("commodity", "rapid_tests") == "样品名称"
+    assert labels.column_label("ts", "city_events") == "上报时间"
+    assert labels.column_label("ts", "weather") == "观测时间"
+    assert labels.column_label("rows_read") == "读取行数"
+    assert labels.column_label("district") == "区县"
+    assert labels.show_value("canteen_violations", "severity", "critical") == "严重"
+    assert labels.show_value("canteen_violations", "status", "open") == "待处理"
+    assert labels.dataset_options(["weather", "grids"], all_label="全部")[0] == ("全部", "")
+    assert [n for _, n in labels.dataset_options(["weather", "grids"])] == ["grids", "weather"]
+
+
+# ------------------------------------------------------------------ tables and cards
+
+def test_table_html_labels_times_codes_and_escaping():
+    df = pd.DataFrame({
+        "violation_id": ["<script>alert(1)</script>"],
+        "ts": [pd.Timestamp("2024-01-05 16:30")],
+        "severity": ["critical"],
+        "score": [0.91234],
+    })
+    html = tables.table_html(df, dataset="canteen_violations")
+    assert "<th>违规编号</th>" in html and "<th>开始时间</th>" in html and "<th>严重程度</th>" in html
+    assert "2024-01-06 00:30" in html and ">严重<" in html and ">0.91<" in html
+    assert "<script>" not in html and "&lt;script&gt;" in html
+
+
+def test_table_html_empty_and_truncated():
+    assert "暂无数据" in tables.table_html(pd.DataFrame())
+    assert "暂无数据" in tables.table_html(None)
+    html = tables.table_html(pd.DataFrame({"rows": range(30)}), max_rows=10)
+    assert html.count("<tr>") == 11 and "共 30 行，显示前 10 行" in html
+
+
+def test_kpi_card():
+    html = cards.kpi_html("记录总数", 46961, unit="条", note="最新记录 3 小时前", tone="warn")
+    assert "46,961" in html and "wb-warn" in html and "条" in html
+    assert "—" in cards.kpi_html("最近接入", None)
+    with pytest.raises(ValueError):
+        cards.kpi_html("x", 1, tone="purple")
+    row = cards.kpi_row([cards.KPI("数据集", "3 / 15"), cards.kpi_card("隔离行数", 0)])
+    assert len(row.children) == 2 and "wb-cards" in row._dom_classes
+
+
+# ------------------------------------------------------------------ charts
+
+def test_charts_have_a_chinese_font():
+    assert theme.cjk_font(), "no CJK font for matplotlib (Debian: fonts-noto-cjk)"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fig = charts.bar_chart(pd.Series({"农贸市场快检": 16317, "城市事件": 3641}), title="各数据集记录数",
+                               xlabel="记录数（条）")
+        png = charts.png(fig)
+        days = pd.date_range("2024-01-01", periods=5, freq="D")
+        charts.png(charts.line_chart(pd.DataFrame({"气象观测": range(5)}, index=days), title="每日记录数"))
+    assert png[:4] == b"\x89PNG"
+    missing = [str(w.message) for w in caught if "missing from" in str(w.message)]
+    assert not missing, missing
+
+
+# ------------------------------------------------------------------ the hub page
+
+def test_row_preview_uses_labels_and_puts_the_reason_first():
+    row = json.dumps({"station_id": "QX-TY", "temperature": 999.9, "kind": "observed", "district": ""})
+    html = hub_page.row_preview(row, "weather", "气温(°C)超出上限 70")
+    assert html.startswith("<b>气温(°C)=999.9</b>")
+    assert "站点编号=QX-TY" in html and "数据类型=实况" in html and "区县=（空）" in html
+    assert hub_page.row_preview("not json") == "not json"
+
+
+def test_hub_page_on_an_empty_hub(hub_engine):
+    snap = hub_page.load()
+    assert snap.empty and snap.daily.empty
+    assert "暂无数据" in hub_page.dataset_overview(snap)
+    assert "暂无接入记录" in hub_page.files_table(snap)
+    assert "隔离区为空" in hub_page.reasons_table(snap.reasons)
+    hub_page.kpis(snap), hub_page.charts_row(snap), hub_page.quarantine_explorer(snap)
+
+
+def test_hub_page_counts_records_per_beijing_day(hub_engine):
+    now = dt.datetime(2024, 1, 7, 4, 0)
+    rapid = DATASETS["rapid_tests"].table
+    base = {"market_id": "M01", "commodity": "韭菜", "test_item": "农药残留", "result": "阴性"}
+    with hub_engine.begin() as conn:
+        conn.execute(rapid.insert(), [
+            {**base, "test_id": "T1", "ts": dt.datetime(2024, 1, 5, 15, 59)},  # 01-05 23:59 Beijing
+            {**base, "test_id": "T2", "ts": dt.datetime(2024, 1, 5, 16, 0)},   # 01-06 00:00 Beijing
+            {**base, "test_id": "T3", "ts": dt.datetime(2024, 1, 6, 1, 0)},    # 01-06 09:00 Beijing
+        ])
+        conn.execute(ingest_files.insert(), [{
+            "sha256": "a" * 64, "dataset": "rapid_tests", "filename": "快检.csv", "size_bytes": 10,
+            "raw_path": "/raw/a", "encoding": "gbk", "received_at": now, "finished_at": now, "rows_read": 4,
+            "loaded": 3, "quarantined": 1, "duplicates": 0, "status": "done", "message": None}])
+        conn.execute(quarantine.insert(), [{
+            "dataset": "rapid_tests", "file_sha256": "a" * 64, "filename": "快检.csv", "line": 5,
+            "reason": "缺少必填字段：检测结果", "row_json": json.dumps({"test_id": "T4", "result": ""}),
+            "quarantined_at": now}])
+    snap = hub_page.load(now=now)
+    assert not snap.empty
+    daily = snap.daily["rapid_tests"]
+    assert daily[pd.Timestamp("2024-01-05")] == 1 and daily[pd.Timestamp("2024-01-06")] == 2
+    overview = hub_page.dataset_overview(snap)
+    assert "农贸市场快检" in overview and "2024-01-05 至 2024-01-06" in overview
+    assert "较旧" in overview and "1 天前" in overview  # newest record 27 hours before now
+    files = hub_page.files_table(snap)
+    assert "快检.csv" in files and "已完成" in files and "GBK" in files and "2024-01-07 12:00" in files
+    sample = hub_page.quarantine_sample("rapid_tests", "缺少必填字段：检测结果")
+    assert list(sample["line"]) == [5]
+    assert hub_page.quarantine_sample("rapid_tests", "别的原因").empty
+    assert "检测编号=T4" in hub_page.quarantine_table(sample)
+    explorer = hub_page.quarantine_explorer(snap, dataset="rapid_tests")
+    controls = explorer.children[1]
+    assert controls.children[0].value == "rapid_tests"
+    assert "缺少必填字段" in explorer.children[2].value
+
+
+def test_freshness():
+    now = pd.Timestamp("2024-01-10 12:00")
+    row = {"dataset": "rapid_tests", "rows": 5, "last_ts": pd.Timestamp("2024-01-10 06:00")}
+    assert hub_page.freshness(row, now) == ("正常", "ok")
+    assert hub_page.freshness({**row, "last_ts": pd.Timestamp("2024-01-07")}, now)[0] == "较旧"
+    assert hub_page.freshness({**row, "last_ts": pd.Timestamp("2023-12-01")}, now)[0] == "滞后"
+    assert hub_page.freshness({**row, "rows": 0}, now)[0] == "暂无数据"
+    assert hub_page.freshness({"dataset": "grids", "rows": 3, "last_ts": pd.NaT}, now)[0] == "基础数据"
+
+
+# ------------------------------------------------------------------ serving
+
+def test_voila_command_preheats_and_takes_overrides():
+    cmd = server.voila_command("127.0.0.1", 9000, preheat=2, extra_args=["--VoilaKernelManager.fill_delay=9"])
+    assert "--preheat_kernel=True" in cmd and "--pool_size=2" in cmd and "--port=9000" in cmd
+    assert "--template=city" in cmd and "--Voila.port_retries=0" in cmd
+    assert [a for a in cmd if "fill_delay" in a] == ["--VoilaKernelManager.fill_delay=9"]
+    assert "--preheat_kernel=True" not in server.voila_command(preheat=0)
+
+
+def test_hub_env_is_absolute_and_finds_the_template(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    env = server.hub_env({"WORKBENCH_DB_URL": "sqlite:///data/city.db", "WORKBENCH_DATA_DIR": "data"})
+    assert env["WORKBENCH_DB_URL"] == f"sqlite:///{tmp_path / 'data' / 'city.db'}"
+    assert env["WORKBENCH_DATA_DIR"] == str(tmp_path / "data")
+    assert env["JUPYTER_PATH"].split(":")[0] == str(theme.JUPYTER_DIR)
+    pg = "postgresql+psycopg://u:p@db/city"
+    assert server.hub_env({"WORKBENCH_DB_URL": pg})["WORKBENCH_DB_URL"] == pg
+    template = theme.JUPYTER_DIR / "voila" / "templates" / theme.TEMPLATE
+    assert json.loads((template / "conf.json").read_text())["base_template"] == "lab"
+    assert "https://" not in (template / "index.html.j2").read_text()  # no internet needed
+    assert theme.css().startswith("/*")
+
+
+def test_dashboards_have_titles():
+    found = server.dashboards()
+    assert found and all(server.dashboard_title(p) != p.stem for p in found), "set metadata.title"
+    urls = server.dashboard_urls(port=9000)
+    assert urls["数据中台"] == "http://127.0.0.1:9000/voila/render/hub.ipynb"
+
+
+def test_query_params_outside_voila(monkeypatch):
+    from workbench.ui.request import query_params
+
+    monkeypatch.delenv("VOILA_PREHEAT", raising=False)
+    monkeypatch.setenv("QUERY_STRING", "dataset=rapid_tests&x=1")
+    assert query_params() == {"dataset": "rapid_tests", "x": "1"}
+
+
+def test_serve_refuses_a_busy_port(capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert server.serve(port=port) == 1
+    assert "已被占用" in capsys.readouterr().err
+
+
+def test_template_folder_is_inside_the_package():
+    assert Path(theme.CSS_FILE).is_file()
+    assert theme.JUPYTER_DIR.parent.name == "ui"

@@ -1,0 +1,106 @@
+"""Open a dashboard in headless Chromium and check it rendered: for the browser tests,
+the first-render benchmark, and anyone checking a deployment. Needs `playwright` (the
+test extra) and a Chromium (Debian's /usr/bin/chromium, or $WORKBENCH_CHROMIUM).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+READY = ".wb-footer"  # the last cell of every dashboard: when it shows, all cells ran
+ERROR_SELECTORS = (
+    '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]',
+    '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]',
+    ".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']",
+    ".wb-error",
+)
+ERROR_TEXT = re.compile(r"Traceback|There was an error when executing cell|Error displaying widget"
+                        r"|\b[A-Z][A-Za-z]*(?:Error|Exception)\b")
+
+
+def chromium_path() -> str | None:
+    """$WORKBENCH_CHROMIUM, else Debian's chromium, else None (Playwright's own browser)."""
+    for candidate in (os.environ.get("WORKBENCH_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+@contextmanager
+def chromium(headless: bool = True):
+    """A headless Chromium (Playwright sync API), closed on exit."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), headless=headless, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@dataclass
+class Render:
+    url: str
+    seconds: float                       # from navigation to READY visible
+    errors: list[str] = field(default_factory=list)         # error outputs, tracebacks, outside requests
+    console_errors: list[str] = field(default_factory=list)  # uncaught page errors, console.error
+    text: str = ""                       # the page's visible text
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def render(page, url: str, *, timeout: float = 120, ready: str = READY) -> Render:
+    """Open `url` in `page`, wait until `ready` is visible, and collect what went wrong."""
+    from urllib.parse import urlsplit
+
+    console: list[str] = []
+    external: list[str] = []
+    origin = urlsplit(url).netloc
+
+    def on_request(request):  # a department's network may have no internet: nothing from outside
+        parts = urlsplit(request.url)
+        if parts.scheme in ("http", "https", "ws", "wss") and parts.netloc != origin:
+            external.append(request.url)
+
+    page.on("request", on_request)
+    page.on("pageerror", lambda exc: console.append(f"pageerror: {exc}"))
+    page.on("console", lambda msg: console.append(f"console.{msg.type}: {msg.text}") if msg.type == "error" else None)
+    t0 = time.perf_counter()
+    page.goto(url, wait_until="commit", timeout=timeout * 1000)
+    errors: list[str] = []
+    try:
+        page.wait_for_selector(ready, state="visible", timeout=timeout * 1000)
+    except Exception as exc:  # the page never finished: report what it shows
+        errors.append(f"{ready} 未出现：{type(exc).__name__}")
+    seconds = time.perf_counter() - t0
+    page.wait_for_timeout(300)  # let late widget views attach
+    errors += check(page)
+    errors += [f"request outside the server: {u}" for u in external]
+    return Render(url=url, seconds=seconds, errors=errors, console_errors=console,
+                  text=page.inner_text("body"))
+
+
+def check(page) -> list[str]:
+    """Error outputs, tracebacks and failed widgets visible in the page."""
+    found = []
+    for sel in ERROR_SELECTORS:
+        for el in page.query_selector_all(sel):
+            found.append(f"{sel}: {el.inner_text()[:500]}")
+    text = page.inner_text("body")
+    for m in ERROR_TEXT.finditer(text):
+        start = max(0, m.start() - 120)
+        found.append(f"page text: …{text[start:m.end() + 200]}…")
+    return found
+
+
+__all__ = ["CHROMIUM_ARGS", "READY", "chromium_path", "chromium", "Render", "render", "check"]

@@ -1,0 +1,85 @@
+"""What the browser asked for, inside a Voilà kernel.
+
+With preheated kernels (workbench.ui.server), Voilà runs a dashboard's cells before anyone
+opens it. A dashboard calls `query_params()` after its imports and before it reads the hub:
+a preheated kernel waits there for the request, so the data is read when the page is opened,
+not when the kernel was started. Outside Voilà (JupyterLab, nbval) it returns at once.
+
+`wait_for_request` speaks Voilà 0.5's request-info protocol itself (the environment
+variables and the /voila/query/<kernel_id> websocket of `voila.utils.wait_for_request`):
+importing voila.utils in a kernel costs about 1.5 s of CPU (it pulls in jupyter_server),
+which a page would otherwise wait for. Should the protocol change, it falls back to voila's.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from urllib.parse import parse_qs
+
+TIMEOUT = 60.0  # seconds to wait for the request info once connected
+
+
+def _query_url() -> str | None:
+    kernel_id = os.environ.get("VOILA_KERNEL_ID")
+    if not kernel_id:
+        return None
+    protocol = os.environ.get("VOILA_WS_PROTOCOL", "ws")
+    host = os.environ.get("VOILA_APP_IP", "127.0.0.1")
+    port = os.environ.get("VOILA_APP_PORT", "8866")
+    base = os.environ.get("VOILA_WS_BASE_URL", os.environ.get("VOILA_SERVER_URL", "/"))
+    return f"{protocol}://{host}:{port}{base}voila/query/{kernel_id}"
+
+
+async def _receive(url: str) -> str:
+    import websockets
+
+    async with websockets.connect(url, open_timeout=10) as ws:
+        return await asyncio.wait_for(ws.recv(), TIMEOUT)
+
+
+def wait_for_request() -> None:
+    """Block a preheated Voilà kernel until a browser opens the page; no-op elsewhere.
+
+    The request's details (QUERY_STRING, SERVER_NAME, …) land in os.environ, as with voila's.
+    """
+    if os.environ.get("VOILA_PREHEAT", "False") == "False":
+        return
+    url = _query_url()
+    result: dict = {}
+
+    def run():  # the kernel's own event loop is busy running this cell
+        from websockets.exceptions import InvalidHandshake
+
+        try:
+            result["info"] = asyncio.new_event_loop().run_until_complete(_receive(url))
+        except InvalidHandshake as exc:  # Voilà answers differently: its own helper knows how
+            result["fallback"] = exc
+        except Exception as exc:  # noqa: BLE001 - server gone or stopping: carry on without
+            result["error"] = exc
+
+    if url:
+        thread = threading.Thread(target=run, name="voila-request-info", daemon=True)
+        thread.start()
+        thread.join()
+    if url is None or "fallback" in result:
+        from voila.utils import wait_for_request as voila_wait
+
+        voila_wait()
+        return
+    if "info" not in result:
+        return
+    for key, value in json.loads(result["info"]).items():
+        os.environ[key] = str(value)
+    os.environ["VOILA_PREHEAT"] = "False"  # answered: a second call returns at once
+
+
+def query_params() -> dict[str, str]:
+    """The page's query string (`?dataset=rapid_tests`) as a dict, after `wait_for_request`."""
+    wait_for_request()
+    qs = os.environ.get("QUERY_STRING", "")
+    return {k: v[-1] for k, v in parse_qs(qs).items() if v}
+
+
+__all__ = ["wait_for_request", "query_params"]

@@ -1,0 +1,356 @@
+"""`workbench serve`: the departments' dashboards (dashboards/*.ipynb) in Voilà on 127.0.0.1.
+
+Voilà runs in a child process with preheated kernels: for every dashboard it keeps
+`preheat` kernels that have already run the dashboard's imports and wait, in
+`ui.query_params()`, for a browser to open the page; the data is then read fresh from the
+hub. Kernels get the hub's settings (WORKBENCH_DB_URL, WORKBENCH_DATA_DIR, made absolute,
+since a kernel runs in dashboards/) and the workbench's Voilà template (`city`).
+
+    start(port=0) -> VoilaServer      # non-blocking: tests, benchmarks
+    serve(port=8866) -> exit code      # blocking: the CLI
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Iterable
+
+from workbench import config
+from workbench.ui.theme import JUPYTER_DIR, TEMPLATE
+
+DASHBOARDS = config.ROOT / "dashboards"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8866
+FILL_DELAY = 2.0            # seconds before a used preheated kernel is replaced
+CULL_IDLE = 3600            # shut kernels down after an hour without a browser attached
+_POOL_FILLED = re.compile(r"Kernel pool of (.+?) is filled with")
+
+
+# ------------------------------------------------------------------ what is served
+
+def dashboards(folder: Path | str | None = None) -> list[Path]:
+    """The dashboard notebooks, sorted by file name (checkpoints left out)."""
+    folder = Path(folder or DASHBOARDS)
+    return sorted(p for p in folder.glob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
+def dashboard_title(path: Path) -> str:
+    """The Chinese title of a dashboard: its notebook metadata `title`, else the file name."""
+    try:
+        meta = json.loads(Path(path).read_text(encoding="utf-8")).get("metadata", {})
+    except (OSError, ValueError):
+        meta = {}
+    return meta.get("title") or Path(path).stem
+
+
+def dashboard_url(base_url: str, path: Path | str) -> str:
+    return f"{base_url.rstrip('/')}/voila/render/{Path(path).name}"
+
+
+def dashboard_urls(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
+                   folder: Path | str | None = None) -> dict[str, str]:
+    """Title → URL of every dashboard."""
+    base = f"http://{_url_host(host)}:{port}"
+    return {dashboard_title(p): dashboard_url(base, p) for p in dashboards(folder)}
+
+
+def _url_host(host: str) -> str:
+    return "127.0.0.1" if host in ("", "0.0.0.0") else (f"[{host}]" if ":" in host else host)
+
+
+# ------------------------------------------------------------------ environment
+
+def hub_env(base: dict | None = None) -> dict[str, str]:
+    """The environment for Voilà and its kernels: the hub's settings made absolute, the
+    workbench importable, and the `city` template on JUPYTER_PATH."""
+    env = dict(os.environ if base is None else base)
+    data_dir = Path(env.get("WORKBENCH_DATA_DIR") or config.ROOT / "data").expanduser().resolve()
+    url = env.get("WORKBENCH_DB_URL") or f"sqlite:///{data_dir / 'city.db'}"
+    env["WORKBENCH_DATA_DIR"] = str(data_dir)
+    env["WORKBENCH_DB_URL"] = _absolute_sqlite(url)
+    env["JUPYTER_PATH"] = os.pathsep.join([str(JUPYTER_DIR)] + [p for p in env.get("JUPYTER_PATH", "").split(os.pathsep) if p])
+    env["PYTHONPATH"] = os.pathsep.join([str(config.ROOT)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _absolute_sqlite(url: str) -> str:
+    """sqlite:///data/city.db → sqlite:////abs/path/data/city.db (kernels run in dashboards/)."""
+    import sqlalchemy as sa
+
+    u = sa.engine.make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:" or u.database.startswith("file:"):
+        return url
+    if Path(u.database).is_absolute():
+        return url
+    return u.set(database=str(Path(u.database).resolve())).render_as_string(hide_password=False)
+
+
+def migrate_hub(env: dict | None = None) -> None:
+    """Bring the hub's schema up to date once, before any kernel opens it (kernels start together)."""
+    env = hub_env() if env is None else env
+    from workbench.store import hub
+
+    hub.engine(env["WORKBENCH_DB_URL"])
+    hub.dispose(env["WORKBENCH_DB_URL"])
+
+
+# ------------------------------------------------------------------ the Voilà process
+
+def voila_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, preheat: int = 1,
+                  folder: Path | str | None = None, show_tracebacks: bool = False,
+                  fill_delay: float = FILL_DELAY, extra_args: Iterable[str] = ()) -> list[str]:
+    """The command line that runs Voilà on the dashboards folder; an option in `extra_args`
+    replaces the same option set here."""
+    args = [
+        sys.executable, "-m", "voila", str(Path(folder or DASHBOARDS).resolve()),
+        "--no-browser",
+        f"--port={port}",
+        f"--Voila.ip={host}",
+        "--Voila.port_retries=0",          # the port asked for, or a clear failure
+        f"--template={TEMPLATE if (JUPYTER_DIR / 'voila' / 'templates' / TEMPLATE).is_dir() else 'lab'}",
+        "--theme=light",
+        "--VoilaExporter.language_code=zh",
+        f"--show_tracebacks={bool(show_tracebacks)}",
+        f"--MappingKernelManager.cull_idle_timeout={CULL_IDLE}",
+        "--MappingKernelManager.cull_interval=300",
+    ]
+    if preheat > 0:
+        args += ["--preheat_kernel=True", f"--pool_size={int(preheat)}",
+                 f"--VoilaKernelManager.fill_delay={fill_delay}"]
+    extra = list(extra_args)
+    overridden = {_option_name(a) for a in extra if a.startswith("--")}
+    return [a for a in args if _option_name(a) not in overridden] + extra  # Voilà refuses repeats
+
+
+def _option_name(arg: str) -> str:
+    return arg.split("=", 1)[0] if arg.startswith("--") else arg
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = DEFAULT_HOST) -> int:
+    """A port nobody listens on now (for tests and benchmarks)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class VoilaServer:
+    """A running Voilà child process, its log, and the dashboards it serves."""
+
+    process: subprocess.Popen
+    host: str
+    port: int
+    folder: Path
+    preheat: int
+    env: dict = field(default_factory=dict, repr=False)  # the environment Voilà and kernels run with
+    sink: IO | None = None
+    log_tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=400))
+    filled: set = field(default_factory=set)
+    _reader: threading.Thread | None = None
+    _stopping: bool = False
+
+    def __post_init__(self):
+        self._reader = threading.Thread(target=self._read, name="voila-log", daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.log_tail.append(line)
+            m = _POOL_FILLED.search(line)
+            if m:
+                self.filled.add(m.group(1))
+            if self.sink is not None and not self._stopping:  # kernels' shutdown noise stays in log()
+                try:
+                    self.sink.write(line)
+                    self.sink.flush()
+                except (OSError, ValueError):
+                    pass
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{_url_host(self.host)}:{self.port}"
+
+    def urls(self) -> dict[str, str]:
+        """Title → URL of every dashboard."""
+        return {dashboard_title(p): dashboard_url(self.base_url, p) for p in dashboards(self.folder)}
+
+    def url(self, notebook: str) -> str:
+        """The URL of one dashboard by file name (`hub.ipynb` or `hub`)."""
+        name = notebook if notebook.endswith(".ipynb") else f"{notebook}.ipynb"
+        return dashboard_url(self.base_url, name)
+
+    def log(self) -> str:
+        return "".join(self.log_tail)
+
+    def listening(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.base_url + "/", timeout=2) as resp:
+                return resp.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def preheated(self) -> bool:
+        """Every dashboard has its pool of kernels started (or preheating is off)."""
+        if self.preheat <= 0:
+            return True
+        return len(self.filled) >= len(dashboards(self.folder))
+
+    def wait_ready(self, timeout: float = 120, preheated: bool = True) -> bool:
+        """Wait until Voilà answers (and, by default, its kernel pools are filled).
+
+        Raises RuntimeError if Voilà exits or does not answer in time; returns whether the
+        pools were filled in time (the pages work either way, just slower the first time).
+        """
+        deadline = time.monotonic() + timeout
+        up = False
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Voilà 已退出（退出码 {self.process.returncode}）：\n{self.log()[-4000:]}")
+            up = up or self.listening()
+            if up and (not preheated or self.preheated()):
+                return True
+            time.sleep(0.2)
+        if not up:
+            raise RuntimeError(f"Voilà 在 {timeout:.0f} 秒内没有响应：\n{self.log()[-4000:]}")
+        return False
+
+    def stop(self, timeout: float = 20) -> int:
+        """Stop Voilà and its kernels (SIGTERM, then SIGKILL to its process group)."""
+        self._stopping = True
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    self.process.kill()
+                self.process.wait(5)
+        if self._reader is not None:
+            self._reader.join(2)
+        return self.process.returncode
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def start(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, preheat: int = 1,
+          folder: Path | str | None = None, env: dict | None = None, show_tracebacks: bool = False,
+          fill_delay: float = FILL_DELAY, extra_args: Iterable[str] = (), log: IO | None = None,
+          migrate: bool = True) -> VoilaServer:
+    """Start Voilà on the dashboards in a child process and return at once.
+
+    `env` (default: this process's) is completed by `hub_env`; `log` receives Voilà's output
+    (default: discarded, the last lines are kept in `server.log()`).
+    """
+    env = hub_env(env)
+    if migrate:
+        migrate_hub(env)
+    folder = Path(folder or DASHBOARDS).resolve()
+    cmd = voila_command(host, port, preheat=preheat, folder=folder, show_tracebacks=show_tracebacks,
+                        fill_delay=fill_delay, extra_args=extra_args)
+    proc = subprocess.Popen(cmd, env=env, cwd=str(folder), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, text=True, encoding="utf-8", errors="replace",
+                            bufsize=1, start_new_session=True)
+    return VoilaServer(process=proc, host=host, port=port, folder=folder, preheat=preheat, env=env, sink=log)
+
+
+def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, open_browser: bool = False, preheat: int = 1,
+          extra_args: Iterable[str] = (), *, folder: Path | str | None = None,
+          show_tracebacks: bool = False) -> int:
+    """Run the dashboards until Ctrl-C (or SIGTERM); print each dashboard's URL. Returns the exit code."""
+    if not dashboards(folder):
+        print(f"没有找到看板：{Path(folder or DASHBOARDS)} 下没有 .ipynb 文件", file=sys.stderr)
+        return 1
+    if not port_free(host, port):
+        print(f"端口 {port} 已被占用，请用 --port 指定其他端口。", file=sys.stderr)
+        return 1
+    try:
+        server = start(host, port, preheat=preheat, folder=folder, show_tracebacks=show_tracebacks,
+                       extra_args=extra_args, log=sys.stderr)
+    except Exception as exc:  # the hub could not be opened or migrated
+        print(f"无法打开数据中台：{exc}", file=sys.stderr)
+        return 1
+
+    def _terminate(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        print("正在启动看板服务（预热内核）…", flush=True)
+        try:
+            warm = server.wait_ready(timeout=180)
+        except RuntimeError as exc:
+            print(f"看板服务启动失败：{exc}", file=sys.stderr)
+            server.stop()
+            return 1
+        urls = server.urls()
+        print(f"看板服务已启动：{server.base_url}/" + ("" if warm else "（内核仍在预热，首次打开会稍慢）"), flush=True)
+        for title, url in urls.items():
+            print(f"  {title}\t{url}", flush=True)
+        print("按 Ctrl-C 停止。", flush=True)
+        if open_browser and urls:
+            import webbrowser
+
+            webbrowser.open(next(iter(urls.values())))
+        return server.process.wait()
+    except KeyboardInterrupt:
+        print("\n正在停止看板服务…", flush=True)
+        server.stop()
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if server.process.poll() is None:
+            server.stop()
+
+
+def serve_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, open_browser: bool = False,
+                  preheat: int = 1) -> None:
+    """The body of `workbench serve`; exits with serve()'s code. Wire it with click:
+
+        @main.command()
+        @click.option("--host", default="127.0.0.1", show_default=True, help="监听地址")
+        @click.option("--port", default=8866, show_default=True, type=int, help="端口")
+        @click.option("--open/--no-open", "open_browser", default=False, help="启动后打开浏览器")
+        @click.option("--preheat", default=1, show_default=True, type=int, help="每个看板预热的内核数（0 关闭）")
+        def serve(host, port, open_browser, preheat):
+            '''启动各部门看板（Voilà）。'''
+            from workbench.ui.server import serve_command
+            serve_command(host, port, open_browser, preheat)
+    """
+    raise SystemExit(serve(host, port, open_browser=open_browser, preheat=preheat))
+
+
+if __name__ == "__main__":  # python -m workbench.ui.server [port]
+    serve_command(port=int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_PORT)
+
+
+__all__ = ["DASHBOARDS", "DEFAULT_HOST", "DEFAULT_PORT", "VoilaServer", "dashboards", "dashboard_title",
+           "dashboard_url", "dashboard_urls", "hub_env", "migrate_hub", "voila_command", "port_free",
+           "free_port", "start", "serve", "serve_command"]
