@@ -12,14 +12,30 @@ from workbench.store import hub
 from workbench.store.ingest import insert_new
 from workbench.store.schema import DATASETS, metadata
 
+HEAD = "0002"
+
 
 def test_migrations_build_exactly_the_declared_schema(hub_engine):
-    assert hub.current_revision(hub_engine) == "0001"
+    assert hub.current_revision(hub_engine) == HEAD
     with hub_engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
     assert diff == []
     hub.upgrade(hub_engine)  # a second upgrade is a no-op and keeps data
-    assert hub.current_revision(hub_engine) == "0001"
+    assert hub.current_revision(hub_engine) == HEAD
+
+
+def test_each_migration_keeps_a_users_rows(tmp_path):
+    """A hub made by revision 0001 with data in it: upgrading keeps every row."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    eng = hub.engine(url, migrate=False)
+    hub.upgrade(eng, "0001")
+    with eng.begin() as conn:
+        conn.execute(sa.text("INSERT INTO alerts (alert_id, ts, department, category, severity, title) "
+                             "VALUES ('A1', '2026-01-05 00:00:00.000000', '应急管理局', '寒潮', 'warning', '寒潮预警')"))
+    hub.upgrade(eng)
+    got = hub.read("alerts", eng=eng)
+    assert list(got["alert_id"]) == ["A1"] and "level" in got.columns
+    hub.dispose(url)
 
 
 def test_upgrade_keeps_existing_rows(hub_engine):

@@ -175,5 +175,22 @@ def db_status(as_json):
         click.echo(f"{r.label:10s} {r.dataset:20s} {r.rows:>9d} 行  隔离 {r.quarantined:>6d}  {span}")
 
 
+def _register_department_commands() -> None:
+    """Department verbs live beside their code (workbench/<department>/cli.py)."""
+    import importlib
+
+    for module, name in (("workbench.safety.cli", "safety"),):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if not (exc.name and module.startswith(exc.name)):
+                raise
+            continue
+        main.add_command(getattr(mod, name))
+
+
+_register_department_commands()
+
+
 if __name__ == "__main__":
     main()

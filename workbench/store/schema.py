@@ -361,9 +361,42 @@ _register(Dataset(
         Field("status", "str", "状态", False, ("状态",)),
         Field("source", "str", "来源", False, ("来源",)),
         Field("evidence", "str", "证据", False, ("证据",), length=4096),
+        Field("level", "str", "预警等级", False, ("预警等级", "颜色等级"), choices=("蓝色", "黄色", "橙色", "红色")),
+        Field("updated_at", "ts", "更新时间", False, ("更新时间",)),
     ),
     key=("alert_id",),
     checks=(RowCheck("失效时间早于生效时间", _later("valid_to", "valid_from")),),
+))
+
+_register(Dataset(
+    "alert_history", "告警变更记录", "一网统管",
+    (
+        Field("alert_id", "str", "告警编号", True, ("告警编号", "预警编号")),
+        Field("ts", "ts", "变更时间", True, ("变更时间", "时间")),
+        Field("action", "str", "变更", True, ("变更", "动作"), choices=("发布", "升级", "降级", "更新", "解除")),
+        Field("level", "str", "预警等级", False, ("预警等级",), choices=("蓝色", "黄色", "橙色", "红色")),
+        Field("note", "str", "说明", False, ("说明", "备注"), length=1024),
+    ),
+    key=("alert_id", "ts", "action"),
+    indexes=(("alert_id",),),
+))
+
+_register(Dataset(
+    "data_quality", "数据质量问题", "一网统管",
+    (
+        Field("finding_id", "str", "问题编号", True, ("问题编号",)),
+        Field("ts", "ts", "发现时间", True, ("发现时间",)),
+        Field("dataset", "str", "数据集", True, ("数据集",)),
+        Field("subject", "str", "对象", False, ("对象", "站点编号", "设备编号")),
+        Field("kind", "str", "问题类型", True, ("问题类型", "类型")),
+        Field("ts_from", "ts", "起始时间", False, ("起始时间",)),
+        Field("ts_to", "ts", "结束时间", False, ("结束时间",)),
+        Field("rows", "int", "涉及记录数", False, ("涉及记录数",), min=0),
+        Field("reason", "str", "说明", True, ("说明", "原因"), length=1024),
+        Field("evidence", "str", "证据", False, ("证据",), length=4096),
+    ),
+    key=("finding_id",),
+    indexes=(("dataset", "subject"),),
 ))
 
 
