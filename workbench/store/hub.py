@@ -51,7 +51,7 @@ def engine(url: str | None = None, *, migrate: bool = True) -> Engine:
 def dispose(url: str | None = None) -> None:
     """Close the pooled connections of one hub (or all of them)."""
     with _lock:
-        for key in [url or config.db_url()] if url else list(_engines):
+        for key in [url] if url else list(_engines):
             eng = _engines.pop(key, None)
             if eng is not None:
                 eng.dispose()
