@@ -28,14 +28,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-# Debian packages: Chromium for the browser tests, Noto CJK so charts and pages show Chinese.
+# Debian packages: Chromium for the browser tests, Noto CJK so charts and pages show Chinese,
+# libGL for OpenCV (opencv-python 4.x, which carries the Haar cascades).
 system:
-	@if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -q "Noto Sans CJK"; then \
-		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium fonts-noto-cjk fontconfig; \
+	@if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -q "Noto Sans CJK" \
+		|| ! ldconfig -p | grep -q "libGL.so.1"; then \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium fonts-noto-cjk fontconfig libgl1 libglib2.0-0; \
 	fi
 
 synth: setup
 	$(BIN)/workbench synth --days $(DAYS) --seed $(SEED) --if-empty
+	$(BIN)/workbench safety warn
 
 demo: synth
 	$(BIN)/workbench serve --host $(HOST) --port $(PORT)
@@ -52,6 +55,7 @@ test-fast: setup
 bench: setup
 	WORKBENCH_TEST_PG_URL=$${WORKBENCH_TEST_PG_URL:-$(PG_URL)} $(BIN)/python benchmarks/ingest_throughput.py
 	$(BIN)/python benchmarks/serve_first_render.py
+	$(BIN)/python benchmarks/warnings_bench.py
 
 clean-hub:
 	rm -f data/city.db data/city.db-wal data/city.db-shm

@@ -27,9 +27,11 @@ RENDER_TIMEOUT = 180  # seconds; a cold CI machine imports pandas, matplotlib, f
 # Text each dashboard must show with sample data (besides its title).
 EXPECTED = {
     "hub": ["数据中台", "数据集概况", "数据规模与趋势", "最近接入文件", "隔离区", "农贸市场快检", "北京时间"],
+    "safety": ["隐患整改状态", "网格风险", "气象预警与联动巡查", "逾期未整改"],
 }
 EXPECTED_EMPTY = {
     "hub": ["数据中台暂无数据", "暂无接入记录", "隔离区为空"],
+    "safety": ["城市安全暂无数据", "暂无隐患记录"],
 }
 
 

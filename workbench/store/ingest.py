@@ -513,7 +513,7 @@ class _KeyRegistry:
 
 # ---------------------------------------------------------------------------- writing
 
-def _records(df: pd.DataFrame, ds: Dataset | None = None) -> list[dict]:
+def records(df: pd.DataFrame, ds: Dataset | None = None) -> list[dict]:
     """Rows as dicts of plain Python values, None for missing (NaN/NaT/NA)."""
     cols = {}
     for c in df.columns:
@@ -572,9 +572,9 @@ def _insert_pg(conn: Connection, table: sa.Table, ds: Dataset, df: pd.DataFrame)
     cur.execute(f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table.name}" INCLUDING DEFAULTS) '
                 f"ON COMMIT DELETE ROWS")
     cur.execute(f'TRUNCATE "{stage}"')
-    records = _records(df[cols], ds)
+    rows = records(df[cols], ds)
     with cur.copy(f'COPY "{stage}" ({qcols}) FROM STDIN') as copy:
-        for r in records:
+        for r in rows:
             copy.write_row([r[c] for c in cols])
     keys = ", ".join(f'"{k}"' for k in ds.key)
     cur.execute(f'INSERT INTO "{table.name}" ({qcols}) SELECT {qcols} FROM "{stage}" '

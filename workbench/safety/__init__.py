@@ -1,0 +1,1 @@
+"""综合治理 + 城市安全: hazard ledger, grid risk, cold-weather warnings."""

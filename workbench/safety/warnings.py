@@ -1,0 +1,400 @@
+"""Cold-weather warning signals (寒潮, 道路结冰, 暴雪) from hourly observations, as episodes.
+
+The criteria are China's meteorological warning signals (DOMAIN.md, 城市安全). Each
+signal is judged per station and hour on a regular hourly grid (hours × stations, all
+vectorised), the district takes its worst station, and the district's hourly levels
+become episodes: one alert per district and signal while it lasts, with 发布 / 升级 /
+降级 / 解除 as history rows. How each number is computed: docs/warnings.md.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from workbench import config
+from workbench.safety.weather import _local, upsert
+from workbench.store.ingest import insert_new
+from workbench.store.schema import DATASETS
+
+LEVELS = ("", "蓝色", "黄色", "橙色", "红色")
+SEVERITY = {1: "warning", 2: "warning", 3: "critical", 4: "critical"}
+SIGNALS = {"寒潮": "HS", "道路结冰": "DL", "暴雪": "BX"}
+DEPARTMENT = "应急管理局"
+SOURCE = "气象预警"
+
+
+@dataclass(frozen=True)
+class WarningRules:
+    """The documented numbers (docs/warnings.md); thresholds are DOMAIN.md's."""
+
+    min_hours_24: int = 18  # hours a 24-h minimum needs to be computed at all
+    wind_force5: float = 8.0  # m/s
+    wind_force6: float = 10.8
+    snow_air_max: float = 1.0  # °C: precipitation in an hour this cold (or colder) is snow
+    icing_precip_min: float = 0.1  # mm in the hour
+    clear_hours: int = 6  # a level lasts until this many hours pass without it (downgrade / 解除)
+    tz: str = config.TZ  # alert ids and titles read local time
+    max_evidence_stations: int = 5
+
+
+@dataclass
+class SignalGrid:
+    """Per signal: hourly levels (hours × stations, 0–4) and the measures behind them."""
+
+    hours: pd.DatetimeIndex
+    stations: pd.DataFrame  # station_id, area, district, lat, lon, last_hour
+    levels: dict = field(default_factory=dict)  # signal -> np.ndarray[int8] (hours × stations)
+    measures: dict = field(default_factory=dict)  # signal -> {name: DataFrame}
+
+
+@dataclass
+class Warnings:
+    alerts: pd.DataFrame  # rows for the alerts table
+    history: pd.DataFrame  # rows for alert_history
+
+
+# ------------------------------------------------------------------------------ signals
+
+def hourly(obs: pd.DataFrame, var: str, hours: pd.DatetimeIndex, stations) -> pd.DataFrame:
+    """One variable as a regular grid: hours × stations (NaN where nothing was observed)."""
+    g = obs.pivot(index="ts", columns="station_id", values=var)
+    return g.reindex(index=hours, columns=stations)
+
+
+def signal_grid(clean: pd.DataFrame, rules: WarningRules = WarningRules()) -> SignalGrid:
+    """Every station's hourly level for each signal, from DQ-cleaned observations and forecasts."""
+    obs = clean[clean["kind"] == "observed"]
+    fc = clean[clean["kind"] == "forecast"]
+    stations = _stations(clean)
+    if not len(stations):
+        return SignalGrid(pd.DatetimeIndex([]), stations)
+    first = min(obs["ts"].min() if len(obs) else fc["issued_at"].min().floor("h"),
+                fc["issued_at"].min().floor("h") if len(fc) else pd.Timestamp.max)
+    last = max(obs["ts"].max() if len(obs) else pd.Timestamp.min,
+               fc["issued_at"].max().floor("h") if len(fc) else pd.Timestamp.min)
+    hours = pd.date_range(first, last, freq="h")
+    ids = stations["station_id"].tolist()
+    grid = SignalGrid(hours, stations)
+    T = hourly(obs, "temperature", hours, ids)
+    W = hourly(obs, "wind_speed", hours, ids)
+    P = hourly(obs, "precipitation", hours, ids)
+    R = hourly(obs, "road_temperature", hours, ids)
+    grid.levels["寒潮"], grid.measures["寒潮"] = cold_wave(T, W, rules)
+    grid.levels["暴雪"], grid.measures["暴雪"] = snowstorm(T, P, rules)
+    grid.levels["道路结冰"], grid.measures["道路结冰"] = road_icing(T, P, R, fc, hours, ids, rules)
+    return grid
+
+
+def cold_wave(T: pd.DataFrame, W: pd.DataFrame, rules: WarningRules = WarningRules()):
+    """寒潮 levels. tmin24 = minimum of the last 24 hourly temperatures (≥ 18 present);
+    drop24 = tmin24 24 h earlier − tmin24; drop48 = the larger of tmin24 24 h and 48 h earlier
+    − tmin24; wind = the largest hourly mean wind of the last 24 h (48 h for blue)."""
+    tmin = T.rolling(24, min_periods=rules.min_hours_24).min()
+    prev24, prev48 = tmin.shift(24), tmin.shift(48)
+    drop24 = (prev24 - tmin).round(2)
+    drop48 = (np.fmax(prev24, prev48) - tmin).round(2)
+    wind24 = W.rolling(24, min_periods=1).max()
+    wind48 = W.rolling(48, min_periods=1).max()
+    t, d24, d48 = tmin.to_numpy(), drop24.to_numpy(), drop48.to_numpy()
+    w24, w48 = wind24.to_numpy(), wind48.to_numpy()
+    f6 = w24 >= rules.wind_force6
+    level = np.select(
+        [(d24 >= 16) & (t <= 0) & f6, (d24 >= 12) & (t <= 0) & f6, (d24 >= 10) & (t <= 4) & f6,
+         (d48 >= 8) & (t <= 4) & (w48 >= rules.wind_force5)],
+        [4, 3, 2, 1], 0).astype(np.int8)
+    return level, {"24小时最低气温": tmin, "前24小时最低气温": prev24, "前48小时最低气温": prev48,
+                   "24小时降温": drop24, "48小时降温": drop48, "24小时最大风速": wind24, "48小时最大风速": wind48}
+
+
+def snowstorm(T: pd.DataFrame, P: pd.DataFrame, rules: WarningRules = WarningRules()):
+    """暴雪 levels: snow = precipitation of hours whose air temperature ≤ snow_air_max;
+    blue/yellow on the 12-h sum (≥ 4 / 6 mm), orange/red on the 6-h sum (≥ 10 / 15 mm)."""
+    snow = P.where(T <= rules.snow_air_max, 0.0).fillna(0.0)
+    s12 = snow.rolling(12, min_periods=1).sum().round(2)
+    s6 = snow.rolling(6, min_periods=1).sum().round(2)
+    a12, a6 = s12.to_numpy(), s6.to_numpy()
+    level = np.select([a6 >= 15, a6 >= 10, a12 >= 6, a12 >= 4], [4, 3, 2, 1], 0).astype(np.int8)
+    return level, {"12小时降雪量": s12, "6小时降雪量": s6, "气温": T}
+
+
+def road_icing(T, P, R, fc: pd.DataFrame, hours, ids, rules: WarningRules = WarningRules()):
+    """道路结冰 levels. An icing hour: surface < 0 °C (road sensor, else air temperature) with
+    ≥ icing_precip_min mm. Observed icing now counts as within 2 h (red); a forecast issue
+    whose first icing hour is ≤ 2 / 6 / 12 h after issued_at gives red / orange / yellow,
+    from its issue hour until its last icing hour or the station's next issue."""
+    surface = R.where(R.notna(), T)
+    icing = (surface < 0) & (P >= rules.icing_precip_min)
+    level = np.where(icing.to_numpy(), 4, 0).astype(np.int8)
+    lead = pd.DataFrame(np.nan, index=hours, columns=ids)
+    if len(fc):
+        f = fc.assign(surface=fc["road_temperature"].where(fc["road_temperature"].notna(), fc["temperature"]))
+        f = f.assign(lead=(f["ts"] - f["issued_at"]) / pd.Timedelta(hours=1),
+                     hour=f["issued_at"].dt.floor("h"))
+        f = f[f["lead"] >= 0]
+        ice = f[(f["surface"] < 0) & (f["precipitation"] >= rules.icing_precip_min)]
+        issues = f.groupby(["station_id", "hour"]).size().rename("n").reset_index()
+        first = ice.groupby(["station_id", "hour"]).agg(lead=("lead", "min"), until=("ts", "max")).reset_index()
+        issues = issues.merge(first, on=["station_id", "hour"], how="left")
+        # an issue without icing ends the one before it: its "until" lies before any hour
+        issues["until"] = issues["until"].astype("datetime64[ns]").fillna(pd.Timestamp("1900-01-01"))
+        lead_i = issues.pivot(index="hour", columns="station_id", values="lead")
+        until_i = issues.pivot(index="hour", columns="station_id", values="until")
+        has = issues.pivot(index="hour", columns="station_id", values="n").notna()
+        lead_i = lead_i.where(lead_i.notna() | ~has, np.inf).reindex(index=hours, columns=ids).ffill()
+        until_i = until_i.reindex(index=hours, columns=ids).ffill()
+        now = np.broadcast_to(hours.to_numpy()[:, None], until_i.shape)
+        valid = until_i.notna().to_numpy() & (now <= until_i.to_numpy(dtype="datetime64[ns]"))
+        lead = lead_i.where(valid)
+        lv = lead.to_numpy()
+        fc_level = np.select([lv <= 2, lv <= 6, lv <= 12], [4, 3, 2], 0).astype(np.int8)
+        level = np.maximum(level, fc_level)
+    return level, {"路面温度": surface, "路面温度来源": R.notna(), "小时降水量": P, "预报结冰提前小时": lead}
+
+
+def _stations(clean: pd.DataFrame) -> pd.DataFrame:
+    """One row per station: its district (the area its warnings are for), coordinates, last hour."""
+    if clean.empty:
+        return pd.DataFrame(columns=["station_id", "area", "district", "lat", "lon", "last_hour"])
+    g = clean.sort_values("ts").groupby("station_id", sort=True)
+    st = g.agg(district=("district", "last"), lat=("lat", "last"), lon=("lon", "last")).reset_index()
+    obs_last = clean[clean.kind == "observed"].groupby("station_id")["ts"].max()
+    fc_last = clean[clean.kind == "forecast"].groupby("station_id")["issued_at"].max().dt.floor("h")
+    st["last_hour"] = st.station_id.map(pd.concat([obs_last, fc_last]).groupby(level=0).max())
+    st["area"] = st["district"].where(st["district"].notna() & (st["district"].astype(str) != ""),
+                                      st["station_id"])
+    return st
+
+
+# ------------------------------------------------------------------------------ episodes
+
+def area_code(area: str) -> str:
+    """Short code of a district for alert ids (the pinyin initials of the city's districts)."""
+    from workbench.synth.geography import DISTRICT_BY_NAME
+
+    d = DISTRICT_BY_NAME.get(area)
+    return d.code if d else "".join(ch for ch in str(area) if ch.isalnum() and ch.isascii()).upper() or "X"
+
+
+def episodes(grid: SignalGrid, rules: WarningRules = WarningRules()) -> Warnings:
+    """Alerts and their history from the hourly levels: a district's level is its worst
+    station's; the issued level is the highest of the last `clear_hours` hours, so it rises at
+    once, falls only after the higher level has been absent `clear_hours`, and is lifted (解除)
+    `clear_hours` after the last hour at any level."""
+    alerts, history = [], []
+    if not len(grid.hours):
+        return Warnings(_frame(alerts, ALERT_COLUMNS), _frame(history, HISTORY_COLUMNS))
+    st = grid.stations
+    areas = sorted(st["area"].unique())
+    col_area = st["area"].map({a: i for i, a in enumerate(areas)}).to_numpy()
+    area_last = st.groupby("area")["last_hour"].max().reindex(areas).to_numpy(dtype="datetime64[ns]")
+    hours = grid.hours.to_numpy()
+    for signal, lv in grid.levels.items():
+        A = np.zeros((len(hours), len(areas)), np.int8)
+        for j in range(len(areas)):
+            A[:, j] = lv[:, col_area == j].max(axis=1)
+        issued = pd.DataFrame(A).rolling(rules.clear_hours, min_periods=1).max().to_numpy(np.int8)
+        prev = np.vstack([np.zeros((1, len(areas)), np.int8), issued[:-1]])
+        rows, cols = np.nonzero(issued != prev)
+        keep = hours[rows] <= area_last[cols]  # nothing is judged past an area's last data
+        order = np.lexsort((rows[keep], cols[keep]))
+        changes = list(zip(cols[keep][order], rows[keep][order]))
+        a_prev, open_ep = None, None
+        for a, r in changes:
+            if a != a_prev:
+                if open_ep:
+                    alerts.append(open_ep)
+                open_ep, a_prev = None, a
+            new, old = int(issued[r, a]), int(prev[r, a])
+            ts = pd.Timestamp(hours[r])
+            if old == 0 or open_ep is None:
+                if open_ep:
+                    alerts.append(open_ep)
+                open_ep = _open(signal, areas[a], ts, new, rules)
+                action = "发布"
+            elif new == 0:
+                action = "解除"
+            else:
+                action = "升级" if new > old else "降级"
+            stations = np.flatnonzero(col_area == a)
+            ev = _evidence(grid, signal, stations, r, new or old, rules)
+            history.append({"alert_id": open_ep["alert_id"], "ts": ts, "action": action,
+                            "level": LEVELS[new or old], "note": _note(signal, action, new or old, ev)})
+            _apply(open_ep, action, new, ts, ev, signal, rules)
+            if action == "解除":
+                alerts.append(open_ep)
+                open_ep = None
+        if open_ep:
+            alerts.append(open_ep)
+    return Warnings(_frame(alerts, ALERT_COLUMNS), _frame(history, HISTORY_COLUMNS))
+
+
+ALERT_COLUMNS = ["alert_id", "ts", "department", "category", "severity", "title", "area", "district",
+                 "valid_from", "valid_to", "status", "source", "evidence", "level", "updated_at"]
+HISTORY_COLUMNS = ["alert_id", "ts", "action", "level", "note"]
+
+
+def _frame(rows: list[dict], cols: list[str]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=cols)
+    for c in ("ts", "valid_from", "valid_to", "updated_at"):
+        if c in df:
+            df[c] = pd.to_datetime(df[c])
+    return df
+
+
+def _open(signal: str, area: str, ts: pd.Timestamp, level: int, rules: WarningRules) -> dict:
+    local = ts.tz_localize("UTC").tz_convert(rules.tz)
+    from workbench.synth.geography import DISTRICT_BY_NAME
+
+    return {"alert_id": f"W-{SIGNALS[signal]}-{area_code(area)}-{local:%Y%m%d%H}", "ts": ts,
+            "department": DEPARTMENT, "category": signal, "area": area,
+            "district": area if area in DISTRICT_BY_NAME else None, "valid_from": ts, "valid_to": None,
+            "source": SOURCE, "_peak": 0, "_ev": {}}
+
+
+def _apply(ep: dict, action: str, level: int, ts, ev: dict, signal: str, rules: WarningRules) -> None:
+    ep["updated_at"] = ts
+    if action == "解除":  # a past episode is remembered by its highest level
+        ep["status"], ep["valid_to"] = "已解除", ts
+        level = ep["_peak"]
+        ep["level"], ep["severity"] = LEVELS[level], SEVERITY[level]
+        ep["title"] = f"{ep['area']}{signal}{LEVELS[level]}预警"
+    else:
+        ep["status"] = "生效中"
+        ep["level"], ep["severity"] = LEVELS[level], SEVERITY[level]
+        ep["title"] = f"{ep['area']}{signal}{LEVELS[level]}预警"
+        if level > ep["_peak"]:
+            ep["_peak"], ep["_ev"] = level, ev
+    body = {"信号": signal, "最高等级": LEVELS[ep["_peak"]], "判据": CRITERIA[signal], **ep["_ev"]}
+    text = json.dumps(body, ensure_ascii=False, default=str)
+    while len(text) > 4000 and body.get("触发观测"):
+        body["触发观测"] = body["触发观测"][:-1]
+        text = json.dumps(body, ensure_ascii=False, default=str)
+    ep["evidence"] = text
+
+
+CRITERIA = {
+    "寒潮": "24小时最低气温（逐时气温最近24小时最小值）较前24小时下降≥10/12/16°C且降至≤4/0/0°C、"
+            "近24小时最大小时平均风速≥10.8m/s为黄/橙/红；48小时内下降≥8°C至≤4°C、风速≥8.0m/s为蓝",
+    "道路结冰": "路面温度<0°C（无路面传感器时用气温）且小时降水≥0.1mm为结冰；已出现或预计2/6/12小时内出现为红/橙/黄",
+    "暴雪": "气温≤1°C时的降水计为降雪；12小时降雪≥4/6mm为蓝/黄，6小时降雪≥10/15mm为橙/红",
+}
+
+
+def _evidence(grid: SignalGrid, signal: str, stations, r: int, level: int, rules: WarningRules) -> dict:
+    """The observations behind the level at hour r: the stations of the area at that level."""
+    lv = grid.levels[signal][r, stations]
+    at = [s for s, v in zip(stations, lv) if v == level] or list(stations)
+    meas = grid.measures[signal]
+    obs = []
+    for s in at[: rules.max_evidence_stations]:
+        sid = grid.stations.station_id.iloc[s]
+        rec = {"站点": sid, "时间": _local(grid.hours[r], rules.tz)}
+        for name, frame in meas.items():
+            v = frame.iat[r, s]
+            if name == "路面温度来源":
+                rec[name] = "路面传感器" if bool(v) else "气温代替"
+            elif v == v and v is not None and np.isfinite(v):
+                rec[name] = round(float(v), 2)
+        obs.append(rec)
+    return {"触发站点": [grid.stations.station_id.iloc[s] for s in at], "触发观测": obs}
+
+
+def _note(signal: str, action: str, level: int, ev: dict) -> str:
+    o = ev["触发观测"][0] if ev["触发观测"] else {}
+    what = {"发布": "发布", "升级": "升级为", "降级": "降级为", "解除": "解除", "更新": "更新"}[action]
+    head = f"{signal}{LEVELS[level]}预警{what}" if action in ("发布", "解除") else f"{signal}预警{what}{LEVELS[level]}"
+    if action == "解除":
+        return f"{head}：已连续数小时不再满足{LEVELS[level]}预警条件"
+    if signal == "寒潮":
+        tail = (f"{o.get('站点')} 24小时最低气温 {o.get('24小时最低气温')}°C，24小时降温 {o.get('24小时降温')}°C，"
+                f"48小时降温 {o.get('48小时降温')}°C，最大风速 {o.get('24小时最大风速')}m/s")
+    elif signal == "暴雪":
+        tail = f"{o.get('站点')} 12小时降雪 {o.get('12小时降雪量')}mm，6小时降雪 {o.get('6小时降雪量')}mm"
+    else:
+        lead = o.get("预报结冰提前小时")
+        tail = (f"{o.get('站点')} 路面温度 {o.get('路面温度')}°C（{o.get('路面温度来源')}），小时降水 {o.get('小时降水量')}mm"
+                + (f"，预报 {lead:g} 小时后结冰" if lead is not None else ""))
+    return f"{head}：{tail}"
+
+
+def warnings_from(clean: pd.DataFrame, rules: WarningRules = WarningRules()) -> Warnings:
+    """Alerts and history from DQ-cleaned weather (observed + forecast)."""
+    return episodes(signal_grid(clean, rules), rules)
+
+
+# ------------------------------------------------------------------------------ the hub
+
+def save_warnings(conn: sa.Connection, w: Warnings) -> dict:
+    """Alerts updated in place (or inserted), history rows appended once each."""
+    a = w.alerts.drop(columns=[c for c in w.alerts.columns if c.startswith("_")])
+    added, updated = upsert(conn, "alerts", a, ["severity", "title", "valid_to", "status", "evidence",
+                                                 "level", "updated_at"])
+    hist = insert_new(conn, DATASETS["alert_history"], w.history)
+    return {"alerts_new": added, "alerts_updated": updated, "alert_history_new": hist}
+
+
+# ------------------------------------------------------------------------------ one run
+
+@dataclass
+class EngineRun:
+    """What one run of the engine found and wrote."""
+
+    observations: int
+    stations: int
+    findings: pd.DataFrame
+    excluded: pd.DataFrame
+    warnings: Warnings
+    events: pd.DataFrame
+    written: dict
+
+    def summary(self) -> dict:
+        a = self.warnings.alerts
+        by = (a.groupby(["category", "level"]).size().reset_index(name="n") if len(a)
+              else pd.DataFrame(columns=["category", "level", "n"]))
+        return {
+            "observations": self.observations, "stations": self.stations,
+            "findings": {k: int(v) for k, v in self.findings.groupby("kind").size().items()},
+            "excluded_values": int(len(self.excluded)),
+            "excluded_by_kind": {k: int(v) for k, v in self.excluded.groupby("kind").size().items()},
+            "episodes": int(len(a)),
+            "episodes_by_level": [{"category": r.category, "level": r.level, "n": int(r.n)} for r in by.itertuples()],
+            "active": int((a["status"] == "生效中").sum()) if len(a) else 0,
+            "tasks": int(len(self.events)),
+            "written": self.written,
+        }
+
+
+def run_engine(eng=None, *, weather: pd.DataFrame | None = None, quality=None,
+               rules: WarningRules = WarningRules(), progress=None) -> EngineRun:
+    """Data quality, warnings and inspection tasks over the hub's weather (or `weather`),
+    written to the hub: data_quality, alerts (updated in place), alert_history, city_events,
+    event_history. Idempotent; on more data it continues the episodes. `progress(step)`
+    is called with a Chinese step name before each step."""
+    from workbench.safety import tasks as tk
+    from workbench.safety.weather import QualityRules, check_weather, save_findings
+    from workbench.store import hub
+
+    step = progress or (lambda _s: None)
+    eng = eng or hub.engine()
+    step("读取气象观测")
+    wx = hub.read("weather", eng=eng) if weather is None else weather
+    step("数据质量检查")
+    report = check_weather(wx, quality or QualityRules(tz=rules.tz))
+    step("预警判定")
+    grid = signal_grid(report.clean, rules)
+    w = episodes(grid, rules)
+    step("生成巡查任务")
+    grids = hub.read("grids", columns=["district", "street", "lat", "lon"], eng=eng)
+    places = grid.stations.groupby("area")[["lat", "lon"]].mean().reset_index()
+    events, ev_hist = tk.inspection_tasks(w.alerts, w.history, tk.street_offices(grids), places)
+    step("写入数据中台")
+    with eng.begin() as conn:
+        f_new, f_upd = save_findings(conn, report.findings)
+        written = {"findings_new": f_new, "findings_updated": f_upd, **save_warnings(conn, w),
+                   **tk.save_tasks(conn, events, ev_hist)}
+    return EngineRun(int((report.clean["kind"] == "observed").sum()), int(report.clean["station_id"].nunique()),
+                     report.findings, report.excluded, w, events, written)
