@@ -254,15 +254,15 @@ def test_100k_row_file_streams_and_counts(hub_engine, tmp_path):
     with open(path, "w", encoding="gbk", newline="") as f:
         f.write(HEADER.replace("䶮", ""))
         for i in range(n):
-            reading = "130" if i % 10_000 == 7 else f"{(i * 7) % 60}.5"  # 10 physically bad readings
+            reading = "130" if i % 10_000 == 7 else f"{(i * 7) % 60}.5"  # 10 physically bad readings: quarantined
             f.write(f"T{i:07d},2024-03-{1 + i % 28:02d} {8 + i % 10}:{i % 60:02d},,M{i % 36:02d},韭菜,"
                     f"有机磷和氨基甲酸酯类农药残留,{reading},50,{'阳性' if (i * 7) % 60 >= 50 else '阴性'},摊主{i % 500}\n")
     s = ingest_file("rapid_tests", path, hub_engine)
-    assert s.rows_read == n and s.loaded == n and accounted(s)
+    assert s.rows_read == n and s.loaded == n - 10 and s.quarantined == 10 and accounted(s)
     with hub_engine.connect() as conn:
-        assert conn.execute(sa.text("select count(*) from rapid_tests")).scalar() == n
+        assert conn.execute(sa.text("select count(*) from rapid_tests")).scalar() == n - 10
     again = ingest_file("rapid_tests", path, hub_engine, force=True)
-    assert (again.loaded, again.duplicates) == (0, n)
+    assert (again.loaded, again.duplicates) == (0, n - 10)
 
 
 # --------------------------------------------------------------------------- the command line

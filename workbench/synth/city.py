@@ -26,9 +26,10 @@ from workbench.synth.geography import build_grids, build_streets
 URBAN = ("荷塘区", "芦淞区", "石峰区", "天元区")
 # fixed sub-streams of the seed, so each part of the city draws its own numbers
 _STREAMS = {"geo": 1, "markets": 2, "canteens": 3, "sites": 4, "plants": 5, "tests": 6,
-            "violations": 7, "weather": 8, "events": 9, "hazards": 10, "dirt": 11, "alerts": 12}
+            "violations": 7, "weather": 8, "events": 9, "hazards": 10, "dirt": 11, "alerts": 12,
+            "market_followups": 41}
 INGEST_ORDER = ("grids", "markets", "stalls", "canteens", "cameras", "canteen_suppliers",
-                "hazard_sites", "rapid_tests", "canteen_violations", "city_events", "event_history",
+                "hazard_sites", "rapid_tests", "market_followups", "canteen_violations", "city_events", "event_history",
                 "hazards", "inspections", "weather", "alerts")
 
 
@@ -93,6 +94,7 @@ def generate(days: int, seed: int, end: dt.date) -> dict:
     backlog = {"street": back_street, "since": max(since, start).isoformat(), "stuck_share": 0.7}
 
     tests = mk.rapid_tests(_rng(seed, "tests"), cal, world, rising, world.roving)
+    market_followups = mk.followups(_rng(seed, "market_followups"), tests, cal.end)
     viol = ct.violations(_rng(seed, "violations"), cal, cw, recurring)
     weather, cold = wx.hourly_weather(_rng(seed, "weather"), cal)
     daily = wx.daily_summary(weather)
@@ -103,7 +105,7 @@ def generate(days: int, seed: int, end: dt.date) -> dict:
     frames = {
         "grids": grids, "markets": markets, "stalls": world.stalls, "canteens": cw.canteens,
         "cameras": cw.cameras, "canteen_suppliers": cw.suppliers, "hazard_sites": sites,
-        "rapid_tests": tests, "canteen_violations": viol, "city_events": events.drop(columns="_stuck"),
+        "rapid_tests": tests, "market_followups": market_followups, "canteen_violations": viol, "city_events": events.drop(columns="_stuck"),
         "event_history": history, "hazards": hazards, "inspections": inspections, "weather": weather,
     }
     plants = [
@@ -168,6 +170,13 @@ def _plant_clean(tests, world, roving_markets) -> dict:
         "peer_pesticide_rate": _rate(int((ppest.result == "阳性").sum()), len(ppest)),
         "note": "该检测员的抑制率读数也集中在很低的区间（多在 15% 以下）",
     }
+
+
+def _synth_fields(dataset: str, df: pd.DataFrame) -> list[str]:
+    """The dataset's fields the sample frame has (camera-pipeline-only columns are left out)."""
+    from workbench.store.schema import DATASETS
+
+    return [f.name for f in DATASETS[dataset].fields if f.name in df.columns]
 
 
 def _plant_canteen(viol, canteens, recurring, cal) -> dict:
@@ -411,6 +420,8 @@ def write_files(city: dict, out_dir: Path, seed: int) -> tuple[list[tuple[str, P
         {"dataset": "rapid_tests", "what": "导出时重复的行（同一检测编号出现两次）",
          "expected_reason": "主键重复", "rows": len(dup), "ids": dup.test_id.tolist()},
     ]
+    t, market_dirt = mk.plant_dirt(t, pest, seed)
+    dirt += market_dirt
     city_hdr = labels("rapid_tests")
     county_hdr = labels("rapid_tests", alias={
         "test_id": "样品编号", "ts": "检测日期", "sampled_at": "抽样时间", "market_id": "市场代码",
@@ -433,6 +444,11 @@ def write_files(city: dict, out_dir: Path, seed: int) -> tuple[list[tuple[str, P
                          reagent_expiry=fmt_chinese(c.reagent_expiry, with_time=False).to_numpy())
             add("rapid_tests", write_csv(c, samples / "rapid_tests" / f"县市快检汇总_{m}.csv", county_hdr, "gbk"))
 
+    # positives' follow-up ledger: XLSX kept by the market supervision bureau
+    add("market_followups", write_xlsx(F["market_followups"], samples / "market_followups" / "快检阳性处置台账.xlsx",
+                                       labels("market_followups"), f"株洲市农贸市场快检阳性处置台账（{year}年）",
+                                       stamp, "处置台账"))
+
     # canteen violations: the 明厨亮灶 platform's monthly UTF-8 CSV export
     v = F["canteen_violations"]
     bad_v = v.sample(n=min(2, len(v)), random_state=np.random.RandomState((seed + 4) % (2**32))).copy()
@@ -447,7 +463,7 @@ def write_files(city: dict, out_dir: Path, seed: int) -> tuple[list[tuple[str, P
         x = v[(month == m).to_numpy()]
         x = x.assign(ts=fmt_second(x.ts).to_numpy(), ts_end=fmt_second(x.ts_end).to_numpy())
         add("canteen_violations", write_csv(x, samples / "canteen_violations" / f"明厨亮灶告警_{m}.csv",
-                                            labels("canteen_violations")))
+                                            labels("canteen_violations", _synth_fields("canteen_violations", x))))
 
     # city events: JSON (Open311-style names), history: UTF-8 with BOM CSV, per month
     e = F["city_events"]

@@ -347,3 +347,70 @@ def rapid_tests(rng: np.random.Generator, cal: CityCalendar, world: MarketWorld,
     df.insert(0, "test_id", ("KJ" + day_str + (df._m + 1).astype(str).str.zfill(2)
                              + seq.astype(str).str.zfill(3)).to_numpy(dtype=object))
     return df.drop(columns="_m")
+
+
+def followups(rng: np.random.Generator, tests: pd.DataFrame, end) -> pd.DataFrame:
+    """The follow-up ledger of the positives (naive local times): registered a few hours after
+    the test, goods destroyed on the spot, a lab re-test within days, the stall re-tested
+    within the 7-day deadline as a rule (some late, a few not yet). Nothing after the data's
+    last day is known yet; positives of the last two days are not registered yet."""
+    pos = tests[tests.result == "阳性"].reset_index(drop=True)
+    n = len(pos)
+    cols = ["test_id", "ts", "deadline", "lab_sent_at", "lab_result", "lab_result_at", "destroyed_kg",
+            "destroyed_at", "stall_retest_at", "stall_retest_result", "handler", "note"]
+    if not n:
+        return pd.DataFrame(columns=cols)
+    now = pd.Timestamp(end) + pd.Timedelta(days=1)
+    t = pd.to_datetime(pos.ts)
+    reg = (t + pd.to_timedelta(rng.uniform(0.5, 6, n), unit="h")).dt.floor("min")
+    sent = (reg + pd.to_timedelta(rng.uniform(0.5, 3, n), unit="h")).dt.floor("min")
+    lab_at = (sent + pd.to_timedelta(rng.uniform(20, 72, n), unit="h")).dt.floor("min")
+    lab_pos = rng.random(n) < 0.85
+    retest_days = np.where(rng.random(n) < 0.9, rng.uniform(2, 6.5, n), rng.uniform(7.5, 12, n))
+    never = rng.random(n) < 0.03  # a few stalls never re-tested (closed, vendor gone)
+    retest = t.dt.normalize() + pd.to_timedelta(np.floor(retest_days), unit="D") + pd.Timedelta(hours=9)
+    retest_pos = rng.random(n) < 0.04
+    kg = np.round(np.where(pos.category.isin(["猪肉", "牛羊肉", "水产"]), rng.uniform(2, 25, n), rng.uniform(0.5, 12, n)), 1)
+    df = pd.DataFrame({
+        "test_id": pos.test_id.to_numpy(), "ts": reg, "deadline": t.dt.normalize() + pd.Timedelta(days=7, hours=18),
+        "lab_sent_at": sent, "lab_result": np.where(lab_pos, "阳性", "阴性"), "lab_result_at": lab_at,
+        "destroyed_kg": kg, "destroyed_at": reg + pd.Timedelta(minutes=30),
+        "stall_retest_at": retest.where(lab_pos & ~never), "stall_retest_result": np.where(retest_pos, "阳性", "阴性"),
+        "handler": pos.inspector_id.to_numpy(), "note": np.where(lab_pos, "现场销毁，已送检复检", "现场销毁，复检阴性"),
+    })
+    known_lab = df.lab_result_at < now
+    df.loc[~known_lab, ["lab_result", "lab_result_at"]] = None
+    known_retest = df.stall_retest_at.notna() & (df.stall_retest_at < now)
+    df.loc[~known_retest, ["stall_retest_at", "stall_retest_result"]] = None
+    df["lab_result_at"] = pd.to_datetime(df["lab_result_at"])
+    df["stall_retest_at"] = pd.to_datetime(df["stall_retest_at"])
+    return df[df.ts < now - pd.Timedelta(days=2)][cols].reset_index(drop=True)
+
+
+def plant_dirt(t: pd.DataFrame, pest: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, list[dict]]:
+    """Four rapid tests the market rules must quarantine (workbench/market/intake.py), one per
+    rule, placed among the rows with their own generator (the city's dirt stream is untouched)."""
+    bad = pest.sample(n=4, random_state=np.random.RandomState((seed + 5) % (2**32))).copy()
+    bad["test_id"] = bad.test_id.str[:-3] + "7" + bad.test_id.str[-2:]
+    bad = bad.reset_index(drop=True)
+    bad.loc[0, ["reading", "result"]] = [130.0, "阳性"]  # an inhibition rate cannot exceed 100 %
+    bad.loc[1, "market_id"] = "SC-XX-99"  # not in the registry
+    bad.loc[2, "commodity"] = "韭莱"  # a misspelt commodity
+    bad.loc[3, ["reading", "result"]] = [72.4, "阴性"]  # 72.4 % ≥ 50 % is positive
+    rng = np.random.default_rng([seed, 41, 1])
+    pos = np.sort(rng.integers(0, len(t) + 1, len(bad)))
+    parts, last = [], 0
+    for i, p in enumerate(pos):
+        parts += [t.iloc[last:p], bad.iloc[[i]]]
+        last = p
+    parts.append(t.iloc[last:])
+    out = pd.concat(parts, ignore_index=True)
+    dirt = [
+        {"dataset": "rapid_tests", "what": what, "expected_reason": reason, "rows": 1, "ids": [bad.test_id[i]]}
+        for i, (what, reason) in enumerate([
+            ("酶抑制率读数 130%（超出物理范围）", "百分比读数超过 100%"),
+            ("市场编号不在名录中", "市场编号不在农贸市场名录中"),
+            ("样品名称错字（韭莱）", "样品名称不在商品目录中"),
+            ("读数 72.4% 却判为阴性", "检测结果与检测值、判定限值不符"),
+        ])]
+    return out, dirt

@@ -1,0 +1,46 @@
+"""The 农贸市场快检 page pieces, without a browser (tests/test_dashboards.py opens the real page)."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from workbench.market import analysis as ma
+from workbench.ui import market_page as mp
+
+pytestmark = pytest.mark.slow  # a 28-day city is generated and analysed once (~8 s)
+
+
+@pytest.fixture(scope="module")
+def snap():
+    from workbench.synth.city import generate
+
+    city = generate(28, 5, dt.date(2026, 3, 1))
+    t = city["frames"]["rapid_tests"].copy()
+    for c in ("ts", "sampled_at"):
+        t[c] = pd.to_datetime(t[c]) - pd.Timedelta(hours=8)
+    q = pd.DataFrame({"dataset": ["rapid_tests"], "reason": ["百分比读数超过 100%"], "rows": [1]})
+    an = ma.analyse(t, city["frames"]["markets"], city["frames"]["market_followups"])
+    return mp.MarketSnapshot(pd.Timestamp("2026-03-02"), an, q)
+
+
+def test_page_builds_and_the_market_picker_redraws(snap):
+    page = mp.page(snap)
+    assert page.children
+    picker = mp.market_picker(snap.an, mp.names(snap.an))
+    dropdown, holder = picker.children
+    before = holder.children[0].value
+    dropdown.value = dropdown.options[-1][1]
+    assert holder.children[0].value != before  # a new chart, no error box
+    assert "wb-error" not in str(holder.children[0])
+
+
+def test_tables_speak_chinese_and_count_the_quarantine(snap):
+    assert "百分比读数超过 100%" in mp.quarantine_table(snap.quarantine)
+    assert "农贸市场快检" in mp.quarantine_table(snap.quarantine)
+    html = mp.periods_table(snap.an)
+    assert "本月累计" in html and "本年累计" in html and "项次阳性率（95% 置信区间）" in html
+    assert "暂无快检预警" in mp.alerts_table(snap.an.alerts.iloc[:0])
+    assert "处置状态" in mp.followup_table(snap.an.followups, mp.names(snap.an)) or \
+        "暂无待处置的阳性" in mp.followup_table(snap.an.followups, mp.names(snap.an))

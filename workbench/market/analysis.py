@@ -1,0 +1,263 @@
+"""One run of the market analysis: bulletin figures, surveillance, integrity and follow-up,
+and what it writes to the hub (alerts, data_quality).
+
+Alerts, one per finding (never one per day it persists), with stable ids so a rerun updates
+them in place:
+- MKT-CUSUM-<market>-<first alarm week>: a market's positive rate rising (binomial CUSUM
+  episode on its weekly series); warning.
+- MKT-BAN-<test_id>: a banned substance found positive; critical.
+- MKT-FU-<test_id>: a positive whose follow-up is overdue; warning.
+- MKT-DQ-<finding>: an integrity finding; warning.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from workbench.market import figures as fg
+from workbench.market import followup as fu
+from workbench.market import integrity as ig
+from workbench.market import surveillance as sv
+
+DEPARTMENT = "市场监管局"
+SOURCE = "农贸市场快检"
+TEST_COLUMNS = ["test_id", "ts", "sampled_at", "market_id", "stall_id", "vendor", "district", "commodity", "category",
+                "origin", "test_item", "method", "reading", "unit", "threshold", "result", "reagent_batch",
+                "reagent_expiry", "device_id", "inspector_id"]
+ALERT_COLUMNS = ["alert_id", "ts", "department", "category", "severity", "title", "area", "district",
+                 "valid_from", "valid_to", "status", "source", "evidence", "level", "updated_at"]
+
+
+@dataclass
+class MarketSurveillance:
+    n: pd.DataFrame
+    x: pd.DataFrame
+    p0: pd.DataFrame  # the reference rate per week and market
+    p_chart: dict
+    ewma: dict
+    cusum: dict
+    episodes: pd.DataFrame  # CUSUM alarm episodes per market
+
+
+@dataclass
+class Analysis:
+    as_of: pd.Timestamp                  # naive UTC: the last test's time
+    tests: pd.DataFrame
+    prep: pd.DataFrame
+    markets: pd.DataFrame
+    city: pd.DataFrame                   # bulletin, whole range, city
+    by_market: pd.DataFrame
+    market_sv: MarketSurveillance
+    city_daily: tuple                    # (n, x) city daily, all items
+    ears: dict                           # method -> result on city + district daily positives
+    funnel: pd.DataFrame
+    trend: pd.DataFrame
+    integrity: ig.IntegrityReport
+    followups: pd.DataFrame
+    alerts: pd.DataFrame
+    rules: sv.Rules = field(default_factory=sv.Rules)
+
+    @property
+    def empty(self) -> bool:
+        return self.tests.empty
+
+
+def market_surveillance(prep: pd.DataFrame, rules: sv.Rules = sv.Rules()) -> MarketSurveillance:
+    sel = prep if rules.item is None else prep[prep["test_item"] == rules.item]
+    n, x = sv.series(sel, "market_id", rules.freq)
+    if n.empty:
+        e = pd.DataFrame()
+        return MarketSurveillance(n, x, pd.DataFrame(), {}, {}, {}, sv.episodes(e))
+    p0 = sv.reference_rate(n, x, rules.baseline_weeks, rules.shrink_tests, rules.reference_smooth)
+    pc = sv.p_chart(n, x, p0, rules.p_alpha)
+    ew = sv.ewma(n, x, p0, rules.ewma_lambda, rules.ewma_L)
+    cs = sv.cusum(n, x, p0, rules.cusum_or, rules.cusum_h)
+    return MarketSurveillance(n, x, p0, pc, ew, cs, sv.episodes(cs["alarm"], rules.episode_gap))
+
+
+def analyse(tests: pd.DataFrame, markets: pd.DataFrame | None = None, followups: pd.DataFrame | None = None,
+            rules: sv.Rules = sv.Rules(), as_of=None, progress=None, trend: bool = True) -> Analysis:
+    """Everything the dashboard, the bulletin and the alerts need, from DataFrames."""
+    step = progress or (lambda _s: None)
+    markets = markets if markets is not None else pd.DataFrame(columns=["market_id", "name", "district"])
+    step("整理检测记录")
+    prep = fg.prepare(tests)
+    as_of = pd.Timestamp(as_of) if as_of is not None else (prep["ts"].max() if len(prep) else pd.Timestamp.now())
+    step("通报数据")
+    city = fg.bulletin(prep)
+    by_market = fg.bulletin(prep, "market")
+    step("控制图与预警统计")
+    msv = market_surveillance(prep, rules)
+    city_n, city_x = sv.series(prep, None, "D")
+    d_n, d_x = sv.series(prep, "district", "D")
+    ears_in = pd.concat([city_x, d_x], axis=1) if len(city_x) else city_x
+    ears_res = {m: sv.ears(ears_in, m, rules.ears_baseline, rules.ears_alpha.get(m), rules.ears_min_sigma)
+                for m in ("C1", "C2", "C3")}
+    p_city = float(city["positive_items"].sum() / city["items"].sum()) if len(city) and city["items"].sum() else 0.0
+    fun = sv.funnel(by_market, p_city, rules.funnel_levels) if len(by_market) else by_market
+    trend_tab = sv.trend_model(prep)[1] if trend else pd.DataFrame()
+    step("数据真实性核查")
+    integ = ig.check(tests, markets)
+    step("阳性处置跟踪")
+    fstat = fu.status(tests, followups, as_of)
+    an = Analysis(as_of, tests, prep, markets, city, by_market, msv, (city_n, city_x), ears_res, fun, trend_tab,
+                  integ, fstat, pd.DataFrame(columns=ALERT_COLUMNS), rules)
+    an.alerts = alerts(an)
+    return an
+
+
+# ------------------------------------------------------------------ alerts
+
+def _lookup(markets: pd.DataFrame, col: str) -> dict:
+    if markets is None or not len(markets) or col not in markets:
+        return {}
+    return dict(zip(markets["market_id"], markets[col]))
+
+
+def _name(markets: pd.DataFrame, market_id) -> str:
+    return str(_lookup(markets, "name").get(market_id, market_id))
+
+
+def _district(markets: pd.DataFrame, market_id):
+    return _lookup(markets, "district").get(market_id)
+
+
+def _local_text(ts, fmt="%Y-%m-%d %H:%M") -> str:
+    return pd.Timestamp(ts).tz_localize("UTC").tz_convert("Asia/Shanghai").strftime(fmt)
+
+
+def _week_utc(week_start: pd.Timestamp) -> pd.Timestamp:
+    """A week's Monday 00:00 Beijing time as naive UTC."""
+    return pd.Timestamp(week_start).tz_localize("Asia/Shanghai").tz_convert("UTC").tz_localize(None)
+
+
+def alerts(an: Analysis) -> pd.DataFrame:
+    rows = []
+    mk_name, mk_district = _lookup(an.markets, "name"), _lookup(an.markets, "district")
+    name_of = lambda m: str(mk_name.get(m, m))  # noqa: E731
+    msv = an.market_sv
+    last_period = msv.n.index.max() if len(msv.n) else None
+    item = an.rules.item or "全部项目"
+    for ep in msv.episodes.itertuples():
+        m = ep.unit
+        weeks = msv.n.index[(msv.n.index >= ep.first) & (msv.n.index <= ep.last)]
+        n = int(msv.n.loc[weeks, m].sum())
+        x = int(msv.x.loc[weeks, m].sum())
+        p0 = float((msv.p0.loc[weeks, m] * msv.n.loc[weeks, m]).sum() / n) if n else float(msv.p0[m].mean())
+        also = [name for name, res in (("p控制图", msv.p_chart), ("EWMA", msv.ewma))
+                if res and bool(res["alarm"].loc[weeks, m].any())]
+        active = last_period is not None and (last_period - ep.last).days <= 7 * an.rules.episode_gap
+        ev = {"市场编号": m, "检测项目": item, "方法": f"二项 CUSUM（优势比 {an.rules.cusum_or:g}，h={an.rules.cusum_h:g}）",
+              "期间预期阳性率": round(p0, 4), "报警周": [f"{w:%Y-%m-%d}" for w in weeks[msv.cusum["alarm"].loc[weeks, m]]],
+              "期间检测": n, "期间阳性": x, "期间阳性率": round(x / n, 4) if n else None,
+              "CUSUM最大值": round(float(msv.cusum["s"].loc[weeks, m].max()), 2), "同时报警": also}
+        name = name_of(m)
+        rows.append({"alert_id": f"MKT-CUSUM-{m}-{ep.first:%Y%m%d}", "ts": _week_utc(ep.first) + pd.Timedelta(days=7),
+                     "department": DEPARTMENT, "category": "快检阳性率上升", "severity": "warning",
+                     "title": f"{name}{item}快检阳性率上升", "area": name, "district": mk_district.get(m),
+                     "valid_from": _week_utc(ep.first), "valid_to": None if active else _week_utc(ep.last) + pd.Timedelta(days=7),
+                     "status": "生效中" if active else "已解除", "source": SOURCE,
+                     "evidence": json.dumps(ev, ensure_ascii=False), "level": None,
+                     "updated_at": _week_utc(ep.last) + pd.Timedelta(days=7)})
+    t = an.tests
+    if len(t):
+        banned = t[(t["result"] == "阳性") & t["test_item"].isin(fg.BANNED)]
+        fstate = an.followups.set_index("test_id")["state"] if len(an.followups) else pd.Series(dtype=object)
+        for r in banned.itertuples():
+            state = fstate.get(r.test_id, "未登记处置")
+            closed = state == "已办结"
+            ev = {"检测编号": r.test_id, "市场编号": r.market_id, "摊位编号": r.stall_id, "经营户": r.vendor,
+                  "样品": r.commodity, "检测项目": r.test_item, "读数": r.reading, "检测员": r.inspector_id,
+                  "检测时间": _local_text(r.ts), "处置状态": state}
+            rows.append({"alert_id": f"MKT-BAN-{r.test_id}"[:64], "ts": pd.Timestamp(r.ts), "department": DEPARTMENT,
+                         "category": "禁用物质快检阳性", "severity": "critical",
+                         "title": f"{name_of(r.market_id)}{r.commodity}检出{r.test_item}（禁用物质）",
+                         "area": name_of(r.market_id), "district": r.district, "valid_from": pd.Timestamp(r.ts),
+                         "valid_to": None, "status": "已处置" if closed else "生效中", "source": SOURCE,
+                         "evidence": json.dumps(ev, ensure_ascii=False, default=str), "level": None,
+                         "updated_at": pd.Timestamp(r.ts)})
+    od = an.followups[an.followups["overdue"]] if len(an.followups) else an.followups
+    for r in od.itertuples():
+        ev = {"检测编号": r.test_id, "市场编号": r.market_id, "摊位编号": r.stall_id, "样品": r.commodity,
+              "检测项目": r.test_item, "处置状态": r.state, "处置时限": _local_text(r.deadline),
+              "逾期天数": int(r.days_overdue)}
+        rows.append({"alert_id": f"MKT-FU-{r.test_id}"[:64], "ts": pd.Timestamp(r.deadline), "department": DEPARTMENT,
+                     "category": "快检阳性处置逾期", "severity": "critical" if r.banned else "warning",
+                     "title": f"{name_of(r.market_id)}{r.commodity}{r.test_item}阳性处置逾期（{r.state}）",
+                     "area": name_of(r.market_id), "district": r.district,
+                     "valid_from": pd.Timestamp(r.deadline), "valid_to": None, "status": "生效中", "source": SOURCE,
+                     "evidence": json.dumps(ev, ensure_ascii=False, default=str), "level": None,
+                     "updated_at": pd.Timestamp(r.deadline)})
+    for f in an.integrity.findings.itertuples():
+        rows.append({"alert_id": f"MKT-DQ-{f.finding_id[4:]}"[:64], "ts": pd.Timestamp(f.ts), "department": DEPARTMENT,
+                     "category": "快检数据真实性", "severity": "warning", "title": f"{f.kind}：{f.subject}",
+                     "area": None, "district": None, "valid_from": pd.Timestamp(f.ts_from), "valid_to": None,
+                     "status": "待核查", "source": SOURCE, "evidence": json.dumps(
+                         {"说明": f.reason, "问题编号": f.finding_id, "涉及记录数": int(f.rows)}, ensure_ascii=False),
+                     "level": None, "updated_at": pd.Timestamp(f.ts)})
+    df = pd.DataFrame(rows, columns=ALERT_COLUMNS)
+    for c in ("ts", "valid_from", "valid_to", "updated_at"):
+        df[c] = pd.to_datetime(df[c])
+    return df
+
+
+# ------------------------------------------------------------------ the hub
+
+def load(eng=None, since=None, until=None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The rapid tests (needed columns only), the markets and the follow-ups from the hub."""
+    from workbench.store import hub
+
+    tests = hub.read("rapid_tests", columns=TEST_COLUMNS, since=since, until=until, eng=eng)
+    markets = hub.read("markets", eng=eng)
+    followups = hub.read("market_followups", eng=eng)
+    for c in ("ts", "sampled_at"):
+        tests[c] = pd.to_datetime(tests[c])
+    for c in ("reading", "threshold"):
+        tests[c] = pd.to_numeric(tests[c])
+    return tests, markets, followups
+
+
+def save(eng, an: Analysis) -> dict:
+    """Alerts and integrity findings into the hub, updated in place on a rerun."""
+    from workbench.safety.weather import upsert
+
+    with eng.begin() as conn:
+        a_new, a_upd = upsert(conn, "alerts", an.alerts, ["severity", "title", "valid_to", "status", "evidence",
+                                                           "updated_at"])
+        f_new, f_upd = upsert(conn, "data_quality", an.integrity.findings,
+                              ["ts", "ts_to", "rows", "reason", "evidence"])
+    return {"alerts_new": a_new, "alerts_updated": a_upd, "findings_new": f_new, "findings_updated": f_upd}
+
+
+def run(eng=None, progress=None, write: bool = True, **kw) -> tuple[Analysis, dict]:
+    from workbench.store import hub
+
+    step = progress or (lambda _s: None)
+    eng = eng or hub.engine()
+    step("读取快检记录")
+    tests, markets, followups = load(eng)
+    an = analyse(tests, markets, followups, progress=progress, **kw)
+    written = {}
+    if write:
+        step("写入数据中台")
+        written = save(eng, an)
+    return an, written
+
+
+def summary(an: Analysis, written: dict | None = None) -> dict:
+    c = an.city.iloc[0] if len(an.city) else None
+    return {
+        "tests": int(len(an.tests)),
+        "samples": int(c["samples"]) if c is not None else 0,
+        "positive_items": int(c["positive_items"]) if c is not None else 0,
+        "item_rate": float(c["item_rate"]) if c is not None else None,
+        "banned_positive": int(c["banned_positive"]) if c is not None else 0,
+        "cusum_episodes": int(len(an.market_sv.episodes)),
+        "funnel_high": [str(m) for m in an.funnel.loc[an.funnel["side"] == "high", "market_id"]] if len(an.funnel) else [],
+        "findings": {k: int(v) for k, v in an.integrity.findings.groupby("kind").size().items()},
+        "followups": fu.summary(an.followups),
+        "alerts": {k: int(v) for k, v in an.alerts.groupby("category").size().items()},
+        "written": written or {},
+    }
