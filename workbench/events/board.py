@@ -1,0 +1,164 @@
+"""The dispatch board's reads (调度台): open cases by deadline, counts, and a snapshot for
+the deadline and pattern views. Reads go through workbench.store.hub; status changes go
+through workbench.events.flow.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+import sqlalchemy as sa
+
+from workbench.events import dispatch as dp
+from workbench.events import flow, sla
+from workbench.store import hub
+from workbench.store.schema import DATASETS
+
+EVENTS = DATASETS["city_events"].table
+BOARD_COLUMNS = ("event_id", "ts", "source", "event_class", "description", "district", "street", "address",
+                 "status", "department", "urgency", "deadline", "lat", "lon")
+
+
+def _now() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC").tz_localize(None)
+
+
+def board_rows(eng=None, *, department: str | None = None, statuses=flow.OPEN_STATUSES, limit: int = 200,
+               since=None) -> pd.DataFrame:
+    """Open cases: those waiting to be accepted (信息收集) first, newest on top; then the
+    rest by deadline, nearest first (overdue on top); optionally for one department.
+    `since`: only events reported after it."""
+    t = EVENTS
+
+    def select(where_status, order):
+        stmt = sa.select(*[t.c[c] for c in BOARD_COLUMNS]).where(where_status)
+        if department:
+            stmt = stmt.where(t.c.department == department)
+        if since is not None:
+            stmt = stmt.where(t.c.ts > pd.Timestamp(since).to_pydatetime())
+        return hub.query(stmt.order_by(*order).limit(limit), eng=eng)
+
+    waiting = [s for s in statuses if s == flow.INTAKE]
+    rest = [s for s in statuses if s != flow.INTAKE]
+    parts = []
+    if waiting:
+        parts.append(select(t.c.status == flow.INTAKE, (t.c.ts.desc(),)))
+    if rest:
+        parts.append(select(t.c.status.in_(rest), (t.c.deadline.is_(None), t.c.deadline, t.c.ts)))
+    parts = [p for p in parts if len(p)]
+    df = pd.concat(parts, ignore_index=True).head(limit) if parts else pd.DataFrame()
+    if df.empty:
+        return pd.DataFrame(columns=list(BOARD_COLUMNS))
+    for c in ("ts", "deadline"):
+        df[c] = pd.to_datetime(df[c])
+    return df
+
+
+def board_counts(eng=None, now=None) -> pd.DataFrame:
+    """Open cases per department and status, with how many are overdue."""
+    t = EVENTS
+    now = (_now() if now is None else pd.Timestamp(now)).to_pydatetime()
+    od = sa.func.sum(sa.case((t.c.deadline < now, 1), else_=0))
+    stmt = (sa.select(t.c.department, t.c.status, sa.func.count().label("n"), od.label("overdue"))
+            .where(t.c.status.in_(list(flow.OPEN_STATUSES))).group_by(t.c.department, t.c.status))
+    df = hub.query(stmt, eng=eng)
+    if df.empty:
+        return pd.DataFrame(columns=["department", "status", "n", "overdue"])
+    df["n"] = df["n"].astype(int)
+    df["overdue"] = df["overdue"].fillna(0).astype(int)
+    return df
+
+
+def latest_ts(eng=None):
+    """The newest report time in the hub (the live board polls this; an index lookup)."""
+    t = EVENTS
+    m = hub.query(sa.select(sa.func.max(t.c.ts).label("m")), eng=eng)["m"].iloc[0]
+    return None if m is None or pd.isna(m) else pd.Timestamp(m)
+
+
+def count_since(ts, eng=None) -> int:
+    """Events reported after `ts` (how many new ones the board shows)."""
+    t = EVENTS
+    stmt = sa.select(sa.func.count().label("n"))
+    if ts is not None:
+        stmt = stmt.where(t.c.ts > pd.Timestamp(ts).to_pydatetime())
+    return int(hub.query(stmt, eng=eng)["n"].iloc[0])
+
+
+def load_events(days: int | None = 120, eng=None, end=None) -> pd.DataFrame:
+    """Events reported in the last `days` days before `end` (default: the newest event)."""
+    since = None
+    if days:
+        last = pd.Timestamp(end) if end is not None else latest_ts(eng)
+        if last is None or pd.isna(last):
+            return hub.read("city_events", eng=eng)
+        since = pd.Timestamp(last) - pd.Timedelta(days=days)
+    df = hub.read("city_events", since=since, until=end, eng=eng)
+    for c in ("ts", "updated_at", "deadline", "closed_at"):
+        if c in df:
+            df[c] = pd.to_datetime(df[c])
+    return df
+
+
+@dataclass
+class Snapshot:
+    now: pd.Timestamp          # naive UTC: the moment deadlines are judged at
+    rules: dp.CityRules
+    events: pd.DataFrame       # the window's events
+    states: pd.DataFrame       # sla.case_states(events, now)
+
+    @property
+    def empty(self) -> bool:
+        return self.events.empty
+
+
+def load(rules: dp.CityRules | None = None, days: int = 120, now=None, eng=None, end=None) -> Snapshot:
+    """Events of the `days` days before `end` (naive UTC; default: the newest event);
+    deadlines judged `now` (default: `end` if given, else the clock, or the time of the
+    newest record when the data ends earlier — a sample city of past days). With `end`,
+    cases closed after it count as open (the state at `end`)."""
+    rules = rules or dp.load_rules()
+    ev = load_events(days, eng=eng, end=end)
+    if end is not None and len(ev):
+        late = ev["closed_at"] >= pd.Timestamp(end)
+        ev.loc[late, "closed_at"] = pd.NaT
+        ev.loc[late, "status"] = flow.FEEDBACK  # still being worked on at `end`
+    if now is None and end is not None:
+        now = pd.Timestamp(end)
+    if now is None:
+        now = _now()
+        last = ev["ts"].max() if len(ev) else None
+        if last is not None and last < now - pd.Timedelta(days=2):  # a past city: as of its last record
+            upd = ev["updated_at"][ev["updated_at"] <= last + pd.Timedelta(days=1)].max()  # not a later board click
+            now = max(last, upd) if pd.notna(upd) else last
+    now = pd.Timestamp(now)
+    return Snapshot(now=now, rules=rules, events=ev,
+                    states=sla.case_states(ev, now, rules.near_due_share) if len(ev) else ev.assign(
+                        open=False, overdue=False, near_due=False, hours_left=None, overdue_hours=0.0,
+                        escalation=0))
+
+
+def dispatch_waiting(rules: dp.CityRules | None = None, actor: str = "市城市运行管理服务中心", eng=None) -> tuple[int, int]:
+    """Accept and dispatch the cases waiting at 信息收集 that a routing rule matches
+    (one flow transition each); returns (dispatched, still waiting)."""
+    rules = rules or dp.load_rules()
+    eng = eng or hub.engine()
+    waiting = hub.read("city_events", where={"status": flow.INTAKE}, eng=eng)
+    if waiting.empty:
+        return 0, 0
+    r = dp.route(waiting, rules)
+    go = waiting[r["rule"] >= 0]
+    n = 0
+    for eid, dept in zip(go["event_id"], r.loc[go.index, "department"]):
+        try:
+            with eng.begin() as conn:
+                flow.transition(conn, eid, flow.CASE, actor=actor, note="按规则立案")
+                flow.transition(conn, eid, flow.DISPATCH, actor=actor, department=dept, note=f"按派遣规则派遣至{dept}")
+            n += 1
+        except flow.FlowError:
+            continue  # changed meanwhile by someone on the board
+    return n, len(waiting) - n
+
+
+__all__ = ["BOARD_COLUMNS", "board_rows", "board_counts", "latest_ts", "count_since", "load_events", "Snapshot", "load",
+           "dispatch_waiting"]
