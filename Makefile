@@ -39,6 +39,7 @@ system:
 synth: setup
 	$(BIN)/workbench synth --days $(DAYS) --seed $(SEED) --if-empty
 	$(BIN)/workbench safety warn
+	$(BIN)/workbench market analyse --no-progress
 
 demo: synth
 	$(BIN)/workbench serve --host $(HOST) --port $(PORT)
@@ -56,6 +57,11 @@ bench: setup
 	WORKBENCH_TEST_PG_URL=$${WORKBENCH_TEST_PG_URL:-$(PG_URL)} $(BIN)/python benchmarks/ingest_throughput.py
 	$(BIN)/python benchmarks/serve_first_render.py
 	$(BIN)/python benchmarks/warnings_bench.py
+	$(BIN)/python benchmarks/market_analysis.py
+	WORKBENCH_TEST_PG_URL=$${WORKBENCH_TEST_PG_URL:-$(PG_URL)} $(BIN)/python benchmarks/events_intake.py
+	WORKBENCH_TEST_PG_URL=$${WORKBENCH_TEST_PG_URL:-$(PG_URL)} $(BIN)/python benchmarks/events_board.py
+	$(BIN)/python benchmarks/events_forecast.py
+	$(BIN)/python benchmarks/events_minneapolis.py
 
 clean-hub:
 	rm -f data/city.db data/city.db-wal data/city.db-shm

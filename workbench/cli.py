@@ -179,7 +179,8 @@ def _register_department_commands() -> None:
     """Department verbs live beside their code (workbench/<department>/cli.py)."""
     import importlib
 
-    for module, name in (("workbench.safety.cli", "safety"),):
+    for module, name in (("workbench.safety.cli", "safety"), ("workbench.canteen.cli", "canteen"),
+                         ("workbench.events.cli", "events"), ("workbench.market.cli", "market")):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

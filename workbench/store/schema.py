@@ -193,10 +193,29 @@ _register(Dataset(
         Field("status", "str", "整改状态", False, ("整改状态", "状态"),
               choices=("open", "notified", "rectified", "verified")),
         Field("source", "str", "来源", False, ("来源",)),
+        # camera AI pipeline (workbench.canteen; migration 0005)
+        Field("updated_at", "ts", "更新时间", False, ("更新时间",)),
+        Field("track_ids", "str", "目标编号", False, ("目标编号", "跟踪编号"), length=256),
+        Field("frames", "int", "命中帧数", False, ("命中帧数",), min=0),
+        Field("clean_snapshot", "str", "原始抓拍图", False, ("原始抓拍图",), length=512),
     ),
     key=("violation_id",),
     checks=(RowCheck("结束时间早于开始时间", _later("ts_end", "ts")),),
     indexes=(("canteen_id", "ts"),),
+))
+
+_register(Dataset(
+    "canteen_case_history", "明厨亮灶整改记录", "市场监管局",
+    (
+        Field("violation_id", "str", "违规编号", True, ("违规编号",)),
+        Field("ts", "ts", "变更时间", True, ("变更时间", "时间")),
+        Field("status", "str", "整改状态", True, ("整改状态", "状态"),
+              choices=("open", "notified", "rectified", "verified")),
+        Field("actor", "str", "操作人", False, ("操作人", "办理人")),
+        Field("note", "str", "说明", False, ("说明", "备注"), length=512),
+    ),
+    key=("violation_id", "ts", "status"),
+    indexes=(("violation_id",),),
 ))
 
 _register(Dataset(
@@ -227,9 +246,47 @@ _register(Dataset(
     key=("test_id",),
     checks=(
         RowCheck("检测时间早于采样时间", _later("ts", "sampled_at")),
-        RowCheck("百分比读数超过 100%", lambda df: (df["unit"] == "%") & (df["reading"] > 100)),
+        RowCheck("百分比读数超过 100%", lambda df: _rapid("percent_over_100", df)),
+        RowCheck("胶体金卡读数应为 0 或 1", lambda df: _rapid("card_not_binary", df)),
+        RowCheck("检测结果与检测值、判定限值不符", lambda df: _rapid("result_contradicts_reading", df)),
+        RowCheck("市场编号不在农贸市场名录中", lambda df: _rapid("unknown_market", df)),
+        RowCheck("样品名称不在商品目录中", lambda df: _rapid("unknown_commodity", df)),
     ),
     indexes=(("market_id", "ts"), ("ts",)),
+))
+
+
+def _rapid(rule: str, df):
+    """The market-specific row rules live in workbench/market/intake.py (imported late:
+    the store does not depend on the department's package at import time)."""
+    from workbench.market import intake
+
+    return getattr(intake, rule)(df)
+
+
+_register(Dataset(
+    "market_followups", "快检阳性处置", "市场监管局",
+    (
+        Field("test_id", "str", "检测编号", True, ("检测编号", "样品编号", "阳性检测编号")),
+        Field("ts", "ts", "登记时间", True, ("登记时间", "处置登记时间", "发现时间")),
+        Field("deadline", "ts", "处置时限", False, ("处置时限", "整改时限", "复查期限")),
+        Field("lab_sent_at", "ts", "送检时间", False, ("送检时间", "复检送样时间")),
+        Field("lab_result", "str", "复检结果", False, ("复检结果", "实验室复检结果"), choices=("阴性", "阳性")),
+        Field("lab_result_at", "ts", "复检报告时间", False, ("复检报告时间", "复检时间")),
+        Field("destroyed_kg", "float", "销毁数量(kg)", False, ("销毁数量", "销毁数量(kg)", "销毁重量", "销毁(kg)"),
+              min=0, max=100000),
+        Field("destroyed_at", "ts", "销毁时间", False, ("销毁时间",)),
+        Field("stall_retest_at", "ts", "摊位复查时间", False, ("摊位复查时间", "跟踪复查时间", "复查时间")),
+        Field("stall_retest_result", "str", "摊位复查结果", False, ("摊位复查结果", "复查结果"), choices=("阴性", "阳性")),
+        Field("handler", "str", "处置人", False, ("处置人", "经办人")),
+        Field("note", "str", "处置说明", False, ("处置说明", "备注", "说明"), length=512),
+    ),
+    key=("test_id",),
+    checks=(
+        RowCheck("复检报告时间早于送检时间", _later("lab_result_at", "lab_sent_at")),
+        RowCheck("处置时限早于登记时间", _later("deadline", "ts")),
+        RowCheck("摊位复查时间早于登记时间", _later("stall_retest_at", "ts")),
+    ),
 ))
 
 _register(Dataset(
@@ -250,13 +307,15 @@ _register(Dataset(
         Field("urgency", "str", "紧急程度", False, ("紧急程度",), choices=("紧急", "一般")),
         Field("deadline", "ts", "处置时限", False, ("处置时限", "截止时间", "expected_datetime")),
         Field("closed_at", "ts", "结案时间", False, ("结案时间", "办结时间")),
+        Field("duplicate_of", "str", "合并至", False, ("合并至", "主案卷编号")),  # 0004: a merged duplicate's case
     ),
     key=("event_id",),
     checks=(
         RowCheck("更新时间早于上报时间", _later("updated_at", "ts")),
         RowCheck("结案时间早于上报时间", _later("closed_at", "ts")),
     ),
-    indexes=(("ts",), ("status", "department")),
+    indexes=(("ts",), ("status", "department"), ("event_class", "ts"), ("external_id",), ("status", "deadline"),
+             ("status", "ts"), ("status", "department", "deadline")),
 ))
 
 _register(Dataset(
