@@ -40,6 +40,7 @@ synth: setup
 	$(BIN)/workbench synth --days $(DAYS) --seed $(SEED) --if-empty
 	$(BIN)/workbench safety warn
 	$(BIN)/workbench market analyse --no-progress
+	$(BIN)/workbench canteen demo --clips 3
 
 demo: synth
 	$(BIN)/workbench serve --host $(HOST) --port $(PORT)
@@ -62,6 +63,8 @@ bench: setup
 	WORKBENCH_TEST_PG_URL=$${WORKBENCH_TEST_PG_URL:-$(PG_URL)} $(BIN)/python benchmarks/events_board.py
 	$(BIN)/python benchmarks/events_forecast.py
 	$(BIN)/python benchmarks/events_minneapolis.py
+	$(BIN)/python benchmarks/canteen_capacity.py --json benchmarks/out/canteen/capacity.json
+	$(BIN)/python benchmarks/canteen_memory.py --json benchmarks/out/canteen/memory.json
 
 clean-hub:
 	rm -f data/city.db data/city.db-wal data/city.db-shm

@@ -1,0 +1,253 @@
+"""The detector: ultralytics YOLO from a .pt (torch) or an exported .onnx (ONNX Runtime, run
+directly: `OrtYolo`), batched across cameras, and a ByteTrack tracker per camera for the people.
+
+Batching: one `Detector.detect(images)` call runs the frames of several cameras through the
+network at once. Tracking: ultralytics' BYTETracker, one per camera, fed with that camera's
+person detections from the batch (model.track would tie a tracker to one stream per call and
+undo the batching across cameras).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from workbench.canteen.classes import CLASSES
+
+TRACKER_ARGS = dict(track_high_thresh=0.4, track_low_thresh=0.1, new_track_thresh=0.4, track_buffer=30,
+                    match_thresh=0.8, fuse_score=True)
+
+
+class ModelError(Exception):
+    """A model file that cannot be used (the message names the file and the problem)."""
+
+
+@dataclass
+class Detections:
+    """One frame's detections: boxes (x1, y1, x2, y2 in pixels), scores, class names."""
+
+    xyxy: np.ndarray
+    conf: np.ndarray
+    cls: np.ndarray  # int indices into CLASSES
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+    @classmethod
+    def from_rows(cls, rows) -> "Detections":
+        """[(class_name, score, x1, y1, x2, y2), ...] — for rules tests and replaying truth."""
+        if not rows:
+            return cls.empty()
+        return cls(np.array([r[2:6] for r in rows], np.float32), np.array([r[1] for r in rows], np.float32),
+                   np.array([CLASSES.index(r[0]) for r in rows], np.int64))
+
+    def __len__(self) -> int:
+        return len(self.conf)
+
+    def where(self, mask) -> "Detections":
+        return Detections(self.xyxy[mask], self.conf[mask], self.cls[mask])
+
+    def names(self) -> list[str]:
+        return [CLASSES[i] for i in self.cls]
+
+
+class _TrackInput:
+    """What BYTETracker reads: conf, cls, xywh, boolean indexing."""
+
+    def __init__(self, d: Detections):
+        self.conf, self.cls = d.conf, d.cls.astype(np.float32)
+        xy = d.xyxy
+        self.xywh = np.stack([(xy[:, 0] + xy[:, 2]) / 2, (xy[:, 1] + xy[:, 3]) / 2,
+                              xy[:, 2] - xy[:, 0], xy[:, 3] - xy[:, 1]], axis=1) if len(xy) else np.zeros((0, 4))
+        self._d = d
+
+    def __len__(self):
+        return len(self.conf)
+
+    def __getitem__(self, mask):
+        return _TrackInput(self._d.where(mask))
+
+
+class PersonTracker:
+    """ByteTrack over one camera's person boxes; returns (track_id, det_index) pairs."""
+
+    def __init__(self, **kw):
+        from workbench.canteen.yolo_env import ensure_yolo_env
+
+        ensure_yolo_env()
+        from ultralytics.trackers.byte_tracker import BYTETracker
+
+        self.tracker = BYTETracker(SimpleNamespace(**{**TRACKER_ARGS, **kw}))
+
+    def update(self, persons: Detections) -> list[tuple[int, int, np.ndarray]]:
+        """(track id, detection index, box) of the people seen in this frame. A new track is
+        returned from its first frame (ByteTrack would show it only once it is matched again):
+        its votes still need `votes_needed` frames, so a one-frame ghost decides nothing, and
+        a violation is not judged half a second late."""
+        t = self.tracker
+        t.update(_TrackInput(persons))
+        out = []
+        for s in t.tracked_stracks:
+            if s.frame_id == t.frame_id and 0 <= s.idx < len(persons):
+                r = s.result
+                out.append((int(r[4]), int(r[7]), np.asarray(r[:4], np.float32)))
+        return out
+
+
+class OrtYolo:
+    """An exported YOLO (.onnx, dynamic batch) on ONNX Runtime, without torch in the loop:
+    letterbox with OpenCV, one session.run per batch, class-wise NMS with OpenCV. The
+    session does not spin its threads while idle (`allow_spinning` 0), which on a busy
+    2-core machine is the difference between faster and slower than torch."""
+
+    def __init__(self, path: Path, imgsz: int, threads: int | None = None, chunk: int | None = 1):
+        """`chunk`: frames per session.run. On the CPU a batch runs no faster than its frames
+        one by one (docs/canteen.md: measured 130–200 ms/frame at batch 1–2, more at 4–8 on
+        2 cores), so the default feeds the session one frame at a time; None: the whole batch
+        (for a GPU execution provider)."""
+        import onnxruntime as ort
+
+        self.chunk = chunk
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads or 0
+        so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.imgsz = int(imgsz)
+        shape = self.session.get_inputs()[0].shape
+        self.static = all(isinstance(d, int) for d in shape)
+        self.static_batch = shape[0] if isinstance(shape[0], int) else None
+
+    def _letterbox(self, images: list[np.ndarray]):
+        import cv2
+
+        s = self.imgsz
+        if self.static:  # a fixed-size export: pad to the square
+            H = W = s
+        else:  # rectangular, to a multiple of 32, as ultralytics does (all frames of a batch share it)
+            H = int(np.ceil(max(round(im.shape[0] * min(s / im.shape[0], s / im.shape[1])) for im in images) / 32) * 32)
+            W = int(np.ceil(max(round(im.shape[1] * min(s / im.shape[0], s / im.shape[1])) for im in images) / 32) * 32)
+        batch = np.full((len(images), H, W, 3), 114, np.uint8)
+        meta = []
+        for i, im in enumerate(images):
+            ih, iw = im.shape[:2]
+            ri = min(s / ih, s / iw)
+            nw, nh = round(iw * ri), round(ih * ri)
+            top, left = (H - nh) // 2, (W - nw) // 2
+            batch[i, top:top + nh, left:left + nw] = cv2.resize(im, (nw, nh), interpolation=cv2.INTER_LINEAR) \
+                if (nw, nh) != (iw, ih) else im
+            meta.append((ri, left, top, iw, ih))
+        x = batch[..., ::-1].transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(x, dtype=np.float32) * (1 / 255.0), meta
+
+    def __call__(self, images: list[np.ndarray], conf: float, iou: float = 0.7, max_det: int = 300) -> list:
+        import cv2
+
+        step = self.static_batch or self.chunk
+        if step and len(images) > step:
+            out = []
+            for i in range(0, len(images), step):
+                out += self(images[i:i + step], conf, iou, max_det)
+            return out
+        x, meta = self._letterbox(images)
+        pred = self.session.run(None, {self.input: x})[0]  # (B, 4 + nc, N): cx, cy, w, h, class scores
+        out = []
+        for p, (r, left, top, iw, ih) in zip(pred, meta):
+            scores = p[4:]
+            cls = scores.argmax(0)
+            sc = scores[cls, np.arange(scores.shape[1])]
+            keep = sc >= conf
+            if not keep.any():
+                out.append((np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)))
+                continue
+            b, sc, cls = p[:4, keep].T, sc[keep], cls[keep]
+            xyxy = np.stack([b[:, 0] - b[:, 2] / 2, b[:, 1] - b[:, 3] / 2, b[:, 0] + b[:, 2] / 2,
+                             b[:, 1] + b[:, 3] / 2], 1)
+            xyxy = (xyxy - [left, top, left, top]) / r
+            xyxy = np.clip(xyxy, 0, [iw, ih, iw, ih]).astype(np.float32)
+            wh = np.stack([xyxy[:, 0], xyxy[:, 1], xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]], 1)
+            idx = cv2.dnn.NMSBoxesBatched(wh.tolist(), sc.tolist(), cls.tolist(), conf, iou)
+            idx = np.asarray(idx, dtype=np.int64).reshape(-1)[:max_det]
+            idx = idx[np.argsort(-sc[idx])]
+            out.append((xyxy[idx], sc[idx].astype(np.float32), cls[idx].astype(np.int64)))
+        return out
+
+
+class Detector:
+    """A YOLO model by path (.pt with torch, .onnx with ONNX Runtime), its classes checked
+    against workbench.canteen.classes."""
+
+    def __init__(self, path: str | Path, imgsz: int | None = None, device: str = "cpu", conf: float = 0.1):
+        path = Path(path)
+        if not path.is_file():
+            raise ModelError(f"模型文件不存在：{path}")
+        if path.suffix.lower() not in (".pt", ".onnx"):
+            raise ModelError(f"模型文件应为 .pt 或 .onnx：{path.name}")
+        from workbench.canteen.yolo_env import ensure_yolo_env
+
+        ensure_yolo_env()
+        from ultralytics import YOLO
+
+        try:
+            self.model = YOLO(str(path), task="detect")
+            names = dict(self.model.names)
+        except Exception as exc:  # noqa: BLE001 - whatever ultralytics/torch/onnx say, it is not a model
+            raise ModelError(f"模型文件无法加载（不是有效的 YOLO 模型）：{path.name}：{type(exc).__name__}: "
+                             f"{str(exc)[:200]}") from None
+        unknown = sorted(set(names.values()) - set(CLASSES))
+        if "person" not in names.values() or unknown:
+            raise ModelError(f"模型 {path.name} 的类别与明厨亮灶类别表不符"
+                             + (f"（未知类别：{', '.join(unknown[:5])}）" if unknown else "（缺少 person）"))
+        self.path = path
+        self.backend = "onnx" if path.suffix.lower() == ".onnx" else "torch"
+        self._map = np.array([CLASSES.index(names[i]) for i in range(len(names))], np.int64)
+        args = getattr(self.model, "overrides", {}) or {}
+        meta_imgsz = None
+        if self.backend == "onnx":
+            meta_imgsz = _onnx_imgsz(path)
+        self.imgsz = imgsz or meta_imgsz or args.get("imgsz") or 640
+        self.device = device
+        self.conf = conf
+        self._ort = OrtYolo(path, self.imgsz) if self.backend == "onnx" else None
+
+    def detect(self, images: list[np.ndarray]) -> list[Detections]:
+        """Detections for a batch of BGR frames (one network call)."""
+        if not images:
+            return []
+        if self._ort is not None:
+            return [Detections(xy, sc, self._map[c]) for xy, sc, c in self._ort(images, self.conf)]
+        res = self.model.predict(images, imgsz=self.imgsz, conf=self.conf, device=self.device, verbose=False,
+                                 batch=len(images))
+        out = []
+        for r in res:
+            b = r.boxes
+            if b is None or len(b) == 0:
+                out.append(Detections.empty())
+                continue
+            data = b.data.cpu().numpy()
+            out.append(Detections(data[:, :4].astype(np.float32), data[:, 4].astype(np.float32),
+                                  self._map[data[:, 5].astype(np.int64)]))
+        return out
+
+
+def _onnx_imgsz(path: Path) -> int | None:
+    try:
+        import onnx
+
+        m = onnx.load(str(path), load_external_data=False)
+        meta = {p.key: p.value for p in m.metadata_props}
+        v = meta.get("imgsz")
+        if v:
+            import ast
+
+            sz = ast.literal_eval(v)
+            return int(sz[0] if isinstance(sz, (list, tuple)) else sz)
+    except Exception:  # noqa: BLE001 - metadata is optional
+        return None
+    return None

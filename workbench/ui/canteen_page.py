@@ -1,0 +1,378 @@
+"""The 明厨亮灶 dashboard: canteens ranked by compliance score, a live feed of new
+violations with their (face-blurred) snapshots, one canteen's history and open cases,
+filters by district, school type and violation class, and a case editor that writes
+status changes (with history) to the hub.
+
+`load()` reads the hub once (workbench.canteen.compliance); the other functions turn the
+snapshot into tables, charts and widgets. dashboards/canteen.ipynb only calls them.
+"""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import pandas as pd
+
+from workbench.canteen import compliance as cp
+from workbench.canteen.classes import VIOLATIONS
+from workbench.store.schema import DISTRICTS
+from workbench.ui import cards, charts, layout, theme
+from workbench.ui.tables import DASH, Html, badge, esc, format_time, table_html, utc_now
+
+ALL = ""
+DAYS = 30  # school days the ranking covers
+REFRESH_S = 30  # seconds between live-feed refreshes
+SEVERITY_TONE = {"critical": "bad", "warning": "warn", "info": "info"}
+SEVERITY_ZH = {"critical": "严重", "warning": "警告", "info": "提示"}
+STATUS_TONE = {"open": "bad", "notified": "warn", "rectified": "info", "verified": "ok"}
+RANK_LABELS = {"rank": "排名", "name": "食堂", "school_type": "学校类型", "district": "区县", "score": "合规得分",
+               "violations": "违规数", "critical": "严重违规", "weighted_per_hour": "每小时加权违规",
+               "open_cases": "未销案", "repeat_badge": "屡犯", "top_class": "最多违规类型"}
+
+
+@dataclass
+class CanteenSnapshot:
+    now: pd.Timestamp
+    data: cp.CanteenData
+
+    @property
+    def empty(self) -> bool:
+        return self.data.canteens.empty and self.data.violations.empty
+
+    def options(self, column: str, order=()) -> list[str]:
+        src = self.data.canteens if column in self.data.canteens else self.data.violations
+        seen = set(src[column].dropna()) if column in src else set()
+        return [d for d in order if d in seen] + sorted(seen - set(order))
+
+
+def prepare() -> None:
+    from workbench.store import hub
+
+    hub.engine()
+
+
+def load(now=None, eng=None) -> CanteenSnapshot:
+    return CanteenSnapshot(utc_now() if now is None else pd.Timestamp(now), cp.load(eng=eng))
+
+
+# ------------------------------------------------------------------ filters (pure)
+
+def view(snap: CanteenSnapshot, district=None, school_type=None, vclass=None) -> cp.CanteenData:
+    """The canteens and violations under the filters."""
+    d = snap.data
+    can = d.canteens
+    if district and "district" in can:
+        can = can[can["district"] == district]
+    if school_type and "school_type" in can:
+        can = can[can["school_type"] == school_type]
+    v = d.violations
+    if not v.empty:
+        if district or school_type:
+            v = v[v["canteen_id"].isin(can["canteen_id"])]
+        if vclass:
+            v = v[v["violation_class"] == vclass]
+    return cp.CanteenData(can, d.cameras, v, d.history)
+
+
+# ------------------------------------------------------------------ tables and charts
+
+def ranking_table(ranked: pd.DataFrame, limit: int = 30) -> str:
+    if ranked.empty:
+        return table_html(None, empty="暂无食堂数据", empty_hint="接入学校食堂名录和明厨亮灶告警后，这里按合规得分排名。")
+    r = ranked.assign(
+        score=ranked["score"].map(lambda s: badge(f"{s:.1f}", "bad" if s < 80 else ("warn" if s < 95 else "ok"))),
+        repeat_badge=ranked["repeat"].map(lambda x: badge("屡犯", "bad") if x else Html(DASH)))
+    return table_html(r, columns=list(RANK_LABELS), labels=RANK_LABELS, html_columns=["score", "repeat_badge"],
+                      max_rows=limit, max_height="460px")
+
+
+def ranking_figure(ranked: pd.DataFrame, n: int = 12, title: str = "合规得分最低的食堂"):
+    r = ranked.head(n)
+    return charts.bar_chart(pd.Series(r["score"].to_numpy(), index=r["name"].astype(str).str.slice(0, 14)),
+                            title=title, xlabel=f"合规得分（近 {DAYS} 个上学日平均，满分 100）",
+                            color=theme.COLORS["bad"])
+
+
+def class_figure(v: pd.DataFrame, title: str = "违规类型分布"):
+    counts = v["violation_class"].value_counts()
+    return charts.bar_chart(counts, title=title, xlabel="违规数")
+
+
+def _thumb(path: str | None, width: int = 320) -> str:
+    from workbench.canteen.evidence import resolve
+
+    p = resolve(path)
+    if p is None:
+        return '<div class="wb-cv-noimg">无抓拍图</div>'
+    import cv2
+
+    img = cv2.imread(str(p))
+    if img is None:
+        return '<div class="wb-cv-noimg">抓拍图无法读取</div>'
+    h, w = img.shape[:2]
+    img = cv2.resize(img, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    data = base64.b64encode(buf.tobytes()).decode()
+    return f'<img class="wb-cv-img" src="data:image/jpeg;base64,{data}" alt="抓拍图" width="{width}">'
+
+
+FEED_CSS = """<style>
+.wb-cv-feed{display:flex;flex-wrap:wrap;gap:12px}
+.wb-cv-card{width:336px;border:1px solid #e3e6ea;border-radius:8px;padding:8px;background:#fff}
+.wb-cv-img{display:block;border-radius:4px;max-width:100%}
+.wb-cv-noimg{height:120px;display:flex;align-items:center;justify-content:center;background:#f3f4f6;
+ color:#888;border-radius:4px}
+.wb-cv-meta{font-size:13px;margin-top:6px;line-height:1.6}
+</style>"""
+
+
+def feed_html(v: pd.DataFrame, canteens: pd.DataFrame, limit: int = 8) -> str:
+    """The newest violations as cards: snapshot, class, severity, canteen, time, status."""
+    if v is None or v.empty:
+        return table_html(None, empty="暂无违规记录", empty_hint="摄像头识别到违规后（workbench canteen watch），新违规会出现在这里。")
+    names = canteens.set_index("canteen_id")["name"] if not canteens.empty else pd.Series(dtype=object)
+    out = [FEED_CSS, '<div class="wb-cv-feed">']
+    for r in v.sort_values("ts", ascending=False).head(limit).itertuples():
+        sev = getattr(r, "severity", None)
+        status = getattr(r, "status", None) or "open"
+        out.append(
+            f'<div class="wb-cv-card">{_thumb(getattr(r, "snapshot", None))}<div class="wb-cv-meta">'
+            f'{badge(str(r.violation_class), SEVERITY_TONE.get(sev, ""))} '
+            f'{badge(SEVERITY_ZH.get(sev, sev or DASH), SEVERITY_TONE.get(sev, ""))} '
+            f'{badge(cp.STATUS_LABELS.get(status, status), STATUS_TONE.get(status, ""))}<br>'
+            f'<b>{esc(names.get(r.canteen_id, r.canteen_id))}</b><br>'
+            f'{esc(format_time(r.ts, "%Y-%m-%d %H:%M:%S"))} · 摄像头 {esc(r.camera_id)}<br>'
+            f'<span style="color:#888">{esc(r.violation_id)}</span></div></div>')
+    out.append("</div>")
+    return "".join(out)
+
+
+def cases_table(v: pd.DataFrame, limit: int = 100) -> str:
+    if v is None or v.empty:
+        return table_html(None, empty="暂无未销案的违规", empty_hint="所有违规均已整改并复核。")
+    c = v.assign(status_badge=v["status"].map(lambda s: badge(cp.STATUS_LABELS.get(s, str(s)), STATUS_TONE.get(s, ""))),
+                 sev=v["severity"].map(lambda s: badge(SEVERITY_ZH.get(s, str(s)), SEVERITY_TONE.get(s, ""))))
+    return table_html(c, dataset="canteen_violations",
+                      columns=["violation_id", "ts", "violation_class", "sev", "camera_id", "score", "status_badge"],
+                      labels={"sev": "严重程度", "status_badge": "整改状态"}, html_columns=["sev", "status_badge"],
+                      max_rows=limit, max_height="360px")
+
+
+def history_figure(v: pd.DataFrame, name: str, days: int = 60):
+    if v.empty:
+        return None
+    end = v["local_date"].max()
+    idx = pd.date_range(end - pd.Timedelta(days=days - 1), end, freq="D")
+    daily = v.groupby(["local_date", "violation_class"]).size().unstack(fill_value=0).reindex(idx, fill_value=0)
+    return charts.line_chart(daily, title=f"{name}近 {days} 天违规（按类型）", ylabel="违规数", max_series=5)
+
+
+def history_table(h: pd.DataFrame, ids) -> str:
+    h = h[h["violation_id"].isin(set(ids))] if not h.empty else h
+    if h.empty:
+        return table_html(None, empty="暂无整改记录", empty_hint="在下方“整改状态”中变更案件状态后，记录会出现在这里。")
+    h = h.sort_values("ts", ascending=False).assign(
+        status=lambda d: d["status"].map(lambda s: cp.STATUS_LABELS.get(s, s)))
+    return table_html(h, dataset="canteen_case_history", columns=["violation_id", "ts", "status", "actor", "note"],
+                      max_rows=50, max_height="260px")
+
+
+# ------------------------------------------------------------------ widgets
+
+def kpis(d: cp.CanteenData, ranked: pd.DataFrame):
+    v = d.violations
+    last_day = v["local_date"].max() if not v.empty else None
+    today = v[v["local_date"] == last_day] if last_day is not None else v
+    open_cases = int(v["status"].isin(["open", "notified", "rectified"]).sum()) if not v.empty else 0
+    crit = int((today["severity"] == "critical").sum()) if not today.empty else 0
+    mean = float(ranked["score"].mean()) if not ranked.empty else None
+    return cards.kpi_row([
+        cards.KPI("学校食堂", len(d.canteens), unit="家", note=f"摄像头 {len(d.cameras)} 路",
+                  tone="" if len(d.canteens) else "muted"),
+        cards.KPI("最近一日违规", len(today), unit="起",
+                  note=f"{last_day:%Y-%m-%d}，严重 {crit} 起" if last_day is not None else "暂无违规记录",
+                  tone="bad" if crit else ("warn" if len(today) else "muted")),
+        cards.KPI("未销案违规", open_cases, unit="起", note="待处理、已通知、已整改待复核",
+                  tone="warn" if open_cases else "ok"),
+        cards.KPI("平均合规得分", None if mean is None else round(mean, 1), unit="分",
+                  note=f"近 {DAYS} 个上学日", tone="" if mean is not None else "muted"),
+        cards.KPI("屡犯食堂", int(ranked["repeat"].sum()) if not ranked.empty else 0, unit="家",
+                  note="30 天内同类违规 ≥ 3 个上学日", tone="bad" if not ranked.empty and ranked["repeat"].any() else "ok"),
+    ])
+
+
+def case_editor(snap: CanteenSnapshot, v: pd.DataFrame, on_saved=None):
+    """Pick an open case, its next status, who and why; 提交 writes to the hub."""
+    import ipywidgets as widgets
+
+    open_v = cp.cases(cp.CanteenData(snap.data.canteens, snap.data.cameras, v, snap.data.history)).head(300)
+    if open_v is None or open_v.empty:
+        return layout.empty("暂无可变更的案件", "未销案的违规会出现在这里，可逐步变更为已通知、已整改、已复核。")
+    opts = [(f"{r.violation_id} · {r.violation_class} · {cp.STATUS_LABELS.get(r.status, r.status)}", r.violation_id)
+            for r in open_v.itertuples()]
+    pick = widgets.Dropdown(options=opts, description="案件", layout=widgets.Layout(width="520px"))
+    nxt = widgets.Dropdown(options=[], description="改为", layout=widgets.Layout(width="220px"))
+    actor = widgets.Text(description="操作人", placeholder="如：荷塘区市场监管局", layout=widgets.Layout(width="300px"))
+    note = widgets.Text(description="说明", placeholder="整改情况、复核意见", layout=widgets.Layout(width="520px"))
+    go = widgets.Button(description="提交", button_style="primary", layout=widgets.Layout(width="100px"))
+    msg = widgets.HTML("")
+    for w in (pick, nxt, actor, note):
+        w.style.description_width = "56px"
+        w.add_class("wb-select")
+    status_of = dict(zip(open_v["violation_id"], open_v["status"]))
+
+    def refresh_next(*_):
+        cur = status_of.get(pick.value, "open")
+        nxt.options = [(cp.STATUS_LABELS[s], s) for s in cp.TRANSITIONS.get(cur, ())]
+        nxt.value = nxt.options[0][1] if nxt.options else None
+        go.disabled = not nxt.options
+
+    def submit(_):
+        try:
+            res = cp.set_case_status(pick.value, nxt.value, actor=actor.value or None, note=note.value or None)
+        except cp.CaseError as exc:
+            msg.value = f'<span class="wb-badge wb-bad">未保存</span> {esc(exc)}'
+            return
+        status_of[pick.value] = res["to"]
+        msg.value = (f'<span class="wb-badge wb-ok">已保存</span> {esc(pick.value)}：'
+                     f'{esc(cp.STATUS_LABELS[res["from"]])} → {esc(cp.STATUS_LABELS[res["to"]])}')
+        refresh_next()
+        if on_saved:
+            on_saved()
+
+    pick.observe(refresh_next, "value")
+    go.on_click(submit)
+    refresh_next()
+    box = layout.stack([widgets.HBox([pick, nxt]), widgets.HBox([actor, note, go]), msg], "wb-cv-editor")
+    return box
+
+
+def canteen_section(snap: CanteenSnapshot, d: cp.CanteenData, canteen_id: str | None):
+    v = d.violations[d.violations["canteen_id"] == canteen_id] if canteen_id and not d.violations.empty else d.violations.iloc[0:0]
+    info = d.canteens.set_index("canteen_id").loc[canteen_id] if canteen_id and canteen_id in set(d.canteens["canteen_id"]) else None
+    name = info["name"] if info is not None else (canteen_id or "")
+    if not canteen_id:
+        return layout.empty("请选择食堂", "在上方选择一家食堂，查看其违规历史和未销案案件。")
+    items = []
+    if info is not None:
+        items.append(layout.note(f"{name} · {info.get('school_type') or DASH} · {info.get('district') or DASH} · "
+                                 f"后厨作业时间 {info.get('staff_hours') or DASH} · 食品安全管理员 {info.get('manager') or DASH}"))
+    fig = history_figure(v, name)
+    items.append(charts.chart(fig) if fig is not None else layout.empty(f"{name}暂无违规记录"))
+    items.append(layout.section("未销案案件", "待处理、已通知、已整改待复核的违规，最新的在前。"))
+    items.append(layout.html(cases_table(cp.cases(cp.CanteenData(d.canteens, d.cameras, v, d.history)))))
+    items.append(layout.section("整改记录"))
+    items.append(layout.html(history_table(snap.data.history, v["violation_id"] if not v.empty else [])))
+    return layout.stack(items)
+
+
+def body(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, canteen_id=None, on_saved=None):
+    import ipywidgets as widgets
+
+    d = view(snap, district, school_type, vclass)
+    ranked = cp.canteen_scores(d, days=DAYS)
+    where = "、".join(x for x in (district, school_type, vclass) if x) or "全市"
+    figs = []
+    if not ranked.empty:
+        figs.append(charts.chart(ranking_figure(ranked)))
+    if not d.violations.empty:
+        figs.append(charts.chart(class_figure(d.violations)))
+    # one canteen: the one asked for, else the lowest score
+    ids = list(ranked["canteen_id"]) if not ranked.empty else []
+    chosen = canteen_id if canteen_id in ids else (ids[0] if ids else None)
+    names = dict(zip(ranked["canteen_id"], ranked["name"])) if not ranked.empty else {}
+    pick = widgets.Dropdown(options=[(f"{names.get(i, i)}（{i}）", i) for i in ids], value=chosen,
+                            description="食堂", layout=widgets.Layout(width="460px"))
+    pick.style.description_width = "40px"
+    pick.add_class("wb-select")
+    holder = widgets.VBox([canteen_section(snap, d, chosen)], layout=widgets.Layout(width="100%"))
+    pick.observe(lambda ch: setattr(holder, "children", [canteen_section(snap, d, ch["new"])]), "value")
+    feed = layout.html(feed_html(d.violations, d.canteens))
+    feed.add_class("wb-cv-live")
+    out = layout.stack([
+        kpis(d, ranked),
+        layout.section(f"最新违规（{where}）", "摄像头 AI 识别的最新违规及抓拍图（人脸已打码）；勾选“自动刷新”每 30 秒读取新违规，或点“刷新”。"),
+        feed,
+        layout.section(f"食堂合规排名（{where}）",
+                       f"近 {DAYS} 个上学日的平均得分：每个上学日 100 − 20 × 每小时加权违规数（严重 5、警告 2、提示 1），由低到高排列。"),
+        *([layout.grid(figs)] if figs else []),
+        layout.html(ranking_table(ranked)),
+        layout.section("单个食堂：违规历史与未销案案件"),
+        pick, holder,
+        layout.section("整改状态", "整改闭环：待处理 → 已通知 → 已整改 → 已复核（复核未通过可退回已通知）；变更写入数据中台并留痕。"),
+        case_editor(snap, d.violations, on_saved),
+    ])
+    out.feed = feed  # the live feed, updated in place by page()'s timer
+    return out
+
+
+def live_feed(district=None, school_type=None, vclass=None, eng=None) -> str:
+    """The feed's HTML from a fresh read of the hub (the timer calls this)."""
+    d = view(load(eng=eng), district, school_type, vclass)
+    return feed_html(d.violations, d.canteens)
+
+
+def page(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, canteen_id=None):
+    """Filters, a refresh button and the body; a filter change or a saved case redraws it."""
+    import ipywidgets as widgets
+
+    def dd(label, options, value, width="220px"):
+        opts = [(f"全部{label}", ALL)] + [(o, o) for o in options]
+        w = widgets.Dropdown(options=opts, value=value if value in options else ALL, description=label,
+                             layout=widgets.Layout(width=width))
+        w.style.description_width = "64px"
+        w.add_class("wb-select")
+        return w
+
+    f_d = dd("区县", snap.options("district", DISTRICTS), district)
+    f_s = dd("学校类型", snap.options("school_type", ("幼儿园", "小学", "初中", "高中", "职业学校")), school_type)
+    f_c = dd("违规类型", [c for c in VIOLATIONS if c in set(snap.data.violations.get("violation_class", []))], vclass,
+             "240px")
+    refresh = widgets.Button(description="刷新", icon="refresh", layout=widgets.Layout(width="90px"))
+    auto = widgets.Checkbox(value=True, description="自动刷新", indent=False, layout=widgets.Layout(width="100px"))
+    stamp = layout.note(f"数据读取于 {format_time(snap.now, '%Y-%m-%d %H:%M:%S')}（北京时间）")
+    state = {"snap": snap}
+    holder = widgets.VBox([], layout=widgets.Layout(width="100%"))
+    holder.add_class("wb-page")
+
+    def redraw(*_, reload=False, keep=None):
+        try:
+            if reload:
+                state["snap"] = load()
+                stamp.value = (f'<div class="wb-note">数据读取于 {format_time(state["snap"].now, "%Y-%m-%d %H:%M:%S")}'
+                               f'（北京时间）</div>')
+            holder.children = [body(state["snap"], f_d.value or None, f_s.value or None, f_c.value or None,
+                                    keep, on_saved=lambda: None)]
+        except Exception as exc:  # shown on the page, not lost in a log
+            holder.children = [layout.error(str(exc))]
+
+    redraw(keep=canteen_id)
+    for w in (f_d, f_s, f_c):
+        w.observe(lambda ch: redraw(), "value")
+    refresh.on_click(lambda _: redraw(reload=True))
+
+    def tick():  # the live feed: new violations appear without a click
+        import time
+
+        while True:
+            time.sleep(REFRESH_S)
+            if not auto.value or not holder.children:
+                continue
+            try:
+                feed = getattr(holder.children[0], "feed", None)
+                if feed is not None:
+                    feed.value = live_feed(f_d.value or None, f_s.value or None, f_c.value or None)
+            except Exception:  # noqa: BLE001 - a failed refresh waits for the next one
+                pass
+
+    import threading
+
+    threading.Thread(target=tick, name="canteen-feed", daemon=True).start()
+    controls = widgets.HBox([f_d, f_s, f_c, refresh, auto, stamp])
+    controls.add_class("wb-controls")
+    return layout.stack([controls, holder], "wb-canteen")
+
+
+__all__ = ["CanteenSnapshot", "prepare", "load", "view", "ranking_table", "ranking_figure", "class_figure",
+           "feed_html", "cases_table", "history_figure", "history_table", "kpis", "case_editor",
+           "canteen_section", "body", "live_feed", "page"]
