@@ -91,15 +91,6 @@ def timed(fn, runs: int = 7) -> float:
     return statistics.median(out)
 
 
-def pg_schema_url(base: str, schema: str) -> str:
-    import sqlalchemy as sa
-
-    eng = sa.create_engine(base)
-    with eng.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    eng.dispose()
-    return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
 
 
 def drop_schema(base: str, schema: str) -> None:
@@ -127,7 +118,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="events-board-"))
     urls = [] if args.only == "postgresql" else [("SQLite", f"sqlite:///{tmp / 'board.db'}")]
     if args.pg and args.only != "sqlite":
-        urls.append(("PostgreSQL", pg_schema_url(args.pg, "bench_events_board")))
+        urls.append(("PostgreSQL", hub.pg_schema_url(args.pg, "bench_events_board")))
     if args.backlog:
         print(f"with a backlog of {args.backlog:,} open year-old cases")
     rows = []
@@ -136,7 +127,8 @@ def main() -> None:
         eng = hub.engine(url)
         total = int(hub.query("select count(*) as n from city_events", eng=eng)["n"].iloc[0])
         open_n = int(bd.board_counts(eng)["n"].sum())
-        dept = bd.board_counts(eng).groupby("department")["n"].sum().idxmax()
+        per_dept = bd.board_counts(eng).groupby("department")["n"].sum()
+        dept = per_dept.idxmax() if len(per_dept) else None  # a small fill may leave nothing open
         r = {"backend": name, "events": total, "open": open_n, "fill_s": fill_s,
              "board_all_ms": timed(lambda: bd.board_rows(eng)),
              "board_dept_ms": timed(lambda: bd.board_rows(eng, department=dept)),

@@ -50,21 +50,14 @@ def sample_records(n: int, seed: int = 7) -> list[dict]:
     return out
 
 
-def pg_schema_url(base: str, schema: str) -> str:
-    import sqlalchemy as sa
-
-    eng = sa.create_engine(base)
-    with eng.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    eng.dispose()
-    return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
 
 
 def fresh(backend: str, pg: str | None, tmp: Path, tag: str) -> str | None:
+    from workbench.store import hub
+
     if backend == "sqlite":
         return f"sqlite:///{tmp / f'{tag}.db'}"
-    return pg_schema_url(pg, f"bench_events_{tag}") if pg else None
+    return hub.pg_schema_url(pg, f"bench_events_{tag}") if pg else None
 
 
 def bench_file(url: str, records: list[dict], tmp: Path) -> dict:

@@ -38,15 +38,6 @@ def measure(url: str, path: Path, data_dir: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def pg_schema_url(base: str, schema: str) -> str:
-    import sqlalchemy as sa
-
-    eng = sa.create_engine(base)
-    with eng.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    eng.dispose()
-    return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
 
 
 def main() -> None:
@@ -74,7 +65,9 @@ def main() -> None:
     for n, path in files.items():
         targets = [("sqlite", f"sqlite:///{work}/hub_{n}.db")]
         if args.pg:
-            targets.append(("postgresql", pg_schema_url(args.pg, f"wb_bench_{n}")))
+            from workbench.store import hub
+
+            targets.append(("postgresql", hub.pg_schema_url(args.pg, f"wb_bench_{n}")))
         for name, url in targets:
             r = measure(url, path, work / f"data_{name}_{n}")
             assert r["loaded"] == n, r

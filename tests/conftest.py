@@ -36,12 +36,10 @@ def pg_url(pg_skip_reason):
     if pg_skip_reason:
         pytest.skip(pg_skip_reason)
     schema = f"wb_test_{uuid.uuid4().hex[:10]}"
+    url = hub.pg_schema_url(PG_URL, schema)
+    yield url
+    hub.dispose(url)
     admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    hub.dispose(f"{PG_URL}{sep}options=-csearch_path%3D{schema}")
     with admin.begin() as conn:
         conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()

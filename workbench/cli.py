@@ -34,6 +34,15 @@ cannot be read is reported and the exit code is 2; the other files still load.
 """
 
 
+def echo_summary(s) -> None:
+    """One file's intake summary for people: its line, the quarantine reasons, ignored columns."""
+    click.echo(s.line())
+    for reason, n in sorted(s.reasons.items(), key=lambda kv: -kv[1]):
+        click.echo(f"    隔离原因: {reason} × {n}")
+    if getattr(s, "unknown_columns", None):
+        click.echo(f"    未识别的列（已忽略）: {', '.join(s.unknown_columns)}")
+
+
 @main.command(help=_INGEST_HELP)
 @click.argument("dataset", type=click.Choice(sorted(DATASETS)), metavar="DATASET")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -49,11 +58,7 @@ def ingest(dataset, files, as_json, force, progress):
             s = ingest_file(dataset, path, progress=progress and not as_json, force=force)
             results.append({"file": str(path), "ok": True, **s.to_dict()})
             if not as_json:
-                click.echo(s.line())
-                for reason, n in sorted(s.reasons.items(), key=lambda kv: -kv[1]):
-                    click.echo(f"    隔离原因: {reason} × {n}")
-                if s.unknown_columns:
-                    click.echo(f"    未识别的列（已忽略）: {', '.join(s.unknown_columns)}")
+                echo_summary(s)
         except IngestError as exc:
             failed += 1
             results.append({"file": str(path), "ok": False, "dataset": dataset, "error": exc.problem})

@@ -38,6 +38,7 @@ def intake(files, fmt, city, force, as_json, progress):
     """Take event FILES into the hub: validate, dedupe, dispatch on arrival, merge repeats."""
     from tqdm import tqdm
 
+    from workbench.cli import echo_summary
     from workbench.events.intake import intake_file
     from workbench.store.ingest import IngestError
 
@@ -53,9 +54,7 @@ def intake(files, fmt, city, force, as_json, progress):
             s = intake_file(path, fmt, rules=rules, force=force, progress=step)
             out.append({"file": str(path), "ok": True, **s.to_dict()})
             if not as_json:
-                click.echo(s.line())
-                for reason, n in sorted(s.reasons.items(), key=lambda kv: -kv[1]):
-                    click.echo(f"    隔离原因: {reason} × {n}")
+                echo_summary(s)
         except IngestError as exc:
             failed += 1
             out.append({"file": str(path), "ok": False, "error": exc.problem})

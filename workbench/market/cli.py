@@ -19,6 +19,7 @@ def market():
 @click.option("--force", is_flag=True, help="Process a file again even if it was taken in before.")
 def ingest(files, as_json, force):
     """Take rapid-test FILES into the hub (market codes checked against this hub's registry)."""
+    from workbench.cli import echo_summary
     from workbench.market.intake import ingest_tests
     from workbench.store.ingest import IngestError
 
@@ -28,9 +29,7 @@ def ingest(files, as_json, force):
             s = ingest_tests(path, force=force, progress=not as_json)
             out.append({"file": str(path), "ok": True, **s.to_dict()})
             if not as_json:
-                click.echo(s.line())
-                for reason, n in sorted(s.reasons.items(), key=lambda kv: -kv[1]):
-                    click.echo(f"    隔离原因: {reason} × {n}")
+                echo_summary(s)
         except IngestError as exc:
             failed += 1
             out.append({"file": str(path), "ok": False, "error": exc.problem})

@@ -57,6 +57,19 @@ def dispose(url: str | None = None) -> None:
                 eng.dispose()
 
 
+def pg_schema_url(base: str, schema: str) -> str:
+    """A fresh, empty PostgreSQL schema `schema` (dropped first if it exists) and the URL of
+    `base` with its search_path set to it: a hub of its own on a shared database."""
+    admin = sa.create_engine(base)
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    finally:
+        admin.dispose()
+    return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"
+
+
 def alembic_config(eng: Engine):
     from alembic.config import Config
 
