@@ -29,11 +29,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages: Chromium for the browser tests, Noto CJK so charts and pages show Chinese,
-# libGL for OpenCV (opencv-python 4.x, which carries the Haar cascades).
+# libGL for OpenCV (opencv-python 4.x, which carries the Haar cascades), and the mosquitto
+# binary: the MQTT tests start a broker of their own on a free port (kill / restart tests).
 system:
 	@if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -q "Noto Sans CJK" \
-		|| ! ldconfig -p | grep -q "libGL.so.1"; then \
-		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium fonts-noto-cjk fontconfig libgl1 libglib2.0-0; \
+		|| ! ldconfig -p | grep -q "libGL.so.1" \
+		|| ! { command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto; }; then \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium fonts-noto-cjk fontconfig \
+			libgl1 libglib2.0-0 mosquitto; \
 	fi
 
 synth: setup
