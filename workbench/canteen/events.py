@@ -215,8 +215,6 @@ class CameraEngine:
         self._size: tuple[int, int] | None = None
         self.frames = 0
         self.detected = 0
-        self.t = 0.0
-        self.ts: dt.datetime | None = None
         self._ids: deque[str] = deque(maxlen=64)  # recent ids: two events of a class in one second differ
 
     # ---------------------------------------------------------------- state
@@ -244,7 +242,6 @@ class CameraEngine:
     def observe(self, t: float, ts: dt.datetime, image: np.ndarray | None, dets: Detections | None) -> list[EventChange]:
         """One sampled frame at `t` seconds (`ts` naive UTC). `dets` None: the gate skipped it."""
         self.frames += 1
-        self.t, self.ts = t, ts
         changes: list[EventChange] = []
         if dets is not None:
             self.detected += 1

@@ -58,7 +58,7 @@ class HubSink:
         self._offline: dict[str, str] = {}  # camera -> open alert id
 
     def event(self, kind: str, record: dict) -> None:
-        from workbench.safety.weather import upsert
+        from workbench.store.ingest import upsert
 
         df = pd.DataFrame([record])
         with self.eng.begin() as conn:
@@ -66,7 +66,7 @@ class HubSink:
         self.written[kind] = self.written.get(kind, 0) + 1
 
     def camera_offline(self, camera_id: str, message: str, ts: dt.datetime, district: str | None = None) -> str:
-        from workbench.safety.weather import upsert
+        from workbench.store.ingest import upsert
         from workbench.store.ingest import insert_new
 
         if camera_id in self._offline:

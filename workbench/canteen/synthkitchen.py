@@ -391,10 +391,6 @@ def draw_person(p: Painter, rng, s: PersonSpec, ids: Ids | None, tilt: float = 0
     torso_pts = [L((fx - sh_w, sh_y)), L((fx + sh_w, sh_y)), L((fx + hip_w, hip_y + 0.02 * H)),
                  L((fx - hip_w, hip_y + 0.02 * H))]
     p.poly(torso_pts, tcol, pid_torso)
-    tx0 = min(q[0] for q in torso_pts)
-    tx1 = max(q[0] for q in torso_pts)
-    ty0 = min(q[1] for q in torso_pts)
-    ty1 = max(q[1] for q in torso_pts)
     shade = tuple(int(v * 0.82) for v in tcol)
     if s.torso == "uniform":
         if s.facing != "back":
@@ -440,13 +436,8 @@ def draw_person(p: Painter, rng, s: PersonSpec, ids: Ids | None, tilt: float = 0
                 p.line(L((fx + 0.07 * H, sh_y + 0.12 * H)), L((fx + 0.02 * H, sh_y + 0.13 * H)), dk, 1)
             p.circle(L((fx, hip_y - 0.06 * H)), max(1, 0.006 * H), dk)
         p.rect(*L((fx - hip_w, hip_y - 0.01 * H)), *L((fx + hip_w, hip_y + 0.03 * H)), s.trousers, pid_body)
-    # arms
-    if s.torso == "uniform":
-        sleeve = s.uniform_col
-    elif s.torso == "shirt":
-        sleeve = s.shirt
-    else:
-        sleeve = s.skin
+    # arms: sleeves (or bare arms) in the torso's colour
+    sleeve = tcol
     long_sleeve = s.torso == "uniform" or rng.random() < 0.5
     aw = 0.045 * H
     arm_len = 0.3 * H
@@ -891,13 +882,6 @@ class Timeline:
     presence: list[tuple[int, str, float, float]]     # (track_id, kind, enter_s, leave_s)
     truth_path: Path | None = None
     meta_path: Path | None = None
-
-    def frame(self, t: float) -> int:
-        return int(round(t * self.fps))
-
-    def to_frame(self):
-        import pandas as pd
-        return pd.DataFrame(self.rows, columns=["violation", "track_id", "start_s", "end_s"])
 
 
 # what a person violation does to the person's look

@@ -20,10 +20,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workbench import config
 from workbench.canteen.classes import CLASSES, LABELS_ZH
-from workbench.canteen.yolo_env import PROJECT_ROOT, ensure_yolo_env
+from workbench.canteen.yolo_env import ensure_yolo_env
 
-MODEL_DIR = PROJECT_ROOT / "models" / "kitchen"
+MODEL_DIR = config.ROOT / "models" / "kitchen"
 MODEL_NAME = "kitchen-yolo11n"
 
 
@@ -208,8 +209,6 @@ def evaluate_boxes(model_path, data_yaml, imgsz: int = 640, device=None, batch: 
 
 def default_out() -> Path:
     """Where notebook/CLI training runs go by default: <data dir>/models/kitchen-train (git-ignored)."""
-    from workbench import config
-
     return config.data_dir() / "models" / "kitchen-train"
 
 

@@ -20,7 +20,8 @@ import os
 import shutil
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from workbench import config
+
 FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
 
 
@@ -46,7 +47,7 @@ def ensure_yolo_env(config_dir: str | os.PathLike | None = None) -> Path:
     if config_dir is not None:
         os.environ["YOLO_CONFIG_DIR"] = str(Path(config_dir).resolve())
     else:
-        os.environ.setdefault("YOLO_CONFIG_DIR", str(PROJECT_ROOT / ".yolo"))
+        os.environ.setdefault("YOLO_CONFIG_DIR", str(config.ROOT / ".yolo"))
     # ultralytics keeps its settings and fonts in $YOLO_CONFIG_DIR/Ultralytics
     settings_dir = Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics"
     settings_dir.mkdir(parents=True, exist_ok=True)

@@ -180,8 +180,7 @@ def forecast(city, days, backtest):
     if ev.empty:
         click.echo("暂无事件数据。")
         return
-    d = pt.daily_counts(ev, tz=rules.timezone)
-    d = d.assign(全部=d.sum(axis=1))
+    d = pt.daily_counts(ev, tz=rules.timezone, total="全部")
     f = pt.forecast(d)
     for r in f.itertuples():
         click.echo(f"  {r.series:10s} 明日 {r.tomorrow:7.1f} [{r.tomorrow_lo:.0f}, {r.tomorrow_hi:.0f}]   "

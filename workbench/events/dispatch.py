@@ -12,6 +12,7 @@ inside the working hours of working days (weekends and holidays out, 调休 week
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+
+from workbench.events.patterns import local_times
 
 CITIES = Path(__file__).with_name("cities")
 DEFAULT_CITY = "zhuzhou"
@@ -150,7 +153,7 @@ def route(events: pd.DataFrame, rules: CityRules) -> pd.DataFrame:
             if values is not None:
                 m &= col.isin(list(values))
         if r.keywords:
-            m &= desc.str.contains("|".join(map(_re_escape, r.keywords)), regex=True)
+            m &= desc.str.contains("|".join(map(re.escape, r.keywords)), regex=True)
         if not m.any():
             continue
         if "{" in r.department:
@@ -162,26 +165,16 @@ def route(events: pd.DataFrame, rules: CityRules) -> pd.DataFrame:
     return pd.DataFrame({"department": dept, "rule": which, "event_group": grp.replace("", pd.NA)})
 
 
-def _re_escape(s: str) -> str:
-    import re
-
-    return re.escape(s)
-
-
 def urgency(events: pd.DataFrame, rules: CityRules) -> pd.Series:
     """紧急 for classes urgent by default or a description with an urgent keyword, else 一般."""
     cls, desc = _text(events, "event_class"), _text(events, "description")
     urgent = cls.astype(object).map({c: bool(m.get("urgent")) for c, m in rules.classes.items()}).eq(True)
     if rules.urgent_keywords:
-        urgent |= desc.str.contains("|".join(map(_re_escape, rules.urgent_keywords)), regex=True)
+        urgent |= desc.str.contains("|".join(map(re.escape, rules.urgent_keywords)), regex=True)
     return pd.Series(np.where(urgent, URGENT, ROUTINE), index=events.index, dtype=object)
 
 
 # ------------------------------------------------------------------ working calendar
-
-def _local(ts_utc: pd.Series, tz: str) -> pd.Series:
-    return pd.to_datetime(ts_utc).dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
-
 
 def _utc(ts_local: pd.Series, tz: str) -> pd.Series:
     return (pd.to_datetime(ts_local).dt.tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward")
@@ -214,7 +207,7 @@ def add_working_hours(ts_utc: pd.Series, hours, rules: CityRules) -> pd.Series:
     ok = ts_utc.notna().to_numpy() & np.isfinite(hours)
     if not ok.any() or rules.minutes_per_day <= 0:
         return out
-    loc = _local(ts_utc[ok], rules.timezone)
+    loc = local_times(ts_utc[ok], rules.timezone)
     day0 = loc.dt.normalize().min() - pd.Timedelta(days=1)
     span = int(np.nanmax(hours[ok]) * 60 / rules.minutes_per_day * 7 / 4) + 40 + \
         int((loc.max() - loc.min()).days)
@@ -251,7 +244,7 @@ def working_hours_between(start_utc: pd.Series, end_utc: pd.Series, rules: CityR
     out = np.full(len(start_utc), np.nan)
     if not ok.any():
         return pd.Series(out)
-    a, b = _local(start_utc[ok], rules.timezone), _local(end_utc[ok], rules.timezone)
+    a, b = local_times(start_utc[ok], rules.timezone), local_times(end_utc[ok], rules.timezone)
     day0 = min(a.min(), b.min()).normalize()
     days = pd.date_range(day0, max(a.max(), b.max()).normalize() + pd.Timedelta(days=1), freq="D")
     work = is_workday(days, rules)

@@ -149,13 +149,6 @@ def act(target: Engine | Connection, event_id: str, action: str, *, actor: str, 
                       duplicate_of=duplicate_of)
 
 
-def history(conn_or_eng, event_id: str) -> pd.DataFrame:
-    from workbench.store import hub
-
-    eng = conn_or_eng if isinstance(conn_or_eng, Engine) else None
-    return hub.read("event_history", where={"event_id": event_id}, eng=eng)
-
-
 # ------------------------------------------------------------------ bulk rows for intake
 
 def arrival_history(events: pd.DataFrame, actor: pd.Series | str, auto_steps: pd.Series) -> pd.DataFrame:
@@ -219,5 +212,5 @@ def sync_from_source(conn: Connection, upd: pd.DataFrame, before, actor: str) ->
 
 __all__ = ["INTAKE", "CASE", "DISPATCH", "HANDLING", "FEEDBACK", "CLOSED", "EVALUATED", "REJECTED", "DUPLICATE",
            "REOPENED", "STEPS", "STATUSES", "CLOSED_STATUSES", "OPEN_STATUSES", "TRANSITIONS", "ACTIONS",
-           "ACTION_LABELS", "FlowError", "allowed", "check", "Change", "transition", "act", "history",
+           "ACTION_LABELS", "FlowError", "allowed", "check", "Change", "transition", "act",
            "arrival_history", "sync_rows", "sync_from_source"]

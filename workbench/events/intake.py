@@ -281,7 +281,7 @@ def take_in(frame: pd.DataFrame, *, origin: Origin, rules: dp.CityRules, eng: En
 
     if len(frame):
         present = frame.loc[:, frame.notna().any(axis=0)]  # validate only what the records carry
-        values, reasons, details = ingest._validate(EVENTS_DS, present)
+        values, reasons, details = ingest.validate(EVENTS_DS, present)
         reasons = reasons.str.replace(f"缺少{EVENTS_DS.field('event_id').label}", NO_ID, regex=False)
         status, bad_status = map_status(values["status"])
         reasons = _flag(reasons, values["lat"].isna() | values["lon"].isna(), NO_LOCATION)

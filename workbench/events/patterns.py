@@ -160,9 +160,10 @@ def repeat_locations(events: pd.DataFrame, radius_m: float = 50, min_count: int 
 # ------------------------------------------------------------------ forecast
 
 def daily_counts(events: pd.DataFrame, by: str | None = "event_class", tz: str = "Asia/Shanghai",
-                 end=None) -> pd.DataFrame:
+                 end=None, total: str | None = None) -> pd.DataFrame:
     """Counts per local day (rows, every day present, zeros filled) and `by` (columns);
-    with by=None one column 全部. `end`: last day to include (default: the last event's)."""
+    with by=None one column 全部. `end`: last day to include (default: the last event's).
+    `total`: the name of an added column with the sum over `by` (the all-classes series)."""
     if events.empty:
         return pd.DataFrame()
     day = local_times(events["ts"], tz).dt.normalize()
@@ -170,7 +171,8 @@ def daily_counts(events: pd.DataFrame, by: str | None = "event_class", tz: str =
     m = pd.crosstab(day, key)
     last = pd.Timestamp(end).normalize() if end is not None else m.index.max()
     idx = pd.date_range(m.index.min(), last, freq="D")
-    return m.reindex(idx, fill_value=0).rename_axis("day")
+    m = m.reindex(idx, fill_value=0).rename_axis("day")
+    return m.assign(**{total: m.sum(axis=1)}) if total else m
 
 
 @dataclass

@@ -116,14 +116,6 @@ def _lookup(markets: pd.DataFrame, col: str) -> dict:
     return dict(zip(markets["market_id"], markets[col]))
 
 
-def _name(markets: pd.DataFrame, market_id) -> str:
-    return str(_lookup(markets, "name").get(market_id, market_id))
-
-
-def _district(markets: pd.DataFrame, market_id):
-    return _lookup(markets, "district").get(market_id)
-
-
 def _local_text(ts, fmt="%Y-%m-%d %H:%M") -> str:
     return pd.Timestamp(ts).tz_localize("UTC").tz_convert("Asia/Shanghai").strftime(fmt)
 
@@ -221,7 +213,7 @@ def load(eng=None, since=None, until=None) -> tuple[pd.DataFrame, pd.DataFrame, 
 
 def save(eng, an: Analysis) -> dict:
     """Alerts and integrity findings into the hub, updated in place on a rerun."""
-    from workbench.safety.weather import upsert
+    from workbench.store.ingest import upsert
 
     with eng.begin() as conn:
         a_new, a_upd = upsert(conn, "alerts", an.alerts, ["severity", "title", "valid_to", "status", "evidence",

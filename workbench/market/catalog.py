@@ -46,16 +46,3 @@ BANNED = tuple(k for k, (_, banned) in TEST_ITEMS.items() if banned)
 # minutes a reader needs per test (DOMAIN.md): enzyme 10–15, card 5–10, colorimetric ~8
 REACTION_MINUTES = {"enzyme": 10, "card": 5, "colour": 8}
 
-
-def method_kind(test_item, method=None, unit=None) -> str | None:
-    """enzyme | card | colour from the test item, else from the method or unit text."""
-    if test_item in TEST_ITEMS:
-        return TEST_ITEMS[test_item][0]
-    text = f"{method or ''}{unit or ''}"
-    if "酶" in text or "抑制" in text or "%" in text:
-        return "enzyme"
-    if "胶体金" in text or "试纸" in text or "卡" in text:
-        return "card"
-    if "比色" in text or "mg/kg" in text:
-        return "colour"
-    return None

@@ -19,16 +19,12 @@ from workbench.market.catalog import BANNED
 # the groupings a bulletin may ask for -> the column of rapid_tests
 GROUPS = {"market": "market_id", "commodity": "commodity", "category": "category", "test_item": "test_item",
           "inspector": "inspector_id", "district": "district", "origin": "origin", "device": "device_id"}
-GROUP_LABELS = {"market": "市场", "commodity": "样品名称", "category": "样品类别", "test_item": "检测项目",
-                "inspector": "检测员", "district": "区县", "origin": "产地", "device": "设备"}
 COLUMNS = ["samples", "items", "positive_samples", "positive_items", "sample_rate", "sample_rate_lo",
            "sample_rate_hi", "item_rate", "item_rate_lo", "item_rate_hi", "banned_items", "banned_positive"]
 LABELS = {"samples": "抽检批次", "items": "检测项次", "positive_samples": "阳性批次", "positive_items": "阳性项次",
           "sample_rate": "批次阳性率", "sample_rate_lo": "批次阳性率下限", "sample_rate_hi": "批次阳性率上限",
           "item_rate": "项次阳性率", "item_rate_lo": "项次阳性率下限", "item_rate_hi": "项次阳性率上限",
           "banned_items": "禁用物质检测项次", "banned_positive": "禁用物质阳性", "period": "统计期"}
-NEEDED = ["test_id", "ts", "sampled_at", "market_id", "stall_id", "district", "commodity", "category", "origin",
-          "test_item", "result", "inspector_id", "device_id"]
 
 
 def wilson(x, n, z: float = 1.959963984540054):

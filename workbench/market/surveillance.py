@@ -73,16 +73,6 @@ def series(prep: pd.DataFrame, unit: str | None, freq: str = "W", start=None, en
     return n.reindex(idx, fill_value=0).astype("int64"), x.reindex(idx, fill_value=0).astype("int64")
 
 
-def baseline_rate(n: pd.DataFrame, x: pd.DataFrame, periods: int, shrink: float) -> pd.Series:
-    """Each unit's in-control rate: its first `periods` (at most half the series),
-    shrunk towards the pooled rate of those periods with `shrink` pseudo-tests."""
-    k = max(1, min(periods, len(n) // 2 or 1))
-    nb, xb = n.iloc[:k].sum(), x.iloc[:k].sum()
-    pooled = xb.sum() / nb.sum() if nb.sum() else 0.0
-    pooled = min(max(pooled, 1e-4), 0.5)
-    return ((xb + shrink * pooled) / (nb + shrink)).clip(1e-4, 0.5)
-
-
 def _logit(p):
     return np.log(p / (1 - p))
 

@@ -16,8 +16,8 @@ import pandas as pd
 import sqlalchemy as sa
 
 from workbench import config
-from workbench.safety.weather import _local, upsert
-from workbench.store.ingest import insert_new
+from workbench.safety.weather import _local
+from workbench.store.ingest import insert_new, upsert
 from workbench.store.schema import DATASETS
 
 LEVELS = ("", "蓝色", "黄色", "橙色", "红色")

@@ -17,7 +17,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from workbench import config
-from workbench.store.ingest import insert_new, records
+from workbench.store.ingest import upsert
 from workbench.store.schema import DATASETS
 
 VARIABLES = ("temperature", "precipitation", "wind_speed", "road_temperature", "humidity")
@@ -336,52 +336,6 @@ def _local(ts, tz: str = config.TZ) -> str:
 
 
 # ------------------------------------------------------------------------------ the hub
-
-def upsert(conn: sa.Connection, dataset: str, df: pd.DataFrame, update: list[str]) -> tuple[int, int]:
-    """Insert rows with new keys; update `update` columns of rows whose key exists and differs.
-    Returns (inserted, updated)."""
-    if df.empty:
-        return 0, 0
-    ds = DATASETS[dataset]
-    t = ds.table
-    (key,) = ds.key
-    added = insert_new(conn, ds, df)
-    keys = df[key].tolist()
-    held = []
-    for i in range(0, len(keys), 500):
-        res = conn.execute(sa.select(t.c[key], *(t.c[c] for c in update)).where(t.c[key].in_(keys[i:i + 500])))
-        held += [dict(r._mapping) for r in res]
-    held_by = {h[key]: h for h in held}
-    changed = []
-    for rec in records(df[[key, *update]], ds):
-        h = held_by.get(rec[key])
-        if h is not None and any(_norm(rec[c]) != _norm(h[c]) for c in update):
-            changed.append({"_key": rec[key], **{c: _py(rec[c]) for c in update}})
-    if changed:
-        stmt = t.update().where(t.c[key] == sa.bindparam("_key")).values({c: sa.bindparam(c) for c in update})
-        conn.execute(stmt, changed)
-    return added, len(changed)
-
-
-def _py(v):
-    if isinstance(v, pd.Timestamp):
-        return v.to_pydatetime()
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
-def _norm(v):
-    if v is None:
-        return None
-    if isinstance(v, (pd.Timestamp, np.datetime64)) or hasattr(v, "isoformat"):
-        return pd.Timestamp(v).strftime("%Y-%m-%d %H:%M:%S")
-    if isinstance(v, (float, np.floating)):
-        return round(float(v), 6)
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    return v
-
 
 def save_findings(conn: sa.Connection, findings: pd.DataFrame) -> tuple[int, int]:
     """Write findings to data_quality (new ones inserted, grown ones updated)."""

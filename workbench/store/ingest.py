@@ -400,7 +400,7 @@ def _rewrite_chinese_dates(t: pd.Series) -> pd.Series:
             .str.strip())
 
 
-def _validate(ds: Dataset, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+def validate(ds: Dataset, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     """Typed values; per row the reasons it fails ('' when good), and the details (values)."""
     reasons = pd.Series("", index=df.index, dtype=object)
     details = pd.Series("", index=df.index, dtype=object)
@@ -537,6 +537,52 @@ def insert_new(conn: Connection, ds: Dataset, df: pd.DataFrame) -> int:
     return _insert_sqlite(conn, table, ds, df)
 
 
+def upsert(conn: sa.Connection, dataset: str, df: pd.DataFrame, update: list[str]) -> tuple[int, int]:
+    """Insert rows with new keys; update `update` columns of rows whose key exists and differs.
+    Returns (inserted, updated)."""
+    if df.empty:
+        return 0, 0
+    ds = DATASETS[dataset]
+    t = ds.table
+    (key,) = ds.key
+    added = insert_new(conn, ds, df)
+    keys = df[key].tolist()
+    held = []
+    for i in range(0, len(keys), 500):
+        res = conn.execute(sa.select(t.c[key], *(t.c[c] for c in update)).where(t.c[key].in_(keys[i:i + 500])))
+        held += [dict(r._mapping) for r in res]
+    held_by = {h[key]: h for h in held}
+    changed = []
+    for rec in records(df[[key, *update]], ds):
+        h = held_by.get(rec[key])
+        if h is not None and any(_norm(rec[c]) != _norm(h[c]) for c in update):
+            changed.append({"_key": rec[key], **{c: _py(rec[c]) for c in update}})
+    if changed:
+        stmt = t.update().where(t.c[key] == sa.bindparam("_key")).values({c: sa.bindparam(c) for c in update})
+        conn.execute(stmt, changed)
+    return added, len(changed)
+
+
+def _py(v):
+    if isinstance(v, pd.Timestamp):
+        return v.to_pydatetime()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _norm(v):
+    if v is None:
+        return None
+    if isinstance(v, (pd.Timestamp, np.datetime64)) or hasattr(v, "isoformat"):
+        return pd.Timestamp(v).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(v, (float, np.floating)):
+        return round(float(v), 6)
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    return v
+
+
 def _insert_sqlite(conn: Connection, table: sa.Table, ds: Dataset, df: pd.DataFrame) -> int:
     """INSERT OR IGNORE through the driver; timestamps in SQLAlchemy's SQLite text format."""
     cols = [c.name for c in table.columns if c.name in df.columns]
@@ -666,7 +712,7 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
 
 def _load_chunk(eng, ds, summary, file_id, sha, path, frame, lines, malformed, keys):
     summary.rows_read += len(frame) + len(malformed)
-    values, reasons, details = _validate(ds, frame)
+    values, reasons, details = validate(ds, frame)
     good = reasons == ""
     if good.any():
         rep = keys.repeats(values.loc[good, list(ds.key)], lines[good.to_numpy()])

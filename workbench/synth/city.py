@@ -19,7 +19,7 @@ from workbench.synth import markets as mk
 from workbench.synth import safety as sf
 from workbench.synth import weather as wx
 from workbench.synth.calendar import CityCalendar, yesterday_local
-from workbench.synth.files import (fmt_chinese, fmt_date, fmt_iso_offset, fmt_minute, fmt_second,
+from workbench.synth.files import (fmt_chinese, insert_rows, fmt_date, fmt_iso_offset, fmt_minute, fmt_second,
                                    frame_records, labels, write_csv, write_json, write_xlsx)
 from workbench.synth.geography import build_grids, build_streets
 
@@ -105,7 +105,8 @@ def generate(days: int, seed: int, end: dt.date) -> dict:
     frames = {
         "grids": grids, "markets": markets, "stalls": world.stalls, "canteens": cw.canteens,
         "cameras": cw.cameras, "canteen_suppliers": cw.suppliers, "hazard_sites": sites,
-        "rapid_tests": tests, "market_followups": market_followups, "canteen_violations": viol, "city_events": events.drop(columns="_stuck"),
+        "rapid_tests": tests, "market_followups": market_followups, "canteen_violations": viol,
+        "city_events": events.drop(columns="_stuck"),
         "event_history": history, "hazards": hazards, "inspections": inspections, "weather": weather,
     }
     plants = [
@@ -333,17 +334,6 @@ def _alerts(rng, cal, frames, plants) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------ dirt and files
 
-def _insert_rows(df: pd.DataFrame, extra: pd.DataFrame, rng) -> pd.DataFrame:
-    """`extra` rows placed at random positions among `df`'s rows."""
-    pos = np.sort(rng.integers(0, len(df) + 1, len(extra)))
-    parts, last = [], 0
-    for i, p in enumerate(pos):
-        parts += [df.iloc[last:p], extra.iloc[[i]]]
-        last = p
-    parts.append(df.iloc[last:])
-    return pd.concat(parts, ignore_index=True)
-
-
 def _month_key(ts: pd.Series) -> pd.Series:
     return ts.dt.strftime("%Y年%m月")
 
@@ -389,7 +379,7 @@ def write_files(city: dict, out_dir: Path, seed: int) -> tuple[list[tuple[str, P
         bad_hz["rectified_at"] = bad_hz.ts - pd.DateOffset(years=1)  # year typed wrong
         bad_hz["verified_at"] = pd.NaT
         bad_hz["status"] = "已整改"
-        hz = _insert_rows(hz, bad_hz, rng)
+        hz = insert_rows(hz, bad_hz, rng)
         dirt.append({"dataset": "hazards", "what": "整改完成时间的年份填错，早于发现时间",
                      "expected_reason": "整改完成时间早于发现时间", "rows": len(bad_hz),
                      "ids": bad_hz.hazard_id.tolist()})
@@ -411,7 +401,7 @@ def write_files(city: dict, out_dir: Path, seed: int) -> tuple[list[tuple[str, P
     bad_neg["reading"] = -np.round(rng.uniform(2.0, 9.0, len(bad_neg)), 1)
     bad_neg["result"] = "阴性"
     dup = t.sample(n=2, random_state=np.random.RandomState((seed + 3) % (2**32))).copy()
-    t = _insert_rows(t, pd.concat([bad_order, bad_neg, dup]), rng)
+    t = insert_rows(t, pd.concat([bad_order, bad_neg, dup]), rng)
     dirt += [
         {"dataset": "rapid_tests", "what": "检测仪时钟错误：检测时间早于采样时间",
          "expected_reason": "检测时间早于采样时间", "rows": len(bad_order), "ids": bad_order.test_id.tolist()},
@@ -455,7 +445,7 @@ def write_files(city: dict, out_dir: Path, seed: int) -> tuple[list[tuple[str, P
     if len(bad_v):
         bad_v["violation_id"] = bad_v.violation_id + "R"
         bad_v["ts_end"] = bad_v.ts - pd.Timedelta(seconds=30)
-        v = _insert_rows(v, bad_v, rng)
+        v = insert_rows(v, bad_v, rng)
         dirt.append({"dataset": "canteen_violations", "what": "告警结束时间早于开始时间（平台重推的告警）",
                      "expected_reason": "结束时间早于开始时间", "rows": len(bad_v), "ids": bad_v.violation_id.tolist()})
     month = _month_key(v.ts)
@@ -470,7 +460,7 @@ def write_files(city: dict, out_dir: Path, seed: int) -> tuple[list[tuple[str, P
     bad_e = e.sample(n=5, random_state=np.random.RandomState((seed + 5) % (2**32))).copy()
     bad_e["event_id"] = bad_e.event_id.str.replace("AJ", "AJX", regex=False)
     bad_e["updated_at"] = bad_e.ts - pd.Timedelta(hours=3)
-    e = _insert_rows(e, bad_e, rng)
+    e = insert_rows(e, bad_e, rng)
     dirt.append({"dataset": "city_events", "what": "更新时间早于上报时间（对接系统时钟错误）",
                  "expected_reason": "更新时间早于上报时间", "rows": len(bad_e), "ids": bad_e.event_id.tolist()})
     open311 = {"event_id": "service_request_id", "ts": "requested_datetime", "updated_at": "updated_datetime",

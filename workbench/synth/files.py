@@ -179,3 +179,14 @@ def _fixed_zip(data: bytes, stamp: dt.datetime) -> bytes:
             zi.external_attr = 0o600 << 16
             z.writestr(zi, body)
     return out.getvalue()
+
+
+def insert_rows(df: pd.DataFrame, extra: pd.DataFrame, rng) -> pd.DataFrame:
+    """`extra` rows placed at random positions among `df`'s rows (planted dirt)."""
+    pos = np.sort(rng.integers(0, len(df) + 1, len(extra)))
+    parts, last = [], 0
+    for i, p in enumerate(pos):
+        parts += [df.iloc[last:p], extra.iloc[[i]]]
+        last = p
+    parts.append(df.iloc[last:])
+    return pd.concat(parts, ignore_index=True)

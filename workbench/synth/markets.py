@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from workbench.market.catalog import BANNED, PESTICIDE  # noqa: F401 (BANNED: synth.city)
 from workbench.synth.calendar import CityCalendar
+from workbench.synth.files import insert_rows
 from workbench.synth.names import person_names
 
-PESTICIDE = "有机磷和氨基甲酸酯类农药残留"
 ENZYME = "酶抑制率法（GB/T 5009.199）"
 CARD = "胶体金免疫层析法"
 COLOR = "比色法"
@@ -32,7 +33,6 @@ ITEMS = {
     "YX": ("亚硝酸盐", COLOR, "mg/kg", (8, 15), 12),
 }
 ITEM_CODES = tuple(ITEMS)
-BANNED = ("克伦特罗", "莱克多巴胺", "沙丁胺醇", "孔雀石绿", "硝基呋喃")
 
 # stall category -> [(commodity, item code, threshold, base positive rate, weight)]
 COMMODITIES: dict[str, list[tuple[str, str, float, float, float]]] = {
@@ -397,14 +397,7 @@ def plant_dirt(t: pd.DataFrame, pest: pd.DataFrame, seed: int) -> tuple[pd.DataF
     bad.loc[1, "market_id"] = "SC-XX-99"  # not in the registry
     bad.loc[2, "commodity"] = "韭莱"  # a misspelt commodity
     bad.loc[3, ["reading", "result"]] = [72.4, "阴性"]  # 72.4 % ≥ 50 % is positive
-    rng = np.random.default_rng([seed, 41, 1])
-    pos = np.sort(rng.integers(0, len(t) + 1, len(bad)))
-    parts, last = [], 0
-    for i, p in enumerate(pos):
-        parts += [t.iloc[last:p], bad.iloc[[i]]]
-        last = p
-    parts.append(t.iloc[last:])
-    out = pd.concat(parts, ignore_index=True)
+    out = insert_rows(t, bad, np.random.default_rng([seed, 41, 1]))
     dirt = [
         {"dataset": "rapid_tests", "what": what, "expected_reason": reason, "rows": 1, "ids": [bad.test_id[i]]}
         for i, (what, reason) in enumerate([

@@ -37,7 +37,7 @@ class CanteenSnapshot:
 
     @property
     def empty(self) -> bool:
-        return self.data.canteens.empty and self.data.violations.empty
+        return self.data.empty
 
     def options(self, column: str, order=()) -> list[str]:
         src = self.data.canteens if column in self.data.canteens else self.data.violations
@@ -206,7 +206,7 @@ def case_editor(snap: CanteenSnapshot, v: pd.DataFrame, on_saved=None):
     import ipywidgets as widgets
 
     open_v = cp.cases(cp.CanteenData(snap.data.canteens, snap.data.cameras, v, snap.data.history)).head(300)
-    if open_v is None or open_v.empty:
+    if open_v.empty:
         return layout.empty("暂无可变更的案件", "未销案的违规会出现在这里，可逐步变更为已通知、已整改、已复核。")
     opts = [(f"{r.violation_id} · {r.violation_class} · {cp.STATUS_LABELS.get(r.status, r.status)}", r.violation_id)
             for r in open_v.itertuples()]
@@ -313,7 +313,8 @@ def live_feed(district=None, school_type=None, vclass=None, eng=None) -> str:
 
 
 def page(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, canteen_id=None):
-    """Filters, a refresh button and the body; a filter change or a saved case redraws it."""
+    """Filters, a refresh button and the body; a filter change redraws it (a saved case does not,
+    so the editor keeps its message)."""
     import ipywidgets as widgets
 
     def dd(label, options, value, width="220px"):
@@ -342,7 +343,7 @@ def page(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, ca
                 stamp.value = (f'<div class="wb-note">数据读取于 {format_time(state["snap"].now, "%Y-%m-%d %H:%M:%S")}'
                                f'（北京时间）</div>')
             holder.children = [body(state["snap"], f_d.value or None, f_s.value or None, f_c.value or None,
-                                    keep, on_saved=lambda: None)]
+                                    keep)]
         except Exception as exc:  # shown on the page, not lost in a log
             holder.children = [layout.error(str(exc))]
 

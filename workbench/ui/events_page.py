@@ -17,7 +17,7 @@ from workbench.events import board as bd
 from workbench.events import dispatch as dp
 from workbench.events import flow, patterns as pt, sla
 from workbench.ui import cards, charts, layout, theme
-from workbench.ui.tables import DASH, Html, badge, esc, format_time, table_html, utc_now
+from workbench.ui.tables import DASH, Html, badge, esc, format_time, table_html, to_local, utc_now
 
 ALL = ""
 STATUS_TONE = {flow.INTAKE: "warn", flow.CASE: "info", flow.DISPATCH: "info", flow.HANDLING: "info",
@@ -62,12 +62,6 @@ def load(days: int = 90, now=None, city: str | None = None, eng=None, end=None) 
     hot = pt.hotspots(snap.events, cell_m=500) if len(snap.events) else pt.hotspots(snap.events)
     grids = hub.read("grids", eng=eng)
     return EventsView(snap, hot, pt.grid_hotspots(snap.events, grids))
-
-
-def in_department(df: pd.DataFrame, department: str | None) -> pd.DataFrame:
-    if not department or df is None or df.empty or "department" not in df:
-        return df
-    return df[df["department"] == department]
 
 
 # ------------------------------------------------------------------ tables
@@ -185,9 +179,7 @@ def repeats_table(events: pd.DataFrame, limit: int = 20) -> str:
 def forecast_table(events: pd.DataFrame, tz: str) -> str:
     if events.empty:
         return table_html(None, empty="暂无数据，无法预测")
-    d = pt.daily_counts(events, tz=tz)
-    d = d.assign(全部=d.sum(axis=1))
-    f = pt.forecast(d)
+    f = pt.forecast(pt.daily_counts(events, tz=tz, total="全部"))
     if f.empty:
         return table_html(None, empty="历史数据不足，无法预测", empty_hint="每类事件需要至少两周、十余件的历史。")
     f = f.sort_values("week", ascending=False)
@@ -199,6 +191,19 @@ def forecast_table(events: pd.DataFrame, tz: str) -> str:
                               "w_rng": "90% 区间"},
                       formatters={"tomorrow": lambda v: f"{v:.1f}", "week": lambda v: f"{v:.0f}"},
                       numeric=("tomorrow", "week"), max_rows=30)
+
+
+def backtest_table(events: pd.DataFrame, tz: str) -> str:
+    """The forecast's rolling backtest against seasonal naive (the weekly report's table)."""
+    bt = pd.DataFrame()
+    if len(events):
+        d = pt.daily_counts(events, tz=tz, total="全部")
+        bt = pt.backtest(d, origins=min(28, max(0, len(d) - 15)), min_mean=5)
+    pct = ("mape_model", "mape_seasonal_naive", "coverage")
+    return table_html(bt, labels={"series": "事件类型", "days": "回测天数", "mean_per_day": "日均事件数",
+                                  "mape_model": "MAPE（模型）", "mape_seasonal_naive": "MAPE（季节朴素）",
+                                  "coverage": "90% 区间覆盖率"},
+                      formatters={c: (lambda v: f"{v:.1%}") for c in pct}, numeric=pct, empty="历史数据不足，无法回测")
 
 
 # ------------------------------------------------------------------ charts
@@ -286,8 +291,15 @@ def km_figure(states: pd.DataFrame, now, by: str = "department", title: str = "�
 
 # ------------------------------------------------------------------ the page
 
-def kpis_html(view: EventsView, department: str | None = None) -> str:
-    st = in_department(view.snap.states, department)
+def _on_time_rate(states: pd.DataFrame) -> float | None:
+    """Closed on time over closed, all departments together (None when nothing closed)."""
+    ot = sla.on_time(states) if len(states) else pd.DataFrame()
+    closed = ot["closed"].sum() if len(ot) else 0
+    return ot["closed_on_time"].sum() / closed if closed else None
+
+
+def kpis_html(view: EventsView) -> str:
+    st = view.snap.states
     now = view.now
     if st is None or st.empty:
         return cards.kpi_html("在办事件", 0, unit="件", note="暂无事件", tone="muted")
@@ -295,8 +307,7 @@ def kpis_html(view: EventsView, department: str | None = None) -> str:
     od, nd = int(st["overdue"].sum()), int(st["near_due"].sum())
     waiting = int((st["status"] == flow.INTAKE).sum())
     today = int((st["ts"] >= now - pd.Timedelta(hours=24)).sum())
-    ot = sla.on_time(st)
-    rate = ot["closed_on_time"].sum() / ot["closed"].sum() if len(ot) and ot["closed"].sum() else None
+    rate = _on_time_rate(st)
     return "".join([
         cards.kpi_html("在办事件", open_, unit="件", note=f"待受理 {waiting} 件", tone="warn" if waiting else ""),
         cards.kpi_html("超期未办结", od, unit="件", note="须督办" if od else "均在时限内", tone="bad" if od else "ok"),
@@ -370,7 +381,7 @@ class LiveBoard:
             counts = counts[counts["department"] == self.dept.value]
         n, od = int(counts["n"].sum()) if len(counts) else 0, int(counts["overdue"].sum()) if len(counts) else 0
         wait = int(counts.loc[counts["status"] == flow.INTAKE, "n"].sum()) if len(counts) else 0
-        self.cards.value = f'<div class="wb-cards">' + "".join([
+        self.cards.value = '<div class="wb-cards">' + "".join([
             cards.kpi_html("在办事件", n, unit="件", note=f"待受理 {wait} 件", tone="warn" if wait else ""),
             cards.kpi_html("其中超期", od, unit="件", tone="bad" if od else "ok"),
         ]) + "</div>"
@@ -492,7 +503,7 @@ def load_weekly(days: int = 7, end=None, district: str | None = None, eng=None) 
 
     if end in (None, ""):
         last = bd.latest_ts(eng)
-        end = (last + pd.Timedelta(hours=8)).date() if last is not None else None
+        end = to_local(last).date() if last is not None else None  # the Beijing day the data reaches
     p = report_period(days, end)
     view = load(days=120, eng=eng, end=p.end_utc)  # the state at the end of the period
     ev = view.snap.events
@@ -508,8 +519,7 @@ def load_weekly(days: int = 7, end=None, district: str | None = None, eng=None) 
 def weekly_cards(w: Weekly) -> str:
     st = w.view.snap.states
     wk = st[st["event_id"].isin(w.week["event_id"])] if len(st) else st
-    ot = sla.on_time(wk) if len(wk) else pd.DataFrame()
-    rate = ot["closed_on_time"].sum() / ot["closed"].sum() if len(ot) and ot["closed"].sum() else None
+    rate = _on_time_rate(wk)
     merged = int((wk["status"] == flow.DUPLICATE).sum()) if len(wk) else 0
     return '<div class="wb-cards">' + "".join([
         cards.kpi_html("本期上报", len(w.week), unit="件", note=f"合并重复件 {merged} 件"),
@@ -521,6 +531,6 @@ def weekly_cards(w: Weekly) -> str:
 
 
 __all__ = ["EventsView", "prepare", "load", "board_table", "overdue_table", "near_due_table", "on_time_table",
-           "km_table", "hotspot_table", "grid_hotspot_table", "repeats_table", "forecast_table", "events_map_figure", "hour_weekday_figure",
+           "km_table", "hotspot_table", "grid_hotspot_table", "repeats_table", "forecast_table", "backtest_table", "events_map_figure", "hour_weekday_figure",
            "on_time_figure", "km_figure", "kpis_html", "LiveBoard", "body", "page", "Weekly", "load_weekly",
            "weekly_cards"]

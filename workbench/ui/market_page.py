@@ -410,8 +410,8 @@ def market_picker(an: ma.Analysis, mk: dict):
     import ipywidgets as widgets
 
     first = top_markets(an, len(an.market_sv.n.columns))
-    options = [(f"{mk.get(m, m)}（{m}）" + ("  ⚠ 阳性率上升" if m in set(an.market_sv.episodes["unit"]) else ""), m)
-               for m in first]
+    rising = set(an.market_sv.episodes["unit"])
+    options = [(f"{mk.get(m, m)}（{m}）" + ("  ⚠ 阳性率上升" if m in rising else ""), m) for m in first]
     pick = widgets.Dropdown(options=options, value=first[0], description="市场", layout=widgets.Layout(width="420px"))
     pick.style.description_width = "40px"
     pick.add_class("wb-select")

@@ -22,7 +22,6 @@ from workbench.ui.tables import DASH, Html, badge, format_number, format_time, t
 WEATHER_CATEGORIES = ("寒潮", "道路结冰", "暴雪")  # the warning engine's categories (寒潮预警 counts too)
 ALERT_ACTIVE = "生效中"
 LEVEL_TONE = {"蓝色": "info", "黄色": "warn", "橙色": "warn", "红色": "bad"}
-LEVEL_COLOR = {"蓝色": "#1d5fa8", "黄色": "#d9a400", "橙色": "#e07b00", "红色": "#d1372c"}
 STATE_TONE = {"待整改": "warn", "逾期未整改": "bad", "已整改待验收": "info", "已验收": "ok"}
 STATE_COLOR = {"待整改": "#f0a030", "逾期未整改": theme.COLORS["bad"], "已整改待验收": "#5a8fd6",
                "已验收": theme.COLORS["ok"]}
@@ -40,8 +39,6 @@ RISK_LABELS = {
     **rk.FACTOR_LABELS, "reasons": "得分构成", "grids": "网格数", "grids_at_risk": "有风险网格",
     "grids_high": "较高及以上",
 }
-TASK_LABELS = {"title": "预警", "tasks": "巡查任务", "done": "已办结", "event_class": "任务类型",
-               "description": "任务内容", "status": "办理状态", "department": "责任部门", "deadline": "处置时限"}
 
 
 @dataclass
