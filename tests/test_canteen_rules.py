@@ -242,3 +242,17 @@ def test_records_and_messages_are_complete():
     # the person's attributes: hat judged 否, mask never seen (未判定), phone judged absent (否)
     assert msg["attributes"]["1"]["戴厨师帽"] == "否" and msg["attributes"]["1"]["戴口罩"] == "未判定"
     assert msg["attributes"]["1"]["玩手机"] == "否"
+
+
+def test_a_cook_walking_faster_than_the_tracker_matches_keeps_their_votes():
+    """At 2 frames/s a walker moves more than their own width between frames: the boxes do not
+    overlap, ByteTrack starts a new track each frame, and without re-linking no vote would ever
+    be the second one. The nearby, same-sized person just lost hands over their ballots."""
+    walk = [person(x=20 + 100 * i, uniform=False) for i in range(5)]  # 80 px wide, 100 px per frame
+    ch = run(engine(), walk)
+    new = [c for c in ch if c.kind == "new"]
+    assert [c.event.violation_class for c in new] == ["未穿工作服"]
+    assert new[0].event.t_opened == 0.5 and new[0].event.t_start == 0.0  # decided at the second frame
+    # two different people far apart, each in view one frame, are not one person
+    apart = [person(x=20, uniform=False), person(x=520, y=40, h=300, uniform=False)]
+    assert not [c for c in run(engine(), apart) if c.kind == "new"]

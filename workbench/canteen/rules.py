@@ -66,9 +66,10 @@ class Thresholds:
     inertia: int = 1                # consecutive frames with a confirmed violation before an event opens (on top of the votes)
     cooldown_s: float = 20.0        # an event ends after this long without its violation; a return within it continues the event
     update_s: float = 10.0          # at most one update of an open event per this many seconds (hub + MQTT)
-    motion_threshold: float = 0.002  # fraction of changed pixels that counts as motion
+    motion_threshold: float = 0.0003  # fraction of changed pixels (320-px grey copy) that counts as motion
     idle_detect_s: float = 1.0      # without motion, still run the detector this often while anything is tracked
     heartbeat_s: float = 10.0       # and this often when nothing is (a bin left open, a motionless person)
+    relink_s: float = 2.5           # a new track near a person lost this long ago, of their size, keeps their votes
 
 
 @dataclass(frozen=True)
