@@ -31,7 +31,7 @@ def _sorted(d):
 
 @pytest.mark.slow
 def test_onnx_runtime_path_gives_ultralytics_boxes(frames):
-    pt, ox = Detector(MODEL.with_suffix(".pt")), Detector(MODEL.with_suffix(".onnx"))
+    pt, ox = Detector(MODEL.with_suffix(".pt"), closeup=None), Detector(MODEL.with_suffix(".onnx"), closeup=None)
     assert ox.backend == "onnx" and ox.imgsz == 640
     a = pt.detect(frames[:3]) + pt.detect(frames[3:])  # frames of one size per batch, as cameras send them
     b = ox.detect(frames[:3]) + ox.detect(frames[3:])
@@ -49,8 +49,8 @@ def test_onnx_runtime_path_gives_ultralytics_boxes(frames):
 def test_int8_copy_sees_the_same(frames, tmp_path):
     from workbench.canteen.quantize import int8_model
 
-    q = Detector(int8_model(MODEL.with_suffix(".onnx"), tmp_path / "k-int8.onnx", frames=8))
-    f = Detector(MODEL.with_suffix(".onnx"))
+    q = Detector(int8_model(MODEL.with_suffix(".onnx"), tmp_path / "k-int8.onnx", frames=8), closeup=None)
+    f = Detector(MODEL.with_suffix(".onnx"), closeup=None)
     for im in frames[:3]:
         a, b = f.detect([im])[0], q.detect([im])[0]
         strong = set(np.array(a.names())[a.conf > 0.6])

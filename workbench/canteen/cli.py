@@ -36,6 +36,9 @@ def _model_path(model: Path | None) -> Path:
               help="Rules YAML (cameras: zones, staff hours, violations, thresholds); see config/cameras.example.yaml.")
 @click.option("--model", type=click.Path(path_type=Path), default=None,
               help=f"YOLO model (.pt or .onnx); default {DEFAULT_MODEL} (or the .pt beside it).")
+@click.option("--closeup", default="auto", show_default=True,
+              help="Close-up classifier for phones and cigarettes (.onnx), 'auto' (models/kitchen/"
+                   "kitchen-closeup.onnx when there) or 'off' (the detector alone).")
 @click.option("--fps", type=float, default=None, help="Frames sampled per second (overrides the config).")
 @click.option("--realtime", is_flag=True, help="Play video files at their own speed (as if live).")
 @click.option("--loop", is_flag=True, help="Start video files over when they end (run until stopped).")
@@ -46,7 +49,7 @@ def _model_path(model: Path | None) -> Path:
 @click.option("--no-hub", is_flag=True, help="Do not write events to the hub (MQTT and evidence only).")
 @click.option("--no-evidence", is_flag=True, help="Do not write snapshot images.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def watch(sources, camera_ids, config_path, model, fps, realtime, loop, max_batch, no_gate, mqtt_url, no_hub,
+def watch(sources, camera_ids, config_path, model, closeup, fps, realtime, loop, max_batch, no_gate, mqtt_url, no_hub,
           no_evidence, as_json):
     """Watch SOURCE... (video files, image folders, rtsp:// URLs) until they end or Ctrl-C.
 
@@ -91,7 +94,7 @@ def watch(sources, camera_ids, config_path, model, fps, realtime, loop, max_batc
     from workbench.canteen.detector import Detector
 
     try:
-        detector = Detector(_model_path(model))
+        detector = Detector(_model_path(model), closeup=None if closeup.lower() == "off" else closeup)
     except ModelError as exc:
         click.echo(f"错误：{exc}", err=True)
         sys.exit(2)

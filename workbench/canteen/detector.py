@@ -8,6 +8,7 @@ undo the batching across cameras).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -97,27 +98,46 @@ class PersonTracker:
         return out
 
 
+def ort_session(path, threads: int | None = None):
+    """An ONNX Runtime CPU session whose threads do not spin while idle (see OrtYolo)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads or 0
+    so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
 class OrtYolo:
     """An exported YOLO (.onnx, dynamic batch) on ONNX Runtime, without torch in the loop:
     letterbox with OpenCV, one session.run per batch, class-wise NMS with OpenCV. The
     session does not spin its threads while idle (`allow_spinning` 0), which on a busy
     2-core machine is the difference between faster and slower than torch."""
 
-    def __init__(self, path: Path, imgsz: int, threads: int | None = None, chunk: int | None = 1):
+    def __init__(self, path: Path, imgsz: int, threads: int | None = None, chunk: int | None = 1,
+                 streams: int | None = None):
         """`chunk`: frames per session.run. On the CPU a batch runs no faster than its frames
         one by one (docs/canteen.md: measured 130–200 ms/frame at batch 1–2, more at 4–8 on
         2 cores), so the default feeds the session one frame at a time; None: the whole batch
-        (for a GPU execution provider)."""
-        import onnxruntime as ort
+        (for a GPU execution provider).
 
+        `streams`: the chunks of a batch run side by side, each on its own share of the cores
+        (default: 2 on a machine with 2 cores or more), as OpenVINO's throughput streams do:
+        a small network spreads badly over cores within one layer, so two frames on one core
+        each beat two frames one after the other on both (docs/canteen.md). A lone frame still
+        gets every core."""
         self.chunk = chunk
+        self.session = ort_session(path, threads)
+        cores = threads or os.cpu_count() or 1
+        self.streams = max(1, int(streams if streams is not None else min(2, cores)))
+        self._pool = self._stream_session = None
+        if self.streams > 1 and chunk:
+            from concurrent.futures import ThreadPoolExecutor
 
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads or 0
-        so.inter_op_num_threads = 1
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            self._stream_session = ort_session(path, max(1, cores // self.streams))
+            self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="ort-stream")
         self.input = self.session.get_inputs()[0].name
         self.imgsz = int(imgsz)
         shape = self.session.get_inputs()[0].shape
@@ -147,16 +167,21 @@ class OrtYolo:
         return np.ascontiguousarray(x, dtype=np.float32) * (1 / 255.0), meta
 
     def __call__(self, images: list[np.ndarray], conf: float, iou: float = 0.7, max_det: int = 300) -> list:
-        import cv2
-
         step = self.static_batch or self.chunk
         if step and len(images) > step:
-            out = []
-            for i in range(0, len(images), step):
-                out += self(images[i:i + step], conf, iou, max_det)
-            return out
+            parts = [images[i:i + step] for i in range(0, len(images), step)]
+            if self._pool is not None:
+                done = self._pool.map(lambda part: self._run(part, conf, iou, max_det, self._stream_session), parts)
+            else:
+                done = (self._run(part, conf, iou, max_det, self.session) for part in parts)
+            return [d for part in done for d in part]
+        return self._run(images, conf, iou, max_det, self.session)
+
+    def _run(self, images, conf, iou, max_det, session) -> list:
+        import cv2
+
         x, meta = self._letterbox(images)
-        pred = self.session.run(None, {self.input: x})[0]  # (B, 4 + nc, N): cx, cy, w, h, class scores
+        pred = session.run(None, {self.input: x})[0]  # (B, 4 + nc, N): cx, cy, w, h, class scores
         out = []
         for p, (r, left, top, iw, ih) in zip(pred, meta):
             scores = p[4:]
@@ -183,7 +208,11 @@ class Detector:
     """A YOLO model by path (.pt with torch, .onnx with ONNX Runtime), its classes checked
     against workbench.canteen.classes."""
 
-    def __init__(self, path: str | Path, imgsz: int | None = None, device: str = "cpu", conf: float = 0.1):
+    def __init__(self, path: str | Path, imgsz: int | None = None, device: str = "cpu", conf: float = 0.1,
+                 closeup: str | Path | None = "auto"):
+        """`closeup`: the close-up classifier for phones and cigarettes (workbench.canteen.closeup):
+        a path, "auto" (kitchen-closeup.onnx beside the model or in models/kitchen, if there)
+        or None (the detector alone)."""
         path = Path(path)
         if not path.is_file():
             raise ModelError(f"模型文件不存在：{path}")
@@ -215,9 +244,19 @@ class Detector:
         self.device = device
         self.conf = conf
         self._ort = OrtYolo(path, self.imgsz) if self.backend == "onnx" else None
+        from workbench.canteen.closeup import CloseUp, default_path
+
+        if closeup == "auto":
+            closeup = default_path(path)
+        self.closeup = CloseUp(closeup) if closeup else None
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
-        """Detections for a batch of BGR frames (one network call)."""
+        """Detections for a batch of BGR frames (one network call), with the close-up
+        classifier's phones and cigarettes added when it is on."""
+        dets = self._detect(images)
+        return self.closeup.add(images, dets) if self.closeup is not None and images else dets
+
+    def _detect(self, images: list[np.ndarray]) -> list[Detections]:
         if not images:
             return []
         if self._ort is not None:
@@ -236,18 +275,25 @@ class Detector:
         return out
 
 
-def _onnx_imgsz(path: Path) -> int | None:
+def onnx_meta(path: Path, key: str):
+    """One entry of an ultralytics ONNX export's metadata (`imgsz`, `names`, ...), parsed as a
+    Python literal; None when absent or unreadable (metadata is optional)."""
     try:
+        import ast
+
         import onnx
 
-        m = onnx.load(str(path), load_external_data=False)
-        meta = {p.key: p.value for p in m.metadata_props}
-        v = meta.get("imgsz")
-        if v:
-            import ast
-
-            sz = ast.literal_eval(v)
-            return int(sz[0] if isinstance(sz, (list, tuple)) else sz)
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        return ast.literal_eval(meta[key]) if key in meta else None
     except Exception:  # noqa: BLE001 - metadata is optional
         return None
-    return None
+
+
+def _onnx_imgsz(path: Path) -> int | None:
+    sz = onnx_meta(path, "imgsz")
+    if sz is None:
+        return None
+    try:
+        return int(sz[0] if isinstance(sz, (list, tuple)) else sz)
+    except (TypeError, ValueError, IndexError):
+        return None

@@ -53,12 +53,15 @@ def truth_table(videos) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-def run_clips(videos, model, fps: float = 2.0, max_batch: int = 8, **overrides):
-    """All clips through the watcher (no hub, no MQTT, no images); returns (events, summary)."""
+def run_clips(videos, model, fps: float = 2.0, max_batch: int = 8, closeup="auto", **overrides):
+    """All clips through the watcher (no hub, no MQTT, no images); returns (events, summary).
+    `closeup`: the close-up classifier (workbench.canteen.closeup): "auto", a path, or None."""
+    from workbench.canteen.detector import Detector
     from workbench.canteen.pipeline import Watcher
 
     cams = [clip_rules(v, fps, **overrides) for v in videos]
-    w = Watcher(cams, model, hub=None, mqtt=None, evidence=False, max_batch=max_batch, keep_events=True)
+    det = model if isinstance(model, Detector) else Detector(model, closeup=closeup)
+    w = Watcher(cams, det, hub=None, mqtt=None, evidence=False, max_batch=max_batch, keep_events=True)
     s = w.run()
     return events_frame(s.events_list), s
 
