@@ -106,7 +106,9 @@ class Runner:
         from workbench.canteen.rules import camera_rules
 
         self.cams, self.gate, self.batch = cams, gate, batch
-        self.det = Detector(model)
+        # the naive loop is the detector alone; the pipeline adds the close-up classifier
+        # (phones, cigarettes) when models/kitchen has one: its cost is counted, not hidden
+        self.det = Detector(model, closeup="auto" if gate else None)
         self.det.detect([cams[0]["frames"][0]])  # warm-up, not timed
         self.engines = {c["id"]: CameraEngine(camera_rules(c["id"], {"fps": 1, "staff_hours": c["staff_hours"]}))
                         for c in cams}

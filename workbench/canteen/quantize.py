@@ -6,6 +6,7 @@ than the float model with the same events on the evaluation clips (docs/canteen.
 """
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
@@ -40,7 +41,11 @@ def int8_model(src: Path | str, out: Path | str | None = None, frames: int = 32,
         model = onnx.load(str(pre))
         last = max((n.name.split("/")[1] for n in model.graph.node if n.name.startswith("/model.")),
                    key=lambda s: int(s.split(".")[1]) if s.split(".")[1].isdigit() else -1)
-        head = [n.name for n in model.graph.node if n.name.startswith(f"/{last}/")]
+        # the head's inner conv layers (cv2.i.0-1: box branch, cv3.i.0-1: class branch) are
+        # ordinary feature maps and quantize like the backbone; the last conv of each branch
+        # and everything after it (DFL, decode, the joint output) stay float
+        inner = re.compile(rf"^/{re.escape(last)}/cv[23]\.\d+/cv[23]\.\d+\.[01]/")
+        head = [n.name for n in model.graph.node if n.name.startswith(f"/{last}/") and not inner.match(n.name)]
         quantize_static(str(pre), str(out), Frames(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=head)
     # keep ultralytics' metadata (names, imgsz) so the model loads like the float one
