@@ -204,7 +204,7 @@ def _person_crops(args) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def make_crops(out_dir, n_images: int = 6000, seed: int = 1, imgsz: int = IMGSZ, val_share: float = 0.1,
+def make_crops(out_dir, n_images: int = 9000, seed: int = 1, imgsz: int = IMGSZ, val_share: float = 0.1,
                none_per_positive: float = 1.5, workers: int = 1,
                progress: Callable[[int], object] | None = None, odds: dict | None = None) -> Path:
     """Render `n_images` synthetic frames and write the person crops as an ultralytics
@@ -310,7 +310,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m workbench.canteen.closeup",
                                  description="Crop set, training, export and evaluation of the close-up classifier.")
     ap.add_argument("--out", default=str(config.ROOT / "data" / "models" / "kitchen-closeup"))
-    ap.add_argument("--n-images", type=int, default=6000)
+    ap.add_argument("--n-images", type=int, default=9000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--init", default="detector", help="'detector' (the kitchen detector's backbone), a .pt, or 'none'")
@@ -325,7 +325,14 @@ def main(argv=None) -> int:
     out = Path(a.out)
     data = out / "crops"
     t0 = dt.datetime.now()
-    if not (data / "crops.json").is_file():
+    stamp = data / "crops.json"
+    if stamp.is_file():  # reuse our own crop set only when it was made with these settings
+        made = json.loads(stamp.read_text())
+        want = {"n_images": a.n_images, "seed": a.seed, "imgsz": a.imgsz, "odds": {**CROP_ODDS, "idle_hands": a.idle_hands}}
+        if any(made.get(k) != v for k, v in want.items()):
+            print(f"{data}: made with other settings, rendering again", file=sys.stderr)
+            shutil.rmtree(data)
+    if not stamp.is_file():
         with tqdm(total=a.n_images, desc="合成人员近景", unit="帧", file=sys.stderr) as bar:
             make_crops(data, a.n_images, a.seed, a.imgsz, workers=cpu_count(), progress=bar.update,
                        odds={"idle_hands": a.idle_hands})
