@@ -256,3 +256,35 @@ def test_a_cook_walking_faster_than_the_tracker_matches_keeps_their_votes():
     # two different people far apart, each in view one frame, are not one person
     apart = [person(x=20, uniform=False), person(x=520, y=40, h=300, uniform=False)]
     assert not [c for c in run(engine(), apart) if c.kind == "new"]
+
+
+def test_a_closeup_box_belongs_to_the_person_whose_crop_it_was_judged_on():
+    """The back person holds the phone; their upper-body region also lies inside the smaller box
+    of the person in front, which the centre rule would pick. The owner box decides."""
+    back, front = (330, 20, 415, 290), (300, 90, 390, 300)
+    region = (330, 20, 415, 210)  # its centre (372, 115) is inside both person boxes
+
+    def frame():
+        d = Detections.from_rows([("person", 0.9, *back), ("person", 0.9, *front), ("phone", 0.8, *region)])
+        own = np.full((3, 4), np.nan, np.float32)
+        own[2] = back
+        return Detections(d.xyxy, d.conf, d.cls, own)
+
+    eng = engine()
+    out = []
+    for i in range(3):
+        t = i / 2
+        out += eng.observe(t, DAY + dt.timedelta(seconds=t), IMG, frame())
+    new = [c.event for c in out if c.kind == "new"]
+    assert [e.violation_class for e in new] == ["玩手机"]
+    holder = [tid for tid, s in eng.subjects.items() if tuple(np.round(s.box)) == back]
+    assert new[0].track_ids == set(holder) and len(holder) == 1
+    # without the owner, the centre rule gives it to the smaller front box
+    eng2 = engine()
+    out2 = []
+    for i in range(3):
+        t = i / 2
+        d = frame()
+        out2 += eng2.observe(t, DAY + dt.timedelta(seconds=t), IMG, Detections(d.xyxy, d.conf, d.cls))
+    front_id = [tid for tid, s in eng2.subjects.items() if tuple(np.round(s.box)) == front]
+    assert [c.event.track_ids for c in out2 if c.kind == "new"] == [set(front_id)]

@@ -6,9 +6,9 @@ card). So the detector is stage 1 and this is stage 2, as in most kitchen-camera
 every person the detector found, the upper body (head to waist, :func:`crop_box`) is cut out
 of the frame, scaled to `imgsz` (128 px: a far cook is magnified 2–4×) and a small
 classifier (ultralytics yolo11n-cls) says cigarette / none / phone. A phone or cigarette
-verdict becomes a detection of that class with the classifier's probability as its score and
-the upper-body region as its box, so the event engine votes on it like on any attribute box
-(its centre lies in its person's box).
+verdict becomes a detection of that class with the classifier's probability as its score, the
+upper-body region as its box and the person's box as its owner, so the event engine votes on
+it for that person like on any attribute box.
 
 The classifier is trained on crops of the synthetic kitchens (:func:`make_crops`: the same
 generator as the detector's set, more phones and cigarettes, frames JPEG-degraded like a
@@ -146,13 +146,15 @@ class CloseUp:
         for (k, box), p in zip(jobs, probs):
             for c, target in _TARGET.items():
                 if p[c] >= self.conf:
-                    extra.setdefault(k, []).append((region(box), float(p[c]), target))
+                    extra.setdefault(k, []).append((region(box), float(p[c]), target, box))
         out = list(dets)
         for k, rows in extra.items():
             d = dets[k]
+            own = d.owner if d.owner is not None else np.full((len(d), 4), np.nan, np.float32)
             out[k] = Detections(np.concatenate([d.xyxy, np.stack([r[0] for r in rows])]).astype(np.float32),
                                 np.concatenate([d.conf, np.array([r[1] for r in rows], np.float32)]),
-                                np.concatenate([d.cls, np.array([r[2] for r in rows], np.int64)]))
+                                np.concatenate([d.cls, np.array([r[2] for r in rows], np.int64)]),
+                                np.concatenate([own, np.stack([r[3] for r in rows])]).astype(np.float32))
         return out
 
 

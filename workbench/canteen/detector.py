@@ -32,6 +32,9 @@ class Detections:
     xyxy: np.ndarray
     conf: np.ndarray
     cls: np.ndarray  # int indices into CLASSES
+    # (n, 4) or None: for a box judged on one person's crop (the close-up stage), that
+    # person's box, so the box goes to that person and not to whoever else overlaps it; NaN rows otherwise
+    owner: np.ndarray | None = None
 
     @classmethod
     def empty(cls) -> "Detections":
@@ -49,7 +52,8 @@ class Detections:
         return len(self.conf)
 
     def where(self, mask) -> "Detections":
-        return Detections(self.xyxy[mask], self.conf[mask], self.cls[mask])
+        return Detections(self.xyxy[mask], self.conf[mask], self.cls[mask],
+                          None if self.owner is None else self.owner[mask])
 
     def names(self) -> list[str]:
         return [CLASSES[i] for i in self.cls]

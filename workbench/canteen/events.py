@@ -287,11 +287,18 @@ class CameraEngine:
             seen.add(tid)
         for tid in [k for k, s in self.subjects.items() if t - s.t_seen > th.cooldown_s]:
             del self.subjects[tid]
-        # attribute boxes go to the smallest person box holding their centre
+        # attribute boxes go to the smallest person box holding their centre; a close-up box
+        # to the person whose crop it was judged on
         owner: dict[int, list[int]] = {}
         live = [self.subjects[k] for k in seen]
+        by_box = {tuple(persons.xyxy[di].tolist()): tid for tid, di, _ in tracked if 0 <= di < len(persons)}
         for i, n in enumerate(names):
             if n == "person":
+                continue
+            if dets.owner is not None and not np.isnan(dets.owner[i, 0]):
+                tid = by_box.get(tuple(dets.owner[i].tolist()))
+                if tid is not None:
+                    owner.setdefault(tid, []).append(i)
                 continue
             x1, y1, x2, y2 = dets.xyxy[i]
             cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
