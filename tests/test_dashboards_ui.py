@@ -11,7 +11,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workbench.store import hub
 from workbench.store.schema import DATASETS, ingest_files, quarantine
 from workbench.ui import cards, charts, hub_page, labels, server, tables, theme
 

@@ -43,6 +43,29 @@ def echo_summary(s) -> None:
         click.echo(f"    未识别的列（已忽略）: {', '.join(s.unknown_columns)}")
 
 
+def ingest_files(files, load, as_json: bool, error_fields: dict | None = None, unwrap_one: bool = False):
+    """The file loop of every intake verb: `load(path)` each file (an IngestError is that file's
+    problem only: on stderr, and the next file loads), the summaries for people or as JSON, and
+    exit code 2 when any file failed. `unwrap_one`: one file's JSON is an object, not a list."""
+    from workbench.store.ingest import IngestError
+
+    results, failed = [], 0
+    for path in files:
+        try:
+            s = load(path)
+            results.append({"file": str(path), "ok": True, **s.to_dict()})
+            if not as_json:
+                echo_summary(s)
+        except IngestError as exc:
+            failed += 1
+            results.append({"file": str(path), "ok": False, **(error_fields or {}), "error": exc.problem})
+            click.echo(f"错误 {path}: {exc.problem}", err=True)
+    if as_json:
+        out = results[0] if unwrap_one and len(results) == 1 else results
+        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+    sys.exit(2 if failed else 0)
+
+
 @main.command(help=_INGEST_HELP)
 @click.argument("dataset", type=click.Choice(sorted(DATASETS)), metavar="DATASET")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -50,22 +73,10 @@ def echo_summary(s) -> None:
 @click.option("--force", is_flag=True, help="Process a file again even if it was taken in before.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
 def ingest(dataset, files, as_json, force, progress):
-    from workbench.store.ingest import IngestError, ingest_file
+    from workbench.store.ingest import ingest_file
 
-    results, failed = [], 0
-    for path in files:
-        try:
-            s = ingest_file(dataset, path, progress=progress and not as_json, force=force)
-            results.append({"file": str(path), "ok": True, **s.to_dict()})
-            if not as_json:
-                echo_summary(s)
-        except IngestError as exc:
-            failed += 1
-            results.append({"file": str(path), "ok": False, "dataset": dataset, "error": exc.problem})
-            _echo_err(f"错误 {path}: {exc.problem}")
-    if as_json:
-        click.echo(json.dumps(results if len(results) > 1 else results[0], ensure_ascii=False, indent=2))
-    sys.exit(2 if failed else 0)
+    ingest_files(files, lambda path: ingest_file(dataset, path, progress=progress and not as_json, force=force),
+                 as_json, error_fields={"dataset": dataset}, unwrap_one=True)
 
 
 @main.command()

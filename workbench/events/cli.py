@@ -38,32 +38,20 @@ def intake(files, fmt, city, force, as_json, progress):
     """Take event FILES into the hub: validate, dedupe, dispatch on arrival, merge repeats."""
     from tqdm import tqdm
 
-    from workbench.cli import echo_summary
+    from workbench.cli import ingest_files
     from workbench.events.intake import intake_file
-    from workbench.store.ingest import IngestError
 
     rules = _rules(city)
-    out, failed = [], 0
-    for path in files:
+
+    def load(path):
         bar = tqdm(desc=f"城市事件 {path.name}", unit="条", disable=as_json or not progress, leave=False)
-
-        def step(total, bar=bar):
-            bar.update(total.rows_read - bar.n)
-
         try:
-            s = intake_file(path, fmt, rules=rules, force=force, progress=step)
-            out.append({"file": str(path), "ok": True, **s.to_dict()})
-            if not as_json:
-                echo_summary(s)
-        except IngestError as exc:
-            failed += 1
-            out.append({"file": str(path), "ok": False, "error": exc.problem})
-            click.echo(f"错误 {path}: {exc.problem}", err=True)
+            return intake_file(path, fmt, rules=rules, force=force,
+                               progress=lambda total: bar.update(total.rows_read - bar.n))
         finally:
             bar.close()
-    if as_json:
-        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
-    sys.exit(2 if failed else 0)
+
+    ingest_files(files, load, as_json)
 
 
 @events.command()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
@@ -19,24 +18,10 @@ def market():
 @click.option("--force", is_flag=True, help="Process a file again even if it was taken in before.")
 def ingest(files, as_json, force):
     """Take rapid-test FILES into the hub (market codes checked against this hub's registry)."""
-    from workbench.cli import echo_summary
+    from workbench.cli import ingest_files
     from workbench.market.intake import ingest_tests
-    from workbench.store.ingest import IngestError
 
-    out, failed = [], 0
-    for path in files:
-        try:
-            s = ingest_tests(path, force=force, progress=not as_json)
-            out.append({"file": str(path), "ok": True, **s.to_dict()})
-            if not as_json:
-                echo_summary(s)
-        except IngestError as exc:
-            failed += 1
-            out.append({"file": str(path), "ok": False, "error": exc.problem})
-            click.echo(f"错误 {path}: {exc.problem}", err=True)
-    if as_json:
-        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
-    sys.exit(2 if failed else 0)
+    ingest_files(files, lambda path: ingest_tests(path, force=force, progress=not as_json), as_json)
 
 
 @market.command()

@@ -94,7 +94,7 @@ def reference_rate(n: pd.DataFrame, x: pd.DataFrame, periods: int = 13, shrink: 
         city = np.where(loo_n > 0, (loo_x + 1 * overall) / (loo_n + 1), overall)  # one pseudo-test: never 0
     city = np.clip(city, 1e-4, 0.5)
     k = max(1, min(periods, len(n) // 2 or 1))
-    nb, xb = N[:k].sum(axis=0), X[:k].sum(axis=0)
+    xb = X[:k].sum(axis=0)
     expected = (city[:k] * N[:k]).sum(axis=0)  # what the unit would have found at the others' rate
     ratio = (xb + shrink * overall) / (expected + shrink * overall)  # shrunk observed / expected
     offset = np.log(np.clip(ratio, 0.05, 20))

@@ -103,7 +103,6 @@ def hourly_weather(rng: np.random.Generator, cal: CityCalendar) -> tuple[pd.Data
     clim_h = np.interp(np.arange(nh) / 24 - 0.5, np.arange(nd), climate_mean(doy) + a)
     summer = np.isin(month, [5, 6, 7, 8])
     frames = []
-    daily = []
     for s in range(ns):
         part = rain & (rng.random(nd) < 0.85)
         damt = np.round(amt * np.exp(rng.normal(0, 0.45, nd)) * part, 1)
