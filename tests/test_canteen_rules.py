@@ -253,6 +253,7 @@ def test_a_cook_walking_faster_than_the_tracker_matches_keeps_their_votes():
     new = [c for c in ch if c.kind == "new"]
     assert [c.event.violation_class for c in new] == ["未穿工作服"]
     assert new[0].event.t_opened == 0.5 and new[0].event.t_start == 0.0  # decided at the second frame
+    assert len(new[0].event.track_ids) == 1  # one person, one id, over all five frames
     # two different people far apart, each in view one frame, are not one person
     apart = [person(x=20, uniform=False), person(x=520, y=40, h=300, uniform=False)]
     assert not [c for c in run(engine(), apart) if c.kind == "new"]

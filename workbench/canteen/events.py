@@ -207,7 +207,7 @@ class CameraEngine:
         self.canteen_id = canteen_id or rules.canteen_id
         self.district = district or rules.district
         self.gate = MotionGate(self.th.motion_threshold, self.th.idle_detect_s, self.th.heartbeat_s)
-        self.tracker = tracker or PersonTracker()
+        self.tracker = tracker or PersonTracker(relink_s=self.th.relink_s)
         self.subjects: dict[int, Subject] = {}
         self.scene: dict[str, Ballot] = {c: Ballot(self.th.votes) for c in SCENE_RULES}
         self.states: dict[str, _ClassState] = {c: _ClassState() for c in rules.violations}
@@ -275,14 +275,13 @@ class CameraEngine:
         dets = dets.where(dets.conf >= th.min_score)
         names = np.array(CLASSES, dtype=object)[dets.cls] if len(dets) else np.array([], dtype=object)
         persons = dets.where(dets.cls == _PERSON)
-        tracked = self.tracker.update(persons)
-        current = {tid for tid, _, _ in tracked}
+        tracked = self.tracker.update(persons, t)
         seen = set()
         for tid, di, box in tracked:
             s = self.subjects.get(tid)
             conf = float(persons.conf[di]) if 0 <= di < len(persons) else 0.0
             if s is None:
-                s = self.subjects[tid] = self._relink(Subject(tid, box, conf, t), current)
+                s = self.subjects[tid] = Subject(tid, box, conf, t)
             s.box, s.conf, s.t_seen = box, conf, t
             seen.add(tid)
         for tid in [k for k, s in self.subjects.items() if t - s.t_seen > th.cooldown_s]:
@@ -363,30 +362,6 @@ class CameraEngine:
             for i in idx:
                 boxes.append(Box(cls, tuple(map(float, dets.xyxy[i])), True))
         return present, boxes
-
-    def _relink(self, new: Subject, current: set) -> Subject:
-        """A new track for someone just lost keeps their votes. At 1–2 sampled frames a second a
-        cook walking across the kitchen moves further than their own width between frames, so
-        ByteTrack (IoU matching) starts a new track each frame and no vote would ever reach
-        `votes_needed`: measured on 36 held-out clips, events of walkers came 4–8 s late. The
-        nearest person not in this frame, lost at most `relink_s` ago, of a similar height
-        (0.7–1.4×) and whose box centre is within 1.2 of their heights, hands over their ballots."""
-        x1, y1, x2, y2 = new.box
-        h, cx, cy = y2 - y1, (x1 + x2) / 2, (y1 + y2) / 2
-        best = None
-        for k, s in self.subjects.items():
-            if k in current or not (0 < new.t_seen - s.t_seen <= self.th.relink_s):
-                continue
-            bx1, by1, bx2, by2 = s.box
-            sh = by2 - by1
-            if sh <= 0 or not 0.7 <= h / sh <= 1.4:
-                continue
-            d = float(np.hypot(cx - (bx1 + bx2) / 2, cy - (by1 + by2) / 2))
-            if d <= 1.2 * max(h, sh) and (best is None or d < best[0]):
-                best = (d, k)
-        if best is not None:
-            new.ballots = self.subjects.pop(best[1]).ballots
-        return new
 
     def _present(self, cls, st: _ClassState, t, ts, hits, image, boxes) -> list[EventChange]:
         st.streak += 1

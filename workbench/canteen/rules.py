@@ -69,7 +69,7 @@ class Thresholds:
     motion_threshold: float = 0.0003  # fraction of changed pixels (320-px grey copy) that counts as motion
     idle_detect_s: float = 1.0      # without motion, still run the detector this often while anything is tracked
     heartbeat_s: float = 10.0       # and this often when nothing is (a bin left open, a motionless person)
-    relink_s: float = 2.5           # a new track near a person lost this long ago, of their size, keeps their votes
+    relink_s: float = 2.5           # a new track near a person lost this long ago, of their size, keeps their id
 
 
 @dataclass(frozen=True)
