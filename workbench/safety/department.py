@@ -1,0 +1,13 @@
+"""城市安全 registers what it brings to the spine (workbench.registry)."""
+from __future__ import annotations
+
+from workbench.registry import Department
+
+DEPARTMENT = Department(
+    name="safety",
+    label="城市安全",
+    agency="应急管理局",
+    cli="workbench.safety.cli:safety",
+    dashboard="safety.ipynb",
+    analyse="workbench.safety.warnings:run_engine",
+)

@@ -1,0 +1,25 @@
+"""market on the case engine
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-11-29
+
+Reserved for the market department's move onto the spine (data moved into cases/case_history
+where its cases lived elsewhere); no schema change of its own.
+"""
+from alembic import op  # noqa: F401
+import sqlalchemy as sa  # noqa: F401
+
+
+revision = '0008'
+down_revision = '0007'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
