@@ -240,6 +240,20 @@ def lift_subject(target: Engine | Connection, subject: str, *, category: str | N
     return sum(lift(target, a, ts=ts, actor=actor, note=note) for a in ids)
 
 
+def lift_subjects(conn: Connection, subjects: list[str], *, ts=None, actor: str = "系统", note: str = "") -> int:
+    """Lift the active alerts about any of `subjects` (one query to find them)."""
+    table, _ = _tables()
+    if not subjects:
+        return 0
+    rows = conn.execute(sa.select(table).where(table.c.subject.in_(subjects), table.c.status != LIFTED)).mappings().all()
+    if not rows:
+        return 0
+    when = pd.Timestamp(ts) if ts is not None else clock.now()
+    recs = [{**r, "status": LIFTED, "valid_to": max(when, pd.Timestamp(r["ts"])),
+             "updated_at": max(when, pd.Timestamp(r["ts"]))} for r in rows]
+    return publish(conn, pd.DataFrame(recs), actor=actor, note=note)["lifted"]
+
+
 def history(alert_id: str, eng: Engine | None = None) -> pd.DataFrame:
     """The changes of one alert, oldest first."""
     from workbench.store import hub
@@ -249,4 +263,4 @@ def history(alert_id: str, eng: Engine | None = None) -> pd.DataFrame:
 
 
 __all__ = ["ACTIVE", "TO_VERIFY", "HANDLED", "LIFTED", "STATUSES", "RAISE", "UP", "DOWN", "UPDATE", "LIFT",
-           "AlertError", "attrs_json", "attrs_of", "history", "lift", "lift_subject", "publish", "raise_alert"]
+           "AlertError", "attrs_json", "attrs_of", "history", "lift", "lift_subject", "lift_subjects", "publish", "raise_alert"]

@@ -407,7 +407,26 @@ def transition(target: Engine | Connection, case_id: str, to: str, *, actor: str
     if not note and to in ct.requires and ct.requires[to] == "department":
         note = f"派遣至{dep}"
     _write_history(conn, st, [_history_row(st, case_id, when, to, actor, dep, note)])
+    if to in ct.closed:
+        _lift_alerts_about(conn, st, [case_id], when, actor)
     return Change(case_id, ct.name, before, to, when, actor, dep, note)
+
+
+def subject_of(store: CaseStore | str, case_id: str) -> str:
+    """How alerts name a case as their subject: "<case table>:<id>" (e.g. city_events:E1)."""
+    st = STORES[store] if isinstance(store, str) else store
+    return f"{st.table}:{case_id}"
+
+
+def _lift_alerts_about(conn: Connection, st: CaseStore, ids: list, when, actor: str) -> int:
+    """A case that closes lifts the alerts raised about it (an escalation of an overdue event)."""
+    from workbench import alerts
+
+    n = 0
+    for k in range(0, len(ids), 1000):
+        subjects = [subject_of(st, i) for i in ids[k:k + 1000]]
+        n += alerts.lift_subjects(conn, subjects, ts=when, actor=actor, note="案件已办结，告警解除")
+    return n
 
 
 def act(target: Engine | Connection, case_id: str, action: str, *, actor: str, case_type_name: str | None = None,
@@ -509,6 +528,9 @@ def sync(conn: Connection, case_type_name: str, changes: pd.DataFrame, *, actor:
             **{c: sa.bindparam(c) for c in keys})
         conn.execute(stmt, batch)
     _write_history(conn, st, rows)
+    done = [i for i, u in final.items() if u[st.status] in ct.closed]
+    if done:
+        _lift_alerts_about(conn, st, done, None, actor)
     return len(rows)
 
 
@@ -603,4 +625,4 @@ def frame(eng: Engine | None = None, *, since=None, until=None, types: Iterable[
 
 __all__ = ["CaseError", "CaseStore", "CaseType", "Change", "EXTENDED", "STORES", "TYPES", "act", "case_type",
            "extend", "frame", "history", "import_history", "load_types", "open_case", "open_cases",
-           "register_store", "register_type", "sync", "transition"]
+           "register_store", "register_type", "subject_of", "sync", "transition"]

@@ -73,6 +73,9 @@ class _Registry:
             if self._loaded:
                 return
             self._loaded = True
+            from workbench import cases
+
+            spine_types = Path(__file__).with_name("case_types.yaml")  # the linkage cases (通报, 督办, 维修)
             for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
                 if ep.name in self._departments:
                     continue
@@ -81,6 +84,8 @@ class _Registry:
                 if not isinstance(dept, Department):
                     raise RegistryError(f"入口 {ep.name} ({ep.value}) 不是 Department")
                 self.register(dept)
+            if spine_types.is_file():
+                cases.load_types(spine_types)
 
     def get(self, name: str) -> Department:
         self.load()

@@ -1,6 +1,8 @@
 """城市事件 registers what it brings to the spine (workbench.registry)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from workbench.registry import Department
 
 DEPARTMENT = Department(
@@ -9,4 +11,5 @@ DEPARTMENT = Department(
     agency="城市管理和综合执法局",
     cli="workbench.events.cli:events",
     dashboard="events.ipynb",
+    linkage=Path(__file__).with_name("linkage.yaml"),
 )

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from workbench.market import intake
+from pathlib import Path
+
 from workbench.registry import Department
 from workbench.store.schema import RowCheck
 
@@ -18,5 +20,6 @@ DEPARTMENT = Department(
     )},
     cli="workbench.market.cli:market",
     dashboard="market.ipynb",
+    linkage=Path(__file__).with_name("linkage.yaml"),
     analyse="workbench.market.analysis:run",
 )
