@@ -1,0 +1,222 @@
+"""城市运行总览 and 城市运行日报: the GB/T 30428.4-style indicators against hand-computed values,
+the overview's data on a small hub made through the case engine and the alert API (SQLite and
+PostgreSQL), the page in the real browser (Voilà + Chromium; clicking a district filters; the
+hub-unreachable message; screenshots in tests/output/screenshots/), and the daily report
+through papermill."""
+from __future__ import annotations
+
+import datetime as dt
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from workbench import alerts, cases
+from workbench.cases import EXTENDED, CaseType
+from workbench.cockpit import indicators as ind
+from workbench.cockpit import overview
+
+T = pd.Timestamp
+TYPE = CaseType.from_dict("ov_event", {
+    "label": "测试事件", "department": "城市管理和综合执法局", "intake": "受理", "store": "cases",
+    "transitions": {"受理": ["派遣", "缓办"], "缓办": ["派遣"], "派遣": ["处置"], "处置": ["核查"],
+                    "核查": ["结案", "重新办理"], "重新办理": ["处置"]},
+    "closed": ["结案"], "rework": ["重新办理"], "deferred": "缓办",
+})
+TYPES = {TYPE.name: TYPE}
+SINCE, UNTIL = T("2026-01-10"), T("2026-01-17")
+
+
+def _case(cid, dept, opened, deadline=None, closed_at=None, status=None):
+    closed = closed_at is not None
+    return {"case_id": cid, "case_type": TYPE.name, "department": dept, "district": "荷塘区",
+            "status": status or ("结案" if closed else "处置"), "opened": T(opened),
+            "deadline": T(deadline) if deadline else pd.NaT, "closed_at": T(closed_at) if closed else pd.NaT,
+            "closed": closed}
+
+
+def hand_cases() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Nine cases of two departments and their marker steps (see test_indicators_by_hand)."""
+    A, B = "城管", "水务"
+    rows = [
+        _case("c1", A, "2026-01-10", "2026-01-12", "2026-01-11"),   # due, closed on time
+        _case("c2", A, "2026-01-10", "2026-01-13", "2026-01-14"),   # due, closed late
+        _case("c3", A, "2026-01-11", "2026-01-15"),                 # due, open
+        _case("c4", A, "2026-01-12", "2026-01-20"),                 # opened, due later; extended
+        _case("c5", A, "2026-01-05", "2026-01-11", "2026-01-10"),   # opened before, due, on time, reworked
+        _case("c6", A, "2026-01-12", "2026-01-14", "2026-01-16"),   # due, closed late but deferred (缓办)
+        _case("c7", A, "2026-01-13", "2026-01-16", "2026-01-18"),   # due, closed after the period
+        _case("d1", B, "2026-01-10", None, "2026-01-11"),           # no deadline: due when opened, on time
+        _case("d2", B, "2026-01-01", "2026-01-05"),                 # outside the period entirely
+    ]
+    marks = pd.DataFrame([
+        {"store": "cases", "case_id": "c4", "status": EXTENDED},
+        {"store": "cases", "case_id": "c5", "status": "重新办理"},
+        {"store": "cases", "case_id": "c6", "status": "缓办"},
+        {"store": "cases", "case_id": "c9", "status": "重新办理"},   # a case not in the frame: ignored
+        {"store": "city_events", "case_id": "c1", "status": "重新办理"},  # same id, other store: ignored
+    ])
+    return pd.DataFrame(rows), marks
+
+
+def test_indicators_by_hand():
+    frame, marks = hand_cases()
+    t = ind.indicators(frame, SINCE, UNTIL, marks=marks, types=TYPES).set_index("department")
+    assert list(t.index) == ["城管", "水务", ind.CITY]
+    a = t.loc["城管"]
+    # 立案 c1 c2 c3 c4 c6 c7; 应结 c1 c2 c3 c5 c6 c7; 结案 c1 c2 c5 c6; 缓办 c6; 按期 c1 c5; 返工 c5; 延期 c4
+    assert (a.opened, a.due, a.closed, a.deferred, a.on_time, a.reworked, a.extended) == (6, 6, 4, 1, 2, 1, 1)
+    assert math.isclose(a.closed_rate, 4 / 6) and math.isclose(a.on_time_rate, 2 / 5)
+    assert math.isclose(a.rework_rate, 1 / 4) and math.isclose(a.extension_rate, 1 / 6)
+    # 40·(0.667/0.9) + 40·(0.4/0.7) + 0 (返工 25 % ≥ 10 %) + 0 (延期 16.7 % ≥ 10 %) = 29.63 + 22.86
+    assert a.score == 52.5
+    b = t.loc["水务"]
+    assert (b.opened, b.due, b.closed, b.on_time) == (1, 1, 1, 1) and b.score == 100.0
+    c = t.loc[ind.CITY]
+    assert (c.opened, c.due, c.closed, c.deferred, c.on_time, c.reworked, c.extended) == (7, 7, 5, 1, 3, 1, 1)
+    assert math.isclose(c.on_time_rate, 3 / 6) and math.isclose(c.rework_rate, 1 / 5)
+    assert c.score == round(40 * (5 / 7) / 0.9 + 40 * 0.5 / 0.7, 1) == 60.3
+
+
+def test_score_weights():
+    assert ind.score(0.90, 0.70, 0.0, 0.0) == 100.0          # DOMAIN.md: full marks at 90 % / 70 %
+    assert ind.score(1.0, 1.0, 0.05, 0.0) == 95.0            # half the rework points
+    assert ind.score(0.45, 0.35, 0.0, 0.0) == 60.0
+    assert math.isnan(ind.score(float("nan"), float("nan"), float("nan"), float("nan")))
+    assert ind.score(1.0, float("nan"), float("nan"), float("nan")) == 100.0  # all deferred, nothing closed wrong
+
+
+def test_deferred_now_counts_without_history():
+    frame = pd.DataFrame([_case("x", "城管", "2026-01-10", "2026-01-12", status="缓办")])
+    t = ind.indicators(frame, SINCE, UNTIL, types=TYPES)
+    row = t.iloc[0]
+    assert row.deferred == 1 and row.due == 1 and math.isnan(row.on_time_rate)
+
+
+def test_indicators_of_nothing():
+    assert ind.indicators(pd.DataFrame(), SINCE, UNTIL, types=TYPES).empty
+    frame, _ = hand_cases()
+    t = ind.indicators(frame, T("2030-01-01"), T("2030-01-02"), types=TYPES)
+    assert list(t["department"]) == [ind.CITY] and t.iloc[0].due == 0 and math.isnan(t.iloc[0].score)
+
+
+# ------------------------------------------------------------------ filters
+
+def test_filters_default_and_bad_input():
+    today = dt.date(2026, 3, 10)
+    f = overview.parse_filters({}, data_until=None, today=today)
+    assert (f.start, f.end, f.district) == (dt.date(2026, 3, 3), dt.date(2026, 3, 9), None)  # today excluded
+    f = overview.parse_filters({}, data_until=T("2026-01-20 10:00"), today=today)  # old data: its last week
+    assert (f.start, f.end) == (dt.date(2026, 1, 14), dt.date(2026, 1, 20))
+    f = overview.parse_filters({"district": "430202", "start": "2026-02-01", "end": "2026-02-03"}, today=today)
+    assert (f.district, f.days, f.default) == ("荷塘区", 3, False)
+    assert f.since == T("2026-01-31 16:00") and f.until == T("2026-02-03 16:00")  # local days in UTC
+    assert f.query(district="芦淞区") == "start=2026-02-01&end=2026-02-03&district=%E8%8A%A6%E6%B7%9E%E5%8C%BA"
+    bad = overview.parse_filters({"district": "长沙", "start": "昨天"}, today=today)
+    assert bad.district is None and bad.default and len(bad.problems) == 2
+    assert "长沙" in bad.problems[0] and "YYYY-MM-DD" in bad.problems[1]
+    swapped = overview.parse_filters({"start": "2026-02-05", "end": "2026-02-01"}, today=today)
+    assert (swapped.start, swapped.end) == (dt.date(2026, 2, 1), dt.date(2026, 2, 5)) and swapped.problems
+
+
+# ------------------------------------------------------------------ the overview on a small hub
+
+def _same_keys(rows: list[dict]) -> list[dict]:
+    keys = {k for r in rows for k in r}
+    return [{k: r.get(k) for k in keys} for r in rows]
+
+
+@pytest.fixture
+def small_hub(hub_engine, monkeypatch):
+    """A few cases opened and moved through the case engine, alerts through the alert API,
+    rapid tests, canteens, violations and hazards inserted as a department's ingest would."""
+    from workbench.store.schema import DATASETS
+
+    cases._ensure_registered()
+    monkeypatch.setitem(cases.TYPES, TYPE.name, TYPE)
+    eng = hub_engine
+    E = "测试员"
+    mk = dict(actor=E, department="城管")
+    cases.open_case(eng, TYPE.name, "c1", ts=T("2026-01-10 02:00"), deadline=T("2026-01-12"), district="荷塘区", **mk)
+    for s, ts in (("派遣", "2026-01-10 03:00"), ("处置", "2026-01-10 04:00"), ("核查", "2026-01-10 05:00"),
+                  ("重新办理", "2026-01-10 06:00"), ("处置", "2026-01-10 07:00"), ("核查", "2026-01-10 08:00"),
+                  ("结案", "2026-01-11 01:00")):
+        cases.transition(eng, "c1", s, actor=E, ts=T(ts))
+    cases.open_case(eng, TYPE.name, "c2", ts=T("2026-01-11 02:00"), deadline=T("2026-01-13"), district="芦淞区",
+                    alert_id="A-2", **mk)
+    cases.transition(eng, "c2", "缓办", actor=E, ts=T("2026-01-11 03:00"))
+    cases.open_case(eng, TYPE.name, "c3", ts=T("2026-01-12 02:00"), deadline=T("2026-01-20"), district="荷塘区", **mk)
+    cases.extend(eng, "c3", T("2026-01-25"), actor=E)
+    with eng.begin() as conn:
+        conn.execute(DATASETS["rapid_tests"].table.insert(), [
+            {"test_id": f"R{i}", "ts": T("2026-01-12 01:00").to_pydatetime(), "market_id": "M1", "commodity": "韭菜",
+             "test_item": "农药残留", "result": "阳性" if i < 2 else "阴性", "district": "荷塘区"} for i in range(8)])
+        conn.execute(DATASETS["hazards"].table.insert(), _same_keys([
+            {"hazard_id": "H1", "site_id": "S1", "hazard_type": "燃气", "level": "重大", "district": "芦淞区",
+             "ts": T("2026-01-02").to_pydatetime(), "deadline": T("2026-01-09").to_pydatetime()},
+            {"hazard_id": "H2", "site_id": "S1", "hazard_type": "消防", "level": "一般", "district": "芦淞区",
+             "ts": T("2026-01-02").to_pydatetime()},
+            {"hazard_id": "H3", "site_id": "S2", "hazard_type": "消防", "level": "重大", "district": "荷塘区",
+             "ts": T("2026-01-02").to_pydatetime(), "verified_at": T("2026-01-05").to_pydatetime(),
+             "rectified_at": T("2026-01-04").to_pydatetime()},
+        ]))
+        conn.execute(DATASETS["canteens"].table.insert(), [
+            {"canteen_id": f"C{i}", "name": f"食堂{i}", "district": "荷塘区"} for i in range(4)])
+        conn.execute(DATASETS["canteen_violations"].table.insert(), [
+            {"violation_id": f"V{i}", "ts": T("2026-01-13 01:00").to_pydatetime(), "camera_id": "K1",
+             "canteen_id": "C1", "district": "荷塘区", "violation_class": "老鼠" if i == 0 else "未戴口罩",
+             "severity": "critical" if i == 0 else "warning"} for i in range(3)])
+    alerts.raise_alert(eng, alert_id="A-1", ts=T("2026-01-14 01:00"), department="应急管理局", category="寒潮",
+                       severity="warning", title="寒潮黄色预警", level="黄色", district=None, status=alerts.ACTIVE)
+    alerts.raise_alert(eng, alert_id="A-2", ts=T("2026-01-11 01:00"), department="市场监管局", category="快检阳性",
+                       severity="critical", title="韭菜农药残留阳性", district="芦淞区", status=alerts.ACTIVE)
+    return eng
+
+
+def test_overview_on_a_small_hub(small_hub):
+    params = {"start": "2026-01-10", "end": "2026-01-16"}
+    o = overview.load(params, eng=small_hub, now=T("2026-01-17 04:00"))
+    assert o.data_until == T("2026-01-14 01:00")             # the newest record: alert A-1
+    assert o.filters.since == T("2026-01-09 16:00")
+    dept = o.indicators.set_index("department").loc["城管"]
+    # c1 due & on time (reworked), c2 due & deferred, c3 opened & extended (due later)
+    assert (dept.opened, dept.due, dept.closed, dept.deferred, dept.on_time, dept.reworked, dept.extended) == \
+        (3, 2, 1, 1, 1, 1, 1)
+    assert dept.closed_rate == 0.5 and dept.on_time_rate == 1.0 and dept.rework_rate == 1.0
+    assert o.kpis["open"] == 2 and o.kpis["opened"] == 3
+    assert o.kpis["market"] == {"tests": 8, "positives": 2, "positive_rate": 0.25}
+    assert o.kpis["major_hazards"] == 1 and o.kpis["major_hazards_overdue"] == 1
+    canteen = o.kpis["canteen"]
+    assert (canteen["violations"], canteen["critical"], canteen["canteens"]) == (3, 1, 4)
+    assert canteen["per_canteen"] == 0.75
+    assert list(o.warnings[["level", "n"]].itertuples(index=False, name=None)) == [("黄色", 1)]
+    d = o.districts.set_index("district")
+    assert d.loc["荷塘区", "open"] == 1 and d.loc["芦淞区", "open"] == 1 and d.loc["芦淞区", "hazards"] == 1
+    assert d.loc["芦淞区", "alerts"] == 1 and len(d) == 9
+    assert list(o.feed["alert_id"]) == ["A-1", "A-2"]
+    became = o.feed.set_index("alert_id")["cases"]
+    assert became["A-1"] == [] and [c["case_id"] for c in became["A-2"]] == ["c2"]
+    assert became["A-2"][0]["status"] == "缓办" and became["A-2"][0]["type_label"] == "测试事件"
+
+
+def test_overview_district_filter(small_hub):
+    o = overview.load({"start": "2026-01-10", "end": "2026-01-16", "district": "芦淞"}, eng=small_hub,
+                      now=T("2026-01-17 04:00"))
+    assert o.filters.district == "芦淞区"
+    dept = o.indicators.set_index("department").loc["城管"]
+    assert (dept.opened, dept.due, dept.deferred) == (1, 1, 1)
+    assert o.kpis["market"]["tests"] == 0 and o.kpis["canteen"]["canteens"] == 0
+    assert o.kpis["major_hazards"] == 1
+    assert o.districts.set_index("district").loc["荷塘区", "open"] == 1  # the map still shows the whole city
+    assert list(o.feed["alert_id"]) == ["A-1", "A-2"]  # city-wide warnings stay in a district's feed
+
+
+def test_overview_hub_unreachable(tmp_path):
+    import sqlalchemy as sa
+
+    bad = sa.create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 2})
+    with pytest.raises(overview.HubUnreachable) as err:
+        overview.load({}, eng=bad)
+    assert "暂时无法连接数据中台" in err.value.problem
