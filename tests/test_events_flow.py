@@ -44,14 +44,14 @@ def test_the_whole_flow_writes_history(hub_engine):
 
 def test_illegal_steps_are_refused_with_a_clear_message(hub_engine):
     put_event(hub_engine)
-    with pytest.raises(flow.FlowError, match="当前环节为“信息收集”，不能转为“核查结案”；可转为：案卷建立"):
+    with pytest.raises(flow.FlowError, match="城市事件 E1 当前为“信息收集”，不能转为“核查结案”；可转为：案卷建立、不予立案、重复件、任务处理$"):
         flow.act(hub_engine, "E1", "close", actor="张三")
     flow.act(hub_engine, "E1", "accept", actor="张三")
     with pytest.raises(flow.FlowError, match="需要指定责任部门"):
         flow.act(hub_engine, "E1", "dispatch", actor="张三")
     with pytest.raises(flow.FlowError, match="需要指定主案卷编号"):
         flow.act(hub_engine, "E1", "duplicate", actor="张三")
-    with pytest.raises(flow.FlowError, match="找不到事件 NOPE"):
+    with pytest.raises(flow.FlowError, match="找不到案件 NOPE"):
         flow.act(hub_engine, "NOPE", "accept", actor="张三")
     with pytest.raises(flow.FlowError, match="未知的操作"):
         flow.act(hub_engine, "E1", "teleport", actor="张三")
@@ -64,9 +64,28 @@ def test_a_stale_change_is_refused(sqlite_hub):
     """Two people on the board: the second one's step is checked against the status now."""
     put_event(sqlite_hub, status=flow.FEEDBACK, department="水务")
     flow.act(sqlite_hub, "E1", "close", actor="甲")
-    with pytest.raises(flow.FlowError, match="当前环节为“核查结案”"):
+    with pytest.raises(flow.FlowError, match="当前为“核查结案”"):
         flow.act(sqlite_hub, "E1", "close", actor="乙")
     assert len(hub.read("event_history", eng=sqlite_hub)) == 1
+    # a board that still shows the old status is refused even where the step would be legal now
+    with pytest.raises(flow.FlowError, match="已被他人改为“核查结案”（您看到的是“处理反馈”），请刷新后重试"):
+        flow.act(sqlite_hub, "E1", "evaluate", actor="乙", expected=flow.FEEDBACK)
+    assert len(hub.read("event_history", eng=sqlite_hub)) == 1
+    assert hub.read("city_events", eng=sqlite_hub)["status"].iloc[0] == flow.CLOSED
+
+
+def test_deferred_cases_return_to_handling(sqlite_hub):
+    """缓办 is reachable from 任务派遣 and 任务处理 and goes back to 任务处理 only."""
+    put_event(sqlite_hub, status=flow.DISPATCH, department="水务")
+    flow.act(sqlite_hub, "E1", "defer", actor="水务", note="等待管网停水窗口")
+    with pytest.raises(flow.FlowError, match="当前为“缓办”，不能转为“处理反馈”；可转为：任务处理$"):
+        flow.act(sqlite_hub, "E1", "feedback", actor="水务")
+    flow.act(sqlite_hub, "E1", "handle", actor="水务")
+    flow.act(sqlite_hub, "E1", "defer", actor="水务")
+    h = hub.read("event_history", eng=sqlite_hub)
+    assert h["status"].tolist() == [flow.DEFERRED, flow.HANDLING, flow.DEFERRED]
+    assert h["department"].eq("水务").all()
+    assert flow.DEFERRED in flow.OPEN_STATUSES and flow.ACTION_LABELS["defer"] == "缓办"
 
 
 def test_every_status_has_a_way_forward_or_is_closed():

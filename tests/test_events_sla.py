@@ -48,16 +48,31 @@ def test_on_time_rate_per_department():
 
 
 def test_escalations_are_written_once(hub_engine):
+    """One alert per overdue case, through the alert API: a rerun adds nothing; a case
+    that becomes seriously overdue is the same alert raised a level (升级)."""
     st = sla.case_states(events(), NOW)
     al = sla.escalations(st)
-    assert sorted(al["alert_id"]) == ["EVT-ESC-A-1", "EVT-ESC-A-2", "EVT-ESC-B-1"]
-    assert al.set_index("alert_id").loc["EVT-ESC-A-2", "severity"] == "critical"
+    assert sorted(al["alert_id"]) == ["EVT-ESC-A", "EVT-ESC-B"]
+    a = al.set_index("alert_id").loc["EVT-ESC-A"]
+    assert a["severity"] == "critical" and a["subject"] == "city_events:A"
+    assert a["attrs"] == {"event_id": "A", "district": "荷塘区", "department": "水务"}
     with hub_engine.begin() as conn:
-        assert sla.save_escalations(conn, al) == 3
+        assert sla.save_escalations(conn, al) == 2
     with hub_engine.begin() as conn:
-        assert sla.save_escalations(conn, sla.escalations(st)) == 0
-    got = hub.read("alerts", eng=hub_engine)
+        assert sla.save_escalations(conn, sla.escalations(sla.case_states(events(), NOW + pd.Timedelta(hours=1)))) == 0
+    got = hub.read("alerts", eng=hub_engine).set_index("alert_id")
     assert set(got["category"]) == {sla.ESCALATION_CATEGORY} and got["department"].eq("水务").all()
+    assert got.loc["EVT-ESC-B", "subject"] == "city_events:B" and got.loc["EVT-ESC-B", "severity"] == "warning"
+    assert len(hub.read("alert_history", eng=hub_engine)) == 2          # two 发布, nothing for the rerun
+    # B stays open past twice its allowed time (11 h): the same alert, raised to critical;
+    # C is now overdue too: its first alert
+    later = sla.case_states(events(), T("2026-01-20 19:00"))
+    with hub_engine.begin() as conn:
+        assert sla.save_escalations(conn, sla.escalations(later)) == 1
+    b = hub.read("alerts", where={"alert_id": "EVT-ESC-B"}, eng=hub_engine).iloc[0]
+    assert b["severity"] == "critical"
+    h = hub.read("alert_history", where={"alert_id": "EVT-ESC-B"}, eng=hub_engine).sort_values("ts")
+    assert h["action"].tolist() == ["发布", "升级"]
 
 
 def test_kaplan_meier_counts_open_cases_instead_of_dropping_them():

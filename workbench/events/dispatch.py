@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from workbench.events.patterns import local_times
+from workbench import clock
 
 CITIES = Path(__file__).with_name("cities")
 DEFAULT_CITY = "zhuzhou"
@@ -58,8 +58,9 @@ class CityRules:
     duplicate_hours: float = 24.0
     near_due_share: float = 0.2
     working_hours: tuple[tuple[int, int], ...] = ((540, 720), (810, 1110))  # minutes of the day
-    holidays: frozenset = field(default_factory=frozenset)
-    workdays: frozenset = field(default_factory=frozenset)
+    holidays: frozenset = field(default_factory=frozenset)   # extra days off (a city's own)
+    workdays: frozenset = field(default_factory=frozenset)   # extra working days
+    calendar: str = "weekdays"   # china: official holidays and 调休 days (workbench.clock); weekdays: Mon–Fri
     path: str = ""
 
     @property
@@ -76,6 +77,13 @@ class CityRules:
 
     def group_of(self, cls: pd.Series) -> pd.Series:
         return cls.astype(object).map({c: m.get("group") for c, m in self.classes.items()})
+
+
+def _calendar(raw: dict) -> str:
+    cal = str(raw.get("calendar") or ("china" if raw.get("timezone", "Asia/Shanghai") == clock.TZ else "weekdays"))
+    if cal not in ("china", "weekdays"):
+        raise ValueError(f"calendar 应为 china 或 weekdays，而不是 {cal}")
+    return cal
 
 
 def _as_set(value) -> frozenset | None:
@@ -127,6 +135,7 @@ def _load(city: str) -> CityRules:
             working_hours=tuple((_minutes(s), _minutes(e)) for s, e in raw.get("working_hours") or ()),
             holidays=frozenset(pd.Timestamp(d).date() for d in raw.get("holidays") or ()),
             workdays=frozenset(pd.Timestamp(d).date() for d in raw.get("workdays") or ()),
+            calendar=_calendar(raw),
             path=str(path),
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -182,13 +191,23 @@ def _utc(ts_local: pd.Series, tz: str) -> pd.Series:
 
 
 def is_workday(days, rules: CityRules) -> np.ndarray:
-    """Working days: Monday to Friday outside holidays, plus the 调休 working weekends."""
+    """Working days. A Chinese city (`calendar: china`): the official calendar of public
+    holidays and 调休 make-up days (workbench.clock, PyPI chinese-calendar); elsewhere Monday
+    to Friday. The city's own `holidays` and `workdays` are applied on top (extra days)."""
     idx = pd.DatetimeIndex(days)
     dates = [d.date() for d in idx]
-    week = idx.day_of_week < 5
+    if rules.calendar == "china":
+        base = np.array([_official_workday(d) for d in dates], bool)
+    else:
+        base = np.asarray(idx.day_of_week < 5)
     hol = np.array([d in rules.holidays for d in dates], bool)
     extra = np.array([d in rules.workdays for d in dates], bool)
-    return (week & ~hol) | extra
+    return (base & ~hol) | extra
+
+
+@lru_cache(maxsize=8192)
+def _official_workday(day) -> bool:
+    return clock.is_workday(day)
 
 
 def _worked_by(minute: np.ndarray, rules: CityRules) -> np.ndarray:
@@ -207,7 +226,7 @@ def add_working_hours(ts_utc: pd.Series, hours, rules: CityRules) -> pd.Series:
     ok = ts_utc.notna().to_numpy() & np.isfinite(hours)
     if not ok.any() or rules.minutes_per_day <= 0:
         return out
-    loc = local_times(ts_utc[ok], rules.timezone)
+    loc = clock.to_local(ts_utc[ok], rules.timezone)
     day0 = loc.dt.normalize().min() - pd.Timedelta(days=1)
     span = int(np.nanmax(hours[ok]) * 60 / rules.minutes_per_day * 7 / 4) + 40 + \
         int((loc.max() - loc.min()).days)
@@ -244,7 +263,7 @@ def working_hours_between(start_utc: pd.Series, end_utc: pd.Series, rules: CityR
     out = np.full(len(start_utc), np.nan)
     if not ok.any():
         return pd.Series(out)
-    a, b = local_times(start_utc[ok], rules.timezone), local_times(end_utc[ok], rules.timezone)
+    a, b = clock.to_local(start_utc[ok], rules.timezone), clock.to_local(end_utc[ok], rules.timezone)
     day0 = min(a.min(), b.min()).normalize()
     days = pd.date_range(day0, max(a.max(), b.max()).normalize() + pd.Timedelta(days=1), freq="D")
     work = is_workday(days, rules)

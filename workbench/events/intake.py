@@ -1,23 +1,31 @@
 """Intake (信息收集): city events from files, Open311, NYC 311 and MQTT messages, into the hub.
 
-Every source ends in `take_in(frame, …)`, which for one batch of records:
-1. derives the ids (Open311 `service_request_id`, NYC `unique_key`: the external id; the
-   hub's `event_id` is the city's own case number, or the source prefix + external id),
-   parses times in the city's time zone, and validates like ingest does (types, bounds,
-   required values, `updated` not before `created`);
-2. quarantines, with a stable reason, records without an id or a location, outside the
-   city's bounds, reported in the future or before 2000, of a class the city does not
-   know, or repeated in the batch with the same version;
-3. never loads an external id twice: a record the hub already holds is an update when its
-   `updated_at` is newer (its status change goes into the history), else it is ignored
-   (an older update never overwrites a newer one);
-4. dispatches what is new (workbench.events.dispatch: department, urgency, deadline in
-   working hours) and merges reports that repeat a case nearby into it (重复件);
-5. writes events, their history rows and the quarantine in one transaction, so a caller
-   (the MQTT listener) acknowledges a message only after it is committed.
+There is one ingest path. A file goes through the hub's `ingest_file("city_events", …)`
+(the raw file kept, the same file never taken twice, encodings, header rows, quarantine):
+`workbench ingest city_events FILE` and `workbench events intake FILE` are the same call.
+What is particular to events is registered with the hub (workbench/events/department.py):
+- how a file is read (`EventLoader.read_as`, `prepare`): Open311 GeoReport v2 and NYC 311
+  names besides the hub's; ids derived (Open311 `service_request_id`, NYC `unique_key`:
+  the external id; the hub's `event_id` is the city's own case number, or the source
+  prefix + external id); times parsed in the city's time zone;
+- the row checks (`ROW_CHECKS`): records without a location, outside the city's bounds,
+  reported in the future or before 2000, of a class the city does not know, with a status
+  that cannot be read, are quarantined with a stable reason;
+- the loader (`EventLoader`, per chunk, in the chunk's transaction): an external id is
+  never loaded twice: a record the hub already holds is an update when its `updated_at` is
+  newer (its status change goes through the case engine's `sync`), else it is ignored; what
+  is new is dispatched (workbench.events.dispatch: department, urgency, deadline in working
+  hours), reports repeating a case nearby are merged into it (重复件), and the cases are
+  opened through the case engine (`cases.open_cases`, with the automatic steps).
+MQTT messages are batches, not files: `take_in` validates them the same way (the same
+registered checks) and ends in the same loader, in one transaction with the quarantine, so
+the listener acknowledges a message only after it is committed.
+The city's rules (`--city`) and the counts of one intake are passed by `context(…)`.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import json
@@ -29,11 +37,11 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from workbench import config
+from workbench import cases, clock, config
 from workbench.events import dispatch as dp
 from workbench.events import flow
 from workbench.store import hub, ingest
-from workbench.store.schema import DATASETS, Dataset, Field, ingest_files, quarantine
+from workbench.store.schema import DATASETS, Dataset, Field, RowCheck, quarantine
 
 EVENTS_DS = DATASETS["city_events"]
 HISTORY_DS = DATASETS["event_history"]
@@ -50,9 +58,9 @@ IN_FUTURE = "上报时间在未来"
 TOO_OLD = "上报时间早于 2000 年"
 UNKNOWN_CLASS = "未知的事件类型"
 BAD_STATUS = "办理状态无法识别"
-REPEATED = "同批次重复记录"
+REPEATED = "文件内主键重复"   # the hub's word for a record repeated in its file or batch
 BAD_JSON = "JSON 格式错误"
-NOT_RECORD = "消息不是事件记录"
+NOT_RECORD = "记录不是对象"     # the hub's word (a JSON item that is not a record)
 
 OPEN_WORDS = {"open", "opened", "new", "assigned", "in progress", "pending", "started", "accepted", "unassigned",
               "email sent", "draft", "unspecified", "受理", "待处理", "处理中", "办理中", "已受理"}
@@ -129,7 +137,7 @@ class IntakeSummary:
 
 
 def _now() -> pd.Timestamp:
-    return pd.Timestamp.now(tz="UTC").tz_localize(None)
+    return clock.now()
 
 
 # ------------------------------------------------------------------ parsing
@@ -225,11 +233,6 @@ def _quarantine_rows(origin: Origin, lines, reasons, details, rows, now) -> list
             for line, reason, detail, row in zip(lines, reasons, details, rows)]
 
 
-def _flag(reasons: pd.Series, mask: pd.Series, text: str) -> pd.Series:
-    mask = mask.fillna(False).astype(bool)
-    return reasons.where(~mask, reasons + np.where(reasons == "", "", "; ") + text)
-
-
 def _existing(conn, ids: list[str], exts: list[tuple[str, str]]) -> pd.DataFrame:
     """The hub's events with these event ids, or these (source, external id) pairs."""
     t = EVENTS_DS.table
@@ -264,68 +267,140 @@ def _recent(conn, new: pd.DataFrame, rules: dp.CityRules) -> pd.DataFrame:
     return pd.DataFrame(conn.execute(stmt).fetchall(), columns=[c.name for c in cols])
 
 
-def take_in(frame: pd.DataFrame, *, origin: Origin, rules: dp.CityRules, eng: Engine | None = None,
-            lines=None, malformed: list | None = None, now=None) -> IntakeSummary:
-    """Validate, dedupe, dispatch and write one batch (hub field names, text values).
+# ------------------------------------------------------------------ the context of one intake
 
-    `lines`: the record's line in its file (or message number); `malformed`: records that
-    could not even be read, as (line, reason, detail, row), quarantined with the batch."""
-    eng = eng or hub.engine()
-    now = _now() if now is None else pd.Timestamp(now)
-    summary = IntakeSummary(origin.name)
-    frame = frame.reset_index(drop=True)
-    lines = np.arange(1, len(frame) + 1) if lines is None else np.asarray(lines)
-    malformed = list(malformed or [])
-    summary.rows_read = len(frame) + len(malformed)
-    qrows: list[tuple] = [tuple(m) for m in malformed]
+@dataclass
+class _Context:
+    rules: dp.CityRules | None = None      # None: the default city's rules
+    fmt: str = "auto"                      # auto | table | open311 | nyc311
+    now: pd.Timestamp | None = None        # what "in the future" is judged against (default: now)
+    stats: IntakeSummary | None = None     # counts of the loader's work, when a caller wants them
 
-    if len(frame):
-        present = frame.loc[:, frame.notna().any(axis=0)]  # validate only what the records carry
-        values, reasons, details = ingest.validate(EVENTS_DS, present)
-        reasons = reasons.str.replace(f"缺少{EVENTS_DS.field('event_id').label}", NO_ID, regex=False)
-        status, bad_status = map_status(values["status"])
-        reasons = _flag(reasons, values["lat"].isna() | values["lon"].isna(), NO_LOCATION)
-        has_loc = values["lat"].notna() & values["lon"].notna()
-        reasons = _flag(reasons, has_loc & ~rules.in_bounds(values["lat"], values["lon"]), OUT_OF_CITY)
-        reasons = _flag(reasons, values["ts"] > now + FUTURE_SLACK, IN_FUTURE)
-        reasons = _flag(reasons, values["ts"] < EARLIEST, TOO_OLD)
-        cls = values["event_class"]
-        reasons = _flag(reasons, cls.notna() & ~rules.known_class(cls.fillna("")), UNKNOWN_CLASS)
-        reasons = _flag(reasons, bad_status, BAD_STATUS)
-        details = details.where(~(has_loc & ~rules.in_bounds(values["lat"], values["lon"])),
-                                details + "纬度 " + values["lat"].astype(str) + "，经度 " + values["lon"].astype(str))
-        values["updated_at"] = values["updated_at"].where(values["updated_at"].notna(), values["ts"])
-        values["status"] = status
-        good = reasons == ""
-        # the same id twice in one batch: the newest version wins, an exact repeat is quarantined
-        v = values[good].assign(_line=lines[good.to_numpy()])
-        rep = v.duplicated(["event_id", "updated_at"], keep="first")
-        if rep.any():
-            reasons.loc[rep[rep].index] = REPEATED
-            good = reasons == ""
-        bad = ~good
-        if bad.any():
-            qrows += list(zip(lines[bad.to_numpy()], reasons[bad], details[bad], frame[bad].to_dict("records")))
-        v = values[good].assign(_line=lines[good.to_numpy()]).sort_values("updated_at", kind="stable")
+
+_CTX: contextvars.ContextVar[_Context] = contextvars.ContextVar("events_intake", default=_Context())
+
+
+@contextlib.contextmanager
+def context(*, rules: dp.CityRules | None = None, fmt: str = "auto", now=None, stats: IntakeSummary | None = None):
+    """The city's rules, the file format and a summary to count into, for the checks and the
+    loader the hub calls (a plain `workbench ingest city_events` uses the default city)."""
+    token = _CTX.set(_Context(rules, fmt, None if now is None else pd.Timestamp(now), stats))
+    try:
+        yield
+    finally:
+        _CTX.reset(token)
+
+
+def active_rules() -> dp.CityRules:
+    return _CTX.get().rules or dp.load_rules()
+
+
+def _moment() -> pd.Timestamp:
+    c = _CTX.get()
+    return c.now if c.now is not None else _now()
+
+
+# ------------------------------------------------------------------ row checks (registered with the hub)
+
+@dataclass(frozen=True)
+class DetailedCheck(RowCheck):
+    """A row check that also says which values failed it (the quarantine's detail)."""
+
+    detail: object = None
+
+
+def _no_location(v: pd.DataFrame) -> pd.Series:
+    return v["lat"].isna() | v["lon"].isna()
+
+
+def _out_of_city(v: pd.DataFrame) -> pd.Series:
+    has = v["lat"].notna() & v["lon"].notna()
+    return has & ~active_rules().in_bounds(v["lat"], v["lon"])
+
+
+def _where(v: pd.DataFrame) -> pd.Series:
+    return "纬度 " + v["lat"].astype(str) + "，经度 " + v["lon"].astype(str)
+
+
+def _in_future(v: pd.DataFrame) -> pd.Series:
+    return v["ts"] > _moment() + FUTURE_SLACK
+
+
+def _too_old(v: pd.DataFrame) -> pd.Series:
+    return v["ts"] < EARLIEST
+
+
+def _unknown_class(v: pd.DataFrame) -> pd.Series:
+    cls = v["event_class"]
+    return cls.notna() & ~active_rules().known_class(cls.fillna(""))
+
+
+def _bad_status(v: pd.DataFrame) -> pd.Series:
+    return map_status(v["status"])[1]
+
+
+ROW_CHECKS = (
+    RowCheck(NO_LOCATION, _no_location),
+    DetailedCheck(OUT_OF_CITY, _out_of_city, _where),
+    RowCheck(IN_FUTURE, _in_future),
+    RowCheck(TOO_OLD, _too_old),
+    RowCheck(UNKNOWN_CLASS, _unknown_class),
+    RowCheck(BAD_STATUS, _bad_status),
+)
+
+
+# ------------------------------------------------------------------ the loader (registered with the hub)
+
+class EventLoader:
+    """The hub's loader of `city_events`: dispatch on intake, through the case engine.
+    `read_as` / `prepare`: how files are read (Open311, NYC 311 and the hub's own names);
+    `repeat_key`: a record repeated in its file is the same id *and* the same version."""
+
+    read_as = READ_DS
+    repeat_key = ("event_id", "updated_at")
+
+    def prepare(self, frame: pd.DataFrame, path) -> pd.DataFrame:
+        fmt = _CTX.get().fmt
+        if fmt == "auto":
+            fmt = detect_format(Path(path))
+        return normalise(frame, fmt, active_rules())
+
+    def __call__(self, conn, ds, values: pd.DataFrame) -> int:
+        return load(conn, values)
+
+
+LOADER = EventLoader()
+
+
+def load(conn, values: pd.DataFrame) -> int:
+    """Good rows (typed, hub names) into the hub: updates of held events, new events opened
+    and dispatched. Returns the rows loaded (new + updated), as the hub counts them."""
+    c = _CTX.get()
+    s = IntakeSummary("")
+    if len(values):
+        v = values.copy()
+        v["status"] = map_status(v["status"])[0]
+        v["updated_at"] = v["updated_at"].where(v["updated_at"].notna(), v["ts"])
+        # several versions of one record: the newest wins
+        v = v.sort_values("updated_at", kind="stable")
         superseded = v.duplicated("event_id", keep="last")
-        summary.older += int(superseded.sum())
-        v = v[~superseded]
-    else:
-        v = pd.DataFrame(columns=[*[f.name for f in EVENTS_DS.fields], "_line"])
-
-    with eng.begin() as conn:
-        if len(v):
-            _write(conn, v, origin, rules, summary, now)
-        if qrows:
-            conn.execute(quarantine.insert(), _quarantine_rows(origin, *zip(*qrows), now))
-    summary.quarantined = len(qrows)
-    for q in qrows:
-        for r in str(q[1]).split("; "):
-            summary.reasons[r] = summary.reasons.get(r, 0) + 1
-    return summary
+        s.older += int(superseded.sum())
+        _write(conn, v[~superseded], active_rules(), s)
+    if c.stats is not None:
+        c.stats.add(s)
+        c.stats.event_ids += s.event_ids
+    return s.loaded + s.updated
 
 
-def _write(conn, v: pd.DataFrame, origin: Origin, rules: dp.CityRules, summary: IntakeSummary, now) -> None:
+def load_history(conn, ds, frame: pd.DataFrame) -> int:
+    """The hub's loader of `event_history`: steps exported by the source system, taken as
+    they are through the case engine (`cases.import_history`)."""
+    return cases.import_history(conn, flow.STORE.name, frame)
+
+
+
+
+def _write(conn, v: pd.DataFrame, rules: dp.CityRules, summary: IntakeSummary) -> None:
     held = _existing(conn, v["event_id"].tolist(),
                      list(zip(v["source"].fillna(""), v["external_id"].dropna())))
     # a known external id under another event id is the same event
@@ -341,23 +416,27 @@ def _write(conn, v: pd.DataFrame, origin: Origin, rules: dp.CityRules, summary: 
     if len(old):
         h_upd = pd.to_datetime(held.loc[old["event_id"], "updated_at"].fillna(held.loc[old["event_id"], "ts"]))
         h_upd.index = old.index
-        newer = old["updated_at"] > h_upd
-        same = old["updated_at"] == h_upd
+        # the engine stamps automatic steps microseconds after the report: a version is its millisecond
+        inc, hld = pd.to_datetime(old["updated_at"]).dt.floor("ms"), h_upd.dt.floor("ms")
+        newer, same = inc > hld, inc == hld
         summary.duplicates += int(same.sum())
         summary.older += int((~newer & ~same).sum())
         upd = old[newer]
         if len(upd):
             flow.sync_from_source(conn, upd, held.loc[upd["event_id"], "status"].to_numpy(),
-                                  actor=upd["source"].iloc[0] or origin.name)
+                                  actor=upd["source"].iloc[0] or "来源系统")
             summary.updated += len(upd)
             summary.event_ids += upd["event_id"].tolist()
     new = v[~known]
     if len(new):
-        _insert(conn, new, origin, rules, summary, now)
+        _insert(conn, new, rules, summary)
 
 
-def _insert(conn, new: pd.DataFrame, origin: Origin, rules: dp.CityRules, summary: IntakeSummary, now) -> None:
-    new = new.copy()
+def _insert(conn, new: pd.DataFrame, rules: dp.CityRules, summary: IntakeSummary) -> None:
+    """Route, rate and time the new events, find the repeats, and open them through the
+    case engine with their automatic steps (立案 and 派遣 where a rule matched, 重复件 where
+    merged); a status the source gave is then taken through the engine's `sync`."""
+    new = new.reset_index(drop=True)
     routed = dp.route(new, rules)
     given_dept = new["department"].notna()
     new["department"] = new["department"].where(given_dept, routed["department"])
@@ -371,40 +450,42 @@ def _insert(conn, new: pd.DataFrame, origin: Origin, rules: dp.CityRules, summar
         dup_of[is_open] = dp.find_duplicates(new[is_open], _recent(conn, new[is_open], rules), rules)
     merged = dup_of.notna()
     auto = is_open & ~merged & (given_dept | (routed["rule"] >= 0))
-    status = src_status.copy()
-    status[is_open] = flow.INTAKE
-    status[auto] = flow.DISPATCH
-    status[merged] = flow.DUPLICATE
-    new["status"] = status
     new["duplicate_of"] = dup_of
-    closed = new["status"].isin(flow.CLOSED_STATUSES)
-    new["closed_at"] = new["closed_at"].where(new["closed_at"].notna() | ~closed,
-                                              np.where(merged, new["ts"], new["updated_at"]))
     steps = []
-    for st, a, m, d, dep, upd in zip(src_status, auto, merged, dup_of, new["department"], new["updated_at"]):
+    for a, m, d, dep in zip(auto, merged, dup_of, new["department"]):
         if m:
             steps.append([(flow.DUPLICATE, f"与 {d} 重复，合并办理")])
         elif a:
             steps.append([(flow.CASE, "到达即立案"), (flow.DISPATCH, f"按派遣规则派遣至{dep}")])
-        elif isinstance(st, str) and st != flow.INTAKE:
-            steps.append([(st, "来源系统导入状态")])
         else:
             steps.append([])
-    actor = new["source"].fillna(origin.name).astype(str)
-    hist = flow.arrival_history(new, actor, pd.Series(steps, index=new.index))
-    # a source-given status is stamped at the record's updated_at, not a microsecond after intake
-    imported = hist["note"] == "来源系统导入状态"
-    if imported.any():
-        upd_by_id = dict(zip(new["event_id"], new["updated_at"]))
-        hist.loc[imported, "ts"] = [max(upd_by_id[e], t) for e, t in zip(hist.loc[imported, "event_id"],
-                                                                           hist.loc[imported, "ts"])]
-    cols = [f.name for f in EVENTS_DS.fields]
-    n = ingest.insert_new(conn, EVENTS_DS, new[cols])
-    ingest.insert_new(conn, HISTORY_DS, hist)
+    actor = new["source"].fillna(rules.default_source or "来源系统").astype(str)
+    cols = [f.name for f in EVENTS_DS.fields if f.name != "status"]  # the engine decides the status
+    n = flow.open_events(conn, new[cols], actor, pd.Series(steps))
+    imported = src_status.notna() & (src_status != flow.INTAKE)
+    for who, g in new[imported].groupby(actor[imported]):
+        cases.sync(conn, flow.CASE_TYPE, pd.DataFrame({"event_id": g["event_id"], "ts": g["updated_at"],
+                                                       "status": g["status"], "note": "来源系统导入状态"}), actor=who)
+    _keep_source_times(conn, new)
     summary.loaded += n
     summary.merged += int(merged.sum())
     summary.dispatched += int(auto.sum())
     summary.event_ids += new["event_id"].tolist()
+
+
+def _keep_source_times(conn, new: pd.DataFrame) -> None:
+    """The source's version (`updated_at`, when later than the engine's stamp) and its
+    closing time, where it gave one, kept on the case (times, not its status)."""
+    t = EVENTS_DS.table
+    later = [{"_id": i, "_u": u.to_pydatetime()} for i, u, ts in zip(new["event_id"], new["updated_at"], new["ts"])
+             if pd.notna(u) and u > ts]
+    if later:
+        conn.execute(t.update().where(t.c.event_id == sa.bindparam("_id"), t.c.updated_at < sa.bindparam("_u"))
+                     .values(updated_at=sa.bindparam("_u")), later)
+    given = [{"_id": i, "_c": c.to_pydatetime()} for i, c in zip(new["event_id"], new["closed_at"]) if pd.notna(c)]
+    if given:
+        conn.execute(t.update().where(t.c.event_id == sa.bindparam("_id"), t.c.closed_at.isnot(None))
+                     .values(closed_at=sa.bindparam("_c")), given)
 
 
 # ------------------------------------------------------------------ files
@@ -421,89 +502,61 @@ def detect_format(path: Path) -> str:
 
 
 def intake_file(path: Path | str, fmt: str = "auto", *, rules: dp.CityRules | None = None,
-                eng: Engine | None = None, force: bool = False, now=None, progress=None) -> IntakeSummary:
-    """Take one file (CSV/XLSX/JSON table, Open311 JSON, NYC 311 CSV) into the hub.
+                eng: Engine | None = None, force: bool = False, now=None, progress: bool = False) -> IntakeSummary:
+    """Take one file (CSV/XLSX/JSON table, Open311 JSON, NYC 311 CSV) into the hub: the hub's
+    `ingest_file("city_events", …)` with this city's rules and format, and the loader's counts.
 
     Raises ingest.IngestError when the file cannot be read at all (it names the file)."""
     path = Path(path)
-    rules = rules or dp.load_rules()
     if fmt not in FORMATS:
         raise ingest.IngestError(path, f"未知的格式 '{fmt}'，可选：{', '.join(FORMATS)}")
-    if not path.is_file():
-        raise ingest.IngestError(path, "文件不存在 (no such file)")
-    eng = eng or hub.engine()
-    sha, raw_path = ingest._sha256_and_keep(path)
     total = IntakeSummary(path.name)
-    with eng.begin() as conn:
-        prev = conn.execute(sa.select(ingest_files).where(ingest_files.c.dataset == "city_events",
-                                                          ingest_files.c.sha256 == sha)).mappings().first()
-        if prev is not None and prev["status"] == "done" and not force:
-            total.skipped = True
-            total.rows_read = total.duplicates = prev["rows_read"]
-            return total
-        if prev is None:
-            file_id = conn.execute(ingest_files.insert().values(
-                sha256=sha, dataset="city_events", filename=path.name, size_bytes=path.stat().st_size,
-                raw_path=str(raw_path), received_at=_now().to_pydatetime(), status="running")).inserted_primary_key[0]
-        else:
-            file_id = prev["file_id"]
-            conn.execute(ingest_files.update().where(ingest_files.c.file_id == file_id).values(
-                status="running", received_at=_now().to_pydatetime(), message=None))
-
-    def finish(status, message=None, encoding=None):
-        with eng.begin() as conn:
-            conn.execute(ingest_files.update().where(ingest_files.c.file_id == file_id).values(
-                status=status, message=message, finished_at=_now().to_pydatetime(), encoding=encoding,
-                rows_read=total.rows_read, loaded=total.loaded + total.updated, quarantined=total.quarantined,
-                duplicates=total.duplicates + total.older))
-
-    encoding = None
-    try:
-        kind = ingest._sniff(path)
-        fmt = detect_format(path) if fmt == "auto" else fmt
-        origin = Origin(path.name, sha, fmt)
-        if kind == "xlsx":
-            encoding = "xlsx"
-            chunks = ingest._chunks_xlsx(READ_DS, path, None)
-        else:
-            encoding = ingest._detect_encoding(path)
-            chunks = (_chunks_open311 if kind == "json" else ingest._chunks_csv)(READ_DS, path, encoding, None)
-        next(chunks)  # unknown columns: ignored (Open311 and NYC files carry many)
-        for frame, lines, malformed in chunks:
-            s = take_in(normalise(frame, fmt, rules), origin=origin, rules=rules, eng=eng, lines=lines,
-                        malformed=malformed, now=now)
-            total.add(s)
-            if progress is not None:
-                progress(total)
-    except ingest.IngestError as exc:
-        finish("failed", exc.problem, encoding)
-        raise
-    except Exception as exc:
-        finish("failed", f"{type(exc).__name__}: {exc}", encoding)
-        raise
-    if total.rows_read == 0:
-        finish("failed", "没有数据行", encoding)
-        raise ingest.IngestError(path, "没有数据行：表头下面是空的 (no data rows)")
-    finish("done", None, encoding)
+    with context(rules=rules, fmt=fmt, now=now, stats=total):
+        s = ingest.ingest_file("city_events", path, eng, force=force, progress=progress)
+    total.rows_read, total.quarantined, total.skipped = s.rows_read, s.quarantined, s.skipped
+    total.reasons = dict(s.reasons)
+    if s.skipped:
+        total.duplicates = s.duplicates
     return total
 
 
-def _chunks_open311(ds, path, encoding, bar):
-    """JSON records: a list, {"service_requests": [...]}, {"records": [...]}, or ingest's shapes."""
-    text = Path(path).read_text(encoding=encoding)
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ingest.IngestError(path, f"{BAD_JSON}：第 {exc.lineno} 行第 {exc.colno} 列: {exc.msg}")
-    if isinstance(doc, dict) and isinstance(doc.get("service_requests"), list):
-        doc = doc["service_requests"]
-    if isinstance(doc, dict):
-        lists = [v for v in doc.values() if isinstance(v, list)]
-        doc = doc.get("records") or doc.get("data") or (lists[0] if len(lists) == 1 else [doc])
-    if not isinstance(doc, list) or not doc:
-        raise ingest.IngestError(path, "JSON 中没有记录列表 (expected a list of service requests)")
-    yield []
-    yield from records_frame(doc)
+# ------------------------------------------------------------------ messages
+
+def take_in(frame: pd.DataFrame, *, origin: Origin, rules: dp.CityRules, eng: Engine | None = None,
+            lines=None, malformed: list | None = None, now=None) -> IntakeSummary:
+    """One batch of records that is not a file (MQTT messages; hub field names, text): the
+    hub's validation with the registered checks, then the same loader as files, in one
+    transaction with the quarantine. `lines`: the record's message number; `malformed`:
+    records that could not even be read, as (line, reason, detail, row)."""
+    eng = eng or hub.engine()
+    now = _now() if now is None else pd.Timestamp(now)
+    summary = IntakeSummary(origin.name)
+    frame = frame.reset_index(drop=True)
+    lines = np.arange(1, len(frame) + 1) if lines is None else np.asarray(lines)
+    qrows: list[tuple] = [tuple(m) for m in (malformed or [])]
+    summary.rows_read = len(frame) + len(qrows)
+    with context(rules=rules, now=now, stats=summary):
+        good_rows = None
+        if len(frame):
+            values, reasons, details = ingest.validate(EVENTS_DS, frame)
+            good = reasons == ""
+            rep = values[good].duplicated(list(EventLoader.repeat_key), keep="first")
+            reasons.loc[rep[rep].index] = REPEATED
+            good = reasons == ""
+            bad = ~good
+            if bad.any():
+                qrows += list(zip(lines[bad.to_numpy()], reasons[bad], details[bad], frame[bad].to_dict("records")))
+            good_rows = values[good]
+        with eng.begin() as conn:
+            if good_rows is not None and len(good_rows):
+                load(conn, good_rows)
+            if qrows:
+                conn.execute(quarantine.insert(), _quarantine_rows(origin, *zip(*qrows), now))
+    summary.quarantined = len(qrows)
+    for q in qrows:
+        for r in str(q[1]).split("; "):
+            summary.reasons[r] = summary.reasons.get(r, 0) + 1
+    return summary
 
 
 def records_frame(doc: list, first_line: int = 1):
@@ -524,8 +577,6 @@ def records_frame(doc: list, first_line: int = 1):
             lines.append(i)
         yield pd.DataFrame(buf, dtype=object), np.array(lines, dtype=int), bad
 
-
-# ------------------------------------------------------------------ messages
 
 def message_batch(payloads: list[bytes], *, topic: str, rules: dp.CityRules, eng: Engine | None = None,
                   first_line: int = 1, now=None) -> IntakeSummary:
@@ -557,7 +608,8 @@ def message_batch(payloads: list[bytes], *, topic: str, rules: dp.CityRules, eng
                    malformed=bad, now=now)
 
 
-__all__ = ["FORMATS", "READ_DS", "IntakeSummary", "Origin", "parse_times", "normalise", "map_status", "take_in",
+__all__ = ["FORMATS", "READ_DS", "IntakeSummary", "Origin", "context", "active_rules", "DetailedCheck", "ROW_CHECKS",
+           "EventLoader", "LOADER", "load", "load_history", "parse_times", "normalise", "map_status", "take_in",
            "detect_format", "intake_file", "records_frame", "message_batch", "NO_ID", "NO_LOCATION", "OUT_OF_CITY",
            "IN_FUTURE", "TOO_OLD", "UNKNOWN_CLASS", "BAD_STATUS", "REPEATED", "BAD_JSON", "NOT_RECORD"]
 

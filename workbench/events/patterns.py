@@ -11,11 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from workbench import clock
+
 WEEKDAYS = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
 
 
-def local_times(ts: pd.Series, tz: str = "Asia/Shanghai") -> pd.Series:
-    return pd.to_datetime(ts).dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
+def local_times(ts: pd.Series, tz: str = clock.TZ) -> pd.Series:
+    """Naive UTC → naive local time (workbench.clock)."""
+    return clock.to_local(pd.to_datetime(ts), tz)
 
 
 def volumes(events: pd.DataFrame, by: str) -> pd.Series:

@@ -69,36 +69,42 @@ def on_time(states: pd.DataFrame, by: str = "department") -> pd.DataFrame:
 
 
 def escalations(states: pd.DataFrame) -> pd.DataFrame:
-    """Escalation alerts (rows for the hub's `alerts`) for overdue cases: level 1 when the
-    deadline passed (warning), level 2 when overdue by more than the allowed time (critical).
-    Ids and times derive from the case, so writing them again adds nothing."""
+    """Escalation alerts for overdue cases, one per case (``EVT-ESC-<event_id>``, subject
+    ``city_events:<event_id>``): warning once the deadline passed, critical (升级) once
+    overdue by more than the whole allowed time. Ids, times and evidence derive from the
+    case (not from the moment of the run), so publishing them again changes nothing."""
     od = states[states["overdue"]]
-    cols = ["alert_id", "ts", "department", "category", "severity", "title", "area", "district", "status", "source",
-            "evidence"]
+    cols = ["alert_id", "ts", "updated_at", "department", "category", "severity", "title", "area", "district",
+            "status", "source", "evidence", "subject", "attrs"]
     if od.empty:
         return pd.DataFrame(columns=cols)
     rows = []
     for r in od.itertuples(index=False):
         span = r.deadline - r.ts
-        for level in range(1, int(r.escalation) + 1):
-            at = r.deadline if level == 1 else r.deadline + span
-            rows.append({
-                "alert_id": f"EVT-ESC-{r.event_id}-{level}", "ts": at, "department": r.department or "城市运行管理服务中心",
-                "category": ESCALATION_CATEGORY, "severity": "warning" if level == 1 else "critical",
-                "title": f"{r.event_class}{'超期未办结' if level == 1 else '严重超期（超过处置时限一倍）'}：{r.event_id}"[:256],
-                "area": next((x[:256] for x in (r.address, r.street, r.district) if isinstance(x, str) and x), None),
-                "district": r.district, "status": "生效中", "source": ESCALATION_SOURCE,
-                "evidence": json.dumps({"事件编号": r.event_id, "处置时限": str(r.deadline), "责任部门": r.department,
-                                        "超期小时": round(float(r.overdue_hours), 1)}, ensure_ascii=False),
-            })
+        level = int(r.escalation)
+        dept = r.department if isinstance(r.department, str) and r.department else "城市运行管理服务中心"
+        district = r.district if isinstance(r.district, str) and r.district else None
+        rows.append({
+            "alert_id": f"EVT-ESC-{r.event_id}", "ts": r.deadline,
+            "updated_at": r.deadline if level == 1 else r.deadline + span,   # when this level was reached
+            "department": dept, "category": ESCALATION_CATEGORY, "severity": "warning" if level == 1 else "critical",
+            "title": f"{r.event_class}{'超期未办结' if level == 1 else '严重超期（超过处置时限一倍）'}：{r.event_id}"[:256],
+            "area": next((x[:256] for x in (r.address, r.street, r.district) if isinstance(x, str) and x), None),
+            "district": district, "status": "生效中", "source": ESCALATION_SOURCE,
+            "evidence": json.dumps({"事件编号": r.event_id, "处置时限": str(r.deadline), "责任部门": dept,
+                                    "超期等级": "严重超期" if level == 2 else "超期"}, ensure_ascii=False),
+            "subject": f"city_events:{r.event_id}",
+            "attrs": {"event_id": r.event_id, "district": district, "department": dept},
+        })
     return pd.DataFrame(rows, columns=cols)
 
 
-def save_escalations(conn, alerts: pd.DataFrame) -> int:
-    from workbench.store.ingest import insert_new
-    from workbench.store.schema import DATASETS
+def save_escalations(conn, alerts: pd.DataFrame, actor: str = "城市事件超期监测") -> int:
+    """Publish escalation alerts through the alert API (new: 发布; warning → critical: 升级;
+    unchanged: nothing). The case engine lifts them when their case closes. Returns the new ones."""
+    from workbench import alerts as api
 
-    return insert_new(conn, DATASETS["alerts"], alerts)
+    return api.publish(conn, alerts, actor=actor)["new"]
 
 
 # ------------------------------------------------------------------ resolution time

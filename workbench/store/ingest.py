@@ -71,7 +71,14 @@ def register_checks(dataset: str, *checks, owner: str = "") -> None:
 
 def register_loader(dataset: str, loader, owner: str = "") -> None:
     """Route a dataset's good rows through `loader(conn, ds, frame) -> rows loaded` instead
-    of a plain insert (city events: dispatch on intake). One loader per dataset."""
+    of a plain insert (city events: dispatch on intake). One loader per dataset.
+
+    A loader may also say how its files are read, by attributes (city events read Open311
+    and NYC 311 files too, so `workbench ingest` and the department's own intake agree):
+    `read_as` (a Dataset whose fields and aliases map the file's columns), `prepare(frame,
+    path) -> frame` (each chunk's text in `read_as` names → the dataset's names, before
+    validation) and `repeat_key` (the columns a row repeated within a file is judged by,
+    instead of the natural key: versions of one record may follow each other)."""
     if dataset not in DATASETS:
         raise RegistryError(f"{owner or '部门'}登记的加载器指向未知的数据集“{dataset}”")
     if dataset in _LOADERS and _LOADERS[dataset][0] is not loader:
@@ -496,7 +503,9 @@ def validate(ds: Dataset, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd
                 is_missing &= ~malformed[f.name]
             flag(is_missing, f"缺少{f.label}")
     for check in checks_of(ds):
-        flag(check.bad(out), check.reason)
+        detail = getattr(check, "detail", None)   # a check may say which values failed it
+        bad = check.bad(out)
+        flag(bad, check.reason, detail(out) if detail is not None and bad.any() else None)
     return out, reasons, details
 
 
@@ -692,6 +701,9 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
     eng = eng or hub.engine()
     sha, raw_path = _sha256_and_keep(path)
     summary = IngestSummary(dataset, path.name, sha)
+    load = loader_of(ds)
+    read_as = getattr(load, "read_as", None) or ds   # how the file's columns are named
+    prepare = getattr(load, "prepare", None)
 
     with eng.begin() as conn:
         prev = conn.execute(sa.select(ingest_files).where(
@@ -729,14 +741,16 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
         kind = _sniff(path)
         if kind == "xlsx":
             summary.encoding = "xlsx"
-            chunks = _chunks_xlsx(ds, path, bar)
+            chunks = _chunks_xlsx(read_as, path, bar)
         else:
             summary.encoding = _detect_encoding(path)
             reader = _chunks_csv if kind == "csv" else _chunks_json
-            chunks = reader(ds, path, summary.encoding, bar)
+            chunks = reader(read_as, path, summary.encoding, bar)
         summary.unknown_columns = next(chunks)
         keys = _KeyRegistry()
         for frame, lines, malformed in chunks:
+            if prepare is not None:
+                frame = prepare(frame, path)
             _load_chunk(eng, ds, summary, file_id, sha, path, frame, lines, malformed, keys)
     except IngestError as exc:
         finish("failed", exc.problem)
@@ -758,8 +772,10 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, lines, malformed, k
     summary.rows_read += len(frame) + len(malformed)
     values, reasons, details = validate(ds, frame)
     good = reasons == ""
+    load = loader_of(ds)
     if good.any():
-        rep = keys.repeats(values.loc[good, list(ds.key)], lines[good.to_numpy()])
+        key = list(getattr(load, "repeat_key", None) or ds.key)
+        rep = keys.repeats(values.loc[good, key], lines[good.to_numpy()])
         rep_rows = rep[rep > 0]
         reasons.loc[rep_rows.index] = "文件内主键重复"
         details.loc[rep_rows.index] = "与文件第 " + rep_rows.astype(str) + " 行相同"
@@ -771,7 +787,6 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, lines, malformed, k
                                              frame[~good].to_dict("records"))
     ] + malformed
     now = _now()
-    load = loader_of(ds)
     with eng.begin() as conn:
         new = load(conn, ds, values[good]) if load is not None else insert_new(conn, ds, values[good])
         if bad_rows:
