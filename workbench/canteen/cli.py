@@ -189,19 +189,21 @@ def scores(days, limit, as_json):
 
 @canteen.command("case")
 @click.argument("violation_id")
-@click.argument("status", type=click.Choice(["open", "notified", "rectified", "verified"]))
-@click.option("--actor", default="", help="Who changes it.")
-@click.option("--note", default="", help="Why (整改说明).")
-def case(violation_id, status, actor, note):
-    """Move a case to STATUS (open → notified → rectified → verified), with history."""
+@click.argument("status")
+@click.option("--actor", default="", help="Who acts (required: every step names who did it).")
+@click.option("--note", default="", help="Why (整改说明, 复核意见).")
+@click.option("--expected", default=None, help="The status you saw; refused if the case moved since.")
+def case(violation_id, status, actor, note, expected):
+    """Move the rectification case of VIOLATION_ID: STATUS is an action (notify, rectify,
+    verify, reject-fix) or a status (已通知, 已整改, 退回整改, 已复核), through the case engine."""
     from workbench.canteen import compliance as cp
 
     try:
-        cp.set_case_status(violation_id, status, actor=actor or None, note=note or None)
+        res = cp.set_case_status(violation_id, status, actor=actor, note=note or None, expected=expected)
     except cp.CaseError as exc:
-        click.echo(f"错误：{exc}", err=True)
+        click.echo(f"错误：{exc.problem}", err=True)
         sys.exit(2)
-    click.echo(f"{violation_id} → {cp.STATUS_LABELS[status]}")
+    click.echo(f"{violation_id}：{res['from']} → {res['to']}（{res['actor']}）")
 
 
 @canteen.command()

@@ -1,7 +1,10 @@
 """Compliance of school canteens: a score per canteen and school day, repeat offenders, and
-the rectification flow of each case (open → notified → rectified → verified).
+the rectification case of each violation (待处理 → 已通知 → 已整改 → 已复核, 退回整改 when the
+check finds it not fixed), kept by the case engine (workbench.cases, type
+canteen_rectification, case_id = violation_id; workbench/canteen/case_types.yaml).
 
-Score of a canteen on a school day (Mon–Fri, Asia/Shanghai):
+Score of a canteen on a school day (an official working day of China's calendar — holidays
+and 调休 make-up days from workbench.clock — in Asia/Shanghai):
     weighted = Σ severity weight of the day's violations (critical 5, warning 2, info 1)
     per_hour = weighted / kitchen hours of the day (its staff hours; 8 when unknown)
     score    = max(0, 100 − 20 × per_hour)
@@ -14,27 +17,31 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from workbench import config
+from workbench import cases as case_engine
+from workbench import clock
+from workbench.canteen import rectification as rect
 from workbench.canteen.rules import parse_hours
-from workbench.store.schema import DATASETS
 
 SEVERITY_WEIGHTS = {"critical": 5.0, "warning": 2.0, "info": 1.0}
 PENALTY = 20.0            # points per weighted violation per kitchen hour
 DEFAULT_HOURS = 8.0
-STATUSES = ("open", "notified", "rectified", "verified")
-STATUS_LABELS = {"open": "待处理", "notified": "已通知", "rectified": "已整改", "verified": "已复核"}  # = ui.labels
-# allowed moves: forward one step, or back from 已整改 to 已通知 (the check found it not fixed)
-TRANSITIONS = {"open": ("notified",), "notified": ("rectified",), "rectified": ("verified", "notified"),
-               "verified": ()}
+CASE_TYPE = rect.CASE_TYPE
+CaseError = case_engine.CaseError   # a refused change (the message says why and what is allowed)
 
 
-class CaseError(Exception):
-    """A status change that is not allowed (the message says why, in Chinese)."""
+def case_type() -> case_engine.CaseType:
+    """The canteen_rectification case type (statuses, transitions, actions with their labels)."""
+    return rect.case_type()
+
+
+def open_statuses() -> tuple[str, ...]:
+    return case_type().open_statuses
 
 
 @dataclass
@@ -50,12 +57,29 @@ class CanteenData:
 
 
 def load(eng=None, since=None) -> CanteenData:
+    """Canteens, cameras, violations (each with its case's status, deadline and closing time,
+    read from `cases`) and the steps of their cases (from `case_history`)."""
     from workbench.store import hub
+    from workbench.store.schema import metadata
 
     can = hub.read("canteens", eng=eng)
     cams = hub.read("cameras", eng=eng)
-    v = hub.read("canteen_violations", since=since, eng=eng)
-    hist = hub.read("canteen_case_history", eng=eng)
+    vt, ct, ht = metadata.tables["canteen_violations"], metadata.tables["cases"], metadata.tables["case_history"]
+    on = sa.and_(ct.c.case_id == vt.c.violation_id, ct.c.case_type == CASE_TYPE)
+    stmt = sa.select(vt, ct.c.status, ct.c.deadline, ct.c.closed_at).select_from(vt.outerjoin(ct, on))
+    if since is not None:
+        stmt = stmt.where(vt.c.ts >= pd.Timestamp(since).to_pydatetime())
+    v = hub.query(stmt, eng=eng)
+    if len(v):
+        v["status"] = v["status"].fillna(case_type().intake)
+    hstmt = sa.select(ht.c.case_id.label("violation_id"), ht.c.ts, ht.c.status, ht.c.actor, ht.c.department,
+                      ht.c.note).select_from(ht.join(ct, ct.c.case_id == ht.c.case_id)).where(
+        ct.c.case_type == CASE_TYPE)
+    if since is not None:
+        hstmt = hstmt.where(ct.c.ts >= pd.Timestamp(since).to_pydatetime())
+    hist = hub.query(hstmt.order_by(ht.c.case_id, ht.c.ts), eng=eng)
+    for c in ("ts",):
+        hist[c] = pd.to_datetime(hist[c])
     return CanteenData(can, cams, with_local_date(v), hist)
 
 
@@ -65,7 +89,7 @@ def with_local_date(v: pd.DataFrame) -> pd.DataFrame:
         v["local_date"] = pd.Series(dtype="datetime64[ns]")
         return v
     v["ts"] = pd.to_datetime(v["ts"])
-    v["local_date"] = v["ts"].dt.tz_localize("UTC").dt.tz_convert(config.TZ).dt.tz_localize(None).dt.normalize()
+    v["local_date"] = clock.local_day(v["ts"])
     return v
 
 
@@ -79,9 +103,16 @@ def kitchen_hours(staff_hours) -> float:
         return DEFAULT_HOURS
 
 
+@lru_cache(maxsize=4096)
+def _workday(day: dt.date) -> bool:
+    return clock.is_workday(day)
+
+
 def school_days(start, end) -> pd.DatetimeIndex:
-    """Mon–Fri local dates from start to end (inclusive)."""
-    return pd.bdate_range(pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize())
+    """Local dates from start to end (inclusive) that are official working days: Mon–Fri
+    outside public holidays, plus 调休 make-up days (workbench.clock, chinese-calendar)."""
+    days = pd.date_range(pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize(), freq="D")
+    return days[[_workday(d.date()) for d in days]]
 
 
 def daily_scores(data: CanteenData, start=None, end=None) -> pd.DataFrame:
@@ -126,8 +157,9 @@ def canteen_scores(data: CanteenData, days: int = 30, end=None) -> pd.DataFrame:
     if data.canteens.empty and v.empty:
         return pd.DataFrame(columns=cols)
     end = pd.Timestamp(end).normalize() if end is not None else (
-        v["local_date"].max() if not v.empty else pd.Timestamp.now(tz=config.TZ).tz_localize(None).normalize())
-    days_idx = school_days(end - pd.Timedelta(days=int(days * 7 / 5) + 7), end)[-days:]
+        v["local_date"].max() if not v.empty else pd.Timestamp(clock.today()))
+    # enough calendar days to hold `days` school days, a Golden Week or Spring Festival included
+    days_idx = school_days(end - pd.Timedelta(days=int(days * 7 / 5) + 21), end)[-days:]
     if not len(days_idx):
         return pd.DataFrame(columns=cols)
     daily = daily_scores(data, days_idx[0], days_idx[-1])
@@ -142,7 +174,7 @@ def canteen_scores(data: CanteenData, days: int = 30, end=None) -> pd.DataFrame:
     else:
         g["critical"], g["top_class"] = 0, None
     g["critical"] = g["critical"].astype(int)
-    opn = v[v["status"].isin(["open", "notified", "rectified"])].groupby("canteen_id").size() if not v.empty else pd.Series(dtype=int)
+    opn = v[v["status"].isin(open_statuses())].groupby("canteen_id").size() if not v.empty else pd.Series(dtype=int)
     g["open_cases"] = opn.reindex(g.index).fillna(0).astype(int)
     rep = repeat_offenders(data, end=end)
     g["repeat"] = g.index.isin(rep["canteen_id"]) if not rep.empty else False
@@ -175,38 +207,51 @@ def repeat_offenders(data: CanteenData, window_days: int = 30, min_days: int = 3
     return g.sort_values(["days", "violations"], ascending=False)[cols].reset_index(drop=True)
 
 
-def cases(data: CanteenData, statuses=("open", "notified", "rectified"), canteen_id: str | None = None) -> pd.DataFrame:
-    """Violations whose case is not closed (newest first), optionally of one canteen."""
+def cases(data: CanteenData, statuses="open", canteen_id: str | None = None) -> pd.DataFrame:
+    """Violations whose case is in `statuses` ("open": not closed yet; None: all), newest
+    first, optionally of one canteen. The status is the case's (case engine)."""
     v = data.violations
     if v.empty:
         return v
+    if statuses == "open":
+        statuses = open_statuses()
     out = v[v["status"].isin(statuses)] if statuses else v
     if canteen_id:
         out = out[out["canteen_id"] == canteen_id]
     return out.sort_values("ts", ascending=False)
 
 
-def set_case_status(violation_id: str, status: str, *, actor: str | None = None, note: str | None = None,
-                    ts: dt.datetime | None = None, eng=None) -> dict:
-    """Move one case to `status` (TRANSITIONS), in one transaction with its history row."""
-    from workbench.store import hub
-    from workbench.store.ingest import insert_new
+def target_status(status: str) -> tuple[str | None, str | None]:
+    """(action, status) for what a caller asked: an action of the type (notify, verify …),
+    one of its statuses, or a status of an old export (open/notified/rectified/verified)."""
+    ct = case_type()
+    if status in ct.actions:
+        return status, None
+    s = rect.status_of(status)
+    if s in ct.statuses:
+        return None, s
+    acts = "、".join(f"{k}（{ct.action_labels.get(k, v)}）" for k, v in ct.actions.items())
+    raise CaseError(f"未知的整改状态或操作“{status}”（可选状态：{'、'.join(ct.statuses)}；操作：{acts}）")
 
-    if status not in STATUSES:
-        raise CaseError(f"未知的整改状态“{status}”（可选：{'、'.join(STATUS_LABELS.values())}）")
+
+def set_case_status(violation_id: str, status: str, *, actor: str | None = None, note: str | None = None,
+                    ts: dt.datetime | None = None, expected: str | None = None, eng=None) -> dict:
+    """Move the violation's rectification case to `status` (a status or an action of the case
+    type) through the case engine: `actor` is required, `expected` is the status the caller
+    showed (refused when the case moved since). A verified case lifts its 严重违规 alert."""
+    from workbench.store import hub
+
+    if not actor or not str(actor).strip():
+        raise CaseError("请填写操作人：每一步整改记录都要写明是谁办理的")
+    action, to = target_status(status)
     eng = eng or hub.engine()
-    t = DATASETS["canteen_violations"].table
-    ts = ts or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    kw = dict(actor=str(actor).strip(), note=note or "", ts=ts, expected=rect.status_of(expected) if expected else None,
+              case_type_name=CASE_TYPE)
     with eng.begin() as conn:
-        row = conn.execute(sa.select(t.c.status).where(t.c.violation_id == violation_id)).first()
-        if row is None:
-            raise CaseError(f"没有编号为 {violation_id} 的违规记录")
-        old = row[0] or "open"
-        if status not in TRANSITIONS.get(old, ()):
-            allowed = "、".join(STATUS_LABELS[s] for s in TRANSITIONS.get(old, ())) or "无（已复核，案件关闭）"
-            raise CaseError(f"{violation_id} 当前为“{STATUS_LABELS.get(old, old)}”，不能改为“{STATUS_LABELS[status]}”"
-                            f"（可改为：{allowed}）")
-        conn.execute(t.update().where(t.c.violation_id == violation_id).values(status=status))
-        insert_new(conn, DATASETS["canteen_case_history"], pd.DataFrame([{
-            "violation_id": violation_id, "ts": ts, "status": status, "actor": actor, "note": note}]))
-    return {"violation_id": violation_id, "from": old, "to": status, "ts": ts}
+        if action:
+            ch = case_engine.act(conn, violation_id, action, **kw)
+        else:
+            ch = case_engine.transition(conn, violation_id, to, **kw)
+        if ch.after in case_type().closed:
+            rect.lift_alert(conn, violation_id, ts=ch.ts, actor=ch.actor)
+    return {"violation_id": violation_id, "from": ch.before, "to": ch.after, "ts": ch.ts, "actor": ch.actor}

@@ -260,7 +260,8 @@ class Watcher:
             self.problem(s.camera_id, f"摄像头离线：{s.message}")
             eng = self.engines.get(s.camera_id)
             if self.hub is not None:
-                self.hub.camera_offline(s.camera_id, s.message, s.ts or utcnow(), eng.district if eng else None)
+                self.hub.camera_offline(s.camera_id, s.message, s.ts or utcnow(), eng.district if eng else None,
+                                        canteen_id=eng.canteen_id if eng else None)
             if self.mqtt is not None:
                 self.mqtt.availability(s.camera_id, False)
         elif s.kind == "online":

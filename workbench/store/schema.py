@@ -37,6 +37,7 @@ class Field:
     choices: tuple[str, ...] | None = None
     length: int = 64
     default_from: str | None = None  # copy another field when this one is empty
+    stored: bool = True  # False: read from files and handed to the dataset's loader, not a column
 
 
 @dataclass(frozen=True)
@@ -190,8 +191,10 @@ _register(Dataset(
               choices=("critical", "warning", "info")),
         Field("score", "float", "置信度", False, ("置信度", "得分"), min=0, max=1),
         Field("snapshot", "str", "抓拍图", False, ("抓拍图", "快照"), length=512),
-        Field("status", "str", "整改状态", False, ("整改状态", "状态"),
-              choices=("open", "notified", "rectified", "verified")),
+        # 整改状态 of a platform export: not a column (migration 0007); the canteen loader applies it
+        # to the violation's rectification case through the case engine (workbench.cases.sync)
+        Field("status", "str", "整改状态", False, ("整改状态", "状态"), stored=False,
+              choices=("open", "notified", "rectified", "verified", "待处理", "已通知", "已整改", "退回整改", "已复核")),
         Field("source", "str", "来源", False, ("来源",)),
         # camera AI pipeline (workbench.canteen; migration 0005)
         Field("updated_at", "ts", "更新时间", False, ("更新时间",)),
@@ -202,20 +205,6 @@ _register(Dataset(
     key=("violation_id",),
     checks=(RowCheck("结束时间早于开始时间", _later("ts_end", "ts")),),
     indexes=(("canteen_id", "ts"),),
-))
-
-_register(Dataset(
-    "canteen_case_history", "明厨亮灶整改记录", "市场监管局",
-    (
-        Field("violation_id", "str", "违规编号", True, ("违规编号",)),
-        Field("ts", "ts", "变更时间", True, ("变更时间", "时间")),
-        Field("status", "str", "整改状态", True, ("整改状态", "状态"),
-              choices=("open", "notified", "rectified", "verified")),
-        Field("actor", "str", "操作人", False, ("操作人", "办理人")),
-        Field("note", "str", "说明", False, ("说明", "备注"), length=512),
-    ),
-    key=("violation_id", "ts", "status"),
-    indexes=(("violation_id",),),
 ))
 
 _register(Dataset(
@@ -506,7 +495,7 @@ for _ds in DATASETS.values():
         _ds.name,
         metadata,
         *(sa.Column(f.name, _SA_TYPES[f.kind](f), nullable=not (f.required or f.name in _ds.key),
-                    comment=f.label) for f in _ds.fields),
+                    comment=f.label) for f in _ds.fields if f.stored),
         sa.PrimaryKeyConstraint(*_ds.key),
         *(sa.Index(None, *cols) for cols in _ds.indexes),
         comment=_ds.label,

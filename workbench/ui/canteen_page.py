@@ -24,7 +24,7 @@ DAYS = 30  # school days the ranking covers
 REFRESH_S = 30  # seconds between live-feed refreshes
 SEVERITY_TONE = {"critical": "bad", "warning": "warn", "info": "info"}
 SEVERITY_ZH = {"critical": "严重", "warning": "警告", "info": "提示"}
-STATUS_TONE = {"open": "bad", "notified": "warn", "rectified": "info", "verified": "ok"}
+STATUS_TONE = {"待处理": "bad", "已通知": "warn", "退回整改": "bad", "已整改": "info", "已复核": "ok"}
 RANK_LABELS = {"rank": "排名", "name": "食堂", "school_type": "学校类型", "district": "区县", "score": "合规得分",
                "violations": "违规数", "critical": "严重违规", "weighted_per_hour": "每小时加权违规",
                "open_cases": "未销案", "repeat_badge": "屡犯", "top_class": "最多违规类型"}
@@ -134,12 +134,12 @@ def feed_html(v: pd.DataFrame, canteens: pd.DataFrame, limit: int = 8) -> str:
     out = [FEED_CSS, '<div class="wb-cv-feed">']
     for r in v.sort_values("ts", ascending=False).head(limit).itertuples():
         sev = getattr(r, "severity", None)
-        status = getattr(r, "status", None) or "open"
+        status = getattr(r, "status", None) or "待处理"
         out.append(
             f'<div class="wb-cv-card">{_thumb(getattr(r, "snapshot", None))}<div class="wb-cv-meta">'
             f'{badge(str(r.violation_class), SEVERITY_TONE.get(sev, ""))} '
             f'{badge(SEVERITY_ZH.get(sev, sev or DASH), SEVERITY_TONE.get(sev, ""))} '
-            f'{badge(cp.STATUS_LABELS.get(status, status), STATUS_TONE.get(status, ""))}<br>'
+            f'{badge(status, STATUS_TONE.get(status, ""))}<br>'
             f'<b>{esc(names.get(r.canteen_id, r.canteen_id))}</b><br>'
             f'{esc(format_time(r.ts, "%Y-%m-%d %H:%M:%S"))} · 摄像头 {esc(r.camera_id)}<br>'
             f'<span style="color:#888">{esc(r.violation_id)}</span></div></div>')
@@ -150,7 +150,7 @@ def feed_html(v: pd.DataFrame, canteens: pd.DataFrame, limit: int = 8) -> str:
 def cases_table(v: pd.DataFrame, limit: int = 100) -> str:
     if v is None or v.empty:
         return table_html(None, empty="暂无未销案的违规", empty_hint="所有违规均已整改并复核。")
-    c = v.assign(status_badge=v["status"].map(lambda s: badge(cp.STATUS_LABELS.get(s, str(s)), STATUS_TONE.get(s, ""))),
+    c = v.assign(status_badge=v["status"].map(lambda s: badge(str(s), STATUS_TONE.get(s, ""))),
                  sev=v["severity"].map(lambda s: badge(SEVERITY_ZH.get(s, str(s)), SEVERITY_TONE.get(s, ""))))
     return table_html(c, dataset="canteen_violations",
                       columns=["violation_id", "ts", "violation_class", "sev", "camera_id", "score", "status_badge"],
@@ -171,10 +171,9 @@ def history_table(h: pd.DataFrame, ids) -> str:
     h = h[h["violation_id"].isin(set(ids))] if not h.empty else h
     if h.empty:
         return table_html(None, empty="暂无整改记录", empty_hint="在下方“整改状态”中变更案件状态后，记录会出现在这里。")
-    h = h.sort_values("ts", ascending=False).assign(
-        status=lambda d: d["status"].map(lambda s: cp.STATUS_LABELS.get(s, s)))
-    return table_html(h, dataset="canteen_case_history", columns=["violation_id", "ts", "status", "actor", "note"],
-                      max_rows=50, max_height="260px")
+    h = h.sort_values("ts", ascending=False)
+    return table_html(h, dataset="case_history", columns=["violation_id", "ts", "status", "actor", "department", "note"],
+                      labels={"violation_id": "违规编号", "status": "整改环节"}, max_rows=50, max_height="260px")
 
 
 # ------------------------------------------------------------------ widgets
@@ -183,7 +182,7 @@ def kpis(d: cp.CanteenData, ranked: pd.DataFrame):
     v = d.violations
     last_day = v["local_date"].max() if not v.empty else None
     today = v[v["local_date"] == last_day] if last_day is not None else v
-    open_cases = int(v["status"].isin(["open", "notified", "rectified"]).sum()) if not v.empty else 0
+    open_cases = int(v["status"].isin(cp.open_statuses()).sum()) if not v.empty else 0
     crit = int((today["severity"] == "critical").sum()) if not today.empty else 0
     mean = float(ranked["score"].mean()) if not ranked.empty else None
     return cards.kpi_row([
@@ -192,7 +191,7 @@ def kpis(d: cp.CanteenData, ranked: pd.DataFrame):
         cards.KPI("最近一日违规", len(today), unit="起",
                   note=f"{last_day:%Y-%m-%d}，严重 {crit} 起" if last_day is not None else "暂无违规记录",
                   tone="bad" if crit else ("warn" if len(today) else "muted")),
-        cards.KPI("未销案违规", open_cases, unit="起", note="待处理、已通知、已整改待复核",
+        cards.KPI("未销案违规", open_cases, unit="起", note="待处理、已通知、已整改待复核、退回整改",
                   tone="warn" if open_cases else "ok"),
         cards.KPI("平均合规得分", None if mean is None else round(mean, 1), unit="分",
                   note=f"近 {DAYS} 个上学日", tone="" if mean is not None else "muted"),
@@ -207,8 +206,8 @@ def case_editor(snap: CanteenSnapshot, v: pd.DataFrame, on_saved=None):
 
     open_v = cp.cases(cp.CanteenData(snap.data.canteens, snap.data.cameras, v, snap.data.history)).head(300)
     if open_v.empty:
-        return layout.empty("暂无可变更的案件", "未销案的违规会出现在这里，可逐步变更为已通知、已整改、已复核。")
-    opts = [(f"{r.violation_id} · {r.violation_class} · {cp.STATUS_LABELS.get(r.status, r.status)}", r.violation_id)
+        return layout.empty("暂无可变更的案件", "未销案的违规会出现在这里，可逐步变更为已通知、已整改、已复核（复核未通过则退回整改）。")
+    opts = [(f"{r.violation_id} · {r.violation_class} · {r.status}", r.violation_id)
             for r in open_v.itertuples()]
     pick = widgets.Dropdown(options=opts, description="案件", layout=widgets.Layout(width="520px"))
     nxt = widgets.Dropdown(options=[], description="改为", layout=widgets.Layout(width="220px"))
@@ -219,23 +218,26 @@ def case_editor(snap: CanteenSnapshot, v: pd.DataFrame, on_saved=None):
     for w in (pick, nxt, actor, note):
         w.style.description_width = "56px"
         w.add_class("wb-select")
-    status_of = dict(zip(open_v["violation_id"], open_v["status"]))
+    status_of = dict(zip(open_v["violation_id"], open_v["status"]))  # what the page shows (expected)
+    ct = cp.case_type()
+    verb = {s: ct.action_labels.get(a, s) for a, s in ct.actions.items()}
 
     def refresh_next(*_):
-        cur = status_of.get(pick.value, "open")
-        nxt.options = [(cp.STATUS_LABELS[s], s) for s in cp.TRANSITIONS.get(cur, ())]
+        cur = status_of.get(pick.value, ct.intake)
+        nxt.options = [(f"{s}（{verb[s]}）" if verb.get(s, s) != s else s, s) for s in ct.allowed(cur)]
         nxt.value = nxt.options[0][1] if nxt.options else None
         go.disabled = not nxt.options
 
     def submit(_):
         try:
-            res = cp.set_case_status(pick.value, nxt.value, actor=actor.value or None, note=note.value or None)
+            res = cp.set_case_status(pick.value, nxt.value, actor=actor.value, note=note.value or None,
+                                     expected=status_of.get(pick.value))
         except cp.CaseError as exc:
-            msg.value = f'<span class="wb-badge wb-bad">未保存</span> {esc(exc)}'
+            msg.value = f'<span class="wb-badge wb-bad">未保存</span> {esc(exc.problem)}'
             return
         status_of[pick.value] = res["to"]
         msg.value = (f'<span class="wb-badge wb-ok">已保存</span> {esc(pick.value)}：'
-                     f'{esc(cp.STATUS_LABELS[res["from"]])} → {esc(cp.STATUS_LABELS[res["to"]])}')
+                     f'{esc(res["from"])} → {esc(res["to"])}（{esc(res["actor"])}）')
         refresh_next()
         if on_saved:
             on_saved()
@@ -259,7 +261,7 @@ def canteen_section(snap: CanteenSnapshot, d: cp.CanteenData, canteen_id: str | 
                                  f"后厨作业时间 {info.get('staff_hours') or DASH} · 食品安全管理员 {info.get('manager') or DASH}"))
     fig = history_figure(v, name)
     items.append(charts.chart(fig) if fig is not None else layout.empty(f"{name}暂无违规记录"))
-    items.append(layout.section("未销案案件", "待处理、已通知、已整改待复核的违规，最新的在前。"))
+    items.append(layout.section("未销案案件", "待处理、已通知、已整改待复核、退回整改的违规，最新的在前。"))
     items.append(layout.html(cases_table(cp.cases(cp.CanteenData(d.canteens, d.cameras, v, d.history)))))
     items.append(layout.section("整改记录"))
     items.append(layout.html(history_table(snap.data.history, v["violation_id"] if not v.empty else [])))
@@ -299,7 +301,8 @@ def body(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, ca
         layout.html(ranking_table(ranked)),
         layout.section("单个食堂：违规历史与未销案案件"),
         pick, holder,
-        layout.section("整改状态", "整改闭环：待处理 → 已通知 → 已整改 → 已复核（复核未通过可退回已通知）；变更写入数据中台并留痕。"),
+        layout.section("整改状态", "整改闭环：待处理 → 已通知 → 已整改 → 已复核（复核未通过则退回整改，学校重新整改）；"
+                                   "须填写操作人，变更经统一案件引擎写入数据中台并留痕。"),
         case_editor(snap, d.violations, on_saved),
     ])
     out.feed = feed  # the live feed, updated in place by page()'s timer
