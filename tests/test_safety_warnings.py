@@ -282,7 +282,7 @@ def test_inspection_tasks_by_signal_and_level():
     out = A.episodes(level_grid([0, 2, 2, 4, 4] + [0] * 10, signal="寒潮"), A.WarningRules(clear_hours=3))
     streets = pd.DataFrame({"district": ["荷塘区", "荷塘区", "芦淞区"], "street": ["月塘街道", "仙庾镇", "建设街道"],
                             "lat": [27.87, 27.9, 27.8], "lon": [113.17, 113.2, 113.16]})
-    ev, hist = tk.inspection_tasks(out.alerts, out.history, streets)
+    ev = tk.inspection_tasks(out.alerts, out.history, streets)
     issue = ev[ev.ts == T0 + pd.Timedelta(hours=1)]
     assert sorted(issue.department) == ["供电公司", "燃气", "街道办事处", "街道办事处"]
     assert set(issue[issue.department == "街道办事处"].street) == {"月塘街道", "仙庾镇"}
@@ -291,11 +291,14 @@ def test_inspection_tasks_by_signal_and_level():
     assert {"城市管理和综合执法局", "公安交警", "供电公司", "燃气", "街道办事处"} == set(red.department)
     assert (red.deadline - red.ts == pd.Timedelta(hours=2)).all()
     assert ev.event_id.is_unique and (ev.external_id == out.alerts.alert_id.iloc[0]).all()
-    assert (ev.source == "预警联动").all() and (ev.status == "任务派遣").all() and (ev.urgency == "紧急").all()
+    assert (ev.alert_id == ev.external_id).all()
+    # the engine takes each task through 案卷建立 to 任务派遣 (to the task's department)
+    assert (ev.source == "预警联动").all() and (ev.urgency == "紧急").all()
+    assert all([s for s, _ in st] == ["案卷建立", "任务派遣"] for st in ev.steps)
+    assert all(st[1][1].startswith(f"派遣至{d}") for st, d in zip(ev.steps, ev.department))
     assert ev.lat.notna().all()
-    assert sorted(hist.status.unique()) == ["任务派遣", "案卷建立"] and len(hist) == 2 * len(ev)
     icy = A.episodes(level_grid([2, 2] + [0] * 8, signal="道路结冰"), A.WarningRules(clear_hours=3))
-    ev2, _ = tk.inspection_tasks(icy.alerts, icy.history, streets)
+    ev2 = tk.inspection_tasks(icy.alerts, icy.history, streets)
     assert sorted(ev2.department) == ["公安交警", "城市管理和综合执法局"]
 
 
@@ -327,7 +330,9 @@ def test_engine_on_the_hub_is_idempotent_and_continues(hub_engine):
 
     again = A.run_engine(hub_engine)  # same data: nothing changes
     assert again.written == {"findings_new": 0, "findings_updated": 0, "alerts_new": 0, "alerts_updated": 0,
-                             "alert_history_new": 0, "events_new": 0, "event_history_new": 0}
+                             "alert_history_new": 0, "events_new": 0, "event_history_new": 0,
+                             "hazard_cases_new": 0, "hazard_case_steps": 0, "overdue_alerts_new": 0,
+                             "overdue_alerts_lifted": 0}
 
     with hub_engine.begin() as conn:  # more data: the same episode goes on, and is lifted
         insert_new(conn, DATASETS["weather"], w[w.ts >= cut])
@@ -344,8 +349,16 @@ def test_engine_on_the_hub_is_idempotent_and_continues(hub_engine):
     assert sorted(whole.history.action) == sorted(h.action)
     e = table("city_events", hub_engine)
     assert e.event_id.is_unique and set(e.external_id) == set(a2.alert_id)
-    eh = table("event_history", hub_engine)
-    assert len(eh) == 2 * len(e)
+    # opened by the case engine: inspection tasks of their warning, at 任务派遣 after intake
+    assert (e.case_type == "inspection_task").all() and (e.alert_id == e.external_id).all()
+    assert (e.status == "任务派遣").all() and e.closed_at.isna().all()
+    eh = table("event_history", hub_engine).sort_values(["event_id", "ts"])
+    assert len(eh) == 3 * len(e)
+    assert all(st == ["信息收集", "案卷建立", "任务派遣"] for st in eh.groupby("event_id").status.apply(list))
+    assert set(eh.groupby("event_id").department.last()) == set(e.department)
+    assert (a2.subject == "district:荷塘区").all()
+    assert json.loads(a2["attrs"].iloc[0]) == {"district": "荷塘区", "area": "荷塘区"}
+    assert set(h.actor) == {"气象预警"}
 
 
 def test_sample_city_raises_the_planted_cold_wave(sample_city):

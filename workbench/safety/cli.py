@@ -1,4 +1,5 @@
-"""`workbench safety …`: cold-weather warnings over the hub's weather observations."""
+"""`workbench safety …`: cold-weather warnings over the hub's weather observations, inspection
+tasks, hazard rectification cases and overdue major hazards."""
 from __future__ import annotations
 
 import json
@@ -15,12 +16,12 @@ def safety():
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--progress/--no-progress", default=True, help="Show progress on stderr.")
 def warn(as_json, progress):
-    """Data quality, warnings (alerts + history) and inspection tasks over the hub's weather."""
+    """Data quality, warnings (alerts + history), inspection tasks, hazard cases and overdue alerts."""
     from tqdm import tqdm
 
+    from workbench.safety.warnings import STEPS as steps
     from workbench.safety.warnings import run_engine
 
-    steps = ("读取气象观测", "数据质量检查", "预警判定", "生成巡查任务", "写入数据中台")
     bar = tqdm(total=len(steps), desc="预警引擎", unit="步", disable=as_json or not progress, leave=False)
 
     def step(name):
@@ -50,6 +51,8 @@ def _text(s: dict) -> str:
     for r in s["episodes_by_level"]:
         lines.append(f"    {r['category']}{r['level']}预警 × {r['n']}")
     lines.append(f"联动巡查任务 {s['tasks']} 件（新派遣 {w['events_new']} 件）。")
+    lines.append(f"隐患整改案件新立 {w['hazard_cases_new']} 件，按台账推进 {w['hazard_case_steps']} 步；"
+                 f"重大隐患逾期告警新增 {w['overdue_alerts_new']} 条，解除 {w['overdue_alerts_lifted']} 条。")
     return "\n".join(lines)
 
 

@@ -1,21 +1,27 @@
-"""Inspection tasks that a cold-weather warning sets off, as city events (预警联动).
+"""Inspection tasks that a cold-weather warning sets off (预警联动巡查任务), as cases.
 
 When a warning is issued (发布), or upgraded to orange or red (升级), each department on
-the signal's list gets one task, in the city's event flow: a `city_events` row already
-at 任务派遣 plus its 案卷建立 and 任务派遣 history rows. Ids derive from the alert id,
-the task and the level, so a re-run adds nothing.
+the signal's list gets one task: a case of type `inspection_task` in the city's event file
+(`city_events`), opened through the case engine (workbench.cases) at its intake step
+信息收集 and taken on to 案卷建立 and 任务派遣. Ids derive from the alert id, the task, the
+street and the level, so a re-run (or the linkage run after it) opens nothing twice.
+
+`cold_weather_tasks(conn, alert_rows)` is the department's linkage resolver (registered in
+department.py): the case rows for the warnings given, each with its `steps`; `open_tasks`
+opens them. `workbench safety warn` goes through the same two functions.
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from workbench.store.ingest import insert_new
-from workbench.store.schema import DATASETS
+from workbench import geo
 
+CASE_TYPE = "inspection_task"
 CITY_MGMT = "城市管理和综合执法局"
 POLICE = "公安交警"
 POWER = "供电公司"
@@ -68,14 +74,23 @@ def triggers(history: pd.DataFrame) -> pd.DataFrame:
     return h[(h["action"] == "发布") | ((h["action"] == "升级") & h["level"].isin(["橙色", "红色"]))]
 
 
+TASK_COLUMNS = ["event_id", "ts", "source", "external_id", "alert_id", "event_group", "event_class",
+                "description", "district", "street", "lat", "lon", "address", "department", "urgency",
+                "deadline", "steps"]
+
+
 def inspection_tasks(alerts: pd.DataFrame, history: pd.DataFrame,
                      streets: pd.DataFrame | None = None,
-                     places: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """City events and their history rows for the tasks the warnings set off.
+                     places: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The case rows of the tasks the warnings set off, one per task (not yet opened).
 
-    `streets`: district, street, lat, lon (street offices; from the hub's grids);
-    `places`: area, lat, lon (where a district's tasks are pinned when it has no streets)."""
-    trig = triggers(history).merge(alerts[["alert_id", "category", "area", "district", "title"]],
+    `alerts`: alert_id, category, area, district (the warnings); `history`: their alert
+    history (alert_id, ts, action, level). `streets`: district, street, lat, lon and, when
+    known, code (street offices; `street_offices(grids)`); `places`: area, lat, lon (where an
+    area that is no district is pinned). Each row carries the warning it came from
+    (`alert_id`, also `external_id`) and `steps`: the (status, note) pairs the engine takes
+    after intake, 案卷建立 then 任务派遣."""
+    trig = triggers(history).merge(alerts[["alert_id", "category", "area", "district"]],
                                    on="alert_id", how="left")
     rows = []
     for t in trig.itertuples():
@@ -83,77 +98,118 @@ def inspection_tasks(alerts: pd.DataFrame, history: pd.DataFrame,
         for task in TASKS.get(t.category, ()):
             if level < task.min_level:
                 continue
-            for street, lat, lon in _where(task, t.area, streets, places):
-                rows.append(_event(t, task, level, street, lat, lon))
-    events = pd.DataFrame(rows, columns=EVENT_COLUMNS)
-    hist = pd.concat([
-        events.assign(status="案卷建立", actor=SOURCE, note="气象预警联动自动立案：" + events["title"]),
-        events.assign(status="任务派遣", actor=events["department"],
-                      note="派遣至" + events["department"] + "，处置时限 " + events["_hours"].astype(str) + " 小时"),
-    ])[["event_id", "ts", "status", "actor", "note"]].reset_index(drop=True)
-    return events.drop(columns=["title", "_hours"]), hist
-
-
-EVENT_COLUMNS = ["event_id", "ts", "updated_at", "source", "external_id", "event_group", "event_class",
-                 "description", "district", "street", "lat", "lon", "address", "status", "department",
-                 "urgency", "deadline", "title", "_hours"]
+            for street, code, lat, lon in _where(task, t.area, streets, places):
+                rows.append(_task(t, task, level, street, code, lat, lon))
+    out = pd.DataFrame(rows, columns=TASK_COLUMNS)
+    out["ts"] = pd.to_datetime(out["ts"])
+    out["deadline"] = pd.to_datetime(out["deadline"])
+    return out
 
 
 def _where(task: Task, area: str, streets, places):
-    """(street, lat, lon) for each task instance: every street of the district, or the district."""
+    """(street, code, lat, lon) for each task instance: every street of the district, or the district."""
     if task.per_street and streets is not None and len(streets):
         s = streets[streets["district"] == area]
         if len(s):
-            return list(zip(s["street"], s["lat"], s["lon"]))
+            codes = s["code"] if "code" in s else pd.Series([None] * len(s), index=s.index)
+            return [(st, c if isinstance(c, str) and c else street_code(st), la, lo)
+                    for st, c, la, lo in zip(s["street"], codes, s["lat"], s["lon"])]
     lat, lon = np.nan, np.nan
-    from workbench.synth.geography import DISTRICT_BY_NAME
-
-    d = DISTRICT_BY_NAME.get(area)
+    d = geo.BY_NAME.get(area)
     if d is not None:
         lat, lon = d.lat, d.lon
     elif places is not None and area in set(places["area"]):
         p = places.set_index("area").loc[area]
         lat, lon = float(p["lat"]), float(p["lon"])
-    return [(None, lat, lon)]
+    return [(None, None, lat, lon)]
 
 
-def _event(t, task: Task, level: int, street, lat, lon) -> dict:
+def _task(t, task: Task, level: int, street, code, lat, lon) -> dict:
     ts = pd.Timestamp(t.ts)
     hours = DEADLINE_HOURS[level]
-    code = task.code + ("-" + _street_code(street) if street else "")
+    suffix = task.code + ("-" + code if street else "")
     office = f"{street}{'人民政府' if str(street).endswith(('镇', '乡')) else '办事处'}" if street else task.department
     title = f"{t.area}{t.category}{t.level}预警"
     return {
-        "event_id": f"{t.alert_id}-{code}-{LEVEL_CODE[level]}", "ts": ts, "updated_at": ts, "source": SOURCE,
-        "external_id": t.alert_id, "event_group": "突发事件", "event_class": task.event_class,
-        "description": f"{title}：请{office}{task.what}。", "district": t.district, "street": street,
-        "lat": lat, "lon": lon, "address": f"{t.area}{street or ''}", "status": "任务派遣",
+        "event_id": f"{t.alert_id}-{suffix}-{LEVEL_CODE[level]}", "ts": ts, "source": SOURCE,
+        "external_id": t.alert_id, "alert_id": t.alert_id, "event_group": "突发事件",
+        "event_class": task.event_class, "description": f"{title}：请{office}{task.what}。",
+        "district": t.district, "street": street, "lat": lat, "lon": lon, "address": f"{t.area}{street or ''}",
         "department": task.department, "urgency": "紧急", "deadline": ts + pd.Timedelta(hours=hours),
-        "title": title, "_hours": hours,
+        "steps": [("案卷建立", f"气象预警联动自动立案：{title}"),
+                  ("任务派遣", f"派遣至{task.department}，处置时限 {hours} 小时")],
     }
 
 
-def _street_code(street: str) -> str:
-    from workbench.synth.geography import DISTRICTS
-
-    for d in DISTRICTS:
-        for name, code in d.streets:
-            if name == street:
-                return code
-    import zlib
-
-    return f"{zlib.crc32(str(street).encode()):08X}"  # a street the city's table does not know
+def street_code(street: str) -> str:
+    """A street's code in task ids when the hub's grids give none: a checksum of its name
+    (the same in every hub)."""
+    return f"{zlib.crc32(str(street).encode()):08X}"
 
 
 def street_offices(grids: pd.DataFrame) -> pd.DataFrame:
-    """Streets of each district with a centre (mean of their grids), from the hub's grids."""
+    """Streets of each district with a centre (mean of their grids) and a code, from the
+    hub's grids. The code is the middle part of the street's grid ids (HT-YT-003 → YT) when
+    they follow the city's pattern, else a checksum of the street's name: both stay the same
+    as long as the hub's grids do, so task ids are stable."""
     if grids.empty:
-        return pd.DataFrame(columns=["district", "street", "lat", "lon"])
-    return (grids.groupby(["district", "street"], sort=True)
-            .agg(lat=("lat", "mean"), lon=("lon", "mean")).round(5).reset_index())
+        return pd.DataFrame(columns=["district", "street", "lat", "lon", "code"])
+    out = (grids.groupby(["district", "street"], sort=True)
+           .agg(lat=("lat", "mean"), lon=("lon", "mean")).round(5).reset_index())
+    if "grid_id" in grids:
+        parts = grids["grid_id"].astype("string").str.split("-")
+        mid = parts.str[1].where(parts.str.len() == 3)
+        g = grids.assign(_code=mid).dropna(subset=["_code"])
+        codes = g.groupby(["district", "street"])["_code"].agg(lambda c: c.mode().iloc[0]) if len(g) else None
+        if codes is not None:
+            out = out.merge(codes.rename("code").reset_index(), on=["district", "street"], how="left")
+    if "code" not in out:
+        out["code"] = None
+    out["code"] = [c if isinstance(c, str) and c else street_code(s) for c, s in zip(out["code"], out["street"])]
+    return out
 
 
-def save_tasks(conn: sa.Connection, events: pd.DataFrame, history: pd.DataFrame) -> dict:
-    """Insert the tasks not yet in the hub (natural keys): never duplicated on a re-run."""
-    return {"events_new": insert_new(conn, DATASETS["city_events"], events),
-            "event_history_new": insert_new(conn, DATASETS["event_history"], history)}
+def open_tasks(conn: sa.Connection, tasks: pd.DataFrame, *, actor: str = SOURCE) -> int:
+    """Open the tasks through the case engine (intake, 案卷建立, 任务派遣); tasks already held
+    are left alone. Returns how many were opened."""
+    from workbench import cases
+
+    if tasks.empty:
+        return 0
+    steps = tasks["steps"] if "steps" in tasks else None
+    return cases.open_cases(conn, CASE_TYPE, tasks.drop(columns=["steps"], errors="ignore"), actor=actor,
+                            steps=steps, intake_note="气象预警触发联动巡查")
+
+
+def cold_weather_tasks(conn: sa.Connection, alert_rows: pd.DataFrame) -> pd.DataFrame:
+    """Linkage resolver: the inspection-task case rows for warnings (rows of `alerts`), with
+    their `steps`. Reads the warnings' history, the hub's grids (street offices) and, for an
+    area that is no district, its weather stations' position."""
+    from workbench.store.schema import DATASETS
+
+    if alert_rows is None or alert_rows.empty:
+        return pd.DataFrame(columns=TASK_COLUMNS)
+    a = alert_rows[alert_rows["category"].isin(TASKS)]
+    if a.empty:
+        return pd.DataFrame(columns=TASK_COLUMNS)
+    a = a.drop_duplicates("alert_id")
+    hist = DATASETS["alert_history"].table
+    ids = a["alert_id"].astype(str).tolist()
+    parts = []
+    for k in range(0, len(ids), 1000):
+        stmt = sa.select(hist.c.alert_id, hist.c.ts, hist.c.action, hist.c.level).where(
+            hist.c.alert_id.in_(ids[k:k + 1000]))
+        parts.append(pd.DataFrame(conn.execute(stmt).all(), columns=["alert_id", "ts", "action", "level"]))
+    h = pd.concat(parts, ignore_index=True)
+    h["ts"] = pd.to_datetime(h["ts"])
+    g = DATASETS["grids"].table
+    grids = pd.DataFrame(conn.execute(sa.select(g.c.grid_id, g.c.district, g.c.street, g.c.lat, g.c.lon)).all(),
+                         columns=["grid_id", "district", "street", "lat", "lon"])
+    others = sorted({x for x in a["area"].dropna() if x not in geo.BY_NAME})
+    places = None
+    if others:
+        w = DATASETS["weather"].table
+        stmt = (sa.select(w.c.station_id, sa.func.avg(w.c.lat), sa.func.avg(w.c.lon))
+                .where(w.c.station_id.in_(others)).group_by(w.c.station_id))
+        places = pd.DataFrame(conn.execute(stmt).all(), columns=["area", "lat", "lon"])
+    return inspection_tasks(a, h, street_offices(grids), places)

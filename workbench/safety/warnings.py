@@ -8,6 +8,7 @@ become episodes: one alert per district and signal while it lasts, with 发布 /
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 from dataclasses import dataclass, field
 
@@ -15,10 +16,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from workbench import config
+from workbench import config, geo
 from workbench.safety.weather import _local
-from workbench.store.ingest import insert_new, upsert
-from workbench.store.schema import DATASETS
 
 LEVELS = ("", "蓝色", "黄色", "橙色", "红色")
 SEVERITY = {1: "warning", 2: "warning", 3: "critical", 4: "critical"}
@@ -171,12 +170,17 @@ def _stations(clean: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------ episodes
 
-def area_code(area: str) -> str:
-    """Short code of a district for alert ids (the pinyin initials of the city's districts)."""
-    from workbench.synth.geography import DISTRICT_BY_NAME
+# The districts' short codes in alert ids (W-HS-HT-2026011308): the pinyin initials the
+# city's grid ids start with (HT-YT-003); kept fixed so an alert's id never changes.
+AREA_CODES = {"430202": "HT", "430203": "LS", "430204": "SF", "430211": "TY", "430212": "LK",
+              "430281": "LL", "430223": "YX", "430224": "CL", "430225": "YL"}
 
-    d = DISTRICT_BY_NAME.get(area)
-    return d.code if d else "".join(ch for ch in str(area) if ch.isalnum() and ch.isascii()).upper() or "X"
+
+def area_code(area: str) -> str:
+    """Short code of a district for alert ids (the pinyin initials of the city's districts);
+    another area (a station without a district) is named by its own letters and digits."""
+    d = geo.BY_NAME.get(area)
+    return AREA_CODES[d.adcode] if d else "".join(ch for ch in str(area) if ch.isalnum() and ch.isascii()).upper() or "X"
 
 
 def episodes(grid: SignalGrid, rules: WarningRules = WarningRules()) -> Warnings:
@@ -233,7 +237,7 @@ def episodes(grid: SignalGrid, rules: WarningRules = WarningRules()) -> Warnings
 
 
 ALERT_COLUMNS = ["alert_id", "ts", "department", "category", "severity", "title", "area", "district",
-                 "valid_from", "valid_to", "status", "source", "evidence", "level", "updated_at"]
+                 "valid_from", "valid_to", "status", "source", "evidence", "level", "updated_at", "subject", "attrs"]
 HISTORY_COLUMNS = ["alert_id", "ts", "action", "level", "note"]
 
 
@@ -247,12 +251,12 @@ def _frame(rows: list[dict], cols: list[str]) -> pd.DataFrame:
 
 def _open(signal: str, area: str, ts: pd.Timestamp, level: int, rules: WarningRules) -> dict:
     local = ts.tz_localize("UTC").tz_convert(rules.tz)
-    from workbench.synth.geography import DISTRICT_BY_NAME
-
+    district = area if area in geo.BY_NAME else None
     return {"alert_id": f"W-{SIGNALS[signal]}-{area_code(area)}-{local:%Y%m%d%H}", "ts": ts,
-            "department": DEPARTMENT, "category": signal, "area": area,
-            "district": area if area in DISTRICT_BY_NAME else None, "valid_from": ts, "valid_to": None,
-            "source": SOURCE, "_peak": 0, "_ev": {}}
+            "department": DEPARTMENT, "category": signal, "area": area, "district": district,
+            "valid_from": ts, "valid_to": None, "source": SOURCE,
+            "subject": f"district:{district}" if district else None,
+            "attrs": {"district": district, "area": area}, "_peak": 0, "_ev": {}}
 
 
 def _apply(ep: dict, action: str, level: int, ts, ev: dict, signal: str, rules: WarningRules) -> None:
@@ -329,12 +333,14 @@ def warnings_from(clean: pd.DataFrame, rules: WarningRules = WarningRules()) -> 
 # ------------------------------------------------------------------------------ the hub
 
 def save_warnings(conn: sa.Connection, w: Warnings) -> dict:
-    """Alerts updated in place (or inserted), history rows appended once each."""
+    """The warnings through the alert API (workbench.alerts.publish): new ones raised,
+    changed ones updated, with the episodes' own history rows (发布 at 06:00, 升级 at 14:00 …)
+    appended once each; unchanged ones add nothing."""
+    from workbench import alerts
+
     a = w.alerts.drop(columns=[c for c in w.alerts.columns if c.startswith("_")])
-    added, updated = upsert(conn, "alerts", a, ["severity", "title", "valid_to", "status", "evidence",
-                                                 "level", "updated_at"])
-    hist = insert_new(conn, DATASETS["alert_history"], w.history)
-    return {"alerts_new": added, "alerts_updated": updated, "alert_history_new": hist}
+    out = alerts.publish(conn, a, history=w.history.assign(actor=SOURCE), actor=SOURCE)
+    return {"alerts_new": out["new"], "alerts_updated": out["updated"], "alert_history_new": out["history"]}
 
 
 # ------------------------------------------------------------------------------ one run
@@ -348,8 +354,9 @@ class EngineRun:
     findings: pd.DataFrame
     excluded: pd.DataFrame
     warnings: Warnings
-    events: pd.DataFrame
+    events: pd.DataFrame  # the inspection tasks the warnings set off (case rows)
     written: dict
+    linkage: object = None  # what workbench.linkage.run returned, when it ran
 
     def summary(self) -> dict:
         a = self.warnings.alerts
@@ -368,33 +375,48 @@ class EngineRun:
         }
 
 
+STEPS = ("读取气象观测", "数据质量检查", "预警判定", "写入数据中台", "生成巡查任务", "隐患整改与逾期告警")
+
+
 def run_engine(eng=None, *, weather: pd.DataFrame | None = None, quality=None,
-               rules: WarningRules = WarningRules(), progress=None) -> EngineRun:
-    """Data quality, warnings and inspection tasks over the hub's weather (or `weather`),
-    written to the hub: data_quality, alerts (updated in place), alert_history, city_events,
-    event_history. Idempotent; on more data it continues the episodes. `progress(step)`
-    is called with a Chinese step name before each step."""
+               rules: WarningRules = WarningRules(), progress=None, linkage: bool = True) -> EngineRun:
+    """Data quality, warnings, inspection tasks and overdue major hazards over the hub.
+
+    Writes data_quality; the warnings through the alert API (workbench.alerts); the tasks
+    they set off as inspection_task cases (workbench.cases, in city_events); every hazard's
+    rectification case opened and moved by the ledger's dates, and one 重大隐患逾期 alert per
+    open major hazard past its deadline (lifted once rectified). Then, when the linkage
+    module exists and `linkage`, the city's linkage rules for safety's alerts. Idempotent;
+    on more data it continues the episodes. `progress(step)` is called with a Chinese step
+    name (STEPS) before each step."""
+    from workbench.safety import hazards as hz
     from workbench.safety import tasks as tk
     from workbench.safety.weather import QualityRules, check_weather, save_findings
     from workbench.store import hub
 
     step = progress or (lambda _s: None)
     eng = eng or hub.engine()
-    step("读取气象观测")
+    step(STEPS[0])
     wx = hub.read("weather", eng=eng) if weather is None else weather
-    step("数据质量检查")
+    step(STEPS[1])
     report = check_weather(wx, quality or QualityRules(tz=rules.tz))
-    step("预警判定")
+    step(STEPS[2])
     grid = signal_grid(report.clean, rules)
     w = episodes(grid, rules)
-    step("生成巡查任务")
-    grids = hub.read("grids", columns=["district", "street", "lat", "lon"], eng=eng)
-    places = grid.stations.groupby("area")[["lat", "lon"]].mean().reset_index()
-    events, ev_hist = tk.inspection_tasks(w.alerts, w.history, tk.street_offices(grids), places)
-    step("写入数据中台")
     with eng.begin() as conn:
+        step(STEPS[3])
         f_new, f_upd = save_findings(conn, report.findings)
-        written = {"findings_new": f_new, "findings_updated": f_upd, **save_warnings(conn, w),
-                   **tk.save_tasks(conn, events, ev_hist)}
+        written = {"findings_new": f_new, "findings_updated": f_upd, **save_warnings(conn, w)}
+        step(STEPS[4])
+        events = tk.cold_weather_tasks(conn, w.alerts)
+        opened = tk.open_tasks(conn, events)
+        written.update(events_new=opened, event_history_new=opened * 3)  # intake, 案卷建立, 任务派遣
+        step(STEPS[5])
+        written.update(hz.raise_overdue(conn))
+    linked = None
+    if linkage and importlib.util.find_spec("workbench.linkage") is not None:
+        from workbench import linkage as lk
+
+        linked = lk.run(eng, departments=["safety"])
     return EngineRun(int((report.clean["kind"] == "observed").sum()), int(report.clean["station_id"].nunique()),
-                     report.findings, report.excluded, w, events, written)
+                     report.findings, report.excluded, w, events, written, linked)

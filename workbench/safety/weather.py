@@ -145,7 +145,7 @@ def _implausible(w: pd.DataFrame, v: str, rules: QualityRules) -> np.ndarray:
 def _stuck(w: pd.DataFrame, v: str, obs: np.ndarray, codes: np.ndarray, rules: QualityRules) -> np.ndarray:
     """Observed values that repeat, unchanged, at least `stuck_hours[v]` readings in a row."""
     n = rules.stuck_hours.get(v)
-    if not n:
+    if not n or not len(w):  # a hub without weather yet has nothing stuck
         return np.zeros(len(w), bool)
     x = w[v].to_numpy()
     together = (codes[1:] == codes[:-1]) & obs[1:] & obs[:-1]
