@@ -132,10 +132,21 @@ def test_followup_states_and_overdue():
     st = fu.status(t, f, as_of="2026-01-15").set_index("test_id")
     assert st["state"].to_dict() == {"A": "未登记处置", "B": "已办结", "C": "已办结", "D": "待复查", "E": "复查仍阳性"}
     assert st["overdue"].to_dict() == {"A": True, "B": False, "C": False, "D": True, "E": True}
-    assert st.loc["A", "deadline"] == pd.Timestamp("2026-01-12 01:00")  # default: a week after the test
-    assert st.loc["A", "days_overdue"] == 2
+    assert st.loc["A", "deadline"] == pd.Timestamp("2026-01-08 01:00")  # default: 72 h after the test
+    assert st.loc["A", "days_overdue"] == 6
+    assert (st["source"] == "台账").all()  # no cases: derived from the ledger's dates
     s = fu.summary(st.reset_index())
     assert (s["positives"], s["closed"], s["overdue"], s["destroyed_kg"]) == (5, 2, 3, 5.0)
+    # where the hub holds the cases, they are the authority: A is still 待处置 (a case, past its
+    # 72 h), D closed late as a false positive, E's case was moved on by a person
+    c = pd.DataFrame({"case_id": ["FU-A", "FU-D", "FU-E"], "status": ["待处置", "复检阴性", "待复查"],
+                      "deadline": pd.to_datetime(["2026-01-08 01:00", "2026-01-08 01:00", "2026-01-16 01:00"]),
+                      "closed_at": pd.to_datetime([None, "2026-01-09 01:00", None])})
+    st = fu.status(t, f, as_of="2026-01-15", cases=c).set_index("test_id")
+    assert st["state"].to_dict() == {"A": "待处置", "B": "已办结", "C": "已办结", "D": "复检阴性", "E": "待复查"}
+    assert st["source"].to_dict() == {"A": "案件", "B": "台账", "C": "台账", "D": "案件", "E": "案件"}
+    assert st["overdue"].to_dict() == {"A": True, "B": False, "C": False, "D": False, "E": False}
+    assert st["late"].to_dict() == {"A": False, "B": False, "C": False, "D": True, "E": False}
 
 
 @pytest.fixture(scope="module")

@@ -137,6 +137,9 @@ def test_cli_watch_once_and_analyse(tmp_path):
     assert r.returncode == 0, r.stderr
     s = json.loads(r.stdout)
     assert s["tests"] == 4 and s["positive_items"] == 1
-    assert s["written"]["alerts_new"] == sum(s["alerts"].values())  # a fresh hub: every alert is new
+    # the positive was raised as it came in (快检阳性, by the watched folder); the rest is new now
+    assert s["alerts"]["快检阳性"] == 1
+    assert s["written"]["alerts_new"] == sum(s["alerts"].values()) - 1
+    assert s["written"]["followup_cases"]["opened"] == 1  # the linkage opened its follow-up case
     r = run("market", "analyse", "--json")
     assert json.loads(r.stdout)["written"]["alerts_new"] == 0  # a rerun adds nothing

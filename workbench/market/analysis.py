@@ -1,13 +1,19 @@
 """One run of the market analysis: bulletin figures, surveillance, integrity and follow-up,
 and what it writes to the hub (alerts, data_quality).
 
-Alerts, one per finding (never one per day it persists), with stable ids so a rerun updates
-them in place:
-- MKT-CUSUM-<market>-<first alarm week>: a market's positive rate rising (binomial CUSUM
-  episode on its weekly series); warning.
-- MKT-BAN-<test_id>: a banned substance found positive; critical.
-- MKT-FU-<test_id>: a positive whose follow-up is overdue; warning.
-- MKT-DQ-<finding>: an integrity finding; warning.
+Alerts, one per finding (never one per day it persists), with stable ids, published through
+the spine's alert API (workbench.alerts: a rerun changes only what changed, with history):
+- MKT-POS-<test_id> 快检阳性: every positive rapid test; subject rapid_tests:<test_id>, attrs
+  test_id, market_id, stall_id, commodity, test_item, district (the linkage rules open the
+  follow-up case and the schools' notices from it); critical for a banned substance, else
+  warning; 已处置 once its follow-up is closed. Also raised right after ingest
+  (`raise_positive_alerts`), so a positive reaches the hub within seconds.
+- MKT-CUSUM-<market>-<first alarm week> 快检阳性率上升: a market's positive rate rising
+  (binomial CUSUM episode on its weekly series); warning.
+- MKT-FU-<test_id> 快检阳性处置逾期: a positive whose follow-up went past its deadline;
+  subject cases:FU-<test_id> (lifted by the case engine when the case closes).
+- MKT-DQ-<finding> 快检数据真实性: an integrity finding; warning.
+(MKT-BAN-<test_id> 禁用物质快检阳性 of earlier versions is now the critical 快检阳性 alert.)
 """
 from __future__ import annotations
 
@@ -16,6 +22,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from workbench import alerts as alerts_api
+from workbench import clock
 from workbench.market import figures as fg
 from workbench.market import followup as fu
 from workbench.market import integrity as ig
@@ -27,7 +35,9 @@ TEST_COLUMNS = ["test_id", "ts", "sampled_at", "market_id", "stall_id", "vendor"
                 "origin", "test_item", "method", "reading", "unit", "threshold", "result", "reagent_batch",
                 "reagent_expiry", "device_id", "inspector_id"]
 ALERT_COLUMNS = ["alert_id", "ts", "department", "category", "severity", "title", "area", "district",
-                 "valid_from", "valid_to", "status", "source", "evidence", "level", "updated_at"]
+                 "valid_from", "valid_to", "status", "source", "evidence", "level", "updated_at", "subject", "attrs"]
+POSITIVE = "快检阳性"
+CATEGORIES = (POSITIVE, "快检阳性率上升", "快检阳性处置逾期", "快检数据真实性")
 
 
 @dataclass
@@ -78,8 +88,10 @@ def market_surveillance(prep: pd.DataFrame, rules: sv.Rules = sv.Rules()) -> Mar
 
 
 def analyse(tests: pd.DataFrame, markets: pd.DataFrame | None = None, followups: pd.DataFrame | None = None,
-            rules: sv.Rules = sv.Rules(), as_of=None, progress=None, trend: bool = True) -> Analysis:
-    """Everything the dashboard, the bulletin and the alerts need, from DataFrames."""
+            rules: sv.Rules = sv.Rules(), as_of=None, progress=None, trend: bool = True,
+            cases: pd.DataFrame | None = None) -> Analysis:
+    """Everything the dashboard, the bulletin and the alerts need, from DataFrames.
+    `cases`: the hub's follow-up cases (followup.read_cases), the authority on follow-up."""
     step = progress or (lambda _s: None)
     markets = markets if markets is not None else pd.DataFrame(columns=["market_id", "name", "district"])
     step("整理检测记录")
@@ -101,7 +113,7 @@ def analyse(tests: pd.DataFrame, markets: pd.DataFrame | None = None, followups:
     step("数据真实性核查")
     integ = ig.check(tests, markets)
     step("阳性处置跟踪")
-    fstat = fu.status(tests, followups, as_of)
+    fstat = fu.status(tests, followups, as_of, cases=cases)
     an = Analysis(as_of, tests, prep, markets, city, by_market, msv, (city_n, city_x), ears_res, fun, trend_tab,
                   integ, fstat, pd.DataFrame(columns=ALERT_COLUMNS), rules)
     an.alerts = alerts(an)
@@ -117,12 +129,39 @@ def _lookup(markets: pd.DataFrame, col: str) -> dict:
 
 
 def _local_text(ts, fmt="%Y-%m-%d %H:%M") -> str:
-    return pd.Timestamp(ts).tz_localize("UTC").tz_convert("Asia/Shanghai").strftime(fmt)
+    return clock.to_local(ts).strftime(fmt)
 
 
 def _week_utc(week_start: pd.Timestamp) -> pd.Timestamp:
     """A week's Monday 00:00 Beijing time as naive UTC."""
-    return pd.Timestamp(week_start).tz_localize("Asia/Shanghai").tz_convert("UTC").tz_localize(None)
+    return clock.to_utc(week_start)
+
+
+def positive_alerts(tests: pd.DataFrame, mk_name: dict, fstate: pd.Series | None = None) -> pd.DataFrame:
+    """One 快检阳性 alert per positive test (MKT-POS-<test_id>); `fstate`: whether each
+    test's follow-up is closed (test_id → bool), which makes the alert 已处置."""
+    pos = tests[tests["result"] == "阳性"] if len(tests) else tests
+    rows = []
+    for r in pos.itertuples():
+        banned = r.test_item in fg.BANNED
+        name = str(mk_name.get(r.market_id, r.market_id))
+        attrs = {"test_id": r.test_id, "market_id": r.market_id, "stall_id": r.stall_id, "commodity": r.commodity,
+                 "test_item": r.test_item, "district": r.district}
+        ev = {"检测编号": r.test_id, "市场编号": r.market_id, "摊位编号": r.stall_id, "经营户": r.vendor,
+              "样品": r.commodity, "检测项目": r.test_item, "读数": r.reading, "检测员": r.inspector_id,
+              "检测时间": _local_text(r.ts)}
+        closed = bool(fstate.get(r.test_id, False)) if fstate is not None else False
+        ts = pd.Timestamp(r.ts)
+        rows.append({"alert_id": f"{fu.POSITIVE_ALERT}{r.test_id}"[:64], "ts": ts, "department": DEPARTMENT,
+                     "category": POSITIVE, "severity": "critical" if banned else "warning",
+                     "title": f"{name}{r.commodity}检出{r.test_item}" + ("（禁用物质）" if banned else "（快检阳性）"),
+                     "area": name, "district": r.district, "valid_from": ts, "valid_to": None,
+                     "status": "已处置" if closed else "生效中", "source": SOURCE,
+                     "evidence": json.dumps({k: (None if pd.isna(v) else v) for k, v in ev.items()},
+                                            ensure_ascii=False, default=str),
+                     "level": None, "updated_at": ts, "subject": f"rapid_tests:{r.test_id}",
+                     "attrs": {k: v for k, v in attrs.items() if v is not None and not pd.isna(v)}})
+    return pd.DataFrame(rows, columns=ALERT_COLUMNS)
 
 
 def alerts(an: Analysis) -> pd.DataFrame:
@@ -153,29 +192,17 @@ def alerts(an: Analysis) -> pd.DataFrame:
                      "status": "生效中" if active else "已解除", "source": SOURCE,
                      "evidence": json.dumps(ev, ensure_ascii=False), "level": None,
                      "updated_at": _week_utc(ep.last) + pd.Timedelta(days=7)})
-    t = an.tests
-    if len(t):
-        banned = t[(t["result"] == "阳性") & t["test_item"].isin(fg.BANNED)]
-        fstate = an.followups.set_index("test_id")["state"] if len(an.followups) else pd.Series(dtype=object)
-        for r in banned.itertuples():
-            state = fstate.get(r.test_id, "未登记处置")
-            closed = state == "已办结"
-            ev = {"检测编号": r.test_id, "市场编号": r.market_id, "摊位编号": r.stall_id, "经营户": r.vendor,
-                  "样品": r.commodity, "检测项目": r.test_item, "读数": r.reading, "检测员": r.inspector_id,
-                  "检测时间": _local_text(r.ts), "处置状态": state}
-            rows.append({"alert_id": f"MKT-BAN-{r.test_id}"[:64], "ts": pd.Timestamp(r.ts), "department": DEPARTMENT,
-                         "category": "禁用物质快检阳性", "severity": "critical",
-                         "title": f"{name_of(r.market_id)}{r.commodity}检出{r.test_item}（禁用物质）",
-                         "area": name_of(r.market_id), "district": r.district, "valid_from": pd.Timestamp(r.ts),
-                         "valid_to": None, "status": "已处置" if closed else "生效中", "source": SOURCE,
-                         "evidence": json.dumps(ev, ensure_ascii=False, default=str), "level": None,
-                         "updated_at": pd.Timestamp(r.ts)})
+    fclosed = an.followups.set_index("test_id")["closed"] if len(an.followups) else None
+    pos = positive_alerts(an.tests, mk_name, fclosed)
+    rows += pos.to_dict("records")
     od = an.followups[an.followups["overdue"]] if len(an.followups) else an.followups
     for r in od.itertuples():
         ev = {"检测编号": r.test_id, "市场编号": r.market_id, "摊位编号": r.stall_id, "样品": r.commodity,
-              "检测项目": r.test_item, "处置状态": r.state, "处置时限": _local_text(r.deadline),
-              "逾期天数": int(r.days_overdue)}
+              "检测项目": r.test_item, "处置状态": r.state, "处置时限": _local_text(r.deadline)}
         rows.append({"alert_id": f"MKT-FU-{r.test_id}"[:64], "ts": pd.Timestamp(r.deadline), "department": DEPARTMENT,
+                     "subject": f"cases:{fu.case_id(r.test_id)}",
+                     "attrs": {"test_id": r.test_id, "market_id": r.market_id, "stall_id": r.stall_id,
+                               "district": r.district},
                      "category": "快检阳性处置逾期", "severity": "critical" if r.banned else "warning",
                      "title": f"{name_of(r.market_id)}{r.commodity}{r.test_item}阳性处置逾期（{r.state}）",
                      "area": name_of(r.market_id), "district": r.district,
@@ -190,6 +217,7 @@ def alerts(an: Analysis) -> pd.DataFrame:
                          {"说明": f.reason, "问题编号": f.finding_id, "涉及记录数": int(f.rows)}, ensure_ascii=False),
                      "level": None, "updated_at": pd.Timestamp(f.ts)})
     df = pd.DataFrame(rows, columns=ALERT_COLUMNS)
+    df["attrs"] = [alerts_api.attrs_json(a) if isinstance(a, dict) else a for a in df["attrs"]]
     for c in ("ts", "valid_from", "valid_to", "updated_at"):
         df[c] = pd.to_datetime(df[c])
     return df
@@ -211,16 +239,105 @@ def load(eng=None, since=None, until=None) -> tuple[pd.DataFrame, pd.DataFrame, 
     return tests, markets, followups
 
 
+def load_cases(eng=None) -> pd.DataFrame:
+    """The hub's follow-up cases (the case engine's market_followup)."""
+    return fu.read_cases(eng)
+
+
+def _settled(conn, frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` without the alerts the hub holds as lifted that stay lifted (the case engine
+    or an earlier run lifted them: their closing time is theirs, a rerun changes nothing)."""
+    import sqlalchemy as sa
+
+    from workbench.store.schema import DATASETS
+
+    gone = frame.loc[frame["status"] == alerts_api.LIFTED, "alert_id"].astype(str).tolist()
+    if not gone:
+        return frame
+    a = DATASETS["alerts"].table
+    held = set()
+    for k in range(0, len(gone), 5000):
+        held |= {r[0] for r in conn.execute(sa.select(a.c.alert_id).where(
+            a.c.alert_id.in_(gone[k:k + 5000]), a.c.status == alerts_api.LIFTED))}
+    return frame[~frame["alert_id"].isin(held)]
+
+
+def _retire(conn, an: Analysis) -> int:
+    """Lift what no longer holds: an overdue-follow-up alert whose follow-up has closed (when
+    no case engine closed it), and the MKT-BAN alerts of earlier versions (now 快检阳性)."""
+    import sqlalchemy as sa
+
+    from workbench.store.schema import DATASETS
+
+    a = DATASETS["alerts"].table
+    held = {r[0]: r[1] for r in conn.execute(sa.select(a.c.alert_id, a.c.category).where(
+        a.c.department == DEPARTMENT, a.c.status != alerts_api.LIFTED,
+        sa.or_(a.c.category == "快检阳性处置逾期", a.c.category == "禁用物质快检阳性")))}
+    if not held:
+        return 0
+    st = an.followups
+    done = st[st["closed"]] if len(st) else st
+    closed_at = {f"MKT-FU-{t}"[:64]: c for t, c in zip(done.get("test_id", []), done.get("closed_at", []))}
+    n = 0
+    for aid, cat in held.items():
+        if cat == "禁用物质快检阳性":
+            n += alerts_api.lift(conn, aid, actor=SOURCE, note="已并入“快检阳性”告警")
+        elif aid in closed_at:
+            ts = closed_at[aid]
+            n += alerts_api.lift(conn, aid, ts=None if pd.isna(ts) else ts, actor=SOURCE, note="阳性处置已办结")
+    return n
+
+
 def save(eng, an: Analysis) -> dict:
-    """Alerts and integrity findings into the hub, updated in place on a rerun."""
+    """Alerts through the alert API (workbench.alerts: new, changed, lifted, each with its
+    history; a rerun adds nothing) and integrity findings into the hub."""
     from workbench.store.ingest import upsert
 
     with eng.begin() as conn:
-        a_new, a_upd = upsert(conn, "alerts", an.alerts, ["severity", "title", "valid_to", "status", "evidence",
-                                                           "updated_at"])
+        res = alerts_api.publish(conn, _settled(conn, an.alerts), actor=SOURCE)
+        retired = _retire(conn, an)
         f_new, f_upd = upsert(conn, "data_quality", an.integrity.findings,
                               ["ts", "ts_to", "rows", "reason", "evidence"])
-    return {"alerts_new": a_new, "alerts_updated": a_upd, "findings_new": f_new, "findings_updated": f_upd}
+    return {"alerts_new": res["new"], "alerts_updated": res["updated"], "alerts_lifted": res["lifted"] + retired,
+            "findings_new": f_new, "findings_updated": f_upd}
+
+
+def raise_positive_alerts(eng=None, since=None) -> dict:
+    """The fast path after ingest: a 快检阳性 alert for every positive rapid test (tested at or
+    after `since`, naive UTC; default all) that has none yet. Idempotent; reads only the
+    positives the alerts table lacks. Returns counts new, history."""
+    import sqlalchemy as sa
+
+    from workbench.store import hub
+    from workbench.store.schema import DATASETS
+
+    eng = eng or hub.engine()
+    t, a, m = (DATASETS[n].table for n in ("rapid_tests", "alerts", "markets"))
+    cols = ["test_id", "ts", "market_id", "stall_id", "vendor", "district", "commodity", "test_item", "reading",
+            "inspector_id"]
+    stmt = (sa.select(*[t.c[c] for c in cols])
+            .select_from(t.outerjoin(a, a.c.alert_id == sa.literal(fu.POSITIVE_ALERT) + t.c.test_id))
+            .where(t.c.result == "阳性", a.c.alert_id.is_(None)))
+    if since is not None:
+        stmt = stmt.where(t.c.ts >= pd.Timestamp(since).to_pydatetime())
+    with eng.begin() as conn:
+        pos = pd.DataFrame(conn.execute(stmt).fetchall(), columns=cols)
+        if pos.empty:
+            return {"new": 0, "history": 0}
+        pos["ts"] = pd.to_datetime(pos["ts"])
+        mk = {r[0]: r[1] for r in conn.execute(sa.select(m.c.market_id, m.c.name).where(
+            m.c.market_id.in_(pos["market_id"].dropna().unique().tolist())))}
+        res = alerts_api.publish(conn, positive_alerts(pos.assign(result="阳性"), mk), actor=SOURCE,
+                                 note="快检阳性（接入即发布）")
+    return {"new": res["new"], "history": res["history"]}
+
+
+def link(eng) -> dict:
+    """The market's linkage rules (workbench/market/linkage.yaml): a positive's 快检阳性 alert
+    → its follow-up case (resolver followup.followup_cases) and the supplied schools' notices."""
+    from workbench import linkage
+
+    return linkage.run(eng, departments=["market"])
 
 
 def run(eng=None, progress=None, write: bool = True, **kw) -> tuple[Analysis, dict]:
@@ -230,11 +347,26 @@ def run(eng=None, progress=None, write: bool = True, **kw) -> tuple[Analysis, di
     eng = eng or hub.engine()
     step("读取快检记录")
     tests, markets, followups = load(eng)
-    an = analyse(tests, markets, followups, progress=progress, **kw)
+    an = analyse(tests, markets, followups, progress=progress, cases=load_cases(eng), **kw)
     written = {}
     if write:
         step("写入数据中台")
         written = save(eng, an)
+        step("联动处置")
+        linked = link(eng)
+        with eng.begin() as conn:  # the ledger the hub holds moves the cases (opens any still missing)
+            synced = fu.sync_ledger(conn, followups)
+        fu_rule = [r for r in linked["per_rule"] if r["case_type"] == fu.CASE_TYPE]
+        written["followup_cases"] = {"opened": sum(r["opened"] for r in fu_rule) + synced["opened"],
+                                     "steps": synced["steps"]}
+        written["linkage"] = {k: linked[k] for k in ("rules", "alerts", "opened", "seconds")}
+        # the follow-up is the cases' now: states, and the alerts that depend on them
+        an.followups = fu.status(tests, followups, an.as_of, cases=load_cases(eng))
+        an.alerts = alerts(an)
+        again = save(eng, an)
+        for k in ("alerts_updated", "alerts_lifted"):
+            written[k] += again[k]
+        written["alerts_new"] += again["alerts_new"]
     return an, written
 
 

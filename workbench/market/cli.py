@@ -17,10 +17,12 @@ def market():
 @click.option("--json", "as_json", is_flag=True, help="Print the summaries as JSON.")
 @click.option("--force", is_flag=True, help="Process a file again even if it was taken in before.")
 def ingest(files, as_json, force):
-    """Take rapid-test FILES into the hub (market codes checked against this hub's registry)."""
+    """Take rapid-test FILES into the hub (market codes checked against this hub's registry);
+    each positive is raised as a 快检阳性 alert at once."""
     from workbench.cli import ingest_files
     from workbench.market.intake import ingest_tests
 
+    # ingest_tests raises the 快检阳性 alerts of the file's positives right after loading
     ingest_files(files, lambda path: ingest_tests(path, force=force, progress=not as_json), as_json)
 
 
@@ -59,8 +61,8 @@ def analyse(as_json, no_write, progress):
 
     from workbench.market import analysis
 
-    steps = ("读取快检记录", "整理检测记录", "通报数据", "控制图与预警统计", "数据真实性核查", "阳性处置跟踪", "写入数据中台")
-    bar = tqdm(total=len(steps) - (1 if no_write else 0), desc="快检分析", unit="步",
+    steps = ("读取快检记录", "整理检测记录", "通报数据", "控制图与预警统计", "数据真实性核查", "阳性处置跟踪", "写入数据中台", "联动处置")
+    bar = tqdm(total=len(steps) - (2 if no_write else 0), desc="快检分析", unit="步",
                disable=as_json or not progress, leave=False)
 
     def step(name):
@@ -91,6 +93,9 @@ def _text(s: dict) -> str:
              f"销毁 {f['destroyed_kg']:.1f} kg。"]
     w = s["written"]
     if w:
-        lines.append(f"写入数据中台：告警新增 {w['alerts_new']}、更新 {w['alerts_updated']}；"
+        lines.append(f"写入数据中台：告警新增 {w['alerts_new']}、更新 {w['alerts_updated']}、解除 {w.get('alerts_lifted', 0)}；"
                      f"数据质量问题新增 {w['findings_new']}、更新 {w['findings_updated']}。")
+        fc = w.get("followup_cases")
+        if fc:
+            lines.append(f"阳性处置案件：新开 {fc['opened']} 件，按处置台账推进 {fc['steps']} 步。")
     return "\n".join(lines)

@@ -1,11 +1,13 @@
 """农贸市场快检 registers what it brings to the spine (workbench.registry)."""
 from __future__ import annotations
 
-from workbench.market import intake
 from pathlib import Path
 
+from workbench.market import followup, intake
 from workbench.registry import Department
 from workbench.store.schema import RowCheck
+
+HERE = Path(__file__).parent
 
 DEPARTMENT = Department(
     name="market",
@@ -18,8 +20,13 @@ DEPARTMENT = Department(
         RowCheck("市场编号不在农贸市场名录中", intake.unknown_market),
         RowCheck("样品名称不在商品目录中", intake.unknown_commodity),
     )},
+    # the follow-up ledger is stored as ever and moves each positive's case (market_followup)
+    loaders={"market_followups": followup.load_ledger},
+    case_types=HERE / "case_types.yaml",
+    alert_categories=("快检阳性", "快检阳性率上升", "快检阳性处置逾期", "快检数据真实性"),
+    resolvers={"followup_cases": followup.followup_cases},
     cli="workbench.market.cli:market",
     dashboard="market.ipynb",
-    linkage=Path(__file__).with_name("linkage.yaml"),
+    linkage=HERE / "linkage.yaml",
     analyse="workbench.market.analysis:run",
 )

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from workbench import config
+from workbench import clock
 from workbench.market.catalog import BANNED
 
 # the groupings a bulletin may ask for -> the column of rapid_tests
@@ -64,7 +64,7 @@ def prepare(tests: pd.DataFrame) -> pd.DataFrame:
 
 def local_day(ts: pd.Series) -> pd.Series:
     """Naive UTC → the Beijing calendar day (naive midnight)."""
-    return ts.dt.tz_localize("UTC").dt.tz_convert(config.TZ).dt.tz_localize(None).dt.normalize()
+    return clock.local_day(ts)
 
 
 def bulletin(prep: pd.DataFrame, by: str | list[str] | None = None) -> pd.DataFrame:

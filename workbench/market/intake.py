@@ -116,14 +116,22 @@ def unknown_market(df: pd.DataFrame) -> pd.Series:
 
 # ------------------------------------------------------------------ files and the drop folder
 
-def ingest_tests(path, eng=None, *, progress: bool = False, force: bool = False):
-    """Take one rapid-test file into the hub (`eng`, default the configured hub)."""
+def ingest_tests(path, eng=None, *, progress: bool = False, force: bool = False, alerts: bool = True):
+    """Take one rapid-test file into the hub (`eng`, default the configured hub); then, unless
+    `alerts` is False, raise the 快检阳性 alert of every positive that has none yet
+    (analysis.raise_positive_alerts), so a positive reaches the hub's alerts within seconds
+    (`workbench market ingest` and the watched drop folder)."""
     from workbench.store import hub
     from workbench.store.ingest import ingest_file
 
     eng = eng or hub.engine()
     with registry_from(eng):
-        return ingest_file("rapid_tests", path, eng, progress=progress, force=force)
+        s = ingest_file("rapid_tests", path, eng, progress=progress, force=force)
+    if alerts and s.loaded:
+        from workbench.market.analysis import raise_positive_alerts
+
+        raise_positive_alerts(eng)
+    return s
 
 
 SUFFIXES = (".csv", ".txt", ".xlsx", ".json")

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from workbench import config
+from workbench import clock, config
 from workbench.market import catalog
 from workbench.market.intake import method_kinds
 
@@ -49,7 +49,7 @@ class IntegrityRules:
 
 
 def _local(ts: pd.Series, tz: str) -> pd.Series:
-    return ts.dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
+    return clock.to_local(ts, tz)
 
 
 def _finding(kind: str, subject: str, rows: pd.DataFrame, reason: str, extra: dict, now, rules) -> dict:
@@ -298,7 +298,7 @@ class IntegrityReport:
 def check(tests: pd.DataFrame, markets: pd.DataFrame | None = None, rules: IntegrityRules = IntegrityRules(),
           now=None) -> IntegrityReport:
     """Every integrity check over the rapid tests; findings newest subject first."""
-    now = pd.Timestamp.now(tz="UTC").tz_localize(None).floor("s") if now is None else pd.Timestamp(now)
+    now = clock.now().floor("s") if now is None else pd.Timestamp(now)
     f_ins, t_ins = low_positive_rate(tests, "inspector_id", rules, now)
     f_dev, t_dev = low_positive_rate(tests, "device_id", rules, now)
     kind = method_kinds(tests)

@@ -25,7 +25,8 @@ RATE_LABELS = {**fg.LABELS, "market_id": "市场编号", "name": "市场名称",
                "rate_ci": "项次阳性率（95% 置信区间）", "sample_ci": "批次阳性率（95% 置信区间）"}
 SEVERITY_TONE = {"critical": "bad", "warning": "warn", "info": "info"}
 SEVERITY_TEXT = {"critical": "严重", "warning": "警告", "info": "提示"}
-STATE_TONE = {"未登记处置": "bad", "复查仍阳性": "bad", "待复检": "warn", "待复查": "warn", "已办结": "ok"}
+STATE_TONE = {"未登记处置": "bad", "复查仍阳性": "bad", "待处置": "bad", "待复检": "warn", "已送检": "warn", "待复查": "warn",
+              "已办结": "ok", "复检阴性": "ok"}
 
 
 @dataclass
@@ -51,7 +52,7 @@ def load(now=None, eng=None, since=None, until=None) -> MarketSnapshot:
 
     now = utc_now() if now is None else pd.Timestamp(now)
     tests, markets, followups = ma.load(eng, since=since, until=until)
-    an = ma.analyse(tests, markets, followups)
+    an = ma.analyse(tests, markets, followups, cases=ma.load_cases(eng))
     q = hub.quarantine_reasons(eng=eng)
     q = q[q["dataset"].isin(["rapid_tests", "market_followups"])] if len(q) else q
     return MarketSnapshot(now, an, q)
@@ -165,18 +166,32 @@ def inspector_table(table: pd.DataFrame, limit: int = 30) -> str:
                       max_rows=limit, max_height="380px")
 
 
-def followup_table(st: pd.DataFrame, mk_names: dict, limit: int = 60, open_only: bool = True) -> str:
+def _overdue_badge(overdue: bool, days: int, deadline, now) -> str:
+    if overdue:
+        return badge(f"逾期 {days} 天" if days else "已逾期", "bad")
+    if pd.isna(deadline):
+        return badge("无时限", "")
+    left = (pd.Timestamp(deadline) - pd.Timestamp(now)) / pd.Timedelta(hours=1)
+    return badge(f"剩 {left:.0f} 小时", "warn") if 0 <= left <= 24 else badge("未到期", "")
+
+
+def followup_table(st: pd.DataFrame, mk_names: dict, limit: int = 60, open_only: bool = True, now=None) -> str:
+    """Positives awaiting follow-up (the market_followup cases; DOMAIN: handled within 72 h),
+    overdue first: the case, its step, its deadline and how far past it."""
     t = st[~st["closed"]] if open_only and len(st) else st
+    now = t["ts"].max() if now is None and t is not None and len(t) else (now or utc_now())
     if t is None or t.empty:
         return table_html(None, empty="暂无待处置的阳性", empty_hint="阳性样品的复检、销毁和摊位复查全部办结。")
     t = t.assign(name=t["market_id"].map(mk_names).fillna(t["market_id"]),
                  state_badge=t["state"].map(lambda s: badge(s, STATE_TONE.get(s, ""))),
-                 overdue_badge=[badge(f"逾期 {d} 天", "bad") if o else badge("未到期", "") for o, d in
-                                zip(t["overdue"], t["days_overdue"])])
+                 overdue_badge=[_overdue_badge(o, d, dl, now) for o, d, dl in
+                                zip(t["overdue"], t["days_overdue"], t["deadline"])],
+                 case=t["case_id"].fillna(DASH) if "case_id" in t else DASH)
     return table_html(t, dataset="rapid_tests",
-                      columns=["test_id", "ts", "name", "stall_id", "commodity", "test_item", "state_badge", "deadline",
-                               "overdue_badge"],
-                      labels={"name": "市场", "state_badge": "处置状态", "deadline": "处置时限", "overdue_badge": "是否逾期"},
+                      columns=["test_id", "case", "ts", "name", "stall_id", "commodity", "test_item", "state_badge",
+                               "deadline", "overdue_badge"],
+                      labels={"name": "市场", "case": "处置案件", "state_badge": "处置状态",
+                              "deadline": "处置时限（72 小时）", "overdue_badge": "是否逾期"},
                       html_columns=("state_badge", "overdue_badge"), max_rows=limit, max_height="420px")
 
 
@@ -398,8 +413,9 @@ def body(snap: MarketSnapshot):
         items.append(layout.grid([charts.chart(inspector_figure(an.integrity.inspectors)),
                                   layout.html(inspector_table(an.integrity.inspectors))]))
     items += [layout.html(findings_table(an.integrity.findings)),
-              layout.section("阳性处置跟踪", "阳性样品须复检、销毁并在时限内复查摊位；未办结的列在下面，逾期的在前。"),
-              layout.html(followup_table(an.followups, mk)),
+              layout.section("阳性处置跟踪", "每个阳性是一件处置案件：产品下架、暂停销售，送检复检、销毁并复查摊位，"
+                             "72 小时内办结；未办结的列在下面，逾期的在前。"),
+              layout.html(followup_table(an.followups, mk, now=an.as_of)),
               layout.section("隔离区（快检数据）", "不合格的记录被隔离并注明原因，不会被修改或丢弃。"),
               layout.html(quarantine_table(snap.quarantine))]
     return layout.stack(items, "wb-market")
