@@ -220,3 +220,235 @@ def test_overview_hub_unreachable(tmp_path):
     with pytest.raises(overview.HubUnreachable) as err:
         overview.load({}, eng=bad)
     assert "暂时无法连接数据中台" in err.value.problem
+
+
+# ------------------------------------------------------------------ the page in the real browser
+
+def _closing_path(ct: CaseType) -> list[str]:
+    """The shortest chain of steps from a type's intake to a closing status (breadth first)."""
+    todo, seen = [[ct.intake]], {ct.intake}
+    while todo:
+        path = todo.pop(0)
+        if path[-1] in ct.closed:
+            return path[1:]
+        for nxt in ct.allowed(path[-1]):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(path + [nxt])
+    return []
+
+
+def build_browser_hub(url: str) -> dict:
+    """A small hub for the browser: cases of a registered type in the spine's `cases` store
+    (opened through the engine in the last days), one closed, one alert that became a case."""
+    from workbench import clock
+    from workbench.store import hub
+
+    cases._ensure_registered()
+    ct = next(t for t in cases.TYPES.values() if t.store == "cases" and _closing_path(t))
+    eng = hub.engine(url)
+    now = clock.now().floor("h")
+    alerts.raise_alert(eng, alert_id="OV-A1", ts=now - pd.Timedelta(hours=30), department="市场监管局",
+                       category="快检阳性", severity="critical", title="测试市场韭菜农药残留阳性", district="芦淞区",
+                       status=alerts.ACTIVE)
+    plan = [("OV-1", "荷塘区", None), ("OV-2", "荷塘区", None), ("OV-3", "荷塘区", None), ("OV-4", "芦淞区", "OV-A1"),
+            ("OV-5", "芦淞区", None)]
+    for i, (cid, district, alert) in enumerate(plan):
+        opened = now - pd.Timedelta(hours=40 - i)
+        cases.open_case(eng, ct.name, cid, actor="测试员", ts=opened, district=district, alert_id=alert,
+                        deadline=opened + pd.Timedelta(hours=24), title=f"测试案件 {cid}")
+    for k, step in enumerate(_closing_path(ct)):
+        cases.transition(eng, "OV-5", step, actor="测试员", ts=now - pd.Timedelta(hours=20 - k))
+    hub.dispose(url)
+    return {"case_type": ct.name}
+
+
+@pytest.fixture(scope="module")
+def browser_hub(tmp_path_factory):
+    root = tmp_path_factory.mktemp("overview-hub")
+    url = f"sqlite:///{root / 'city.db'}"
+    info = build_browser_hub(url)
+    return {"WORKBENCH_DB_URL": url, "WORKBENCH_DATA_DIR": str(root / "data"), **info}
+
+
+def _overview_server(env: dict, name: str, tmp_path_factory, *, migrate: bool = True, preheat: int = 1):
+    """Voilà on a folder holding only the overview (one kernel pool on a small machine)."""
+    import shutil
+
+    from workbench.ui import server
+
+    folder = tmp_path_factory.mktemp(f"dash-{name}")
+    shutil.copy(server.DASHBOARDS / server.FRONT_PAGE, folder / server.FRONT_PAGE)
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    log = open(OUTPUT / f"voila-overview-{name}.log", "w", encoding="utf-8")
+    hub_vars = {k: env[k] for k in ("WORKBENCH_DB_URL", "WORKBENCH_DATA_DIR")}
+    srv = server.start(port=server.free_port(), env={**os.environ, **hub_vars}, folder=folder, preheat=preheat,
+                       show_tracebacks=True, log=log, migrate=migrate)
+    try:
+        srv.wait_ready(timeout=RENDER_TIMEOUT)
+    except BaseException:
+        srv.stop()
+        log.close()
+        raise
+    return srv, log
+
+
+OUTPUT = Path(__file__).parent / "output"
+SCREENSHOTS = OUTPUT / "screenshots"
+VIEWPORT = {"width": 1440, "height": 900}
+RENDER_TIMEOUT = 180
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra: pip install -e .[test]")
+    from workbench.ui.browser import chromium as launch
+
+    with launch() as browser:
+        yield browser
+
+
+@pytest.fixture(scope="module")
+def overview_server(browser_hub, tmp_path_factory):
+    srv, log = _overview_server(browser_hub, "small", tmp_path_factory)
+    yield srv
+    srv.stop()
+    log.close()
+
+
+def _page(chromium):
+    return chromium.new_page(viewport=VIEWPORT, locale="zh-CN", timezone_id="Asia/Shanghai")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_front_door_opens_the_overview_and_a_district_click_filters(chromium, overview_server):
+    from workbench.ui.browser import render
+
+    page = _page(chromium)
+    try:
+        result = render(page, overview_server.front_url(), timeout=RENDER_TIMEOUT)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / "overview-small.png"), full_page=True)
+        assert not result.errors + result.console_errors, "\n".join(result.errors + result.console_errors) + \
+            overview_server.log()[-3000:]
+        assert page.url.split("?")[0].endswith("/voila/render/overview.ipynb")   # / is the overview
+        assert page.title() == "城市运行总览"
+        for text in ("城市运行总览", "数据截至", "城市运行关键指标", "区县分布", "各部门办理考核", "最新告警与联动案件",
+                     "说明", "按期结案数 ÷（应结案数 − 缓办数）", "测试市场韭菜农药残留阳性", "OV-4",
+                     "各部门看板"):
+            assert text in result.text, f"页面上没有“{text}”"
+        assert "全市 ·" in page.locator(".wb-ov-status").inner_text()
+        assert page.locator("svg.wb-ov-svg a").count() == 9
+        assert "荷塘 3" in page.locator("svg.wb-ov-svg").text_content()
+        # clicking a district on the map reloads the page filtered to it
+        page.locator('svg.wb-ov-svg a[data-district="醴陵市"] path').click()
+        page.wait_for_url("**district=*", timeout=30_000)
+        page.wait_for_selector(".wb-footer", state="visible", timeout=RENDER_TIMEOUT * 1000)
+        page.wait_for_function("() => document.querySelector('.wb-ov-status') && "
+                               "document.querySelector('.wb-ov-status').innerText.includes('醴陵市 ·')", timeout=60_000)
+        page.screenshot(path=str(SCREENSHOTS / "overview-district.png"), full_page=True)
+        assert "%E9%86%B4%E9%99%B5%E5%B8%82" in page.url or "醴陵市" in page.url
+        # a district of the table: 芦淞区, whose alert became case OV-4
+        page.locator(".wb-ov-map table a", has_text="芦淞区").click()
+        page.wait_for_function("() => document.querySelector('.wb-ov-status') && "
+                               "document.querySelector('.wb-ov-status').innerText.includes('芦淞区 ·')", timeout=60_000)
+        assert "OV-4" in page.inner_text("body")
+        dept = page.locator(".wb-ov-cards a").first.get_attribute("href")
+        assert dept is None or "district=" in dept
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_overview_refreshes_while_open(chromium, overview_server, browser_hub):
+    """?refresh=5: the page re-reads the hub every 5 s; a case opened meanwhile shows on the map."""
+    from workbench import clock
+    from workbench.store import hub
+    from workbench.ui.browser import render
+
+    page = _page(chromium)
+    try:
+        result = render(page, overview_server.url("overview") + "?refresh=5", timeout=RENDER_TIMEOUT)
+        assert result.ok, result.errors
+        before = page.locator(".wb-ov-refreshed").inner_text()
+        url = browser_hub["WORKBENCH_DB_URL"]
+        cases.open_case(hub.engine(url), browser_hub["case_type"], "OV-NEW", actor="测试员",
+                        ts=clock.now() - pd.Timedelta(hours=30), district="荷塘区", title="刷新测试")
+        hub.dispose(url)
+        page.wait_for_function("() => document.querySelector('svg.wb-ov-svg').textContent.includes('荷塘 4')",
+                               timeout=30_000)
+        assert page.locator(".wb-ov-refreshed").inner_text() != before
+        page.screenshot(path=str(SCREENSHOTS / "overview-refreshed.png"), full_page=True)
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_overview_says_so_when_the_hub_is_unreachable(chromium, tmp_path_factory):
+    from workbench.ui.browser import render
+
+    env = {"WORKBENCH_DB_URL": "postgresql+psycopg://nobody@127.0.0.1:1/nohub",
+           "WORKBENCH_DATA_DIR": str(tmp_path_factory.mktemp("down"))}
+    srv, log = _overview_server(env, "down", tmp_path_factory, migrate=False, preheat=0)
+    page = _page(chromium)
+    try:
+        result = render(page, srv.front_url(), timeout=RENDER_TIMEOUT)
+        page.screenshot(path=str(SCREENSHOTS / "overview-hub-down.png"), full_page=True)
+        assert not result.errors, "\n".join(result.errors) + srv.log()[-3000:]
+        assert "数据中台暂时无法连接" in result.text and "请稍后刷新" in result.text
+        assert "Traceback" not in result.text and "OperationalError" not in result.text
+    finally:
+        page.close()
+        srv.stop()
+        log.close()
+
+
+# ------------------------------------------------------------------ 城市运行日报
+
+def test_daily_decisions_rank_by_severity_then_overdue():
+    from workbench.cockpit import daily
+
+    at = T("2026-01-16")
+    frame, _ = hand_cases()
+    frame["type_label"] = "测试事件"
+    hazards = pd.DataFrame([{"hazard_id": "H1", "district": "芦淞区", "hazard_type": "燃气", "deadline": T("2026-01-10")},
+                            {"hazard_id": "H2", "district": "荷塘区", "hazard_type": "消防", "deadline": T("2026-02-10")}])
+    active = pd.DataFrame([{"alert_id": "W1", "level": "黄色", "category": "寒潮", "title": "寒潮黄色预警", "district": None},
+                           {"alert_id": "W2", "level": "红色", "category": "道路结冰", "title": "道路结冰红色预警",
+                            "district": None}])
+    uncased = pd.DataFrame([{"alert_id": "A9", "ts": T("2026-01-15"), "department": "市场监管局", "category": "快检阳性",
+                             "title": "瘦肉精阳性", "district": "荷塘区"}])
+    d = daily.decisions(frame, hazards, active, uncased, at)
+    assert list(d["kind"]) == ["红色预警", "逾期重大隐患", "严重告警未立案", "超期案件", "超期案件"]
+    assert d.loc[1, "title"].startswith("重大隐患 H1") and round(d.loc[1, "days"]) == 6
+    # the two most overdue cases open at 01-16 00:00: d2 (deadline 01-05), c6 (01-14, closed only at 01-16);
+    # c3 (01-15) is one day late, c7 is due later
+    assert [t.split()[-1] for t in d["title"][3:]] == ["d2", "c6"]
+    assert list(d["rank"]) == [1, 2, 3, 4, 5]
+    assert daily.parse_day("", dt.date(2026, 3, 2)) == dt.date(2026, 3, 1)
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        daily.parse_day("上周")
+
+
+@pytest.mark.slow
+def test_city_daily_report_runs_through_papermill(tmp_path, monkeypatch):
+    """notebooks/city_daily.ipynb through workbench.reports (papermill), HTML without code."""
+    from workbench import clock, reports
+
+    url = f"sqlite:///{tmp_path / 'city.db'}"
+    build_browser_hub(url)
+    monkeypatch.setenv("WORKBENCH_DB_URL", url)
+    monkeypatch.setenv("WORKBENCH_REPORTS_OUT", str(tmp_path / "reports"))
+    assert "city_daily" in reports.available()
+    assert any(r["notebook"] == "city_daily" and r["cron"] == "30 7 * * *" for r in reports.load_schedule())
+    day = (clock.local_day(clock.now()) - pd.Timedelta(days=1)).date()
+    run = reports.run("city_daily", {"day": ""}, progress=False, out_name="city_daily")
+    html = run.html.read_text(encoding="utf-8")
+    for text in (f"城市运行日报（{day:%Y年%m月%d日}）", "需要决策的五件事", "昨日新立案件", "较上周同日", "超期未办结",
+                 "近 7 天各部门办理考核", "快检阳性"):
+        assert text in html, text
+    assert "daily.report(" not in html and "import " not in html  # no code cells in the printed report
+    assert "Traceback" not in html

@@ -1,4 +1,5 @@
-"""`workbench serve`: the departments' dashboards (dashboards/*.ipynb) in Voilà on 127.0.0.1.
+"""`workbench serve`: the departments' dashboards (dashboards/*.ipynb) in Voilà on 127.0.0.1,
+with the city overview (城市运行总览, dashboards/overview.ipynb) as the front page: / opens it.
 
 Voilà runs in a child process with preheated kernels: for every dashboard it keeps
 `preheat` kernels that have already run the dashboard's imports and wait, in
@@ -31,6 +32,7 @@ from workbench import config
 from workbench.ui.theme import JUPYTER_DIR, TEMPLATE
 
 DASHBOARDS = config.ROOT / "dashboards"
+FRONT_PAGE = "overview.ipynb"  # 城市运行总览: what / opens on (instead of Voilà's file list)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8866
 FILL_DELAY = 2.0            # seconds before a used preheated kernel is replaced
@@ -115,7 +117,8 @@ def voila_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, preheat
     """The command line that runs Voilà on the dashboards folder; an option in `extra_args`
     replaces the same option set here."""
     args = [
-        sys.executable, "-m", "voila", str(Path(folder or DASHBOARDS).resolve()),
+        sys.executable, "-c", "from workbench.ui.server import voila_main; voila_main()",
+        str(Path(folder or DASHBOARDS).resolve()),
         "--no-browser",
         f"--port={port}",
         f"--Voila.ip={host}",
@@ -133,6 +136,25 @@ def voila_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, preheat
     extra = list(extra_args)
     overridden = {_option_name(a) for a in extra if a.startswith("--")}
     return [a for a in args if _option_name(a) not in overridden] + extra  # Voilà refuses repeats
+
+
+def voila_main(argv: list[str] | None = None) -> None:
+    """Voilà with the city overview as its front page: / redirects (302, query string kept) to
+    /voila/render/overview.ipynb when the folder has one; Voilà's file list stays at /voila/tree."""
+    from jupyter_server.utils import url_path_join
+    from tornado.web import RedirectHandler
+    from voila.app import Voila
+
+    class CityVoila(Voila):
+        def init_handlers(self):
+            handlers = super().init_handlers()
+            if self.notebook_path or not (Path(self.root_dir) / FRONT_PAGE).is_file():
+                return handlers
+            front = url_path_join(self.server_url, "voila", "render", FRONT_PAGE)
+            return [(url_path_join(self.server_url, "/?"), RedirectHandler, {"url": front, "permanent": False}),
+                    *handlers]
+
+    CityVoila.launch_instance(argv)
 
 
 def _option_name(arg: str) -> str:
@@ -204,9 +226,13 @@ class VoilaServer:
     def log(self) -> str:
         return "".join(self.log_tail)
 
+    def front_url(self) -> str:
+        """The front page (/ redirects to the city overview when there is one)."""
+        return self.base_url + "/"
+
     def listening(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.base_url + "/", timeout=2) as resp:
+        try:  # the file list, not /: that opens the overview and would take a preheated kernel
+            with urllib.request.urlopen(self.base_url + "/voila/tree", timeout=2) as resp:
                 return resp.status == 200
         except (urllib.error.URLError, OSError):
             return False
@@ -312,13 +338,16 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, open_browser: bool
             return 1
         urls = server.urls()
         print(f"看板服务已启动：{server.base_url}/" + ("" if warm else "（内核仍在预热，首次打开会稍慢）"), flush=True)
+        front = (Path(folder or DASHBOARDS) / FRONT_PAGE).is_file()
+        if front:
+            print(f"  首页（城市运行总览）\t{server.front_url()}", flush=True)
         for title, url in urls.items():
             print(f"  {title}\t{url}", flush=True)
         print("按 Ctrl-C 停止。", flush=True)
         if open_browser and urls:
             import webbrowser
 
-            webbrowser.open(next(iter(urls.values())))
+            webbrowser.open(server.front_url() if front else next(iter(urls.values())))
         return server.process.wait()
     except KeyboardInterrupt:
         print("\n正在停止看板服务…", flush=True)
@@ -351,6 +380,6 @@ if __name__ == "__main__":  # python -m workbench.ui.server [port]
     serve_command(port=int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_PORT)
 
 
-__all__ = ["DASHBOARDS", "DEFAULT_HOST", "DEFAULT_PORT", "VoilaServer", "dashboards", "dashboard_title",
+__all__ = ["DASHBOARDS", "FRONT_PAGE", "voila_main", "DEFAULT_HOST", "DEFAULT_PORT", "VoilaServer", "dashboards", "dashboard_title",
            "dashboard_url", "dashboard_urls", "hub_env", "migrate_hub", "voila_command", "port_free",
            "free_port", "start", "serve", "serve_command"]
