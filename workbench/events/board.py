@@ -1,6 +1,9 @@
 """The dispatch board's reads (调度台): open cases by deadline, counts, and a snapshot for
 the deadline and pattern views. Reads go through workbench.store.hub; status changes go
-through workbench.events.flow.
+through workbench.events.flow, which is the case engine (workbench.cases): every move passes
+the status the board showed (`expected`), so a stale board is refused, not applied.
+The city_events table also holds safety's inspection tasks (case type inspection_task,
+opened by the cold-weather warnings); the counts keep them apart from city events.
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
+from workbench import clock
 from workbench.events import dispatch as dp
 from workbench.events import flow, sla
 from workbench.store import hub
@@ -19,8 +23,16 @@ BOARD_COLUMNS = ("event_id", "ts", "source", "event_class", "description", "dist
                  "status", "department", "urgency", "deadline", "lat", "lon")
 
 
+INSPECTION = "inspection_task"   # safety's case type kept in city_events (counted apart)
+
+
 def _now() -> pd.Timestamp:
-    return pd.Timestamp.now(tz="UTC").tz_localize(None)
+    return clock.now()
+
+
+def _kind(t):
+    """The case type of a city_events row (rows before migration 0010 without one are city events)."""
+    return sa.func.coalesce(t.c.case_type, flow.CASE_TYPE)
 
 
 def board_rows(eng=None, *, department: str | None = None, statuses=flow.OPEN_STATUSES, limit: int = 200,
@@ -55,15 +67,17 @@ def board_rows(eng=None, *, department: str | None = None, statuses=flow.OPEN_ST
 
 
 def board_counts(eng=None, now=None) -> pd.DataFrame:
-    """Open cases per department and status, with how many are overdue."""
+    """Open cases per case type, department and status, with how many are overdue
+    (`case_type`: city_event, or safety's inspection_task, counted apart)."""
     t = EVENTS
     now = (_now() if now is None else pd.Timestamp(now)).to_pydatetime()
     od = sa.func.sum(sa.case((t.c.deadline < now, 1), else_=0))
-    stmt = (sa.select(t.c.department, t.c.status, sa.func.count().label("n"), od.label("overdue"))
-            .where(t.c.status.in_(list(flow.OPEN_STATUSES))).group_by(t.c.department, t.c.status))
+    kind = _kind(t).label("case_type")
+    stmt = (sa.select(kind, t.c.department, t.c.status, sa.func.count().label("n"), od.label("overdue"))
+            .where(t.c.status.in_(list(flow.OPEN_STATUSES))).group_by(kind, t.c.department, t.c.status))
     df = hub.query(stmt, eng=eng)
     if df.empty:
-        return pd.DataFrame(columns=["department", "status", "n", "overdue"])
+        return pd.DataFrame(columns=["case_type", "department", "status", "n", "overdue"])
     df["n"] = df["n"].astype(int)
     df["overdue"] = df["overdue"].fillna(0).astype(int)
     return df
@@ -139,11 +153,13 @@ def load(rules: dp.CityRules | None = None, days: int = 120, now=None, eng=None,
 
 
 def dispatch_waiting(rules: dp.CityRules | None = None, actor: str = "市城市运行管理服务中心", eng=None) -> tuple[int, int]:
-    """Accept and dispatch the cases waiting at 信息收集 that a routing rule matches
-    (one flow transition each); returns (dispatched, still waiting)."""
+    """Accept and dispatch the city events waiting at 信息收集 that a routing rule matches
+    (two engine transitions each, each guarded on the status just read); returns
+    (dispatched, still waiting)."""
     rules = rules or dp.load_rules()
     eng = eng or hub.engine()
     waiting = hub.read("city_events", where={"status": flow.INTAKE}, eng=eng)
+    waiting = waiting[waiting["case_type"].fillna(flow.CASE_TYPE) == flow.CASE_TYPE].reset_index(drop=True)
     if waiting.empty:
         return 0, 0
     r = dp.route(waiting, rules)
@@ -152,13 +168,14 @@ def dispatch_waiting(rules: dp.CityRules | None = None, actor: str = "市城市�
     for eid, dept in zip(go["event_id"], r.loc[go.index, "department"]):
         try:
             with eng.begin() as conn:
-                flow.transition(conn, eid, flow.CASE, actor=actor, note="按规则立案")
-                flow.transition(conn, eid, flow.DISPATCH, actor=actor, department=dept, note=f"按派遣规则派遣至{dept}")
+                flow.transition(conn, eid, flow.CASE, actor=actor, note="按规则立案", expected=flow.INTAKE)
+                flow.transition(conn, eid, flow.DISPATCH, actor=actor, department=dept,
+                                note=f"按派遣规则派遣至{dept}", expected=flow.CASE)
             n += 1
         except flow.FlowError:
             continue  # changed meanwhile by someone on the board
     return n, len(waiting) - n
 
 
-__all__ = ["BOARD_COLUMNS", "board_rows", "board_counts", "latest_ts", "count_since", "load_events", "Snapshot", "load",
+__all__ = ["INSPECTION", "BOARD_COLUMNS", "board_rows", "board_counts", "latest_ts", "count_since", "load_events", "Snapshot", "load",
            "dispatch_waiting"]

@@ -35,21 +35,17 @@ _CITY = click.option("--city", default="zhuzhou", show_default=True,
 @click.option("--json", "as_json", is_flag=True, help="Print the summaries as JSON.")
 @click.option("--progress/--no-progress", default=True, help="Show progress on stderr.")
 def intake(files, fmt, city, force, as_json, progress):
-    """Take event FILES into the hub: validate, dedupe, dispatch on arrival, merge repeats."""
-    from tqdm import tqdm
+    """Take event FILES into the hub: validate, dedupe, dispatch on arrival, merge repeats.
 
+    The same as `workbench ingest city_events FILES` (one ingest path), with this city's rules
+    and, for Open311 / NYC 311 files, their format."""
     from workbench.cli import ingest_files
     from workbench.events.intake import intake_file
 
     rules = _rules(city)
 
     def load(path):
-        bar = tqdm(desc=f"城市事件 {path.name}", unit="条", disable=as_json or not progress, leave=False)
-        try:
-            return intake_file(path, fmt, rules=rules, force=force,
-                               progress=lambda total: bar.update(total.rows_read - bar.n))
-        finally:
-            bar.close()
+        return intake_file(path, fmt, rules=rules, force=force, progress=progress and not as_json)
 
     ingest_files(files, load, as_json)
 
@@ -100,23 +96,24 @@ def dispatch(city, actor):
 @events.command("act")
 @click.argument("event_id")
 @click.argument("action", type=click.Choice(["accept", "dispatch", "handle", "feedback", "close", "evaluate",
-                                              "reject", "duplicate", "reopen"]))
+                                              "reject", "duplicate", "reopen", "defer"]))
 @click.option("--actor", required=True, help="Who does it (a person or a department).")
 @click.option("--note", default="", help="办理意见.")
 @click.option("--department", default=None, help="For dispatch: the department.")
 @click.option("--of", "duplicate_of", default=None, help="For duplicate: the case it repeats.")
-def act_cmd(event_id, action, actor, note, department, duplicate_of):
+@click.option("--expected", default=None, help="The status you saw (环节); refused if the case moved since.")
+def act_cmd(event_id, action, actor, note, department, duplicate_of, expected):
     """Move EVENT_ID one step in the case flow (illegal steps are refused)."""
     from workbench.events.flow import FlowError, act
     from workbench.store import hub
 
     try:
         ch = act(hub.engine(), event_id, action, actor=actor, note=note, department=department,
-                 duplicate_of=duplicate_of)
+                 duplicate_of=duplicate_of, expected=expected)
     except FlowError as exc:
-        click.echo(f"错误: {exc}", err=True)
+        click.echo(f"错误: {exc.problem}", err=True)
         sys.exit(2)
-    click.echo(f"{ch.event_id}: {ch.before} → {ch.after}（{ch.actor}）")
+    click.echo(f"{ch.case_id}: {ch.before} → {ch.after}（{ch.actor}）")
 
 
 @events.command()

@@ -2,7 +2,8 @@
 deadline tables and the patterns; the weekly report reuses its tables and charts.
 
 Reads go through workbench.events.board (and so workbench.store.hub); every status change
-from a button goes through workbench.events.flow. The board polls the hub on a timer in
+from a button goes through workbench.events.flow (the case engine), with the status the
+board showed for that case (`expected`): a board gone stale is refused in Chinese. The board polls the hub on a timer in
 the kernel (an asyncio task), so new events appear without reloading the page.
 """
 from __future__ import annotations
@@ -344,7 +345,7 @@ class LiveBoard:
         self.note = w.Text(value="", placeholder="办理意见（可选）", layout=w.Layout(width="300px"))
         self.buttons = {}
         for action, style in (("accept", "primary"), ("dispatch", "info"), ("handle", ""), ("feedback", ""),
-                              ("close", "success"), ("reject", "warning")):
+                              ("close", "success"), ("reject", "warning"), ("defer", "")):
             b = w.Button(description=flow.ACTION_LABELS[action], button_style=style, layout=w.Layout(width="auto"))
             b.add_class(f"wb-act-{action}")
             b.on_click(lambda _b, a=action: self.act(a))
@@ -367,23 +368,30 @@ class LiveBoard:
         self.table.value = board_table(rows, now)
         current = self.pick.value
         opts = [(f"{r.event_id} · {r.event_class} · {r.status}", r.event_id) for r in rows.head(200).itertuples()]
+        shown = dict(zip(rows["event_id"], rows["status"]))
         if current and current not in {v for _, v in opts}:  # the case being worked on stays picked
             from workbench.store import hub
 
             cur = hub.read("city_events", where={"event_id": current}, columns=["event_id", "event_class", "status"],
                            eng=self.eng)
             opts = [(f"{r.event_id} · {r.event_class} · {r.status}", r.event_id) for r in cur.itertuples()] + opts
+            shown.update(zip(cur["event_id"], cur["status"]))
+        self._shown = shown  # the status each case had on screen: what a button expects
         self.pick.options = opts
         if current in {v for _, v in opts}:
             self.pick.value = current
         counts = bd.board_counts(self.eng, now=now)
         if self.dept.value:
             counts = counts[counts["department"] == self.dept.value]
+        tasks = counts[counts["case_type"] == bd.INSPECTION] if len(counts) else counts
+        counts = counts[counts["case_type"] != bd.INSPECTION] if len(counts) else counts
         n, od = int(counts["n"].sum()) if len(counts) else 0, int(counts["overdue"].sum()) if len(counts) else 0
         wait = int(counts.loc[counts["status"] == flow.INTAKE, "n"].sum()) if len(counts) else 0
+        nt = int(tasks["n"].sum()) if len(tasks) else 0
         self.cards.value = '<div class="wb-cards">' + "".join([
             cards.kpi_html("在办事件", n, unit="件", note=f"待受理 {wait} 件", tone="warn" if wait else ""),
             cards.kpi_html("其中超期", od, unit="件", tone="bad" if od else "ok"),
+            *([cards.kpi_html("预警巡查任务", nt, unit="件", note=f"超期 {int(tasks['overdue'].sum())} 件")] if nt else []),
         ]) + "</div>"
         stamp = f"调度台每 {self.interval:g} 秒自动刷新 · 最近刷新 {format_time(utc_now(), '%H:%M:%S')}（北京时间）"
         self.status.value = f'<div class="wb-note">{esc(note + " · " if note else "")}{esc(stamp)}</div>'
@@ -398,13 +406,15 @@ class LiveBoard:
             return
         try:
             ch = flow.act(self.eng or hub.engine(), eid, action, actor=self.actor.value.strip(),
-                          note=self.note.value.strip(), department=self.to_dept.value if action == "dispatch" else None)
+                          note=self.note.value.strip(), department=self.to_dept.value if action == "dispatch" else None,
+                          expected=getattr(self, "_shown", {}).get(eid))
         except flow.FlowError as exc:
-            self.message.value = f'<div class="wb-note wb-events-refused">未执行：{esc(exc)}</div>'
+            self.message.value = f'<div class="wb-note wb-events-refused">未执行：{esc(exc.problem)}</div>'
+            self.refresh()  # show what the case is now
             return
         self.note.value = ""
         self.message.value = (f'<div class="wb-note wb-events-done">已{esc(flow.ACTION_LABELS[action])}：'
-                              f'{esc(ch.event_id)}（{esc(ch.before)} → {esc(ch.after)}）</div>')
+                              f'{esc(ch.case_id)}（{esc(ch.before)} → {esc(ch.after)}）</div>')
         self.refresh()
 
     # polling
