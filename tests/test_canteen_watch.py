@@ -242,7 +242,9 @@ def test_a_violation_becomes_one_event_in_the_hub_on_mqtt_and_as_evidence(tmp_pa
     assert ("new", "未戴厨师帽") in seen and ("end", "未戴厨师帽") in seen
     rows = hub.read("canteen_violations", eng=sqlite_hub)
     hat = rows[rows["violation_class"] == "未戴厨师帽"].iloc[0]
-    assert hat["ts_end"] is not None and hat["ts_end"] >= hat["ts"] and hat["status"] == "open"
+    assert hat["ts_end"] is not None and hat["ts_end"] >= hat["ts"]
+    case = hub.read("cases", eng=sqlite_hub).set_index("case_id").loc[hat["violation_id"]]
+    assert case["status"] == "待处理" and case["case_type"] == "canteen_rectification"  # its case, opened live
     assert hat["canteen_id"] == "ST-HT-009" and hat["severity"] == "warning" and hat["frames"] >= 2
     snap, clean = resolve(hat["snapshot"]), resolve(hat["clean_snapshot"])
     assert snap is not None and clean is not None and "evidence/K9/2026-11-26/" in hat["snapshot"]

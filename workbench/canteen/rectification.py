@@ -176,10 +176,23 @@ def apply_reported(conn: Connection, v: pd.DataFrame, *, actor: str = SYNC_ACTOR
     n = cases.sync(conn, CASE_TYPE, changes, actor=actor, note_prefix="明厨亮灶平台导出的整改状态")
     closed = set(case_type().closed)
     after = case_status(conn, changes["_id"])
-    for cid, r in after.iterrows():
-        if r["status"] in closed:
-            lift_alert(conn, cid, ts=r["closed_at"], actor=actor)
+    done = after[after["status"].isin(closed)]
+    for cid in _alerted(conn, done.index.tolist()):
+        lift_alert(conn, cid, ts=done.loc[cid, "closed_at"], actor=actor)
     return n
+
+
+def _alerted(conn: Connection, ids: list[str]) -> list[str]:
+    """The violations of `ids` whose 严重违规 alert is still active (one query per 5000)."""
+    from workbench.store.schema import metadata
+
+    t = metadata.tables["alerts"]
+    by_subject = {subject(i): i for i in ids}
+    out = []
+    for part in _chunks(list(by_subject)):
+        out += [by_subject[r[0]] for r in conn.execute(sa.select(t.c.subject).where(
+            t.c.subject.in_(part), t.c.category == CRITICAL_CATEGORY, t.c.status != alerts.LIFTED))]
+    return out
 
 
 def _held(conn: Connection, ids: list[str]) -> set:

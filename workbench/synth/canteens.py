@@ -179,6 +179,10 @@ def violations(rng: np.random.Generator, cal: CityCalendar, world: CanteenWorld,
     status = np.where(t_ver <= now, "verified",
                       np.where(t_rect <= now, "rectified", np.where(t_notify <= now, "notified", "open")))
     status = np.where(never_verified & (status == "verified"), "rectified", status)
+    # 更新时间: when the case reached the status the export reports (the hub's loader takes the
+    # status onto the violation's rectification case at that time, workbench.cases.sync)
+    updated = np.where(status == "verified", t_ver, np.where(status == "rectified", t_rect,
+                                                             np.where(status == "notified", t_notify, ts)))
 
     df = pd.DataFrame({
         "ts": ts, "ts_end": ts_end,
@@ -186,7 +190,7 @@ def violations(rng: np.random.Generator, cal: CityCalendar, world: CanteenWorld,
         "canteen_id": canteens.canteen_id.to_numpy()[can_idx],
         "district": canteens.district.to_numpy()[can_idx],
         "violation_class": cls_name, "severity": sev, "score": score,
-        "status": status, "source": "明厨亮灶AI",
+        "status": status, "source": "明厨亮灶AI", "updated_at": updated,
     })
     df = df.sort_values(["ts", "camera_id"], kind="stable").reset_index(drop=True)
     day_str = pd.Series(df.ts.to_numpy().astype("datetime64[D]").astype(str)).str.replace("-", "", regex=False)

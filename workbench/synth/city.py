@@ -451,7 +451,8 @@ def write_files(city: dict, out_dir: Path, seed: int) -> tuple[list[tuple[str, P
     month = _month_key(v.ts)
     for m in sorted(month.unique()):
         x = v[(month == m).to_numpy()]
-        x = x.assign(ts=fmt_second(x.ts).to_numpy(), ts_end=fmt_second(x.ts_end).to_numpy())
+        x = x.assign(ts=fmt_second(x.ts).to_numpy(), ts_end=fmt_second(x.ts_end).to_numpy(),
+                     **({"updated_at": fmt_second(x.updated_at).to_numpy()} if "updated_at" in x else {}))
         add("canteen_violations", write_csv(x, samples / "canteen_violations" / f"明厨亮灶告警_{m}.csv",
                                             labels("canteen_violations", _synth_fields("canteen_violations", x))))
 
