@@ -103,6 +103,11 @@ def test_overdue_major_hazard_alert_is_raised_kept_and_lifted(hub_engine, tmp_pa
     assert json.loads(r["attrs"]) == {"hazard_id": "H1", "site_id": "S1", "district": "芦淞区"}
     assert r.ts == utc("2026-01-05 18:00")  # overdue from its deadline
     assert alerts.history("HZ-OD-H1", hub_engine).action.tolist() == ["发布"]
+    # the linkage run at the end of the analysis escalates it to the district government
+    sup = hub.read("cases", eng=hub_engine)
+    sup = sup[sup.alert_id == "HZ-OD-H1"]
+    assert sup.case_type.tolist() == ["supervision"] and sup.subject.tolist() == ["hazards:H1"]
+    assert run.linkage["opened"] >= 1
 
     again = A.run_engine(hub_engine)  # nothing changed: nothing written
     assert (again.written["overdue_alerts_new"], again.written["overdue_alerts_lifted"]) == (0, 0)
