@@ -204,3 +204,22 @@ def test_safety_code_keeps_to_the_spine():
             for m in re.finditer(pat, text):
                 bad.append(f"{f.name}: {m.group(0)}")
     assert bad == []
+
+
+def test_migration_0009_marks_the_old_inspection_tasks(tmp_path):
+    """Tasks written into city_events before the engine become inspection_task cases of their warning."""
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    eng = hub.engine(url, migrate=False)
+    hub.upgrade(eng, "0008")
+    with eng.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO city_events (event_id, ts, source, external_id, event_class, status) VALUES "
+            "('W-HS-HT-2026010820-DL-Y', '2026-01-08 12:00:00.000000', '预警联动', 'W-HS-HT-2026010820', '电力线路巡查', '任务派遣'),"
+            "('E1', '2026-01-08 12:00:00.000000', '12345热线', 'X1', '暴露垃圾', '任务派遣')"))
+    hub.upgrade(eng, "0009")
+    e = hub.query("SELECT event_id, case_type, alert_id FROM city_events", eng=eng).set_index("event_id")
+    assert e.loc["W-HS-HT-2026010820-DL-Y", ["case_type", "alert_id"]].tolist() == ["inspection_task", "W-HS-HT-2026010820"]
+    assert pd.isna(e.loc["E1", "case_type"]) and pd.isna(e.loc["E1", "alert_id"])
+    hub.dispose(url)
