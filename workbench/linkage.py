@@ -173,7 +173,7 @@ class Rule:
     @property
     def targets(self) -> str:
         if self.resolver:
-            return f"对象函数 {self.resolver}"
+            return f"函数 {self.resolver}"
         if self.dataset:
             via = "、".join(j.dataset for j in self.joins)
             return f"{self.dataset}（{'、'.join(f'{c}=告警.{a}' for c, a in self.match)}）" + (f" 关联 {via}" if via else "")
@@ -511,17 +511,28 @@ def _render(template: str | None, ctx: Mapping) -> str | None:
     if template is None:
         return None
     try:
-        return string.Formatter().vformat(template, (), _Blank(ctx))
-    except (ValueError, IndexError, KeyError, AttributeError):
+        return template.format_map(ctx if isinstance(ctx, _Blank) else _Blank(ctx))
+    except (ValueError, IndexError, KeyError, AttributeError, TypeError):
         return template
 
 
+def _names(*templates) -> set[str]:
+    """The field names a rule's templates use."""
+    out = set()
+    for t in templates:
+        if t:
+            out |= {f.split(".")[0].split("[")[0] for _, f, _, _ in string.Formatter().parse(t) if f}
+    return out
+
+
 def _clean(v):
-    if v is None or v is pd.NaT:
-        return None
-    if isinstance(v, float) and np.isnan(v):
-        return None
-    return v
+    """None for a missing value (None, NaN, NaT, NA); lists and dicts as they are."""
+    if v is None or isinstance(v, (list, tuple, dict, str)):
+        return v
+    try:
+        return None if pd.isna(v) else v
+    except (TypeError, ValueError):
+        return v
 
 
 def matched_alerts(conn: Connection, rule: Rule, *, since=None, now=None) -> pd.DataFrame:
@@ -611,7 +622,11 @@ def dataset_targets(conn: Connection, rule: Rule, al: pd.DataFrame) -> pd.DataFr
                         suffixes=("", f"_{j.dataset}"))
     key = rule.key or tuple(k for k in DATASETS[rule.dataset].key if k not in {c for c, _ in rule.match}) \
         or tuple(DATASETS[rule.dataset].key)
-    out["target"] = out[list(key)].astype(str).agg("/".join, axis=1) if len(out) else []
+    tgt = pd.Series([""] * len(out), index=out.index, dtype=object)
+    for i, k in enumerate(key):
+        part = out[k].astype(object).where(out[k].notna(), "").astype(str)
+        tgt = part if i == 0 else tgt + "/" + part
+    out["target"] = tgt.to_numpy(dtype=object) if len(out) else []
     out = out.drop_duplicates(["alert_id", "target"])
     if rule.subject is None:
         out["subject"] = [f"{rule.dataset}:{t}" for t in out["target"]]
@@ -635,51 +650,169 @@ def _evidence(rec: Mapping) -> str:
     return text
 
 
-def case_rows(rule: Rule, al: pd.DataFrame, targets: pd.DataFrame | None, *, resolved: bool = False) -> pd.DataFrame:
+def _ids(rule: Rule, store, targets: pd.DataFrame) -> pd.Series:
+    """The case id of each target row: the resolver's own, else the linkage id."""
+    given = pd.Series([None] * len(targets), index=targets.index, dtype=object)
+    for col in (store.id, "case_id", "_id"):
+        if col in targets:
+            given = targets[col].astype(object).where(targets[col].notna(), given)
+    tgt = (targets["target"].astype(object).where(targets["target"].notna(), "").astype(str)
+           if "target" in targets else pd.Series("", index=targets.index))
+    made = (f"LK-{rule.short}-" + targets["alert_id"].astype(str)
+            + tgt.where(tgt == "", "-" + tgt)).astype(object)
+    long = made.str.len() > 64
+    if long.any():
+        made[long] = [case_id(rule.short, a, t) for a, t in zip(targets["alert_id"][long], tgt[long])]
+    return given.where(given.notna(), made).astype(str)
+
+
+def _held(conn: Connection, store, ids: list[str]) -> set:
+    from workbench.store.schema import metadata
+
+    table = metadata.tables[store.table]
+    held: set = set()
+    for k in range(0, len(ids), 5000):
+        held |= {r[0] for r in conn.execute(sa.select(table.c[store.id]).where(table.c[store.id].in_(ids[k:k + 5000])))}
+    return held
+
+
+def case_rows(rule: Rule, al: pd.DataFrame, targets: pd.DataFrame | None, *, resolved: bool = False,
+              skip: set | None = None) -> pd.DataFrame:
     """One row per case to open (the case engine's frame): `_id`, ts, title, department,
     district, deadline, subject, alert_id, rule, evidence, description, … (store columns).
     `resolved`: the targets are a resolver's case rows (their columns go to the case, `steps`
-    too); else dataset rows, which give the case only their district and street."""
+    too); else dataset rows, which give the case only their district and street.
+    `skip`: case ids already held (no row is built for them)."""
     ct = cases.case_type(rule.case_type)
     store = cases.STORES[ct.store]
-    alerts_by_id = {r["alert_id"]: r for r in al.to_dict("records")}
     if targets is None:
         targets = pd.DataFrame({"alert_id": al["alert_id"], "target": ""})
+    targets = targets[targets["alert_id"].isin(al["alert_id"])].reset_index(drop=True)
+    ids = _ids(rule, store, targets)
+    if skip:
+        keep = ~ids.isin(skip).to_numpy()
+        targets, ids = targets[keep].reset_index(drop=True), ids[keep].reset_index(drop=True)
+    if targets.empty:
+        return pd.DataFrame()
+    if not resolved:
+        return _dataset_case_rows(rule, al, targets, ids)
+    alerts_by_id, evidence = {}, {}
+    for a in al.to_dict("records"):
+        base = {k: _clean(v) for k, v in a.items() if k != "attrs"}
+        alerts_by_id[a["alert_id"]] = (a, {**base, "alert_title": a.get("title"), "alert_subject": a.get("subject"),
+                                            **a["attrs"]})
     rows = []
-    for t in targets.to_dict("records"):
-        a = alerts_by_id.get(t.get("alert_id"))
-        if a is None:
-            continue
-        t = {k: _clean(v) for k, v in t.items()}
-        ctx = {**{k: _clean(v) for k, v in a.items() if k != "attrs"}, "alert_title": a.get("title"),
-               "alert_subject": a.get("subject"), **a["attrs"],
-               **{k: v for k, v in t.items() if v is not None}}
+    for cid, t in zip(ids, targets.to_dict("records")):
+        a, actx = alerts_by_id[t["alert_id"]]
+        t = {k: v for k, v in t.items() if _clean(v) is not None}
+        ctx = _Blank(actx)
+        for k, v in t.items():
+            ctx[k] = v
         ctx["title"] = a.get("title")
-        given_id = t.get("_id") or t.get("case_id") or t.get(store.id)
-        cid = str(given_id) if given_id else case_id(rule.short, a["alert_id"], str(t.get("target") or ""))
-        opened = pd.Timestamp(t["ts"]) if resolved and t.get("ts") is not None else pd.Timestamp(a["opened"])
+        opened = pd.Timestamp(t["ts"]) if resolved and t.get("ts") is not None else a["opened"]
         if resolved:
-            row = {k: v for k, v in t.items()
-                   if k not in ("_id", "case_id", store.id, "target", store.status) and v is not None}
+            row = {k: v for k, v in t.items() if k not in ("_id", "case_id", store.id, "target", store.status)}
         else:
-            row = {k: t[k] for k in ("district", "street") if t.get(k) is not None}
+            row = {k: t[k] for k in ("district", "street") if k in t}
         row = {**row, "_id": cid, "ts": opened, "alert_id": a["alert_id"], "rule": rule.id}
-        row.setdefault("title", (_render(rule.title, ctx) or a.get("title") or "")[:256])
-        row.setdefault("description", (_render(rule.description, ctx) or a.get("title") or "")[:1024])
-        if rule.department:
-            row.setdefault("department", rule.department)
-        row.setdefault("district", t.get("district") or a.get("district"))
-        if rule.urgency:
-            row.setdefault("urgency", rule.urgency)
-        if rule.deadline_hours is not None:
-            row.setdefault("deadline", opened + pd.Timedelta(hours=rule.deadline_hours))
-        row.setdefault("subject", _render(rule.subject, ctx) if rule.subject else (t.get("subject") or a.get("subject")))
-        row.setdefault("evidence", _evidence(a))
+        if "title" not in row:
+            row["title"] = (_render(rule.title, ctx) or a.get("title") or "")[:256]
+        if "description" not in row:
+            row["description"] = (_render(rule.description, ctx) or a.get("title") or "")[:1024]
+        if rule.department and "department" not in row:
+            row["department"] = rule.department
+        if "district" not in row:
+            row["district"] = _clean(a.get("district"))
+        if rule.urgency and "urgency" not in row:
+            row["urgency"] = rule.urgency
+        if rule.deadline_hours is not None and "deadline" not in row:
+            row["deadline"] = opened + pd.Timedelta(hours=rule.deadline_hours)
+        if "subject" not in row:
+            row["subject"] = _render(rule.subject, ctx) if rule.subject else (t.get("subject") or _clean(a.get("subject")))
+        if "evidence" not in row:
+            if a["alert_id"] not in evidence:
+                evidence[a["alert_id"]] = _evidence(a)
+            row["evidence"] = evidence[a["alert_id"]]
         rows.append(row)
     f = pd.DataFrame(rows)
     if len(f) and "deadline" in f:
         f["deadline"] = pd.to_datetime(f["deadline"])
     return f
+
+
+def _plain(template: str | None) -> list[tuple[str, str | None]] | None:
+    """(literal, field) pieces of a template without format specs or conversions (else None)."""
+    if template is None:
+        return []
+    out = []
+    for lit, name, spec, conv in string.Formatter().parse(template):
+        if spec or conv or (name is not None and (not name or not name.isidentifier())):
+            return None
+        out.append((lit, name))
+    return out
+
+
+def _format_column(template: str | None, ctx: pd.DataFrame) -> pd.Series:
+    """`template` rendered for every row of `ctx` (missing fields render empty), vectorized."""
+    pieces = _plain(template)
+    if pieces is None:
+        recs = ctx.to_dict("records")
+        return pd.Series([_render(template, {k: v for k, v in r.items() if _clean(v) is not None}) for r in recs],
+                         index=ctx.index, dtype=object)
+    out = pd.Series("", index=ctx.index, dtype=object)
+    for lit, name in pieces:
+        if lit:
+            out = out + lit
+        if name is not None and name in ctx:
+            col = ctx[name].astype(object)
+            out = out + col.where(col.notna(), "").astype(str)
+    return out
+
+
+def _dataset_case_rows(rule: Rule, al: pd.DataFrame, targets: pd.DataFrame, ids: pd.Series) -> pd.DataFrame:
+    """The case rows of dataset targets, column by column (a year's alerts × schools is many)."""
+    names = _names(rule.title, rule.description, rule.subject)
+    a = al.drop_duplicates("alert_id").set_index("alert_id", drop=False)
+    attrs = pd.DataFrame(list(a["attrs"]), index=a.index)
+    actx = a.drop(columns=["attrs"]).assign(alert_title=a["title"], alert_subject=a["subject"])
+    actx = pd.concat([actx.drop(columns=[c for c in attrs.columns if c in actx.columns and c != "alert_id"]),
+                      attrs.drop(columns=[c for c in attrs.columns if c == "alert_id"])], axis=1)
+    actx["title"] = a["title"]  # {title} is the alert's title
+    tcols = [c for c in targets.columns if c in names | {"district", "street", "subject", "target"} and c != "alert_id"]
+    ctx = targets[["alert_id", *tcols]].copy()
+    for c in names | {"district", "title"}:
+        if c not in actx.columns:
+            continue
+        from_alert = targets["alert_id"].map(actx[c]).astype(object)
+        if c == "title" or c not in ctx.columns:
+            ctx[c] = from_alert.to_numpy()
+        else:  # the target's value first, else the alert's
+            ctx[c] = ctx[c].astype(object).where(ctx[c].notna(), from_alert).to_numpy()
+    alert_title = targets["alert_id"].map(a["title"]).astype(object).fillna("")
+    opened = pd.to_datetime(targets["alert_id"].map(a["opened"]))
+    title = _format_column(rule.title, ctx) if rule.title is not None else alert_title
+    desc = _format_column(rule.description, ctx) if rule.description is not None else alert_title
+    if rule.subject:
+        subject = _format_column(rule.subject, ctx)
+    elif "subject" in targets:
+        subject = targets["subject"].astype(object)
+    else:
+        subject = targets["alert_id"].map(a["subject"]).astype(object)
+    evidence = {aid: _evidence(r) for aid, r in zip(a["alert_id"], a.to_dict("records"))}
+    f = pd.DataFrame({"_id": ids.to_numpy(), "ts": opened.to_numpy(), "alert_id": targets["alert_id"].to_numpy(),
+                      "rule": rule.id, "title": title.str.slice(0, 256).to_numpy(),
+                      "description": desc.str.slice(0, 1024).to_numpy(),
+                      "district": ctx["district"].to_numpy() if "district" in ctx else None,
+                      "subject": subject.to_numpy(), "evidence": targets["alert_id"].map(evidence).to_numpy()})
+    if "street" in targets:
+        f["street"] = targets["street"].to_numpy()
+    if rule.department:
+        f["department"] = rule.department
+    if rule.urgency:
+        f["urgency"] = rule.urgency
+    if rule.deadline_hours is not None:
+        f["deadline"] = f["ts"] + pd.Timedelta(hours=rule.deadline_hours)
+    return f.astype({c: object for c in f.columns if c not in ("ts", "deadline")}).where(f.notna(), None)
 
 
 def run_rule(conn: Connection, rule: Rule, *, since=None, now=None) -> dict:
@@ -701,7 +834,14 @@ def run_rule(conn: Connection, rule: Rule, *, since=None, now=None) -> dict:
                 targets.groupby("alert_id")["alert_id"].transform("size") > 1, "")
     elif len(al) and rule.dataset:
         targets = dataset_targets(conn, rule, al)
-    frame = case_rows(rule, al, targets, resolved=bool(rule.resolver)) if len(al) else pd.DataFrame()
+    frame = pd.DataFrame()
+    if len(al):
+        if targets is None:
+            targets = pd.DataFrame({"alert_id": al["alert_id"], "target": ""})
+        store = cases.STORES[cases.case_type(rule.case_type).store]
+        held = _held(conn, store, _ids(rule, store, targets).tolist())
+        frame = case_rows(rule, al, targets, resolved=bool(rule.resolver), skip=held)
+        n_targets = len(targets)
     opened = 0
     if len(frame):
         steps = None
@@ -711,7 +851,7 @@ def run_rule(conn: Connection, rule: Rule, *, since=None, now=None) -> dict:
         opened = cases.open_cases(conn, rule.case_type, frame, actor=actor, steps=steps,
                                   intake_note=f"联动规则“{rule.name}”（{rule.id}）由告警生成")
     return {"rule": rule.id, "name": rule.name, "owner": rule.owner, "case_type": rule.case_type,
-            "alerts": int(len(al)), "targets": int(len(frame)), "opened": int(opened),
+            "alerts": int(len(al)), "targets": int(n_targets if len(al) else 0), "opened": int(opened),
             "seconds": round(time.perf_counter() - t0, 3)}
 
 
