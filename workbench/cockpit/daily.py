@@ -71,19 +71,6 @@ def _alerts_between(eng, since, until) -> pd.DataFrame:
                      .where(a.c.ts >= since.to_pydatetime(), a.c.ts < until.to_pydatetime()), eng=eng)
 
 
-def _case_alert_ids(eng) -> set:
-    from workbench import cases
-    from workbench.store import hub
-    from workbench.store.schema import metadata
-
-    ids: set = set()
-    for st in list(cases.STORES.values()):
-        t = metadata.tables.get(st.table)
-        if t is not None and "alert_id" in t.c:
-            ids |= set(hub.query(sa.select(t.c.alert_id).where(t.c.alert_id.isnot(None)).distinct(), eng=eng)["alert_id"])
-    return ids
-
-
 def decisions(frame: pd.DataFrame, hazards: pd.DataFrame, active: pd.DataFrame, uncased: pd.DataFrame,
               at: pd.Timestamp, n: int = 5) -> pd.DataFrame:
     """The `n` items that most need a decision at `at` (naive UTC), ranked by kind (RANK) then
@@ -191,10 +178,10 @@ def report(day=None, *, eng=None, now=None) -> DailyReport:
     a = metadata.tables["alerts"]
     active = hub.query(sa.select(a.c.alert_id, a.c.level, a.c.category, a.c.title, a.c.district, a.c.department)
                        .where(a.c.status == alerts.ACTIVE, a.c.level.isnot(None), a.c.ts < at.to_pydatetime()), eng=eng)
-    crit = hub.query(sa.select(a.c.alert_id, a.c.ts, a.c.department, a.c.category, a.c.title, a.c.district)
+    crit = hub.query(sa.select(a.c.alert_id, a.c.ts, a.c.department, a.c.category, a.c.title, a.c.district, a.c.subject)
                      .where(a.c.status == alerts.ACTIVE, a.c.severity == "critical", a.c.level.is_(None),
                             a.c.ts < at.to_pydatetime()), eng=eng)
-    uncased = crit[~crit["alert_id"].isin(_case_alert_ids(eng))] if len(crit) else crit
+    uncased = crit[~crit["alert_id"].isin(set(ov.alert_cases(eng, crit)["alert_id"]))] if len(crit) else crit
     week = ind.indicators(frame, clock.day_bounds(d - dt.timedelta(days=6))[0], until,
                           marks=ind.history_marks(eng))
     r = DailyReport(day=d, data_until=ov.data_until(eng, now), cases=case_cmp, alerts=alert_cmp, overdue=overdue,

@@ -122,21 +122,21 @@ def case_flags(cases: pd.DataFrame, marks: pd.DataFrame | None, types: Mapping |
     out["store"] = out["case_type"].map(store_of)
     rework = {n: set(t.rework) for n, t in types.items()}
     deferred = {n: t.deferred for n, t in types.items() if t.deferred}
-    flags = {"rework": set(), "extended": set(), "deferred": set()}
+    for name in ("rework", "extended", "deferred"):
+        out[name] = False
     if marks is not None and len(marks):
-        m = marks.merge(out[["store", "case_id", "case_type"]], on=["store", "case_id"], how="inner")
-        for st, cid, ct, status in m[["store", "case_id", "case_type", "status"]].itertuples(index=False, name=None):
-            if status == EXTENDED:
-                flags["extended"].add((st, cid))
-            if status in rework.get(ct, ()):
-                flags["rework"].add((st, cid))
-            if deferred.get(ct) == status:
-                flags["deferred"].add((st, cid))
-    keys = list(zip(out["store"], out["case_id"]))
-    for name, held in flags.items():
-        out[name] = np.fromiter(((k in held) for k in keys), bool, len(keys))
-    now_deferred = np.fromiter((deferred.get(t) == s for t, s in zip(out["case_type"], out["status"])), bool, len(out))
-    out["deferred"] = out["deferred"].to_numpy() | now_deferred
+        m = marks.merge(out[["store", "case_id", "case_type"]].drop_duplicates(), on=["store", "case_id"], how="inner")
+        m["extended"] = m["status"] == EXTENDED
+        m["rework"] = [s in rework.get(t, ()) for t, s in zip(m["case_type"], m["status"])]
+        m["deferred"] = [deferred.get(t) == s for t, s in zip(m["case_type"], m["status"])]
+        per = m.groupby(["store", "case_id"])[["rework", "extended", "deferred"]].any()
+        if len(per):
+            idx = pd.MultiIndex.from_arrays([out["store"], out["case_id"]])
+            hit = per.reindex(idx, fill_value=False)
+            for name in ("rework", "extended", "deferred"):
+                out[name] = hit[name].to_numpy(dtype=bool)
+    now_deferred = out["status"].to_numpy() == out["case_type"].map(deferred).to_numpy()
+    out["deferred"] = out["deferred"].to_numpy(dtype=bool) | now_deferred
     return out
 
 

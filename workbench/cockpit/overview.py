@@ -340,35 +340,18 @@ def alert_feed(eng, f: Filters, limit: int = FEED) -> pd.DataFrame:
 
     a = metadata.tables["alerts"]
     stmt = sa.select(a.c.alert_id, a.c.ts, a.c.department, a.c.category, a.c.severity, a.c.title, a.c.district,
-                     a.c.status, a.c.level).where(a.c.ts <= _dt(clock.now()))
+                     a.c.status, a.c.level, a.c.subject).where(a.c.ts <= _dt(clock.now()))
     if f.district:
         stmt = stmt.where(sa.or_(a.c.district == f.district, a.c.district.is_(None)))
     feed = hub.query(stmt.order_by(a.c.ts.desc(), a.c.alert_id).limit(limit), eng=eng)
     feed["cases"] = [[] for _ in range(len(feed))]
     if feed.empty:
         return feed
-    ids = feed["alert_id"].tolist()
-    found = []
-    cases._ensure_registered()
-    for st in list(cases.STORES.values()):
-        t = metadata.tables.get(st.table)
-        if t is None or "alert_id" not in t.c:
-            continue
-        ctype = t.c[st.type_column] if st.type_column else sa.literal(None)
-        dep = t.c[st.department] if st.department else sa.literal(None)
-        df = hub.query(sa.select(t.c.alert_id, t.c[st.id].label("case_id"), ctype.label("case_type"),
-                                 t.c[st.status].label("status"), dep.label("department"))
-                       .where(t.c.alert_id.in_(ids)), eng=eng)
-        if len(df):
-            if not st.type_column:
-                default = next((n for n, ty in cases.TYPES.items() if ty.store == st.name), None)
-                df["case_type"] = default
-            found.append(df)
-    if found:
-        cs = pd.concat(found, ignore_index=True).sort_values("case_id")
+    found = alert_cases(eng, feed)
+    if len(found):
         labels = {n: t.label for n, t in cases.TYPES.items()}
-        by = {}
-        for r in cs.itertuples(index=False):
+        by: dict = {}
+        for r in found.sort_values("case_id").itertuples(index=False):
             by.setdefault(r.alert_id, []).append({
                 "case_id": r.case_id, "case_type": r.case_type, "type_label": labels.get(r.case_type, r.case_type),
                 "status": cases.TYPES[r.case_type].label_of(r.status) if r.case_type in cases.TYPES else r.status,
@@ -377,21 +360,89 @@ def alert_feed(eng, f: Filters, limit: int = FEED) -> pd.DataFrame:
     return feed
 
 
+def alert_cases(eng, alerts_df: pd.DataFrame) -> pd.DataFrame:
+    """The cases the alerts of `alerts_df` (alert_id, subject) became: alert_id, case_id,
+    case_type, status, department. A case belongs to an alert when it records the alert
+    (`alert_id` of its table: a linkage case), when it is about the same subject (a canteen
+    rectification case and the violation's alert), or when it is the alert's subject itself
+    (an escalation about an event, "city_events:<id>")."""
+    from workbench import cases
+    from workbench.store import hub
+    from workbench.store.schema import metadata
+
+    cols = ["alert_id", "case_id", "case_type", "status", "department"]
+    if alerts_df is None or alerts_df.empty:
+        return pd.DataFrame(columns=cols)
+    ids = alerts_df["alert_id"].tolist()
+    subj = alerts_df.dropna(subset=["subject"]) if "subject" in alerts_df else alerts_df.iloc[0:0]
+    by_subject = dict(zip(subj["subject"], subj["alert_id"]))
+    cases._ensure_registered()
+    parts = []
+    for st in list(cases.STORES.values()):
+        t = metadata.tables.get(st.table)
+        if t is None:
+            continue
+        ctype = t.c[st.type_column] if st.type_column else sa.literal(None)
+        dep = t.c[st.department] if st.department else sa.literal(None)
+        base = [t.c[st.id].label("case_id"), ctype.label("case_type"), t.c[st.status].label("status"),
+                dep.label("department")]
+        conds = []
+        if "alert_id" in t.c:
+            conds.append(t.c.alert_id.in_(ids))
+        if "subject" in t.c and by_subject:
+            conds.append(t.c.subject.in_(list(by_subject)))
+        own = {k.split(":", 1)[1]: v for k, v in by_subject.items() if k.startswith(f"{st.table}:")}
+        if own:
+            conds.append(t.c[st.id].in_(list(own)))
+        if not conds:
+            continue
+        extra = [(t.c.alert_id if "alert_id" in t.c else sa.literal(None)).label("via_alert"),
+                 (t.c.subject if "subject" in t.c else sa.literal(None)).label("via_subject")]
+        df = hub.query(sa.select(*base, *extra).where(sa.or_(*conds)), eng=eng)
+        if df.empty:
+            continue
+        if not st.type_column:
+            df["case_type"] = next((n for n, ty in cases.TYPES.items() if ty.store == st.name), None)
+        rows = []
+        for r in df.itertuples(index=False):
+            hits = {r.via_alert} & set(ids) | ({by_subject[r.via_subject]} if r.via_subject in by_subject else set())
+            if r.case_id in own:
+                hits.add(own[r.case_id])
+            rows += [{"alert_id": a, "case_id": r.case_id, "case_type": r.case_type, "status": r.status,
+                      "department": r.department} for a in hits]
+        parts.append(pd.DataFrame(rows, columns=cols))
+    if not parts:
+        return pd.DataFrame(columns=cols)
+    return pd.concat(parts, ignore_index=True).drop_duplicates(["alert_id", "case_id"])
+
+
+STREET_OFFICES = "各街道（乡镇）办事处"
+
+
+def department_group(name) -> str:
+    """The department a case is counted under: the street and township offices (街道办事处,
+    镇办事处) that cases are dispatched to are one department of the city (DOMAIN.md)."""
+    if not isinstance(name, str) or not name:
+        return ind.UNASSIGNED
+    return STREET_OFFICES if name.endswith("办事处") else name
+
+
 def department_indicators(case_frame: pd.DataFrame, marks: pd.DataFrame, f: Filters) -> pd.DataFrame:
-    """The indicators of every department with a `dashboard` column (the notebook of the department
-    whose case types most of its cases are) for the links."""
-    table = ind.indicators(case_frame, f.since, f.until, marks=marks)
+    """The indicators of every department (street offices as one) with a `dashboard` column (the
+    notebook of the department whose case types most of its cases are) for the links."""
+    frame = case_frame.assign(department=case_frame["department"].map(department_group)) if len(case_frame) \
+        else case_frame
+    table = ind.indicators(frame, f.since, f.until, marks=marks)
     if table.empty:
         table["dashboard"] = []
         return table
-    types = _type_dashboards()
     dash = {}
-    if len(case_frame):
-        boards = case_frame.assign(board=case_frame["case_type"].map(types),
-                                   department=case_frame["department"].fillna(ind.UNASSIGNED))
-        boards = boards.dropna(subset=["board"])
-        if len(boards):
-            dash = boards.groupby("department")["board"].agg(lambda s: s.value_counts().index[0]).to_dict()
+    if len(frame):
+        boards = pd.DataFrame({"department": frame["department"], "board": frame["case_type"].map(_type_dashboards())})
+        counts = boards.dropna().groupby(["department", "board"]).size()
+        if len(counts):
+            dash = dict(counts.sort_values(ascending=False).reset_index().drop_duplicates("department")
+                        [["department", "board"]].itertuples(index=False, name=None))
     table["dashboard"] = [dash.get(d) or dashboard_of(d) for d in table["department"]]
     return table
 
@@ -437,6 +488,6 @@ def load(params: Mapping[str, str] | None = None, *, eng=None, now=None, feed: i
                     feed=fd, warnings=warnings, seconds=time.perf_counter() - t0)
 
 
-__all__ = ["DEFAULT_DAYS", "FEED", "Filters", "HubUnreachable", "Overview", "alert_dashboard", "alert_feed",
-           "dashboard_of", "data_until", "default_period", "department_indicators", "districts_table", "link",
+__all__ = ["DEFAULT_DAYS", "FEED", "Filters", "HubUnreachable", "Overview", "alert_cases", "alert_dashboard", "alert_feed",
+           "STREET_OFFICES", "dashboard_of", "data_until", "department_group", "default_period", "department_indicators", "districts_table", "link",
            "load", "parse_filters"]
