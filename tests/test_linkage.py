@@ -23,14 +23,6 @@ def _rule(rule_id: str) -> list[linkage.Rule]:
     return rules
 
 
-def _needs(resolver: str):
-    """The rule's resolver from its department: skip-free check, xfail only while it is missing."""
-    try:
-        registry.registry.resolver(resolver)
-    except Exception as exc:  # noqa: BLE001
-        pytest.xfail(f"{resolver} not registered by its department yet: {exc}")
-
-
 def _put(eng, dataset: str, rows: list[dict]) -> None:
     with eng.begin() as conn:
         insert_new(conn, DATASETS[dataset], pd.DataFrame(rows))
@@ -120,7 +112,6 @@ def test_positive_test_notifies_every_school_buying_there(city):
 
 
 def test_positive_test_followup_for_the_stall(city):
-    _needs("market.followup_cases")
     eng = city
     aid = _positive(eng, test_id="T9")
     rules = _rule("positive-test-followup")
@@ -174,7 +165,6 @@ def test_camera_offline_for_a_day_opens_a_maintenance_case(city):
 
 
 def test_cold_weather_warning_sets_off_inspection_tasks(city):
-    _needs("safety.cold_weather_tasks")
     eng = city
     alerts.raise_alert(eng, alert_id="W-DL-430202-2025010608", ts=T0, department="应急管理局", category="道路结冰",
                        severity="critical", level="橙色", title="荷塘区道路结冰橙色预警", area="荷塘区",
