@@ -104,14 +104,13 @@ def _font(size: int):
                  "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"):
         if Path(path).exists():
             return ImageFont.truetype(path, size)
-    try:
+    try:  # any font matplotlib knows that covers Chinese (the core does not import the screens' theme)
         from matplotlib import font_manager
 
-        from workbench.ui.theme import cjk_font
-
-        name = cjk_font()
-        if name:
-            return ImageFont.truetype(font_manager.findfont(name), size)
+        cjk = next((f.fname for f in font_manager.fontManager.ttflist
+                    if any(k in f.name for k in ("CJK", "Han Sans", "WenQuanYi", "YaHei", "PingFang", "SimHei"))), None)
+        if cjk:
+            return ImageFont.truetype(cjk, size)
     except Exception:  # noqa: BLE001 - fall back to ASCII-capable default
         pass
     return ImageFont.load_default()
