@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench import config
+from workbench import cases, config
+from workbench.canteen.rectification import load_violations
 from workbench.store import hub
 from workbench.store.ingest import insert_new
 from workbench.store.schema import DATASETS
@@ -35,11 +36,11 @@ def canteen_hub(tmp_path_factory):
             "canteen_id": "ST-HT-001", "name": "月塘小学食堂", "school_type": "小学", "district": "荷塘区",
             "staff_hours": "06:30-13:30,15:30-17:30"}]))
         insert_new(conn, DATASETS["cameras"], pd.DataFrame([{"camera_id": "ST-HT-001-C1", "canteen_id": "ST-HT-001"}]))
-        insert_new(conn, DATASETS["canteen_violations"], pd.DataFrame([{
+        load_violations(conn, DATASETS["canteen_violations"], pd.DataFrame([{
             "violation_id": "AI20261126100002-ST-HT-001-C1-HAT", "ts": dt.datetime(2026, 11, 26, 2, 0, 2),
             "ts_end": dt.datetime(2026, 11, 26, 2, 1, 0), "camera_id": "ST-HT-001-C1", "canteen_id": "ST-HT-001",
             "district": "荷塘区", "violation_class": "未戴厨师帽", "severity": "warning", "score": 0.82,
-            "snapshot": snap, "status": "open", "source": "明厨亮灶AI"}]))
+            "snapshot": snap, "source": "明厨亮灶AI"}]))  # opens its rectification case
     hub.dispose(env["WORKBENCH_DB_URL"])
     return env
 
@@ -64,14 +65,14 @@ def test_case_status_changed_on_the_page_is_written_to_the_hub(canteen_hub, tmp_
             editor.locator("input[type=text]").first.fill("荷塘区市场监管局")
             editor.locator("button", has_text="提交").click()
             page.wait_for_function("() => document.body.innerText.includes('已保存')", timeout=30_000)
-            assert "待处理 → 已通知" in page.locator(".wb-cv-editor").inner_text()
+            assert "待处理 → 已通知（荷塘区市场监管局）" in page.locator(".wb-cv-editor").inner_text()
     finally:
         srv.stop()
         log.close()
     eng = hub.engine(canteen_hub["WORKBENCH_DB_URL"])
     try:
-        assert hub.read("canteen_violations", eng=eng).iloc[0]["status"] == "notified"
-        h = hub.read("canteen_case_history", eng=eng)
-        assert list(h["status"]) == ["notified"] and list(h["actor"]) == ["荷塘区市场监管局"]
+        assert hub.read("cases", eng=eng).iloc[0]["status"] == "已通知"
+        h = cases.history("AI20261126100002-ST-HT-001-C1-HAT", eng=eng)
+        assert list(h["status"]) == ["待处理", "已通知"] and h.iloc[-1]["actor"] == "荷塘区市场监管局"
     finally:
         hub.dispose(canteen_hub["WORKBENCH_DB_URL"])
