@@ -211,6 +211,9 @@ def test_overview_district_filter(small_hub):
     assert o.kpis["major_hazards"] == 1
     assert o.districts.set_index("district").loc["荷塘区", "open"] == 1  # the map still shows the whole city
     assert list(o.feed["alert_id"]) == ["A-1", "A-2"]  # city-wide warnings stay in a district's feed
+    quiet = overview.load({"start": "2026-01-10", "end": "2026-01-16", "district": "炎陵县"}, eng=small_hub,
+                          now=T("2026-01-17 04:00"))
+    assert quiet.indicators.empty and quiet.city()["opened"] == 0 and math.isnan(quiet.city()["closed_rate"])
 
 
 def test_overview_hub_unreachable(tmp_path):

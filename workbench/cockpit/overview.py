@@ -197,9 +197,11 @@ class Overview:
         return self.data_until is None
 
     def city(self) -> dict:
-        """The 全市 row of the indicators as a dict (zeros when no case)."""
+        """The 全市 row of the indicators as a dict (counts 0 and rates NaN when no case)."""
         t = self.indicators[self.indicators["department"] == ind.CITY]
-        return t.iloc[0].to_dict() if len(t) else {c: 0 for c in ind.COLUMNS}
+        if len(t):
+            return t.iloc[0].to_dict()
+        return {c: (np.nan if c.endswith("rate") or c == "score" else 0) for c in ind.COLUMNS}
 
 
 def data_until(eng, now=None) -> pd.Timestamp | None:
