@@ -95,6 +95,10 @@ def test_ledger_opens_and_moves_the_cases_at_its_own_times(city, tmp_path):
                                                    _utc("2026-01-06 15:00"), _utc("2026-01-09 09:00")]
     assert h["actor"].tolist()[1:] == ["王五"] * 3 and "销毁 3.5 kg" in h["note"].iloc[1]
     assert _hist(city, "FU-T04")["status"].tolist() == ["待处置", "已送检", "复检阴性"]
+    steps = fu.ledger_steps(pd.DataFrame([{"test_id": "X", "ts": pd.Timestamp("2026-01-05 04:00"),
+                                           "lab_sent_at": pd.Timestamp("2026-01-05 05:00"), "lab_result": "阴性"}]))
+    assert steps[["status", "ts"]].values.tolist() == [["已送检", pd.Timestamp("2026-01-05 05:00")],
+                                                       ["复检阴性", pd.Timestamp("2026-01-05 05:00")]]
     assert pd.Timestamp(c.loc["FU-T04", "closed_at"]) == _utc("2026-01-06 10:00")
 
     # the ledger re-exported with more dates: T03's lab result and stall re-test still positive

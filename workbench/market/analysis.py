@@ -254,11 +254,11 @@ def _settled(conn, frame: pd.DataFrame) -> pd.DataFrame:
     gone = frame.loc[frame["status"] == alerts_api.LIFTED, "alert_id"].astype(str).tolist()
     if not gone:
         return frame
-    a = DATASETS["alerts"].table
+    alert_table = DATASETS["alerts"].table
     held = set()
     for k in range(0, len(gone), 5000):
-        held |= {r[0] for r in conn.execute(sa.select(a.c.alert_id).where(
-            a.c.alert_id.in_(gone[k:k + 5000]), a.c.status == alerts_api.LIFTED))}
+        held |= {r[0] for r in conn.execute(sa.select(alert_table.c.alert_id).where(
+            alert_table.c.alert_id.in_(gone[k:k + 5000]), alert_table.c.status == alerts_api.LIFTED))}
     return frame[~frame["alert_id"].isin(held)]
 
 
@@ -269,10 +269,10 @@ def _retire(conn, an: Analysis) -> int:
 
     from workbench.store.schema import DATASETS
 
-    a = DATASETS["alerts"].table
-    held = {r[0]: r[1] for r in conn.execute(sa.select(a.c.alert_id, a.c.category).where(
-        a.c.department == DEPARTMENT, a.c.status != alerts_api.LIFTED,
-        sa.or_(a.c.category == "快检阳性处置逾期", a.c.category == "禁用物质快检阳性")))}
+    alert_table = DATASETS["alerts"].table
+    held = {r[0]: r[1] for r in conn.execute(sa.select(alert_table.c.alert_id, alert_table.c.category).where(
+        alert_table.c.department == DEPARTMENT, alert_table.c.status != alerts_api.LIFTED,
+        sa.or_(alert_table.c.category == "快检阳性处置逾期", alert_table.c.category == "禁用物质快检阳性")))}
     if not held:
         return 0
     st = an.followups
@@ -312,12 +312,12 @@ def raise_positive_alerts(eng=None, since=None) -> dict:
     from workbench.store.schema import DATASETS
 
     eng = eng or hub.engine()
-    t, a, m = (DATASETS[n].table for n in ("rapid_tests", "alerts", "markets"))
+    t, alert_table, m = (DATASETS[n].table for n in ("rapid_tests", "alerts", "markets"))
     cols = ["test_id", "ts", "market_id", "stall_id", "vendor", "district", "commodity", "test_item", "reading",
             "inspector_id"]
     stmt = (sa.select(*[t.c[c] for c in cols])
-            .select_from(t.outerjoin(a, a.c.alert_id == sa.literal(fu.POSITIVE_ALERT) + t.c.test_id))
-            .where(t.c.result == "阳性", a.c.alert_id.is_(None)))
+            .select_from(t.outerjoin(alert_table, alert_table.c.alert_id == sa.literal(fu.POSITIVE_ALERT) + t.c.test_id))
+            .where(t.c.result == "阳性", alert_table.c.alert_id.is_(None)))
     if since is not None:
         stmt = stmt.where(t.c.ts >= pd.Timestamp(since).to_pydatetime())
     with eng.begin() as conn:

@@ -145,11 +145,11 @@ def _held_alerts(conn, alert_ids) -> set:
 
     from workbench.store.schema import DATASETS
 
-    a = DATASETS["alerts"].table
+    alert_table = DATASETS["alerts"].table
     ids = list(alert_ids)
     held: set = set()
     for k in range(0, len(ids), 5000):
-        held |= {r[0] for r in conn.execute(sa.select(a.c.alert_id).where(a.c.alert_id.in_(ids[k:k + 5000])))}
+        held |= {r[0] for r in conn.execute(sa.select(alert_table.c.alert_id).where(alert_table.c.alert_id.in_(ids[k:k + 5000])))}
     return held
 
 
@@ -239,7 +239,8 @@ def open_followups(conn, positives: pd.DataFrame, *, actor: str = "系统自动"
 
 def ledger_steps(fu: pd.DataFrame) -> pd.DataFrame:
     """The case steps a follow-up ledger row stands for, at the ledger's own times:
-    送检时间 → 已送检; 复检报告时间 → 待复查 (阳性) or 复检阴性; 销毁时间 (no lab re-test) → 待复查;
+    送检时间 → 已送检; 复检报告时间 → 待复查 (阳性) or 复检阴性 (a result with no report time: at
+    the later of 登记时间 and 送检时间); 销毁时间 (no lab re-test) → 待复查;
     摊位复查时间 → 已办结 or 复查仍阳性. Steps after the first closing are dropped.
     Returns case_id, ts, status, note, actor."""
     out = []
@@ -252,11 +253,14 @@ def ledger_steps(fu: pd.DataFrame) -> pd.DataFrame:
             steps.append((g("lab_sent_at"), "已送检", "送检复检" + (f"；{destroyed}" if g("destroyed_at") is not None else "")))
         elif g("destroyed_at") is not None:
             steps.append((g("destroyed_at"), "待复查", f"{destroyed}，待摊位复查"))
-        if g("lab_result_at") is not None and g("lab_result") in ("阳性", "阴性"):
+        if g("lab_result") in ("阳性", "阴性"):
+            # the report's time; a result without one was known when the ledger row was made
+            at = g("lab_result_at") if g("lab_result_at") is not None else max(
+                pd.Timestamp(x) for x in (g("ts"), g("lab_sent_at")) if x is not None)
             if g("lab_result") == "阴性":
-                steps.append((g("lab_result_at"), "复检阴性", "实验室复检阴性：快检结果为假阳性，办结"))
+                steps.append((at, "复检阴性", "实验室复检阴性：快检结果为假阳性，办结"))
             else:
-                steps.append((g("lab_result_at"), "待复查", "实验室复检阳性，待摊位复查"))
+                steps.append((at, "待复查", "实验室复检阳性，待摊位复查"))
         if g("stall_retest_at") is not None:
             still = g("stall_retest_result") == "阳性"
             steps.append((g("stall_retest_at"), "复查仍阳性" if still else "已办结",

@@ -128,7 +128,7 @@ def periods_table(an: ma.Analysis, start=None, end=None) -> str:
 
 def alerts_table(alerts: pd.DataFrame, limit: int = 60) -> str:
     if alerts is None or alerts.empty:
-        return table_html(None, empty="暂无快检预警", empty_hint="市场阳性率上升、禁用物质阳性、处置逾期和数据真实性问题会在这里列出。")
+        return table_html(None, empty="暂无快检预警", empty_hint="快检阳性（禁用物质为严重）、市场阳性率上升、处置逾期和数据真实性问题会在这里列出。")
     a = alerts.copy()
     a["_active"] = a["status"].isin(["生效中", "待核查"])
     a["_sev"] = a["severity"].map({"critical": 0, "warning": 1, "info": 2})
@@ -179,7 +179,7 @@ def followup_table(st: pd.DataFrame, mk_names: dict, limit: int = 60, open_only:
     """Positives awaiting follow-up (the market_followup cases; DOMAIN: handled within 72 h),
     overdue first: the case, its step, its deadline and how far past it."""
     t = st[~st["closed"]] if open_only and len(st) else st
-    now = t["ts"].max() if now is None and t is not None and len(t) else (now or utc_now())
+    now = utc_now() if now is None else pd.Timestamp(now)
     if t is None or t.empty:
         return table_html(None, empty="暂无待处置的阳性", empty_hint="阳性样品的复检、销毁和摊位复查全部办结。")
     t = t.assign(name=t["market_id"].map(mk_names).fillna(t["market_id"]),
@@ -406,7 +406,7 @@ def body(snap: MarketSnapshot):
     items += [charts.chart(ears_figure(an)),
               layout.section("漏斗图", "各市场项次阳性率对全市阳性率；虚线 95%、实线 99.8% 控制限（精确二项分布）。"),
               layout.grid([charts.chart(funnel_figure(an, mk)), layout.html(trend_table(an.trend))]),
-              layout.section("预警告警", "每个问题一条告警（持续多天也只一条）：市场阳性率上升、禁用物质阳性、处置逾期、数据真实性。"),
+              layout.section("预警告警", "每个问题一条告警（持续多天也只一条）：快检阳性（每个阳性一条，禁用物质为严重，处置办结后为已处置）、市场阳性率上升、处置逾期、数据真实性。"),
               layout.html(alerts_table(an.alerts)),
               layout.section("数据真实性核查", "与同一市场、同一样品、同一项目的同行比较（二项检验，Bonferroni 校正），以及检测速度、重复读数、营业时间、试剂有效期、读数末位。")]
     if len(an.integrity.inspectors):
