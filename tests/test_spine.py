@@ -320,37 +320,41 @@ WRITE = re.compile(r"(insert_new|upsert|\.insert\(|\.update\(|INSERT\s+INTO|UPDA
 
 
 def _writes(src: str, names) -> list[int]:
-    """Lines that write (insert/upsert/update) to one of the tables `names`, by static reading:
-    a write call whose statement mentions the table within a few lines, by its name or by a
-    variable the module bound to it (HISTORY = DATASETS["event_history"].table)."""
+    """Lines that write to one of the tables `names`, by static reading: insert_new/upsert
+    whose statement names the table (or a variable bound to it) within a few lines; a
+    `.insert(` / `.update(` on the table or such a variable; raw INSERT INTO / UPDATE SQL."""
     lines = src.splitlines()
-    pats = [rf"['\"]{n}['\"]" for n in names] + [rf"\b{n.upper()}\b" for n in names]
-    for m in re.finditer(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+)$", src, re.M):
-        if any(re.search(p, m.group(2)) for p in pats[:len(names)]):
-            pats.append(rf"\b{m.group(1)}\b")
+    named = [rf"['\"]{n}['\"]" for n in names]
+    al = _aliases(src, names) | {n.upper() for n in names}
+    refs = named + [rf"\b{re.escape(a)}\b" for a in al]
     hits = []
     for i, line in enumerate(lines):
-        if not WRITE.search(line):
-            continue
         window = "\n".join(lines[max(0, i - 3):i + 3])
-        if any(re.search(p, window) for p in pats):
+        if re.search(r"\b(insert_new|upsert)\(", line) and any(re.search(p, window) for p in refs):
+            hits.append(i + 1)
+            continue
+        m = re.search(r"([A-Za-z_][A-Za-z0-9_\.\[\]\"']*)\.(insert|update)\(", line)
+        if m and (m.group(1) in al or any(re.search(p, m.group(1)) for p in named)):
+            hits.append(i + 1)
+            continue
+        if any(re.search(rf"(INSERT\s+INTO|UPDATE)\s+\"?{n}\b", line, re.I) for n in names):
             hits.append(i + 1)
     return hits
-
-
-def test_only_the_case_engine_writes_case_history():
-    offenders = {rel: _writes(src, HISTORY_TABLES) for rel, src in _py_files("workbench/cases.py", "workbench/synth/")}
-    offenders = {k: v for k, v in offenders.items() if v}
-    assert offenders == {}, f"case history written outside workbench/cases.py: {offenders}"
 
 
 def _aliases(src: str, names) -> set[str]:
     """Names a module binds to one of the tables `names` (EVENTS = DATASETS["city_events"].table)."""
     out = set()
     for m in re.finditer(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.+)$", src, re.M):
-        if any(re.search(rf"['\"]{n}['\"]", m.group(2)) for n in names):
+        if any(re.search(rf"['\"]{n}['\"]", m.group(2)) for n in names) and "table" in m.group(2):
             out.add(m.group(1))
     return out
+
+
+def test_only_the_case_engine_writes_case_history():
+    offenders = {rel: _writes(src, HISTORY_TABLES) for rel, src in _py_files("workbench/cases.py", "workbench/synth/")}
+    offenders = {k: v for k, v in offenders.items() if v}
+    assert offenders == {}, f"case history written outside workbench/cases.py: {offenders}"
 
 
 def test_only_the_case_engine_moves_a_case():
@@ -399,6 +403,8 @@ def test_the_scan_finds_a_planted_write():
     planted3 = 'H = DATASETS["case_history"].table\n\n\n\n\n\ndef f(conn):\n    conn.execute(H.insert().values(x=1))\n'
     assert _writes(planted3, HISTORY_TABLES) == [8]
     assert _writes('conn.execute(cases.insert().values(x=1))\n', HISTORY_TABLES) == []
+    assert _writes('q = {"t": "alerts"}\nq.update(changes)\n', ("alerts",)) == []
+    assert _writes('conn.execute(sa.text("INSERT INTO alert_history VALUES (1)"))\n', ("alert_history",)) == [1]
 
 
 DEPARTMENTS = ("canteen", "market", "events", "safety")

@@ -241,16 +241,24 @@ def lift_subject(target: Engine | Connection, subject: str, *, category: str | N
 
 
 def lift_subjects(conn: Connection, subjects: list[str], *, ts=None, actor: str = "系统", note: str = "") -> int:
-    """Lift the active alerts about any of `subjects` (one query to find them)."""
+    """Lift the active alerts about any of `subjects`; `ts` is one time, or a time per subject
+    (a dict; a missing or None time means now)."""
     table, _ = _tables()
     if not subjects:
         return 0
-    rows = conn.execute(sa.select(table).where(table.c.subject.in_(subjects), table.c.status != LIFTED)).mappings().all()
+    rows = []
+    for k in range(0, len(subjects), 1000):
+        rows += conn.execute(sa.select(table).where(table.c.subject.in_(subjects[k:k + 1000]),
+                                                    table.c.status != LIFTED)).mappings().all()
     if not rows:
         return 0
-    when = pd.Timestamp(ts) if ts is not None else clock.now()
-    recs = [{**r, "status": LIFTED, "valid_to": max(when, pd.Timestamp(r["ts"])),
-             "updated_at": max(when, pd.Timestamp(r["ts"]))} for r in rows]
+    now = clock.now()
+
+    def when(r):
+        t = ts.get(r["subject"]) if isinstance(ts, dict) else ts
+        return max(pd.Timestamp(t) if t is not None and not pd.isna(t) else now, pd.Timestamp(r["ts"]))
+
+    recs = [{**r, "status": LIFTED, "valid_to": when(r), "updated_at": when(r)} for r in rows]
     return publish(conn, pd.DataFrame(recs), actor=actor, note=note)["lifted"]
 
 

@@ -528,9 +528,12 @@ def sync(conn: Connection, case_type_name: str, changes: pd.DataFrame, *, actor:
             **{c: sa.bindparam(c) for c in keys})
         conn.execute(stmt, batch)
     _write_history(conn, st, rows)
-    done = [i for i, u in final.items() if u[st.status] in ct.closed]
-    if done:
-        _lift_alerts_about(conn, st, done, None, actor)
+    closings = {subject_of(st, i): (u.get(st.updated) if st.updated else None)
+                for i, u in final.items() if u[st.status] in ct.closed}
+    if closings:  # a case the source closed lifts its alerts, at its closing time
+        from workbench import alerts
+
+        alerts.lift_subjects(conn, list(closings), ts=closings, actor=actor, note="案件已办结，告警解除")
     return len(rows)
 
 

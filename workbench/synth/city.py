@@ -479,7 +479,7 @@ def write_files(city: dict, out_dir: Path, seed: int) -> tuple[list[tuple[str, P
         x = h[(month == m).to_numpy()]
         x = x.assign(ts=fmt_minute(x.ts).to_numpy())
         add("event_history", write_csv(x, samples / "event_history" / f"事件流转记录_{m}.csv",
-                                       labels("event_history"), "utf-8-sig"))
+                                       labels("event_history", _synth_fields("event_history", x)), "utf-8-sig"))
 
     # weather: one UTF-8 CSV per station, with a few sensor-fault values
     w = F["weather"].copy()
