@@ -15,6 +15,10 @@
   every case store that has one: cases, city_events);
 - 数据截至: the newest record time in the hub that is not in the future (forecasts are).
 
+The indicators read the cases opened from LOOKBACK_DAYS (45) before the period to its end (a
+case opened earlier that falls due in the period is left out); open and overdue cases are
+counted in SQL over every case, so a year of cases costs a few aggregate queries, not a read.
+
 The period is whole local days [start, end]. By default: the 7 full days up to yesterday, or
 up to the hub's last day of data when that is earlier (a hub loaded from files of the past
 would otherwise show an empty week). Bad parameters are not errors: they fall back to the
@@ -36,6 +40,7 @@ from workbench import clock, geo
 from workbench.cockpit import indicators as ind
 
 DEFAULT_DAYS = 7
+LOOKBACK_DAYS = 45              # cases opened this long before the period may still fall due in it
 MAX_DAYS = 366
 FEED = 12                       # alerts in the feed
 CANTEEN_CASE_TYPE = "canteen_rectification"
@@ -318,12 +323,46 @@ def _alert_counts(eng) -> pd.Series:
     return df.dropna().set_index("district")["n"] if len(df) else pd.Series(dtype=int)
 
 
-def districts_table(case_frame: pd.DataFrame, hazards: pd.DataFrame, alert_counts: pd.Series) -> pd.DataFrame:
-    """One row per district (all nine): open cases, overdue open cases, open major hazards, active alerts."""
+def open_cases(eng, now: pd.Timestamp) -> pd.DataFrame:
+    """Open cases of every store counted in SQL (cheap on a year of cases): district, open,
+    overdue (deadline passed at `now`). A case is open when its status is not one of its type's
+    closing statuses."""
+    from workbench import cases
+    from workbench.store import hub
+    from workbench.store.schema import metadata
+
+    cases._ensure_registered()
+    parts = []
+    for st in list(cases.STORES.values()):
+        types = [t for t in cases.TYPES.values() if t.store == st.name]
+        t = metadata.tables.get(st.table)
+        if not types or t is None or "district" not in t.c:
+            continue
+        c = t.c
+        if st.type_column:
+            default = types[0].name
+            ctype = sa.func.coalesce(c[st.type_column], default)
+            is_open = sa.or_(*[sa.and_(ctype == ty.name, c[st.status].notin_(sorted(ty.closed))) for ty in types])
+        else:
+            is_open = c[st.status].notin_(sorted(types[0].closed))
+        late = (sa.case((c[st.deadline] < _dt(now), 1), else_=0) if st.deadline else sa.literal(0))
+        parts.append(sa.select(c.district.label("district"), sa.func.count().label("open"),
+                               sa.func.sum(late).label("overdue")).where(is_open).group_by(c.district))
+    if not parts:
+        return pd.DataFrame(columns=["district", "open", "overdue"])
+    df = hub.query(sa.union_all(*parts), eng=eng)
+    if df.empty:
+        return pd.DataFrame(columns=["district", "open", "overdue"])
+    df["district"] = df["district"].fillna("")
+    return df.groupby("district", as_index=False)[["open", "overdue"]].sum().astype({"open": int, "overdue": int})
+
+
+def districts_table(open_: pd.DataFrame, hazards: pd.DataFrame, alert_counts: pd.Series) -> pd.DataFrame:
+    """One row per district (all nine): open cases, overdue open cases, open major hazards, active alerts.
+    `open_`: open_cases()."""
     rows = pd.DataFrame({"district": list(geo.NAMES), "adcode": [d.adcode for d in geo.DISTRICTS]})
-    open_ = case_frame[~case_frame["closed"].astype(bool)] if len(case_frame) else case_frame
-    oc = open_.groupby("district").size() if len(open_) else pd.Series(dtype=int)
-    ov = open_[open_["overdue"].astype(bool)].groupby("district").size() if len(open_) else pd.Series(dtype=int)
+    oc = open_.set_index("district")["open"] if len(open_) else pd.Series(dtype=int)
+    ov = open_.set_index("district")["overdue"] if len(open_) else pd.Series(dtype=int)
     hz = hazards.groupby("district").size() if len(hazards) else pd.Series(dtype=int)
     rows["open"] = rows["district"].map(oc).fillna(0).astype(int)
     rows["overdue"] = rows["district"].map(ov).fillna(0).astype(int)
@@ -462,25 +501,26 @@ def load(params: Mapping[str, str] | None = None, *, eng=None, now=None, feed: i
         eng = eng or hub.engine()
         until_ts = data_until(eng, now)
         f = parse_filters(params, until_ts, clock.local_day(now).date())
-        all_frame = cases.frame(eng)
+        all_frame = cases.frame(eng, since=f.since - pd.Timedelta(days=LOOKBACK_DAYS), until=f.until)
         frame = all_frame[all_frame["district"] == f.district] if f.district else all_frame
-        marks = ind.history_marks(eng)
+        open_all = open_cases(eng, now)
+        open_here = open_all[open_all["district"] == f.district] if f.district else open_all
+        marks = ind.history_marks(eng, since=f.since - pd.Timedelta(days=LOOKBACK_DAYS))
         all_hazards = _hazards(eng, now)
         hazards = all_hazards[all_hazards["district"] == f.district] if f.district else all_hazards
         table = department_indicators(frame, marks, f)
-        open_ = frame[~frame["closed"].astype(bool)] if len(frame) else frame
         warnings = _warnings(eng, f)
         kpis = {
             "opened": int(((frame["opened"] >= f.since) & (frame["opened"] < f.until)).sum()) if len(frame) else 0,
-            "open": int(len(open_)),
-            "overdue": int(open_["overdue"].sum()) if len(open_) else 0,
+            "open": int(open_here["open"].sum()) if len(open_here) else 0,
+            "overdue": int(open_here["overdue"].sum()) if len(open_here) else 0,
             "canteen": _canteen(eng, f, frame),
             "market": _market(eng, f),
             "warnings": int(warnings["n"].sum()) if len(warnings) else 0,
             "major_hazards": int(len(hazards)),
             "major_hazards_overdue": int(hazards["overdue"].sum()) if len(hazards) else 0,
         }
-        dist = districts_table(all_frame, all_hazards, _alert_counts(eng))
+        dist = districts_table(open_all, all_hazards, _alert_counts(eng))
         fd = alert_feed(eng, f, feed)
     except sa.exc.SQLAlchemyError as exc:
         raise HubUnreachable(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
@@ -490,6 +530,6 @@ def load(params: Mapping[str, str] | None = None, *, eng=None, now=None, feed: i
                     feed=fd, warnings=warnings, seconds=time.perf_counter() - t0)
 
 
-__all__ = ["DEFAULT_DAYS", "FEED", "Filters", "HubUnreachable", "Overview", "alert_cases", "alert_dashboard", "alert_feed",
+__all__ = ["DEFAULT_DAYS", "FEED", "LOOKBACK_DAYS", "open_cases", "Filters", "HubUnreachable", "Overview", "alert_cases", "alert_dashboard", "alert_feed",
            "STREET_OFFICES", "dashboard_of", "data_until", "department_group", "default_period", "department_indicators", "districts_table", "link",
            "load", "parse_filters"]

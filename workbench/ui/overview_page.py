@@ -400,13 +400,19 @@ def prepare() -> None:
         pass
 
 
+def render_all(o: ov.Overview) -> list[str]:
+    """Every piece of the page as HTML (warming, benchmarks)."""
+    return [cards_html(o), map_svg(o.districts, o.filters), districts_html(o.districts, o.filters),
+            indicators_html(o), feed_html(o), formulas_html()]
+
+
 def view(params: dict | None = None, **kw) -> OverviewView:
     return OverviewView(params, **kw)
 
 
 __all__ = ["CSS", "OverviewView", "REFRESH_SECONDS", "cards_html", "district_path", "districts_html", "feed_html",
            "filter_html", "formulas_html", "indicators_html", "legend_html", "map_svg", "nav_html", "prepare",
-           "status_html", "view", "daily_html", "PRINT_CSS"]
+           "status_html", "view", "daily_html", "PRINT_CSS", "render_all"]
 
 
 # ------------------------------------------------------------------ 城市运行日报 (printed)
