@@ -44,6 +44,7 @@ synth: setup
 	$(BIN)/workbench safety warn
 	$(BIN)/workbench market analyse --no-progress
 	$(BIN)/workbench canteen demo --clips 3
+	$(BIN)/workbench linkage run
 
 demo: synth
 	$(BIN)/workbench serve --host $(HOST) --port $(PORT)

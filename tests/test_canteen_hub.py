@@ -19,7 +19,6 @@ from workbench.canteen.events import CameraEngine
 from workbench.canteen.rules import camera_rules
 from workbench.canteen.sinks import HubSink, MqttSink, events_topic
 from workbench.store import hub
-from workbench.store.ingest import insert_new
 from workbench.store.schema import DATASETS
 
 DAY = dt.datetime(2026, 11, 26, 2, 0)

@@ -7,7 +7,6 @@ import json
 
 import pandas as pd
 import pytest
-import sqlalchemy as sa
 
 from workbench import alerts, cases
 from workbench.market import analysis as ma

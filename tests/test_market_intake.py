@@ -140,6 +140,27 @@ def test_cli_watch_once_and_analyse(tmp_path):
     # the positive was raised as it came in (快检阳性, by the watched folder); the rest is new now
     assert s["alerts"]["快检阳性"] == 1
     assert s["written"]["alerts_new"] == sum(s["alerts"].values()) - 1
-    assert s["written"]["followup_cases"]["opened"] == 1  # the linkage opened its follow-up case
+    # the linkage ran when the folder took the file in: the follow-up case is open already
+    assert s["written"]["followup_cases"]["opened"] == 0
+    cases_held = hub.query("select case_type, status from cases", eng=hub.engine(env["WORKBENCH_DB_URL"]))
+    assert list(cases_held["case_type"]) == ["market_followup"] and list(cases_held["status"]) == ["待处置"]
     r = run("market", "analyse", "--json")
     assert json.loads(r.stdout)["written"]["alerts_new"] == 0  # a rerun adds nothing
+
+
+def test_generic_ingest_raises_the_positive_alert_too(hub_engine, tmp_path):
+    """One ingest path: `workbench ingest rapid_tests` (the hub's ingest) raises the 快检阳性
+    alert in the same transaction as the record, like `workbench market ingest`; a record seen
+    again (a forced re-read) leaves its alert as it is."""
+    from workbench import alerts as alerts_api
+    from workbench.store.ingest import ingest_file
+
+    path = _write(tmp_path / "t.csv", HEADER + "".join(GOOD), "gbk")
+    s = ingest_file("rapid_tests", path, hub_engine)
+    a = hub.query("select alert_id, category, status, subject from alerts", eng=hub_engine)
+    assert s.loaded == len(GOOD) and list(a["category"]) == ["快检阳性"]
+    assert a["subject"].iloc[0].startswith("rapid_tests:")
+    alerts_api.publish(hub_engine, hub.read("alerts", eng=hub_engine).assign(status="已处置"))
+    ingest_file("rapid_tests", path, hub_engine, force=True)
+    assert hub.query("select status from alerts", eng=hub_engine).iloc[0, 0] == "已处置"
+    assert len(alerts_api.history(a["alert_id"].iloc[0], hub_engine)) == 2  # 发布, 更新: nothing from the re-read

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from workbench import alerts, cases, registry
-from workbench.safety import hazards as hz
 from workbench.safety import tasks as tk
 from workbench.safety import warnings as A
 from workbench.store import hub

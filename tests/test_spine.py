@@ -10,7 +10,6 @@ import datetime as dt
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -445,3 +444,27 @@ def test_import_rules():
                 and any(m.startswith("workbench.ui") for m in mods)):
             bad.append(f"core {rel} imports a screen")
     assert bad == []
+
+
+def test_spine_datasets_ingest_through_the_spine(hub_engine, tmp_path):
+    """A file of alerts or cases goes through the alert API and the case engine: history rows
+    are written for it, an unknown case type is refused and its rows quarantined, never loaded."""
+    from workbench.store.ingest import ingest_file
+
+    a = tmp_path / "alerts.csv"
+    a.write_text("告警编号,发布时间,部门,告警类别,级别,标题,状态\n"
+                 "QX1,2026-01-20 06:00,应急管理局,寒潮,warning,株洲市寒潮黄色预警,生效中\n"
+                 "QX2,2026-01-20 07:00,应急管理局,寒潮,warning,坏状态,乱写\n", encoding="utf-8")
+    s = ingest_file("alerts", a, hub_engine)
+    assert (s.loaded, s.quarantined) == (1, 1)
+    assert list(alerts.history("QX1", hub_engine)["action"]) == ["发布"]
+    c = tmp_path / "cases.csv"
+    c.write_text("案件编号,案件类型,立案时间,环节,更新时间\nK1,school_notice,2026-01-20 08:00,已签收,2026-01-20 09:00\n",
+                 encoding="utf-8")
+    assert ingest_file("cases", c, hub_engine).loaded == 1
+    assert list(cases.history("K1", hub_engine)["status"]) == ["已下发", "已签收"]
+    bad = tmp_path / "bad_cases.csv"
+    bad.write_text("案件编号,案件类型,立案时间,环节\nK2,no_such_type,2026-01-20 08:00,x\n", encoding="utf-8")
+    s = ingest_file("cases", bad, hub_engine)
+    assert (s.loaded, s.quarantined, s.reasons) == (0, 1, {"案件类型未登记": 1})
+    assert hub.query("select count(*) from cases where case_id='K2'", eng=hub_engine).iloc[0, 0] == 0

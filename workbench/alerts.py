@@ -112,12 +112,14 @@ def _validate(f: pd.DataFrame) -> None:
 
 
 def publish(target: Engine | Connection, frame: pd.DataFrame, history: pd.DataFrame | None = None, *,
-            actor: str = "系统", note: str = "") -> dict:
+            actor: str = "系统", note: str = "", new_only: bool = False) -> dict:
     """Bring the alerts of `frame` (one row per alert_id) into the hub, each change with its
-    history row. Returns counts: new, updated, lifted, history."""
+    history row. `new_only`: raise the alerts not held yet and leave held ones as they are
+    (an ingest that sees a record again must not undo what happened to its alert).
+    Returns counts: new, updated, lifted, history."""
     if isinstance(target, Engine):
         with target.begin() as conn:
-            return publish(conn, frame, history, actor=actor, note=note)
+            return publish(conn, frame, history, actor=actor, note=note, new_only=new_only)
     conn = target
     out = {"new": 0, "updated": 0, "lifted": 0, "history": 0}
     if frame is None or frame.empty:
@@ -160,7 +162,7 @@ def publish(target: Engine | Connection, frame: pd.DataFrame, history: pd.DataFr
             out["new"] += 1
             continue
         changed = {k: rec[k] for k in TRACKED if k in rec and not _same(rec[k], old.get(k))}
-        if not changed:
+        if not changed or new_only:
             continue
         act = _action(old, rec)
         when = rec.get("updated_at") or (rec.get("valid_to") if act == LIFT else None) or now
@@ -260,6 +262,20 @@ def lift_subjects(conn: Connection, subjects: list[str], *, ts=None, actor: str 
 
     recs = [{**r, "status": LIFTED, "valid_to": when(r), "updated_at": when(r)} for r in rows]
     return publish(conn, pd.DataFrame(recs), actor=actor, note=note)["lifted"]
+
+
+def load_rows(conn: Connection, ds, frame: pd.DataFrame) -> int:
+    """The hub's ingest loader for `alerts` files (another platform's alerts, the weather
+    bureau's signals): through `publish`, the source being the authority on its own alerts."""
+    return publish(conn, frame, actor="数据接入", note="文件接入")["new"]
+
+
+def load_history(conn: Connection, ds, frame: pd.DataFrame) -> int:
+    """The hub's ingest loader for `alert_history` files: the source's own change rows, kept as
+    given (rows already held are skipped)."""
+    from workbench.store.ingest import insert_new
+
+    return insert_new(conn, ds, frame)
 
 
 def history(alert_id: str, eng: Engine | None = None) -> pd.DataFrame:

@@ -75,6 +75,19 @@ class _Registry:
             self._loaded = True
             from workbench import cases
 
+            from workbench import alerts
+            from workbench.store import ingest
+
+            # the spine's own datasets are written through the spine, even when a file brings them
+            ingest.register_loader("alerts", alerts.load_rows, owner="一网统管")
+            ingest.register_loader("alert_history", alerts.load_history, owner="一网统管")
+            ingest.register_loader("cases", cases.load_cases, owner="一网统管")
+            ingest.register_loader("case_history", cases.load_case_history, owner="一网统管")
+            from workbench.store.schema import RowCheck
+
+            ingest.register_checks("cases", RowCheck(
+                "案件类型未登记", lambda df: df["case_type"].notna() & ~df["case_type"].isin(list(cases.TYPES))),
+                owner="一网统管")
             spine_types = Path(__file__).with_name("case_types.yaml")  # the linkage cases (通报, 督办, 维修)
             for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
                 if ep.name in self._departments:

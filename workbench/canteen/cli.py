@@ -148,7 +148,18 @@ def watch(sources, camera_ids, config_path, model, closeup, fps, realtime, loop,
     else:
         click.echo(f"摄像头 {s.cameras} 路，采样 {s.frames} 帧，送检测 {s.detected} 帧，"
                    f"违规事件 {s.events} 起（已结束 {s.ended}），用时 {s.seconds:.1f} 秒。")
+    if hub_sink is not None:
+        _link(hub_sink.eng, quiet=as_json)
     sys.exit(2 if s.problems and not s.frames else 0)
+
+
+def _link(eng, quiet: bool = False) -> None:
+    """The kitchens' linkage (督办 for critical violations, 维修 for cameras offline 24 h)."""
+    from workbench.canteen.rectification import link
+
+    res = link(eng)
+    if not quiet:
+        click.echo(f"联动：匹配告警 {res['alerts']} 条，新开案件 {res['opened']} 件。")
 
 
 @canteen.command()
@@ -247,6 +258,7 @@ def demo(clips, seconds, seed, model, mqtt_url):
                 on_change=lambda kind, ev: kind == "new" and click.echo(f"[新违规] {ev.camera_id} {ev.violation_class}"))
     s = w.run()
     click.echo(f"演示：摄像头 {s.cameras} 路，违规事件 {s.events} 起，已写入数据中台（{sink.written}）。")
+    _link(sink.eng)
 
 
 @canteen.command()

@@ -239,3 +239,12 @@ def record_event(conn: Connection, record: dict, update_columns: list[str]) -> b
 __all__ = ["CASE_TYPE", "CRITICAL_CATEGORY", "CRITICAL_CLASSES", "DEPARTMENT", "LEGACY", "OFFLINE_CATEGORY",
            "alert_id", "apply_reported", "case_status", "case_type", "load_violations", "lift_alert",
            "open_cases", "raise_alerts", "record_event", "status_of", "subject"]
+
+
+def link(eng=None) -> dict:
+    """The kitchens' linkage rules (workbench/canteen/linkage.yaml): a critical violation → a
+    supervision case (督办); a camera offline 24 h → a maintenance case. Run after a watch."""
+    from workbench import linkage
+    from workbench.store import hub
+
+    return linkage.run(eng or hub.engine(), departments=["canteen"])

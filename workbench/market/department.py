@@ -21,7 +21,9 @@ DEPARTMENT = Department(
         RowCheck("样品名称不在商品目录中", intake.unknown_commodity),
     )},
     # the follow-up ledger is stored as ever and moves each positive's case (market_followup)
-    loaders={"market_followups": followup.load_ledger},
+    loaders={"market_followups": followup.load_ledger,
+             # a positive reaches the alerts in the same transaction as its record, whichever verb took the file in
+             "rapid_tests": intake.load_tests},
     case_types=HERE / "case_types.yaml",
     alert_categories=("快检阳性", "快检阳性率上升", "快检阳性处置逾期", "快检数据真实性"),
     resolvers={"followup_cases": followup.followup_cases},

@@ -116,11 +116,34 @@ def unknown_market(df: pd.DataFrame) -> pd.Series:
 
 # ------------------------------------------------------------------ files and the drop folder
 
+def load_tests(conn, ds, frame: pd.DataFrame) -> int:
+    """The rapid_tests loader of the hub's ingest (registered in department.py): the good rows
+    are inserted, and every positive among them gets its 快检阳性 alert in the same
+    transaction (new ones only: a record seen again leaves its alert as it is). So
+    `workbench ingest rapid_tests`, `workbench market ingest` and the drop folder agree."""
+    import sqlalchemy as sa
+
+    from workbench import alerts as alerts_api
+    from workbench.market.analysis import SOURCE, positive_alerts
+    from workbench.store.ingest import insert_new
+    from workbench.store.schema import DATASETS
+
+    n = insert_new(conn, ds, frame)
+    pos = frame[frame["result"] == "阳性"]
+    if len(pos):
+        m = DATASETS["markets"].table
+        names = {r[0]: r[1] for r in conn.execute(sa.select(m.c.market_id, m.c.name).where(
+            m.c.market_id.in_(pos["market_id"].dropna().unique().tolist())))}
+        alerts_api.publish(conn, positive_alerts(pos, names), actor=SOURCE, note="快检阳性（接入即发布）",
+                           new_only=True)
+    return n
+
+
 def ingest_tests(path, eng=None, *, progress: bool = False, force: bool = False, alerts: bool = True):
-    """Take one rapid-test file into the hub (`eng`, default the configured hub); then, unless
-    `alerts` is False, raise the 快检阳性 alert of every positive that has none yet
-    (analysis.raise_positive_alerts), so a positive reaches the hub's alerts within seconds
-    (`workbench market ingest` and the watched drop folder)."""
+    """Take one rapid-test file into the hub (`eng`, default the configured hub): positives get
+    their 快检阳性 alert as they load (load_tests); then, unless `alerts` is False, the
+    market's linkage runs (the stall's follow-up case, the supplied schools' notices), so a
+    positive reaches the schools within seconds (`workbench market ingest`, the drop folder)."""
     from workbench.store import hub
     from workbench.store.ingest import ingest_file
 
@@ -128,9 +151,9 @@ def ingest_tests(path, eng=None, *, progress: bool = False, force: bool = False,
     with registry_from(eng):
         s = ingest_file("rapid_tests", path, eng, progress=progress, force=force)
     if alerts and s.loaded:
-        from workbench.market.analysis import raise_positive_alerts
+        from workbench import linkage
 
-        raise_positive_alerts(eng)
+        linkage.run(eng, departments=["market"])
     return s
 
 

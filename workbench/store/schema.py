@@ -22,8 +22,6 @@ metadata = sa.MetaData(
     }
 )
 
-from workbench.geo import NAMES as DISTRICTS  # noqa: E402  (the reference geography, workbench.geo)
-
 
 @dataclass(frozen=True)
 class Field:

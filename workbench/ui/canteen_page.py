@@ -15,7 +15,7 @@ import pandas as pd
 
 from workbench.canteen import compliance as cp
 from workbench.canteen.classes import VIOLATIONS
-from workbench.store.schema import DISTRICTS
+from workbench.geo import NAMES as DISTRICTS
 from workbench.ui import cards, charts, layout, theme
 from workbench.ui.tables import DASH, Html, badge, esc, format_time, table_html, utc_now
 

@@ -5,7 +5,8 @@ column is called the same on every screen and in every department's file.
 """
 from __future__ import annotations
 
-from workbench.store.schema import DATASETS, DISTRICTS
+from workbench.geo import NAMES as DISTRICTS
+from workbench.store.schema import DATASETS
 
 # The city's departments, in the order they are listed on screens (DOMAIN.md).
 DEPARTMENTS: tuple[str, ...] = (

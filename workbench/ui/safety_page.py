@@ -15,7 +15,7 @@ import pandas as pd
 
 from workbench.safety import ledger as lg
 from workbench.safety import risk as rk
-from workbench.store.schema import DISTRICTS
+from workbench.geo import NAMES as DISTRICTS
 from workbench.ui import cards, charts, layout, theme
 from workbench.ui.tables import DASH, Html, badge, format_number, format_time, table_html, utc_now
 
