@@ -55,11 +55,13 @@ def city(hub_engine):
         {"canteen_id": "C1", "name": "一中食堂", "school_name": "株洲市第一中学", "district": "荷塘区"},
         {"canteen_id": "C2", "name": "实验小学食堂", "school_name": "株洲市实验小学", "district": "石峰区"},
         {"canteen_id": "C3", "name": "芦淞中学食堂", "school_name": "芦淞中学", "district": "芦淞区"},
+        {"canteen_id": "C4", "name": "荷塘小学食堂", "school_name": "荷塘小学", "district": "荷塘区"},
     ])
     _put(eng, "canteen_suppliers", [
         {"canteen_id": "C1", "market_id": "M1", "goods": "蔬菜"},
         {"canteen_id": "C2", "market_id": "M1", "goods": "蔬菜"},
         {"canteen_id": "C3", "market_id": "M2", "goods": "肉类"},
+        {"canteen_id": "C4", "market_id": "M1", "goods": "水产、肉类"},  # buys at M1, but no vegetables
     ])
     _put(eng, "cameras", [
         {"camera_id": "CAM1", "canteen_id": "C1", "name": "后厨1", "location": "切配间"},
@@ -81,7 +83,8 @@ def _positive(eng, test_id="T1", market_id="M1", ts=T0):
                        severity="warning", title=f"{market_id} 韭菜 有机磷农药残留 阳性",
                        subject=f"rapid_tests:{test_id}", evidence=json.dumps({"抑制率": 63.2}, ensure_ascii=False),
                        attrs={"test_id": test_id, "market_id": market_id, "stall_id": f"{market_id}-S01",
-                              "commodity": "韭菜", "test_item": "有机磷和氨基甲酸酯类农药残留", "district": "荷塘区"})
+                              "commodity": "韭菜", "test_item": "有机磷和氨基甲酸酯类农药残留", "district": "荷塘区",
+                              "goods": "蔬菜"})
     return f"PT-{test_id}"
 
 
@@ -94,7 +97,8 @@ def test_positive_test_notifies_every_school_buying_there(city):
     s = linkage.run(eng, rules=rules)
     assert s["alerts"] == 1 and s["opened"] == 2 and s["per_rule"][0]["opened"] == 2
     got = _cases(eng, case_type="school_notice")
-    assert list(got["case_id"]) == [f"LK-SN-{aid}-C1", f"LK-SN-{aid}-C2"]  # C3 buys elsewhere
+    # C3 buys elsewhere; C4 buys at M1 but no vegetables (contains: {goods: goods})
+    assert list(got["case_id"]) == [f"LK-SN-{aid}-C1", f"LK-SN-{aid}-C2"]
     c1 = got.iloc[0]
     assert c1["department"] == "教育局" and c1["status"] == "已下发" and c1["alert_id"] == aid
     assert c1["rule"] == "positive-test-school-notice" and c1["subject"] == "canteens:C1"

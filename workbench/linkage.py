@@ -21,6 +21,7 @@ Frigate's camera config::
       for_each:                               # optional: the targets (default: one case per alert)
         dataset: canteen_suppliers            # a hub dataset …
         match: {market_id: market_id}         # … its rows whose column equals the alert's attr
+        contains: {goods: goods}              # optional: … and whose column contains the alert's attr
         join:                                 # optional: more columns from other datasets
           - {dataset: canteens, on: canteen_id}
           - {dataset: markets, on: market_id, columns: {name: market_name}}
@@ -75,7 +76,7 @@ CITY_DEPARTMENTS = (
 RULE_KEYS = ("id", "name", "short", "when", "open", "for_each")
 WHEN_KEYS = ("category", "department", "severity", "min_age_hours", "include_lifted")
 OPEN_KEYS = ("case_type", "department", "deadline_hours", "title", "urgency", "description")
-FOR_EACH_KEYS = ("dataset", "match", "join", "key", "subject", "resolver")
+FOR_EACH_KEYS = ("dataset", "match", "contains", "join", "key", "subject", "resolver")
 JOIN_KEYS = ("dataset", "on", "columns")
 ALERT_COLUMNS = ("alert_id", "ts", "department", "category", "severity", "title", "area", "district",
                  "valid_from", "valid_to", "status", "source", "evidence", "level", "updated_at", "subject", "attrs")
@@ -161,6 +162,7 @@ class Rule:
     resolver: str | None = None
     dataset: str | None = None
     match: tuple[tuple[str, str], ...] = ()  # (dataset column, alert attr)
+    contains: tuple[tuple[str, str], ...] = ()  # (dataset column, alert attr): the text holds the value
     joins: tuple[Join, ...] = ()
     key: tuple[str, ...] = ()
     subject: str | None = None
@@ -270,7 +272,7 @@ def _parse_rule(d, file: str, owner: str) -> Rule:
                 list(string.Formatter().parse(str(opn[k])))
             except ValueError as exc:
                 problems.append((at(opn, k), f"规则 {rid} 的 {k} 模板有误：{exc}"))
-    match, joins, key = (), (), ()
+    match, joins, key, contains = (), (), (), ()
     if fe.get("resolver") and fe.get("dataset"):
         problems.append((at(fe), f"规则 {rid} 的 for_each 只能用 dataset 或 resolver 之一"))
     if fe.get("dataset"):
@@ -280,6 +282,11 @@ def _parse_rule(d, file: str, owner: str) -> Rule:
                              f"规则 {rid} 的 for_each 需要 match（数据集列: 告警关联键）"))
         else:
             match = tuple((str(c), str(a)) for c, a in m.items())
+        c = fe.get("contains")
+        if c is not None and not isinstance(c, Mapping):
+            problems.append((at(fe, "contains"), f"规则 {rid} 的 contains 应是映射（数据集列: 告警关联键）"))
+        elif c:
+            contains = tuple((str(k), str(a)) for k, a in c.items())
         js = []
         for j in _as_list(fe.get("join")):
             if not isinstance(j, _Lined):
@@ -317,7 +324,7 @@ def _parse_rule(d, file: str, owner: str) -> Rule:
         title=None if title is None else str(title), urgency=opn.get("urgency"),
         description=None if opn.get("description") is None else str(opn["description"]),
         resolver=None if not fe.get("resolver") else str(fe["resolver"]), dataset=fe.get("dataset"),
-        match=match, joins=joins, key=key, subject=fe.get("subject"), lines=lines,
+        match=match, contains=contains, joins=joins, key=key, subject=fe.get("subject"), lines=lines,
     )
 
 
@@ -418,6 +425,9 @@ def _check_dataset_targets(r: Rule, datasets) -> list[tuple[str, str]]:
     for col, _ in r.match:
         if col not in have:
             out.append((r.where("for_each.match"), f"规则 {r.id}：数据集 {r.dataset} 没有列“{col}”"))
+    for col, _ in r.contains:
+        if col not in have:
+            out.append((r.where("for_each.contains"), f"规则 {r.id}：数据集 {r.dataset} 没有列“{col}”"))
     for j in r.joins:
         if j.dataset not in datasets:
             out.append((f"{r.file}:{j.line}", f"规则 {r.id}：未知的数据集“{j.dataset}”"))
@@ -596,8 +606,13 @@ def dataset_targets(conn: Connection, rule: Rule, al: pd.DataFrame) -> pd.DataFr
         for col, attr in rule.match:
             v = rec["attrs"].get(attr, rec.get(attr))
             row[col] = None if v is None or v != v else str(v)
+        for col, attr in rule.contains:
+            v = rec["attrs"].get(attr, rec.get(attr))
+            row[f"_contains_{col}"] = None if v is None or v != v else str(v)
         keys.append(row)
-    kf = pd.DataFrame(keys, columns=["alert_id", *[c for c, _ in rule.match]]).dropna()
+    kf = pd.DataFrame(keys, columns=["alert_id", *[c for c, _ in rule.match],
+                                     *[f"_contains_{c}" for c, _ in rule.contains]])
+    kf = kf.dropna(subset=["alert_id", *[c for c, _ in rule.match]])
     if kf.empty:
         return pd.DataFrame(columns=["alert_id", "target"])
     first = rule.match[0][0]
@@ -605,6 +620,11 @@ def dataset_targets(conn: Connection, rule: Rule, al: pd.DataFrame) -> pd.DataFr
     for col, _ in rule.match:
         rows[col] = rows[col].astype("string").astype(object)
     out = kf.merge(rows, on=[c for c, _ in rule.match], how="inner")
+    for col, _ in rule.contains:  # an alert without the attr keeps every target (better one notice too many)
+        want = out.pop(f"_contains_{col}")
+        have = out[col].astype("string").fillna("")
+        keep = [w is None or w != w or str(w) in h for w, h in zip(want, have)]
+        out = out[keep].reset_index(drop=True)
     for j in rule.joins:
         left, right = j.on[0]
         other = _read_in(conn, j.dataset, right, out[left])

@@ -24,6 +24,7 @@ import pandas as pd
 
 from workbench import alerts as alerts_api
 from workbench import clock
+from workbench.market import catalog
 from workbench.market import figures as fg
 from workbench.market import followup as fu
 from workbench.market import integrity as ig
@@ -146,7 +147,8 @@ def positive_alerts(tests: pd.DataFrame, mk_name: dict, fstate: pd.Series | None
         banned = r.test_item in fg.BANNED
         name = str(mk_name.get(r.market_id, r.market_id))
         attrs = {"test_id": r.test_id, "market_id": r.market_id, "stall_id": r.stall_id, "commodity": r.commodity,
-                 "test_item": r.test_item, "district": r.district}
+                 "test_item": r.test_item, "district": r.district,
+                 "goods": catalog.goods_of(r.commodity, getattr(r, "category", None))}
         ev = {"检测编号": r.test_id, "市场编号": r.market_id, "摊位编号": r.stall_id, "经营户": r.vendor,
               "样品": r.commodity, "检测项目": r.test_item, "读数": r.reading, "检测员": r.inspector_id,
               "检测时间": _local_text(r.ts)}

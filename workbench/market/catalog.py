@@ -30,6 +30,17 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "熟食": ("卤菜", "熟肉", "凉菜", "卤肉"),
 }
 COMMODITY_CATEGORY: dict[str, str] = {c: cat for cat, names in CATEGORIES.items() for c in names}
+# The goods classes schools buy by (canteen_suppliers.goods: "蔬菜、肉类"): a commodity class
+# named otherwise in the purchase lists. The linkage notifies a school of a positive only for
+# goods it buys from that market.
+GOODS_OF_CATEGORY: dict[str, str] = {"猪肉": "肉类", "牛羊肉": "肉类", "禽肉": "肉类", "腌腊制品": "肉类",
+                                     "熟食": "肉类", "粮油": "粮油", "禽蛋": "禽蛋"}
+
+
+def goods_of(commodity: str | None, category: str | None = None) -> str | None:
+    """The purchase-list goods class of a commodity (蔬菜, 水果, 肉类, 水产, 干货 …)."""
+    cat = category if isinstance(category, str) and category else COMMODITY_CATEGORY.get(commodity or "")
+    return GOODS_OF_CATEGORY.get(cat, cat) if cat else None
 COMMODITIES = frozenset(COMMODITY_CATEGORY)
 
 PESTICIDE = "有机磷和氨基甲酸酯类农药残留"
