@@ -598,10 +598,13 @@ def history(case_id: str, eng: Engine | None = None, store: str | None = None) -
 
 
 def frame(eng: Engine | None = None, *, since=None, until=None, types: Iterable[str] | None = None,
-          department: str | None = None, district: str | None = None) -> pd.DataFrame:
+          department: str | None = None, district: str | None = None, period=None) -> pd.DataFrame:
     """Every case of every store in one shape: case_id, case_type, type_label, department,
     district, status, opened, deadline, closed_at, closed (bool), overdue (open past its
-    deadline now, or closed after it). `since`/`until` filter the opening time (naive UTC)."""
+    deadline now, or closed after it). `since`/`until` filter the opening time (naive UTC).
+    `period` = (start, end), naive UTC, half-open: only the cases that count for it, those
+    opened in it or whose deadline falls in it (filtered in the database: an evaluation of a
+    week need not read every case of a year)."""
     from workbench.store import hub
 
     _ensure_registered()
@@ -633,6 +636,11 @@ def frame(eng: Engine | None = None, *, since=None, until=None, types: Iterable[
             stmt = stmt.where(c[st.department] == department)
         if district and "district" in c:
             stmt = stmt.where(c["district"] == district)
+        if period is not None:
+            p0, p1 = (pd.Timestamp(x).to_pydatetime() for x in period)
+            in_period = sa.and_(c[st.opened] >= p0, c[st.opened] < p1)
+            stmt = stmt.where(sa.or_(in_period, sa.and_(c[st.deadline] >= p0, c[st.deadline] < p1))
+                              if st.deadline else in_period)
         parts.append(hub.query(stmt, eng=eng))
     cols = ["case_id", "case_type", "department", "district", "status", "opened", "deadline", "closed_at"]
     out = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else pd.DataFrame(columns=cols)

@@ -196,9 +196,15 @@ def marker_statuses(store: str, types: Mapping | None = None) -> set[str]:
     return out
 
 
-def history_marks(eng=None, *, since=None) -> pd.DataFrame:
+ID_CHUNK = 5000  # case ids per IN list (SQLite allows 32766 bound values)
+
+
+def history_marks(eng=None, *, since=None, cases_of: pd.DataFrame | None = None) -> pd.DataFrame:
     """The marker steps (rework, 延期, 缓办) of every case store: store, case_id, status, one
-    row per case and status; one query per store. `since`: only steps at or after it (UTC)."""
+    row per case and status; one query per store. `since`: only steps at or after it (UTC).
+    `cases_of`: only the steps of these cases (a frame with case_type and case_id, e.g. the
+    cases being evaluated): looked up by case id (the history's key) instead of reading every
+    step of a year."""
     import sqlalchemy as sa
 
     from workbench import cases
@@ -216,7 +222,14 @@ def history_marks(eng=None, *, since=None) -> pd.DataFrame:
                 .where(hist.c.status.in_(sorted(marker_statuses(st.name)))))
         if since is not None:
             stmt = stmt.where(hist.c.ts >= pd.Timestamp(since).to_pydatetime())
-        df = hub.query(stmt, eng=eng)
+        if cases_of is not None:
+            mine = {n for n, t in cases.TYPES.items() if t.store == st.name}
+            ids = sorted(set(cases_of.loc[cases_of["case_type"].isin(mine), "case_id"].dropna()))
+            chunks = [stmt.where(hist.c[st.id].in_(ids[i:i + ID_CHUNK])) for i in range(0, len(ids), ID_CHUNK)]
+            found = [hub.query(q, eng=eng) for q in chunks]
+            df = pd.concat(found, ignore_index=True).drop_duplicates() if found else pd.DataFrame()
+        else:
+            df = hub.query(stmt, eng=eng)
         if len(df):
             df.insert(0, "store", st.name)
             parts.append(df)

@@ -16,8 +16,10 @@
 - 数据截至: the newest record time in the hub that is not in the future (forecasts are).
 
 The indicators read the cases opened from LOOKBACK_DAYS (45) before the period to its end (a
-case opened earlier that falls due in the period is left out); open and overdue cases are
-counted in SQL over every case, so a year of cases costs a few aggregate queries, not a read.
+case opened earlier that falls due in the period is left out) that count for the period (opened
+or due in it; `cases.frame(period=…)` filters in the database), and the history marks of those
+cases only (by case id); open and overdue cases are counted in SQL over every case, so a year
+of cases costs a few aggregate queries, not a read.
 
 The period is whole local days [start, end]. By default: the 7 full days up to yesterday, or
 up to the hub's last day of data when that is earlier (a hub loaded from files of the past
@@ -501,11 +503,11 @@ def load(params: Mapping[str, str] | None = None, *, eng=None, now=None, feed: i
         eng = eng or hub.engine()
         until_ts = data_until(eng, now)
         f = parse_filters(params, until_ts, clock.local_day(now).date())
-        all_frame = cases.frame(eng, since=f.since - pd.Timedelta(days=LOOKBACK_DAYS), until=f.until)
-        frame = all_frame[all_frame["district"] == f.district] if f.district else all_frame
+        frame = cases.frame(eng, since=f.since - pd.Timedelta(days=LOOKBACK_DAYS), until=f.until,
+                            district=f.district, period=(f.since, f.until))
         open_all = open_cases(eng, now)
         open_here = open_all[open_all["district"] == f.district] if f.district else open_all
-        marks = ind.history_marks(eng, since=f.since - pd.Timedelta(days=LOOKBACK_DAYS))
+        marks = ind.history_marks(eng, since=f.since - pd.Timedelta(days=LOOKBACK_DAYS), cases_of=frame)
         all_hazards = _hazards(eng, now)
         hazards = all_hazards[all_hazards["district"] == f.district] if f.district else all_hazards
         table = department_indicators(frame, marks, f)

@@ -384,8 +384,11 @@ class OverviewView:
         self._stop.set()
 
 
-def prepare() -> None:
-    """Ahead of the request (preheated kernels): the registry, the map's paths, the hub's engine.
+def prepare(warm: bool = True) -> None:
+    """Ahead of the request (preheated kernels): the registry, the map's paths, the hub's engine,
+    and (`warm`) one read and render thrown away, so that the read after the request finds the
+    lazy imports done, SQLAlchemy's compiled statements cached and the hub's pages in memory
+    (the first read in a fresh process costs about 0.4 s more; the page still reads afresh).
     A hub that cannot be opened now is not an error here: the page says so when it loads."""
     from workbench import registry
     from workbench.store import hub
@@ -394,7 +397,9 @@ def prepare() -> None:
     for d in geo.DISTRICTS:
         district_path(d.adcode)
     try:
-        hub.engine()
+        eng = hub.engine()
+        if warm:
+            render_all(ov.load(eng=eng))
     except Exception:  # noqa: BLE001 - reported by the page in Chinese
         pass
 

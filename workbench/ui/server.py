@@ -35,9 +35,15 @@ DASHBOARDS = config.ROOT / "dashboards"
 FRONT_PAGE = "overview.ipynb"  # 城市运行总览: what / opens on (instead of Voilà's file list)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8866
-FILL_DELAY = 2.0            # seconds before a used preheated kernel is replaced
+FILL_DELAY = 10.0           # seconds before a used preheated kernel is replaced: its start (imports,
+                            # a warm-up read) would otherwise take the CPU from the page being drawn
 CULL_IDLE = 3600            # shut kernels down after an hour without a browser attached
 _POOL_FILLED = re.compile(r"Kernel pool of (.+?) is filled with")
+# Voilà logs a pool as filled when its kernels have *started*; a kernel is preheated only when
+# it has run the dashboard's imports and waits for its request (ui.query_params), which the
+# server logs (voila_main) when the kernel connects to /voila/query/<kernel id>.
+WAITING = "[workbench] preheated kernel {} waits for its request"
+_WAITING = re.compile(r"\[workbench\] preheated kernel (\S+) waits for its request")
 
 
 # ------------------------------------------------------------------ what is served
@@ -55,6 +61,17 @@ def dashboard_title(path: Path) -> str:
     except (OSError, ValueError):
         meta = {}
     return meta.get("title") or Path(path).stem
+
+
+def waits_for_request(path: Path) -> bool:
+    """Whether a dashboard waits for its request (ui.query_params / ui.wait_for_request) in a
+    preheated kernel; one that does not runs to its end when preheated."""
+    try:
+        cells = json.loads(Path(path).read_text(encoding="utf-8")).get("cells", [])
+    except (OSError, ValueError):
+        return False
+    code = "".join("".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code")
+    return "query_params(" in code or "wait_for_request(" in code
 
 
 def dashboard_url(base_url: str, path: Path | str) -> str:
@@ -144,10 +161,19 @@ def voila_main(argv: list[str] | None = None) -> None:
     from jupyter_server.utils import url_path_join
     from tornado.web import RedirectHandler
     from voila.app import Voila
+    from voila.request_info_handler import RequestInfoSocketHandler
+
+    class WaitingKernels(RequestInfoSocketHandler):
+        """Voilà's request-info socket, saying when a preheated kernel is ready for a page."""
+
+        def open(self, kernel_id: str) -> None:
+            super().open(kernel_id)
+            print(WAITING.format(kernel_id), flush=True)
 
     class CityVoila(Voila):
         def init_handlers(self):
-            handlers = super().init_handlers()
+            handlers = [(h[0], WaitingKernels, *h[2:]) if len(h) > 1 and h[1] is RequestInfoSocketHandler else h
+                        for h in super().init_handlers()]
             if self.notebook_path or not (Path(self.root_dir) / FRONT_PAGE).is_file():
                 return handlers
             front = url_path_join(self.server_url, "voila", "render", FRONT_PAGE)
@@ -190,6 +216,7 @@ class VoilaServer:
     sink: IO | None = None
     log_tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=400))
     filled: set = field(default_factory=set)
+    waiting: set = field(default_factory=set)    # kernels that have been preheated up to their request
     _reader: threading.Thread | None = None
     _stopping: bool = False
 
@@ -203,6 +230,9 @@ class VoilaServer:
             m = _POOL_FILLED.search(line)
             if m:
                 self.filled.add(m.group(1))
+            w = _WAITING.search(line)
+            if w:
+                self.waiting.add(w.group(1))
             if self.sink is not None and not self._stopping:  # kernels' shutdown noise stays in log()
                 try:
                     self.sink.write(line)
@@ -238,10 +268,13 @@ class VoilaServer:
             return False
 
     def preheated(self) -> bool:
-        """Every dashboard has its pool of kernels started (or preheating is off)."""
+        """Every dashboard has its pool of kernels started and run up to the request (or
+        preheating is off): a page opened now only reads the hub."""
         if self.preheat <= 0:
             return True
-        return len(self.filled) >= len(dashboards(self.folder))
+        boards = dashboards(self.folder)
+        waits = sum(1 for p in boards if waits_for_request(p))
+        return len(self.filled) >= len(boards) and len(self.waiting) >= waits * self.preheat
 
     def wait_ready(self, timeout: float = 120, preheated: bool = True) -> bool:
         """Wait until Voilà answers (and, by default, its kernel pools are filled).
@@ -380,6 +413,6 @@ if __name__ == "__main__":  # python -m workbench.ui.server [port]
     serve_command(port=int(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_PORT)
 
 
-__all__ = ["DASHBOARDS", "FRONT_PAGE", "voila_main", "DEFAULT_HOST", "DEFAULT_PORT", "VoilaServer", "dashboards", "dashboard_title",
+__all__ = ["DASHBOARDS", "FRONT_PAGE", "voila_main", "waits_for_request", "DEFAULT_HOST", "DEFAULT_PORT", "VoilaServer", "dashboards", "dashboard_title",
            "dashboard_url", "dashboard_urls", "hub_env", "migrate_hub", "voila_command", "port_free",
            "free_port", "start", "serve", "serve_command"]
