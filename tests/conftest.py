@@ -68,3 +68,13 @@ def sqlite_hub(tmp_path, monkeypatch):
     yield eng
     hub.dispose(url)
 
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Headless Debian Chromium through Playwright (workbench.ui.browser), one per test module."""
+    pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra: pip install -e .[test]")
+    from workbench.ui.browser import chromium as launch
+
+    with launch() as browser:
+        yield browser

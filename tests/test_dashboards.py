@@ -52,15 +52,6 @@ def _hub_vars(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def chromium():
-    pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra: pip install -e .[test]")
-    from workbench.ui.browser import chromium as launch
-
-    with launch() as browser:
-        yield browser
-
-
-@pytest.fixture(scope="module")
 def sample_city_hub(request):
     """The session's sample city (root conftest: workbench.synth through ingest)."""
     try:

@@ -58,14 +58,6 @@ def events_server(tmp_path_factory):
         log.close()
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    from workbench.ui.browser import chromium as launch
-
-    with launch() as browser:
-        yield browser
-
-
 def test_new_events_appear_and_buttons_write_to_the_hub(chromium, events_server):
     from workbench.ui.browser import render
 

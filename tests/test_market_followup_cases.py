@@ -60,7 +60,8 @@ def test_positive_alert_raised_at_ingest_once_with_its_keys(city):
     assert pos.loc["MKT-POS-T03", "severity"] == "critical" and pos.loc["MKT-POS-T02", "severity"] == "warning"
     assert pos.loc["MKT-POS-T03", "subject"] == "rapid_tests:T03"
     assert alerts.attrs_of(pos.loc["MKT-POS-T03", "attrs"]) == {
-        "test_id": "T03", "market_id": "M02", "stall_id": "B07", "commodity": "猪肉", "test_item": "克伦特罗"}
+        "test_id": "T03", "market_id": "M02", "stall_id": "B07", "commodity": "猪肉", "test_item": "克伦特罗",
+        "goods": "肉类"}  # the purchase-list class the school notices match on
     assert pd.Timestamp(pos.loc["MKT-POS-T02", "ts"]) == _utc("2026-01-05 09:05")
     assert "荷塘农贸市场" in pos.loc["MKT-POS-T02", "title"]
     # a rerun of the fast path and then the whole analysis add nothing for these positives

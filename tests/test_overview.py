@@ -303,15 +303,6 @@ RENDER_TIMEOUT = 180
 
 
 @pytest.fixture(scope="module")
-def chromium():
-    pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra: pip install -e .[test]")
-    from workbench.ui.browser import chromium as launch
-
-    with launch() as browser:
-        yield browser
-
-
-@pytest.fixture(scope="module")
 def overview_server(browser_hub, tmp_path_factory):
     srv, log = _overview_server(browser_hub, "small", tmp_path_factory)
     yield srv

@@ -105,8 +105,18 @@ def test_same_seed_same_bytes_in_another_process(city, tmp_path):
 def test_every_row_loads_and_only_the_planted_dirt_is_quarantined(city):
     res, plants = city["result"], city["plants"]
     status = hub.dataset_status(eng=city["eng"]).set_index("dataset")
+    # departments raise alerts as their records load (one ingest path): a 快检阳性 for every
+    # positive rapid test, a 明厨亮灶严重违规 for every rodent or smoking violation; the sample
+    # file's own alerts (ids GJ…) are the outside signals only
+    positives = int(hub.query("select count(*) from rapid_tests where result = '阳性'", eng=city["eng"]).iloc[0, 0])
+    critical = int(hub.query("select count(*) from canteen_violations where violation_class in ('老鼠', '抽烟')",
+                             eng=city["eng"]).iloc[0, 0])
+    by_cat = hub.query("select category, count(*) n from alerts where alert_id not like 'GJ%' group by category",
+                       eng=city["eng"]).set_index("category")["n"].to_dict()
+    assert positives > 0 and by_cat == {"快检阳性": positives, "明厨亮灶严重违规": critical}
+    raised = positives + critical
     for ds, n in res.rows.items():
-        assert status.loc[ds, "rows"] == n, ds
+        assert status.loc[ds, "rows"] == n + (raised if ds == "alerts" else 0), ds
     q = hub.quarantine_rows(limit=10_000, eng=city["eng"])
     expected = {}
     for d in plants["dirt"]:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -538,12 +539,47 @@ def sync(conn: Connection, case_type_name: str, changes: pd.DataFrame, *, actor:
 
 def import_history(conn: Connection, store_name: str, frame: pd.DataFrame) -> int:
     """History rows that come with cases from their source system (a department's case-flow
-    export), taken as they are; rows already held are skipped. Returns rows added."""
-    from workbench.store.ingest import insert_new
+    export), taken as they are. A step the hub already holds under the same key (case, time,
+    status) — written when the case was opened or synced from the same system — takes the
+    source's own actor, department and note, which are the record of who did it. Returns the
+    rows added or completed (a row identical to the one held counts as a duplicate)."""
+    from workbench.store.ingest import insert_new, records
     from workbench.store.schema import DATASETS
 
     st = STORES[store_name]
-    return insert_new(conn, DATASETS[st.history], frame)
+    ds = DATASETS[st.history]
+    t = ds.table
+    f = frame.reset_index(drop=True)
+    added = insert_new(conn, ds, f)
+    if added == len(f):
+        return added
+    cols = [c for c in ("actor", "department", "note") if c in f and c in t.c]
+    if not cols:
+        return added
+    ids = f[st.id].astype(str).unique().tolist()
+    held = []
+    for k in range(0, len(ids), 2000):
+        res = conn.execute(sa.select(t.c[st.id], t.c.ts, t.c.status, *[t.c[c] for c in cols])
+                           .where(t.c[st.id].in_(ids[k:k + 2000])))
+        held += [tuple(r) for r in res]
+    h = pd.DataFrame(held, columns=[st.id, "ts", "status", *[f"_{c}" for c in cols]])
+    h["ts"] = pd.to_datetime(h["ts"])
+    m = f.assign(ts=pd.to_datetime(f["ts"])).merge(h, on=[st.id, "ts", "status"], how="inner")
+    differ = np.zeros(len(m), bool)
+    for c in cols:
+        new, old = m[c].astype("string"), m[f"_{c}"].astype("string")
+        differ |= (new.notna() & (new != old).fillna(True)).to_numpy()
+    todo = m[differ]
+    if len(todo):
+        stmt = t.update().where(t.c[st.id] == sa.bindparam("_id"), t.c.ts == sa.bindparam("_ts"),
+                                t.c.status == sa.bindparam("_status")).values(
+            **{c: sa.func.coalesce(sa.bindparam(c), t.c[c]) for c in cols})
+        batch = [{"_id": r[st.id], "_ts": r["ts"], "_status": r["status"], **{c: r[c] for c in cols}}
+                 for r in records(todo[[st.id, "ts", "status", *cols]])]
+        for b in batch:
+            b["_ts"] = pd.Timestamp(b["_ts"]).to_pydatetime()
+        conn.execute(stmt, batch)
+    return added + int(differ.sum())
 
 
 def load_cases(conn: Connection, ds, frame: pd.DataFrame) -> int:

@@ -624,7 +624,7 @@ def dataset_targets(conn: Connection, rule: Rule, al: pd.DataFrame) -> pd.DataFr
         want = out.pop(f"_contains_{col}")
         have = out[col].astype("string").fillna("")
         keep = [w is None or w != w or str(w) in h for w, h in zip(want, have)]
-        out = out[keep].reset_index(drop=True)
+        out = out[pd.Series(keep, index=out.index, dtype=bool)].reset_index(drop=True)
     for j in rule.joins:
         left, right = j.on[0]
         other = _read_in(conn, j.dataset, right, out[left])

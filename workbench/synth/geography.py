@@ -1,6 +1,7 @@
 """Zhuzhou's districts, streets (街道/镇) and grids (网格).
 
-Districts and centroids follow DOMAIN.md. Street names are real Zhuzhou streets and
+Districts, their codes and centroids are the reference geography's (workbench.geo, DOMAIN.md);
+this module adds what only the sample city needs. Street names are real Zhuzhou streets and
 towns where known; codes are their pinyin initials, which make grid ids like HT-YT-003.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from workbench import geo
 from workbench.synth.names import person_names
 
 
@@ -17,47 +19,64 @@ from workbench.synth.names import person_names
 class District:
     name: str
     code: str
-    lat: float
-    lon: float
-    urban: bool
     streets: tuple[tuple[str, str], ...]  # (name, code)
     roads: tuple[str, ...]
 
+    @property
+    def ref(self) -> geo.District:
+        return geo.district(self.name)
+
+    @property
+    def lat(self) -> float:
+        return self.ref.lat
+
+    @property
+    def lon(self) -> float:
+        return self.ref.lon
+
+    @property
+    def urban(self) -> bool:
+        return self.ref.urban
+
+    @property
+    def adcode(self) -> str:
+        return self.ref.adcode
+
 
 DISTRICTS: tuple[District, ...] = (
-    District("荷塘区", "HT", 27.86, 113.17, True, (
+    District("荷塘区", "HT", (
         ("月塘街道", "YT"), ("桂花街道", "GH"), ("茨菇塘街道", "CGT"), ("宋家桥街道", "SJQ"),
         ("金山街道", "JS"), ("明照街道", "MZ"), ("仙庾镇", "XY")),
         ("新华东路", "红旗北路", "茨菇塘路", "金钩山路", "新塘路", "荷塘大道", "戴家岭路", "桂花路")),
-    District("芦淞区", "LS", 27.80, 113.16, True, (
+    District("芦淞区", "LS", (
         ("建设街道", "JS"), ("建宁街道", "JN"), ("贺家土街道", "HJT"), ("庆云街道", "QY"),
         ("龙泉街道", "LQ"), ("枫溪街道", "FX"), ("白关镇", "BG")),
         ("建设中路", "人民路", "车站路", "庆云路", "贺家土路", "芦淞路", "董家塅路", "建宁路")),
-    District("石峰区", "SF", 27.90, 113.12, True, (
+    District("石峰区", "SF", (
         ("清水塘街道", "QST"), ("响石岭街道", "XSL"), ("田心街道", "TX"), ("铜塘湾街道", "TTW"),
         ("井龙街道", "JL"), ("龙头铺街道", "LTP")),
         ("田心大道", "响石路", "清石路", "铜霞路", "北环路", "时代路", "红旗北路", "清水塘路")),
-    District("天元区", "TY", 27.80, 113.08, True, (
+    District("天元区", "TY", (
         ("嵩山路街道", "SSL"), ("泰山路街道", "TSL"), ("栗雨街道", "LY"), ("马家河街道", "MJH"),
         ("群丰镇", "QF"), ("雷打石镇", "LDS"), ("三门镇", "SM")),
         ("泰山路", "嵩山路", "长江南路", "黄河南路", "珠江北路", "天台路", "栗雨路", "湘芸路")),
-    District("渌口区", "LK", 27.70, 113.15, False, (
+    District("渌口区", "LK", (
         ("渌口镇", "LK"), ("南洲镇", "NZ"), ("龙潭镇", "LT"), ("淦田镇", "GT"),
         ("龙船镇", "LC"), ("朱亭镇", "ZT")),
         ("渌湘大道", "向阳路", "东湖路", "滨江路", "南洲路")),
-    District("醴陵市", "LL", 27.65, 113.50, False, (
+    District("醴陵市", "LL", (
         ("来龙门街道", "LLM"), ("阳三石街道", "YSS"), ("西山街道", "XS"), ("仙岳山街道", "XYS"),
         ("浦口镇", "PK"), ("白兔潭镇", "BTT"), ("王仙镇", "WX"), ("东富镇", "DF")),
         ("瓷城大道", "西山路", "仙岳山路", "解放路", "南桥路", "陶瓷路")),
-    District("攸县", "YX", 27.00, 113.35, False, (
+    District("攸县", "YX", (
         ("联星街道", "LX"), ("江桥街道", "JQ"), ("网岭镇", "WL"), ("皇图岭镇", "HTL"),
         ("酒埠江镇", "JBJ"), ("鸾山镇", "LS")),
         ("攸州路", "联星路", "建设路", "文化路", "东正街")),
-    District("茶陵县", "CL", 26.79, 113.54, False, (
+    District("茶陵县", "CL", (
         ("云阳街道", "YY"), ("思聪街道", "SC"), ("洣江街道", "MJ"), ("腰潞镇", "YL"),
         ("严塘镇", "YT"), ("虎踞镇", "HJ")),
         ("洣江大道", "云阳路", "犀城大道", "思聪路", "紫微路")),
-    District("炎陵县", "YL", 26.49, 113.77, False, (
+    District("炎陵县", "YL", (
         ("霞阳镇", "XY"), ("沔渡镇", "MD"), ("十都镇", "SD"), ("水口镇", "SK"),
         ("鹿原镇", "LY"), ("中村瑶族乡", "ZC")),
         ("炎帝大道", "神农大道", "霞阳路", "鹿原路")),
