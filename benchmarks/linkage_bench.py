@@ -8,8 +8,10 @@ workbench.alerts: N 快检阳性 (each with its rapid-test row), cold-weather wa
 
 Measures: `linkage.run` over all of it (goal < 30 s) with the cases opened per rule, the rerun
 (idempotent: opens nothing), and the path of one new positive: a one-row file through
-`workbench.store.ingest.ingest_file`, the market's fast alert path
-(`workbench.market.analysis.raise_positive_alerts`) and `linkage.run(departments=["market"])`.
+`workbench.store.ingest.ingest_file` (the market's loader raises the 快检阳性 alert as the row
+loads), the fast path that would catch a positive without one
+(`workbench.market.analysis.raise_positive_alerts`, nothing left to do) and
+`linkage.run(departments=["market"])`.
 
     .venv/bin/python benchmarks/linkage_bench.py [--positives 5000] [--seed 7] [--db URL]
 """
@@ -32,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 def fill(eng, n_pos: int, seed: int) -> dict:
     from workbench import alerts, geo
+    from workbench.market.catalog import goods_of
     from workbench.store.ingest import insert_new
     from workbench.store.schema import DATASETS
 
@@ -49,8 +52,10 @@ def fill(eng, n_pos: int, seed: int) -> dict:
                        "district": rng.choice(districts, n_mk)})
     ct = pd.DataFrame({"canteen_id": [f"C{i:04d}" for i in range(n_ct)], "name": [f"学校{i}食堂" for i in range(n_ct)],
                        "school_name": [f"株洲市第{i}学校" for i in range(n_ct)], "district": rng.choice(districts, n_ct)})
-    sup = pd.DataFrame([{"canteen_id": c, "market_id": m} for c in ct["canteen_id"]
-                        for m in rng.choice(mk["market_id"], rng.integers(1, 4), replace=False)])
+    # what each canteen buys there, as the sample city's purchase lists say it
+    goods = ["蔬菜", "蔬菜、肉类", "水产、肉类", "蔬菜、水果", "粮油、干货", "肉类", "蔬菜、豆制品"]
+    sup = pd.DataFrame([{"canteen_id": c, "market_id": m, "goods": goods[int(rng.integers(0, len(goods)))]}
+                        for c in ct["canteen_id"] for m in rng.choice(mk["market_id"], rng.integers(1, 4), replace=False)])
     cams = pd.DataFrame({"camera_id": [f"CAM{i:04d}" for i in range(n_ct)], "canteen_id": ct["canteen_id"],
                          "location": "后厨"})
     grids = pd.DataFrame([{"grid_id": f"G{k:03d}{j}", "district": d, "street": f"{d}第{j}街道"}
@@ -65,7 +70,8 @@ def fill(eng, n_pos: int, seed: int) -> dict:
 
     ts = start + pd.to_timedelta(np.sort(rng.uniform(0, 365 * 86400, n_pos)), unit="s")
     tests = pd.DataFrame({"test_id": [f"T{i:06d}" for i in range(n_pos)], "ts": ts.floor("s"),
-                          "market_id": rng.choice(mk["market_id"], n_pos), "commodity": "韭菜",
+                          "market_id": rng.choice(mk["market_id"], n_pos),
+                          "commodity": rng.choice(["韭菜", "芹菜", "猪肉", "草鱼", "草莓"], n_pos, p=[.4, .2, .2, .1, .1]),
                           "test_item": "有机磷和氨基甲酸酯类农药残留", "reading": 60.0, "unit": "%",
                           "threshold": 50.0, "result": "阳性"})
     tests["stall_id"] = tests["market_id"] + "-S01"
@@ -74,10 +80,11 @@ def fill(eng, n_pos: int, seed: int) -> dict:
     rows = []
     for r in tests.itertuples():
         rows.append({"alert_id": f"MKT-POS-{r.test_id}", "ts": r.ts, "department": "市场监管局", "category": "快检阳性",
-                     "severity": "warning", "title": f"{r.market_id} 韭菜 阳性", "district": r.district,
+                     "severity": "warning", "title": f"{r.market_id} {r.commodity} 阳性", "district": r.district,
                      "subject": f"rapid_tests:{r.test_id}",
                      "attrs": {"test_id": r.test_id, "market_id": r.market_id, "stall_id": r.stall_id,
-                               "commodity": r.commodity, "test_item": r.test_item, "district": r.district}})
+                               "commodity": r.commodity, "test_item": r.test_item, "district": r.district,
+                               "goods": goods_of(r.commodity)}})
     for i in range(120):  # cold-weather warnings, one per district-episode, lifted
         d, sig = districts[i % len(districts)], ["寒潮", "道路结冰", "暴雪"][i % 3]
         t0 = start + pd.Timedelta(days=int(rng.integers(0, 80)), hours=int(rng.integers(0, 24)))
@@ -113,16 +120,16 @@ def one_positive(eng, tmp: Path, mk: pd.DataFrame, sup: pd.DataFrame) -> dict:
     from workbench.store.ingest import ingest_file
 
     market = sup["market_id"].value_counts().index[0]
-    schools = int((sup["market_id"] == market).sum())
+    schools = int(((sup["market_id"] == market) & sup["goods"].str.contains("蔬菜")).sum())  # buy vegetables there
     ts = pd.Timestamp.now(tz="Asia/Shanghai").tz_localize(None).floor("s")
     path = tmp / "one_positive.csv"
     path.write_text("检测编号,检测时间,市场编号,摊位编号,样品名称,检测项目,检测值,单位,判定限值,检测结果\n"
                     f"TNEW1,{ts:%Y-%m-%d %H:%M:%S},{market},{market}-S01,韭菜,有机磷和氨基甲酸酯类农药残留,71.5,%,50,阳性\n",
                     encoding="utf-8")
     t0 = time.perf_counter()
-    s = ingest_file("rapid_tests", path, eng, progress=False)
+    s = ingest_file("rapid_tests", path, eng, progress=False)  # the market's loader raises 快检阳性 as it loads
     t1 = time.perf_counter()
-    a = raise_positive_alerts(eng, since=pd.Timestamp(ts) - pd.Timedelta(days=1))
+    a = raise_positive_alerts(eng, since=pd.Timestamp(ts) - pd.Timedelta(days=1))  # the fast path: nothing left
     t2 = time.perf_counter()
     lk = linkage.run(eng, departments=["market"], since=pd.Timestamp(ts) - pd.Timedelta(days=1))
     t3 = time.perf_counter()
@@ -160,7 +167,7 @@ def main() -> int:
     again = linkage.run(eng)
     print(f"重跑：新开 {again['opened']} 件，用时 {time.perf_counter() - t0:.2f} 秒")
     one = one_positive(eng, tmp, f["markets"], f["suppliers"])
-    print(f"单条快检阳性：入库 {one['ingest_s']:.2f} 秒 + 发布告警 {one['alert_s']:.2f} 秒 + 联动 {one['linkage_s']:.2f} 秒"
+    print(f"单条快检阳性：入库并发布告警 {one['ingest_s']:.2f} 秒 + 补发检查 {one['alert_s']:.2f} 秒 + 联动 {one['linkage_s']:.2f} 秒"
           f" = {one['total_s']:.2f} 秒 → 跟踪处置 {one['followups']} 件、学校通报 {one['notices']}/{one['schools']} 件")
     hub.dispose(url)
     ok = again["opened"] == 0 and one["notices"] == one["schools"] and one["followups"] == 1

@@ -56,12 +56,14 @@ def city(hub_engine):
         {"canteen_id": "C2", "name": "实验小学食堂", "school_name": "株洲市实验小学", "district": "石峰区"},
         {"canteen_id": "C3", "name": "芦淞中学食堂", "school_name": "芦淞中学", "district": "芦淞区"},
         {"canteen_id": "C4", "name": "荷塘小学食堂", "school_name": "荷塘小学", "district": "荷塘区"},
+        {"canteen_id": "C5", "name": "荷塘幼儿园食堂", "school_name": "荷塘幼儿园", "district": "荷塘区"},
     ])
     _put(eng, "canteen_suppliers", [
         {"canteen_id": "C1", "market_id": "M1", "goods": "蔬菜"},
         {"canteen_id": "C2", "market_id": "M1", "goods": "蔬菜"},
         {"canteen_id": "C3", "market_id": "M2", "goods": "肉类"},
         {"canteen_id": "C4", "market_id": "M1", "goods": "水产、肉类"},  # buys at M1, but no vegetables
+        {"canteen_id": "C5", "market_id": "M1"},  # buys at M1, the list does not say what: notified
     ])
     _put(eng, "cameras", [
         {"camera_id": "CAM1", "canteen_id": "C1", "name": "后厨1", "location": "切配间"},
@@ -95,10 +97,10 @@ def test_positive_test_notifies_every_school_buying_there(city):
     aid = _positive(eng)
     rules = _rule("positive-test-school-notice")
     s = linkage.run(eng, rules=rules)
-    assert s["alerts"] == 1 and s["opened"] == 2 and s["per_rule"][0]["opened"] == 2
+    assert s["alerts"] == 1 and s["opened"] == 3 and s["per_rule"][0]["opened"] == 3
     got = _cases(eng, case_type="school_notice")
-    # C3 buys elsewhere; C4 buys at M1 but no vegetables (contains: {goods: goods})
-    assert list(got["case_id"]) == [f"LK-SN-{aid}-C1", f"LK-SN-{aid}-C2"]
+    # C3 buys elsewhere; C4 buys at M1 but no vegetables (contains: {goods: goods}); C5's list is silent
+    assert list(got["case_id"]) == [f"LK-SN-{aid}-C1", f"LK-SN-{aid}-C2", f"LK-SN-{aid}-C5"]
     c1 = got.iloc[0]
     assert c1["department"] == "教育局" and c1["status"] == "已下发" and c1["alert_id"] == aid
     assert c1["rule"] == "positive-test-school-notice" and c1["subject"] == "canteens:C1"
@@ -112,7 +114,7 @@ def test_positive_test_notifies_every_school_buying_there(city):
     assert "positive-test-school-notice" in h.iloc[0]["note"]
     again = linkage.run(eng, rules=rules)
     assert again["opened"] == 0 and again["alerts"] == 1
-    assert len(_cases(eng)) == 2 and len(_history(eng, c1["case_id"])) == 1
+    assert len(_cases(eng)) == 3 and len(_history(eng, c1["case_id"])) == 1
 
 
 def test_positive_test_followup_for_the_stall(city):
@@ -206,12 +208,12 @@ def test_chain_from_alert_and_from_case(city):
     cases.act(eng, f"LK-SN-{aid}-C1", "sign", actor="一中 王老师")
     ch = linkage.chain(aid, eng)
     assert ch.alert_id == aid and list(ch.alert_history["action"]) == ["发布"]
-    assert sorted(ch.cases["case_id"]) == [f"LK-SN-{aid}-C1", f"LK-SN-{aid}-C2"]
+    assert sorted(ch.cases["case_id"]) == [f"LK-SN-{aid}-C1", f"LK-SN-{aid}-C2", f"LK-SN-{aid}-C5"]
     assert set(ch.cases["type_label"]) == {"通报核查"}
     s1 = ch.steps[ch.steps["case_id"] == f"LK-SN-{aid}-C1"]
     assert list(s1["status"]) == ["已下发", "已签收"] and s1.iloc[1]["actor"] == "一中 王老师"
     by_case = linkage.chain_of_case(f"LK-SN-{aid}-C2", eng)
-    assert by_case.alert_id == aid and len(by_case.cases) == 2
+    assert by_case.alert_id == aid and len(by_case.cases) == 3
     with pytest.raises(linkage.WorkbenchError, match="找不到告警"):
         linkage.chain("nope", eng)
 
@@ -224,7 +226,7 @@ def test_lifted_alerts_and_since(city):
     assert linkage.run(eng, rules=rules)["alerts"] == 0  # only active alerts
     _positive(eng, test_id="T3", ts=T0 - pd.Timedelta(days=3))
     assert linkage.run(eng, rules=rules, since=T0 - pd.Timedelta(days=1))["alerts"] == 0
-    assert linkage.run(eng, rules=rules)["opened"] == 2
+    assert linkage.run(eng, rules=rules)["opened"] == 3
 
 
 def test_long_ids_are_hashed_to_64():

@@ -22,6 +22,7 @@ Frigate's camera config::
         dataset: canteen_suppliers            # a hub dataset …
         match: {market_id: market_id}         # … its rows whose column equals the alert's attr
         contains: {goods: goods}              # optional: … and whose column contains the alert's attr
+                                              #   (a target whose column is empty is kept)
         join:                                 # optional: more columns from other datasets
           - {dataset: canteens, on: canteen_id}
           - {dataset: markets, on: market_id, columns: {name: market_name}}
@@ -620,10 +621,10 @@ def dataset_targets(conn: Connection, rule: Rule, al: pd.DataFrame) -> pd.DataFr
     for col, _ in rule.match:
         rows[col] = rows[col].astype("string").astype(object)
     out = kf.merge(rows, on=[c for c, _ in rule.match], how="inner")
-    for col, _ in rule.contains:  # an alert without the attr keeps every target (better one notice too many)
-        want = out.pop(f"_contains_{col}")
+    for col, _ in rule.contains:  # an alert without the attr, or a target that does not say, keeps the
+        want = out.pop(f"_contains_{col}")  # target (better one notice too many than one missed)
         have = out[col].astype("string").fillna("")
-        keep = [w is None or w != w or str(w) in h for w, h in zip(want, have)]
+        keep = [w is None or w != w or not h or str(w) in h for w, h in zip(want, have)]
         out = out[pd.Series(keep, index=out.index, dtype=bool)].reset_index(drop=True)
     for j in rule.joins:
         left, right = j.on[0]
