@@ -69,6 +69,7 @@ def main(argv=None) -> int:
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--no-browser", action="store_true")
+    ap.add_argument("--visits", type=int, default=3, help="first visits, each by a new visitor on a waiting kernel")
     args = ap.parse_args(argv)
     print("machine:", machine(), flush=True)
     url = hub_url(args)
@@ -110,10 +111,21 @@ def main(argv=None) -> int:
         srv.wait_ready(timeout=300)
         up = time.perf_counter() - t0
         with chromium() as browser:
-            page = browser.new_page(viewport={"width": 1440, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai")
-            first = render(page, srv.front_url(), timeout=180)
-            if first.errors:
-                print("page errors:", *first.errors, sep="\n  ")
+            visits = []
+            for k in range(args.visits):  # each a new visitor (cold browser cache) on a kernel waiting for them
+                if k:
+                    held = len(srv.waiting)
+                    deadline = time.monotonic() + 120
+                    while len(srv.waiting) <= held and time.monotonic() < deadline:  # the pool refilled
+                        time.sleep(0.2)
+                    time.sleep(1.0)
+                ctx = browser.new_context(viewport={"width": 1440, "height": 900}, locale="zh-CN",
+                                          timezone_id="Asia/Shanghai")
+                page = ctx.new_page()
+                first = render(page, srv.front_url(), timeout=180)
+                visits.append(first.seconds)
+                if first.errors:
+                    print("page errors:", *first.errors, sep="\n  ")
             before = page.locator(".wb-ov-refreshed").inner_text()
             time.sleep(1.1)  # the refresh time is shown to the second
             t = time.perf_counter()
@@ -126,7 +138,8 @@ def main(argv=None) -> int:
             out.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(out / "overview-year.png"), full_page=True)
         print(f"Voilà up with a preheated kernel: {up:.1f} s (once per server start)")
-        print(f"first visit (/ → overview rendered in Chromium): {first.seconds:.2f} s (goal < 3 s)")
+        print(f"first visit (/ → overview rendered in Chromium, a new visitor each): median "
+              f"{statistics.median(visits):.2f} s over {len(visits)} ({', '.join(f'{v:.2f}' for v in visits)}) (goal < 3 s)")
         print(f"refresh in the browser (刷新 clicked → new read shown): {clicked:.2f} s (goal < 1 s)")
     finally:
         srv.stop()
