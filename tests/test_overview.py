@@ -22,8 +22,8 @@ T = pd.Timestamp
 TYPE = CaseType.from_dict("ov_event", {
     "label": "测试事件", "department": "城市管理和综合执法局", "intake": "受理", "store": "cases",
     "transitions": {"受理": ["派遣", "缓办"], "缓办": ["派遣"], "派遣": ["处置"], "处置": ["核查"],
-                    "核查": ["结案", "重新办理"], "重新办理": ["处置"]},
-    "closed": ["结案"], "rework": ["重新办理"], "deferred": "缓办",
+                    "核查": ["结案", "重新办理"], "重新办理": ["处置"], "不予立案": []},
+    "closed": ["结案", "不予立案"], "rework": ["重新办理"], "deferred": "缓办", "void": ["不予立案"],
 })
 TYPES = {TYPE.name: TYPE}
 SINCE, UNTIL = T("2026-01-10"), T("2026-01-17")
@@ -50,6 +50,7 @@ def hand_cases() -> tuple[pd.DataFrame, pd.DataFrame]:
         _case("c7", A, "2026-01-13", "2026-01-16", "2026-01-18"),   # due, closed after the period
         _case("d1", B, "2026-01-10", None, "2026-01-11"),           # no deadline: due when opened, on time
         _case("d2", B, "2026-01-01", "2026-01-05"),                 # outside the period entirely
+        {**_case("d3", B, "2026-01-10", "2026-01-12", "2026-01-10"), "status": "不予立案"},  # never a case
     ]
     marks = pd.DataFrame([
         {"store": "cases", "case_id": "c4", "status": EXTENDED},

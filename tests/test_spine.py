@@ -468,3 +468,29 @@ def test_spine_datasets_ingest_through_the_spine(hub_engine, tmp_path):
     s = ingest_file("cases", bad, hub_engine)
     assert (s.loaded, s.quarantined, s.reasons) == (0, 1, {"案件类型未登记": 1})
     assert hub.query("select count(*) from cases where case_id='K2'", eng=hub_engine).iloc[0, 0] == 0
+
+
+def test_cases_cli_moves_any_case_through_the_engine(sqlite_hub, demo_type):
+    """`workbench cases`: staff move and extend a case of any type (the linkage cases have no
+    screen of their own); a stale step and an unknown verb are refused with exit 2."""
+    from click.testing import CliRunner
+
+    from workbench.cli import main
+
+    cases.open_case(sqlite_hub, "spine_demo", "K1", actor="系统联动", ts=pd.Timestamp("2026-03-02 01:00"),
+                    district="荷塘区")
+    run = CliRunner().invoke
+    r = run(main, ["cases", "list", "--type", "spine_demo"])
+    assert r.exit_code == 0 and "K1  测试工单  登记" in r.output and "立案 2026-03-02 09:00" in r.output
+    r = run(main, ["cases", "act", "K1", "dispatch", "--actor", "王科长", "--department", "城管", "--expected", "登记"])
+    assert r.exit_code == 0 and "登记 → 派发" in r.output
+    r = run(main, ["cases", "act", "K1", "handle", "--actor", "李四", "--expected", "登记"])
+    assert r.exit_code == 2 and "已被他人改为“派发”" in r.output
+    r = run(main, ["cases", "act", "K1", "fly", "--actor", "李四"])
+    assert r.exit_code == 2 and "没有操作“fly”" in r.output
+    r = run(main, ["cases", "extend", "K1", "2026-03-20 18:00", "--actor", "王科长", "--note", "待补材料"])
+    assert r.exit_code == 0 and "2026-03-20 18:00（北京时间）" in r.output
+    assert pd.Timestamp(hub.query("select deadline from cases", eng=sqlite_hub).iloc[0, 0]) == pd.Timestamp("2026-03-20 10:00")
+    r = run(main, ["cases", "show", "K1"])
+    assert [ln.split()[2] for ln in r.output.strip().splitlines()] == ["登记", "派发", cases.EXTENDED]
+    assert "处置时限延至" not in r.output and "待补材料" in r.output

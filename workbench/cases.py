@@ -77,6 +77,7 @@ class CaseType:
     default_hours: float | None = None          # deadline after opening, when none is given
     requires: Mapping[str, str] = field(default_factory=dict)       # status → field a move there needs
     raises: tuple[str, ...] = ()                # alert categories its cases can lead to (linkage loop check)
+    void: frozenset = frozenset()               # closing statuses that mean "never a case" (不予立案, 重复件)
 
     @property
     def statuses(self) -> tuple[str, ...]:
@@ -119,11 +120,12 @@ class CaseType:
                 status_labels=dict(d.get("status_labels") or {}), rework=frozenset(d.get("rework") or ()),
                 deferred=d.get("deferred"), default_hours=d.get("default_hours"),
                 requires=dict(d.get("requires") or {}), raises=tuple(d.get("raises") or ()),
+                void=frozenset(d.get("void") or ()),
             )
         except KeyError as exc:
             raise ConfigError(f"案件类型 {name} 缺少“{exc.args[0]}”", where=where) from None
         known = set(ct.statuses)
-        for what, names in (("closed", ct.closed), ("rework", ct.rework),
+        for what, names in (("closed", ct.closed), ("rework", ct.rework), ("void", ct.void),
                             ("actions", ct.actions.values()), ("deferred", [ct.deferred] if ct.deferred else [])):
             bad = [s for s in names if s not in known]
             if bad:
@@ -463,7 +465,7 @@ def extend(target: Engine | Connection, case_id: str, deadline, *, actor: str, n
             **{st.deadline: new.to_pydatetime()}, **({st.updated: when.to_pydatetime()} if st.updated else {})))
         dep = m.get(st.department) if st.department else ct.department
         _write_history(conn, st, [_history_row(st, case_id, when, EXTENDED, actor, dep,
-                                               note or f"处置时限延至 {new:%Y-%m-%d %H:%M}（UTC）")])
+                                               note or f"处置时限延至 {clock.to_local(new):%Y-%m-%d %H:%M}（北京时间）")])
         return Change(case_id, ct.name, m[st.status], m[st.status], when, actor, dep, note)
 
 
@@ -526,7 +528,9 @@ def sync(conn: Connection, case_type_name: str, changes: pd.DataFrame, *, actor:
         stmt = table.update().where(table.c[st.id] == sa.bindparam("_id"),
                                     table.c[st.status] == sa.bindparam("_before")).values(
             **{c: sa.bindparam(c) for c in keys})
-        conn.execute(stmt, batch)
+        res = conn.execute(stmt, batch)
+        if res.rowcount is not None and 0 <= res.rowcount < len(batch):
+            raise CaseError(f"{ct.label}：有案件的环节在同步时刚被他人改动，请重试（本次同步未写入）")
     _write_history(conn, st, rows)
     closings = {subject_of(st, i): (u.get(st.updated) if st.updated else None)
                 for i, u in final.items() if u[st.status] in ct.closed}
@@ -683,7 +687,9 @@ def frame(eng: Engine | None = None, *, since=None, until=None, types: Iterable[
     for col in ("opened", "deadline", "closed_at"):
         out[col] = pd.to_datetime(out[col])
     closed_set = {(t.name, s) for t in TYPES.values() for s in t.closed}
+    void_set = {(t.name, s) for t in TYPES.values() for s in t.void}
     out["closed"] = [(t, s) in closed_set for t, s in zip(out["case_type"], out["status"])]
+    out["void"] = [(t, s) in void_set for t, s in zip(out["case_type"], out["status"])]
     out["type_label"] = out["case_type"].map({t.name: t.label for t in TYPES.values()})
     now = clock.now()
     end = out["closed_at"].where(out["closed"], now)

@@ -267,6 +267,95 @@ def linkage_chain(alert_id):
             click.echo(f"      {clock.to_local(st.ts):%Y-%m-%d %H:%M}  {st.status}  {st.actor or ''}  {st.note or ''}")
 
 
+@main.group("cases")
+def cases_group():
+    """Cases of every department (一网统管): list, show, move and extend them through the case engine."""
+
+
+@cases_group.command("list")
+@click.option("--type", "case_type", default=None, help="A case type (e.g. school_notice, supervision).")
+@click.option("--department", default=None, help="责任部门, e.g. 教育局.")
+@click.option("--district", default=None, help="区县, e.g. 荷塘区.")
+@click.option("--all", "show_all", is_flag=True, help="Closed cases too (default: open ones).")
+@click.option("--limit", default=50, show_default=True)
+def cases_list(case_type, department, district, show_all, limit):
+    """The open cases (newest first), with their step, deadline and whether overdue."""
+    import pandas as pd
+
+    from workbench import cases, clock
+
+    fr = cases.frame(types=[case_type] if case_type else None, department=department, district=district)
+    if not show_all:
+        fr = fr[~fr["closed"]]
+    fr = fr.sort_values("opened", ascending=False).head(limit)
+    if fr.empty:
+        click.echo("没有符合条件的案件。")
+        return
+    for r in fr.itertuples():
+        due = f"时限 {clock.to_local(r.deadline):%m-%d %H:%M}" if pd.notna(r.deadline) else "无时限"
+        click.echo(f"{r.case_id}  {r.type_label}  {r.status}  {r.department or ''}  {r.district or ''}  "
+                   f"立案 {clock.to_local(r.opened):%Y-%m-%d %H:%M}  {due}{'  已超期' if r.overdue else ''}")
+
+
+@cases_group.command("show")
+@click.argument("case_id")
+def cases_show(case_id):
+    """One case's steps (who, when, which department, note), in Beijing time."""
+    from workbench import cases, clock
+
+    try:
+        h = cases.history(case_id)
+    except cases.CaseError as exc:
+        _echo_err(f"错误：{exc.problem}")
+        sys.exit(2)
+    for r in h.itertuples():
+        text = lambda v: v if isinstance(v, str) else ""  # noqa: E731
+        click.echo(f"{clock.to_local(r.ts):%Y-%m-%d %H:%M}  {r.status:8s}  {text(r.actor)}  "
+                   f"{text(getattr(r, 'department', None))}  {text(r.note)}")
+
+
+@cases_group.command("act")
+@click.argument("case_id")
+@click.argument("action")
+@click.option("--actor", required=True, help="Who acts (办理人); written to the step.")
+@click.option("--note", default="", help="办理意见.")
+@click.option("--department", default=None, help="Where the case goes (a 派遣/派发 step).")
+@click.option("--expected", default=None, help="The step you saw; refused if the case has moved since.")
+def cases_act(case_id, action, actor, note, department, expected):
+    """Move CASE_ID by ACTION (a verb of its type, e.g. sign, feedback, close — or a step's name)."""
+    from workbench import cases
+
+    try:
+        ch = cases.act(_hub(), case_id, action, actor=actor, note=note, department=department, expected=expected)
+    except cases.CaseError as exc:
+        _echo_err(f"错误：{exc.problem}")
+        sys.exit(2)
+    click.echo(f"{case_id}：{ch.before} → {ch.after}（{ch.actor}）")
+
+
+@cases_group.command("extend")
+@click.argument("case_id")
+@click.argument("deadline", type=click.DateTime(["%Y-%m-%d %H:%M", "%Y-%m-%d"]))
+@click.option("--actor", required=True, help="Who approves the extension (办理人).")
+@click.option("--note", default="", help="Why (延期理由).")
+def cases_extend(case_id, deadline, actor, note):
+    """Extend CASE_ID's deadline (延期) to DEADLINE, Beijing time; counted in the 延期率."""
+    from workbench import cases, clock
+
+    try:
+        cases.extend(_hub(), case_id, clock.to_utc(deadline), actor=actor, note=note)
+    except cases.CaseError as exc:
+        _echo_err(f"错误：{exc.problem}")
+        sys.exit(2)
+    click.echo(f"{case_id}：处置时限延至 {deadline:%Y-%m-%d %H:%M}（北京时间）")
+
+
+def _hub():
+    from workbench.store import hub
+
+    return hub.engine()
+
+
 def _register_department_commands() -> None:
     """Each registered department's CLI group (workbench.registry: `cli="module:group"`)."""
     from workbench import registry

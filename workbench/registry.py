@@ -45,6 +45,7 @@ class _Registry:
     def __init__(self):
         self._departments: dict[str, Department] = {}
         self._loaded = False
+        self._loading = False
         self._lock = threading.RLock()
 
     def register(self, dept: Department) -> Department:
@@ -69,36 +70,41 @@ class _Registry:
         """Register every department of the entry-point group, once."""
         if self._loaded:
             return
-        with self._lock:
-            if self._loaded:
+        with self._lock:  # another thread waits here until the registry is whole
+            if self._loaded or self._loading:  # (a registration that reads the registry: re-entry)
                 return
-            self._loaded = True
-            from workbench import cases
+            self._loading = True
+            try:
+                self._load()
+                self._loaded = True
+            finally:
+                self._loading = False
 
-            from workbench import alerts
-            from workbench.store import ingest
+    def _load(self) -> None:
+        from workbench import alerts, cases
+        from workbench.store import ingest
+        from workbench.store.schema import RowCheck
 
-            # the spine's own datasets are written through the spine, even when a file brings them
-            ingest.register_loader("alerts", alerts.load_rows, owner="一网统管")
-            ingest.register_loader("alert_history", alerts.load_history, owner="一网统管")
-            ingest.register_loader("cases", cases.load_cases, owner="一网统管")
-            ingest.register_loader("case_history", cases.load_case_history, owner="一网统管")
-            from workbench.store.schema import RowCheck
+        # the spine's own datasets are written through the spine, even when a file brings them
+        ingest.register_loader("alerts", alerts.load_rows, owner="一网统管")
+        ingest.register_loader("alert_history", alerts.load_history, owner="一网统管")
+        ingest.register_loader("cases", cases.load_cases, owner="一网统管")
+        ingest.register_loader("case_history", cases.load_case_history, owner="一网统管")
 
-            ingest.register_checks("cases", RowCheck(
-                "案件类型未登记", lambda df: df["case_type"].notna() & ~df["case_type"].isin(list(cases.TYPES))),
-                owner="一网统管")
-            spine_types = Path(__file__).with_name("case_types.yaml")  # the linkage cases (通报, 督办, 维修)
-            for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
-                if ep.name in self._departments:
-                    continue
-                obj = ep.load()
-                dept = obj() if callable(obj) and not isinstance(obj, Department) else obj
-                if not isinstance(dept, Department):
-                    raise RegistryError(f"入口 {ep.name} ({ep.value}) 不是 Department")
-                self.register(dept)
-            if spine_types.is_file():
-                cases.load_types(spine_types)
+        ingest.register_checks("cases", RowCheck(
+            "案件类型未登记", lambda df: df["case_type"].notna() & ~df["case_type"].isin(list(cases.TYPES))),
+            owner="一网统管")
+        spine_types = Path(__file__).with_name("case_types.yaml")  # the linkage cases (通报, 督办, 维修)
+        for ep in sorted(metadata.entry_points(group=GROUP), key=lambda e: e.name):
+            if ep.name in self._departments:
+                continue
+            obj = ep.load()
+            dept = obj() if callable(obj) and not isinstance(obj, Department) else obj
+            if not isinstance(dept, Department):
+                raise RegistryError(f"入口 {ep.name} ({ep.value}) 不是 Department")
+            self.register(dept)
+        if spine_types.is_file():
+            cases.load_types(spine_types)
 
     def get(self, name: str) -> Department:
         self.load()

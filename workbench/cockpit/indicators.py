@@ -149,6 +149,10 @@ def indicators(cases: pd.DataFrame, since, until, *, marks: pd.DataFrame | None 
     if cases is None or len(cases) == 0:
         return pd.DataFrame(columns=list(COLUMNS))
     f = case_flags(cases, marks, types)
+    # 不予立案 / 重复件: reports that never became a case count nowhere
+    void = {(n, st) for n, t in _types(types).items() for st in getattr(t, "void", ())}
+    if void:
+        f = f[[(t, st) not in void for t, st in zip(f["case_type"], f["status"])]]
     opened = pd.to_datetime(f["opened"])
     deadline = pd.to_datetime(f["deadline"])
     closed_at = pd.to_datetime(f["closed_at"])
