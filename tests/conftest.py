@@ -1,8 +1,10 @@
 """Shared fixtures: a real hub on SQLite and, where reachable, on PostgreSQL."""
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -78,3 +80,27 @@ def chromium():
 
     with launch() as browser:
         yield browser
+
+
+@contextlib.contextmanager
+def _voila(env: dict, name: str, **kw):
+    """Voilà on a free port with the hub of `env` (WORKBENCH_* variables), its log in
+    tests/output/voila-NAME.log; yields the server once its kernels are preheated, stops it after.
+    `kw` goes to workbench.ui.server.start (folder, preheat, migrate …)."""
+    from workbench.ui import server
+
+    out = Path(__file__).parent / "output"
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / f"voila-{name}.log", "w", encoding="utf-8") as log:
+        srv = server.start(port=server.free_port(), env={**os.environ, **env}, show_tracebacks=True, log=log, **kw)
+        try:
+            srv.wait_ready(timeout=180)
+            yield srv
+        finally:
+            srv.stop()
+
+
+@pytest.fixture(scope="session")
+def voila():
+    """`with voila(env, "name", **start_kw) as srv:` — the dashboards served for a browser test."""
+    return _voila

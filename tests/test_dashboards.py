@@ -7,7 +7,6 @@ empty one ("暂无数据", no traceback).
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -67,33 +66,16 @@ def empty_hub(tmp_path_factory):
     return _hub_vars(tmp_path_factory.mktemp("empty_hub"))
 
 
-def _serve(env: dict[str, str], name: str):
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    log = open(OUTPUT / f"voila-{name}.log", "w", encoding="utf-8")
-    srv = server.start(port=server.free_port(), env={**os.environ, **env}, show_tracebacks=True, log=log)
-    try:
-        srv.wait_ready(timeout=RENDER_TIMEOUT)
-    except BaseException:
-        srv.stop()
-        log.close()
-        raise
-    return srv, log
+@pytest.fixture(scope="module")
+def sample_server(sample_city_hub, voila):
+    with voila(sample_city_hub, "sample") as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
-def sample_server(sample_city_hub):
-    srv, log = _serve(sample_city_hub, "sample")
-    yield srv
-    srv.stop()
-    log.close()
-
-
-@pytest.fixture(scope="module")
-def empty_server(empty_hub):
-    srv, log = _serve(empty_hub, "empty")
-    yield srv
-    srv.stop()
-    log.close()
+def empty_server(empty_hub, voila):
+    with voila(empty_hub, "empty") as srv:
+        yield srv
 
 
 def _open(chromium, srv, notebook: Path, screenshot: str, query: str = ""):

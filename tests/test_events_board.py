@@ -4,7 +4,6 @@ board's buttons move a case through the flow, written to the hub."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 
 import pandas as pd
 import pytest
@@ -15,7 +14,6 @@ from workbench.events import flow, intake
 from workbench.store import hub
 from workbench.store.ingest import insert_new
 from workbench.store.schema import DATASETS
-from workbench.ui import server
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SCREENSHOTS = config.ROOT / "tests" / "output" / "screenshots"
@@ -41,21 +39,13 @@ def fill_sample_events(url: str, days: int = 21, end=dt.date(2026, 1, 20)) -> No
 
 
 @pytest.fixture(scope="module")
-def events_server(tmp_path_factory):
+def events_server(tmp_path_factory, voila):
     pytest.importorskip("playwright.sync_api")
     root = tmp_path_factory.mktemp("events-board")
     env = {"WORKBENCH_DB_URL": f"sqlite:///{root / 'city.db'}", "WORKBENCH_DATA_DIR": str(root / "data")}
     fill_sample_events(env["WORKBENCH_DB_URL"])
-    out = config.ROOT / "tests" / "output"
-    out.mkdir(parents=True, exist_ok=True)
-    log = open(out / "voila-events-board.log", "w", encoding="utf-8")
-    srv = server.start(port=server.free_port(), env={**os.environ, **env}, show_tracebacks=True, log=log)
-    try:
-        srv.wait_ready(timeout=180)
+    with voila(env, "events-board") as srv:
         yield srv, env
-    finally:
-        srv.stop()
-        log.close()
 
 
 def test_new_events_appear_and_buttons_write_to_the_hub(chromium, events_server):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -275,26 +274,15 @@ def browser_hub(tmp_path_factory):
     return {"WORKBENCH_DB_URL": url, "WORKBENCH_DATA_DIR": str(root / "data"), **info}
 
 
-def _overview_server(env: dict, name: str, tmp_path_factory, *, migrate: bool = True, preheat: int = 1):
-    """Voilà on a folder holding only the overview (one kernel pool on a small machine)."""
+def _overview_only(tmp_path_factory, name: str) -> Path:
+    """A folder holding only the overview (one kernel pool on a small machine)."""
     import shutil
 
     from workbench.ui import server
 
     folder = tmp_path_factory.mktemp(f"dash-{name}")
     shutil.copy(server.DASHBOARDS / server.FRONT_PAGE, folder / server.FRONT_PAGE)
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    log = open(OUTPUT / f"voila-overview-{name}.log", "w", encoding="utf-8")
-    hub_vars = {k: env[k] for k in ("WORKBENCH_DB_URL", "WORKBENCH_DATA_DIR")}
-    srv = server.start(port=server.free_port(), env={**os.environ, **hub_vars}, folder=folder, preheat=preheat,
-                       show_tracebacks=True, log=log, migrate=migrate)
-    try:
-        srv.wait_ready(timeout=RENDER_TIMEOUT)
-    except BaseException:
-        srv.stop()
-        log.close()
-        raise
-    return srv, log
+    return folder
 
 
 OUTPUT = Path(__file__).parent / "output"
@@ -304,11 +292,10 @@ RENDER_TIMEOUT = 180
 
 
 @pytest.fixture(scope="module")
-def overview_server(browser_hub, tmp_path_factory):
-    srv, log = _overview_server(browser_hub, "small", tmp_path_factory)
-    yield srv
-    srv.stop()
-    log.close()
+def overview_server(browser_hub, tmp_path_factory, voila):
+    hub_vars = {k: browser_hub[k] for k in ("WORKBENCH_DB_URL", "WORKBENCH_DATA_DIR")}
+    with voila(hub_vars, "overview-small", folder=_overview_only(tmp_path_factory, "small"), preheat=1) as srv:
+        yield srv
 
 
 def _page(chromium):
@@ -382,23 +369,22 @@ def test_overview_refreshes_while_open(chromium, overview_server, browser_hub):
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_overview_says_so_when_the_hub_is_unreachable(chromium, tmp_path_factory):
+def test_overview_says_so_when_the_hub_is_unreachable(chromium, tmp_path_factory, voila):
     from workbench.ui.browser import render
 
     env = {"WORKBENCH_DB_URL": "postgresql+psycopg://nobody@127.0.0.1:1/nohub",
            "WORKBENCH_DATA_DIR": str(tmp_path_factory.mktemp("down"))}
-    srv, log = _overview_server(env, "down", tmp_path_factory, migrate=False, preheat=0)
-    page = _page(chromium)
-    try:
-        result = render(page, srv.front_url(), timeout=RENDER_TIMEOUT)
-        page.screenshot(path=str(SCREENSHOTS / "overview-hub-down.png"), full_page=True)
-        assert not result.errors, "\n".join(result.errors) + srv.log()[-3000:]
-        assert "数据中台暂时无法连接" in result.text and "请稍后刷新" in result.text
-        assert "Traceback" not in result.text and "OperationalError" not in result.text
-    finally:
-        page.close()
-        srv.stop()
-        log.close()
+    with voila(env, "overview-down", folder=_overview_only(tmp_path_factory, "down"), migrate=False,
+               preheat=0) as srv:
+        page = _page(chromium)
+        try:
+            result = render(page, srv.front_url(), timeout=RENDER_TIMEOUT)
+            page.screenshot(path=str(SCREENSHOTS / "overview-hub-down.png"), full_page=True)
+            assert not result.errors, "\n".join(result.errors) + srv.log()[-3000:]
+            assert "数据中台暂时无法连接" in result.text and "请稍后刷新" in result.text
+            assert "Traceback" not in result.text and "OperationalError" not in result.text
+        finally:
+            page.close()
 
 
 # ------------------------------------------------------------------ 城市运行日报

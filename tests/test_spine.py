@@ -278,7 +278,7 @@ def test_time_and_holidays():
     since, until = clock.day_bounds("2026-01-02")
     assert (since, until) == (pd.Timestamp("2026-01-01 16:00"), pd.Timestamp("2026-01-02 16:00"))
     assert not clock.is_workday("2026-10-01")          # 国庆节
-    assert clock.is_workday("2026-10-09") or True      # (a plain Friday)
+    assert clock.is_workday("2026-10-09")              # a plain Friday
     assert clock.is_workday(dt.date(2026, 2, 28))      # a 调休 Saturday made a working day (Spring Festival 2026)
     assert not clock.is_workday(dt.date(2026, 2, 17))  # 春节
     assert clock.calendar_covers("2026-06-01") and not clock.calendar_covers("2031-06-01")
@@ -288,11 +288,9 @@ def test_time_and_holidays():
 
 
 def test_local_day_sql_per_dialect(hub_engine):
-    t = sa.table("x", sa.column("ts"))
     expr = clock.local_day_sql(sa.literal(dt.datetime(2026, 1, 1, 16, 30)), hub_engine.dialect.name)
     with hub_engine.connect() as conn:
         assert str(conn.execute(sa.select(expr)).scalar()) == "2026-01-02"
-    assert t is not None
 
 
 def test_errors_share_one_base():
@@ -440,7 +438,8 @@ def test_import_rules():
                     if other != d and any(m == f"workbench.{other}" or m.startswith(f"workbench.{other}.")
                                           for m in mods):
                         bad.append(f"department {d} ({rel}) imports department {other}")
-        if (rel.startswith("workbench/") and not rel.startswith("workbench/ui/") and not rel.endswith("cli.py")
+        # (`workbench serve`, the command that starts the screens, is the one place outside ui/)
+        if (rel.startswith("workbench/") and not rel.startswith("workbench/ui/") and rel != "workbench/cli.py"
                 and any(m.startswith("workbench.ui") for m in mods)):
             bad.append(f"core {rel} imports a screen")
     assert bad == []

@@ -76,7 +76,7 @@ def local_day_sql(col, dialect: str):
     import sqlalchemy as sa
 
     if dialect == "postgresql":
-        return sa.func.date(col + sa.text("interval '8 hours'"))
+        return sa.func.date(col + sa.literal_column("interval '8 hours'"))
     return sa.func.date(col, "+8 hours")  # SQLite
 
 

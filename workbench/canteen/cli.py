@@ -115,11 +115,11 @@ def watch(sources, camera_ids, config_path, model, closeup, fps, realtime, loop,
     def changed(kind, ev):
         if as_json:
             return
-        from workbench.ui.tables import format_time
+        from workbench import clock
 
         word = {"new": "新违规", "update": "更新", "end": "结束"}[kind]
         if kind != "update":
-            click.echo(f"[{word}] {format_time(ev.ts, '%H:%M:%S')} {ev.camera_id} {ev.violation_class} "
+            click.echo(f"[{word}] {clock.to_local(ev.ts):%H:%M:%S} {ev.camera_id} {ev.violation_class} "
                        f"置信度 {ev.score:.2f} {ev.violation_id}")
 
     def problem(p):

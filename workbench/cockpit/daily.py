@@ -182,8 +182,11 @@ def report(day=None, *, eng=None, now=None) -> DailyReport:
                      .where(a.c.status == alerts.ACTIVE, a.c.severity == "critical", a.c.level.is_(None),
                             a.c.ts < at.to_pydatetime()), eng=eng)
     uncased = crit[~crit["alert_id"].isin(set(ov.alert_cases(eng, crit)["alert_id"]))] if len(crit) else crit
-    week = ind.indicators(frame, clock.day_bounds(d - dt.timedelta(days=6))[0], until,
-                          marks=ind.history_marks(eng))
+    week_since = clock.day_bounds(d - dt.timedelta(days=6))[0]
+    # the cases the week's evaluation looks at (opened or due in it): their history markers only
+    wk = frame[frame["opened"].between(week_since, until, inclusive="left")
+               | frame["deadline"].between(week_since, until, inclusive="left")]
+    week = ind.indicators(wk, week_since, until, marks=ind.history_marks(eng, cases_of=wk))
     r = DailyReport(day=d, data_until=ov.data_until(eng, now), cases=case_cmp, alerts=alert_cmp, overdue=overdue,
                     decisions=decisions(frame, hazards, active, uncased, at), indicators=week)
     r.lines = summary(r)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import pandas as pd
 import sqlalchemy as sa
 
+from workbench import clock
+
 from workbench.store import hub
 from workbench.store.schema import DATASETS, quarantine
 from workbench.ui import cards, charts, layout, theme
@@ -58,13 +60,6 @@ def load(files: int = 30, days: int = 30, now=None) -> HubSnapshot:
 BEIJING = pd.Timedelta(hours=8)  # Asia/Shanghai is UTC+8 all year (no daylight saving)
 
 
-def _local_day(col, dialect: str):
-    """The Beijing calendar day of a naive-UTC timestamp column, in SQL."""
-    if dialect == "postgresql":
-        return sa.func.date(col + sa.literal_column("interval '8 hours'"))
-    return sa.func.date(col, "+8 hours")  # SQLite
-
-
 def _day_start(ts: pd.Timestamp) -> pd.Timestamp:
     """The naive-UTC instant at which ts's Beijing day begins."""
     return (ts + BEIJING).normalize() - BEIJING
@@ -91,7 +86,7 @@ def records_per_day(status: pd.DataFrame | None = None, days: int = 30, now=None
     for name in timed["dataset"]:
         ds = DATASETS[name]
         ts = ds.table.c[ds.ts_field]
-        day = _local_day(ts, dialect)
+        day = clock.local_day_sql(ts, dialect)
         selects.append(sa.select(sa.literal(name).label("dataset"), day.label("day"),
                                  sa.func.count().label("rows"))
                        .where(ts >= start.to_pydatetime(), ts < end.to_pydatetime()).group_by(day))
