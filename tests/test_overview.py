@@ -251,7 +251,9 @@ def build_browser_hub(url: str) -> dict:
     ct = next(t for t in cases.TYPES.values() if t.store == "cases" and _closing_path(t))
     eng = hub.engine(url)
     now = clock.now().floor("h")
-    alerts.raise_alert(eng, alert_id="OV-A1", ts=now - pd.Timedelta(hours=30), department="市场监管局",
+    # yesterday at noon, Beijing time, whatever the hour of the run (the daily report reads yesterday)
+    yesterday_noon = clock.to_utc(clock.local_day(clock.now()) - pd.Timedelta(days=1) + pd.Timedelta(hours=12))
+    alerts.raise_alert(eng, alert_id="OV-A1", ts=yesterday_noon, department="市场监管局",
                        category="快检阳性", severity="critical", title="测试市场韭菜农药残留阳性", district="芦淞区",
                        status=alerts.ACTIVE)
     plan = [("OV-1", "荷塘区", None), ("OV-2", "荷塘区", None), ("OV-3", "荷塘区", None), ("OV-4", "芦淞区", "OV-A1"),
