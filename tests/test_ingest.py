@@ -157,7 +157,8 @@ def test_bad_dates_go_to_quarantine_with_line(hub_engine, tmp_path):
     assert q.loc[0, "reason"] == "检测时间不是有效的日期时间"
     assert q.loc[0, "detail"] == "检测时间: '2023年13月45日 08:30'"
     assert q.loc[2, "reason"] == "检测时间早于采样时间"
-    assert json.loads(q.loc[1, "row_json"])["ts"] == "昨天上午"  # the row as it was, nothing fixed
+    row = json.loads(q.loc[1, "row_json"])  # the row as it was, every column, nothing fixed
+    assert row["检测时间"] == "昨天上午" and row["经营户"] == "赵记" and row["采样时间"] == ""
     assert set(q["filename"]) == {"dates.csv"}
 
 
@@ -196,7 +197,7 @@ def test_malformed_rows_and_missing_values(hub_engine, tmp_path):
     assert list(q["reason"]) == ["字段数与表头不符", "字段数与表头不符", "缺少检测编号",
                                  "检测值不是数字; 检测结果取值不在 阴性/阳性 之中"]
     assert q.loc[3, "detail"] == "本行 11 个字段，表头 10 列"
-    assert q.loc[6, "detail"] == "检测值: 'abc'"
+    assert q.loc[6, "detail"] == "检测值: 'abc'; 检测结果: '可疑'"
     assert json.loads(q.loc[3, "row_json"])["多余的第11列"] == "多出来的一列"
     assert s.reasons == {"字段数与表头不符": 2, "缺少检测编号": 1, "检测值不是数字": 1,
                          "检测结果取值不在 阴性/阳性 之中": 1}

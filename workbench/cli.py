@@ -29,8 +29,14 @@ _INGEST_HELP = """Take FILES (CSV, XLSX, JSON) into DATASET.
 
 DATASET is one of: """ + ", ".join(f"{n} ({d.label})" for n, d in DATASETS.items()) + """.
 
-Good rows load; bad rows go to quarantine with file, line and reason. A file that
-cannot be read is reported and the exit code is 2; the other files still load.
+Good rows load; bad rows go to quarantine with file, line and reason (the row kept whole).
+Columns the hub has no field for stay with their rows; a record re-sent with the same key and
+other content is a correction (the old values are kept). A file that cannot be read is
+reported and the exit code is 2; the other files still load.
+
+--profile NAME|PATH reads the files as one source writes them (column map, units, time zone,
+value maps; see `workbench profiles`). --preview prints the mapping, the unknown columns,
+converted sample rows and what would load or be quarantined, and writes nothing.
 """
 
 
@@ -39,11 +45,34 @@ def echo_summary(s) -> None:
     click.echo(s.line())
     for reason, n in sorted(s.reasons.items(), key=lambda kv: -kv[1]):
         click.echo(f"    隔离原因: {reason} × {n}")
-    if getattr(s, "unknown_columns", None):
-        click.echo(f"    未识别的列（已忽略）: {', '.join(s.unknown_columns)}")
+    if hasattr(s, "details"):
+        for line in s.details():
+            click.echo(f"    {line}")
+    elif getattr(s, "unknown_columns", None):
+        click.echo(f"    未识别的列: {', '.join(s.unknown_columns)}")
 
 
-def ingest_files(files, load, as_json: bool, error_fields: dict | None = None, unwrap_one: bool = False):
+def echo_preview(s) -> None:
+    """What a file would do (`--preview`): the mapping, converted samples, the would-be counts."""
+    click.echo(f"预览（未写入任何数据）{s.filename}" + (f"，配置 {s.profile}" if s.profile else ""))
+    click.echo("  列映射:")
+    for m in s.mapping or []:
+        target = (f"{m['label']}({m['field']})" if m["field"] not in (None, "~") else m["label"] or "（忽略）")
+        click.echo(f"    {m['column']} → {target}" + (f"  [{m['unit']}]" if m["unit"] else ""))
+    pv = s.preview
+    if pv.sample:
+        click.echo("  换算后的样例行:")
+        for row in pv.sample:
+            click.echo("    " + "，".join(f"{k}={v}" for k, v in row.items() if v != ""))
+    if pv.quarantine_sample:
+        click.echo("  将隔离的样例行:")
+        for row in pv.quarantine_sample[:3]:
+            click.echo(f"    第 {row['行号']} 行：{row['原因']}" + (f"（{row['说明']}）" if row["说明"] else ""))
+    echo_summary(s)
+
+
+def ingest_files(files, load, as_json: bool, error_fields: dict | None = None, unwrap_one: bool = False,
+                 echo: bool = True):
     """The file loop of every intake verb: `load(path)` each file (an IngestError is that file's
     problem only: on stderr, and the next file loads), the summaries for people or as JSON, and
     exit code 2 when any file failed. `unwrap_one`: one file's JSON is an object, not a list."""
@@ -54,7 +83,7 @@ def ingest_files(files, load, as_json: bool, error_fields: dict | None = None, u
         try:
             s = load(path)
             results.append({"file": str(path), "ok": True, **s.to_dict()})
-            if not as_json:
+            if not as_json and echo:
                 echo_summary(s)
         except IngestError as exc:
             failed += 1
@@ -72,11 +101,37 @@ def ingest_files(files, load, as_json: bool, error_fields: dict | None = None, u
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--force", is_flag=True, help="Process a file again even if it was taken in before.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on stderr.")
-def ingest(dataset, files, as_json, force, progress):
+@click.option("--profile", default=None, help="A source profile: a name (workbench profiles) or a YAML path.")
+@click.option("--preview", is_flag=True, help="Show what would happen; write nothing.")
+def ingest(dataset, files, as_json, force, progress, profile, preview):
     from workbench.store.ingest import ingest_file
 
-    ingest_files(files, lambda path: ingest_file(dataset, path, progress=progress and not as_json, force=force),
-                 as_json, error_fields={"dataset": dataset}, unwrap_one=True)
+    def load(path):
+        s = ingest_file(dataset, path, progress=progress and not as_json and not preview, force=force,
+                        profile=profile, preview=preview)
+        if preview and not as_json:
+            echo_preview(s)
+        return s
+
+    ingest_files(files, load, as_json, error_fields={"dataset": dataset}, unwrap_one=True,
+                 echo=not preview)
+
+
+@main.command()
+@click.argument("dataset", required=False)
+def profiles(dataset):
+    """List the source profiles (shipped in workbench/profiles, saved in data/profiles)."""
+    from workbench.store import profiles as pf
+
+    for name, path in pf.available().items():
+        try:
+            p = pf.load(path)
+        except pf.ProfileError as exc:
+            click.echo(f"{name}: 无法读取 — {exc.problem}")
+            continue
+        if dataset and p.dataset != dataset:
+            continue
+        click.echo(f"{name}\t{p.dataset}\t{p.label}\t{path}")
 
 
 @main.command()

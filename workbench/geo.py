@@ -144,3 +144,72 @@ def bbox(adcode: str = CITY_ADCODE) -> tuple[float, float, float, float]:
     polys = geom["coordinates"] if geom["type"] == "MultiPolygon" else [geom["coordinates"]]
     pts = np.concatenate([np.asarray(p[0]) for p in polys])
     return float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max())
+
+
+# ----------------------------------------------------------------------------- addresses
+
+# Names a district had before: 渌口区 was 株洲县 until 2018 (国函〔2018〕42号); old exports still
+# say so. (PyPI `cpca`, the usual address parser, still lists 株洲县 and imports pkg_resources,
+# which current setuptools no longer ships: the nine names and the hub's streets are enough.)
+FORMER_NAMES = {"株洲县": "渌口区"}
+
+
+def _district_patterns() -> list[tuple[str, str]]:
+    pats = [(d.name, d.name) for d in DISTRICTS] + list(FORMER_NAMES.items())
+    # short forms (荷塘, 醴陵) only where they are followed by what a place name ends with
+    pats += [(d.short, d.name) for d in DISTRICTS if d.short != d.name]
+    return sorted(pats, key=lambda p: -len(p[0]))
+
+
+def locate_addresses(addresses, streets: dict[str, str] | None = None):
+    """District, street and precision for address texts (a pandas Series; None where empty).
+
+    `streets` maps a street name (月塘街道, 渌口镇) to its district, from the hub's `grids`.
+    The longest street named in the text wins and gives its district; else a district named
+    in full, by its former name or by its short form; else the city when the text names it
+    (or names nothing of another place). Precision: street / district / city; a text naming a
+    district of Zhuzhou and a street of another district keeps the district and says street
+    unknown. Returns a DataFrame (district, street, loc_precision) on the same index.
+    """
+    import pandas as pd
+
+    s = pd.Series(addresses, dtype="string").str.strip()
+    out = pd.DataFrame({"district": pd.Series(None, index=s.index, dtype=object),
+                        "street": pd.Series(None, index=s.index, dtype=object),
+                        "loc_precision": pd.Series(None, index=s.index, dtype=object)})
+    present = s.notna() & (s != "")
+    if not present.any():
+        return out
+    text = s[present]
+    district = pd.Series(None, index=text.index, dtype=object)
+    for pat, name in _district_patterns():
+        hit = district.isna() & text.str.contains(pat, regex=False)
+        district[hit] = name
+    street = pd.Series(None, index=text.index, dtype=object)
+    street_district = pd.Series(None, index=text.index, dtype=object)
+    for name in sorted(streets or {}, key=len, reverse=True):
+        if not name:
+            continue
+        forms = {name}
+        for suffix in ("街道办事处", "街道", "镇", "乡"):
+            if name.endswith(suffix) and len(name) - len(suffix) >= 2:
+                forms.add(name[: -len(suffix)] + ("街道" if suffix == "街道办事处" else suffix))
+        hit = street.isna() & text.str.contains("|".join(map(_re_escape, forms)), regex=True)
+        street[hit] = name
+        street_district[hit] = streets[name]
+    agree = street.notna() & (district.isna() | (district == street_district))
+    district = district.where(~agree, street_district)
+    street = street.where(agree)
+    precision = pd.Series("city", index=text.index, dtype=object)
+    precision[district.notna()] = "district"
+    precision[street.notna()] = "street"
+    out.loc[text.index, "district"] = district
+    out.loc[text.index, "street"] = street
+    out.loc[text.index, "loc_precision"] = precision
+    return out
+
+
+def _re_escape(s: str) -> str:
+    import re
+
+    return re.escape(s)

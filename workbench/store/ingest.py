@@ -35,8 +35,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from workbench import config
 from workbench.errors import RegistryError, WorkbenchError
-from workbench.store import hub
-from workbench.store.schema import DATASETS, Dataset, Field, ingest_files, quarantine
+from workbench.store import hub, units
+from workbench.store.profiles import KEEP_ASIDE, Profile
+from workbench import privacy
+from workbench.store.schema import (DATASETS, Dataset, Field, ingest_files, personal_data, quarantine,
+                                    row_extras, row_versions)
 
 CHUNK_ROWS = 20_000
 HEADER_SCAN_ROWS = 30
@@ -109,34 +112,59 @@ class IngestSummary:
     filename: str
     sha256: str
     encoding: str | None = None
+    profile: str | None = None
     rows_read: int = 0
     loaded: int = 0
+    updated: int = 0       # corrections: the same key re-sent with other content (old values kept)
+    conflicts: int = 0     # corrections refused: the dataset (or profile) keeps the first version
+    older: int = 0         # versions older than the hub's (updated_at): ignored
     quarantined: int = 0
-    duplicates: int = 0
+    duplicates: int = 0    # the same record again, identical
     skipped: bool = False  # the same file was taken in before
-    unknown_columns: list[str] = field(default_factory=list)
+    unknown_columns: list[str] = field(default_factory=list)   # kept with their rows (row_extras)
+    conversions: list[str] = field(default_factory=list)       # units converted
+    warnings: list[str] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
+    mapping: list[dict] | None = None                          # file column → field
+    preview: "Preview | None" = None                           # set when nothing was written
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def notes(self) -> dict:
+        return {"unknown_columns": self.unknown_columns, "conversions": self.conversions,
+                "warnings": self.warnings, "updated": self.updated, "conflicts": self.conflicts,
+                "older": self.older}
 
     def line(self) -> str:
         """One line in Chinese for the terminal."""
         if self.skipped:
             return f"{self.filename}: 已接入过（内容相同），跳过，新增 0 行"
-        return (f"{self.filename}: 读取 {self.rows_read} 行，入库 {self.loaded} 行，"
+        verb = "将入库" if self.preview is not None else "入库"
+        text = (f"{self.filename}: 读取 {self.rows_read} 行，{verb} {self.loaded} 行，"
                 f"隔离 {self.quarantined} 行，重复 {self.duplicates} 行")
+        if self.updated:
+            text += f"，更正 {self.updated} 行（原值已留存）"
+        if self.conflicts:
+            text += f"，与已有记录不同但按先到为准未更新 {self.conflicts} 行"
+        if self.older:
+            text += f"，旧于已有版本未采用 {self.older} 行"
+        return text
+
+    def details(self) -> list[str]:
+        """The lines below the summary: conversions, columns kept aside, warnings."""
+        out = [f"单位换算：{c}" for c in self.conversions]
+        if self.unknown_columns:
+            out.append(f"未映射的列（已随原行保留，可查询）：{'、'.join(self.unknown_columns)}")
+        out += [f"注意：{w}" for w in self.warnings]
+        return out
 
 
 # ---------------------------------------------------------------------------- reading
 
 def _sha256_and_keep(path: Path) -> tuple[str, Path]:
     """Hash the file and keep a copy of the raw bytes under data/raw/ by content hash."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    sha = h.hexdigest()
+    sha = _sha256(path)
     raw = config.data_dir() / "raw" / sha[:2] / f"{sha}{path.suffix.lower()}"
     if not raw.exists():
         raw.parent.mkdir(parents=True, exist_ok=True)
@@ -183,26 +211,52 @@ def _detect_encoding(path: Path) -> str:
     raise IngestError(path, f"无法识别文件编码（不是 UTF-8、GBK 或 GB18030）: {err.reason} at byte {err.start}")
 
 
+_BRACKETS = re.compile(r"^(.*?)\s*[\(\[【〔{]\s*([^()\[\]【】〔〕{}]*?)\s*[\)\]】〕}]\s*$")
+
+
 def _norm_header(name) -> str:
     s = unicodedata.normalize("NFKC", str(name or "")).strip().lower()
     return re.sub(r"[\s*＊:：]", "", s)
 
 
-def _header_map(ds: Dataset) -> dict[str, str]:
+def split_header(name) -> tuple[str, str | None]:
+    """`检测值(%)` → (`检测值`, `%`); `降水量（mm）` → (`降水量`, `mm`); `temp` → (`temp`, None).
+    NFKC first, so full-width brackets count."""
+    s = unicodedata.normalize("NFKC", str(name or "")).strip()
+    m = _BRACKETS.match(s)
+    if m and m.group(1).strip():
+        return m.group(1).strip(), (m.group(2).strip() or None)
+    return s, None
+
+
+def _header_map(ds: Dataset, profile=None) -> dict[str, str]:
     out: dict[str, str] = {}
+    if profile is not None:
+        for col, target in profile.columns.items():
+            out[_norm_header(col)] = target
     for f in ds.fields:
         for alias in (f.name, f.label, *f.aliases):
             out.setdefault(_norm_header(alias), f.name)
     return out
 
 
-def _find_header(ds: Dataset, rows: list[list], path: Path) -> int:
-    """Index of the header row: the first row naming at least one required field."""
-    hmap = _header_map(ds)
-    required = set(ds.required)
+def _match_header(hmap: dict[str, str], h) -> tuple[str | None, str | None]:
+    """The field a header names and the unit its brackets hold: the whole header first
+    (`销毁数量(kg)` is an alias), then the header without its bracket."""
+    whole = hmap.get(_norm_header(h))
+    if whole is not None:
+        return whole, None
+    base, bracket = split_header(h)
+    return hmap.get(_norm_header(base)), bracket
+
+
+def _find_header(ds: Dataset, rows: list[list], path: Path, profile=None) -> int:
+    """Index of the header row: the first row naming all required fields, else the one naming most."""
+    hmap = _header_map(ds, profile)
+    required = set(ds.required) - set(profile.defaults if profile else ())
     best, best_hits = None, 0
     for i, row in enumerate(rows[:HEADER_SCAN_ROWS]):
-        hits = {hmap[h] for h in map(_norm_header, row) if h in hmap}
+        hits = {_match_header(hmap, h)[0] for h in row} - {None, KEEP_ASIDE}
         if len(hits & required) > best_hits or (best is None and len(hits) >= 2):
             best, best_hits = i, len(hits & required)
         if required and required <= hits:
@@ -217,22 +271,54 @@ def _labels(ds: Dataset, names) -> list[str]:
     return [f"{ds.field(n).label}({n})" for n in names]
 
 
-def _column_plan(ds: Dataset, header: list, path: Path) -> tuple[dict[int, str], list[str]]:
+@dataclass
+class ColumnPlan:
+    """How a file's columns become a dataset's fields."""
+
+    header: list[str]
+    fields: dict[int, str]                                # column index → field
+    units: dict[str, str] = field(default_factory=dict)  # field → unit as the file/profile declares it
+    unit_from: dict[str, str] = field(default_factory=dict)  # field → 表头 / 配置
+    unknown: list[int] = field(default_factory=list)     # columns without a field: kept with the row
+    aside: list[int] = field(default_factory=list)       # columns a profile keeps aside ("~")
+    missing: list[str] = field(default_factory=list)     # profile columns the file lacks
+
+    @property
+    def extra(self) -> list[int]:
+        return self.unknown + self.aside
+
+    def column_of(self, name: str) -> str | None:
+        return next((self.header[i] for i, n in self.fields.items() if n == name), None)
+
+
+def _column_plan(ds: Dataset, header: list, path: Path, profile=None) -> ColumnPlan:
     """Which file column feeds which field; refuses a file without a required column."""
-    hmap = _header_map(ds)
-    plan: dict[int, str] = {}
-    unknown = []
+    hmap = _header_map(ds, profile)
+    header = [str(h if h is not None else "") for h in header]
+    plan = ColumnPlan(header, {})
     for i, h in enumerate(header):
-        name = hmap.get(_norm_header(h))
-        if name is None:
-            if str(h or "").strip() and _norm_header(h) not in _IGNORED_COLUMNS:
-                unknown.append(str(h))
-        elif name not in plan.values():
-            plan[i] = name
-    missing = [n for n in ds.required if n not in plan.values()]
+        name, bracket = _match_header(hmap, h)
+        if name == KEEP_ASIDE:
+            plan.aside.append(i)
+        elif name is None or name in plan.fields.values():
+            if h.strip() and _norm_header(h) not in _IGNORED_COLUMNS:
+                plan.unknown.append(i)
+            elif h.strip():
+                plan.aside.append(i)
+        else:
+            plan.fields[i] = name
+            if bracket:
+                plan.units[name], plan.unit_from[name] = bracket, "表头"
+    if profile is not None:
+        for name, unit in profile.units.items():
+            plan.units[name], plan.unit_from[name] = unit, "配置"
+        present = {_norm_header(h) for h in header}
+        plan.missing = [c for c in profile.columns if _norm_header(c) not in present]
+    given = set(plan.fields.values()) | set(profile.defaults if profile else ())
+    missing = [n for n in ds.required if n not in given]
     if missing:
         raise IngestError(path, f"缺少必需的列：{', '.join(_labels(ds, missing))}")
-    return plan, unknown
+    return plan
 
 
 class _CountingReader(io.RawIOBase):
@@ -251,11 +337,13 @@ class _CountingReader(io.RawIOBase):
         return n
 
 
-# frame, lines, malformed rows as (line, reason, detail, row)
-Chunk = tuple[pd.DataFrame, np.ndarray, list[tuple[int, str, str, dict]]]
+# A file's rows as it wrote them: every column's text (width of the header), their lines, and
+# the malformed rows as (line, reason, detail, {column: text}). The first item a reader yields
+# is the header row.
+RawChunk = tuple[list[list[str]], np.ndarray, list[tuple[int, str, str, dict]]]
 
 
-def _chunks_csv(ds, path, encoding, bar) -> Iterator[Chunk]:
+def _chunks_csv(find_header, path, encoding, bar) -> Iterator:
     with open(path, encoding=encoding, newline="") as f:
         first_lines = "".join(f.readline() for _ in range(HEADER_SCAN_ROWS))
     counts = {d: max(line.count(d) for line in first_lines.splitlines() or [""]) for d in ",\t;|"}
@@ -272,12 +360,10 @@ def _chunks_csv(ds, path, encoding, bar) -> Iterator[Chunk]:
                 break
         if not head_rows:
             raise IngestError(path, "文件为空 (empty file)")
-        hidx = _find_header(ds, [r for _, r in head_rows], path)
+        hidx = find_header([r for _, r in head_rows])
         header = head_rows[hidx][1]
-        plan, unknown = _column_plan(ds, header, path)
-        yield unknown  # first item: the unknown columns
+        yield header
         width = len(header)
-        cols = list(plan.items())
 
         def rows_iter():
             yield from head_rows[hidx + 1:]
@@ -293,18 +379,21 @@ def _chunks_csv(ds, path, encoding, bar) -> Iterator[Chunk]:
         for line, row in rows_iter():
             if not any(c.strip() for c in row):
                 continue
-            if len(row) != width and not (len(row) > width and not any(c.strip() for c in row[width:])):
-                named = {str(header[i] or f"第{i + 1}列") if i < width else f"多余的第{i + 1}列": v
-                         for i, v in enumerate(row)}
-                bad.append((line, "字段数与表头不符", f"本行 {len(row)} 个字段，表头 {width} 列", named))
-                continue
-            buf.append([row[i] if i < len(row) else "" for i, _ in cols])
+            if len(row) != width:
+                if len(row) > width and not any(c.strip() for c in row[width:]):
+                    row = row[:width]
+                else:
+                    named = {str(header[i] or f"第{i + 1}列") if i < width else f"多余的第{i + 1}列": v
+                             for i, v in enumerate(row)}
+                    bad.append((line, "字段数与表头不符", f"本行 {len(row)} 个字段，表头 {width} 列", named))
+                    continue
+            buf.append(row)
             lines.append(line)
             if len(buf) >= CHUNK_ROWS:
-                yield pd.DataFrame(buf, columns=[n for _, n in cols], dtype=object), np.array(lines), bad
+                yield buf, np.array(lines), bad
                 buf, lines, bad = [], [], []
         if buf or bad:
-            yield pd.DataFrame(buf, columns=[n for _, n in cols], dtype=object), np.array(lines, dtype=int), bad
+            yield buf, np.array(lines, dtype=int), bad
     finally:
         raw.close()
 
@@ -319,7 +408,7 @@ def _cell_text(v) -> str:
     return str(v)
 
 
-def _chunks_xlsx(ds, path, bar) -> Iterator[Chunk]:
+def _chunks_xlsx(find_header, path, bar) -> Iterator:
     import openpyxl
 
     try:
@@ -336,10 +425,12 @@ def _chunks_xlsx(ds, path, bar) -> Iterator[Chunk]:
                 break
         if not head_rows:
             raise IngestError(path, "工作表为空 (empty sheet)")
-        hidx = _find_header(ds, head_rows, path)
-        plan, unknown = _column_plan(ds, head_rows[hidx], path)
-        yield unknown
-        cols = list(plan.items())
+        hidx = find_header(head_rows)
+        header = head_rows[hidx]
+        while header and not header[-1].strip():
+            header = header[:-1]
+        yield header
+        width = len(header)
         buf, lines = [], []
 
         def rows_iter():
@@ -351,18 +442,18 @@ def _chunks_xlsx(ds, path, bar) -> Iterator[Chunk]:
         for line, row in rows_iter():
             if not any(c.strip() for c in row):
                 continue
-            buf.append([row[i] if i < len(row) else "" for i, _ in cols])
+            buf.append((row + [""] * (width - len(row)))[:width])
             lines.append(line)
             if len(buf) >= CHUNK_ROWS:
-                yield pd.DataFrame(buf, columns=[n for _, n in cols], dtype=object), np.array(lines), []
+                yield buf, np.array(lines), []
                 buf, lines = [], []
         if buf:
-            yield pd.DataFrame(buf, columns=[n for _, n in cols], dtype=object), np.array(lines), []
+            yield buf, np.array(lines), []
     finally:
         wb.close()
 
 
-def _chunks_json(ds, path, encoding, bar) -> Iterator[Chunk]:
+def _chunks_json(ds, path, encoding, bar) -> Iterator:
     text = Path(path).read_text(encoding=encoding)
     try:
         doc = json.loads(text)
@@ -375,31 +466,23 @@ def _chunks_json(ds, path, encoding, bar) -> Iterator[Chunk]:
         raise IngestError(path, "JSON 不是记录列表 (expected a list of records)")
     if not doc:
         raise IngestError(path, "JSON 中没有记录 (no records)")
-    hmap = _header_map(ds)
-    keys: dict[str, str] = {}
-    for rec in doc[:1000]:
+    header: dict[str, None] = {}
+    for rec in doc:
         if isinstance(rec, dict):
-            for k in rec:
-                keys.setdefault(k, hmap.get(_norm_header(k)))
-    plan = {}
-    for k, name in keys.items():
-        if name and name not in plan.values():
-            plan[k] = name
-    missing = [n for n in ds.required if n not in plan.values()]
-    if missing:
-        raise IngestError(path, f"缺少必需的字段：{', '.join(_labels(ds, missing))}")
-    yield [k for k, n in keys.items() if n is None]
+            header.update(dict.fromkeys(rec))
+    header = list(header)
+    yield header
     if bar is not None:
         bar.update(Path(path).stat().st_size)
     for start in range(0, len(doc), CHUNK_ROWS):
         buf, lines, bad = [], [], []
         for i, rec in enumerate(doc[start:start + CHUNK_ROWS], start=start + 1):
             if not isinstance(rec, dict):
-                bad.append((i, "记录不是对象", f"类型 {type(rec).__name__}", {"value": rec}))
+                bad.append((i, "记录不是对象", f"类型 {type(rec).__name__}", {"value": _json_cell(rec)}))
                 continue
-            buf.append([_json_cell(rec.get(k)) for k in plan])
+            buf.append([_json_cell(rec.get(k)) for k in header])
             lines.append(i)
-        yield pd.DataFrame(buf, columns=list(plan.values()), dtype=object), np.array(lines, dtype=int), bad
+        yield buf, np.array(lines, dtype=int), bad
 
 
 def _json_cell(v) -> str:
@@ -411,35 +494,78 @@ def _json_cell(v) -> str:
 # ---------------------------------------------------------------------------- validating
 
 _TZ_SUFFIX = r"(?i)(?:z|[+-]\d{2}:?\d{2})$"
+AMBIGUOUS_TIME = "本地时间有歧义（夏令时结束时重复的时段）"
+NONEXISTENT_TIME = "本地时间不存在（夏令时开始时跳过的时段）"
 
 
-def parse_timestamps(s: pd.Series) -> pd.Series:
-    """Parse timestamps as departments write them; naive ones are Asia/Shanghai.
+def parse_timestamps(s: pd.Series, tz: str | None = None) -> pd.Series:
+    """Parse timestamps as departments write them; naive ones are the city's (or `tz`'s) wall clock.
 
-    Returns naive UTC datetimes (NaT where unparseable). Handles `2023年12月22日 08:30`,
-    `2023/12/22 8:30`, ISO 8601 with or without an offset, and dates alone.
+    Returns naive UTC datetimes (NaT where unparseable, ambiguous or non-existent). Handles
+    `2023年12月22日 08:30`, `2023/12/22 8:30`, ISO 8601 with or without an offset, dates alone.
     """
+    return parse_local_times(s, tz)[0]
+
+
+def parse_local_times(s: pd.Series, tz: str | None = None, *, ambiguous: str = "quarantine",
+                      nonexistent: str = "quarantine", fmt: str | None = None) -> tuple[pd.Series, pd.Series]:
+    """Timestamps (naive UTC) and, per value, why a wall time could not be placed ('' if it could).
+
+    A wall time the clock passes twice (DST ends) or skips (DST starts) is never shifted
+    silently: by default it is reported (AMBIGUOUS_TIME / NONEXISTENT_TIME) and left NaT; a
+    source's profile may declare `ambiguous: earliest|latest`, `nonexistent: shift_forward|
+    shift_backward`. Offsets written in the text (Z, +08:00) are exact and need no zone.
+    """
+    tz = tz or config.TZ
     t = s.astype("string").str.strip()
     out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
+    problem = pd.Series("", index=s.index, dtype=object)
     aware = t.str.contains(_TZ_SUFFIX, na=False)
     todo = t.notna()
-    for rewrite in (False, True):  # machine exports are ISO already; rewrite only what fails
+    attempts = ([("format", fmt)] if fmt else []) + [("iso", False), ("mixed", True)]
+    for how, rewrite in attempts:  # machine exports are ISO already; rewrite only what fails
         if not todo.any():
             break
-        part = _rewrite_chinese_dates(t[todo]) if rewrite else t[todo]
+        part = _rewrite_chinese_dates(t[todo]) if rewrite is True else t[todo]
         for mask, localize in ((~aware[todo], True), (aware[todo], False)):
             if not mask.any():
                 continue
-            fmt = "mixed" if rewrite else "ISO8601"
-            parsed = pd.to_datetime(part[mask], format=fmt, errors="coerce", utc=not localize)
+            form = fmt if how == "format" else ("mixed" if rewrite else "ISO8601")
+            parsed = pd.to_datetime(part[mask], format=form, errors="coerce", utc=not localize)
             if localize:
-                parsed = parsed.dt.tz_localize(config.TZ, ambiguous="NaT", nonexistent="NaT")
+                parsed, trouble = _localize(parsed, tz, ambiguous, nonexistent)
+                problem[trouble.index[trouble != ""]] = trouble[trouble != ""]
             parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
             ok = parsed.notna()
             out[parsed.index[ok]] = parsed[ok]
-        todo = todo & out.isna()
+        todo = todo & out.isna() & (problem == "")
     sane = out.isna() | ((out.dt.year >= 1900) & (out.dt.year <= 2100))
-    return out.where(sane)
+    return out.where(sane), problem
+
+
+def _localize(naive: pd.Series, tz: str, ambiguous: str, nonexistent: str) -> tuple[pd.Series, pd.Series]:
+    """Naive wall times in `tz`; the trouble of those the policy leaves unplaced."""
+    trouble = pd.Series("", index=naive.index, dtype=object)
+    placed = naive.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
+    lost = placed.isna() & naive.notna()
+    if not lost.any():
+        return placed, trouble
+    # which of the lost ones the clock passes twice: placeable as either DST or standard time
+    as_dst = naive[lost].dt.tz_localize(tz, ambiguous=np.ones(int(lost.sum()), bool), nonexistent="NaT")
+    twice = as_dst.notna()
+    amb_idx, gap_idx = twice.index[twice], twice.index[~twice]
+    if len(amb_idx):
+        if ambiguous in ("earliest", "latest"):
+            flags = np.full(len(amb_idx), ambiguous == "earliest")   # True = DST = the earlier instant
+            placed[amb_idx] = naive[amb_idx].dt.tz_localize(tz, ambiguous=flags)
+        else:
+            trouble[amb_idx] = AMBIGUOUS_TIME
+    if len(gap_idx):
+        if nonexistent in ("shift_forward", "shift_backward"):
+            placed[gap_idx] = naive[gap_idx].dt.tz_localize(tz, ambiguous="NaT", nonexistent=nonexistent)
+        else:
+            trouble[gap_idx] = NONEXISTENT_TIME
+    return placed, trouble
 
 
 def _rewrite_chinese_dates(t: pd.Series) -> pd.Series:
@@ -451,8 +577,24 @@ def _rewrite_chinese_dates(t: pd.Series) -> pd.Series:
             .str.strip())
 
 
-def validate(ds: Dataset, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+@dataclass
+class ReadContext:
+    """What a validation needs to know about the file beyond its text: the units it measures in,
+    its time zone and policies, the registries names are looked up in."""
+
+    units: dict = field(default_factory=dict)        # field → units.Unit of the file
+    bad_units: dict = field(default_factory=dict)    # field → (column, unit text) the hub cannot read
+    tz: str | None = None
+    ambiguous: str = "quarantine"
+    nonexistent: str = "quarantine"
+    date_format: str | None = None
+    refs: "References | None" = None
+
+
+def validate(ds: Dataset, df: pd.DataFrame, ctx: ReadContext | None = None
+             ) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     """Typed values; per row the reasons it fails ('' when good), and the details (values)."""
+    ctx = ctx or ReadContext()
     reasons = pd.Series("", index=df.index, dtype=object)
     details = pd.Series("", index=df.index, dtype=object)
 
@@ -480,17 +622,39 @@ def validate(ds: Dataset, df: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, pd
         raw = raw.str.strip()
         lower = raw.str.lower()
         missing = raw.isna() | (raw == "") if f.kind == "str" else raw.isna() | lower.isin(_MISSING)
-        value, bad = _convert(f, raw.where(~missing))
+        if f.criterion:   # "≥50%" → 50; a qualitative standard ("阴性") has no number
+            raw = raw.str.replace(r"^\s*(?:[≥≤><]=?|不[大小]于|不超过|不低于)\s*", "", regex=True)
+            qualitative = ~missing & ~raw.str.contains(r"^[\d.]+\s*\S{0,8}$", regex=True, na=False)
+            missing |= qualitative
+            raw = raw.str.replace(r"^([\d.]+)\s*\S{0,8}$", r"\1", regex=True)
+        if f.kind == "ts":
+            value, trouble = parse_local_times(raw.where(~missing), ctx.tz, ambiguous=ctx.ambiguous,
+                                               nonexistent=ctx.nonexistent, fmt=ctx.date_format)
+            bad = raw.where(~missing).notna() & value.isna() & (trouble == "")
+            for why in (AMBIGUOUS_TIME, NONEXISTENT_TIME):
+                flag(trouble == why, why, f"{f.label}: '" + raw.fillna("") + f"'（{ctx.tz or config.TZ}）")
+        else:
+            value, bad = _convert(f, raw.where(~missing))
         malformed[f.name] = bad & ~missing
         flag(malformed[f.name], _bad_text(f),
              f"{f.label}: '" + df[f.name].astype("string").fillna("").str.slice(0, 40) + "'")
+        if f.name in ctx.bad_units:
+            column, unit_text = ctx.bad_units[f.name]
+            flag(value.notna(), "单位无法识别", f"列“{column}”的单位“{unit_text}”")
+            value = value.where(value.isna())
+        elif f.kind in ("int", "float") and f.name in ctx.units and f.unit:
+            value = units.convert(value, ctx.units[f.name], units.of_field(f.unit))
         if f.kind in ("int", "float"):
             if f.min is not None:
-                flag(value < f.min, f"{f.label}小于下限 {f.min:g}")
+                flag(value < f.min, f"{f.label}小于下限 {f.min:g}", f"{f.label}: " + value.round(3).astype(str))
             if f.max is not None:
-                flag(value > f.max, f"{f.label}超出上限 {f.max:g}")
+                flag(value > f.max, f"{f.label}超出上限 {f.max:g}", f"{f.label}: " + value.round(3).astype(str))
+        if f.refers and ctx.refs is not None:
+            value, why = ctx.refs.resolve(f, value)
+            flag(why != "", why.where(why != "", ""))
         if f.choices:
-            flag(value.notna() & ~value.isin(f.choices), f"{f.label}取值不在 {'/'.join(f.choices)} 之中")
+            flag(value.notna() & ~value.isin(f.choices), f"{f.label}取值不在 {'/'.join(f.choices)} 之中",
+                 f"{f.label}: '" + value.astype("string").fillna("") + "'")
         if f.kind == "str":
             flag(value.str.len() > f.length, f"{f.label}超过 {f.length} 个字符")
         out[f.name] = value
@@ -532,6 +696,83 @@ def _convert(f: Field, s: pd.Series) -> tuple[pd.Series, pd.Series]:
 def _bad_text(f: Field) -> str:
     kinds = {"int": "不是整数", "float": "不是数字", "ts": "不是有效的日期时间", "date": "不是有效的日期"}
     return f"{f.label}{kinds.get(f.kind, '格式错误')}"
+
+
+# ------------------------------------------------------------------ names to codes
+
+class References:
+    """The registries a name is looked up in (markets, canteens by name; districts by name,
+    short name, adcode or former name), read from the hub once per file.
+
+    A value that is a registered code stays; a registered name becomes its code; a name two
+    entries share, or one the registry does not hold, is refused with the closest registered
+    names in the reason. Districts are soft: a value that is no district of the city is kept
+    as written (other cities' files name their own boroughs)."""
+
+    REGISTRIES = {"markets": ("markets", "market_id", "name", "农贸市场"),
+                  "canteens": ("canteens", "canteen_id", "name", "学校食堂")}
+
+    def __init__(self, eng: Engine | None):
+        self.eng = eng
+        self._held: dict[str, tuple[set, dict, list]] = {}
+
+    def _load(self, registry: str) -> tuple[set, dict, list]:
+        if registry not in self._held:
+            table, code, name, _ = self.REGISTRIES[registry]
+            codes, names, shown = set(), {}, []
+            if self.eng is not None:
+                t = DATASETS[table].table
+                with self.eng.connect() as conn:
+                    for c, n in conn.execute(sa.select(t.c[code], t.c[name])):
+                        codes.add(str(c))
+                        if n:
+                            names.setdefault(_name_key(n), set()).add(str(c))
+                            shown.append(str(n))
+            self._held[registry] = (codes, names, shown)
+        return self._held[registry]
+
+    def resolve(self, f: Field, value: pd.Series) -> tuple[pd.Series, pd.Series]:
+        why = pd.Series("", index=value.index, dtype=object)
+        present = value.notna()
+        if not present.any():
+            return value, why
+        if f.refers == "districts":
+            from workbench import geo
+
+            mapping = {}
+            for v in value[present].unique():
+                d = geo.find(geo.FORMER_NAMES.get(str(v), v))
+                mapping[v] = d.name if d else v
+            return value.where(~present, value[present].map(mapping)), why
+        codes, names, shown = self._load(f.refers)
+        if not codes:   # no registry to judge by: the values stay as written
+            return value, why
+        label = self.REGISTRIES[f.refers][3]
+        mapping, reasons = {}, {}
+        for v in value[present].unique():
+            v = str(v)
+            if v in codes:
+                mapping[v] = v
+                continue
+            hits = names.get(_name_key(v), set())
+            if len(hits) == 1:
+                mapping[v] = next(iter(hits))
+            elif len(hits) > 1:
+                reasons[v] = f"{label}名称“{v}”对应多个编号：{'、'.join(sorted(hits))}"
+            else:
+                import difflib
+
+                close = difflib.get_close_matches(v, [*dict.fromkeys(shown), *sorted(codes)], n=3, cutoff=0.4)
+                hint = f"，最接近：{'、'.join(close)}" if close else "，名录中没有相近的名称"
+                reasons[v] = f"未登记的{label}“{v}”{hint}"
+        text = value.astype(object)
+        out = text.where(~present, text[present].map(lambda v: mapping.get(str(v))))
+        why[present] = text[present].map(lambda v: reasons.get(str(v), "")).fillna("")
+        return out.where(why == "", text), why
+
+
+def _name_key(name) -> str:
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(name))).lower()
 
 
 class _KeyRegistry:
@@ -687,49 +928,253 @@ def _now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
+# ---------------------------------------------------------------------------- corrections
+
+@dataclass
+class Written:
+    """What writing a chunk did: new rows, corrections applied (old values kept in row_versions),
+    re-sends identical to what the hub holds, corrections refused (first wins) and versions
+    older than the hub's (by updated_at)."""
+
+    new: int = 0
+    updated: int = 0
+    same: int = 0
+    conflicts: int = 0
+    older: int = 0
+
+
+def row_keys(ds: Dataset, df: pd.DataFrame) -> pd.Series:
+    """The natural key of each row as the JSON text row_extras / row_versions / personal_data use."""
+    parts = [df[k].map(_key_text) for k in ds.key]
+    return pd.Series([json.dumps(list(t), ensure_ascii=False) for t in zip(*parts)], index=df.index, dtype=object)
+
+
+def _key_text(v) -> str:
+    n = _norm(v)
+    return "" if n is None else str(n)
+
+
+def _held(conn: Connection, ds: Dataset, df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """The rows the hub holds for the frame's keys (key columns + cols)."""
+    t = ds.table
+    keys = list(ds.key)
+    out = []
+    kv = df[keys].drop_duplicates()
+    for i in range(0, len(kv), 400):
+        part = kv.iloc[i:i + 400]
+        if len(keys) == 1:
+            cond = t.c[keys[0]].in_([_py(v) for v in part[keys[0]]])
+        else:
+            cond = sa.tuple_(*(t.c[k] for k in keys)).in_([tuple(_py(v) for v in r) for r in part.itertuples(index=False)])
+        res = conn.execute(sa.select(*(t.c[k] for k in keys), *(t.c[c] for c in cols)).where(cond))
+        out += [tuple(r) for r in res]
+    return pd.DataFrame(out, columns=keys + cols, dtype=object)
+
+
+def compare_with_hub(conn: Connection, ds: Dataset, df: pd.DataFrame, present: set[str] | None = None
+                     ) -> tuple[pd.Series, pd.DataFrame]:
+    """Per row: 'new' (key not held), 'same', 'differs' or 'older' (its updated_at is before the
+    hub's); and, for the rows that differ, the held values of the columns compared."""
+    table_cols = [c.name for c in ds.table.columns]
+    cols = [c for c in table_cols if c in df.columns and c not in ds.key and (present is None or c in present)]
+    state = pd.Series("new", index=df.index, dtype=object)
+    held = _held(conn, ds, df, cols)
+    if held.empty:
+        return state, held
+    held_key = row_keys(ds, held)
+    held = held.set_index(held_key.to_numpy())
+    key = row_keys(ds, df)
+    has = key.isin(held.index)
+    for i in df.index[has.to_numpy()]:
+        h = held.loc[key[i]]
+        diff = [c for c in cols if _norm(_py(df.at[i, c])) != _norm(h[c]) and not (_blank(df.at[i, c]) and _blank(h[c]))]
+        if not diff:
+            state[i] = "same"
+        elif ("updated_at" in cols and not _blank(df.at[i, "updated_at"]) and not _blank(h["updated_at"])
+              and pd.Timestamp(df.at[i, "updated_at"]) < pd.Timestamp(h["updated_at"])):
+            state[i] = "older"
+        else:
+            state[i] = "differs"
+    return state, held
+
+
+def _blank(v) -> bool:
+    return v is None or (isinstance(v, float) and v != v) or v is pd.NaT or (isinstance(v, str) and v == "")
+
+
+def write_rows(conn: Connection, ds: Dataset, df: pd.DataFrame, *, present: set[str] | None = None,
+               file_sha256: str | None = None, corrections: str | None = None) -> Written:
+    """Insert new rows; a row whose key the hub holds with other content is a correction: with
+    the dataset's (or the profile's) `corrections: newest` it updates the row and its replaced
+    values go to row_versions; with `first` it is counted as a conflict and the hub keeps its
+    row. `present`: the columns the file gave (a column it lacks is not a correction to empty)."""
+    w = Written()
+    if df.empty:
+        return w
+    w.new = insert_new(conn, ds, df)
+    if w.new == len(df):
+        return w
+    state, held = compare_with_hub(conn, ds, df, present)
+    # rows just inserted compare equal to themselves
+    w.same = int((state == "same").sum()) - w.new
+    w.older = int((state == "older").sum())
+    differs = df[state == "differs"]
+    if differs.empty:
+        return w
+    if (corrections or ds.corrections) == "first":
+        w.conflicts = len(differs)
+        return w
+    t = ds.table
+    keys = list(ds.key)
+    cols = [c for c in held.columns if c not in keys]
+    now = _now()
+    key_text = row_keys(ds, differs)
+    versions = []
+    for i, r in differs.iterrows():
+        h = held.loc[key_text[i]]
+        changed = [c for c in cols if _norm(_py(r[c])) != _norm(h[c]) and not (_blank(r[c]) and _blank(h[c]))]
+        stmt = t.update().where(*(t.c[k] == _py(r[k]) for k in keys)).values({c: _py(_none(r[c])) for c in changed})
+        conn.execute(stmt)
+        versions.append({"dataset": ds.name, "row_key": key_text[i], "ts": now, "file_sha256": file_sha256,
+                         "old_json": json.dumps({c: _norm(h[c]) for c in changed}, ensure_ascii=False, default=str),
+                         "new_json": json.dumps({c: _norm(_py(r[c])) for c in changed}, ensure_ascii=False, default=str)})
+    conn.execute(row_versions.insert(), versions)
+    w.updated = len(versions)
+    return w
+
+
+def _none(v):
+    return None if _blank(v) else v
+
+
+def _upsert(conn: Connection, table: sa.Table, rows: list[dict], keys: list[str], update: list[str]) -> None:
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table)
+    stmt = stmt.on_conflict_do_update(index_elements=keys, set_={c: stmt.excluded[c] for c in update})
+    for i in range(0, len(rows), 5000):
+        conn.execute(stmt, rows[i:i + 5000])
+
+
+def keep_extras(conn: Connection, ds: Dataset, key: pd.Series, extras: pd.DataFrame, lines, sha: str) -> int:
+    """Columns the hub has no field for, kept with their row (row_extras; newest wins)."""
+    if extras is None or extras.empty:
+        return 0
+    now = _now()
+    rows = []
+    for (i, k), line in zip(key.items(), lines):
+        data = {c: v for c, v in extras.loc[i].items() if v not in ("", None)}
+        if data:
+            rows.append({"dataset": ds.name, "row_key": k, "data": json.dumps(data, ensure_ascii=False),
+                         "file_sha256": sha, "line": int(line), "updated_at": now})
+    _upsert(conn, row_extras, rows, ["dataset", "row_key"], ["data", "file_sha256", "line", "updated_at"])
+    return len(rows)
+
+
+def keep_personal(conn: Connection, ds: Dataset, key: pd.Series, values: dict[str, pd.Series], sha: str) -> int:
+    """Personal values and the originals of masked texts, in the protected table (newest wins)."""
+    now = _now()
+    rows = [{"dataset": ds.name, "row_key": key[i], "field": name, "value": str(v)[:1024],
+             "file_sha256": sha, "stored_at": now}
+            for name, s in values.items() for i, v in s.items() if not _blank(v)]
+    _upsert(conn, personal_data, rows, ["dataset", "row_key", "field"], ["value", "file_sha256", "stored_at"])
+    return len(rows)
+
+
+def extras(dataset: str, eng: Engine | None = None) -> pd.DataFrame:
+    """The columns a dataset's files brought that the hub has no field for, one row per record:
+    its natural key's columns, then the extra columns (text as the file wrote them)."""
+    ds = DATASETS[dataset]
+    with (eng or hub.engine()).connect() as conn:
+        rows = conn.execute(sa.select(row_extras.c.row_key, row_extras.c.data)
+                            .where(row_extras.c.dataset == dataset)).all()
+    recs = []
+    for k, data in rows:
+        rec = dict(zip(ds.key, json.loads(k)))
+        rec.update(json.loads(data))
+        recs.append(rec)
+    return pd.DataFrame(recs, columns=None if recs else list(ds.key))
+
+
+def versions(dataset: str, eng: Engine | None = None) -> pd.DataFrame:
+    """The corrections a dataset received: key, when, what was replaced and by what."""
+    with (eng or hub.engine()).connect() as conn:
+        return pd.DataFrame(conn.execute(sa.select(row_versions).where(row_versions.c.dataset == dataset)
+                                         .order_by(row_versions.c.id)).mappings().all())
+
+
 # ---------------------------------------------------------------------------- entry point
 
+@dataclass
+class Preview:
+    """What a file would do, written nowhere (`--preview`, the 数据中台 upload)."""
+
+    mapping: list[dict] = field(default_factory=list)   # column, field, label, unit conversion
+    unknown: list[str] = field(default_factory=list)
+    sample: list[dict] = field(default_factory=list)    # converted good rows (Chinese labels)
+    quarantine_sample: list[dict] = field(default_factory=list)
+
+
 def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
-                progress: bool = False, force: bool = False) -> IngestSummary:
-    """Take one file into the hub. Raises IngestError when the file cannot be read."""
+                progress: bool = False, force: bool = False, profile: str | Path | Profile | None = None,
+                preview: bool = False) -> IngestSummary:
+    """Take one file into the hub. Raises IngestError when the file cannot be read.
+
+    `profile`: how the source writes its files (workbench.store.profiles); `preview`: read and
+    check everything, compare with the hub, write nothing (no raw copy, no rows, no quarantine)."""
     if dataset not in DATASETS:
         raise IngestError(path, f"未知的数据集 '{dataset}'，可选：{', '.join(DATASETS)}")
     ds = DATASETS[dataset]
     path = Path(path)
     if not path.is_file():
         raise IngestError(path, "文件不存在 (no such file)")
+    prof = _profile(profile, ds, path)
     eng = eng or hub.engine()
-    sha, raw_path = _sha256_and_keep(path)
-    summary = IngestSummary(dataset, path.name, sha)
+    if preview:
+        sha, raw_path = _sha256(path), None
+    else:
+        sha, raw_path = _sha256_and_keep(path)
+    summary = IngestSummary(dataset, path.name, sha, profile=prof.name if prof else None)
+    if preview:
+        summary.preview = Preview()
     load = loader_of(ds)
     read_as = getattr(load, "read_as", None) or ds   # how the file's columns are named
     prepare = getattr(load, "prepare", None)
 
-    with eng.begin() as conn:
-        prev = conn.execute(sa.select(ingest_files).where(
-            ingest_files.c.dataset == dataset, ingest_files.c.sha256 == sha)).mappings().first()
-        if prev is not None and prev["status"] == "done" and not force:
-            summary.skipped = True
-            summary.rows_read = prev["rows_read"]
-            summary.duplicates = prev["rows_read"]
-            summary.encoding = prev["encoding"]
-            return summary
-        if prev is None:
-            file_id = conn.execute(ingest_files.insert().values(
-                sha256=sha, dataset=dataset, filename=path.name, size_bytes=path.stat().st_size,
-                raw_path=str(raw_path), received_at=_now(), status="running",
-            )).inserted_primary_key[0]
-        else:
-            file_id = prev["file_id"]
-            conn.execute(ingest_files.update().where(ingest_files.c.file_id == file_id).values(
-                status="running", received_at=_now(), message=None, filename=path.name))
+    file_id = None
+    if not preview:
+        with eng.begin() as conn:
+            prev = conn.execute(sa.select(ingest_files).where(
+                ingest_files.c.dataset == dataset, ingest_files.c.sha256 == sha)).mappings().first()
+            if prev is not None and prev["status"] == "done" and not force:
+                summary.skipped = True
+                summary.rows_read = prev["rows_read"]
+                summary.duplicates = prev["rows_read"]
+                summary.encoding = prev["encoding"]
+                return summary
+            if prev is None:
+                file_id = conn.execute(ingest_files.insert().values(
+                    sha256=sha, dataset=dataset, filename=path.name, size_bytes=path.stat().st_size,
+                    raw_path=str(raw_path), received_at=_now(), status="running", profile=summary.profile,
+                )).inserted_primary_key[0]
+            else:
+                file_id = prev["file_id"]
+                conn.execute(ingest_files.update().where(ingest_files.c.file_id == file_id).values(
+                    status="running", received_at=_now(), message=None, filename=path.name, profile=summary.profile))
 
     def finish(status: str, message: str | None = None):
+        if preview:
+            return
         with eng.begin() as conn:
             conn.execute(ingest_files.update().where(ingest_files.c.file_id == file_id).values(
                 status=status, message=message, finished_at=_now(), encoding=summary.encoding,
                 rows_read=summary.rows_read, loaded=summary.loaded,
-                quarantined=summary.quarantined, duplicates=summary.duplicates))
+                quarantined=summary.quarantined, duplicates=summary.duplicates,
+                notes=json.dumps(summary.notes(), ensure_ascii=False)))
 
     bar = None
     if progress:
@@ -739,19 +1184,30 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
                    leave=False)
     try:
         kind = _sniff(path)
+
+        def find_header(rows):
+            return _find_header(read_as, rows, path, prof)
+
         if kind == "xlsx":
             summary.encoding = "xlsx"
-            chunks = _chunks_xlsx(read_as, path, bar)
+            chunks = _chunks_xlsx(find_header, path, bar)
         else:
             summary.encoding = _detect_encoding(path)
-            reader = _chunks_csv if kind == "csv" else _chunks_json
-            chunks = reader(read_as, path, summary.encoding, bar)
-        summary.unknown_columns = next(chunks)
+            chunks = (_chunks_csv(find_header, path, summary.encoding, bar) if kind == "csv"
+                      else _chunks_json(read_as, path, summary.encoding, bar))
+        plan = _column_plan(read_as, next(chunks), path, prof)
+        ctx = _context(ds, plan, prof, path, eng, summary)
         keys = _KeyRegistry()
-        for frame, lines, malformed in chunks:
+        first = True
+        for rows, lines, malformed in chunks:
+            frame, extra = _frames(read_as, plan, rows, prof)
             if prepare is not None:
                 frame = prepare(frame, path)
-            _load_chunk(eng, ds, summary, file_id, sha, path, frame, lines, malformed, keys)
+            if first:
+                _check_units(ds, plan, frame, ctx, prof, path)
+                first = False
+            _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, lines, malformed, keys,
+                        ctx, prof, preview)
     except IngestError as exc:
         finish("failed", exc.problem)
         raise
@@ -768,9 +1224,151 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
     return summary
 
 
-def _load_chunk(eng, ds, summary, file_id, sha, path, frame, lines, malformed, keys):
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _profile(profile, ds: Dataset, path: Path) -> Profile | None:
+    from workbench.store import profiles
+
+    if profile is None or isinstance(profile, Profile):
+        prof = profile
+    else:
+        try:
+            prof = profiles.load(profile)
+        except profiles.ProfileError as exc:
+            raise IngestError(path, f"配置无法使用：{exc}")
+    if prof is not None and prof.dataset != ds.name:
+        raise IngestError(path, f"配置“{prof.name}”是{DATASETS[prof.dataset].label}（{prof.dataset}）的，"
+                                f"不能用于{ds.label}（{ds.name}）")
+    return prof
+
+
+def _context(ds: Dataset, plan: ColumnPlan, prof: Profile | None, path: Path, eng, summary) -> ReadContext:
+    ctx = ReadContext(tz=(prof.timezone if prof else None), refs=References(eng))
+    if prof is not None:
+        ctx.ambiguous, ctx.nonexistent, ctx.date_format = prof.ambiguous, prof.nonexistent, prof.date_format
+        for col in plan.missing:
+            summary.warnings.append(f"配置中的列“{col}”不在文件中")
+    names = {f.name for f in ds.fields}
+    for name, text in plan.units.items():
+        f = ds.field(name) if name in names else None
+        if f is None:
+            continue
+        column = plan.column_of(name) or name
+        if f.unit_field:
+            continue   # the unit is a value of the record (rapid tests: 单位), written in by _frames
+        if not f.unit:
+            if plan.unit_from.get(name) == "配置":
+                summary.warnings.append(f"{f.label}没有单位，配置中的单位“{text}”未使用")
+            continue
+        unit = units.parse(text)
+        target = units.of_field(f.unit)
+        if unit is None or unit.quantity != target.quantity:
+            ctx.bad_units[name] = (column, text)
+            summary.warnings.append(f"列“{column}”的单位“{text}”无法识别（{f.label}应为{target.label}等"
+                                    f"{'/'.join(u.name for u in [target, *units.alternatives(target)])}），"
+                                    f"该列有值的行已隔离")
+        else:
+            ctx.units[name] = unit
+            if unit != target:
+                summary.conversions.append(f"{f.label}：{unit.name} → {target.name}（列“{column}”，{plan.unit_from[name]}声明）")
+    return ctx
+
+
+def _frames(ds: Dataset, plan: ColumnPlan, rows: list[list[str]], prof: Profile | None
+            ) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """The mapped fields (text) and the extra columns of a chunk of rows."""
+    width = len(plan.header)
+    full = pd.DataFrame(rows, columns=range(width), dtype=object) if rows else pd.DataFrame(columns=range(width), dtype=object)
+    frame = full[list(plan.fields)].copy()
+    frame.columns = list(plan.fields.values())
+    extra = None
+    if plan.extra:
+        extra = full[plan.extra].copy()
+        extra.columns = [plan.header[i] for i in plan.extra]
+    if prof is not None:
+        for name, value in prof.defaults.items():
+            if name not in frame:
+                frame[name] = value
+            else:
+                frame[name] = frame[name].where(frame[name].astype("string").str.strip().fillna("") != "", value)
+    for name, text in plan.units.items():
+        f = next((f for f in ds.fields if f.name == name), None)
+        if f is not None and f.unit_field:   # 检测值(%) → 单位 %, where the row has none
+            if f.unit_field not in frame:
+                frame[f.unit_field] = text
+            else:
+                frame[f.unit_field] = frame[f.unit_field].where(
+                    frame[f.unit_field].astype("string").str.strip().fillna("") != "", text)
+    for f in ds.fields:
+        if f.criterion and f.name in frame and f.criterion not in frame:
+            frame[f.criterion] = frame[f.name]   # the standard as written, beside its number
+    return frame, extra
+
+
+def _map_values(frame: pd.DataFrame, prof: Profile | None, plan: ColumnPlan, ds: Dataset
+                ) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    """A profile's value maps; values a map does not cover are reasons (the row is quarantined)."""
+    reasons = pd.Series("", index=frame.index, dtype=object)
+    details = pd.Series("", index=frame.index, dtype=object)
+    if prof is None or not prof.values:
+        return frame, reasons, details
+    frame = frame.copy()
+    for name, mapping in prof.values.items():
+        if name not in frame:
+            continue
+        keep = mapping.get("*") == "keep"
+        table = {_name_key(k): v for k, v in mapping.items() if k != "*"}
+        text = frame[name].astype("string").str.strip()
+        mapped = text.map(lambda v: table.get(_name_key(v)) if v is not pd.NA else None)
+        uncovered = text.notna() & (text != "") & mapped.isna()
+        frame[name] = mapped.where(~uncovered, text if keep else None).astype(object)
+        if not keep and uncovered.any():
+            column = plan.column_of(name) or name
+            label = ds.field(name).label
+            reasons[uncovered] = f"值映射未覆盖：{label}"
+            details[uncovered] = f"列“{column}”的值 '" + text[uncovered].str.slice(0, 40) + "' 不在配置的 values." + name + " 中"
+    return frame, reasons, details
+
+
+def _check_units(ds: Dataset, plan: ColumnPlan, frame: pd.DataFrame, ctx: ReadContext, prof, path) -> None:
+    """Stop with one message when a column is implausible in its unit and plausible in another."""
+    for f in ds.fields:
+        if not f.unit or f.kind != "float" or f.name not in frame or f.name in ctx.bad_units:
+            continue
+        rng = units.plausible_range(ds.name, f.name, prof.plausible if prof else None)
+        if rng is None:
+            continue
+        target = units.of_field(f.unit)
+        claimed = ctx.units.get(f.name, target)
+        text = frame[f.name].astype("string").str.strip().str.replace(",", "", regex=False)
+        values = pd.to_numeric(text, errors="coerce")
+        alt = units.suggest(values, claimed, target, rng)
+        if alt is None:
+            continue
+        column = plan.column_of(f.name) or f.name
+        share = units.share_outside(units.convert(values.dropna(), claimed, target), rng)
+        how = f"按{plan.unit_from.get(f.name, '默认')}的单位 {claimed.name}" if f.name in ctx.units else f"按默认单位 {claimed.name}"
+        raise IngestError(path, (
+            f"列“{column}”（{f.label}）的数值{how} 不合理：{share:.0%} 超出 {rng[0]:g}~{rng[1]:g} {target.name}；"
+            f"按 {alt.name}（{alt.label}）则合理。请在表头注明单位（如“{column}({alt.name})”），"
+            f"或在配置 units 中写 {f.name}: {alt.name}"))
+
+
+def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, lines, malformed, keys,
+                ctx, prof, preview):
     summary.rows_read += len(frame) + len(malformed)
-    values, reasons, details = validate(ds, frame)
+    frame, map_reasons, map_details = _map_values(frame, prof, plan, ds)
+    values, reasons, details = validate(ds, frame, ctx)
+    hit = map_reasons != ""
+    if hit.any():
+        reasons[hit] = map_reasons[hit] + np.where(reasons[hit] == "", "", "; ") + reasons[hit]
+        details[hit] = map_details[hit] + np.where(details[hit] == "", "", "; ") + details[hit]
     good = reasons == ""
     load = loader_of(ds)
     if good.any():
@@ -780,25 +1378,105 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, lines, malformed, k
         reasons.loc[rep_rows.index] = "文件内主键重复"
         details.loc[rep_rows.index] = "与文件第 " + rep_rows.astype(str) + " 行相同"
         good = reasons == ""
+    # personal data at the door: personal fields and the numbers typed into free text
+    personal: dict[str, pd.Series] = {}
+    for f in ds.fields:
+        if f.name not in values:
+            continue
+        if f.personal:
+            personal[f.name] = values[f.name]
+        elif f.free_text:
+            masked, has = privacy.mask_text_series(values[f.name])
+            if has.any():
+                personal[f.name] = values[f.name].where(has)
+                values[f.name] = masked
     bad = ~good.to_numpy()
+    header = plan.header
     bad_rows = [
-        (int(line), reason, detail, {k: v for k, v in row.items() if v not in ("", None)})
-        for line, reason, detail, row in zip(lines[bad], reasons[~good], details[~good],
-                                             frame[~good].to_dict("records"))
+        (int(line), reason, detail, dict(zip(header, rows[pos])))
+        for pos, (line, reason, detail) in zip(np.flatnonzero(bad), zip(lines[bad], reasons[~good], details[~good]))
     ] + malformed
-    now = _now()
-    with eng.begin() as conn:
-        new = load(conn, ds, values[good]) if load is not None else insert_new(conn, ds, values[good])
-        if bad_rows:
-            conn.execute(quarantine.insert(), [
-                {"dataset": ds.name, "file_sha256": sha, "filename": path.name, "line": line,
-                 "reason": reason[:512], "detail": (detail or None) and detail[:1024],
-                 "row_json": json.dumps(row, ensure_ascii=False, default=str), "quarantined_at": now}
-                for line, reason, detail, row in bad_rows
-            ])
-    summary.loaded += new
-    summary.duplicates += int(good.sum()) - new
+    good_values = values[good]
+    present = set(frame.columns)
+    if preview:
+        _preview_chunk(eng, ds, summary, good_values, present, bad_rows)
+    else:
+        now = _now()
+        with eng.begin() as conn:
+            if load is not None:
+                res = load(conn, ds, good_values)
+            else:
+                res = write_rows(conn, ds, good_values, present=present, file_sha256=sha,
+                                 corrections=prof.corrections if prof else None)
+            w = res if isinstance(res, Written) else Written(new=int(res), same=len(good_values) - int(res))
+            if not good_values.empty and (extra is not None or personal):
+                key_text = row_keys(ds, good_values)
+                if extra is not None:
+                    keep_extras(conn, ds, key_text, extra[good], lines[good.to_numpy()], sha)
+                if personal:
+                    keep_personal(conn, ds, key_text, {n: s[good] for n, s in personal.items()}, sha)
+            if bad_rows:
+                conn.execute(quarantine.insert(), [
+                    {"dataset": ds.name, "file_sha256": sha, "filename": path.name, "line": line,
+                     "reason": reason[:512], "detail": (detail or None) and detail[:1024],
+                     "row_json": json.dumps(row, ensure_ascii=False, default=str), "quarantined_at": now}
+                    for line, reason, detail, row in bad_rows
+                ])
+        summary.loaded += w.new
+        summary.updated += w.updated
+        summary.conflicts += w.conflicts
+        summary.older += w.older
+        summary.duplicates += len(good_values) - w.new - w.updated - w.conflicts - w.older
     summary.quarantined += len(bad_rows)
     for _, reason, _, _ in bad_rows:
         for r in reason.split("; "):
             summary.reasons[r] = summary.reasons.get(r, 0) + 1
+    if extra is not None and not summary.unknown_columns:
+        summary.unknown_columns = [header[i] for i in plan.unknown]
+    if summary.mapping is None:
+        summary.mapping = _mapping(ds, plan, ctx)
+
+
+def _shown(v, f: Field) -> str:
+    """A converted value as a person checks it: times in the city's clock, numbers rounded."""
+    if _blank(v) or (f.kind == "ts" and pd.isna(v)):
+        return ""
+    if f.kind == "ts":
+        from workbench import clock
+
+        return clock.to_local(pd.Timestamp(v)).strftime("%Y-%m-%d %H:%M")
+    if f.kind == "float":
+        return f"{float(v):.4g}"
+    return str(v)
+
+
+def _mapping(ds: Dataset, plan: ColumnPlan, ctx: ReadContext) -> list[dict]:
+    out = []
+    labels = {f.name: f for f in ds.fields}
+    for i, h in enumerate(plan.header):
+        name = plan.fields.get(i)
+        f = labels.get(name)
+        conv = ""
+        if name in ctx.units and f is not None and f.unit and ctx.units[name].name != f.unit:
+            conv = f"{ctx.units[name].name} → {f.unit}"
+        out.append({"column": h, "field": name or ("~" if i in plan.aside else None),
+                    "label": f.label if f else ("保留在原行（未映射）" if i in plan.extra else ""),
+                    "unit": conv})
+    return out
+
+
+def _preview_chunk(eng, ds, summary, good_values, present, bad_rows) -> None:
+    with eng.connect() as conn:
+        state, _ = compare_with_hub(conn, ds, good_values, present) if not good_values.empty else (pd.Series(dtype=object), None)
+    summary.loaded += int((state == "new").sum())
+    summary.updated += int((state == "differs").sum()) if ds.corrections == "newest" else 0
+    summary.conflicts += int((state == "differs").sum()) if ds.corrections == "first" else 0
+    summary.older += int((state == "older").sum())
+    summary.duplicates += int((state == "same").sum())
+    pv = summary.preview
+    for _, r in good_values.head(5 - len(pv.sample)).iterrows():
+        pv.sample.append({f.label: _shown(r[f.name], f) for f in ds.fields
+                          if f.name in present or not _blank(r[f.name])})
+    if len(pv.quarantine_sample) < 5:
+        for line, reason, detail, row in bad_rows[:5 - len(pv.quarantine_sample)]:
+            pv.quarantine_sample.append({"行号": line, "原因": reason, "说明": detail or "", **row})

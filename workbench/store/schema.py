@@ -36,6 +36,14 @@ class Field:
     length: int = 64
     default_from: str | None = None  # copy another field when this one is empty
     stored: bool = True  # False: read from files and handed to the dataset's loader, not a column
+    # issue 12 (data as departments send it)
+    unit: str | None = None        # the unit values are stored in (℃, mm, m/s, %); files may declare another
+    unit_field: str | None = None  # a unit read from this column's header is written into that column
+    refers: str | None = None      # a registry (markets, canteens, districts): names become codes
+    personal: bool = False         # a citizen's name / phone / ID number: stored apart (personal_data)
+    free_text: bool = False        # phone and ID numbers typed into it are masked; originals kept apart
+    criterion: str | None = None   # a judging standard as written ("≥50%", "阴性"): its number is kept here,
+                                   # the text as written in the named column
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,9 @@ class Dataset:
     ts_field: str | None = "ts"
     checks: tuple[RowCheck, ...] = ()
     indexes: tuple[tuple[str, ...], ...] = field(default=())
+    # a record re-sent with the same key and other content: "newest" updates the row and keeps the
+    # old values (row_versions); "first" keeps what the hub holds and counts the re-send as a conflict
+    corrections: str = "newest"
 
     @property
     def table(self) -> sa.Table:
@@ -69,14 +80,19 @@ class Dataset:
         return [f.name for f in self.fields if f.required and not f.default_from]
 
 
+PRECISIONS = ("point", "street", "district", "city")
+
+
 # Shared columns, reused across datasets so names and labels stay identical.
 def _geo(required: bool = False) -> tuple[Field, ...]:
     return (
-        Field("district", "str", "区县", required, ("区县", "区", "所属区县", "行政区")),
+        Field("district", "str", "区县", required, ("区县", "区", "所属区县", "行政区"), refers="districts"),
         Field("street", "str", "街道", False, ("街道", "街道办", "所属街道", "乡镇街道")),
         Field("grid_id", "str", "网格编号", False, ("网格", "网格编号", "所属网格", "grid")),
         Field("lat", "float", "纬度", False, ("纬度", "latitude"), min=-90, max=90),
         Field("lon", "float", "经度", False, ("经度", "longitude", "lng", "long"), min=-180, max=180),
+        # 0012: how precisely the record is placed: point (coordinates), street, district, city
+        Field("loc_precision", "str", "定位精度", False, ("定位精度",), choices=PRECISIONS),
     )
 
 
@@ -129,7 +145,7 @@ _register(Dataset(
     "stalls", "摊位", "市场监管局",
     (
         Field("stall_id", "str", "摊位编号", True, ("摊位编号", "摊位代码")),
-        Field("market_id", "str", "市场编号", True, ("市场编号", "市场代码")),
+        Field("market_id", "str", "市场编号", True, ("市场编号", "市场代码", "市场名称"), refers="markets"),
         Field("stall_no", "str", "摊位号", False, ("摊位号",)),
         Field("vendor", "str", "经营户", False, ("经营户", "经营者", "摊主", "经营户名称"), length=128),
         Field("category", "str", "经营类别", False, ("经营类别", "类别", "经营品类")),
@@ -156,7 +172,7 @@ _register(Dataset(
     "cameras", "摄像头", "市场监管局",
     (
         Field("camera_id", "str", "摄像头编号", True, ("摄像头编号", "设备编号", "通道编号")),
-        Field("canteen_id", "str", "食堂编号", True, ("食堂编号",)),
+        Field("canteen_id", "str", "食堂编号", True, ("食堂编号", "食堂名称"), refers="canteens"),
         Field("name", "str", "摄像头名称", False, ("摄像头名称", "名称"), length=128),
         Field("location", "str", "安装位置", False, ("安装位置", "位置")),
         Field("source_url", "str", "视频源", False, ("视频源", "取流地址", "rtsp"), length=512),
@@ -167,8 +183,8 @@ _register(Dataset(
 _register(Dataset(
     "canteen_suppliers", "食堂采购来源", "市场监管局",
     (
-        Field("canteen_id", "str", "食堂编号", True, ("食堂编号",)),
-        Field("market_id", "str", "市场编号", True, ("市场编号", "供货市场编号")),
+        Field("canteen_id", "str", "食堂编号", True, ("食堂编号", "食堂名称"), refers="canteens"),
+        Field("market_id", "str", "市场编号", True, ("市场编号", "供货市场编号", "市场名称", "供货市场"), refers="markets"),
         Field("since", "date", "合作起始日期", False, ("合作起始日期", "起始日期")),
         Field("goods", "str", "采购品类", False, ("采购品类", "品类")),
     ),
@@ -182,8 +198,8 @@ _register(Dataset(
         Field("ts", "ts", "开始时间", True, ("开始时间", "告警时间", "发生时间")),
         Field("ts_end", "ts", "结束时间", False, ("结束时间",)),
         Field("camera_id", "str", "摄像头编号", True, ("摄像头编号", "设备编号")),
-        Field("canteen_id", "str", "食堂编号", True, ("食堂编号",)),
-        Field("district", "str", "区县", False, ("区县",)),
+        Field("canteen_id", "str", "食堂编号", True, ("食堂编号", "食堂名称"), refers="canteens"),
+        Field("district", "str", "区县", False, ("区县",), refers="districts"),
         Field("violation_class", "str", "违规类型", True, ("违规类型", "告警类型", "类别")),
         Field("severity", "str", "严重程度", False, ("严重程度", "等级"),
               choices=("critical", "warning", "info")),
@@ -211,22 +227,24 @@ _register(Dataset(
         Field("test_id", "str", "检测编号", True, ("检测编号", "样品编号", "检测单号")),
         Field("ts", "ts", "检测时间", True, ("检测时间", "检测日期")),
         Field("sampled_at", "ts", "采样时间", False, ("采样时间", "抽样时间")),
-        Field("market_id", "str", "市场编号", True, ("市场编号", "市场代码")),
-        Field("stall_id", "str", "摊位编号", False, ("摊位编号",)),
+        Field("market_id", "str", "市场编号", True, ("市场编号", "市场代码", "市场名称", "市场"), refers="markets"),
+        Field("stall_id", "str", "摊位编号", False, ("摊位编号", "摊位号")),
         Field("vendor", "str", "经营户", False, ("经营户", "被检单位", "摊主"), length=128),
-        Field("district", "str", "区县", False, ("区县",)),
+        Field("district", "str", "区县", False, ("区县",), refers="districts"),
         Field("commodity", "str", "样品名称", True, ("样品名称", "商品名称", "品名")),
         Field("category", "str", "样品类别", False, ("样品类别", "类别", "商品类别")),
         Field("origin", "str", "产地", False, ("产地", "产地类型", "来源地"), choices=("本地", "外地")),
         Field("test_item", "str", "检测项目", True, ("检测项目", "项目")),
         Field("method", "str", "检测方法", False, ("检测方法", "方法")),
-        Field("reading", "float", "检测值", False, ("检测值", "抑制率", "读数"), min=0),
-        Field("unit", "str", "单位", False, ("单位",)),
-        Field("threshold", "float", "判定限值", False, ("判定限值", "限值", "阈值"), min=0),
+        Field("reading", "float", "检测值", False, ("检测值", "抑制率", "读数", "检测结果值"), min=0, unit_field="unit"),
+        Field("unit", "str", "单位", False, ("单位", "计量单位")),
+        Field("threshold", "float", "判定限值", False, ("判定限值", "限值", "阈值", "判定标准"), min=0, criterion="criterion"),
+        # 0012: the judging standard as the file wrote it ("≥50%", "阴性"); threshold holds its number
+        Field("criterion", "str", "判定标准", False, ("判定标准原文",), length=64),
         Field("result", "str", "检测结果", True, ("检测结果", "结果", "判定结果"), choices=("阴性", "阳性")),
         Field("reagent_batch", "str", "试剂批号", False, ("试剂批号", "批号")),
         Field("reagent_expiry", "date", "试剂有效期", False, ("试剂有效期", "有效期至")),
-        Field("device_id", "str", "设备编号", False, ("设备编号", "仪器编号")),
+        Field("device_id", "str", "设备编号", False, ("设备编号", "仪器编号", "检测设备", "检测仪器")),
         Field("inspector_id", "str", "检测员", False, ("检测员", "检测人员", "检测人")),
         Field("source", "str", "来源", False, ("来源",)),
     ),
@@ -267,15 +285,16 @@ _register(Dataset(
     "city_events", "城市事件", "城市管理和综合执法局",
     (
         Field("event_id", "str", "事件编号", True, ("事件编号", "案卷编号", "工单编号", "service_request_id")),
-        Field("ts", "ts", "上报时间", True, ("上报时间", "受理时间", "requested_datetime", "created_date")),
+        Field("ts", "ts", "上报时间", True, ("上报时间", "受理时间", "来电时间", "requested_datetime", "created_date")),
         Field("updated_at", "ts", "更新时间", False, ("更新时间", "updated_datetime")),
         Field("source", "str", "来源", False, ("来源", "事件来源", "渠道")),
         Field("external_id", "str", "外部编号", False, ("外部编号", "来源编号")),
         Field("event_group", "str", "大类", False, ("大类", "事件大类")),
-        Field("event_class", "str", "小类", True, ("小类", "事件类型", "事件小类", "service_code")),
-        Field("description", "str", "问题描述", False, ("问题描述", "描述", "内容"), length=1024),
+        Field("event_class", "str", "小类", True, ("小类", "事件类型", "事件小类", "诉求类型", "service_code")),
+        Field("description", "str", "问题描述", False, ("问题描述", "描述", "内容", "诉求内容"), length=1024,
+              free_text=True),
         *_geo(),
-        Field("address", "str", "地址", False, ("地址", "发生地址"), length=256),
+        Field("address", "str", "地址", False, ("地址", "发生地址", "诉求地址", "事发地址"), length=256),
         Field("status", "str", "状态", False, ("状态", "办理状态")),
         Field("department", "str", "责任部门", False, ("责任部门", "处置部门", "agency_responsible")),
         Field("urgency", "str", "紧急程度", False, ("紧急程度",), choices=("紧急", "一般")),
@@ -284,6 +303,11 @@ _register(Dataset(
         Field("duplicate_of", "str", "合并至", False, ("合并至", "主案卷编号")),  # 0004: a merged duplicate's case
         Field("case_type", "str", "案件类型", False, ("案件类型",)),  # 0006: city_event (default) / inspection_task
         Field("alert_id", "str", "来源告警", False, ("来源告警", "告警编号")),  # 0006: the alert it came from (联动)
+        # the caller (12345): personal data, kept apart in personal_data, never in the event row
+        Field("reporter_name", "str", "诉求人", False, ("诉求人", "来电人", "反映人", "联系人"), stored=False, personal=True),
+        Field("reporter_phone", "str", "联系电话", False, ("联系电话", "来电号码", "联系方式", "诉求人电话"),
+              stored=False, personal=True),
+        Field("reporter_id_no", "str", "证件号码", False, ("证件号码", "身份证号", "身份证号码"), stored=False, personal=True),
     ),
     key=("event_id",),
     checks=(
@@ -363,19 +387,32 @@ _register(Dataset(
 _register(Dataset(
     "weather", "气象观测", "应急管理局",
     (
-        Field("station_id", "str", "站点编号", True, ("站点编号", "站号", "station")),
-        Field("ts", "ts", "观测时间", True, ("观测时间", "时间", "dateobserved")),
+        Field("station_id", "str", "站点编号", True, ("站点编号", "站号", "station", "origin", "station_id")),
+        Field("ts", "ts", "观测时间", True, ("观测时间", "时间", "dateobserved", "time_hour", "datetime", "date")),
         Field("issued_at", "ts", "发布时间", False, ("发布时间", "预报发布时间", "dateissued"), default_from="ts"),
         Field("kind", "str", "数据类型", False, ("数据类型",), choices=("observed", "forecast")),
-        Field("district", "str", "区县", False, ("区县",)),
+        Field("district", "str", "区县", False, ("区县",), refers="districts"),
         Field("lat", "float", "纬度", False, ("纬度",), min=-90, max=90),
         Field("lon", "float", "经度", False, ("经度",), min=-180, max=180),
-        Field("temperature", "float", "气温(°C)", False, ("气温", "温度", "气温(°c)"), min=-80, max=70),
-        Field("precipitation", "float", "降水量(mm)", False, ("降水量", "降水", "降水量(mm)"), min=0, max=500),
-        Field("wind_speed", "float", "风速(m/s)", False, ("风速", "风速(m/s)", "windspeed"), min=0, max=120),
-        Field("road_temperature", "float", "路面温度(°C)", False, ("路面温度", "路面温度(°c)"), min=-80, max=90),
-        Field("humidity", "float", "相对湿度(%)", False, ("相对湿度", "湿度", "relativehumidity"), min=0, max=100),
+        # hourly observations (or forecasts); a daily record says so in `resolution` (0012)
+        Field("temperature", "float", "气温(°C)", False, ("气温", "温度", "temp", "temperature", "平均气温"),
+              min=-80, max=70, unit="℃"),
+        Field("precipitation", "float", "降水量(mm)", False, ("降水量", "降水", "precip", "precipitation", "prcp"),
+              min=0, max=1000, unit="mm"),
+        Field("wind_speed", "float", "风速(m/s)", False, ("风速", "windspeed", "wind_speed", "wind speed", "平均风速"),
+              min=0, max=120, unit="m/s"),
+        Field("road_temperature", "float", "路面温度(°C)", False, ("路面温度",), min=-80, max=90, unit="℃"),
+        Field("humidity", "float", "相对湿度(%)", False, ("相对湿度", "湿度", "relativehumidity", "humid", "humidity"),
+              min=0, max=100, unit="%"),
         Field("source", "str", "来源", False, ("来源",)),
+        # 0012: the time resolution of the record, and what a daily record carries besides
+        Field("resolution", "str", "时间分辨率", False, ("时间分辨率", "观测频次"), choices=("hourly", "daily")),
+        Field("temperature_min", "float", "最低气温(°C)", False, ("最低气温", "日最低气温", "tmin", "temp_min"),
+              min=-80, max=70, unit="℃"),
+        Field("temperature_max", "float", "最高气温(°C)", False, ("最高气温", "日最高气温", "tmax", "temp_max"),
+              min=-80, max=70, unit="℃"),
+        Field("snowfall", "float", "降雪量(mm)", False, ("降雪量", "降雪", "snow", "snowfall"), min=0, max=1000,
+              unit="mm"),
     ),
     key=("station_id", "ts", "issued_at"),
     indexes=(("ts",),),
@@ -518,6 +555,8 @@ ingest_files = sa.Table(
     sa.Column("duplicates", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("status", sa.String(16), nullable=False),  # running | done | failed | skipped
     sa.Column("message", sa.String(1024)),
+    sa.Column("profile", sa.String(128)),  # 0012: the profile the file was read with
+    sa.Column("notes", sa.Text),           # 0012: JSON: unit conversions, unknown columns, warnings
     sa.UniqueConstraint("dataset", "sha256"),
     comment="已接入文件",
 )
@@ -536,4 +575,47 @@ quarantine = sa.Table(
     sa.Column("quarantined_at", sa.DateTime, nullable=False),
     sa.Index(None, "dataset", "file_sha256"),
     comment="隔离区",
+)
+
+
+# 0012: nothing dropped. Columns the hub has no field for stay with their row; a corrected
+# re-send keeps the values it replaced; personal data is kept apart from the records.
+row_extras = sa.Table(
+    "row_extras",
+    metadata,
+    sa.Column("dataset", sa.String(64), nullable=False),
+    sa.Column("row_key", sa.String(512), nullable=False),   # JSON list of the natural key's values
+    sa.Column("data", sa.Text, nullable=False),             # JSON {file column: text}
+    sa.Column("file_sha256", sa.String(64), nullable=False),
+    sa.Column("line", sa.Integer),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    sa.PrimaryKeyConstraint("dataset", "row_key"),
+    comment="未映射列",
+)
+
+row_versions = sa.Table(
+    "row_versions",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("dataset", sa.String(64), nullable=False),
+    sa.Column("row_key", sa.String(512), nullable=False),
+    sa.Column("ts", sa.DateTime, nullable=False),            # when the correction arrived (UTC)
+    sa.Column("file_sha256", sa.String(64)),                 # the file that brought it
+    sa.Column("old_json", sa.Text, nullable=False),          # the values it replaced
+    sa.Column("new_json", sa.Text, nullable=False),          # the values it brought
+    sa.Index(None, "dataset", "row_key"),
+    comment="更正记录",
+)
+
+personal_data = sa.Table(
+    "personal_data",
+    metadata,
+    sa.Column("dataset", sa.String(64), nullable=False),
+    sa.Column("row_key", sa.String(512), nullable=False),
+    sa.Column("field", sa.String(64), nullable=False),       # reporter_phone, or description (numbers in text)
+    sa.Column("value", sa.String(1024), nullable=False),
+    sa.Column("file_sha256", sa.String(64)),
+    sa.Column("stored_at", sa.DateTime, nullable=False),
+    sa.PrimaryKeyConstraint("dataset", "row_key", "field"),
+    comment="个人信息（受保护）",
 )

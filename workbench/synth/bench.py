@@ -79,6 +79,6 @@ def write_rapid_tests_csv(path, rows: int, seed: int, encoding: str = "gbk") -> 
                 "inspector_id": ins[m],
                 "source": "市场快检室",
             })
-            df = df[list(headers)].rename(columns=headers)
+            df = df[[c for c in headers if c in df]].rename(columns=headers)
             df.to_csv(f, index=False, header=start == 0, lineterminator="\r\n")
     return path

@@ -76,7 +76,8 @@ def fmt_chinese(s, with_time: bool = True) -> pd.Series:
 
 def write_csv(df: pd.DataFrame, path: Path, headers: dict[str, str], encoding: str = "utf-8") -> Path:
     """Write `df[list(headers)]` with the given header texts. Strings only: format
-    timestamps first. Missing values are empty cells."""
+    timestamps first. Missing values are empty cells. Fields the frame lacks are left out."""
+    headers = {k: v for k, v in headers.items() if k in df.columns}
     path.parent.mkdir(parents=True, exist_ok=True)
     out = df[list(headers)].rename(columns=headers)
     out.to_csv(path, index=False, encoding=encoding, lineterminator="\r\n", na_rep="")
@@ -113,7 +114,9 @@ def frame_records(df: pd.DataFrame) -> list[dict]:
 def write_xlsx(df: pd.DataFrame, path: Path, headers: dict[str, str], title: str | None,
                stamp: dt.datetime, sheet: str = "Sheet1", serial: bool = True) -> Path:
     """An XLSX sheet the way an office makes one: a merged title row (optional), a bold
-    header (with 序号 first when `serial`), then the rows. Timestamps stay real date cells."""
+    header (with 序号 first when `serial`), then the rows. Timestamps stay real date cells.
+    Fields the frame lacks are left out."""
+    headers = {k: v for k, v in headers.items() if k in df.columns}
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font
 

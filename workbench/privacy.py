@@ -1,0 +1,85 @@
+"""Personal data (PIPL; GB/T 35273-2020 §7.2, display restriction): how it is masked.
+
+Citizens' names, phone numbers and ID numbers reach the hub in hotline work orders and event
+texts. At the door (workbench.store.ingest) a record's personal fields are kept apart, in the
+protected `personal_data` table, and numbers typed into free text are masked in the record
+itself; only the protected table keeps them whole.
+
+Masks, as the standard's examples show them: phone 138****1234 (3 + **** + 4), ID number
+430202********1234 (6 + ******** + 4), names 王* (the surname, then one * per character).
+"""
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+# a mainland mobile number (11 digits from 1[3-9]), not inside a longer run of digits; an
+# 18-character resident ID number (17 digits + digit or X); a 15-digit old-style ID number
+_MOBILE = r"(?<!\d)(1[3-9]\d)[ -]?(\d{4})[ -]?(\d{4})(?!\d)"
+_ID18 = r"(?<![\dXx])(\d{6})(\d{8})(\d{3}[\dXx])(?![\dXx])"
+_ID15 = r"(?<!\d)(\d{6})(\d{6})(\d{3})(?!\d)"
+_LANDLINE = r"(?<!\d)(0\d{2,3})-?(\d{3,4})(\d{4})(?!\d)"
+PHONE_OR_ID = re.compile("|".join((_ID18, _MOBILE, _ID15, _LANDLINE)))
+_ANY = re.compile(re.sub(r"\((?!\?)", "(?:", PHONE_OR_ID.pattern))  # the same, without groups (for contains)
+
+
+def mask_phone(value) -> str | None:
+    """138****1234; a landline 0731-****1234; anything shorter: all but the last 2 masked."""
+    if value is None or value != value:
+        return None
+    digits = re.sub(r"\D", "", str(value))
+    if len(digits) == 11 and digits.startswith("1"):
+        return f"{digits[:3]}****{digits[-4:]}"
+    if len(digits) >= 7:
+        return f"{digits[:len(digits) - 8] or digits[:3]}****{digits[-4:]}"
+    return "*" * max(len(digits) - 2, 1) + digits[-2:] if digits else "****"
+
+
+def mask_id_number(value) -> str | None:
+    """430202********1234 (6 + 8 masked + 4)."""
+    if value is None or value != value:
+        return None
+    s = re.sub(r"\s", "", str(value))
+    if len(s) >= 15:
+        return f"{s[:6]}{'*' * (len(s) - 10)}{s[-4:]}"
+    return "*" * len(s)
+
+
+def mask_name(value) -> str | None:
+    """王* / 欧阳** : the first character kept (compound surnames lose their second)."""
+    if value is None or value != value:
+        return None
+    s = str(value).strip()
+    if not s:
+        return s
+    return s[0] + "*" * max(len(s) - 1, 1)
+
+
+def _mask_match(m: re.Match) -> str:
+    text = m.group(0)
+    digits = re.sub(r"\D", "", text)
+    if len(digits) in (15, 18) or text[-1:] in "Xx":
+        return mask_id_number(text)
+    return mask_phone(text)
+
+
+def mask_text(value) -> str | None:
+    """Free text with phone and ID numbers masked (`请联系13812341234` → `请联系138****1234`)."""
+    if value is None or value != value:
+        return value
+    return PHONE_OR_ID.sub(_mask_match, str(value))
+
+
+def mask_text_series(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Masked texts, and where a text held a number (so its original is kept apart)."""
+    text = s.astype("string")
+    has = text.str.contains(_ANY, na=False)
+    if not has.any():
+        return s, has
+    out = s.copy()
+    out[has] = [mask_text(v) for v in text[has]]
+    return out, has
+
+
+MASKS = {"reporter_name": mask_name, "reporter_phone": mask_phone, "reporter_id_no": mask_id_number}
