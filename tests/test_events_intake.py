@@ -45,7 +45,8 @@ def test_open311_intake_quarantines_bad_records_and_dispatches_good_ones(hub_eng
         o311("R2", cls="燃气泄漏", lat=27.80, lon=113.16, description="小区楼道闻到明显燃气味"),
         o311("R3", cls="施工噪音", lat=27.90, lon=113.12, description="工地夜间施工噪音扰民"),
         o311(None),                                      # no id
-        o311("B2", lat=None, long=None),                 # no location
+        o311("B2", lat=None, long=None, address=None, district=None, street=None),  # no place at all
+        o311("P1", lat=None, long=None),                 # no coordinates, an address: placed by its street
         o311("B3", lat=39.90, lon=116.40),               # Beijing: outside the city
         o311("B4", hours_ago=-48),                       # two days in the future
         o311("B5", requested_datetime="1999-12-31T10:00:00+08:00", updated_datetime="1999-12-31T10:00:00+08:00"),
@@ -54,8 +55,8 @@ def test_open311_intake_quarantines_bad_records_and_dispatches_good_ones(hub_eng
         "not a record",
     ]
     s = intake.intake_file(write_json(tmp_path / "requests.json", recs), eng=hub_engine)
-    assert (s.rows_read, s.loaded, s.quarantined) == (11, 3, 8)
-    assert s.dispatched == 3
+    assert (s.rows_read, s.loaded, s.quarantined) == (12, 4, 8)
+    assert s.dispatched == 4
     r = reasons(hub_engine)
     for reason in (intake.NO_ID, intake.NO_LOCATION, intake.OUT_OF_CITY, intake.IN_FUTURE, intake.TOO_OLD,
                    intake.UNKNOWN_CLASS, "更新时间早于上报时间", intake.NOT_RECORD):
@@ -65,6 +66,8 @@ def test_open311_intake_quarantines_bad_records_and_dispatches_good_ones(hub_eng
     assert ev.loc["R3", "department"] == "生态环境局"          # the 夜间 keyword rule
     assert ev.loc["R1", "department"] == "城市管理和综合执法局" and ev.loc["R1", "urgency"] == "一般"
     assert (ev["status"] == flow.DISPATCH).all() and ev["source"].eq("Open311").all()
+    assert ev.loc["P1", "loc_precision"] == "street" and ev.loc["R1", "loc_precision"] == "point"
+    assert pd.isna(ev.loc["P1", "lat"]) and ev.loc["P1", "district"] == "荷塘区"
     assert (pd.to_datetime(ev["updated_at"]) >= pd.to_datetime(ev["ts"])).all()
     # urgent: clock hours (燃气泄漏 1 h); routine: 8 working hours, at least 8 h later
     gap = pd.to_datetime(ev["deadline"]) - pd.to_datetime(ev["ts"])
@@ -159,8 +162,10 @@ def test_chinese_gbk_table_and_unreadable_files(hub_engine, tmp_path):
     path = tmp_path / "网格上报.csv"
     path.write_bytes(csv.encode("gbk"))
     s = intake.intake_file(path, eng=hub_engine)
-    assert (s.loaded, s.quarantined) == (1, 1) and s.reasons == {intake.NO_LOCATION: 1}
-    ev = hub.read("city_events", eng=hub_engine).iloc[0]
+    assert (s.loaded, s.quarantined) == (2, 0)     # AJ2 has no longitude: placed by its street
+    ev = hub.read("city_events", eng=hub_engine).set_index("event_id")
+    assert ev.loc["AJ2", "loc_precision"] == "street" and ev.loc["AJ2", "street"] == "嵩山路街道"
+    ev = ev.reset_index().iloc[0]
     assert ev["lat"] == pytest.approx(27.801) and ev["source"] == "网格员"
     assert pd.Timestamp(ev["ts"]) == t.floor("min") - pd.Timedelta(hours=8)
     bad = tmp_path / "broken.json"

@@ -93,8 +93,9 @@ def test_events_intake_and_hub_ingest_give_the_same_hub(make, tmp_path, monkeypa
         assert h[h["event_id"] == "R4"]["status"].tolist() == [flow.INTAKE, flow.CLOSED]
         assert h[h["event_id"] == "R4"]["note"].iloc[-1] == "来源系统导入状态"
     else:
-        assert set(ev.index) == {"AJ1", "AJ3"} and ev.loc["AJ3", "status"] == flow.CLOSED
-        assert sorted(a["quarantine"]["reason"]) == ["办理状态无法识别", "缺少位置（经纬度）"]
+        assert set(ev.index) == {"AJ1", "AJ2", "AJ3"} and ev.loc["AJ3", "status"] == flow.CLOSED
+        assert ev.loc["AJ2", "loc_precision"] == "street" and ev.loc["AJ1", "loc_precision"] == "point"
+        assert sorted(a["quarantine"]["reason"]) == ["办理状态无法识别"]
 
 
 def test_source_history_goes_through_the_engine(sqlite_hub, tmp_path):

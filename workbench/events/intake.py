@@ -37,11 +37,11 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from workbench import cases, clock, config
+from workbench import cases, clock, config, geo, privacy
 from workbench.events import dispatch as dp
 from workbench.events import flow
 from workbench.store import hub, ingest
-from workbench.store.schema import DATASETS, Dataset, Field, RowCheck, quarantine
+from workbench.store.schema import DATASETS, Dataset, Field, RowCheck, personal_data, quarantine
 
 EVENTS_DS = DATASETS["city_events"]
 HISTORY_DS = DATASETS["event_history"]
@@ -52,7 +52,7 @@ FUTURE_SLACK = pd.Timedelta(minutes=10)  # clocks of sensors and phones run a li
 
 # Reasons (stable: the quarantine explorer and the tests count them).
 NO_ID = "缺少事件编号"
-NO_LOCATION = "缺少位置（经纬度）"
+NO_LOCATION = "缺少位置（无经纬度，也无地址）"
 OUT_OF_CITY = "位置不在城市范围内"
 IN_FUTURE = "上报时间在未来"
 TOO_OLD = "上报时间早于 2000 年"
@@ -89,17 +89,23 @@ _EXTRA = {
 
 
 def _read_ds() -> Dataset:
+    """The hub's fields with their own aliases (the 12345 work order's 工单编号, 来电时间, 诉求类型,
+    诉求地址, 诉求内容, 诉求人, 联系电话 …) plus the source formats' names above; a schema alias
+    another field claims here (service_request_id: the source's id, not the city's) is left to it."""
+    claimed = {ingest._norm_header(a): name for name, al in _EXTRA.items() for a in al}
     fields = []
     for f in EVENTS_DS.fields:
-        aliases = _EXTRA.get(f.name, f.aliases)
-        fields.append(dataclasses.replace(f, required=False, aliases=tuple(aliases)))
+        own = [a for a in f.aliases if claimed.get(ingest._norm_header(a), f.name) == f.name]
+        aliases = tuple(dict.fromkeys([*_EXTRA.get(f.name, ()), *own]))
+        # a file without a report time cannot be taken in (ids may be derived, a class named by
+        # service_name): the hub refuses it whole, naming the column
+        fields.append(dataclasses.replace(f, required=f.name == "ts", aliases=aliases))
     fields.append(Field("request_id", "str", "来源工单号", False, _EXTRA["request_id"]))
     fields.append(Field("service_name", "str", "服务名称", False, _EXTRA["service_name"]))
     return Dataset("city_events", EVENTS_DS.label, EVENTS_DS.department, tuple(fields), key=("event_id",))
 
 
 READ_DS = _read_ds()
-_TS_FIELDS = [f.name for f in EVENTS_DS.fields if f.kind == "ts"]
 
 
 @dataclass
@@ -116,6 +122,11 @@ class IntakeSummary:
     skipped: bool = False    # the same file was taken in before
     reasons: dict[str, int] = field(default_factory=dict)
     event_ids: list[str] = field(default_factory=list, repr=False)  # new or updated, in this batch
+    hub: ingest.IngestSummary | None = field(default=None, repr=False)  # the hub's summary of a file
+
+    def details(self) -> list[str]:
+        """Conversions, columns kept with their rows, warnings (the hub's lines for a file)."""
+        return self.hub.details() if self.hub is not None else []
 
     def add(self, other: "IntakeSummary") -> None:
         for k in ("rows_read", "loaded", "updated", "duplicates", "older", "merged", "dispatched", "quarantined"):
@@ -124,8 +135,9 @@ class IntakeSummary:
             self.reasons[r] = self.reasons.get(r, 0) + n
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("event_ids")
+        d = {k: v for k, v in asdict(self).items() if k not in ("event_ids", "hub")}
+        if self.hub is not None:
+            d.update(profile=self.hub.profile, unknown_columns=self.hub.unknown_columns, warnings=self.hub.warnings)
         return d
 
     def line(self) -> str:
@@ -142,36 +154,16 @@ def _now() -> pd.Timestamp:
 
 # ------------------------------------------------------------------ parsing
 
-def parse_times(s: pd.Series, tz: str) -> pd.Series:
-    """Times as sources write them → naive UTC; naive ones are local to the city (`tz`)."""
-    if tz == config.TZ:
-        return ingest.parse_timestamps(s)
-    t = s.astype("string").str.strip()
-    out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]")
-    todo = t.notna() & (t != "")
-    aware = t.str.contains(r"(?i)(?:z|[+-]\d{2}:?\d{2})$", na=False)
-    for fmt in ("ISO8601", "%m/%d/%Y %I:%M:%S %p", "mixed"):
-        if not todo.any():
-            break
-        for mask, local in ((todo & ~aware, True), (todo & aware, False)):
-            if not mask.any():
-                continue
-            p = pd.to_datetime(t[mask], format=fmt, errors="coerce", utc=not local)
-            if local:
-                p = p.dt.tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward")
-            p = p.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
-            ok = p.notna()
-            out[p.index[ok]] = p[ok]
-        todo &= out.isna()
-    return out.where(out.isna() | ((out.dt.year >= 1900) & (out.dt.year <= 2100)))
-
-
-def _iso_utc(ts: pd.Series) -> pd.Series:
-    return ts.dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
+def parse_times(s: pd.Series, tz: str, *, ambiguous: str = "quarantine",
+                nonexistent: str = "quarantine") -> pd.Series:
+    """Times as sources write them → naive UTC; naive ones are local to `tz`. The hub's own
+    parser (`ingest.parse_local_times`): a wall time the clock skips or passes twice is NaT
+    unless the policy says otherwise, never shifted silently."""
+    return ingest.parse_local_times(s, tz, ambiguous=ambiguous, nonexistent=nonexistent)[0]
 
 
 def normalise(raw: pd.DataFrame, fmt: str, rules: dp.CityRules) -> pd.DataFrame:
-    """Records with READ_DS field names (text) → the hub's field names (text; times as ISO UTC).
+    """Records with READ_DS field names (text) → the hub's field names (text, times as written).
 
     Ids: Open311 / NYC 311 `request_id` becomes the external id; `event_id` is the city's
     own number when given, else the format's prefix + the external id."""
@@ -193,12 +185,8 @@ def normalise(raw: pd.DataFrame, fmt: str, rules: dp.CityRules) -> pd.DataFrame:
     name = blank(df["service_name"])
     known = set(rules.classes)
     df["event_class"] = cls.where(cls.isin(known) | name.isna() | ~name.isin(known), name).fillna(name)
-    for c in _TS_FIELDS:
-        if df[c].isna().all():
-            continue
-        text = df[c].astype("string")
-        parsed = parse_times(text, rules.timezone)
-        df[c] = text.where(parsed.isna(), _iso_utc(parsed))
+    # times stay text: the hub's validation reads them in the source's zone (profile, else the
+    # city's) with its DST policy, so a skipped or repeated wall time is reported, not shifted
     return df[[f.name for f in EVENTS_DS.fields]]
 
 
@@ -275,16 +263,18 @@ class _Context:
     fmt: str = "auto"                      # auto | table | open311 | nyc311
     now: pd.Timestamp | None = None        # what "in the future" is judged against (default: now)
     stats: IntakeSummary | None = None     # counts of the loader's work, when a caller wants them
+    sha256: str | None = None              # the file's (or message batch's) hash, for row_versions
 
 
 _CTX: contextvars.ContextVar[_Context] = contextvars.ContextVar("events_intake", default=_Context())
 
 
 @contextlib.contextmanager
-def context(*, rules: dp.CityRules | None = None, fmt: str = "auto", now=None, stats: IntakeSummary | None = None):
+def context(*, rules: dp.CityRules | None = None, fmt: str = "auto", now=None, stats: IntakeSummary | None = None,
+            sha256: str | None = None):
     """The city's rules, the file format and a summary to count into, for the checks and the
     loader the hub calls (a plain `workbench ingest city_events` uses the default city)."""
-    token = _CTX.set(_Context(rules, fmt, None if now is None else pd.Timestamp(now), stats))
+    token = _CTX.set(_Context(rules, fmt, None if now is None else pd.Timestamp(now), stats, sha256))
     try:
         yield
     finally:
@@ -309,8 +299,15 @@ class DetailedCheck(RowCheck):
     detail: object = None
 
 
+PLACE_TEXT = ("address", "district", "street", "grid_id")
+
+
 def _no_location(v: pd.DataFrame) -> pd.Series:
-    return v["lat"].isna() | v["lon"].isna()
+    """Neither coordinates nor any place text: a record without coordinates but with an
+    address, a district, a street or a grid is placed as precisely as its text allows."""
+    no_point = v["lat"].isna() | v["lon"].isna()
+    no_text = pd.concat([v[c].astype("string").str.strip().fillna("") == "" for c in PLACE_TEXT], axis=1).all(axis=1)
+    return no_point & no_text
 
 
 def _out_of_city(v: pd.DataFrame) -> pd.Series:
@@ -372,15 +369,59 @@ class EventLoader:
 LOADER = EventLoader()
 
 
-def load(conn, values: pd.DataFrame) -> int:
-    """Good rows (typed, hub names) into the hub: updates of held events, new events opened
-    and dispatched. Returns the rows loaded (new + updated), as the hub counts them."""
+# what a corrected re-send of a record may change on the event (its place and its text); its
+# status goes through the case engine, its class and department are the flow's business
+CORRECTABLE = ("description", "address", "district", "street", "grid_id", "lat", "lon", "loc_precision")
+
+
+def gazetteer(conn) -> tuple[dict[str, str], pd.DataFrame]:
+    """The hub's streets ({street: district}, from `grids`) and its grids (grid_id, district, street)."""
+    t = DATASETS["grids"].table
+    g = pd.DataFrame(conn.execute(sa.select(t.c.grid_id, t.c.district, t.c.street)).fetchall(),
+                     columns=["grid_id", "district", "street"])
+    ok = g["street"].notna() & g["district"].notna()
+    return dict(zip(g.loc[ok, "street"], g.loc[ok, "district"])), g
+
+
+def place(v: pd.DataFrame, streets: dict[str, str] | None = None, grids: pd.DataFrame | None = None) -> pd.DataFrame:
+    """District, street and `loc_precision` of each record, as precisely as it allows: `point`
+    where it has coordinates; else `street` / `district` / `city` from its grid (the hub's
+    grids), its district and street columns and its address text (workbench.geo.locate_addresses
+    against the hub's streets). Values the source gave are kept; only the missing are filled."""
+    v = v.copy()
+    point = v["lat"].notna() & v["lon"].notna()
+    if grids is not None and len(grids) and v["grid_id"].notna().any():
+        g = grids.drop_duplicates("grid_id").set_index("grid_id")
+        for c in ("district", "street"):
+            v[c] = v[c].where(v[c].notna(), v["grid_id"].map(g[c]))
+    todo = v["district"].isna() | v["street"].isna()
+    if todo.any():
+        part = v[todo]
+        text = (part["district"].fillna("").astype(str) + " " + part["street"].fillna("").astype(str) + " "
+                + part["address"].fillna("").astype(str))
+        loc = geo.locate_addresses(text, streets or {})
+        for c in ("district", "street"):
+            v.loc[todo, c] = part[c].where(part[c].notna(), loc[c])
+    prec = pd.Series("city", index=v.index, dtype=object)
+    prec[v["district"].notna()] = "district"
+    prec[v["street"].notna()] = "street"
+    prec[point] = "point"
+    v["loc_precision"] = prec
+    return v
+
+
+def load(conn, values: pd.DataFrame) -> ingest.Written:
+    """Good rows (typed, hub names) into the hub: placed (district, street, precision), updates
+    of held events, corrections of their place and text (old values in row_versions), new
+    events opened and dispatched. Returns what was written, as the hub counts it."""
     c = _CTX.get()
     s = IntakeSummary("")
     if len(values):
         v = values.copy()
         v["status"] = map_status(v["status"])[0]
         v["updated_at"] = v["updated_at"].where(v["updated_at"].notna(), v["ts"])
+        streets, grids = gazetteer(conn)
+        v = place(v, streets, grids)
         # several versions of one record: the newest wins
         v = v.sort_values("updated_at", kind="stable")
         superseded = v.duplicated("event_id", keep="last")
@@ -389,7 +430,7 @@ def load(conn, values: pd.DataFrame) -> int:
     if c.stats is not None:
         c.stats.add(s)
         c.stats.event_ids += s.event_ids
-    return s.loaded + s.updated
+    return ingest.Written(new=s.loaded, updated=s.updated, same=s.duplicates, older=s.older)
 
 
 def load_history(conn, ds, frame: pd.DataFrame) -> int:
@@ -419,8 +460,14 @@ def _write(conn, v: pd.DataFrame, rules: dp.CityRules, summary: IntakeSummary) -
         # the engine stamps automatic steps microseconds after the report: a version is its millisecond
         inc, hld = pd.to_datetime(old["updated_at"]).dt.floor("ms"), h_upd.dt.floor("ms")
         newer, same = inc > hld, inc == hld
+        corrected = _correct(conn, old[newer | same])
+        corrected |= _personal_changed(conn, old[same])
+        same &= ~old["event_id"].isin(corrected)
         summary.duplicates += int(same.sum())
-        summary.older += int((~newer & ~same).sum())
+        summary.older += int((~newer & ~same & ~old["event_id"].isin(corrected)).sum())
+        fixed = old[~newer & old["event_id"].isin(corrected)]
+        summary.updated += len(fixed)
+        summary.event_ids += fixed["event_id"].tolist()
         upd = old[newer]
         if len(upd):
             flow.sync_from_source(conn, upd, held.loc[upd["event_id"], "status"].to_numpy(),
@@ -430,6 +477,49 @@ def _write(conn, v: pd.DataFrame, rules: dp.CityRules, summary: IntakeSummary) -
     new = v[~known]
     if len(new):
         _insert(conn, new, rules, summary)
+
+
+def _correct(conn, rows: pd.DataFrame) -> set[str]:
+    """A held event re-sent with another place or text (a corrected address, a new
+    description): updated through the hub's `write_rows`, which keeps the replaced values in
+    row_versions. Only columns the batch gives are compared (a column the source does not
+    send is no correction to empty). Returns the event ids corrected."""
+    if rows.empty:
+        return set()
+    present = {c for c in CORRECTABLE if c in rows and rows[c].notna().any()}
+    if not present:
+        return set()
+    state, _ = ingest.compare_with_hub(conn, EVENTS_DS, rows, present)
+    differs = rows[state == "differs"]
+    if differs.empty:
+        return set()
+    cols = ["event_id", "ts", "event_class", *sorted(present)]
+    ingest.write_rows(conn, EVENTS_DS, differs[cols], present=present, file_sha256=_CTX.get().sha256, corrections="newest")
+    return set(differs["event_id"])
+
+
+def _personal_changed(conn, rows: pd.DataFrame) -> set[str]:
+    """Held events re-sent with another caller's name, phone or ID number: a correction (the
+    protected personal_data keeps the newest, written by the hub after the loader)."""
+    fields = [f.name for f in EVENTS_DS.fields if f.personal and f.name in rows]
+    if rows.empty or not fields:
+        return set()
+    given = rows[["event_id", *fields]].dropna(subset=fields, how="all")
+    if given.empty:
+        return set()
+    keys = ingest.row_keys(EVENTS_DS, given)
+    t = personal_data
+    held = {}
+    ks = keys.tolist()
+    for i in range(0, len(ks), 400):
+        for k, f, val in conn.execute(sa.select(t.c.row_key, t.c.field, t.c.value).where(
+                t.c.dataset == EVENTS_DS.name, t.c.row_key.in_(ks[i:i + 400]))):
+            held[(k, f)] = val
+    out = set()
+    for (i, r), k in zip(given.iterrows(), keys):
+        if any(pd.notna(r[f]) and (k, f) in held and held[(k, f)] != str(r[f]) for f in fields):
+            out.add(r["event_id"])
+    return out
 
 
 def _insert(conn, new: pd.DataFrame, rules: dp.CityRules, summary: IntakeSummary) -> None:
@@ -446,8 +536,9 @@ def _insert(conn, new: pd.DataFrame, rules: dp.CityRules, summary: IntakeSummary
     src_status = new["status"]
     is_open = src_status.isna()
     dup_of = pd.Series(None, index=new.index, dtype=object)
-    if is_open.any():
-        dup_of[is_open] = dp.find_duplicates(new[is_open], _recent(conn, new[is_open], rules), rules)
+    probe = is_open & new["lat"].notna() & new["lon"].notna()   # repeats are found within metres: points only
+    if probe.any():
+        dup_of[probe] = dp.find_duplicates(new[probe], _recent(conn, new[probe], rules), rules)
     merged = dup_of.notna()
     auto = is_open & ~merged & (given_dept | (routed["rule"] >= 0))
     new["duplicate_of"] = dup_of
@@ -501,26 +592,75 @@ def detect_format(path: Path) -> str:
     return "table"
 
 
+def source_profile(profile, rules: dp.CityRules, path: Path | str = "") -> "Profile | None":
+    """The profile a file is read with: the one given (a name, a path or a Profile), in the
+    city's time zone when it names none; without one, the city's time zone alone when it is
+    not the hub's (so a US city's naive times are its own wall clock, with the quarantine
+    policy for the hours DST skips or repeats)."""
+    from workbench.store import profiles
+
+    if profile is not None and not isinstance(profile, profiles.Profile):
+        try:
+            profile = profiles.load(profile)
+        except profiles.ProfileError as exc:
+            raise ingest.IngestError(path, f"配置无法使用：{exc}")
+    if profile is None:
+        if rules.timezone == config.TZ:
+            return None
+        return profiles.Profile(name=f"city:{rules.name}", dataset="city_events", label=f"{rules.name} 城市规则",
+                                timezone=rules.timezone)
+    if not profile.timezone and rules.timezone != config.TZ:
+        return dataclasses.replace(profile, timezone=rules.timezone)
+    return profile
+
+
 def intake_file(path: Path | str, fmt: str = "auto", *, rules: dp.CityRules | None = None,
-                eng: Engine | None = None, force: bool = False, now=None, progress: bool = False) -> IntakeSummary:
-    """Take one file (CSV/XLSX/JSON table, Open311 JSON, NYC 311 CSV) into the hub: the hub's
-    `ingest_file("city_events", …)` with this city's rules and format, and the loader's counts.
+                eng: Engine | None = None, force: bool = False, now=None, progress: bool = False,
+                profile=None, preview: bool = False) -> IntakeSummary:
+    """Take one file (CSV/XLSX/JSON table, Open311 JSON, NYC 311 CSV, 12345 work orders) into
+    the hub: the hub's `ingest_file("city_events", …)` with this city's rules, the file's
+    format and the source's profile (`profile`: column map, time zone and DST policy, value
+    maps such as the hotline's categories), and the loader's counts. `preview`: nothing written.
 
     Raises ingest.IngestError when the file cannot be read at all (it names the file)."""
     path = Path(path)
     if fmt not in FORMATS:
         raise ingest.IngestError(path, f"未知的格式 '{fmt}'，可选：{', '.join(FORMATS)}")
+    rules = rules or dp.load_rules()
+    prof = source_profile(profile, rules, path)
     total = IntakeSummary(path.name)
-    with context(rules=rules, fmt=fmt, now=now, stats=total):
-        s = ingest.ingest_file("city_events", path, eng, force=force, progress=progress)
+    sha = ingest._sha256(path) if path.is_file() else None
+    with context(rules=rules, fmt=fmt, now=now, stats=total, sha256=sha):
+        s = ingest.ingest_file("city_events", path, eng, force=force, progress=progress, profile=prof,
+                               preview=preview)
+    total.hub = s
     total.rows_read, total.quarantined, total.skipped = s.rows_read, s.quarantined, s.skipped
     total.reasons = dict(s.reasons)
-    if s.skipped:
-        total.duplicates = s.duplicates
+    if s.skipped or preview:
+        total.loaded, total.updated, total.duplicates, total.older = s.loaded, s.updated, s.duplicates, s.older
     return total
 
 
 # ------------------------------------------------------------------ messages
+
+def personal_values(values: pd.DataFrame) -> dict[str, pd.Series]:
+    """Personal data at the door, as the hub does it for files (`ingest._load_chunk`): the
+    caller's fields (personal) are taken out for the protected table, and phone and ID numbers
+    typed into free text are masked in place (workbench.privacy), their originals taken out.
+    Changes `values`; returns {field: values to keep apart}."""
+    out: dict[str, pd.Series] = {}
+    for f in EVENTS_DS.fields:
+        if f.name not in values:
+            continue
+        if f.personal:
+            out[f.name] = values[f.name]
+        elif f.free_text:
+            masked, has = privacy.mask_text_series(values[f.name])
+            if has.any():
+                out[f.name] = values[f.name].where(has)
+                values[f.name] = masked
+    return out
+
 
 def take_in(frame: pd.DataFrame, *, origin: Origin, rules: dp.CityRules, eng: Engine | None = None,
             lines=None, malformed: list | None = None, now=None) -> IntakeSummary:
@@ -535,10 +675,11 @@ def take_in(frame: pd.DataFrame, *, origin: Origin, rules: dp.CityRules, eng: En
     lines = np.arange(1, len(frame) + 1) if lines is None else np.asarray(lines)
     qrows: list[tuple] = [tuple(m) for m in (malformed or [])]
     summary.rows_read = len(frame) + len(qrows)
-    with context(rules=rules, now=now, stats=summary):
-        good_rows = None
+    with context(rules=rules, now=now, stats=summary, sha256=origin.sha256):
+        good_rows, personal = None, {}
         if len(frame):
-            values, reasons, details = ingest.validate(EVENTS_DS, frame)
+            ctx = ingest.ReadContext(tz=rules.timezone, refs=ingest.References(eng))
+            values, reasons, details = ingest.validate(EVENTS_DS, frame, ctx)
             good = reasons == ""
             rep = values[good].duplicated(list(EventLoader.repeat_key), keep="first")
             reasons.loc[rep[rep].index] = REPEATED
@@ -546,10 +687,14 @@ def take_in(frame: pd.DataFrame, *, origin: Origin, rules: dp.CityRules, eng: En
             bad = ~good
             if bad.any():
                 qrows += list(zip(lines[bad.to_numpy()], reasons[bad], details[bad], frame[bad].to_dict("records")))
-            good_rows = values[good]
+            good_rows = values[good].copy()
+            personal = personal_values(good_rows)
         with eng.begin() as conn:
             if good_rows is not None and len(good_rows):
                 load(conn, good_rows)
+                if personal:
+                    ingest.keep_personal(conn, EVENTS_DS, ingest.row_keys(EVENTS_DS, good_rows), personal,
+                                         origin.sha256)
             if qrows:
                 conn.execute(quarantine.insert(), _quarantine_rows(origin, *zip(*qrows), now))
     summary.quarantined = len(qrows)
