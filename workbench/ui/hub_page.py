@@ -203,21 +203,48 @@ def reasons_overview(snap: HubSnapshot):
     return layout.grid([layout.html(reasons_table(snap.reasons)), charts.chart(fig)])
 
 
-def row_preview(row_json, dataset: str | None = None, reason: str = "", limit: int = 140) -> str:
-    """A quarantined row as HTML: 列=值；… with the dataset's Chinese column labels, the
-    columns the reason names first and in bold, empty values as （空）, cut at `limit` chars."""
+def _row_field(key: str, dataset: str | None):
+    """The dataset's field a quarantined row's key stands for: the key itself (rows kept before
+    issue 12 held field names), else the field the file's header names, else None."""
+    ds = DATASETS.get(dataset) if dataset else None
+    if ds is None:
+        return None
+    names = {f.name: f for f in ds.fields}
+    if key in names:
+        return names[key]
+    try:
+        from workbench.ui.hub_upload import auto_field
+
+        name = auto_field(dataset, key)[0]
+    except Exception:  # a header the reader cannot take apart is shown as it is
+        return None
+    return names.get(name)
+
+
+def row_preview(row_json, dataset: str | None = None, reason: str = "", limit: int = 400, detail: str = "") -> str:
+    """A quarantined row as HTML: 列=值；… in the file's own order and with the file's own headers
+    (a key that is a field name, as rows kept earlier hold, gets the field's Chinese label); the
+    columns the reason or its detail names first and in bold; empty values as （空）; cut at
+    `limit` characters."""
     try:
         data = json.loads(row_json) if isinstance(row_json, str) else dict(row_json or {})
     except (TypeError, ValueError):
         return esc(str(row_json)[:limit])
     if not isinstance(data, dict):
         return esc(str(data)[:limit])
+    ds = DATASETS.get(dataset) if dataset else None
+    fields = {f.name for f in ds.fields} if ds else set()
+    why = f"{reason or ''} {detail or ''}"
     items = []
     for key, value in data.items():
-        label = column_label(str(key), dataset)
+        key = str(key)
+        f = _row_field(key, dataset)
+        label = column_label(key, dataset) if key in fields or not ds else key
         blank = value is None or (isinstance(value, float) and pd.isna(value)) or str(value).strip() == ""
-        named = bool(reason) and any(n and n in reason for n in (label, str(key)))
-        items.append((not named, label, "（空）" if blank else show_value(dataset, str(key), value)))
+        named = bool(why.strip()) and (f"“{key}”" in why or key in (reason or "") or label in why
+                                       or (f is not None and f.label in why))
+        shown = "（空）" if blank else show_value(dataset, f.name if f is not None else key, value)
+        items.append((not named, label, shown))
     items.sort(key=lambda item: item[0])  # stable: the named columns first, the rest in file order
     parts, used = [], 0
     for plain, label, value in items:
@@ -233,7 +260,9 @@ def row_preview(row_json, dataset: str | None = None, reason: str = "", limit: i
 def quarantine_table(rows: pd.DataFrame, show_dataset: bool = True) -> str:
     if rows.empty:
         return table_html(None, empty="没有符合条件的隔离记录")
-    preview = [row_preview(r, d, why) for r, d, why in zip(rows["row_json"], rows["dataset"], rows["reason"])]
+    details = rows["detail"] if "detail" in rows else [""] * len(rows)
+    preview = [row_preview(r, d, why, detail=det or "")
+               for r, d, why, det in zip(rows["row_json"], rows["dataset"], rows["reason"], details)]
     view = rows.assign(dataset=rows["dataset"].map(dataset_label), preview=preview,
                        quarantined_at=pd.to_datetime(rows["quarantined_at"]))
     if "detail" not in view:
@@ -345,3 +374,306 @@ def quarantine_explorer(snap: HubSnapshot, dataset: str | None = None, limit: in
 __all__ = ["HubSnapshot", "prepare", "load", "records_per_day", "quarantine_sample", "freshness", "dataset_overview",
            "files_table", "reasons_table", "reasons_overview", "row_preview", "quarantine_table", "kpis", "charts_row",
            "quarantine_explorer"]
+
+
+# ------------------------------------------------------------------ upload: preview, adjust, save, load
+
+def _message(text: str, tone: str = "info", title: str = "") -> str:
+    """A line for the person (not an error box: .wb-error is what the browser tests fail on)."""
+    head = badge(title, tone) + " " if title else ""
+    return f'<div class="wb-note wb-upload-msg wb-upload-{tone}">{head}{esc(text)}</div>'
+
+
+def _bullets(title: str, items, tone: str = "") -> str:
+    if not items:
+        return ""
+    lis = "".join(f"<li>{esc(i)}</li>" for i in items)
+    return f'<div class="wb-upload-list"><b>{esc(title)}</b>{badge(str(len(items)), tone) if tone else ""}<ul>{lis}</ul></div>'
+
+
+def summary_html(s) -> str:
+    """An ingest summary (a preview or a load) as the page shows it: counts, conversions, columns
+    kept with their rows, warnings, reasons, converted sample rows, the rows that would be quarantined."""
+    from workbench.ui import hub_upload as hu
+
+    f = hu.summary_frames(s)
+    preview = s.preview is not None
+    head = ("预览结果（尚未写入任何数据）" if preview else "接入结果") + f"：{s.filename}" + \
+        (f"，配置 {s.profile}" if s.profile else "")
+    counts = " · ".join(f"{r.item} <b>{esc(format_number(r.rows))}</b> 行" for r in f["counts"].itertuples())
+    parts = [f'<div class="wb-upload-head"><b>{esc(head)}</b></div>', f'<div class="wb-upload-counts">{counts}</div>']
+    if s.skipped:
+        parts.append(_message("该文件此前已接入（内容相同），本次未重复入库。", "info"))
+    parts.append(_bullets("单位换算", f["conversions"], "info"))
+    parts.append(_bullets("未映射的列（随原行保留，可查询）", f["unknown"], "warn"))
+    parts.append(_bullets("注意", f["warnings"], "warn"))
+    if not f["reasons"].empty:
+        parts.append('<div class="wb-upload-sub">隔离原因</div>')
+        parts.append(table_html(f["reasons"], labels={"reason": "隔离原因", "rows": "行数"}, max_rows=20))
+    if preview and not f["sample"].empty:
+        parts.append('<div class="wb-upload-sub">换算后的样例行（时间为北京时间）</div>')
+        parts.append(table_html(f["sample"], max_rows=5))
+    if preview and not f["quarantine"].empty:
+        parts.append('<div class="wb-upload-sub">将被隔离的样例行（原样保留文件中的每一列）</div>')
+        parts.append(table_html(f["quarantine"], wrap=("原因", "说明"), max_rows=5))
+    return '<div class="wb-upload-summary">' + "".join(p for p in parts if p) + "</div>"
+
+
+UPLOAD_CSS = """<style>
+.wb-upload .wb-upload-msg { font-size: 13px; color: var(--wb-text); margin: 6px 2px; }
+.wb-upload .wb-upload-bad { color: #b02a20; }
+.wb-upload-adjust { background: #fff; border: 1px solid var(--wb-border); border-radius: var(--wb-radius);
+  padding: 10px 14px; margin: 6px 0; }
+.wb-map-row { align-items: center; border-bottom: 1px dashed var(--wb-border); }
+.wb-map-col { font-family: ui-monospace, "Noto Sans Mono CJK SC", monospace; font-size: 13px; }
+.wb-upload-summary { font-size: 13px; font-family: var(--wb-font); margin: 8px 0; }
+.wb-upload-summary .wb-upload-head { font-size: 14px; color: var(--wb-primary-dark); margin-bottom: 4px; }
+.wb-upload-summary .wb-upload-counts { margin: 4px 0 8px 0; }
+.wb-upload-summary .wb-upload-sub { font-weight: 600; color: var(--wb-primary-dark); margin: 10px 0 4px 0; }
+.wb-upload-list { margin: 4px 0; } .wb-upload-list ul { margin: 2px 0 2px 18px; padding: 0; }
+.wb-upload-name { font-size: 13px; }
+</style>"""
+
+
+def upload_panel(dataset: str | None = None):
+    """Upload a file, pick the dataset and a profile, preview what the hub would do, adjust the
+    column mapping and the units, preview again, save the adjustment as a profile, load the file.
+    Everything it computes comes from workbench.ui.hub_upload and workbench.store.ingest."""
+    import ipywidgets as widgets
+
+    from workbench.store import ingest, profiles
+    from workbench.ui import hub_upload as hu
+
+    names = [n for _, n in dataset_options()]
+    start = dataset if dataset in DATASETS else ("weather" if "weather" in names else names[0])
+    state = {"path": None, "editor": None, "base": None, "profile": None, "saved": None}
+
+    upload = widgets.FileUpload(accept=".csv,.txt,.tsv,.xlsx,.json", multiple=False, description="选择文件",
+                                layout=widgets.Layout(width="160px"))
+    upload.add_class("wb-upload-file")
+    ds_pick = widgets.Dropdown(options=dataset_options(), value=start, description="数据集",
+                               layout=widgets.Layout(width="340px"))
+    prof_pick = widgets.Dropdown(description="接入配置", layout=widgets.Layout(width="380px"))
+    tz = widgets.Text(description="时区", placeholder="Asia/Shanghai（城市默认）", layout=widgets.Layout(width="300px"))
+    preview_btn = widgets.Button(description="预览", button_style="primary", icon="search")
+    for w in (ds_pick, prof_pick, tz):
+        w.style.description_width = "64px"
+        w.add_class("wb-select")
+    picked = widgets.HTML()
+    message = widgets.HTML()
+    editor_box = widgets.VBox(layout=widgets.Layout(width="100%"))
+    units_box = widgets.HBox(layout=widgets.Layout(width="100%", flex_flow="row wrap"))
+    repreview_btn = widgets.Button(description="按调整重新预览", icon="refresh")
+    result = widgets.HTML(layout=widgets.Layout(width="100%"))
+    name = widgets.Text(description="配置名称", placeholder="如 nyc_airports（字母、数字、汉字）",
+                        layout=widgets.Layout(width="360px"))
+    label = widgets.Text(description="说明", placeholder="如 纽约三机场逐小时气象", layout=widgets.Layout(width="360px"))
+    for w in (name, label):
+        w.style.description_width = "64px"
+    save_btn = widgets.Button(description="保存为配置", icon="save")
+    load_btn = widgets.Button(description="正式接入", button_style="success", icon="upload")
+    done = widgets.HTML(layout=widgets.Layout(width="100%"))
+    adjust = widgets.VBox(layout=widgets.Layout(width="100%", display="none"))
+    adjust.add_class("wb-upload-adjust")
+    unit_picks: dict[str, widgets.Dropdown] = {}
+    column_picks: dict[str, widgets.Dropdown] = {}
+
+    def set_profiles(select: str = ""):
+        opts = [("不使用配置（按表头识别）", "")] + hu.profile_options(ds_pick.value)
+        prof_pick.unobserve(on_profile, "value")
+        prof_pick.options = opts
+        prof_pick.value = select if select in [v for _, v in opts] else ""
+        prof_pick.observe(on_profile, "value")
+        on_profile()
+
+    def on_profile(*_):
+        state["base"] = profiles.load(prof_pick.value) if prof_pick.value else None
+        tz.value = (state["base"].timezone or "") if state["base"] else ""
+
+    def on_dataset(*_):
+        set_profiles()
+        reset()
+
+    def reset(*_):
+        state["editor"] = state["profile"] = state["saved"] = None
+        editor_box.children, units_box.children = (), ()
+        adjust.layout.display = "none"
+        result.value = done.value = message.value = ""
+
+    def on_upload(change):
+        reset()
+        files = upload.value
+        if not files:
+            return
+        item = files[0]
+        hu.discard_upload(state["path"])
+        try:
+            state["path"] = hu.keep_upload(item["name"], item["content"])
+        except ValueError as exc:
+            state["path"] = None
+            message.value = _message(str(exc), "bad", "无法接收")
+            return
+        picked.value = f'<span class="wb-upload-name">已选择：<b>{esc(item["name"])}</b>（{format_number(item["size"])} 字节）</span>'
+
+    def column_dropdowns(ed):
+        options = hu.field_options(ds_pick.value)
+        rows = []
+        column_picks.clear()
+        for r in ed.rows:
+            dd = widgets.Dropdown(options=options, value=r.field, layout=widgets.Layout(width="300px"))
+            dd.add_class("wb-select")
+            dd.add_class("wb-map-pick")
+            dd.observe(lambda *_: unit_dropdowns(), "value")
+            column_picks[r.column] = dd
+            name_html = widgets.HTML(f'<span class="wb-map-col" title="文件中的列名">{esc(r.column)}</span>',
+                                     layout=widgets.Layout(width="200px"))
+            conv = widgets.HTML(f'<span class="wb-map-unit">{badge("换算 " + r.conversion, "info") if r.conversion else ""}</span>')
+            row = widgets.HBox([name_html, widgets.HTML("→", layout=widgets.Layout(width="24px")), dd, conv])
+            row.add_class("wb-map-row")
+            rows.append(row)
+        editor_box.children = rows
+
+    def unit_dropdowns():
+        ed = state["editor"]
+        chosen = {k: w.value for k, w in unit_picks.items()}
+        mapped = {w.value for w in column_picks.values()}
+        items = []
+        unit_picks.clear()
+        for f in hu.unit_fields(ds_pick.value):
+            if f.name not in mapped:
+                continue
+            value = chosen.get(f.name) or (ed.units.get(f.name) if ed else None) or f.unit
+            dd = widgets.Dropdown(options=hu.unit_options(f), value=value, description=f.label,
+                                  layout=widgets.Layout(width="320px"))
+            dd.style.description_width = "110px"
+            dd.add_class("wb-select")
+            dd.add_class("wb-unit-pick")
+            unit_picks[f.name] = dd
+            items.append(dd)
+        units_box.children = items
+
+    def show_editor(ed):
+        state["editor"] = ed
+        unit_picks.clear()
+        column_dropdowns(ed)
+        unit_dropdowns()
+        adjust.layout.display = "flex"
+
+    def draft(profile_name: str = ""):
+        columns = {c: w.value for c, w in column_picks.items()}
+        file_units = {f: w.value for f, w in unit_picks.items()}
+        return hu.build_profile(ds_pick.value, columns, file_units, name=profile_name, label=label.value,
+                                timezone=tz.value, base=state["base"])
+
+    def run_preview(profile):
+        done.value = ""
+        try:
+            s = ingest.ingest_file(ds_pick.value, state["path"], profile=profile, preview=True)
+        except ingest.IngestError as exc:
+            result.value = ""
+            message.value = _message(exc.problem, "warn", "预览未完成")
+            try:
+                show_editor(hu.fallback_rows(ds_pick.value, state["path"], profile, exc.problem))
+                message.value += _message("请在下方调整列映射或单位后点击“按调整重新预览”。", "info")
+            except Exception as inner:  # the header itself cannot be read: the first message says why
+                adjust.layout.display = "none"
+                message.value += _message(f"无法读取表头：{getattr(inner, 'problem', inner)}", "bad")
+            return
+        state["profile"] = profile
+        message.value = _message(s.line(), "ok", "预览完成")
+        show_editor(hu.editor_rows(ds_pick.value, s.mapping, profile))
+        result.value = summary_html(s)
+
+    def on_preview(*_):
+        if not state["path"]:
+            message.value = _message("请先点击“选择文件”上传一个 CSV、XLSX 或 JSON 文件。", "warn", "未选择文件")
+            return
+        base = state["base"]
+        try:
+            profile = base
+            if tz.value.strip() != ((base.timezone or "") if base else ""):
+                cols = dict(base.columns) if base else {}
+                profile = hu.build_profile(ds_pick.value, cols, dict(base.units) if base else {},
+                                           name=base.name if base else "", timezone=tz.value, base=base)
+        except profiles.ProfileError as exc:
+            message.value = _message(exc.problem, "bad", "配置有误")
+            return
+        run_preview(profile)
+
+    def on_repreview(*_):
+        try:
+            profile = draft(base_name())
+        except profiles.ProfileError as exc:
+            message.value = _message(exc.problem, "bad", "映射有误")
+            return
+        run_preview(profile)
+
+    def base_name() -> str:
+        return state["saved"] or ""
+
+    def on_save(*_):
+        try:
+            p = draft(name.value.strip())
+            path = hu.save_profile(p, name.value, label.value)
+        except profiles.ProfileError as exc:
+            message.value = _message(exc.problem, "bad", "配置未保存")
+            return
+        state["saved"] = p.name
+        state["profile"] = p
+        set_profiles(select=p.name)
+        message.value = _message(f"已保存配置“{p.name}”：{path}。以后接入同一来源的文件时可在“接入配置”中选择。",
+                                 "ok", "已保存")
+
+    def on_load(*_):
+        if not state["path"]:
+            message.value = _message("请先上传文件并预览。", "warn", "未选择文件")
+            return
+        try:
+            profile = draft(state["saved"] or "") if state["editor"] is not None else state["base"]
+        except profiles.ProfileError as exc:
+            message.value = _message(exc.problem, "bad", "映射有误")
+            return
+        load_btn.disabled = True
+        try:
+            s = ingest.ingest_file(ds_pick.value, state["path"], profile=profile)
+        except ingest.IngestError as exc:
+            message.value = _message(exc.problem, "bad", "接入失败")
+            return
+        finally:
+            load_btn.disabled = False
+        message.value = _message(s.line(), "ok", "已接入")
+        result.value = ""   # the preview's counts no longer hold: the load's own summary below
+        done.value = summary_html(s) + _message("刷新本页即可在上方各表中看到新数据；被隔离的行在下方“隔离区”中逐行可查。", "info")
+
+    upload.observe(on_upload, "value")
+    ds_pick.observe(on_dataset, "value")
+    prof_pick.observe(on_profile, "value")
+    preview_btn.on_click(on_preview)
+    repreview_btn.on_click(on_repreview)
+    save_btn.on_click(on_save)
+    load_btn.on_click(on_load)
+    set_profiles()
+
+    first = widgets.HBox([upload, ds_pick, prof_pick, tz, preview_btn])
+    first.add_class("wb-controls")
+    save_row = widgets.HBox([name, label, save_btn, load_btn])
+    save_row.add_class("wb-controls")
+    adjust.children = [
+        layout.note("列映射：每一列对应数据集的哪个字段。未映射的列不会丢失，随原行保留、可查询。"),
+        editor_box,
+        layout.note("文件中的单位：数值按所选单位换算为入库单位。"),
+        units_box,
+        widgets.HBox([repreview_btn]),
+        result,
+        layout.note("确认无误后，可把本次调整保存为接入配置（同一来源的文件以后直接选用），再正式接入。"),
+        save_row,
+    ]
+    panel = layout.stack([
+        widgets.HTML(UPLOAD_CSS),
+        layout.note("上传部门报送的文件（CSV、XLSX、JSON），先预览：列映射、单位换算、将入库与隔离的行数，预览不写入任何数据。"),
+        first, picked, message, adjust, done,
+    ], "wb-upload")
+    return panel
+
+
+__all__ += ["summary_html", "upload_panel"]
