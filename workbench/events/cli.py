@@ -31,21 +31,24 @@ _CITY = click.option("--city", default="zhuzhou", show_default=True,
 @click.option("--format", "fmt", type=click.Choice(["auto", "table", "open311", "nyc311"]), default="auto",
               show_default=True, help="auto: Open311 JSON or NYC 311 CSV by their field names, else a table.")
 @_CITY
+@click.option("--profile", default=None,
+              help="A source profile (workbench profiles): hotline_12345, minneapolis_stops, or a YAML path.")
 @click.option("--force", is_flag=True, help="Process a file again even if it was taken in before.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summaries as JSON.")
 @click.option("--progress/--no-progress", default=True, help="Show progress on stderr.")
-def intake(files, fmt, city, force, as_json, progress):
+def intake(files, fmt, city, profile, force, as_json, progress):
     """Take event FILES into the hub: validate, dedupe, dispatch on arrival, merge repeats.
 
-    The same as `workbench ingest city_events FILES` (one ingest path), with this city's rules
-    and, for Open311 / NYC 311 files, their format."""
+    The same as `workbench ingest city_events FILES [--profile P]` (one ingest path), with this
+    city's rules (its time zone for naive times when the profile names none) and, for Open311 /
+    NYC 311 files, their format."""
     from workbench.cli import ingest_files
     from workbench.events.intake import intake_file
 
     rules = _rules(city)
 
     def load(path):
-        return intake_file(path, fmt, rules=rules, force=force, progress=progress and not as_json)
+        return intake_file(path, fmt, rules=rules, force=force, progress=progress and not as_json, profile=profile)
 
     ingest_files(files, load, as_json)
 
