@@ -3,6 +3,7 @@ weekday, and the forecast with intervals beating seasonal naive on a weekly seri
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from workbench.events import patterns as pt
@@ -89,3 +90,88 @@ def test_grid_hotspots_against_the_city_rate_per_resident():
     assert hs.loc[["G1", "G2", "G3", "G4"], "count"].tolist() == [60, 60, 55, 65]
     assert hs["significant"].tolist().count(True) == 1 and hs.loc["G2", "significant"]
     assert hs.loc["G2", "per_10k"] == 1200 and hs.loc["G2", "ratio"] > 5
+
+
+# ------------------------------------------------------------------ the precision there is (issue 12)
+
+def test_points_make_the_cells_and_address_only_events_count_by_street():
+    """30 events with coordinates in one street, 90 hotline work orders placed by address only
+    to another street, 12 only to a district, 5 to nothing: the 500 m cells count the 30 points
+    and nothing else; the streets count points and addresses alike, and find the address-only
+    street as the hotspot it is; the note says what the map leaves out."""
+    rng = np.random.default_rng(8)
+    pts = pd.DataFrame({"event_id": [f"P{i}" for i in range(30)], "lat": 27.86 + rng.normal(0, 0.003, 30),
+                        "lon": 113.17 + rng.normal(0, 0.003, 30), "district": "荷塘区", "street": "月塘街道",
+                        "loc_precision": "point", "event_class": "暴露垃圾"})
+    by_addr = pd.DataFrame({"event_id": [f"A{i}" for i in range(90)], "lat": np.nan, "lon": np.nan,
+                            "district": "荷塘区", "street": "桂花街道", "loc_precision": "street",
+                            "event_class": "暴露垃圾"})
+    dist = pd.DataFrame({"event_id": [f"D{i}" for i in range(12)], "lat": np.nan, "lon": np.nan,
+                         "district": "芦淞区", "street": None, "loc_precision": "district", "event_class": "路灯不亮"})
+    city = pd.DataFrame({"event_id": [f"C{i}" for i in range(5)], "lat": np.nan, "lon": np.nan, "district": None,
+                         "street": None, "loc_precision": "city", "event_class": "施工噪音"})
+    ev = pd.concat([pts, by_addr, dist, city], ignore_index=True)
+    hot = pt.hotspots(ev, cell_m=500)
+    assert hot["count"].sum() == 30                                  # only points are in cells
+    assert pt.placement(ev).to_dict() == {"point": 30, "street": 90, "district": 12, "city": 5}
+    note = pt.placement_note(ev)
+    assert "30 条有坐标" in note and "90 条只定位到街道" in note and "12 条只定位到区县" in note and "5 条无法定位" in note
+    streets = pt.area_counts(ev, "street")
+    assert streets["count"].sum() == len(ev)                         # nothing dropped
+    s = streets.set_index("street", drop=False)
+    assert s.loc["桂花街道", ["count", "at_point", "at_street"]].tolist() == [90, 0, 90]
+    assert s.loc["月塘街道", ["count", "at_point"]].tolist() == [30, 30]
+    assert streets[streets["street"].isna()]["count"].sum() == 17     # 12 district + 5 city: not guessed
+    districts = pt.area_counts(ev, "district").set_index("district")
+    assert districts.loc["荷塘区", "count"] == 120 and districts.loc["芦淞区", "at_district"] == 12
+    grids = pd.DataFrame({"grid_id": ["G1", "G2", "G3"], "district": ["荷塘区", "荷塘区", "芦淞区"],
+                          "street": ["月塘街道", "桂花街道", "建设街道"], "lat": [27.86, 27.87, 27.80],
+                          "lon": [113.17, 113.18, 113.16], "population": [20000, 20000, 20000]})
+    sh = pt.street_hotspots(ev, grids).set_index("street")
+    assert sh.loc["桂花街道", "significant"] and sh.loc["桂花街道", "by_address"] == 90
+    assert not sh.loc["月塘街道", "significant"] and sh.loc["建设街道", "count"] == 0
+    assert sh["count"].sum() == 120                                   # district- and city-level ones not counted
+    # rows written before loc_precision existed: inferred from their columns
+    assert pt.precision(ev.drop(columns="loc_precision")).value_counts().to_dict() == \
+        {"street": 90, "point": 30, "district": 12, "city": 5}
+
+
+# ------------------------------------------------------------------ forecast: days, closed days (issue 12)
+
+def test_forecast_refuses_a_series_finer_than_a_day():
+    hourly = pd.DataFrame({"全部": np.arange(24 * 30) % 7}, index=pd.date_range("2026-01-01", periods=24 * 30, freq="h"))
+    for call in (pt.forecast, pt.backtest):
+        with pytest.raises(pt.ForecastError, match="间隔为 1 小时.*细于一天.*daily_counts"):
+            call(hourly)
+    # the same events counted per day are fine
+    ev = pd.DataFrame({"ts": hourly.index.repeat(hourly["全部"]), "event_class": "暴露垃圾"})
+    assert len(pt.forecast(pt.daily_counts(ev, tz="UTC"))) == 1
+
+
+def test_closed_days_are_closed_not_zero_demand():
+    """A source closed on the National Day holiday (official holidays, chinese-calendar) and one
+    extra closure: the fit leaves those zeros out, so the days after are forecast at the usual
+    level (with the zeros taken as demand the level drops), a closed tomorrow is forecast as closed,
+    and the backtest does not score closed days."""
+    rng = np.random.default_rng(11)
+    days = pd.date_range("2025-08-11", "2025-10-08", freq="D")
+    y = pd.Series(rng.poisson(40, len(days)).astype(float), index=days)
+    closed = pt.closed_days(days[0], days[-1] + pd.Timedelta(days=7), extra=["2025-09-15"])
+    assert pd.Timestamp("2025-10-01") in closed and pd.Timestamp("2025-10-08") in closed
+    assert pd.Timestamp("2025-09-15") in closed and pd.Timestamp("2025-09-13") not in closed  # a weekend is not a closure
+    y[[d in closed for d in days]] = 0.0
+    daily = y.iloc[:-1].to_frame("全部")                               # up to 7 October; the 8th is closed
+    f_closed = pt.forecast(daily, closed=closed).iloc[0]
+    f_naive = pt.forecast(daily).iloc[0]
+    assert f_closed["tomorrow_closed"] and f_closed["tomorrow"] == 0 and f_closed["tomorrow_hi"] == 0
+    assert f_closed["open_days"] == 6
+    daily9 = y.to_frame("全部")                                        # up to the 8th: the 9th is open
+    mu_closed, _ = pt.predict(daily9["全部"], 1, closed=closed)
+    mu_naive, _ = pt.predict(daily9["全部"], 1)
+    assert abs(mu_closed.iloc[0] - 40) < 0.2 * 40                      # the usual level (trend noise aside)
+    assert mu_naive.iloc[0] < 0.9 * mu_closed.iloc[0]                  # zeros as demand drag it down
+    assert not f_naive["tomorrow_closed"]
+    bt = pt.backtest(daily9, origins=28, closed=closed).iloc[0]
+    assert bt["days"] == 28 - 9                                        # 15 September, 1–8 October not scored
+    bt_naive = pt.backtest(daily9, origins=28).iloc[0]
+    assert bt_naive["days"] == 28 and bt_naive["coverage"] < bt["coverage"]

@@ -158,8 +158,13 @@ def overdue(city, escalate, limit, as_json):
 @_CITY
 @click.option("--days", default=120, show_default=True, help="History to use.")
 @click.option("--backtest/--no-backtest", default=True)
-def forecast(city, days, backtest):
+@click.option("--closed-on-holidays", is_flag=True,
+              help="The source takes no reports on public holidays: those days are closed, not zero demand.")
+@click.option("--closed", "closures", multiple=True, help="A day the source was or will be closed (YYYY-MM-DD); repeatable.")
+def forecast(city, days, backtest, closed_on_holidays, closures):
     """Tomorrow's and next week's volume per class with 90 % intervals; the backtest against seasonal naive."""
+    import pandas as pd
+
     from workbench.events import patterns as pt
     from workbench.events.board import load_events
 
@@ -169,12 +174,18 @@ def forecast(city, days, backtest):
         click.echo("暂无事件数据。")
         return
     d = pt.daily_counts(ev, tz=rules.timezone, total="全部")
-    f = pt.forecast(d)
+    closed = pt.closed_days(d.index[0], d.index[-1] + pd.Timedelta(days=7), holidays=closed_on_holidays,
+                            extra=closures, rules=rules)
+    if closed:
+        click.echo(f"停办日（不计为零需求）：{len(closed)} 天，"
+                   f"{'、'.join(f'{x:%m-%d}' for x in sorted(closed)[:10])}{'…' if len(closed) > 10 else ''}")
+    f = pt.forecast(d, closed=closed)
     for r in f.itertuples():
-        click.echo(f"  {r.series:10s} 明日 {r.tomorrow:7.1f} [{r.tomorrow_lo:.0f}, {r.tomorrow_hi:.0f}]   "
-                   f"下周 {r.week:8.1f} [{r.week_lo:.0f}, {r.week_hi:.0f}]")
+        tomorrow = "停办" if r.tomorrow_closed else f"{r.tomorrow:7.1f} [{r.tomorrow_lo:.0f}, {r.tomorrow_hi:.0f}]"
+        click.echo(f"  {r.series:10s} 明日 {tomorrow}   "
+                   f"下周（{r.open_days} 个办理日）{r.week:8.1f} [{r.week_lo:.0f}, {r.week_hi:.0f}]")
     if backtest:
-        b = pt.backtest(d)
+        b = pt.backtest(d, closed=closed)
         click.echo(f"回测（逐日滚动 {int(b['days'].max()) if len(b) else 0} 天）：")
         for r in b.itertuples():
             click.echo(f"  {r.series:10s} MAPE 模型 {r.mape_model:.1%}  季节朴素 {r.mape_seasonal_naive:.1%}  "

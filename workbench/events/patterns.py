@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from workbench import clock
+from workbench.errors import WorkbenchError
 
 WEEKDAYS = ("周一", "周二", "周三", "周四", "周五", "周六", "周日")
 
@@ -52,6 +53,11 @@ def _cells(lat: pd.Series, lon: pd.Series, cell_m: float, lat0: float):
 def hotspots(events: pd.DataFrame, cell_m: float = 500, alpha: float = 0.05, min_count: int = 5) -> pd.DataFrame:
     """Grid cells (`cell_m` square) whose count is significantly above the city's rate.
 
+    Only events placed at a point (coordinates) are counted: a work order placed by its
+    address to a street or district has no place inside a 500 m cell, and spreading it over
+    the cells would invent hotspots. Those events count in `street_hotspots` / `area_counts`;
+    `placement_note` says how many the cells leave out.
+
     The city's rate is the mean count per cell over the cells where anything was reported
     (the inhabited area); each cell's count is tested against it with a one-sided exact
     Poisson test, and the p-values are corrected for testing many cells at once
@@ -85,6 +91,107 @@ def hotspots(events: pd.DataFrame, cell_m: float = 500, alpha: float = 0.05, min
     return out.sort_values(["significant", "ratio"], ascending=[False, False]).reset_index(drop=True)[cols]
 
 
+# ------------------------------------------------------------------ how precisely events are placed
+
+PRECISIONS = ("point", "street", "district", "city")
+PRECISION_LABELS = {"point": "坐标点位", "street": "街道", "district": "区县", "city": "仅到全市"}
+
+
+def precision(events: pd.DataFrame) -> pd.Series:
+    """Each event's location precision: its `loc_precision`, else what its columns allow
+    (coordinates → point, a street → street, a district → district, else city)."""
+    out = pd.Series("city", index=events.index, dtype=object)
+    for col, level in (("district", "district"), ("street", "street")):
+        if col in events:
+            out[events[col].notna()] = level
+    if "lat" in events and "lon" in events:
+        out[events["lat"].notna() & events["lon"].notna()] = "point"
+    if "loc_precision" in events:
+        out = events["loc_precision"].where(events["loc_precision"].isin(PRECISIONS), out)
+    return out
+
+
+def placement(events: pd.DataFrame) -> pd.Series:
+    """How many events are placed at each precision (point, street, district, city)."""
+    if events.empty:
+        return pd.Series(0, index=list(PRECISIONS), dtype=int)
+    return precision(events).value_counts().reindex(list(PRECISIONS), fill_value=0).astype(int)
+
+
+def placement_note(events: pd.DataFrame) -> str:
+    """One line for a map or hotspot table: what the points stand for and what they leave out."""
+    c = placement(events)
+    if c.sum() == 0:
+        return "暂无事件。"
+    text = f"点位热点与地图基于 {c['point']} 条有坐标的事件"
+    rest = [f"{c[k]} 条只定位到{PRECISION_LABELS[k]}" if k != "city" else f"{c[k]} 条无法定位（仅到全市）"
+            for k in ("street", "district", "city") if c[k]]
+    if rest:
+        text += "；另有" + "、".join(rest) + "，未画在地图上，计入街道 / 区县统计"
+    return text + "。"
+
+
+def area_counts(events: pd.DataFrame, level: str = "street") -> pd.DataFrame:
+    """Events per street (or district) with every event placed at least that precisely — those
+    with coordinates and those placed by their address alike — split by precision. Events
+    placed less precisely than `level` are not guessed into an area; they are the row whose
+    area is None, so the total is every event. Columns at_point … at_city: by precision."""
+    if level not in ("street", "district"):
+        raise ValueError("level: street | district")
+    keys = ["district", "street"] if level == "street" else ["district"]
+    cols = [*keys, "count", *(f"at_{c}" for c in PRECISIONS)]
+    if events.empty:
+        return pd.DataFrame(columns=cols)
+    p = precision(events)
+    e = events.assign(_p=p.to_numpy())
+    placed = e[level].notna() & p.isin(PRECISIONS[: PRECISIONS.index(level) + 1])
+    e = e.assign(**{k: e[k].where(placed) for k in keys})
+    m = pd.crosstab([e[k].fillna("") for k in keys], e["_p"]).reindex(columns=list(PRECISIONS), fill_value=0)
+    m.columns = [f"at_{c}" for c in m.columns]
+    m["count"] = m.sum(axis=1)
+    out = m.reset_index()
+    for k in keys:
+        out[k] = out[k].astype(object).where(out[k] != "", None)
+    return out.sort_values("count", ascending=False).reset_index(drop=True)[cols]
+
+
+def street_hotspots(events: pd.DataFrame, grids: pd.DataFrame, alpha: float = 0.05, min_count: int = 5
+                    ) -> pd.DataFrame:
+    """Streets (街道) with significantly more events than the city's rate per resident, over
+    every event placed at least to its street (coordinates or address): where a hotline's
+    address-only work orders count. Expected = the counted events × the street's share of the
+    grids' 常住人口; one-sided exact Poisson, Benjamini–Hochberg. Events placed only to a
+    district or the city are not counted (they are in `area_counts(level="district")`)."""
+    from scipy.stats import poisson
+    from statsmodels.stats.multitest import multipletests
+
+    cols = ["district", "street", "population", "count", "point", "by_address", "expected", "ratio", "per_10k",
+            "p_value", "q_value", "significant"]
+    if events.empty or grids is None or grids.empty or "population" not in grids:
+        return pd.DataFrame(columns=cols)
+    pop = grids[grids["population"].fillna(0) > 0].groupby(["district", "street"])["population"].sum()
+    if pop.empty:
+        return pd.DataFrame(columns=cols)
+    p = precision(events)
+    e = events[events["street"].notna() & p.isin(["point", "street"])].assign(_p=p)
+    e = e[pd.MultiIndex.from_arrays([e["district"], e["street"]]).isin(pop.index)]
+    cnt = e.groupby(["district", "street"]).size()
+    pts = e[e["_p"] == "point"].groupby(["district", "street"]).size()
+    out = pop.rename("population").to_frame()
+    out["count"] = cnt.reindex(out.index, fill_value=0).astype(int)
+    out["point"] = pts.reindex(out.index, fill_value=0).astype(int)
+    out["by_address"] = out["count"] - out["point"]
+    total = int(out["count"].sum())
+    out["expected"] = total * out["population"] / float(out["population"].sum())
+    out["ratio"] = out["count"] / out["expected"].where(out["expected"] > 0)
+    out["per_10k"] = out["count"] / out["population"] * 10_000
+    out["p_value"] = poisson.sf(out["count"] - 1, out["expected"]) if total else 1.0
+    out["q_value"] = multipletests(out["p_value"], method="fdr_bh")[1]
+    out["significant"] = (out["q_value"] < alpha) & (out["count"] >= min_count)
+    out = out.reset_index()
+    return out.sort_values(["significant", "ratio"], ascending=[False, False]).reset_index(drop=True)[cols]
+
+
 def nearest_grid(events: pd.DataFrame, grids: pd.DataFrame) -> pd.Series:
     """Each event's grid (网格): its own grid_id where given, else the grid whose centre is
     nearest (a k-d tree on metres-scaled coordinates)."""
@@ -104,6 +211,10 @@ def nearest_grid(events: pd.DataFrame, grids: pd.DataFrame) -> pd.Series:
 
 def grid_hotspots(events: pd.DataFrame, grids: pd.DataFrame, alpha: float = 0.05, min_count: int = 5) -> pd.DataFrame:
     """Grids (网格) with significantly more events than the city's rate per resident.
+
+    Counted: events with a grid_id or coordinates (a grid is smaller than a street, so an
+    event placed only by its address to a street is not guessed into one of its grids; it
+    counts in `street_hotspots`).
 
     Expected events in a grid = all events × its share of the city's population (grids'
     常住人口); each grid's count is tested against it (one-sided exact Poisson), p-values
@@ -137,7 +248,8 @@ def grid_hotspots(events: pd.DataFrame, grids: pd.DataFrame, alpha: float = 0.05
 def repeat_locations(events: pd.DataFrame, radius_m: float = 50, min_count: int = 3, days: int = 90,
                      now=None) -> pd.DataFrame:
     """Places (`radius_m` cells) where the same class was reported `min_count` times or more
-    within the last `days` days: the problem keeps coming back."""
+    within the last `days` days: the problem keeps coming back. Events with coordinates only
+    (a 50 m place needs a point)."""
     cols = ["event_class", "lat", "lon", "count", "first_ts", "last_ts", "district", "street", "address", "event_ids"]
     if events.empty:
         return pd.DataFrame(columns=cols)
@@ -178,6 +290,51 @@ def daily_counts(events: pd.DataFrame, by: str | None = "event_class", tz: str =
     return m.assign(**{total: m.sum(axis=1)}) if total else m
 
 
+class ForecastError(WorkbenchError):
+    """A series the event-volume forecast cannot model (finer than a day)."""
+
+
+def check_daily(index) -> None:
+    """Refuse a series finer than a day with one message: the forecast is a model of daily
+    counts (weekday + trend); hourly counts would need the hour of the day as well, and read
+    as days they would be 24 "days" a day. Aggregate them first (`daily_counts`)."""
+    idx = pd.DatetimeIndex(index)
+    if len(idx) < 2:
+        return
+    step = pd.Series(idx).diff().dropna()
+    finest = step.min()
+    if finest < pd.Timedelta(days=1) or bool((idx != idx.normalize()).any()):
+        shown = f"{int(finest.total_seconds() // 60)} 分钟" if finest < pd.Timedelta(hours=1) else \
+            f"{finest.total_seconds() / 3600:g} 小时"
+        raise ForecastError(
+            f"事件量预测按日建模（星期 + 趋势），这组序列的间隔为 {shown}，细于一天，不能直接预测；"
+            f"请先用 patterns.daily_counts 汇总为每日计数（逐小时的规律见 hour_weekday）")
+
+
+def closed_days(start, end, *, holidays: bool = True, extra=(), rules=None) -> frozenset:
+    """Days a source does not take reports (its office closed): the official public holidays
+    between `start` and `end` when `holidays` (China's calendar, workbench.clock /
+    chinese-calendar; for a city with `calendar: weekdays`, its rules' `holidays`), plus the
+    `extra` closures (dates). Plain weekends are not closures: the forecast's weekday terms
+    already carry them."""
+    s, e = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
+    out = set()
+    if holidays:
+        if rules is not None and getattr(rules, "calendar", "china") != "china":
+            out |= {pd.Timestamp(d) for d in rules.holidays}
+        else:
+            out |= {pd.Timestamp(d) for d in clock.holidays_between(s, e)}
+    out |= {pd.Timestamp(d).normalize() for d in extra}
+    return frozenset(d for d in out if s <= d <= e)
+
+
+def _closed_mask(index: pd.DatetimeIndex, closed) -> np.ndarray:
+    if not closed:
+        return np.zeros(len(index), bool)
+    days = {pd.Timestamp(d).normalize() for d in closed}
+    return np.array([d in days for d in pd.DatetimeIndex(index).normalize()], bool)
+
+
 @dataclass
 class Forecast:
     series: str
@@ -188,6 +345,8 @@ class Forecast:
     week_lo: float
     week_hi: float
     dispersion: float
+    tomorrow_closed: bool = False   # the source is closed tomorrow: no reports expected (not "no demand")
+    open_days: int = 7              # days of the next week the source is open (the week's sum is over them)
 
 
 def _design(days: pd.DatetimeIndex, t0: pd.Timestamp) -> np.ndarray:
@@ -199,16 +358,18 @@ def _design(days: pd.DatetimeIndex, t0: pd.Timestamp) -> np.ndarray:
     return np.hstack([np.ones((len(days), 1)), dow, trend])
 
 
-def _fit(y: pd.Series, fit_days: int):
+def _fit(y: pd.Series, fit_days: int, closed=None):
     """Poisson GLM on weekday and a linear trend over the last `fit_days` days; the
-    dispersion (Pearson χ²/df) widens the intervals where counts vary more than Poisson."""
+    dispersion (Pearson χ²/df) widens the intervals where counts vary more than Poisson.
+    Closed days are left out of the fit: their zero is the office's, not the city's demand."""
     import statsmodels.api as sm
 
     y = y.iloc[-fit_days:]
     t0 = y.index[-1]
-    X = _design(y.index, t0)
-    if y.sum() == 0:
+    y = y[~_closed_mask(y.index, closed)]
+    if y.sum() == 0 or len(y) < 8:
         return None, t0, 1.0
+    X = _design(y.index, t0)
     res = sm.GLM(y.to_numpy(float), X, family=sm.families.Poisson()).fit()
     phi = max(1.0, float(res.pearson_chi2 / max(1, res.df_resid)))
     return res, t0, phi
@@ -226,66 +387,84 @@ def _interval(mu: np.ndarray, phi: float, level: float):
     return nbinom.ppf(a, n, p), nbinom.ppf(1 - a, n, p)
 
 
-def predict(y: pd.Series, horizon: int = 7, fit_days: int = 56) -> tuple[pd.Series, float]:
-    """Expected counts for the `horizon` days after y's last day, and the dispersion."""
-    res, t0, phi = _fit(y, fit_days)
+def predict(y: pd.Series, horizon: int = 7, fit_days: int = 56, closed=None) -> tuple[pd.Series, float]:
+    """Expected counts for the `horizon` days after y's last day, and the dispersion. `closed`:
+    days the source is closed (`closed_days`): left out of the fit, and 0 expected on them."""
+    check_daily(y.index)
+    res, t0, phi = _fit(y, fit_days, closed)
     days = pd.date_range(y.index[-1] + pd.Timedelta(days=1), periods=horizon, freq="D")
     if res is None:
         return pd.Series(0.0, index=days), phi
-    mu = res.predict(_design(days, t0))
-    return pd.Series(mu, index=days), phi
+    mu = pd.Series(res.predict(_design(days, t0)), index=days)
+    return mu.where(~_closed_mask(days, closed), 0.0), phi
 
 
-def forecast(daily: pd.DataFrame, level: float = 0.9, fit_days: int = 56, min_total: int = 14) -> pd.DataFrame:
+def forecast(daily: pd.DataFrame, level: float = 0.9, fit_days: int = 56, min_total: int = 14,
+             closed=None) -> pd.DataFrame:
     """Tomorrow's and next week's (7 days) volume per column of `daily`, with `level`
     predictive intervals. Columns with fewer than `min_total` events in the fit window are
-    left out (too rare to forecast usefully)."""
+    left out (too rare to forecast usefully). `closed`: days the source is closed (holidays,
+    closures; `closed_days`): not taken as zero demand in the fit; a closed tomorrow is
+    forecast as closed (0, `tomorrow_closed`), and the week is the sum over its open days.
+    Raises ForecastError for a series finer than a day."""
+    check_daily(daily.index)
     rows = []
     for col in daily.columns:
         y = daily[col]
         if y.iloc[-fit_days:].sum() < min_total or len(y) < 14:
             continue
-        mu, phi = predict(y, 7, fit_days)
+        mu, phi = predict(y, 7, fit_days, closed)
+        shut = _closed_mask(mu.index, closed)
         lo1, hi1 = _interval(np.array([mu.iloc[0]]), phi, level)
+        if shut[0]:
+            lo1, hi1 = np.array([0.0]), np.array([0.0])
         lo7, hi7 = _interval(np.array([mu.sum()]), phi, level)
         rows.append(Forecast(str(col), float(mu.iloc[0]), float(lo1[0]), float(hi1[0]), float(mu.sum()),
-                             float(lo7[0]), float(hi7[0]), phi).__dict__)
+                             float(lo7[0]), float(hi7[0]), phi, bool(shut[0]), int((~shut).sum())).__dict__)
     return pd.DataFrame(rows, columns=list(Forecast.__dataclass_fields__))
 
 
 def backtest(daily: pd.DataFrame, origins: int = 28, fit_days: int = 56, level: float = 0.9,
-             min_mean: float = 1.0) -> pd.DataFrame:
+             min_mean: float = 1.0, closed=None) -> pd.DataFrame:
     """Rolling-origin backtest of the next-day forecast over the last `origins` days, per
     column with a mean of at least `min_mean` a day: MAPE of the model and of the seasonal-
-    naive forecast (the same weekday a week before) on the same days (days with zero events
-    are left out of MAPE, which is undefined there), and the interval's coverage."""
+    naive forecast (the same weekday a week before; the last open one when that day was
+    closed) on the same days (days with zero events are left out of MAPE, which is undefined
+    there), and the interval's coverage. Closed days (`closed`) are not scored: nobody could
+    report, so there is nothing to forecast."""
+    check_daily(daily.index)
     rows = []
     n = len(daily)
     if n < origins + 15:
         origins = max(0, n - 15)
+    shut = _closed_mask(daily.index, closed)
     for col in daily.columns:
         y = daily[col].astype(float)
-        if y.mean() < min_mean:
+        if y[~shut].mean() < min_mean:
             continue
         errs_m, errs_s, cover = [], [], []
         for k in range(n - origins, n):
+            if shut[k]:
+                continue
             hist = y.iloc[:k]
             actual = y.iloc[k]
-            mu, phi = predict(hist, 1, fit_days)
+            mu, phi = predict(hist, 1, fit_days, closed)
             lo, hi = _interval(mu.to_numpy(), phi, level)
-            naive = y.iloc[k - 7]
+            back = next((j for j in range(k - 7, -1, -7) if not shut[j]), k - 7)
+            naive = y.iloc[back]
             cover.append(lo[0] <= actual <= hi[0])
             if actual > 0:
                 errs_m.append(abs(mu.iloc[0] - actual) / actual)
                 errs_s.append(abs(naive - actual) / actual)
         if errs_m:
-            rows.append({"series": str(col), "days": len(cover), "mean_per_day": float(y.iloc[-origins:].mean()),
+            rows.append({"series": str(col), "days": len(cover), "mean_per_day": float(y.iloc[-origins:][~shut[-origins:]].mean()),
                          "mape_model": float(np.mean(errs_m)), "mape_seasonal_naive": float(np.mean(errs_s)),
                          "coverage": float(np.mean(cover))})
     return pd.DataFrame(rows, columns=["series", "days", "mean_per_day", "mape_model", "mape_seasonal_naive",
                                        "coverage"])
 
 
-__all__ = ["WEEKDAYS", "local_times", "volumes", "hour_weekday", "hotspots", "nearest_grid", "grid_hotspots",
+__all__ = ["WEEKDAYS", "PRECISIONS", "precision", "placement", "placement_note", "area_counts", "street_hotspots",
+           "local_times", "volumes", "hour_weekday", "hotspots", "nearest_grid", "grid_hotspots",
            "repeat_locations", "daily_counts",
-           "Forecast", "predict", "forecast", "backtest"]
+           "ForecastError", "check_daily", "closed_days", "Forecast", "predict", "forecast", "backtest"]
