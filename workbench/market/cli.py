@@ -16,14 +16,23 @@ def market():
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the summaries as JSON.")
 @click.option("--force", is_flag=True, help="Process a file again even if it was taken in before.")
-def ingest(files, as_json, force):
-    """Take rapid-test FILES into the hub (market codes checked against this hub's registry);
-    each positive is raised as a 快检阳性 alert at once."""
-    from workbench.cli import ingest_files
+@click.option("--profile", default=None, help="A source profile (e.g. market_export): a name or a YAML path.")
+@click.option("--preview", is_flag=True, help="Show what would happen; write nothing.")
+def ingest(files, as_json, force, profile, preview):
+    """Take rapid-test FILES into the hub (markets by name or code, stall numbers within their
+    market, checked against this hub's registries); each positive is raised as a 快检阳性 alert
+    at once, a corrected re-send updates its test and its alert."""
+    from workbench.cli import echo_preview, ingest_files
     from workbench.market.intake import ingest_tests
 
-    # ingest_tests raises the 快检阳性 alerts of the file's positives right after loading
-    ingest_files(files, lambda path: ingest_tests(path, force=force, progress=not as_json), as_json)
+    def load(path):
+        # ingest_tests raises the 快检阳性 alerts of the file's positives right after loading
+        s = ingest_tests(path, force=force, progress=not as_json and not preview, profile=profile, preview=preview)
+        if preview and not as_json:
+            echo_preview(s)
+        return s
+
+    ingest_files(files, load, as_json, echo=not preview)
 
 
 @market.command()

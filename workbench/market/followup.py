@@ -19,8 +19,9 @@ import pandas as pd
 from workbench.market.catalog import BANNED
 
 STATES = ("未登记处置", "待复检", "待复查", "复查仍阳性", "已办结")          # derived from the ledger's dates
-CASE_STATES = ("待处置", "已送检", "待复查", "复查仍阳性", "已办结", "复检阴性")  # the case's steps
-CLOSED_STATES = ("已办结", "复检阴性")
+WITHDRAWN = "更正为阴性"  # the test was corrected to negative: the follow-up withdrawn (void, never a case)
+CASE_STATES = ("待处置", "已送检", "待复查", "复查仍阳性", "已办结", "复检阴性", WITHDRAWN)  # the case's steps
+CLOSED_STATES = ("已办结", "复检阴性", WITHDRAWN)
 
 
 @dataclass(frozen=True)
