@@ -158,3 +158,17 @@ def test_preview_shows_the_hotline_mapping_and_writes_nothing(sqlite_hub, tmp_pa
     fields = {m["column"]: m["field"] for m in s.hub.mapping}
     assert fields["诉求地址"] == "address" and fields["联系电话"] == "reporter_phone" and fields["回访满意度"] is None
     assert hub.read("city_events", eng=sqlite_hub).empty and hub.quarantine_rows("city_events", eng=sqlite_hub).empty
+
+
+def test_a_plain_resend_is_a_duplicate_even_when_the_hub_could_place_it_better(hub_engine, tmp_path):
+    """No grids at first (GD001 placed to its district); the streets arrive; the same work
+    orders sent again are duplicates, not corrections: the source changed nothing."""
+    first = intake.intake_file(work_orders(tmp_path / "a.csv", ORDERS), eng=hub_engine, profile="hotline_12345")
+    assert first.loaded == 4
+    ev = hub.read("city_events", eng=hub_engine).set_index("event_id")
+    assert ev.loc["GD001", ["district", "loc_precision"]].tolist() == ["荷塘区", "district"]
+    add_grids(hub_engine)
+    s = intake.intake_file(work_orders(tmp_path / "b.csv", ORDERS, encoding="utf-8"), eng=hub_engine,
+                           profile="hotline_12345")
+    assert (s.loaded, s.updated, s.duplicates) == (0, 0, 4)
+    assert ingest.versions("city_events", eng=hub_engine).empty

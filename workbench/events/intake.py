@@ -420,13 +420,14 @@ def load(conn, values: pd.DataFrame) -> ingest.Written:
         v = values.copy()
         v["status"] = map_status(v["status"])[0]
         v["updated_at"] = v["updated_at"].where(v["updated_at"].notna(), v["ts"])
+        given = {c for c in CORRECTABLE if v[c].notna().any()}   # what the source sent, before placing
         streets, grids = gazetteer(conn)
         v = place(v, streets, grids)
         # several versions of one record: the newest wins
         v = v.sort_values("updated_at", kind="stable")
         superseded = v.duplicated("event_id", keep="last")
         s.older += int(superseded.sum())
-        _write(conn, v[~superseded], active_rules(), s)
+        _write(conn, v[~superseded], active_rules(), s, given)
     if c.stats is not None:
         c.stats.add(s)
         c.stats.event_ids += s.event_ids
@@ -441,7 +442,7 @@ def load_history(conn, ds, frame: pd.DataFrame) -> int:
 
 
 
-def _write(conn, v: pd.DataFrame, rules: dp.CityRules, summary: IntakeSummary) -> None:
+def _write(conn, v: pd.DataFrame, rules: dp.CityRules, summary: IntakeSummary, given: set[str] = frozenset()) -> None:
     held = _existing(conn, v["event_id"].tolist(),
                      list(zip(v["source"].fillna(""), v["external_id"].dropna())))
     # a known external id under another event id is the same event
@@ -460,7 +461,7 @@ def _write(conn, v: pd.DataFrame, rules: dp.CityRules, summary: IntakeSummary) -
         # the engine stamps automatic steps microseconds after the report: a version is its millisecond
         inc, hld = pd.to_datetime(old["updated_at"]).dt.floor("ms"), h_upd.dt.floor("ms")
         newer, same = inc > hld, inc == hld
-        corrected = _correct(conn, old[newer | same])
+        corrected = _correct(conn, old[newer | same], given)
         corrected |= _personal_changed(conn, old[same])
         same &= ~old["event_id"].isin(corrected)
         summary.duplicates += int(same.sum())
@@ -479,22 +480,24 @@ def _write(conn, v: pd.DataFrame, rules: dp.CityRules, summary: IntakeSummary) -
         _insert(conn, new, rules, summary)
 
 
-def _correct(conn, rows: pd.DataFrame) -> set[str]:
+def _correct(conn, rows: pd.DataFrame, given: set[str]) -> set[str]:
     """A held event re-sent with another place or text (a corrected address, a new
     description): updated through the hub's `write_rows`, which keeps the replaced values in
-    row_versions. Only columns the batch gives are compared (a column the source does not
-    send is no correction to empty). Returns the event ids corrected."""
-    if rows.empty:
+    row_versions. Compared: the columns the source gave (`given`; a column it does not send is
+    no correction to empty, and a street the hub placed better since is no correction by the
+    source); written with them: the place derived from them (district, street, precision).
+    Returns the event ids corrected."""
+    compared = {c for c in given if c in CORRECTABLE and c != "loc_precision"}
+    if rows.empty or not compared:
         return set()
-    present = {c for c in CORRECTABLE if c in rows and rows[c].notna().any()}
-    if not present:
-        return set()
-    state, _ = ingest.compare_with_hub(conn, EVENTS_DS, rows, present)
+    state, _ = ingest.compare_with_hub(conn, EVENTS_DS, rows, compared)
     differs = rows[state == "differs"]
     if differs.empty:
         return set()
+    present = compared | {"district", "street", "loc_precision"}
     cols = ["event_id", "ts", "event_class", *sorted(present)]
-    ingest.write_rows(conn, EVENTS_DS, differs[cols], present=present, file_sha256=_CTX.get().sha256, corrections="newest")
+    ingest.write_rows(conn, EVENTS_DS, differs[cols], present=present, file_sha256=_CTX.get().sha256,
+                      corrections="newest")
     return set(differs["event_id"])
 
 
