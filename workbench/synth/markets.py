@@ -402,7 +402,7 @@ def plant_dirt(t: pd.DataFrame, pest: pd.DataFrame, seed: int) -> tuple[pd.DataF
         {"dataset": "rapid_tests", "what": what, "expected_reason": reason, "rows": 1, "ids": [bad.test_id[i]]}
         for i, (what, reason) in enumerate([
             ("酶抑制率读数 130%（超出物理范围）", "百分比读数超过 100%"),
-            ("市场编号不在名录中", "市场编号不在农贸市场名录中"),
+            ("市场编号不在名录中", "未登记的农贸市场"),
             ("样品名称错字（韭莱）", "样品名称不在商品目录中"),
             ("读数 72.4% 却判为阴性", "检测结果与检测值、判定限值不符"),
         ])]
