@@ -136,6 +136,9 @@ def test_quarantine_shows_the_row_as_the_file_wrote_it(sqlite_hub, tmp_path):
     path = weather_csv(tmp_path, bad_row=True)
     p = hu.build_profile("weather", {"wspd": "wind_speed"}, {"temperature": "℉", "wind_speed": "mph"},
                          timezone="America/New_York")
+    shown = hub_page.summary_html(ingest.ingest_file("weather", path, sqlite_hub, profile=p, preview=True))
+    assert "<th>origin</th>" in shown and "<th>temp</th>" in shown and "产地" not in shown   # the file's headers
+    assert "year、month、day、hour、dewp、visib" in shown and "将隔离 <b>1</b> 行" in shown
     s = ingest.ingest_file("weather", path, sqlite_hub, profile=p)
     assert s.quarantined == 1
     rows = hub_page.quarantine_sample("weather")
@@ -210,6 +213,9 @@ def test_upload_panel_preview_adjust_save_load(hub_engine, tmp_path):
     assert len(held) == 48 and held["temperature"].iloc[0] == pytest.approx(f_to_c(75.0))
     log = hub.query("select filename, profile, status from ingest_files", eng=hub_engine)
     assert log.to_dict("records") == [{"filename": path.name, "profile": "nyc_weather", "status": "done"}]
+    files = hub_page.files_table(hub_page.load())
+    assert "<th>接入配置</th>" in files and ">nyc_weather<" in files
+    assert "单位换算：气温(°C)：℉ → ℃；风速(m/s)：mph → m/s" in files and "未映射的列 6 个随原行保留" in files
 
 
 # ------------------------------------------------------------------ in the browser
@@ -236,11 +242,13 @@ def test_upload_in_the_browser(chromium, voila, tmp_path_factory):
             result = render(page, srv.url("hub.ipynb"), timeout=180)
             assert not result.errors + result.console_errors, result.errors + result.console_errors
             panel = page.locator(".wb-upload")
-            panel.locator(".wb-upload-file input[type=file]").set_input_files(str(path))
+            with page.expect_file_chooser() as chooser:
+                panel.locator(".wb-upload-file").click()
+            chooser.value.set_files(str(path))
             page.wait_for_function("() => document.body.innerText.includes('已选择')", timeout=30_000)
             weather = next(label for label, name in dataset_options() if name == "weather")
             panel.locator(".wb-select", has_text="数据集").locator("select").select_option(label=weather)
-            panel.get_by_role("button", name="预览", exact=True).click()
+            panel.locator('button[title="预览"]').click()
             page.wait_for_function("() => document.body.innerText.includes('预览未完成')", timeout=60_000)
             assert "按 ℉（华氏度）则合理" in panel.inner_text()
             row = panel.locator(".wb-map-row", has_text="wspd")
@@ -250,7 +258,7 @@ def test_upload_in_the_browser(chromium, voila, tmp_path_factory):
             unit.locator("select").select_option(label="mph（英里/小时）")
             panel.get_by_placeholder("Asia/Shanghai（城市默认）").fill("America/New_York")
             page.wait_for_timeout(500)
-            panel.get_by_role("button", name="按调整重新预览").click()
+            panel.locator('button[title="按调整重新预览"]').click()
             page.wait_for_function("() => document.body.innerText.includes('预览完成')", timeout=60_000)
             text = panel.inner_text()
             assert "℉ → ℃" in text and "mph → m/s" in text and "将入库（新增）" in text
@@ -258,13 +266,13 @@ def test_upload_in_the_browser(chromium, voila, tmp_path_factory):
             page.screenshot(path=str(SHOTS / "hub-upload-preview.png"), full_page=True)
             panel.get_by_placeholder("如 nyc_airports（字母、数字、汉字）").fill("nyc_airports")
             page.wait_for_timeout(500)
-            panel.get_by_role("button", name="保存为配置").click()
+            panel.locator('button[title="保存为配置"]').click()
             page.wait_for_function("() => document.body.innerText.includes('已保存配置')", timeout=30_000)
             saved = Path(env["WORKBENCH_DATA_DIR"]) / "profiles" / "nyc_airports.yaml"
             assert saved.is_file()
             back = profiles.load(saved)
             assert back.columns["wspd"] == "wind_speed" and back.units["temperature"] == "℉"
-            panel.get_by_role("button", name="正式接入").click()
+            panel.locator('button[title="正式接入"]').click()
             page.wait_for_function("() => document.body.innerText.includes('接入结果')", timeout=60_000)
             assert "入库 48 行" in panel.inner_text() and "隔离 1 行" in panel.inner_text()
             assert not check(page)

@@ -172,17 +172,39 @@ def files_table(snap: HubSnapshot) -> str:
     view = log.assign(
         dataset=log["dataset"].map(dataset_label),
         when=log["finished_at"].fillna(log["received_at"]),
+        profile=log["profile"] if "profile" in log else None,
+        message=[_file_note(m, n) for m, n in zip(log["message"], log["notes"] if "notes" in log else [None] * len(log))],
         status_badge=log["status"].map(lambda s: badge(INGEST_STATUS.get(s, s), STATUS_TONE.get(s, ""))),
     )
     return table_html(
         view,
-        columns=["when", "filename", "dataset", "encoding", "rows_read", "loaded", "quarantined", "duplicates",
+        columns=["when", "filename", "dataset", "profile", "encoding", "rows_read", "loaded", "quarantined", "duplicates",
                  "status_badge", "message"],
-        labels={"when": "接入时间", "status_badge": "状态"},
+        labels={"when": "接入时间", "status_badge": "状态", "profile": "接入配置"},
         formatters={"when": format_time,
+                    "profile": lambda v: DASH if v is None or pd.isna(v) else str(v),
                     "encoding": lambda v: DASH if v is None or pd.isna(v) else str(v).upper()},
         html_columns=("status_badge",), wrap=("message",), max_rows=len(view), max_height="480px",
     )
+
+
+def _file_note(message, notes) -> str | None:
+    """The 说明 of an ingested file: its message, then what its notes record (conversions, columns
+    kept with their rows, corrections)."""
+    parts = [str(message)] if message is not None and not (isinstance(message, float) and pd.isna(message)) else []
+    try:
+        n = json.loads(notes) if isinstance(notes, str) and notes else {}
+    except ValueError:
+        n = {}
+    if n.get("conversions"):
+        parts.append("单位换算：" + "；".join(c.split("（")[0] for c in n["conversions"]))
+    if n.get("unknown_columns"):
+        parts.append(f"未映射的列 {len(n['unknown_columns'])} 个随原行保留")
+    if n.get("updated"):
+        parts.append(f"更正 {n['updated']} 行（原值留存）")
+    if n.get("warnings"):
+        parts.append(f"注意 {len(n['warnings'])} 条")
+    return "；".join(parts) or None
 
 
 def reasons_table(reasons: pd.DataFrame) -> str:
@@ -405,17 +427,20 @@ def summary_html(s) -> str:
     if s.skipped:
         parts.append(_message("该文件此前已接入（内容相同），本次未重复入库。", "info"))
     parts.append(_bullets("单位换算", f["conversions"], "info"))
-    parts.append(_bullets("未映射的列（随原行保留，可查询）", f["unknown"], "warn"))
+    if f["unknown"]:
+        parts.append(f'<div class="wb-upload-list"><b>未映射的列（随原行保留，可查询）</b>{badge(str(len(f["unknown"])), "warn")}'
+                     f'<div>{esc("、".join(f["unknown"]))}</div></div>')
     parts.append(_bullets("注意", f["warnings"], "warn"))
     if not f["reasons"].empty:
         parts.append('<div class="wb-upload-sub">隔离原因</div>')
         parts.append(table_html(f["reasons"], labels={"reason": "隔离原因", "rows": "行数"}, max_rows=20))
     if preview and not f["sample"].empty:
         parts.append('<div class="wb-upload-sub">换算后的样例行（时间为北京时间）</div>')
-        parts.append(table_html(f["sample"], max_rows=5))
+        parts.append(table_html(f["sample"], labels={c: str(c) for c in f["sample"].columns}, max_rows=5))
     if preview and not f["quarantine"].empty:
         parts.append('<div class="wb-upload-sub">将被隔离的样例行（原样保留文件中的每一列）</div>')
-        parts.append(table_html(f["quarantine"], wrap=("原因", "说明"), max_rows=5))
+        raw = f["quarantine"]   # the file's own headers, as written (not the hub's labels)
+        parts.append(table_html(raw, labels={c: str(c) for c in raw.columns}, wrap=("原因", "说明"), max_rows=5))
     return '<div class="wb-upload-summary">' + "".join(p for p in parts if p) + "</div>"
 
 
@@ -567,22 +592,23 @@ def upload_panel(dataset: str | None = None):
 
     def run_preview(profile):
         done.value = ""
+        message.value = _message("正在预览……", "info")
         try:
             s = ingest.ingest_file(ds_pick.value, state["path"], profile=profile, preview=True)
         except ingest.IngestError as exc:
             result.value = ""
-            message.value = _message(exc.problem, "warn", "预览未完成")
             try:
                 show_editor(hu.fallback_rows(ds_pick.value, state["path"], profile, exc.problem))
-                message.value += _message("请在下方调整列映射或单位后点击“按调整重新预览”。", "info")
+                message.value = _message(exc.problem, "warn", "预览未完成") + \
+                    _message("请在下方调整列映射或单位后点击“按调整重新预览”。", "info")
             except Exception as inner:  # the header itself cannot be read: the first message says why
                 adjust.layout.display = "none"
-                message.value += _message(f"无法读取表头：{getattr(inner, 'problem', inner)}", "bad")
+                message.value = _message(exc.problem, "warn", "预览未完成") + _message(f"无法读取表头：{getattr(inner, 'problem', inner)}", "bad")
             return
         state["profile"] = profile
-        message.value = _message(s.line(), "ok", "预览完成")
         show_editor(hu.editor_rows(ds_pick.value, s.mapping, profile))
         result.value = summary_html(s)
+        message.value = _message(s.line(), "ok", "预览完成")   # last: the page is complete when it shows
 
     def on_preview(*_):
         if not state["path"]:
@@ -634,6 +660,7 @@ def upload_panel(dataset: str | None = None):
             message.value = _message(exc.problem, "bad", "映射有误")
             return
         load_btn.disabled = True
+        message.value = _message("正在接入……", "info")
         try:
             s = ingest.ingest_file(ds_pick.value, state["path"], profile=profile)
         except ingest.IngestError as exc:
@@ -641,10 +668,21 @@ def upload_panel(dataset: str | None = None):
             return
         finally:
             load_btn.disabled = False
-        message.value = _message(s.line(), "ok", "已接入")
         result.value = ""   # the preview's counts no longer hold: the load's own summary below
         done.value = summary_html(s) + _message("刷新本页即可在上方各表中看到新数据；被隔离的行在下方“隔离区”中逐行可查。", "info")
+        message.value = _message(s.line(), "ok", "已接入")
 
+    def guard(handler):
+        """A click's unexpected failure shown on the page (a callback's traceback would be lost)."""
+        def run(*args):
+            try:
+                handler(*args)
+            except Exception as exc:  # noqa: BLE001 - shown, not swallowed
+                message.value = _message(f"{type(exc).__name__}: {exc}", "bad", "操作失败")
+        return run
+
+    on_upload, on_preview, on_repreview, on_save, on_load = (
+        guard(on_upload), guard(on_preview), guard(on_repreview), guard(on_save), guard(on_load))
     upload.observe(on_upload, "value")
     ds_pick.observe(on_dataset, "value")
     prof_pick.observe(on_profile, "value")
