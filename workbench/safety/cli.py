@@ -41,7 +41,8 @@ def warn(as_json, progress):
 
 def _text(s: dict) -> str:
     w = s["written"]
-    lines = [f"气象观测 {s['observations']} 条，站点 {s['stations']} 个。"]
+    lines = [f"气象观测 {s['observations']} 条（其中日值 {s.get('daily_records', 0)} 条），站点 {s['stations']} 个。"]
+    lines += [f"说明：{n}" for n in s.get("notes", [])]
     found = "，".join(f"{k} {v} 项" for k, v in s["findings"].items()) or "无"
     lines.append(f"数据质量问题：{found}（新增 {w['findings_new']}，更新 {w['findings_updated']}）。")
     exc = "，".join(f"{k} {v} 个" for k, v in s["excluded_by_kind"].items())

@@ -119,8 +119,8 @@ def _where(task: Task, area: str, streets, places):
     if d is not None:
         lat, lon = d.lat, d.lon
     elif places is not None and area in set(places["area"]):
-        p = places.set_index("area").loc[area]
-        lat, lon = float(p["lat"]), float(p["lon"])
+        p = places.set_index("area").loc[area]  # a station without coordinates has none to give
+        lat, lon = (float(v) if v is not None and pd.notna(v) else np.nan for v in (p["lat"], p["lon"]))
     return [(None, None, lat, lon)]
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from workbench import config, geo
-from workbench.safety.weather import _local
+from workbench.safety.weather import _local, local_days
 
 LEVELS = ("", "蓝色", "黄色", "橙色", "红色")
 SEVERITY = {1: "warning", 2: "warning", 3: "critical", 4: "critical"}
@@ -48,6 +48,8 @@ class SignalGrid:
     stations: pd.DataFrame  # station_id, area, district, lat, lon, last_hour
     levels: dict = field(default_factory=dict)  # signal -> np.ndarray[int8] (hours × stations)
     measures: dict = field(default_factory=dict)  # signal -> {name: DataFrame}
+    daily: set = field(default_factory=set)  # stations judged on daily records
+    notes: list = field(default_factory=list)  # what could not be judged, and why (one line each)
 
 
 @dataclass
@@ -64,8 +66,24 @@ def hourly(obs: pd.DataFrame, var: str, hours: pd.DatetimeIndex, stations) -> pd
     return g.reindex(index=hours, columns=stations)
 
 
-def signal_grid(clean: pd.DataFrame, rules: WarningRules = WarningRules()) -> SignalGrid:
-    """Every station's hourly level for each signal, from DQ-cleaned observations and forecasts."""
+def signal_grid(clean: pd.DataFrame, rules: WarningRules = WarningRules(),
+                daily: pd.DataFrame | None = None) -> SignalGrid:
+    """Every station's hourly level for each signal, from DQ-cleaned observations and forecasts;
+    with `daily` (QualityReport.daily), the daily stations' levels by the daily rules
+    (`daily_grid`), held over each local day."""
+    grid = _hourly_grid(clean, rules)
+    if daily is None or daily.empty:
+        return grid
+    both = sorted(set(daily["station_id"].astype(str)) & set(grid.stations["station_id"].astype(str)))
+    d = daily[~daily["station_id"].astype(str).isin(both)]
+    dgrid = daily_grid(d, rules) if len(d) else SignalGrid(pd.DatetimeIndex([]), _stations(d))
+    dgrid.notes[:0] = [f"站点 {s} 同时有逐时与日值记录，按逐时记录判定，日值不重复判定" for s in both]
+    return _merge(grid, dgrid)
+
+
+def _hourly_grid(clean: pd.DataFrame, rules: WarningRules) -> SignalGrid:
+    if "resolution" in clean:  # never read a day as an hour (QualityReport.clean holds hours only)
+        clean = clean[clean["resolution"].astype("string").str.lower().fillna("") != "daily"]
     obs = clean[clean["kind"] == "observed"]
     fc = clean[clean["kind"] == "forecast"]
     stations = _stations(clean)
@@ -86,6 +104,117 @@ def signal_grid(clean: pd.DataFrame, rules: WarningRules = WarningRules()) -> Si
     grid.levels["暴雪"], grid.measures["暴雪"] = snowstorm(T, P, rules)
     grid.levels["道路结冰"], grid.measures["道路结冰"] = road_icing(T, P, R, fc, hours, ids, rules)
     return grid
+
+
+# ------------------------------------------------------------------------------ daily records
+
+# GB/T 21987-2017 寒潮等级 on the daily minimum temperature: (fall within 24 / 48 / 72 h, at most)
+COLD_WAVE_GRADES = ((3, "特强寒潮", (12, 14, 16), 0.0), (2, "强寒潮", (10, 12, 14), 2.0), (1, "寒潮", (8, 10, 12), 4.0))
+# a day's snow water S holds a 12-h window of at least S/2 and a 6-h window of at least S/4:
+# the signal's 12-h 4 / 6 mm and 6-h 10 / 15 mm are sure at S ≥ 8 / 12 / 40 / 60 mm
+DAILY_SNOW = ((4, 60.0), (3, 40.0), (2, 12.0), (1, 8.0))
+
+DAILY_CRITERIA = {
+    "寒潮": "日值（GB/T 21987-2017 寒潮等级）：日最低气温24/48/72小时内下降≥8/10/12°C且降至≤4°C为寒潮（蓝色），"
+            "≥10/12/14°C且≤2°C为强寒潮（黄色），≥12/14/16°C且≤0°C为特强寒潮（橙色）；日值不含逐时风速，不发红色",
+    "暴雪": "日值：24小时降雪量S（融化水量；无降雪量时取日最高气温≤1°C之日的降水量），其中必有12小时≥S/2、6小时≥S/4："
+            "S≥8/12mm为蓝/黄，S≥40/60mm为橙/红",
+}
+DAILY_CANNOT = {"道路结冰": "道路结冰：{stations} 为日值资料，无法判定（结冰须逐时路面温度或气温低于0°C与小时降水同时出现，"
+                          "日最低气温与日降水量说明不了二者是否同时）"}
+
+
+def daily_grid(daily: pd.DataFrame, rules: WarningRules = WarningRules()) -> SignalGrid:
+    """Daily stations' levels by the criteria daily records support (docs/warnings.md §2b):
+    寒潮 by GB/T 21987-2017 on the daily minimum, 暴雪 by the level a day's snow water proves;
+    道路结冰 cannot be judged from days (a note says why). Each day's level holds over the 24
+    hours of its local day (rules.tz), so episodes are made as for hours."""
+    d = daily.copy()
+    d["day"] = local_days(d["ts"], rules.tz)
+    d["kind"], d["issued_at"] = "observed", d["ts"]
+    for c in ("district", "lat", "lon"):
+        if c not in d:
+            d[c] = None if c == "district" else np.nan
+    stations = _stations(d)
+    ids = stations["station_id"].tolist()
+    days = pd.date_range(d["day"].min(), d["day"].max(), freq="D")
+
+    def piv(v):
+        if v not in d:
+            return pd.DataFrame(np.nan, index=days, columns=ids)
+        return (d.pivot_table(index="day", columns="station_id", values=v, aggfunc="last", dropna=False)
+                .reindex(index=days, columns=ids).astype(float))
+
+    TN, TX, P, S = piv("temperature_min"), piv("temperature_max"), piv("precipitation"), piv("snowfall")
+    p1, p2, p3 = TN.shift(1), TN.shift(2), TN.shift(3)
+    drops = [(p1 - TN).round(2), (np.fmax(p1, p2) - TN).round(2), (np.fmax(np.fmax(p1, p2), p3) - TN).round(2)]
+    cond, out = [], []
+    for level, _name, falls, at_most in COLD_WAVE_GRADES:
+        hit = (drops[0] >= falls[0]) | (drops[1] >= falls[1]) | (drops[2] >= falls[2])
+        cond.append((hit & (TN <= at_most)).to_numpy())
+        out.append(level)
+    cold = np.select(cond, out, 0).astype(np.int8)
+    water = S.where(S.notna(), P.where(TX <= rules.snow_air_max)).round(2)
+    snow = np.select([water.to_numpy() >= t for _, t in DAILY_SNOW], [lv for lv, _ in DAILY_SNOW], 0).astype(np.int8)
+
+    # each local day's hours (UTC), and the day each hour belongs to
+    start = (days[0].tz_localize(rules.tz).tz_convert("UTC").tz_localize(None))
+    end = ((days[-1] + pd.Timedelta(days=1)).tz_localize(rules.tz).tz_convert("UTC").tz_localize(None))
+    hours = pd.date_range(start, end - pd.Timedelta(hours=1), freq="h")
+    at = days.get_indexer(local_days(pd.Series(hours), rules.tz))
+
+    def spread(frame):
+        return pd.DataFrame(frame.to_numpy()[at], index=hours, columns=ids)
+
+    last_day = d.groupby("station_id")["day"].max()
+    stations["last_hour"] = stations["station_id"].map(
+        lambda s: (last_day[s] + pd.Timedelta(days=1)).tz_localize(rules.tz).tz_convert("UTC").tz_localize(None)
+        - pd.Timedelta(hours=1))
+    grid = SignalGrid(hours, stations, daily=set(ids))
+    grid.levels["寒潮"] = cold[at]
+    grid.measures["寒潮"] = {"日最低气温": spread(TN), "前1日最低气温": spread(p1), "日最低气温24小时降温": spread(drops[0]),
+                           "日最低气温48小时降温": spread(drops[1]), "日最低气温72小时降温": spread(drops[2])}
+    grid.levels["暴雪"] = snow[at]
+    grid.measures["暴雪"] = {"24小时降雪量": spread(water), "日降水量": spread(P), "日最高气温": spread(TX)}
+    grid.levels["道路结冰"] = np.zeros((len(hours), len(ids)), np.int8)
+    grid.measures["道路结冰"] = {}
+    no_tn = [s for s in ids if TN[s].isna().all()]
+    if no_tn:
+        grid.notes.append(f"寒潮：{'、'.join(no_tn)} 的日值资料没有日最低气温，无法判定")
+    no_snow = [s for s in ids if water[s].isna().all()]
+    if no_snow:
+        grid.notes.append(f"暴雪：{'、'.join(no_snow)} 的日值资料没有降雪量，也没有降水量与日最高气温，无法判定")
+    grid.notes.append(DAILY_CANNOT["道路结冰"].format(stations="、".join(ids)))
+    return grid
+
+
+def _merge(a: SignalGrid, b: SignalGrid) -> SignalGrid:
+    """One grid of the hourly and the daily stations (columns side by side, hours the union)."""
+    if not len(b.hours):
+        a.notes += b.notes
+        return a
+    if not len(a.hours):
+        return b
+    ha, hb = pd.DatetimeIndex(a.hours).as_unit("ns"), pd.DatetimeIndex(b.hours).as_unit("ns")
+    hours = pd.date_range(min(ha[0], hb[0]), max(ha[-1], hb[-1]), freq="h").as_unit("ns")
+    stations = pd.concat([a.stations, b.stations], ignore_index=True)
+    ids = stations["station_id"].tolist()
+    ia, ib = hours.get_indexer(ha), hours.get_indexer(hb)
+    na = len(a.stations)
+    out = SignalGrid(hours, stations, daily=a.daily | b.daily, notes=a.notes + b.notes)
+    for sig in dict.fromkeys([*a.levels, *b.levels]):
+        L = np.zeros((len(hours), len(ids)), np.int8)
+        if sig in a.levels:
+            L[ia, :na] = a.levels[sig]
+        if sig in b.levels:
+            L[ib, na:] = b.levels[sig]
+        out.levels[sig] = L
+        ma, mb = a.measures.get(sig, {}), b.measures.get(sig, {})
+        out.measures[sig] = {
+            name: pd.concat([m[name].set_axis(h, axis=0) for m, h in ((ma, ha), (mb, hb)) if name in m], axis=1)
+            .reindex(index=hours, columns=ids)
+            for name in dict.fromkeys([*ma, *mb])}
+    return out
 
 
 def cold_wave(T: pd.DataFrame, W: pd.DataFrame, rules: WarningRules = WarningRules()):
@@ -297,14 +426,21 @@ def _evidence(grid: SignalGrid, signal: str, stations, r: int, level: int, rules
     for s in at[: rules.max_evidence_stations]:
         sid = grid.stations.station_id.iloc[s]
         rec = {"站点": sid, "时间": _local(grid.hours[r], rules.tz)}
+        if sid in grid.daily:
+            rec["资料"] = "日值"
+            rec["日期"] = str(local_days(pd.Series([grid.hours[r]]), rules.tz).iloc[0].date())
         for name, frame in meas.items():
             v = frame.iat[r, s]
             if name == "路面温度来源":
-                rec[name] = "路面传感器" if bool(v) else "气温代替"
+                if isinstance(v, (bool, np.bool_)):
+                    rec[name] = "路面传感器" if bool(v) else "气温代替"
             elif v == v and v is not None and np.isfinite(v):
                 rec[name] = round(float(v), 2)
         obs.append(rec)
-    return {"触发站点": [grid.stations.station_id.iloc[s] for s in at], "触发观测": obs}
+    ev = {"触发站点": [grid.stations.station_id.iloc[s] for s in at], "触发观测": obs}
+    if signal in DAILY_CRITERIA and any(grid.stations.station_id.iloc[s] in grid.daily for s in at):
+        ev["日值判据"] = DAILY_CRITERIA[signal]
+    return ev
 
 
 def _note(signal: str, action: str, level: int, ev: dict) -> str:
@@ -313,7 +449,14 @@ def _note(signal: str, action: str, level: int, ev: dict) -> str:
     head = f"{signal}{LEVELS[level]}预警{what}" if action in ("发布", "解除") else f"{signal}预警{what}{LEVELS[level]}"
     if action == "解除":
         return f"{head}：已连续数小时不再满足{LEVELS[level]}预警条件"
-    if signal == "寒潮":
+    if o.get("资料") == "日值" and signal == "寒潮":
+        grade = next((name for lv, name, _f, _t in COLD_WAVE_GRADES if lv == level), "")
+        tail = (f"{o.get('站点')} {o.get('日期')} 日最低气温 {o.get('日最低气温')}°C，24小时降温 "
+                f"{o.get('日最低气温24小时降温')}°C，48小时降温 {o.get('日最低气温48小时降温')}°C，72小时降温 "
+                f"{o.get('日最低气温72小时降温')}°C（日值，GB/T 21987 {grade}）")
+    elif o.get("资料") == "日值" and signal == "暴雪":
+        tail = f"{o.get('站点')} {o.get('日期')} 24小时降雪量 {o.get('24小时降雪量')}mm（日值）"
+    elif signal == "寒潮":
         tail = (f"{o.get('站点')} 24小时最低气温 {o.get('24小时最低气温')}°C，24小时降温 {o.get('24小时降温')}°C，"
                 f"48小时降温 {o.get('48小时降温')}°C，最大风速 {o.get('24小时最大风速')}m/s")
     elif signal == "暴雪":
@@ -325,9 +468,10 @@ def _note(signal: str, action: str, level: int, ev: dict) -> str:
     return f"{head}：{tail}"
 
 
-def warnings_from(clean: pd.DataFrame, rules: WarningRules = WarningRules()) -> Warnings:
-    """Alerts and history from DQ-cleaned weather (observed + forecast)."""
-    return episodes(signal_grid(clean, rules), rules)
+def warnings_from(clean: pd.DataFrame, rules: WarningRules = WarningRules(),
+                  daily: pd.DataFrame | None = None) -> Warnings:
+    """Alerts and history from DQ-cleaned weather (observed + forecast; `daily`: daily records)."""
+    return episodes(signal_grid(clean, rules, daily), rules)
 
 
 # ------------------------------------------------------------------------------ the hub
@@ -357,6 +501,8 @@ class EngineRun:
     events: pd.DataFrame  # the inspection tasks the warnings set off (case rows)
     written: dict
     linkage: object = None  # what workbench.linkage.run returned, when it ran
+    notes: list = field(default_factory=list)  # daily records recognised; criteria that could not be judged
+    daily: int = 0  # daily records among the observations
 
     def summary(self) -> dict:
         a = self.warnings.alerts
@@ -371,6 +517,8 @@ class EngineRun:
             "episodes_by_level": [{"category": r.category, "level": r.level, "n": int(r.n)} for r in by.itertuples()],
             "active": int((a["status"] == "生效中").sum()) if len(a) else 0,
             "tasks": int(len(self.events)),
+            "daily_records": self.daily,
+            "notes": list(self.notes),
             "written": self.written,
         }
 
@@ -399,9 +547,9 @@ def run_engine(eng=None, *, weather: pd.DataFrame | None = None, quality=None,
     step(STEPS[0])
     wx = hub.read("weather", eng=eng) if weather is None else weather
     step(STEPS[1])
-    report = check_weather(wx, quality or QualityRules(tz=rules.tz))
+    report = check_weather(wx, quality or QualityRules.configured(wx, tz=rules.tz))
     step(STEPS[2])
-    grid = signal_grid(report.clean, rules)
+    grid = signal_grid(report.clean, rules, report.daily)
     w = episodes(grid, rules)
     with eng.begin() as conn:
         step(STEPS[3])
@@ -418,5 +566,8 @@ def run_engine(eng=None, *, weather: pd.DataFrame | None = None, quality=None,
         from workbench import linkage as lk
 
         linked = lk.run(eng, departments=["safety"])
-    return EngineRun(int((report.clean["kind"] == "observed").sum()), int(report.clean["station_id"].nunique()),
-                     report.findings, report.excluded, w, events, written, linked)
+    n_daily = int(len(report.daily))
+    n_stations = len(set(report.clean["station_id"]) | set(report.daily.get("station_id", pd.Series(dtype=str))))
+    return EngineRun(int((report.clean["kind"] == "observed").sum()) + n_daily, n_stations,
+                     report.findings, report.excluded, w, events, written, linked,
+                     notes=report.notes + grid.notes, daily=n_daily)

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+import yaml
+
 from workbench import config
 from workbench.store.ingest import upsert
 from workbench.store.schema import DATASETS
@@ -23,26 +25,63 @@ from workbench.store.schema import DATASETS
 VARIABLES = ("temperature", "precipitation", "wind_speed", "road_temperature", "humidity")
 LABELS = {v: DATASETS["weather"].field(v).label for v in VARIABLES}
 KIND = {"GAP": "缺测", "SENT": "传感器故障值", "RANGE": "数值不合理", "UNIT": "风速单位疑似错误",
-        "STUCK": "传感器卡滞"}
+        "STUCK": "传感器卡滞", "ORDER": "数值不合理"}
 UNITS = {"km/h": 3.6, "mph": 2.237, "节": 1.944}  # factor a m/s value is multiplied by
 
-# Plausible hourly air temperature (°C) by month, Zhuzhou: the station records (about
-# −11.5 °C and 41 °C) widened by a few degrees, tighter in the seasons that cannot reach them.
-ZHUZHOU_TEMPERATURE = ((-15, 30), (-15, 32), (-8, 35), (-3, 37), (3, 40), (10, 42),
-                       (14, 44), (14, 44), (6, 42), (-2, 38), (-8, 33), (-13, 28))
-# New York (Central Park / the airports): records −26 °C and 41 °C.
-NEW_YORK_TEMPERATURE = ((-30, 25), (-30, 27), (-25, 32), (-15, 35), (-5, 38), (0, 41),
-                        (5, 43), (5, 42), (0, 40), (-8, 35), (-20, 30), (-28, 26))
+# Plausible ranges are configuration, not one city's climate in the code: the hub's
+# workbench/store/plausible.yaml (`weather`, `weather_daily`, `weather_months`, `weather_stations`)
+# and the `plausible:` of the profiles the rows came through (see `QualityRules.configured`).
+PLAUSIBLE_FILE = Path(__file__).resolve().parents[1] / "store" / "plausible.yaml"
+
+
+def plausible_config(path: str | Path | None = None) -> dict:
+    """The plausible-range configuration (plausible.yaml), as written."""
+    return yaml.safe_load(Path(path or PLAUSIBLE_FILE).read_text(encoding="utf-8")) or {}
+
+
+def _pairs(spec) -> tuple:
+    """A configured range as a tuple: (low, high), or twelve (low, high) pairs by month."""
+    a = np.asarray(spec, float)
+    if a.shape == (2,):
+        return (float(a[0]), float(a[1]))
+    if a.shape == (12, 2):
+        return tuple((float(lo), float(hi)) for lo, hi in a)
+    raise ValueError(f"合理范围应写成 [下限, 上限] 或 12 个月的 [下限, 上限]，而不是 {spec!r}")
+
+
+def _city_months(var: str):
+    return lambda: _pairs((plausible_config().get("weather_months") or {})[var])
+
+
+def _city_ranges(section: str, names: tuple):
+    def make():
+        cfg = plausible_config().get(section) or {}
+        return {v: _pairs(cfg[v]) for v in names if v in cfg}
+    return make
+
+
+def _city_stations() -> dict:
+    cfg = plausible_config().get("weather_stations") or {}
+    return {str(s): {v: _pairs(r) for v, r in (spec or {}).items()} for s, spec in cfg.items()}
+
+
+DAILY_VARIABLES = ("temperature_min", "temperature_max", "temperature", "precipitation", "snowfall", "wind_speed")
+LABELS.update({v: DATASETS["weather"].field(v).label for v in DAILY_VARIABLES})
 
 
 @dataclass(frozen=True)
 class QualityRules:
-    """The numbers behind each check (defaults: Zhuzhou, hourly automatic stations)."""
+    """The numbers behind each check. The plausible ranges come from the configuration
+    (plausible.yaml: Zhuzhou's by default); `QualityRules.configured(weather)` adds the
+    ranges of each station's own entry and of the profiles its rows came through."""
 
-    temperature: tuple = ZHUZHOU_TEMPERATURE  # 12 (low, high) pairs, January first
+    temperature: tuple = field(default_factory=_city_months("temperature"))  # 12 (low, high), January first
     road_offset: tuple = (-10.0, 30.0)  # road surface may be colder / much warmer than the air
-    ranges: dict = field(default_factory=lambda: {
-        "precipitation": (0.0, 200.0), "wind_speed": (0.0, 45.0), "humidity": (0.0, 100.0)})
+    ranges: dict = field(default_factory=_city_ranges("weather", ("precipitation", "wind_speed", "humidity",
+                                                                  "temperature_min", "temperature_max")))
+    daily_ranges: dict = field(default_factory=_city_ranges("weather_daily", ("precipitation", "snowfall",
+                                                                              "wind_speed")))
+    stations: dict = field(default_factory=_city_stations)  # station -> {variable: (lo, hi) | 12 pairs}
     sentinels: tuple = (999.9, -999.9, 9999.0, -9999.0, 999.0, -999.0, 99999.0, 9999.9, -99.9)
     stuck_hours: dict = field(default_factory=lambda: {
         "temperature": 8, "road_temperature": 8, "humidity": 12, "wind_speed": 12, "precipitation": 12})
@@ -56,14 +95,45 @@ class QualityRules:
     unit_agree: float = 0.75  # … on this share of the window's days
     unit_min_neighbours: int = 2
     unit_min_mean: float = 0.5  # m/s; calmer references say nothing about units
-    tz: str = config.TZ  # times in reasons are written in this zone
+    daily_min_spacing_h: float = 20.0  # unlabelled records this far apart (median), one a day: daily
+    tz: str = config.TZ  # times in reasons are written in this zone; daily records' days too
+
+    @classmethod
+    def configured(cls, weather: pd.DataFrame | None = None, **kw) -> "QualityRules":
+        """Rules whose ranges are the configuration's: plausible.yaml, and for the stations whose
+        rows came through a weather profile with `plausible:` (their `source` is the profile's
+        defaults.source) that profile's ranges, unless the station has its own entry."""
+        from workbench.store import profiles
+
+        base = cls(**kw)
+        if weather is None or "source" not in weather or weather.empty:
+            return base
+        by_source = weather.dropna(subset=["source"]).groupby(weather["source"].astype(str))["station_id"]
+        by_source = {src: set(map(str, ids.unique())) for src, ids in by_source}
+        stations = {s: dict(spec) for s, spec in base.stations.items()}
+        for name in profiles.available():
+            try:
+                p = profiles.load(name)
+            except profiles.ProfileError:
+                continue  # a broken saved profile is the ingest's to report
+            src = p.defaults.get("source")
+            if p.dataset != "weather" or not p.plausible or src not in by_source:
+                continue
+            for s in by_source[src]:
+                # the profile's ranges, under the station's own entry (the most specific)
+                stations[s] = {**{v: _pairs(r) for v, r in p.plausible.items()}, **base.stations.get(s, {})}
+        from dataclasses import replace
+
+        return replace(base, stations=stations)
 
 
 @dataclass
 class QualityReport:
     findings: pd.DataFrame  # rows for data_quality
     excluded: pd.DataFrame  # station_id, ts, issued_at, variable, value, finding_id, kind, reason
-    clean: pd.DataFrame  # the observations with every excluded value set to NaN
+    clean: pd.DataFrame  # the hourly observations (and forecasts) with every excluded value set to NaN
+    daily: pd.DataFrame = field(default_factory=pd.DataFrame)  # daily records, cleaned the same way
+    notes: list = field(default_factory=list)  # what was inferred (a daily station without a resolution)
 
     def excluded_by_kind(self) -> dict[str, int]:
         return {k: int(n) for k, n in self.excluded.groupby("kind").size().items()}
@@ -95,8 +165,10 @@ def prepare(weather: pd.DataFrame) -> pd.DataFrame:
 
 
 def check_weather(weather: pd.DataFrame, rules: QualityRules = QualityRules()) -> QualityReport:
-    """All data-quality checks over `weather`; returns findings, exclusions and the clean frame."""
-    w = prepare(weather)
+    """All data-quality checks over `weather`; returns findings, exclusions and the clean frames.
+    Daily records (`split_resolution`) are checked as days and never read as hours."""
+    hourly_rows, daily_rows, notes = split_resolution(weather, rules)
+    w = prepare(hourly_rows)
     obs = (w["kind"] == "observed").to_numpy()
     flags: list[tuple[str, str, np.ndarray]] = []  # (variable, kind code, mask), by priority
     sent = {v: np.isin(w[v].to_numpy(), np.asarray(rules.sentinels)) for v in VARIABLES}
@@ -121,25 +193,137 @@ def check_weather(weather: pd.DataFrame, rules: QualityRules = QualityRules()) -
     clean = w.copy()
     for v in VARIABLES:
         clean.loc[taken[v], v] = np.nan
+    d_clean, d_found, d_excl = _check_daily(daily_rows, rules)
+    findings += d_found
+    excluded += d_excl
     fnd = pd.concat([f for f in findings if len(f)], ignore_index=True) if any(len(f) for f in findings) \
         else pd.DataFrame(columns=FINDING_COLUMNS)
     exc = pd.concat(excluded, ignore_index=True) if excluded else pd.DataFrame(columns=EXCLUDED_COLUMNS)
     return QualityReport(fnd[FINDING_COLUMNS].sort_values(["ts_from", "finding_id"], ignore_index=True),
-                         exc[EXCLUDED_COLUMNS], clean)
+                         exc[EXCLUDED_COLUMNS], clean, d_clean, notes)
+
+
+# ------------------------------------------------------------------------------ daily records
+
+def split_resolution(weather: pd.DataFrame, rules: QualityRules = QualityRules()
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """(hourly rows, daily rows, notes). A record is daily when its `resolution` says so (a
+    profile's `defaults: {resolution: daily}`); hourly when it says hourly; a station's records
+    without a resolution are daily when they fall one per local day (rules.tz) and are either
+    spaced `daily_min_spacing_h` apart or more (median) or carry a daily field (minimum / maximum
+    temperature, snowfall) — each such station gets a note. Forecasts are hourly."""
+    w = weather.reset_index(drop=True)
+    if w.empty:
+        return w, w.iloc[0:0], []
+    res = (w["resolution"].astype("string").str.strip().str.lower() if "resolution" in w
+           else pd.Series(pd.NA, index=w.index, dtype="string"))
+    forecast = (w["kind"].astype("string") == "forecast").fillna(False).to_numpy() if "kind" in w \
+        else np.zeros(len(w), bool)
+    daily = res.eq("daily").fillna(False).to_numpy() & ~forecast
+    unlabelled = (res.isna() | res.eq("")).fillna(True).to_numpy() & ~forecast
+    notes = []
+    if unlabelled.any():
+        u = w[unlabelled]
+        ts = pd.to_datetime(u["ts"])
+        sid = u["station_id"].astype(str)
+        order = np.lexsort((ts.to_numpy(), sid.to_numpy()))
+        step = (ts.iloc[order].groupby(sid.iloc[order].to_numpy()).diff() / pd.Timedelta(hours=1))
+        median_step = step.groupby(sid.iloc[order].to_numpy()).median()
+        carried = [c for c in ("temperature_min", "temperature_max", "snowfall") if c in u]
+        has_daily = (u[carried].apply(pd.to_numeric, errors="coerce").notna().any(axis=1)
+                     .groupby(sid).any() if carried else pd.Series(False, index=median_step.index))
+        spaced = median_step.fillna(0) >= rules.daily_min_spacing_h
+        for st in sorted(set(spaced[spaced].index) | set(has_daily[has_daily].index)):  # hourly ones skip at once
+            g = u[(sid == st).to_numpy()]
+            if local_days(g["ts"], rules.tz).duplicated().any():
+                continue  # two records on one day: not daily
+            if spaced.get(st, False):
+                why = f"每日一条（间隔中位数 {median_step[st]:.0f} 小时）"
+            else:
+                fields = [c for c in carried if pd.to_numeric(g[c], errors="coerce").notna().any()]
+                why = f"带有日值字段（{'、'.join(LABELS[c] for c in fields)}）"
+            daily[np.flatnonzero(unlabelled)[(sid == st).to_numpy()]] = True
+            notes.append(f"站点 {st} 的 {len(g)} 条记录未标注时间分辨率，{why}，按日值判定")
+    return w[~daily], w[daily], notes
+
+
+def _check_daily(d: pd.DataFrame, rules: QualityRules) -> tuple[pd.DataFrame, list, list]:
+    """Daily records: sentinel values, implausible values (the configured daily ranges), a
+    minimum above the maximum, and missing days. Returns (clean, findings, excluded)."""
+    if d.empty:
+        return pd.DataFrame(), [], []
+    w = d.copy()
+    w["ts"] = pd.to_datetime(w["ts"])
+    w["issued_at"] = w["ts"]
+    w["kind"] = "observed"
+    for v in DAILY_VARIABLES:
+        w[v] = pd.to_numeric(w[v], errors="coerce").astype(float) if v in w else np.nan
+    w["station_id"] = w["station_id"].astype(str)
+    w = w.sort_values(["station_id", "ts"], kind="stable").drop_duplicates(["station_id", "ts"], keep="last")
+    w = w.reset_index(drop=True)
+    sent = {v: np.isin(w[v].to_numpy(), np.asarray(rules.sentinels)) for v in DAILY_VARIABLES}
+    flags = [(v, "SENT", sent[v]) for v in DAILY_VARIABLES]
+    flags += [(v, "RANGE", _implausible(w, v, rules, daily=True) & ~sent[v]) for v in DAILY_VARIABLES]
+    order = (w["temperature_min"] > w["temperature_max"]).to_numpy()
+    flags += [("temperature_min", "ORDER", order), ("temperature_max", "ORDER", order)]
+    taken = {v: np.zeros(len(w), bool) for v in DAILY_VARIABLES}
+    findings, excluded = [_day_gaps(w, rules.tz)], []
+    for v, code, mask in flags:
+        mask = mask & ~taken[v] & w[v].notna().to_numpy()
+        if not mask.any():
+            continue
+        taken[v] |= mask
+        f, e = _runs(w, v, code, mask, rules, daily=True)
+        findings.append(f)
+        excluded.append(e)
+    for v in DAILY_VARIABLES:
+        w.loc[taken[v], v] = np.nan
+    return w, findings, excluded
+
+
+def local_days(ts: pd.Series, tz: str) -> pd.Series:
+    """The local calendar day (midnight, naive) of UTC timestamps: the day a daily record is for."""
+    return pd.to_datetime(ts).dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None).dt.normalize()
+
+
+def _day_gaps(w: pd.DataFrame, tz: str) -> pd.DataFrame:
+    """Runs of missing days inside each daily station's record."""
+    rows = []
+    day = local_days(w["ts"], tz)
+    for st, g in day.groupby(w["station_id"], sort=True):
+        g = g.sort_values()
+        step = g.diff().dt.days.fillna(1).astype(int).to_numpy()
+        for i in np.flatnonzero(step > 1):
+            a, b = g.iloc[i - 1] + pd.Timedelta(days=1), g.iloc[i] - pd.Timedelta(days=1)
+            first_utc = pd.Timestamp(a).tz_localize(tz).tz_convert("UTC").tz_localize(None)
+            last_utc = pd.Timestamp(b).tz_localize(tz).tz_convert("UTC").tz_localize(None)
+            n = int(step[i] - 1)
+            rows.append({"finding_id": _fid(st, "GAP", "all", first_utc) + "-D", "ts": last_utc,
+                         "dataset": "weather", "subject": st, "kind": KIND["GAP"], "ts_from": first_utc,
+                         "ts_to": last_utc, "rows": n,
+                         "reason": f"站点 {st} 日值缺测 {n} 天（{a:%Y-%m-%d} 至 {b:%Y-%m-%d}），这些日期不参与预警判定",
+                         "evidence": json.dumps({"缺测天数": n, "资料": "日值"}, ensure_ascii=False)})
+    return pd.DataFrame(rows, columns=FINDING_COLUMNS)
 
 
 # ------------------------------------------------------------------------------ checks
 
-def _implausible(w: pd.DataFrame, v: str, rules: QualityRules) -> np.ndarray:
+def _implausible(w: pd.DataFrame, v: str, rules: QualityRules, daily: bool = False) -> np.ndarray:
     x = w[v].to_numpy()
-    if v in ("temperature", "road_temperature"):
-        rng = np.asarray(rules.temperature, float)[w["ts"].dt.month.to_numpy() - 1]
-        lo, hi = rng[:, 0], rng[:, 1]
-        if v == "road_temperature":
-            lo, hi = lo + rules.road_offset[0], hi + rules.road_offset[1]
-        return (x < lo) | (x > hi)
-    lo, hi = rules.ranges[v]
+    if not len(w):
+        return np.zeros(0, bool)
+    lo, hi = _bounds(w, v, rules, daily)
     return (x < lo) | (x > hi)
+
+
+def _bounds(w: pd.DataFrame, v: str, rules: QualityRules, daily: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's plausible (low, high) for `v`: by its station and month (`_range`)."""
+    month = w["ts"].dt.month.to_numpy()
+    st = w["station_id"].astype(str).to_numpy()
+    key = pd.factorize(pd.Series(st) + "|" + pd.Series(month).astype(str))[0]
+    first = pd.Series(np.arange(len(w))).groupby(key).first()
+    rng = np.array([_range(v, int(month[i]), rules, st[i], daily) for i in first.to_numpy()], float)
+    return rng[key, 0], rng[key, 1]
 
 
 def _stuck(w: pd.DataFrame, v: str, obs: np.ndarray, codes: np.ndarray, rules: QualityRules) -> np.ndarray:
@@ -249,7 +433,7 @@ def _gaps(obs: pd.DataFrame, tz: str) -> pd.DataFrame:
     })
 
 
-def _runs(w: pd.DataFrame, v: str, code: str, mask: np.ndarray, rules: QualityRules):
+def _runs(w: pd.DataFrame, v: str, code: str, mask: np.ndarray, rules: QualityRules, daily: bool = False):
     """Group flagged values into runs (consecutive rows of one station and kind); one finding each."""
     idx = np.flatnonzero(mask)
     st = w["station_id"].to_numpy()[idx]
@@ -260,11 +444,11 @@ def _runs(w: pd.DataFrame, v: str, code: str, mask: np.ndarray, rules: QualityRu
     g = sub.groupby("_run", sort=True)
     agg = g.agg(station_id=("station_id", "first"), ts_from=("ts", "min"), ts_to=("ts", "max"),
                 rows=("ts", "size"), vmin=(v, "min"), vmax=(v, "max"), kind_=("kind", "first"))
-    fids = [_fid(s, code, v, a) + ("" if k == "observed" else "-F")
+    fids = [_fid(s, code, v, a) + ("" if k == "observed" else "-F") + ("-D" if daily else "")
             for s, a, k in zip(agg.station_id, agg.ts_from, agg.kind_)]
     reasons, evid = [], []
     for r in agg.itertuples():
-        reason, ev = _describe(code, v, r, w, rules)
+        reason, ev = _describe(code, v, r, w, rules, daily)
         reasons.append(reason)
         evid.append(json.dumps(ev, ensure_ascii=False, default=str))
     findings = pd.DataFrame({
@@ -280,7 +464,7 @@ def _runs(w: pd.DataFrame, v: str, code: str, mask: np.ndarray, rules: QualityRu
     return findings, excluded
 
 
-def _describe(code, v, r, w, rules) -> tuple[str, dict]:
+def _describe(code, v, r, w, rules, daily: bool = False) -> tuple[str, dict]:
     lab = LABELS[v]
     span = f"{_local(r.ts_from, rules.tz)} 至 {_local(r.ts_to, rules.tz)}"
     fc = "（预报）" if r.kind_ != "observed" else ""
@@ -289,10 +473,12 @@ def _describe(code, v, r, w, rules) -> tuple[str, dict]:
         return f"站点 {r.station_id}{fc}{lab}为传感器故障值 {_num(r.vmax)}（{span}，{r.rows} 条），已剔除", ev
     if code == "RANGE":
         m = r.ts_from.month
-        lo, hi = _range(v, m, rules)
+        lo, hi = _range(v, m, rules, r.station_id, daily)
         ev.update({"月份": m, "合理下限": lo, "合理上限": hi})
         return (f"站点 {r.station_id}{fc}{lab} {_num(r.vmin)}~{_num(r.vmax)} 超出 {m} 月合理范围 "
                 f"[{lo}, {hi}]（{span}，{r.rows} 条），已剔除"), ev
+    if code == "ORDER":
+        return (f"站点 {r.station_id}日最低气温高于日最高气温（{span}，{r.rows} 天），两者均已剔除"), ev
     if code == "STUCK":
         ev.update({"连续相同读数": int(r.rows), "判定阈值": rules.stuck_hours[v]})
         return (f"站点 {r.station_id}{lab}连续 {r.rows} 次读数均为 {_num(r.vmax)}，疑似传感器卡滞"
@@ -310,19 +496,33 @@ def _describe(code, v, r, w, rules) -> tuple[str, dict]:
     raise ValueError(code)
 
 
-def _range(v, month, rules):
-    if v in ("temperature", "road_temperature"):
-        lo, hi = rules.temperature[month - 1]
-        if v == "road_temperature":
-            lo, hi = lo + rules.road_offset[0], hi + rules.road_offset[1]
-        return float(lo), float(hi)
-    lo, hi = rules.ranges[v]
+def _range(v: str, month: int, rules: QualityRules, station: str | None = None,
+           daily: bool = False) -> tuple[float, float]:
+    """The plausible range of `v` at a station in a month: the station's own (or its profile's)
+    when configured, else the city's (monthly for air temperature); a road surface may be
+    `road_offset` colder / warmer than the air's range."""
+    own = rules.stations.get(str(station), {}) if station is not None else {}
+    road = v == "road_temperature" and v not in own
+    name = "temperature" if road else v
+    if name in own:
+        spec = own[name]
+    elif name == "temperature" and not daily:
+        spec = rules.temperature
+    elif daily and name in rules.daily_ranges:
+        spec = rules.daily_ranges[name]
+    elif name == "temperature":  # a day's mean: the month's range of the hours holds it
+        spec = rules.temperature
+    else:
+        spec = rules.ranges[name]
+    lo, hi = spec[month - 1] if isinstance(spec[0], (tuple, list)) else spec
+    if road:
+        lo, hi = lo + rules.road_offset[0], hi + rules.road_offset[1]
     return float(lo), float(hi)
 
 
 def _fid(station: str, code: str, v: str, ts) -> str:
     short = {"temperature": "T", "precipitation": "P", "wind_speed": "W", "road_temperature": "RT",
-             "humidity": "H", "all": "A"}[v]
+             "humidity": "H", "temperature_min": "TN", "temperature_max": "TX", "snowfall": "SN", "all": "A"}[v]
     return f"DQ-W-{station}-{code}-{short}-{pd.Timestamp(ts):%Y%m%d%H}"
 
 
