@@ -355,11 +355,11 @@ class TestLoader:
 
 LOADER = TestLoader()
 
-_HELD_COLUMNS = ["test_id", "result", "market_id", "stall_id", "vendor", "commodity", "test_item", "reading",
-                 "inspector_id", "district", "ts"]
+_EVIDENCE = ["market_id", "stall_id", "vendor", "commodity", "test_item", "reading", "inspector_id", "district", "ts"]
 
 
-def _held(conn, ids) -> pd.DataFrame:
+def _held(conn, ids, columns: list[str]) -> pd.DataFrame:
+    """The hub's rapid tests among `ids`: test_id (index) and `columns`."""
     import sqlalchemy as sa
 
     from workbench.store.schema import DATASETS
@@ -367,23 +367,25 @@ def _held(conn, ids) -> pd.DataFrame:
     t = DATASETS["rapid_tests"].table
     ids = [str(i) for i in pd.unique(pd.Series(list(ids), dtype=object).dropna())]
     rows = []
-    for k in range(0, len(ids), 1000):
-        rows += conn.execute(sa.select(*[t.c[c] for c in _HELD_COLUMNS]).where(t.c.test_id.in_(ids[k:k + 1000]))).fetchall()
-    return pd.DataFrame(rows, columns=_HELD_COLUMNS, dtype=object).set_index("test_id")
+    for k in range(0, len(ids), 5000):
+        rows += conn.execute(sa.select(t.c.test_id, *[t.c[c] for c in columns]).where(t.c.test_id.in_(ids[k:k + 5000]))).all()
+    return pd.DataFrame([tuple(r) for r in rows], columns=["test_id", *columns], dtype=object).set_index("test_id")
 
 
-def _same_value(a, b) -> bool:
-    na, nb = a is None or (not isinstance(a, str) and pd.isna(a)), b is None or (not isinstance(b, str) and pd.isna(b))
-    if na or nb:
-        return na and nb
-    if isinstance(a, (float, int, np.floating, np.integer)) or isinstance(b, (float, int, np.floating, np.integer)):
-        try:
-            return round(float(a), 6) == round(float(b), 6)
-        except (TypeError, ValueError):
-            return False
-    if isinstance(a, (pd.Timestamp, np.datetime64)) or hasattr(a, "isoformat"):
-        return pd.Timestamp(a) == pd.Timestamp(b)
-    return str(a) == str(b)
+def _differs(new: pd.DataFrame, old: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """Per row (aligned by position) whether any of `columns` differs (numbers to 1e-6, times exactly)."""
+    out = np.zeros(len(new), dtype=bool)
+    for c in columns:
+        a, b = new[c].reset_index(drop=True), old[c].reset_index(drop=True)
+        if c == "reading":
+            a, b = pd.to_numeric(a, errors="coerce").round(6), pd.to_numeric(b, errors="coerce").round(6)
+        elif c == "ts":
+            a, b = pd.to_datetime(a), pd.to_datetime(b)
+        else:
+            a, b = a.astype("string"), b.astype("string")
+        same = (a == b).fillna(False).astype(bool) | (a.isna() & b.isna())
+        out |= ~same.to_numpy(dtype=bool)
+    return out
 
 
 def load_tests(conn, ds, frame: pd.DataFrame, *, present=None, file_sha256=None, corrections=None):
@@ -405,20 +407,20 @@ def load_tests(conn, ds, frame: pd.DataFrame, *, present=None, file_sha256=None,
 
     if frame.empty:
         return Written()
-    held = _held(conn, frame["test_id"])
-    w = write_rows(conn, ds, frame, present=present, file_sha256=file_sha256, corrections=corrections)
+    held = _held(conn, frame["test_id"], ["result"])["result"]
     f = frame.drop_duplicates("test_id", keep="last")
-    was = f["test_id"].map(held["result"]) if len(held) else pd.Series(None, index=f.index, dtype=object)
+    was = f["test_id"].map(held) if len(held) else pd.Series(None, index=f.index, dtype=object)
     pos = f["result"] == "阳性"
-    new_pos = f[was.isna() & pos & ~f["test_id"].isin(held.index)]
     applied = (corrections or ds.corrections) == "newest"
+    still = f[(was == "阳性") & pos] if applied else f.iloc[:0]
+    if len(still):   # positives re-sent: those whose evidence changed update their alert
+        cols = [c for c in _EVIDENCE if present is None or c in present]
+        old = _held(conn, still["test_id"], cols).reindex(still["test_id"].astype(str))
+        still = still[_differs(still, old, cols)]
+    w = write_rows(conn, ds, frame, present=present, file_sha256=file_sha256, corrections=corrections)
+    new_pos = f[was.isna() & pos]
     to_pos = f[(was == "阴性") & pos] if applied else f.iloc[:0]
     to_neg = f[(was == "阳性") & (f["result"] == "阴性")] if applied else f.iloc[:0]
-    still = f[(was == "阳性") & pos] if applied else f.iloc[:0]
-    if len(still):
-        cols = [c for c in _HELD_COLUMNS if c not in ("test_id", "result") and (present is None or c in present)]
-        changed = [any(not _same_value(r[c], held.at[r["test_id"], c]) for c in cols) for _, r in still.iterrows()]
-        still = still[changed]
     if len(new_pos) or len(to_pos) or len(to_neg) or len(still):
         _move_alerts(conn, new_pos, to_pos, to_neg, still)
     return w
