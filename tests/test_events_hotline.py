@@ -119,7 +119,7 @@ def test_mqtt_messages_are_masked_and_placed_like_files(hub_engine):
     t = NOW - pd.Timedelta(hours=1)
     msgs = [json.dumps({"工单编号": "M1", "来电时间": f"{t:%Y-%m-%d %H:%M:%S}", "诉求类型": "暴露垃圾",
                         "诉求地址": "荷塘区桂花街道红旗路", "诉求内容": "垃圾没人收，电话 13812341234",
-                        "诉求人": "钱七", "联系电话": "13811112222"}, ensure_ascii=False).encode(),
+                        "诉求人": "钱七", "联系电话": "13811112222", "回访满意度": "满意"}, ensure_ascii=False).encode(),
             json.dumps({"工单编号": "M2", "来电时间": f"{t:%Y-%m-%d %H:%M:%S}", "诉求类型": "暴露垃圾"},
                        ensure_ascii=False).encode()]
     s = intake.message_batch(msgs, topic="city/12345", rules=dp.load_rules(), eng=hub_engine)
@@ -129,6 +129,10 @@ def test_mqtt_messages_are_masked_and_placed_like_files(hub_engine):
     assert ev.loc["M1", ["street", "loc_precision"]].tolist() == ["桂花街道", "street"]
     p = personal(hub_engine)
     assert p[("M1", "reporter_phone")] == "13811112222" and p[("M1", "description")].endswith("13812341234")
+    # a key the hub has no field for stays with its record; the quarantine keeps the record as it came
+    assert ingest.extras("city_events", eng=hub_engine).set_index("event_id").loc["M1", "回访满意度"] == "满意"
+    q = hub.quarantine_rows("city_events", eng=hub_engine).iloc[0]
+    assert json.loads(q["row_json"]) == {"工单编号": "M2", "来电时间": f"{t:%Y-%m-%d %H:%M:%S}", "诉求类型": "暴露垃圾"}
     # a time in Beijing without an offset is Beijing time (the city's zone), kept as UTC
     assert pd.Timestamp(ev.loc["M1", "ts"]) == t - pd.Timedelta(hours=8)
 

@@ -666,11 +666,15 @@ def personal_values(values: pd.DataFrame) -> dict[str, pd.Series]:
 
 
 def take_in(frame: pd.DataFrame, *, origin: Origin, rules: dp.CityRules, eng: Engine | None = None,
-            lines=None, malformed: list | None = None, now=None) -> IntakeSummary:
+            lines=None, malformed: list | None = None, now=None, raw: list | None = None,
+            extras: pd.DataFrame | None = None) -> IntakeSummary:
     """One batch of records that is not a file (MQTT messages; hub field names, text): the
     hub's validation with the registered checks, then the same loader as files, in one
     transaction with the quarantine. `lines`: the record's message number; `malformed`:
-    records that could not even be read, as (line, reason, detail, row)."""
+    records that could not even be read, as (line, reason, detail, row); `raw`: the records as
+    they came (the quarantine keeps them whole); `extras`: their keys the hub has no field
+    for (kept with the loaded records, row_extras). The caller's personal data is kept apart and
+    numbers typed into the text masked, as for files."""
     eng = eng or hub.engine()
     now = _now() if now is None else pd.Timestamp(now)
     summary = IntakeSummary(origin.name)
@@ -689,15 +693,20 @@ def take_in(frame: pd.DataFrame, *, origin: Origin, rules: dp.CityRules, eng: En
             good = reasons == ""
             bad = ~good
             if bad.any():
-                qrows += list(zip(lines[bad.to_numpy()], reasons[bad], details[bad], frame[bad].to_dict("records")))
+                as_came = [raw[i] for i in np.flatnonzero(bad.to_numpy())] if raw is not None else \
+                    frame[bad].to_dict("records")
+                qrows += list(zip(lines[bad.to_numpy()], reasons[bad], details[bad], as_came))
             good_rows = values[good].copy()
             personal = personal_values(good_rows)
         with eng.begin() as conn:
             if good_rows is not None and len(good_rows):
                 load(conn, good_rows)
+                keys = ingest.row_keys(EVENTS_DS, good_rows)
                 if personal:
-                    ingest.keep_personal(conn, EVENTS_DS, ingest.row_keys(EVENTS_DS, good_rows), personal,
-                                         origin.sha256)
+                    ingest.keep_personal(conn, EVENTS_DS, keys, personal, origin.sha256)
+                if extras is not None:
+                    ingest.keep_extras(conn, EVENTS_DS, keys, extras.loc[good_rows.index],
+                                       lines[good.to_numpy()], origin.sha256)
             if qrows:
                 conn.execute(quarantine.insert(), _quarantine_rows(origin, *zip(*qrows), now))
     summary.quarantined = len(qrows)
@@ -707,8 +716,12 @@ def take_in(frame: pd.DataFrame, *, origin: Origin, rules: dp.CityRules, eng: En
     return summary
 
 
+RAW, EXTRAS = "_raw", "_extras"
+
+
 def records_frame(doc: list, first_line: int = 1):
-    """Parsed JSON records → (frame with READ_DS names, lines, malformed) in chunks."""
+    """Parsed JSON records → (frame with READ_DS names, lines, malformed) in chunks. Two more
+    columns: `_extras` (the keys the hub has no field for, as text) and `_raw` (the record)."""
     hmap = ingest._header_map(READ_DS)
     for start in range(0, len(doc), ingest.CHUNK_ROWS):
         buf, lines, bad = [], [], []
@@ -716,11 +729,15 @@ def records_frame(doc: list, first_line: int = 1):
             if not isinstance(rec, dict):
                 bad.append((i, NOT_RECORD, f"类型 {type(rec).__name__}", {"value": rec}))
                 continue
-            row = {}
+            row, extra = {}, {}
             for k, val in rec.items():
                 name = hmap.get(ingest._norm_header(k))
                 if name and name not in row:
                     row[name] = ingest._json_cell(val)
+                elif str(k) not in (RAW, EXTRAS):
+                    extra[str(k)] = ingest._json_cell(val)
+            row[EXTRAS] = extra or None   # keys the hub has no field for: kept with the record
+            row[RAW] = rec                # the record as it came, for the quarantine
             buf.append(row)
             lines.append(i)
         yield pd.DataFrame(buf, dtype=object), np.array(lines, dtype=int), bad
@@ -752,8 +769,10 @@ def message_batch(payloads: list[bytes], *, topic: str, rules: dp.CityRules, eng
     if frame.empty:
         return take_in(pd.DataFrame(), origin=origin, rules=rules, eng=eng, lines=np.array([], int),
                        malformed=bad, now=now)
+    raw = frame.pop(RAW).tolist()
+    extras = pd.DataFrame([e or {} for e in frame.pop(EXTRAS)], index=frame.index, dtype=object).fillna("")
     return take_in(normalise(frame, fmt, rules), origin=origin, rules=rules, eng=eng, lines=np.array(kept),
-                   malformed=bad, now=now)
+                   malformed=bad, now=now, raw=raw, extras=extras if len(extras.columns) else None)
 
 
 __all__ = ["FORMATS", "READ_DS", "IntakeSummary", "Origin", "context", "active_rules", "DetailedCheck", "ROW_CHECKS",
