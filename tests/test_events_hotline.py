@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from workbench.events import dispatch as dp
-from workbench.events import intake
+from workbench.events import flow, intake
 from workbench.store import hub, ingest
 from workbench.store.ingest import IngestError
 from workbench.store.schema import DATASETS, personal_data
@@ -176,3 +176,15 @@ def test_a_plain_resend_is_a_duplicate_even_when_the_hub_could_place_it_better(h
                            profile="hotline_12345")
     assert (s.loaded, s.updated, s.duplicates) == (0, 0, 4)
     assert ingest.versions("city_events", eng=hub_engine).empty
+
+
+def test_hotline_states_are_read_through_the_profile(sqlite_hub, tmp_path):
+    path = tmp_path / "状态.csv"
+    path.write_text("工单编号,来电时间,诉求类型,诉求地址,诉求内容,办理状态\n"
+                    f"S1,{local(30)},垃圾堆放,荷塘区月塘街道,垃圾,已回访\n"
+                    f"S2,{local(3)},垃圾堆放,芦淞区建设路,垃圾,待签收\n"
+                    f"S3,{local(3)},路灯故障,天元区,路灯,已退回\n", encoding="utf-8")
+    s = intake.intake_file(path, eng=sqlite_hub, profile="hotline_12345")
+    assert (s.loaded, s.quarantined) == (2, 1) and s.reasons == {intake.BAD_STATUS: 1}
+    ev = hub.read("city_events", eng=sqlite_hub).set_index("event_id")
+    assert ev.loc["S1", "status"] == flow.CLOSED and ev.loc["S2", "status"] == flow.DISPATCH
