@@ -155,6 +155,32 @@ def test_quarantine_shows_the_row_as_the_file_wrote_it(sqlite_hub, tmp_path):
     assert hub_page.row_preview(legacy, "weather", "气温(°C)超出上限").startswith("<b>气温(°C)=999.9</b>")
 
 
+def test_columns_kept_aside_and_corrections_are_listed(hub_engine, tmp_path):
+    """A corrected re-send (same station and hour, another temperature) and a column the hub has no
+    field for: both listed for the dataset, times in Beijing time, the replaced value kept."""
+    first = tmp_path / "站点观测.csv"
+    first.write_text("站号,观测时间,气温(℃),能见度\nQX-TY,2024-03-01 09:00,10.5,10\nQX-LK,2024-03-01 09:00,11.0,9\n",
+                     encoding="utf-8")
+    again = tmp_path / "站点观测_更正.csv"
+    again.write_text("站号,观测时间,气温(℃),能见度\nQX-TY,2024-03-01 09:00,12.5,8\nQX-LK,2024-03-01 09:00,11.0,9\n",
+                     encoding="utf-8")
+    assert "暂无随原行保留的列或更正记录" in hub_page.kept_panel().value
+    ingest.ingest_file("weather", first, hub_engine)
+    s = ingest.ingest_file("weather", again, hub_engine)
+    assert s.updated == 1
+    counts = hu.kept_counts()
+    assert counts.to_dict("records") == [{"dataset": "weather", "extras": 2, "corrections": 1}]
+    extras, columns = hu.kept_extras("weather")
+    assert columns == ["能见度"] and sorted(extras["能见度"]) == ["8", "9"]
+    table = hub_page.extras_table("weather")
+    assert "<th>能见度</th>" in table and "<th>站点编号</th>" in table and "站点观测_更正.csv" in table
+    fixes = hub_page.corrections_table("weather")
+    assert "QX-TY、2024-03-01 09:00" in fixes and "气温(°C)：10.5 → 12.5" in fixes and "站点观测_更正.csv" in fixes
+    panel = hub_page.kept_panel(dataset="weather")
+    assert panel.children[0].children[0].value == "weather"
+    assert "能见度" in panel.children[2].value and "10.5 → 12.5" in panel.children[4].value
+
+
 # ------------------------------------------------------------------ the panel, driven in Python
 
 def _walk(w):
@@ -293,6 +319,8 @@ def test_upload_in_the_browser(chromium, voila, tmp_path_factory):
             q.locator("table.wb-table").wait_for(timeout=30_000)
             q_text = q.inner_text()
             assert "temp=热" in q_text and "origin=EWR" in q_text and "nyc_weather_2013-07-01.csv" in q_text
+            kept = page.locator(".wb-kept").inner_text()
+            assert "dewp" in kept and "visib" in kept and "暂无更正记录" in kept
             page.screenshot(path=str(SHOTS / "hub-upload-quarantine.png"), full_page=True)
         finally:
             page.close()

@@ -714,4 +714,71 @@ def upload_panel(dataset: str | None = None):
     return panel
 
 
-__all__ += ["summary_html", "upload_panel"]
+# ------------------------------------------------------------------ kept beside the rows: extra columns, corrections
+
+def extras_table(dataset: str, limit: int = 50) -> str:
+    """The newest records of a dataset that brought columns the hub has no field for."""
+    from workbench.ui import hub_upload as hu
+
+    rows, columns = hu.kept_extras(dataset, limit=limit)
+    if rows.empty:
+        return table_html(None, empty="没有随原行保留的列", empty_hint="该数据集接入的文件中，每一列都已对应到字段。")
+    key = list(DATASETS[dataset].key) if dataset in DATASETS else []
+    cols = [c for c in key if c in rows] + columns + ["filename", "line", "kept_at"]
+    return table_html(rows, dataset=dataset, columns=cols, labels={**{c: c for c in columns}, "kept_at": "保留时间"},
+                      numeric=("line",), formatters={"line": lambda v: DASH if pd.isna(v) else str(int(v))},
+                      max_rows=limit, max_height="360px")
+
+
+def corrections_table(dataset: str, limit: int = 50) -> str:
+    """The newest corrections of a dataset: which record, when, from which file, old → new."""
+    from workbench.ui import hub_upload as hu
+
+    rows = hu.recent_corrections(dataset, limit=limit)
+    if rows.empty:
+        return table_html(None, empty="暂无更正记录", empty_hint="同一主键的记录再次报送且内容不同时，会更新该记录并在此留存原值。")
+    return table_html(rows, columns=["corrected_at", "key", "filename", "changes"],
+                      labels={"corrected_at": "更正时间", "key": "记录主键", "changes": "更正内容（原值 → 新值）"},
+                      wrap=("changes",), max_rows=limit, max_height="360px")
+
+
+def kept_panel(dataset: str | None = None, limit: int = 50):
+    """Pick a dataset and see what ingest kept beside its rows: the columns the hub has no field for
+    (kept with their record, queryable) and the corrections with the values they replaced."""
+    import ipywidgets as widgets
+
+    from workbench.ui import hub_upload as hu
+
+    counts = hu.kept_counts()
+    if counts.empty:
+        return layout.empty("暂无随原行保留的列或更正记录",
+                            "文件中没有对应字段的列会随原行保留在这里；同一记录再次报送且内容不同时，原值也留存在这里。")
+    options = [(f"{dataset_label(r.dataset)}（有保留列的记录 {format_number(r.extras)} 条，更正 {format_number(r.corrections)} 次）",
+                r.dataset) for r in counts.itertuples()]
+    names = [n for _, n in options]
+    pick = widgets.Dropdown(options=options, value=dataset if dataset in names else names[0], description="数据集",
+                            layout=widgets.Layout(width="520px"))
+    pick.style.description_width = "64px"
+    pick.add_class("wb-select")
+    extras = widgets.HTML(layout=widgets.Layout(width="100%"))
+    fixes = widgets.HTML(layout=widgets.Layout(width="100%"))
+
+    def show(*_):
+        try:
+            extras.value = extras_table(pick.value, limit)
+            fixes.value = corrections_table(pick.value, limit)
+        except Exception as exc:  # shown on the page, not lost in a log
+            extras.value = f'<div class="wb-empty wb-error"><b>加载失败</b>{esc(exc)}</div>'
+
+    pick.observe(show, "value")
+    show()
+    controls = widgets.HBox([pick])
+    controls.add_class("wb-controls")
+    return layout.stack([controls,
+                         layout.note(f"随原行保留的列（最新 {limit} 条记录；全部可用 workbench.store.ingest.extras 查询）："),
+                         extras,
+                         layout.note(f"更正记录（最新 {limit} 次，时间为北京时间）："),
+                         fixes], "wb-kept")
+
+
+__all__ += ["summary_html", "upload_panel", "extras_table", "corrections_table", "kept_panel"]

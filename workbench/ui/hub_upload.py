@@ -20,11 +20,14 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
+import json
 
-from workbench.store import ingest, profiles, units
+import pandas as pd
+import sqlalchemy as sa
+
+from workbench.store import hub, ingest, profiles, units
 from workbench.store.profiles import KEEP_ASIDE, Profile, ProfileError
-from workbench.store.schema import DATASETS, Field
+from workbench.store.schema import DATASETS, Field, ingest_files, row_extras, row_versions
 
 UNMAPPED = ""                 # no field: the column stays with its row and is listed as unknown
 MAX_UPLOAD_BYTES = 200 << 20  # a browser upload larger than this is refused before it is written
@@ -322,7 +325,111 @@ def summary_frames(s) -> dict[str, pd.DataFrame | list[str]]:
     return out
 
 
-__all__ = ["UNMAPPED", "KEEP_ASIDE", "DRAFT_NAME", "MAX_UPLOAD_BYTES", "keep_upload", "discard_upload",
+# ------------------------------------------------------------------ what ingest kept beside the rows
+
+def kept_counts(eng=None) -> pd.DataFrame:
+    """Per dataset: records with columns kept aside (row_extras) and corrections received (row_versions)."""
+    extras = hub.query(sa.select(row_extras.c.dataset, sa.func.count().label("extras"))
+                       .group_by(row_extras.c.dataset), eng=eng)
+    fixes = hub.query(sa.select(row_versions.c.dataset, sa.func.count().label("corrections"))
+                      .group_by(row_versions.c.dataset), eng=eng)
+    out = pd.merge(extras, fixes, on="dataset", how="outer") if len(extras) or len(fixes) else \
+        pd.DataFrame(columns=["dataset", "extras", "corrections"])
+    out[["extras", "corrections"]] = out[["extras", "corrections"]].fillna(0).astype(int)
+    order = {n: i for i, n in enumerate(DATASETS)}
+    return out.sort_values("dataset", key=lambda s: s.map(order).fillna(len(order))).reset_index(drop=True)
+
+
+def _key_columns(dataset: str, row_key: str) -> dict:
+    ds = DATASETS.get(dataset)
+    try:
+        values = json.loads(row_key)
+    except (TypeError, ValueError):
+        values = [row_key]
+    names = list(ds.key) if ds is not None else ["key"]
+    return dict(zip(names, values if isinstance(values, list) else [values]))
+
+
+def _filenames(dataset: str, shas, eng=None) -> dict:
+    shas = sorted({s for s in shas if s})
+    if not shas:
+        return {}
+    df = hub.query(sa.select(ingest_files.c.sha256, ingest_files.c.filename)
+                   .where(ingest_files.c.dataset == dataset, ingest_files.c.sha256.in_(shas)), eng=eng)
+    return dict(zip(df["sha256"], df["filename"]))
+
+
+def _key_text(dataset: str, row_key: str) -> str:
+    """A record's key as a person reads it: times in the city's clock, each value once."""
+    from workbench import clock
+
+    ds = DATASETS.get(dataset)
+    kinds = {f.name: f.kind for f in ds.fields} if ds is not None else {}
+    shown = []
+    for name, v in _key_columns(dataset, row_key).items():
+        if kinds.get(name) == "ts" and v:
+            try:
+                v = clock.to_local(pd.Timestamp(v)).strftime("%Y-%m-%d %H:%M")
+            except (TypeError, ValueError):
+                pass
+        if v not in (None, "") and str(v) not in shown:
+            shown.append(str(v))
+    return "、".join(shown)
+
+
+def kept_extras(dataset: str, limit: int = 50, eng=None) -> tuple[pd.DataFrame, list[str]]:
+    """The newest records of `dataset` that brought columns the hub has no field for: the record's
+    key, each extra column as the file wrote it, the file and its line. Also the extra columns'
+    names (in the order first seen). `ingest.extras(dataset)` is the whole set, for analysts."""
+    t = row_extras
+    rows = hub.query(sa.select(t.c.row_key, t.c.data, t.c.file_sha256, t.c.line, t.c.updated_at)
+                     .where(t.c.dataset == dataset).order_by(t.c.updated_at.desc(), t.c.row_key).limit(limit), eng=eng)
+    files = _filenames(dataset, rows["file_sha256"], eng) if len(rows) else {}
+    recs, columns = [], {}
+    for r in rows.itertuples(index=False):
+        data = json.loads(r.data) if r.data else {}
+        columns.update(dict.fromkeys(data))
+        recs.append({**_key_columns(dataset, r.row_key), **data, "filename": files.get(r.file_sha256),
+                     "line": r.line, "kept_at": r.updated_at})
+    out = pd.DataFrame(recs)
+    if len(out):
+        out["kept_at"] = pd.to_datetime(out["kept_at"])
+    return out, list(columns)
+
+
+def _shown_value(v) -> str:
+    if v is None or (isinstance(v, float) and pd.isna(v)) or v == "":
+        return "（空）"
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def recent_corrections(dataset: str, limit: int = 50, eng=None) -> pd.DataFrame:
+    """The newest corrections of `dataset`: the record's key, when, from which file, and what changed
+    (字段：旧值 → 新值；…), the old values being what the hub had held."""
+    t = row_versions
+    rows = hub.query(sa.select(t.c.row_key, t.c.ts, t.c.file_sha256, t.c.old_json, t.c.new_json)
+                     .where(t.c.dataset == dataset).order_by(t.c.id.desc()).limit(limit), eng=eng)
+    ds = DATASETS.get(dataset)
+    labels = {f.name: f.label for f in ds.fields} if ds is not None else {}
+    files = _filenames(dataset, rows["file_sha256"], eng) if len(rows) else {}
+    recs = []
+    for r in rows.itertuples(index=False):
+        old = json.loads(r.old_json) if r.old_json else {}
+        new = json.loads(r.new_json) if r.new_json else {}
+        changed = [k for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+        recs.append({"key": _key_text(dataset, r.row_key),
+                     "corrected_at": r.ts, "filename": files.get(r.file_sha256),
+                     "changes": "；".join(f"{labels.get(k, k)}：{_shown_value(old.get(k))} → {_shown_value(new.get(k))}"
+                                         for k in changed) or "（无差异）"})
+    out = pd.DataFrame(recs, columns=["key", "corrected_at", "filename", "changes"])
+    out["corrected_at"] = pd.to_datetime(out["corrected_at"])
+    return out
+
+
+__all__ = ["kept_counts", "kept_extras", "recent_corrections",
+           "UNMAPPED", "KEEP_ASIDE", "DRAFT_NAME", "MAX_UPLOAD_BYTES", "keep_upload", "discard_upload",
            "profile_options", "field_options", "unit_fields", "unit_options", "ColumnRow", "Editor", "auto_field",
            "editor_rows", "file_header", "fallback_rows", "build_profile", "save_profile", "COUNTS",
            "summary_frames"]
