@@ -254,3 +254,31 @@ def test_cli_verbs_agree_on_the_export(tmp_path):
         out.append(sorted(zip(held["test_id"], held["stall_id"])))
         hub.dispose(env["WORKBENCH_DB_URL"])
     assert out[0] == out[2] and out[1] == out[3] and out[0][:2] == (len(GOOD), len(BAD))
+
+
+def test_profile_reads_the_system_export_as_xlsx_with_a_title_row(registry, tmp_path):
+    """The 导出 button writes XLSX: a title row above the header, times as Excel dates, numbers as numbers."""
+    from datetime import datetime
+
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["荷塘农贸市场快检数据导出（2026年01月05日）"])
+    ws.append(SYSTEM_HEADER.strip().split(","))
+    for line in SYSTEM_ROWS[:3]:
+        cells = line.strip().split(",")
+        cells[0] = int(cells[0])
+        cells[2] = datetime.strptime(cells[2], "%Y/%m/%d %H:%M")
+        cells[3] = datetime.strptime(cells[3], "%Y/%m/%d %H:%M")
+        cells[12] = float(cells[12])
+        ws.append(cells)
+    path = tmp_path / "快检系统导出.xlsx"
+    wb.save(path)
+    s = intake.ingest_tests(path, registry, profile="market_export")
+    assert (s.rows_read, s.loaded, s.quarantined) == (3, 3, 0)
+    held = hub.read("rapid_tests", eng=registry).set_index("test_id")
+    assert pd.Timestamp(held.loc["KJ20260105002", "ts"]) == pd.Timestamp("2026-01-05 00:50")
+    assert held.loc["KJ20260105002", "reading"] == 63.1 and held.loc["KJ20260105002", "result"] == "阳性"
+    assert held.loc["KJ20260105001", "stall_id"] == "M01-001"
+    assert list(hub.read("alerts", eng=registry)["alert_id"]) == ["MKT-POS-KJ20260105002"]
