@@ -282,3 +282,12 @@ def test_profile_reads_the_system_export_as_xlsx_with_a_title_row(registry, tmp_
     assert held.loc["KJ20260105002", "reading"] == 63.1 and held.loc["KJ20260105002", "result"] == "阳性"
     assert held.loc["KJ20260105001", "stall_id"] == "M01-001"
     assert list(hub.read("alerts", eng=registry)["alert_id"]) == ["MKT-POS-KJ20260105002"]
+
+
+def test_a_stall_number_the_registry_gives_two_stalls_is_not_guessed(registry, tmp_path):
+    ingest_file("stalls", _write(tmp_path / "more.csv", "摊位编号,市场编号,摊位号\nM01-009,M01,A-02\n"), registry)
+    s = ingest_file("rapid_tests", _write(tmp_path / "t.csv", EXPORT_HEADER + GOOD[0] + GOOD[1]), registry)
+    assert (s.loaded, s.quarantined) == (1, 1)
+    (q,) = hub.quarantine_rows("rapid_tests", eng=registry).itertuples()
+    assert q.reason == intake.AMBIGUOUS_STALL
+    assert q.detail == "市场 M01 的摊位号“a-02”对应多个摊位编号：M01-002、M01-009"

@@ -21,6 +21,8 @@ nothing is fixed.
 - 摊位号不在该市场的摊位名录中: the stall number (摊位号) or code (摊位编号) is not one of its
   market's stalls in the hub's `stalls` registry; the detail names the closest stall numbers of
   that market. Judged only for markets the registry lists stalls for (see `TestLoader.prepare`).
+- 摊位号在该市场对应多个摊位: the market's registry lists the number for two stalls (a registry
+  to mend); the detail names their stall_ids.
 - 样品名称不在商品目录中: the commodity is not in workbench.market.catalog.
 
 An unknown or ambiguous market (name or code) is the hub's own judgement (ingest.References:
@@ -51,6 +53,7 @@ _CHUNK = contextvars.ContextVar("market_chunk", default=None)
 RESULT_CONTRADICTS = "检测结果与检测值、判定限值不符"
 UNREADABLE_CRITERION = "判定标准无法识别"
 UNKNOWN_STALL = "摊位号不在该市场的摊位名录中"
+AMBIGUOUS_STALL = "摊位号在该市场对应多个摊位"
 
 
 @dataclass(frozen=True)
@@ -262,31 +265,49 @@ def resolve_stalls(frame: pd.DataFrame, eng=None) -> pd.DataFrame:
     return frame
 
 
-def _stall_misses(df: pd.DataFrame) -> tuple[pd.Series, pd.DataFrame]:
+def _stall_misses(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.DataFrame]:
+    """Rows whose stall is not a stall of their market (where the registry lists that market's
+    stalls), and among them those whose number names several stalls of the market."""
     reg = stall_registry()
     none = pd.Series(False, index=df.index)
     if reg.empty or "stall_id" not in df:
-        return none, reg
+        return none, none, reg
     s = df["stall_id"].astype(object)
     m = df["market_id"].astype(object)
     listed = m.isin(set(reg["market_id"]))
     held = pd.MultiIndex.from_frame(reg[["market_id", "stall_id"]].astype(str))
     pair = pd.MultiIndex.from_arrays([m.astype(str), s.astype(str)])
-    return (s.notna() & listed & ~pair.isin(held)), reg
+    bad = s.notna() & listed & ~pair.isin(held)
+    twice = pd.Series(False, index=df.index)
+    if bad.any():
+        keys = reg.dropna(subset=["stall_no"]).assign(k=lambda r: r["stall_no"].map(stall_key))
+        shared = set(map(tuple, keys[keys.duplicated(["market_id", "k"], keep=False)][["market_id", "k"]].to_numpy()))
+        if shared:
+            twice[bad] = [(mm, stall_key(ss)) in shared for mm, ss in zip(m[bad], s[bad])]
+    return bad & ~twice, twice, reg
 
 
 def unknown_stall(df: pd.DataFrame) -> pd.Series:
     return _stall_misses(df)[0]
 
 
+def ambiguous_stall(df: pd.DataFrame) -> pd.Series:
+    return _stall_misses(df)[1]
+
+
 def _stall_detail(df: pd.DataFrame) -> pd.Series:
     import difflib
 
-    bad, reg = _stall_misses(df)
+    bad, twice, reg = _stall_misses(df)
     out = pd.Series("", index=df.index, dtype=object)
     nos = reg.dropna(subset=["stall_no"]).groupby("market_id")["stall_no"].apply(list).to_dict()
-    for i in df.index[bad.to_numpy()]:
+    for i in df.index[(bad | twice).to_numpy()]:
         m, s = df.at[i, "market_id"], str(df.at[i, "stall_id"])
+        if twice[i]:
+            ids = sorted(reg.loc[(reg["market_id"] == m) & (reg["stall_no"].map(
+                lambda x: x is not None and stall_key(x) == stall_key(s))), "stall_id"].astype(str))
+            out[i] = f"市场 {m} 的摊位号“{s}”对应多个摊位编号：{'、'.join(ids)}"
+            continue
         score = {str(x): difflib.SequenceMatcher(None, stall_key(s), stall_key(x)).ratio() for x in nos.get(m, [])}
         close = sorted((x for x, r in score.items() if r >= 0.4), key=lambda x: (-score[x], stall_key(x)))[:3]
         hint = f"最接近：{'、'.join(close)}" if close else "该市场名录中没有相近的摊位号"
@@ -301,6 +322,7 @@ CHECKS = (
     DetailedCheck(UNREADABLE_CRITERION, unreadable_criterion, _unreadable_detail),
     DetailedCheck(RESULT_CONTRADICTS, result_contradicts_reading, _contradiction_detail),
     DetailedCheck(UNKNOWN_STALL, unknown_stall, _stall_detail),
+    DetailedCheck(AMBIGUOUS_STALL, ambiguous_stall, _stall_detail),
     RowCheck("样品名称不在商品目录中", unknown_commodity),
 )
 
