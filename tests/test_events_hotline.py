@@ -5,6 +5,7 @@ path doing the same, and bad input (a category the map does not cover, an addres
 nothing, no place at all, broken files)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pandas as pd
@@ -13,7 +14,7 @@ import sqlalchemy as sa
 
 from workbench.events import dispatch as dp
 from workbench.events import flow, intake
-from workbench.store import hub, ingest
+from workbench.store import hub, ingest, profiles
 from workbench.store.ingest import IngestError
 from workbench.store.schema import DATASETS, personal_data
 
@@ -71,6 +72,7 @@ def test_work_orders_load_placed_by_address_with_the_caller_kept_apart(hub_engin
     assert ev.loc["GD001", "event_class"] == "暴露垃圾" and ev.loc["GD005", "event_class"] == "违章停车"
     assert ev.loc["GD003", "event_class"] == "施工噪音" and set(ev["source"]) == {"12345热线"}
     assert ev.loc["GD005", "department"] == "公安交警"          # routed as any event of its class
+    assert pd.Timestamp(ev.loc["GD001", "ts"]) == pd.Timestamp(ORDERS[0][1]) - pd.Timedelta(hours=8)  # Beijing → UTC
     # numbers typed into the text are masked in the event; the whole values only in personal_data
     assert ev.loc["GD001", "description"].endswith("请回电138****1234")
     assert "430202********1234" in ev.loc["GD003", "description"]
@@ -188,3 +190,11 @@ def test_hotline_states_are_read_through_the_profile(sqlite_hub, tmp_path):
     assert (s.loaded, s.quarantined) == (2, 1) and s.reasons == {intake.BAD_STATUS: 1}
     ev = hub.read("city_events", eng=sqlite_hub).set_index("event_id")
     assert ev.loc["S1", "status"] == flow.CLOSED and ev.loc["S2", "status"] == flow.DISPATCH
+
+
+def test_a_profile_column_the_file_lacks_is_a_warning_and_the_rows_load(sqlite_hub, tmp_path):
+    prof = profiles.load("hotline_12345")
+    prof = dataclasses.replace(prof, name="hotline_with_unit", columns={**prof.columns, "承办单位": "department"})
+    s = intake.intake_file(work_orders(tmp_path / "w.csv", ORDERS), eng=sqlite_hub, profile=prof)
+    assert (s.loaded, s.quarantined) == (4, 1)
+    assert any("配置中的列“承办单位”不在文件中" in line for line in s.details())
