@@ -128,6 +128,8 @@ def test_an_upload_keeps_its_name_and_is_discarded(tmp_path):
     assert path.name == "快检 3月.csv" and path.read_bytes() == b"a,b\n1,2\n"
     hu.discard_upload(path)
     assert not path.exists() and not path.parent.exists()
+    with pytest.raises(ValueError, match="文件过大"):
+        hu.keep_upload("big.csv", b"x" * (hu.MAX_UPLOAD_BYTES + 1))
 
 
 def test_quarantine_shows_the_row_as_the_file_wrote_it(sqlite_hub, tmp_path):

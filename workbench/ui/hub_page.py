@@ -708,7 +708,8 @@ def upload_panel(dataset: str | None = None):
     ]
     panel = layout.stack([
         widgets.HTML(UPLOAD_CSS),
-        layout.note("上传部门报送的文件（CSV、XLSX、JSON），先预览：列映射、单位换算、将入库与隔离的行数，预览不写入任何数据。"),
+        layout.note(f"上传部门报送的文件（CSV、XLSX、JSON，{hu.MAX_UPLOAD_BYTES >> 20} MB 以内；更大的文件请用 workbench ingest），"
+                    "先预览：列映射、单位换算、将入库与隔离的行数，预览不写入任何数据。"),
         first, picked, message, adjust, done,
     ], "wb-upload")
     return panel

@@ -30,7 +30,7 @@ from workbench.store.profiles import KEEP_ASIDE, Profile, ProfileError
 from workbench.store.schema import DATASETS, Field, ingest_files, row_extras, row_versions
 
 UNMAPPED = ""                 # no field: the column stays with its row and is listed as unknown
-MAX_UPLOAD_BYTES = 200 << 20  # a browser upload larger than this is refused before it is written
+MAX_UPLOAD_BYTES = 10 << 20   # the dashboards' websocket carries at most 10 MiB a message (tornado's default)
 DRAFT_NAME = "页面调整"        # the name of a profile built on the page and not saved (yet)
 
 
@@ -40,7 +40,7 @@ def keep_upload(filename: str, content: bytes, folder: str | Path | None = None)
     """The uploaded bytes as a file in a fresh temporary folder, under their own name (the
     summary and the ingest log name the file as the department sent it)."""
     if len(content) > MAX_UPLOAD_BYTES:
-        raise ValueError(f"文件过大（{len(content) / 2**20:.0f} MB，上限 {MAX_UPLOAD_BYTES >> 20} MB），"
+        raise ValueError(f"文件过大（{len(content) / 2**20:.1f} MB，网页上传上限 {MAX_UPLOAD_BYTES >> 20} MB），"
                          "请用命令行 workbench ingest 接入")
     name = Path(str(filename or "")).name.strip() or "upload.csv"
     name = re.sub(r"[\x00-\x1f/\\:*?\"<>|]", "_", name)[:120]
