@@ -1,25 +1,31 @@
-"""Intake (信息收集): city events from files, Open311, NYC 311 and MQTT messages, into the hub.
+"""Intake (信息收集): city events from files, Open311, NYC 311, 12345 work orders and MQTT messages.
 
 There is one ingest path. A file goes through the hub's `ingest_file("city_events", …)`
 (the raw file kept, the same file never taken twice, encodings, header rows, quarantine):
 `workbench ingest city_events FILE` and `workbench events intake FILE` are the same call.
 What is particular to events is registered with the hub (workbench/events/department.py):
 - how a file is read (`EventLoader.read_as`, `prepare`): Open311 GeoReport v2 and NYC 311
-  names besides the hub's; ids derived (Open311 `service_request_id`, NYC `unique_key`:
-  the external id; the hub's `event_id` is the city's own case number, or the source
-  prefix + external id); times parsed in the city's time zone;
-- the row checks (`ROW_CHECKS`): records without a location, outside the city's bounds,
+  names besides the hub's (the 12345 work order's among them); ids derived (Open311
+  `service_request_id`, NYC `unique_key`: the external id; the hub's `event_id` is the city's
+  own case number, or the source prefix + external id); times left as written for the hub to
+  read in the source's zone (a profile's, else the city's: `source_profile`) with its DST policy;
+- the row checks (`ROW_CHECKS`): records without any location (no coordinates and no address,
+  district, street or grid), outside the city's bounds,
   reported in the future or before 2000, of a class the city does not know, with a status
   that cannot be read, are quarantined with a stable reason;
-- the loader (`EventLoader`, per chunk, in the chunk's transaction): an external id is
-  never loaded twice: a record the hub already holds is an update when its `updated_at` is
-  newer (its status change goes through the case engine's `sync`), else it is ignored; what
+- the loader (`EventLoader`, per chunk, in the chunk's transaction): records placed
+  (`place`: point, or street / district / city from the address against the hub's streets);
+  an external id is never loaded twice: a record the hub already holds is an update when its
+  `updated_at` is newer (its status change goes through the case engine's `sync`), a
+  correction when the same version brings another place, text or caller (`write_rows`, old
+  values in row_versions), else a duplicate or ignored; what
   is new is dispatched (workbench.events.dispatch: department, urgency, deadline in working
   hours), reports repeating a case nearby are merged into it (重复件), and the cases are
   opened through the case engine (`cases.open_cases`, with the automatic steps).
 MQTT messages are batches, not files: `take_in` validates them the same way (the same
-registered checks) and ends in the same loader, in one transaction with the quarantine, so
-the listener acknowledges a message only after it is committed.
+registered checks, the city's zone), keeps the caller's data apart and masks numbers in the
+text as the hub does for files, and ends in the same loader, in one transaction with the
+quarantine, so the listener acknowledges a message only after it is committed.
 The city's rules (`--city`) and the counts of one intake are passed by `context(…)`.
 """
 from __future__ import annotations
@@ -41,6 +47,7 @@ from workbench import cases, clock, config, geo, privacy
 from workbench.events import dispatch as dp
 from workbench.events import flow
 from workbench.store import hub, ingest
+from workbench.store.profiles import Profile
 from workbench.store.schema import DATASETS, Dataset, Field, RowCheck, personal_data, quarantine
 
 EVENTS_DS = DATASETS["city_events"]
@@ -595,14 +602,14 @@ def detect_format(path: Path) -> str:
     return "table"
 
 
-def source_profile(profile, rules: dp.CityRules, path: Path | str = "") -> "Profile | None":
+def source_profile(profile, rules: dp.CityRules, path: Path | str = "") -> Profile | None:
     """The profile a file is read with: the one given (a name, a path or a Profile), in the
     city's time zone when it names none; without one, the city's time zone alone when it is
     not the hub's (so a US city's naive times are its own wall clock, with the quarantine
     policy for the hours DST skips or repeats)."""
     from workbench.store import profiles
 
-    if profile is not None and not isinstance(profile, profiles.Profile):
+    if profile is not None and not isinstance(profile, Profile):
         try:
             profile = profiles.load(profile)
         except profiles.ProfileError as exc:
@@ -610,7 +617,7 @@ def source_profile(profile, rules: dp.CityRules, path: Path | str = "") -> "Prof
     if profile is None:
         if rules.timezone == config.TZ:
             return None
-        return profiles.Profile(name=f"city:{rules.name}", dataset="city_events", label=f"{rules.name} 城市规则",
+        return Profile(name=f"city:{rules.name}", dataset="city_events", label=f"{rules.name} 城市规则",
                                 timezone=rules.timezone)
     if not profile.timezone and rules.timezone != config.TZ:
         return dataclasses.replace(profile, timezone=rules.timezone)
