@@ -175,8 +175,9 @@ def check_weather(weather: pd.DataFrame, rules: QualityRules = QualityRules()) -
     flags += [(v, "SENT", sent[v]) for v in VARIABLES]
     flags.append(("wind_speed", "UNIT", _wrong_wind_unit(w.assign(wind_speed=w.wind_speed.mask(sent["wind_speed"])),
                                                          obs, rules)))
-    flags += [(v, "RANGE", _implausible(w, v, rules) & ~sent[v]) for v in VARIABLES]
-    codes = pd.factorize(w["station_id"])[0]
+    fact = pd.factorize(w["station_id"])
+    flags += [(v, "RANGE", _implausible(w, v, rules, fact=fact) & ~sent[v]) for v in VARIABLES]
+    codes = fact[0]
     for v in VARIABLES:
         flags.append((v, "STUCK", _stuck(w, v, obs, codes, rules)))
 
@@ -212,38 +213,55 @@ def split_resolution(weather: pd.DataFrame, rules: QualityRules = QualityRules()
     without a resolution are daily when they fall one per local day (rules.tz) and are either
     spaced `daily_min_spacing_h` apart or more (median) or carry a daily field (minimum / maximum
     temperature, snowfall) — each such station gets a note. Forecasts are hourly."""
-    w = weather.reset_index(drop=True)
+    w = weather
     if w.empty:
         return w, w.iloc[0:0], []
-    res = (w["resolution"].astype("string").str.strip().str.lower() if "resolution" in w
-           else pd.Series(pd.NA, index=w.index, dtype="string"))
-    forecast = (w["kind"].astype("string") == "forecast").fillna(False).to_numpy() if "kind" in w \
-        else np.zeros(len(w), bool)
-    daily = res.eq("daily").fillna(False).to_numpy() & ~forecast
-    unlabelled = (res.isna() | res.eq("")).fillna(True).to_numpy() & ~forecast
+    res = (w["resolution"].astype("string").str.strip().str.lower().to_numpy(dtype=object, na_value=None)
+           if "resolution" in w else np.full(len(w), None, dtype=object))
+    forecast = (w["kind"].to_numpy(dtype=object) == "forecast") if "kind" in w else np.zeros(len(w), bool)
+    daily = (res == "daily") & ~forecast
+    unlabelled = ((res == None) | (res == "")) & ~forecast  # noqa: E711 (elementwise)
     notes = []
     if unlabelled.any():
-        u = w[unlabelled]
-        ts = pd.to_datetime(u["ts"])
-        sid = u["station_id"].astype(str)
-        order = np.lexsort((ts.to_numpy(), sid.to_numpy()))
-        step = (ts.iloc[order].groupby(sid.iloc[order].to_numpy()).diff() / pd.Timedelta(hours=1))
-        median_step = step.groupby(sid.iloc[order].to_numpy()).median()
-        carried = [c for c in ("temperature_min", "temperature_max", "snowfall") if c in u]
-        has_daily = (u[carried].apply(pd.to_numeric, errors="coerce").notna().any(axis=1)
-                     .groupby(sid).any() if carried else pd.Series(False, index=median_step.index))
-        spaced = median_step.fillna(0) >= rules.daily_min_spacing_h
-        for st in sorted(set(spaced[spaced].index) | set(has_daily[has_daily].index)):  # hourly ones skip at once
-            g = u[(sid == st).to_numpy()]
+        pos = np.flatnonzero(unlabelled)
+        every = len(pos) == len(w)
+
+        def col(c):
+            a = w[c].to_numpy()
+            return a if every else a[pos]
+
+        codes, uniq = pd.factorize(col("station_id"))
+        t = col("ts").astype("datetime64[s]").astype(np.int64)
+        n = np.bincount(codes, minlength=len(uniq))
+        first, last = np.full(len(uniq), np.iinfo(np.int64).max), np.full(len(uniq), np.iinfo(np.int64).min)
+        np.minimum.at(first, codes, t)
+        np.maximum.at(last, codes, t)
+        span_days = (last - first) / 86400
+        carried = [c for c in ("temperature_min", "temperature_max", "snowfall") if c in w]
+        has_daily = np.zeros(len(uniq), bool)
+        if carried:
+            any_row = np.zeros(len(pos), bool)
+            for c in carried:
+                any_row |= pd.to_numeric(pd.Series(col(c)), errors="coerce").notna().to_numpy()
+            has_daily = np.bincount(codes, weights=any_row, minlength=len(uniq)) > 0
+        # an hourly station has many records a day: only stations with about one a day are looked at
+        for k in np.flatnonzero((n <= span_days + 1) | has_daily):
+            st, mine = str(uniq[k]), pos[codes == k]
+            g = w.iloc[mine]
             if local_days(g["ts"], rules.tz).duplicated().any():
                 continue  # two records on one day: not daily
-            if spaced.get(st, False):
-                why = f"每日一条（间隔中位数 {median_step[st]:.0f} 小时）"
-            else:
+            steps = pd.to_datetime(g["ts"]).sort_values().diff().dropna() / pd.Timedelta(hours=1)
+            if len(steps) and steps.median() >= rules.daily_min_spacing_h:
+                why = f"每日一条（间隔中位数 {steps.median():.0f} 小时）"
+            elif has_daily[k]:
                 fields = [c for c in carried if pd.to_numeric(g[c], errors="coerce").notna().any()]
                 why = f"带有日值字段（{'、'.join(LABELS[c] for c in fields)}）"
-            daily[np.flatnonzero(unlabelled)[(sid == st).to_numpy()]] = True
+            else:
+                continue
+            daily[mine] = True
             notes.append(f"站点 {st} 的 {len(g)} 条记录未标注时间分辨率，{why}，按日值判定")
+    if not daily.any():
+        return w, w.iloc[0:0], notes
     return w[~daily], w[daily], notes
 
 
@@ -308,22 +326,23 @@ def _day_gaps(w: pd.DataFrame, tz: str) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------ checks
 
-def _implausible(w: pd.DataFrame, v: str, rules: QualityRules, daily: bool = False) -> np.ndarray:
+def _implausible(w: pd.DataFrame, v: str, rules: QualityRules, daily: bool = False, fact=None) -> np.ndarray:
     x = w[v].to_numpy()
     if not len(w):
         return np.zeros(0, bool)
-    lo, hi = _bounds(w, v, rules, daily)
+    lo, hi = _bounds(w, v, rules, daily, fact)
     return (x < lo) | (x > hi)
 
 
-def _bounds(w: pd.DataFrame, v: str, rules: QualityRules, daily: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's plausible (low, high) for `v`: by its station and month (`_range`)."""
+def _bounds(w: pd.DataFrame, v: str, rules: QualityRules, daily: bool = False, fact=None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's plausible (low, high) for `v`, by its station and month (`_range`): a table of
+    stations × months looked up by the rows' codes (`fact`: pd.factorize of station_id)."""
+    codes, uniq = fact if fact is not None else pd.factorize(w["station_id"].astype(str))
     month = w["ts"].dt.month.to_numpy()
-    st = w["station_id"].astype(str).to_numpy()
-    key = pd.factorize(pd.Series(st) + "|" + pd.Series(month).astype(str))[0]
-    first = pd.Series(np.arange(len(w))).groupby(key).first()
-    rng = np.array([_range(v, int(month[i]), rules, st[i], daily) for i in first.to_numpy()], float)
-    return rng[key, 0], rng[key, 1]
+    table = np.array([[_range(v, m, rules, str(s), daily) for m in range(1, 13)] for s in uniq], float)
+    r = table.reshape(len(uniq), 12, 2)[codes, month - 1]
+    return r[:, 0], r[:, 1]
 
 
 def _stuck(w: pd.DataFrame, v: str, obs: np.ndarray, codes: np.ndarray, rules: QualityRules) -> np.ndarray:
