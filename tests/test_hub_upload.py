@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workbench.store import hub, ingest, profiles
+from workbench.store import hub, ingest, profiles, units
 from workbench.store.profiles import ProfileError
 from workbench.ui import hub_page, hub_upload as hu
 
@@ -107,6 +107,35 @@ def test_a_header_with_its_unit_keeps_it_in_the_profile(sqlite_hub, tmp_path):
     again = ingest.ingest_file("rapid_tests", path, sqlite_hub, preview=True, profile=p)
     assert again.preview.sample == plain.preview.sample and again.preview.sample[0]["单位"] == "%"
     assert (again.loaded, again.quarantined) == (plain.loaded, plain.quarantined)
+
+
+def test_a_required_column_under_another_name_is_mapped_on_the_page(sqlite_hub, tmp_path):
+    """The time under a name the hub does not know stops the preview (a required column is missing);
+    the editor still lists the file's columns, and mapping it to 观测时间 lets the file load."""
+    path = tmp_path / "自动站.csv"
+    path.write_text("站号,obs_time,气温(℃)\nQX-TY,2024-03-01 09:00,10.5\nQX-LK,2024-03-01 09:00,11.0\n", encoding="utf-8")
+    with pytest.raises(ingest.IngestError, match="缺少必需的列") as stop:
+        ingest.ingest_file("weather", path, sqlite_hub, preview=True)
+    ed = hu.fallback_rows("weather", path, None, stop.value.problem)
+    assert [(r.column, r.field) for r in ed.rows] == [("站号", "station_id"), ("obs_time", hu.UNMAPPED),
+                                                      ("气温(℃)", "temperature")]
+    assert units.parse(ed.rows[2].header_unit).name == "℃" and ed.units["temperature"] == "℃"
+    p = hu.build_profile("weather", {"站号": "station_id", "obs_time": "ts", "气温(℃)": "temperature"}, ed.units)
+    assert p.units == {"temperature": "℃"}   # the header's unit, written down since the profile names the column whole
+    s = ingest.ingest_file("weather", path, sqlite_hub, preview=True, profile=p)
+    assert (s.loaded, s.quarantined) == (2, 0) and s.preview.sample[0]["观测时间"] == "2024-03-01 09:00"
+
+
+def test_a_file_that_is_no_table_says_so(sqlite_hub, tmp_path):
+    panel = hub_page.upload_panel(dataset="weather")
+    data = b"\x00\x01\x02 not a table \x00" * 10
+    _find(panel, "FileUpload")[0].value = ({"name": "照片.csv", "type": "text/csv", "size": len(data),
+                                            "content": memoryview(data),
+                                            "last_modified": dt.datetime.now(dt.timezone.utc)},)
+    _find(panel, "Button", "预览")[0].click()
+    text = _text(panel)
+    assert "预览未完成" in text and "不是表格文件" in text and "无法读取表头" in text
+    assert "Error" not in text
 
 
 def test_a_wrong_mapping_is_refused_in_chinese(sqlite_hub):
