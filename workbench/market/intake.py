@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
-import json
 import re
 import time
 import unicodedata
@@ -304,8 +303,9 @@ def _stall_detail(df: pd.DataFrame) -> pd.Series:
     for i in df.index[(bad | twice).to_numpy()]:
         m, s = df.at[i, "market_id"], str(df.at[i, "stall_id"])
         if twice[i]:
-            ids = sorted(reg.loc[(reg["market_id"] == m) & (reg["stall_no"].map(
-                lambda x: x is not None and stall_key(x) == stall_key(s))), "stall_id"].astype(str))
+            key = stall_key(s)
+            same = reg["stall_no"].map(lambda x, key=key: x is not None and stall_key(x) == key)
+            ids = sorted(reg.loc[(reg["market_id"] == m) & same, "stall_id"].astype(str))
             out[i] = f"市场 {m} 的摊位号“{s}”对应多个摊位编号：{'、'.join(ids)}"
             continue
         score = {str(x): difflib.SequenceMatcher(None, stall_key(s), stall_key(x)).ratio() for x in nos.get(m, [])}
