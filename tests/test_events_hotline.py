@@ -198,3 +198,29 @@ def test_a_profile_column_the_file_lacks_is_a_warning_and_the_rows_load(sqlite_h
     s = intake.intake_file(work_orders(tmp_path / "w.csv", ORDERS), eng=sqlite_hub, profile=prof)
     assert (s.loaded, s.quarantined) == (4, 1)
     assert any("配置中的列“承办单位”不在文件中" in line for line in s.details())
+
+
+def test_repeated_calls_about_one_address_are_merged_into_one_case(hub_engine, tmp_path):
+    """Three calls about the rubbish at one address within hours (written with a space and
+    full-width digits by different operators) become one case and two 重复件; the same address
+    for another class, or 30 hours later, is a case of its own; an address that names nothing
+    known is never merged (no place to be the same). A later file's call joins the case."""
+    add_grids(hub_engine)
+    a = "荷塘区月塘街道新华东路12号"
+    rows = [("C1", local(6), "垃圾堆放", a, "垃圾", "", "", ""),
+            ("C2", local(5), "生活垃圾", "荷塘区 月塘街道新华东路１２号", "垃圾还在", "", "", ""),
+            ("C3", local(4), "垃圾堆放", a, "还没人管", "", "", ""),
+            ("C4", local(4), "路灯故障", a, "路灯不亮", "", "", ""),
+            ("C5", local(36), "垃圾堆放", a, "垃圾", "", "", ""),
+            ("C6", local(5), "噪音扰民", "小区门口", "吵", "", "", ""),
+            ("C7", local(4), "噪音扰民", "小区门口", "吵", "", "", "")]
+    s = intake.intake_file(work_orders(tmp_path / "calls.csv", rows), eng=hub_engine, profile="hotline_12345")
+    assert (s.loaded, s.merged) == (7, 2)
+    ev = hub.read("city_events", eng=hub_engine).set_index("event_id")
+    assert ev.loc[["C2", "C3"], "duplicate_of"].tolist() == ["C1", "C1"]
+    assert (ev.loc[["C2", "C3"], "status"] == flow.DUPLICATE).all()
+    assert ev.loc[["C1", "C4", "C5", "C6", "C7"], "duplicate_of"].isna().all()
+    later = intake.intake_file(work_orders(tmp_path / "later.csv", [("C8", local(1), "垃圾堆放", a, "又有了", "", "", "")]),
+                               eng=hub_engine, profile="hotline_12345")
+    assert later.merged == 1
+    assert hub.read("city_events", where={"event_id": "C8"}, eng=hub_engine)["duplicate_of"].iloc[0] == "C1"

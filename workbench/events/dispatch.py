@@ -346,8 +346,15 @@ def find_duplicates(new: pd.DataFrame, known: pd.DataFrame, rules: CityRules) ->
         return out
     d = _metres(pairs["lat"].astype(float).to_numpy(), pairs["lon"].astype(float).to_numpy(),
                 pairs["lat_c"].astype(float).to_numpy(), pairs["lon_c"].astype(float).to_numpy())
-    pairs = pairs[d <= rules.duplicate_m].sort_values(["_new", "ts_c"])
-    # in time order: a candidate counts only if it is a case itself (not a repeat)
+    pairs = pairs[d <= rules.duplicate_m]
+    return _first_cases(pairs, n, k, out)
+
+
+def _first_cases(pairs: pd.DataFrame, n: pd.DataFrame, k: pd.DataFrame, out: pd.Series) -> pd.Series:
+    """Each new record's case from its candidate pairs (`_new`, `event_id_c`, `_new_c`, `ts_c`):
+    in time order, a candidate counts only if it is a case itself (a repeat of a repeat joins
+    the first case)."""
+    pairs = pairs.sort_values(["_new", "ts_c"])
     master_of: dict[int, str | None] = {}
     known_dup = dict(zip(k["event_id"], k["duplicate_of"]))
     cand = pairs.groupby("_new", sort=True)
@@ -372,5 +379,45 @@ def find_duplicates(new: pd.DataFrame, known: pd.DataFrame, rules: CityRules) ->
     return out
 
 
+def address_key(address: pd.Series) -> pd.Series:
+    """Address text as a key: NFKC, without spaces and punctuation, lower case."""
+    t = address.astype("string").str.normalize("NFKC").str.replace(r"[\s\W_]+", "", regex=True).str.lower()
+    return t.where(t.str.len() > 0)
+
+
+def find_address_duplicates(new: pd.DataFrame, known: pd.DataFrame | None, rules: CityRules) -> pd.Series:
+    """For records without coordinates (a hotline's work orders): the earlier case of the same
+    class at the same address (`address_key`) within `duplicate.window_hours` hours, itself not
+    a duplicate. Call it for records whose address placed them to a street or district: an
+    address that names nothing known ("小区门口") says nothing about the place being the same."""
+    out = pd.Series(None, index=new.index, dtype=object)
+    if new.empty or rules.duplicate_m <= 0 or rules.duplicate_hours <= 0:
+        return out
+    cols = ["event_id", "ts", "event_class", "address"]
+    k = known[cols + ["duplicate_of"]].copy() if known is not None and len(known) else \
+        pd.DataFrame(columns=cols + ["duplicate_of"])
+    k["_new"] = -1
+    n = new[cols].copy()
+    n["duplicate_of"] = None
+    n["_new"] = np.arange(len(n))
+    pool = pd.concat([k, n], ignore_index=True)
+    pool["_key"] = address_key(pool["address"])
+    pool = pool[pool["_key"].notna() & pool["ts"].notna()]
+    pool["ts"] = pd.to_datetime(pool["ts"])
+    probes = pool[pool["_new"] >= 0]
+    if probes.empty:
+        return out
+    pairs = probes.merge(pool, on=["event_class", "_key"], suffixes=("", "_c"))
+    earlier = (pairs["ts_c"] < pairs["ts"]) | ((pairs["ts_c"] == pairs["ts"]) &
+                                               (((pairs["_new_c"] >= 0) & (pairs["_new_c"] < pairs["_new"]))
+                                                | (pairs["_new_c"] < 0)))
+    window = pd.Timedelta(hours=rules.duplicate_hours)
+    pairs = pairs[earlier & (pairs["ts"] - pairs["ts_c"] <= window) & (pairs["event_id_c"] != pairs["event_id"])]
+    if pairs.empty:
+        return out
+    return _first_cases(pairs, n, k, out)
+
+
 __all__ = ["CITIES", "DEFAULT_CITY", "URGENT", "ROUTINE", "RulesError", "Rule", "CityRules", "load_rules", "route",
-           "urgency", "is_workday", "add_working_hours", "working_hours_between", "deadlines", "find_duplicates"]
+           "urgency", "is_workday", "add_working_hours", "working_hours_between", "deadlines", "find_duplicates",
+           "address_key", "find_address_duplicates"]

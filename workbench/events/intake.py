@@ -262,6 +262,20 @@ def _recent(conn, new: pd.DataFrame, rules: dp.CityRules) -> pd.DataFrame:
     return pd.DataFrame(conn.execute(stmt).fetchall(), columns=[c.name for c in cols])
 
 
+def _recent_by_address(conn, new: pd.DataFrame, rules: dp.CityRules) -> pd.DataFrame:
+    """Events in the hub of the same classes near in time, that an address-placed report might
+    repeat (compared by address text in `dp.find_address_duplicates`)."""
+    t = EVENTS_DS.table
+    cols = [t.c.event_id, t.c.ts, t.c.event_class, t.c.address, t.c.duplicate_of]
+    if new.empty or rules.duplicate_m <= 0:
+        return pd.DataFrame(columns=[c.name for c in cols])
+    w = pd.Timedelta(hours=rules.duplicate_hours)
+    stmt = sa.select(*cols).where(
+        t.c.event_class.in_(sorted(new["event_class"].dropna().unique())), t.c.address.isnot(None),
+        t.c.ts >= (new["ts"].min() - w).to_pydatetime(), t.c.ts <= new["ts"].max().to_pydatetime())
+    return pd.DataFrame(conn.execute(stmt).fetchall(), columns=[c.name for c in cols])
+
+
 # ------------------------------------------------------------------ the context of one intake
 
 @dataclass
@@ -546,9 +560,14 @@ def _insert(conn, new: pd.DataFrame, rules: dp.CityRules, summary: IntakeSummary
     src_status = new["status"]
     is_open = src_status.isna()
     dup_of = pd.Series(None, index=new.index, dtype=object)
-    probe = is_open & new["lat"].notna() & new["lon"].notna()   # repeats are found within metres: points only
+    point = new["lat"].notna() & new["lon"].notna()
+    probe = is_open & point                       # repeats of a point: within metres
     if probe.any():
         dup_of[probe] = dp.find_duplicates(new[probe], _recent(conn, new[probe], rules), rules)
+    by_addr = is_open & ~point & new["loc_precision"].isin(["street", "district"]) & new["address"].notna()
+    if by_addr.any():                             # repeats of an address-placed report: the same address
+        dup_of[by_addr] = dp.find_address_duplicates(new[by_addr], _recent_by_address(conn, new[by_addr], rules),
+                                                     rules)
     merged = dup_of.notna()
     auto = is_open & ~merged & (given_dept | (routed["rule"] >= 0))
     new["duplicate_of"] = dup_of
