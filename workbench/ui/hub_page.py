@@ -180,7 +180,7 @@ def files_table(snap: HubSnapshot) -> str:
         view,
         columns=["when", "filename", "dataset", "profile", "encoding", "rows_read", "loaded", "quarantined", "duplicates",
                  "status_badge", "message"],
-        labels={"when": "接入时间", "status_badge": "状态", "profile": "接入配置"},
+        labels={"when": "接入时间", "status_badge": "状态"},
         formatters={"when": format_time,
                     "profile": lambda v: DASH if v is None or pd.isna(v) else str(v),
                     "encoding": lambda v: DASH if v is None or pd.isna(v) else str(v).upper()},
@@ -292,7 +292,7 @@ def quarantine_table(rows: pd.DataFrame, show_dataset: bool = True) -> str:
     cols = ["quarantined_at", "dataset", "filename", "line", "reason", "detail", "preview"]
     if not show_dataset:
         cols.remove("dataset")
-    return table_html(view, columns=cols, labels={"preview": "原始内容", "detail": "问题值"},
+    return table_html(view, columns=cols, labels={"preview": "原始内容"},
                       wrap=("preview", "detail"),
                       html_columns=("preview",), numeric=("line",), formatters={"line": str},
                       max_rows=len(view), max_height="520px")
@@ -471,7 +471,7 @@ def upload_panel(dataset: str | None = None):
 
     names = [n for _, n in dataset_options()]
     start = dataset if dataset in DATASETS else ("weather" if "weather" in names else names[0])
-    state = {"path": None, "editor": None, "base": None, "profile": None, "saved": None}
+    state = {"path": None, "editor": None, "base": None, "saved": None}
 
     upload = widgets.FileUpload(accept=".csv,.txt,.tsv,.xlsx,.json", multiple=False, description="选择文件",
                                 layout=widgets.Layout(width="160px"))
@@ -505,22 +505,26 @@ def upload_panel(dataset: str | None = None):
 
     def set_profiles(select: str = ""):
         opts = [("不使用配置（按表头识别）", "")] + hu.profile_options(ds_pick.value)
-        prof_pick.unobserve(on_profile, "value")
+        prof_pick.unobserve(on_profile_pick, "value")
         prof_pick.options = opts
         prof_pick.value = select if select in [v for _, v in opts] else ""
-        prof_pick.observe(on_profile, "value")
+        prof_pick.observe(on_profile_pick, "value")
         on_profile()
 
     def on_profile(*_):
         state["base"] = profiles.load(prof_pick.value) if prof_pick.value else None
         tz.value = (state["base"].timezone or "") if state["base"] else ""
 
+    def on_profile_pick(*_):   # another profile picked: the adjustments made under the last one go
+        on_profile()
+        reset()
+
     def on_dataset(*_):
         set_profiles()
         reset()
 
     def reset(*_):
-        state["editor"] = state["profile"] = state["saved"] = None
+        state["editor"] = state["saved"] = None
         editor_box.children, units_box.children = (), ()
         adjust.layout.display = "none"
         result.value = done.value = message.value = ""
@@ -605,7 +609,6 @@ def upload_panel(dataset: str | None = None):
                 adjust.layout.display = "none"
                 message.value = _message(exc.problem, "warn", "预览未完成") + _message(f"无法读取表头：{getattr(inner, 'problem', inner)}", "bad")
             return
-        state["profile"] = profile
         show_editor(hu.editor_rows(ds_pick.value, s.mapping, profile))
         result.value = summary_html(s)
         message.value = _message(s.line(), "ok", "预览完成")   # last: the page is complete when it shows
@@ -645,7 +648,6 @@ def upload_panel(dataset: str | None = None):
             message.value = _message(exc.problem, "bad", "配置未保存")
             return
         state["saved"] = p.name
-        state["profile"] = p
         set_profiles(select=p.name)
         message.value = _message(f"已保存配置“{p.name}”：{path}。以后接入同一来源的文件时可在“接入配置”中选择。",
                                  "ok", "已保存")
@@ -685,7 +687,7 @@ def upload_panel(dataset: str | None = None):
         guard(on_upload), guard(on_preview), guard(on_repreview), guard(on_save), guard(on_load))
     upload.observe(on_upload, "value")
     ds_pick.observe(on_dataset, "value")
-    prof_pick.observe(on_profile, "value")
+    prof_pick.observe(on_profile_pick, "value")
     preview_btn.on_click(on_preview)
     repreview_btn.on_click(on_repreview)
     save_btn.on_click(on_save)
@@ -726,7 +728,7 @@ def extras_table(dataset: str, limit: int = 50) -> str:
         return table_html(None, empty="没有随原行保留的列", empty_hint="该数据集接入的文件中，每一列都已对应到字段。")
     key = list(DATASETS[dataset].key) if dataset in DATASETS else []
     cols = [c for c in key if c in rows] + columns + ["filename", "line", "kept_at"]
-    return table_html(rows, dataset=dataset, columns=cols, labels={**{c: c for c in columns}, "kept_at": "保留时间"},
+    return table_html(rows, dataset=dataset, columns=cols, labels={c: c for c in columns},
                       numeric=("line",), formatters={"line": lambda v: DASH if pd.isna(v) else str(int(v))},
                       max_rows=limit, max_height="360px")
 
@@ -739,7 +741,7 @@ def corrections_table(dataset: str, limit: int = 50) -> str:
     if rows.empty:
         return table_html(None, empty="暂无更正记录", empty_hint="同一主键的记录再次报送且内容不同时，会更新该记录并在此留存原值。")
     return table_html(rows, columns=["corrected_at", "key", "filename", "changes"],
-                      labels={"corrected_at": "更正时间", "key": "记录主键", "changes": "更正内容（原值 → 新值）"},
+                      labels={"key": "记录主键", "changes": "更正内容（原值 → 新值）"},
                       wrap=("changes",), max_rows=limit, max_height="360px")
 
 

@@ -57,6 +57,12 @@ HUB_COLUMNS: dict[str, str] = {
     "reason": "隔离原因",
     "row_json": "原始内容",
     "quarantined_at": "隔离时间",
+    "detail": "问题值",
+    "profile": "接入配置",
+    "notes": "接入说明",
+    "row_key": "记录主键",
+    "kept_at": "保留时间",
+    "corrected_at": "更正时间",
 }
 
 # Coded values, per column name, shown in Chinese.
