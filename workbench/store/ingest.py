@@ -50,6 +50,9 @@ _MISSING = {"", "nan", "null", "none", "na", "n/a", "-", "--", "—", "/", "\\n"
 class IngestError(WorkbenchError):
     """A file that cannot be read at all. The message names the file and the problem."""
 
+    header: list[str] | None = None      # the file's columns, when its header was found
+    mapping: list[dict] | None = None    # column → field, when the file stopped after mapping them
+
     def __init__(self, path: Path | str, problem: str):
         self.path = str(path)
         super().__init__(problem, where=Path(path).name)
@@ -271,6 +274,43 @@ def _labels(ds: Dataset, names) -> list[str]:
     return [f"{ds.field(n).label}({n})" for n in names]
 
 
+def _open_chunks(read_as: Dataset, path: Path, profile=None, bar=None) -> tuple[str, str, Iterator]:
+    """(kind, encoding, chunks) of a file; the chunks' first item is its header row."""
+    kind = _sniff(path)
+
+    def find_header(rows):
+        return _find_header(read_as, rows, path, profile)
+
+    if kind == "xlsx":
+        return kind, "xlsx", _chunks_xlsx(find_header, path, bar)
+    encoding = _detect_encoding(path)
+    return kind, encoding, (_chunks_csv(find_header, path, encoding, bar) if kind == "csv"
+                            else _chunks_json(read_as, path, encoding, bar))
+
+
+def _read_as(dataset: str) -> Dataset:
+    load = loader_of(DATASETS[dataset])
+    return getattr(load, "read_as", None) or DATASETS[dataset]
+
+
+def read_header(dataset: str, path: Path | str, profile: Profile | None = None) -> list[str]:
+    """A file's header row as the ingest finds it (below any title rows), every column named
+    (a blank one `第N列`, a repeated one `名称(2)`): what a mapping screen shows, even when the
+    file cannot be loaded yet. Raises IngestError when the file cannot be read at all."""
+    path = Path(path)
+    _, _, chunks = _open_chunks(_read_as(dataset), path, profile)
+    try:
+        return _unique_header(next(chunks))
+    finally:
+        chunks.close()
+
+
+def field_for_header(dataset: str, header: str, profile: Profile | None = None) -> tuple[str | None, str | None]:
+    """The field a column header names (a profile's column map first) and the unit its
+    brackets hold: `气温(℉)` → ('temperature', '℉'); a profile's "~" → ('~', None)."""
+    return _match_header(_header_map(_read_as(dataset), profile), header)
+
+
 @dataclass
 class ColumnPlan:
     """How a file's columns become a dataset's fields."""
@@ -291,14 +331,30 @@ class ColumnPlan:
         return next((self.header[i] for i, n in self.fields.items() if n == name), None)
 
 
+def _unique_header(header: list) -> list[str]:
+    """The file's header with a name for every column: a blank one is `第N列`, a repeated one
+    gets `(2)`, `(3)` …, so a row as the file had it (quarantine, kept columns) loses no cell."""
+    out, seen = [], set()
+    for i, h in enumerate(header):
+        name = str(h if h is not None else "").strip() or f"第{i + 1}列"
+        base, k = name, 2
+        while name in seen:
+            name, k = f"{base}({k})", k + 1
+        seen.add(name)
+        out.append(name)
+    return out
+
+
 def _column_plan(ds: Dataset, header: list, path: Path, profile=None) -> ColumnPlan:
     """Which file column feeds which field; refuses a file without a required column."""
     hmap = _header_map(ds, profile)
-    header = [str(h if h is not None else "") for h in header]
+    header_in = list(header)
+    header = _unique_header(header)
     plan = ColumnPlan(header, {})
     for i, h in enumerate(header):
-        name, bracket = _match_header(hmap, h)
-        if name == KEEP_ASIDE:
+        written = str(header_in[i] if header_in[i] is not None else "").strip()
+        name, bracket = _match_header(hmap, h) if h == written else (None, None)
+        if name == KEEP_ASIDE or not written:   # a column without a name: kept with its row, not listed
             plan.aside.append(i)
         elif name is None or name in plan.fields.values():
             if h.strip() and _norm_header(h) not in _IGNORED_COLUMNS:
@@ -312,7 +368,7 @@ def _column_plan(ds: Dataset, header: list, path: Path, profile=None) -> ColumnP
     if profile is not None:
         for name, unit in profile.units.items():
             plan.units[name], plan.unit_from[name] = unit, "配置"
-        present = {_norm_header(h) for h in header}
+        present = {_norm_header(h) for h in header} | {_norm_header(split_header(h)[0]) for h in header}
         plan.missing = [c for c in profile.columns if _norm_header(c) not in present]
     given = set(plan.fields.values()) | set(profile.defaults if profile else ())
     missing = [n for n in ds.required if n not in given]
@@ -376,15 +432,16 @@ def _chunks_csv(find_header, path, encoding, bar) -> Iterator:
                 raise IngestError(path, f"编码错误: {exc}")
 
         buf, lines, bad = [], [], []
+        names = _unique_header(header)
         for line, row in rows_iter():
-            if not any(c.strip() for c in row):
+            joined = "".join(row)
+            if not joined or joined.isspace():
                 continue
             if len(row) != width:
-                if len(row) > width and not any(c.strip() for c in row[width:]):
+                if len(row) > width and not "".join(row[width:]).strip():
                     row = row[:width]
                 else:
-                    named = {str(header[i] or f"第{i + 1}列") if i < width else f"多余的第{i + 1}列": v
-                             for i, v in enumerate(row)}
+                    named = {names[i] if i < width else f"多余的第{i + 1}列": v for i, v in enumerate(row)}
                     bad.append((line, "字段数与表头不符", f"本行 {len(row)} 个字段，表头 {width} 列", named))
                     continue
             buf.append(row)
@@ -431,6 +488,7 @@ def _chunks_xlsx(find_header, path, bar) -> Iterator:
             header = header[:-1]
         yield header
         width = len(header)
+        names = _unique_header(header)
         buf, lines = [], []
 
         def rows_iter():
@@ -439,16 +497,22 @@ def _chunks_xlsx(find_header, path, bar) -> Iterator:
             for i, row in enumerate(it, start=len(head_rows) + 1):
                 yield i, [_cell_text(v) for v in row]
 
+        bad = []
         for line, row in rows_iter():
             if not any(c.strip() for c in row):
+                continue
+            if len(row) > width and any(c.strip() for c in row[width:]):   # cells right of the header
+                last = max(i for i, c in enumerate(row) if c.strip()) + 1
+                named = {names[i] if i < width else f"多余的第{i + 1}列": v for i, v in enumerate(row[:last])}
+                bad.append((line, "字段数与表头不符", f"本行 {last} 个字段，表头 {width} 列", named))
                 continue
             buf.append((row + [""] * (width - len(row)))[:width])
             lines.append(line)
             if len(buf) >= CHUNK_ROWS:
-                yield buf, np.array(lines), []
-                buf, lines = [], []
-        if buf:
-            yield buf, np.array(lines), []
+                yield buf, np.array(lines), bad
+                buf, lines, bad = [], [], []
+        if buf or bad:
+            yield buf, np.array(lines, dtype=int), bad
     finally:
         wb.close()
 
@@ -591,31 +655,62 @@ class ReadContext:
     refs: "References | None" = None
 
 
+def _distinct(s: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """A column as codes into its distinct values (the last one NA, for missing cells): department
+    files repeat a handful of markets, commodities and results thousands of times, so the text
+    work (normalising, parsing, looking up) is done once per distinct value, not once per row."""
+    codes, uniq = pd.factorize(s.to_numpy() if s.dtype == object else s.to_numpy(dtype=object),
+                               use_na_sentinel=True)
+    codes = np.where(codes < 0, len(uniq), codes)
+    return codes, pd.Series(np.concatenate([np.asarray(uniq, dtype=object), np.array([None], dtype=object)]),
+                            dtype=object)
+
+
+def _join(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """'a' + 'b' → 'a; b' elementwise, '' counting as nothing."""
+    out = old.copy()
+    both = (old != "") & (new != "")
+    only_new = (old == "") & (new != "")
+    out[only_new] = new[only_new]
+    if both.any():
+        out[both] = old[both] + "; " + new[both]
+    return out
+
+
 def validate(ds: Dataset, df: pd.DataFrame, ctx: ReadContext | None = None
              ) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
-    """Typed values; per row the reasons it fails ('' when good), and the details (values)."""
+    """Typed values; per row the reasons it fails ('' when good), and the details (values).
+
+    Each column is checked once per distinct value (`_distinct`), then spread to its rows."""
     ctx = ctx or ReadContext()
-    reasons = pd.Series("", index=df.index, dtype=object)
-    details = pd.Series("", index=df.index, dtype=object)
-
-    def join(old: pd.Series, new) -> pd.Series:
-        return old + np.where(old == "", "", "; ") + new
-
-    def flag(mask, text, detail=None):
-        nonlocal reasons, details
-        mask = mask.fillna(False).astype(bool)
-        if mask.any():
-            reasons = reasons.where(~mask, join(reasons, text))
-            if detail is not None:
-                details = details.where(~mask, join(details, detail))
-
+    n = len(df)
+    reasons = np.full(n, "", dtype=object)
+    details = np.full(n, "", dtype=object)
     out = pd.DataFrame(index=df.index)
-    malformed: dict[str, pd.Series] = {}
+    malformed: dict[str, np.ndarray] = {}
     for f in ds.fields:
         if f.name not in df:
             out[f.name] = None
             continue
-        raw = df[f.name].astype("string")
+        codes, orig = _distinct(df[f.name])
+        m = len(orig)
+        why = np.full(m, "", dtype=object)      # per distinct value: its reasons, its details
+        said = np.full(m, "", dtype=object)
+
+        def flag(mask, text, detail=None):
+            nonlocal why, said
+            mask = np.asarray(pd.Series(mask).fillna(False), dtype=bool)
+            if not mask.any():
+                return
+            add = np.full(m, "", dtype=object)
+            add[mask] = text[mask] if isinstance(text, np.ndarray) else text
+            why = _join(why, add)
+            if detail is not None:
+                add = np.full(m, "", dtype=object)
+                add[mask] = np.asarray(detail, dtype=object)[mask]
+                said = _join(said, add)
+
+        raw = orig.astype("string")
         wide = ~raw.str.isascii().fillna(True)
         if wide.any():  # full-width digits and letters, ideographic spaces
             raw = raw.where(~wide, raw[wide].str.normalize("NFKC"))
@@ -627,17 +722,22 @@ def validate(ds: Dataset, df: pd.DataFrame, ctx: ReadContext | None = None
             qualitative = ~missing & ~raw.str.contains(r"^[\d.]+\s*\S{0,8}$", regex=True, na=False)
             missing |= qualitative
             raw = raw.str.replace(r"^([\d.]+)\s*\S{0,8}$", r"\1", regex=True)
+        shown = f"{f.label}: '" + orig.astype("string").fillna("").str.slice(0, 40) + "'"
+        trouble = None
         if f.kind == "ts":
             value, trouble = parse_local_times(raw.where(~missing), ctx.tz, ambiguous=ctx.ambiguous,
                                                nonexistent=ctx.nonexistent, fmt=ctx.date_format)
             bad = raw.where(~missing).notna() & value.isna() & (trouble == "")
-            for why in (AMBIGUOUS_TIME, NONEXISTENT_TIME):
-                flag(trouble == why, why, f"{f.label}: '" + raw.fillna("") + f"'（{ctx.tz or config.TZ}）")
+            for problem in (AMBIGUOUS_TIME, NONEXISTENT_TIME):
+                flag(trouble == problem, problem,
+                     (f"{f.label}: '" + raw.fillna("") + f"'（{ctx.tz or config.TZ}）").to_numpy(dtype=object))
         else:
             value, bad = _convert(f, raw.where(~missing))
-        malformed[f.name] = bad & ~missing
-        flag(malformed[f.name], _bad_text(f),
-             f"{f.label}: '" + df[f.name].astype("string").fillna("").str.slice(0, 40) + "'")
+        bad_u = (bad & ~missing).to_numpy(dtype=bool)
+        flag(bad_u, _bad_text(f), shown.to_numpy(dtype=object))
+        if trouble is not None:   # a time the policy leaves unplaced is reported, not "missing" too
+            bad_u = bad_u | (trouble != "").to_numpy(dtype=bool)
+        malformed[f.name] = bad_u[codes]
         if f.name in ctx.bad_units:
             column, unit_text = ctx.bad_units[f.name]
             flag(value.notna(), "单位无法识别", f"列“{column}”的单位“{unit_text}”")
@@ -645,32 +745,59 @@ def validate(ds: Dataset, df: pd.DataFrame, ctx: ReadContext | None = None
         elif f.kind in ("int", "float") and f.name in ctx.units and f.unit:
             value = units.convert(value, ctx.units[f.name], units.of_field(f.unit))
         if f.kind in ("int", "float"):
+            num = f"{f.label}: " + value.round(3).astype(str)
             if f.min is not None:
-                flag(value < f.min, f"{f.label}小于下限 {f.min:g}", f"{f.label}: " + value.round(3).astype(str))
+                flag(value < f.min, f"{f.label}小于下限 {f.min:g}", num.to_numpy(dtype=object))
             if f.max is not None:
-                flag(value > f.max, f"{f.label}超出上限 {f.max:g}", f"{f.label}: " + value.round(3).astype(str))
+                flag(value > f.max, f"{f.label}超出上限 {f.max:g}", num.to_numpy(dtype=object))
         if f.refers and ctx.refs is not None:
-            value, why = ctx.refs.resolve(f, value)
-            flag(why != "", why.where(why != "", ""))
+            value, refused, refused_detail = ctx.refs.resolve_detailed(f, value)
+            flag(refused != "", refused.to_numpy(dtype=object), refused_detail.to_numpy(dtype=object))
         if f.choices:
             flag(value.notna() & ~value.isin(f.choices), f"{f.label}取值不在 {'/'.join(f.choices)} 之中",
-                 f"{f.label}: '" + value.astype("string").fillna("") + "'")
+                 (f"{f.label}: '" + value.astype("string").fillna("") + "'").to_numpy(dtype=object))
         if f.kind == "str":
             flag(value.str.len() > f.length, f"{f.label}超过 {f.length} 个字符")
-        out[f.name] = value
+        # spread to the rows
+        values = value.to_numpy()
+        if values.dtype == object:
+            values = values.copy()
+            values[pd.isna(values)] = None
+        out[f.name] = pd.Series(values[codes], index=df.index) if values.dtype != object else \
+            pd.Series(values[codes], index=df.index, dtype=object)
+        if (why != "").any():
+            reasons = _join(reasons, why[codes])
+            details = _join(details, said[codes])
+    reasons_s = pd.Series(reasons, index=df.index, dtype=object)
+    details_s = pd.Series(details, index=df.index, dtype=object)
+
+    def flag_rows(mask, text, detail=None):
+        nonlocal reasons_s, details_s
+        mask = mask.fillna(False).astype(bool)
+        if mask.any():
+            m = mask.to_numpy()
+            add = np.full(n, "", dtype=object)
+            add[m] = text
+            reasons_s = pd.Series(_join(reasons_s.to_numpy(), add), index=df.index, dtype=object)
+            if detail is not None:
+                add = np.full(n, "", dtype=object)
+                add[m] = np.asarray(detail, dtype=object)[m] if not isinstance(detail, str) else detail
+                details_s = pd.Series(_join(details_s.to_numpy(), add), index=df.index, dtype=object)
+
     for f in ds.fields:
         if f.default_from:
             out[f.name] = out[f.name].where(out[f.name].notna(), out[f.default_from])
         if (f.required or f.name in ds.key):
             is_missing = out[f.name].isna()
-            if f.name in malformed:  # a malformed value is already reported; do not say it twice
-                is_missing &= ~malformed[f.name]
-            flag(is_missing, f"缺少{f.label}")
+            for source in (f.name, f.default_from):   # a malformed value is already reported; not twice
+                if source in malformed:
+                    is_missing &= ~malformed[source]
+            flag_rows(is_missing, f"缺少{f.label}")
     for check in checks_of(ds):
         detail = getattr(check, "detail", None)   # a check may say which values failed it
         bad = check.bad(out)
-        flag(bad, check.reason, detail(out) if detail is not None and bad.any() else None)
-    return out, reasons, details
+        flag_rows(bad, check.reason, detail(out) if detail is not None and bad.any() else None)
+    return out, reasons_s, details_s
 
 
 def _convert(f: Field, s: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -686,7 +813,8 @@ def _convert(f: Field, s: pd.Series) -> tuple[pd.Series, pd.Series]:
             bad |= frac
             num = num.where(~frac)
         return num, bad
-    ts = parse_timestamps(s)
+    # a date is a calendar day as written: read on UTC's clock so no zone moves it to another day
+    ts = parse_timestamps(s, "UTC" if f.kind == "date" else None)
     bad = s.notna() & ts.isna()
     if f.kind == "date":
         return ts.dt.date.where(ts.notna(), None), bad
@@ -732,10 +860,19 @@ class References:
         return self._held[registry]
 
     def resolve(self, f: Field, value: pd.Series) -> tuple[pd.Series, pd.Series]:
+        """Codes for the names in `value`, and per value why it was refused ('' when it was not)."""
+        out, why, _ = self.resolve_detailed(f, value)
+        return out, why
+
+    def resolve_detailed(self, f: Field, value: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+        """As `resolve`, with a reason that does not vary with the value (`未登记的农贸市场`,
+        `农贸市场名称对应多个编号`: the quarantine's reasons group) and a detail naming the value
+        and the closest registered names."""
         why = pd.Series("", index=value.index, dtype=object)
+        detail = pd.Series("", index=value.index, dtype=object)
         present = value.notna()
         if not present.any():
-            return value, why
+            return value, why, detail
         if f.refers == "districts":
             from workbench import geo
 
@@ -743,10 +880,10 @@ class References:
             for v in value[present].unique():
                 d = geo.find(geo.FORMER_NAMES.get(str(v), v))
                 mapping[v] = d.name if d else v
-            return value.where(~present, value[present].map(mapping)), why
+            return value.where(~present, value[present].map(mapping)), why, detail
         codes, names, shown = self._load(f.refers)
         if not codes:   # no registry to judge by: the values stay as written
-            return value, why
+            return value, why, detail
         label = self.REGISTRIES[f.refers][3]
         mapping, reasons = {}, {}
         for v in value[present].unique():
@@ -758,17 +895,20 @@ class References:
             if len(hits) == 1:
                 mapping[v] = next(iter(hits))
             elif len(hits) > 1:
-                reasons[v] = f"{label}名称“{v}”对应多个编号：{'、'.join(sorted(hits))}"
+                reasons[v] = (f"{label}名称对应多个编号",
+                              f"{f.label}: '{v}' 对应多个编号：{'、'.join(sorted(hits))}")
             else:
                 import difflib
 
                 close = difflib.get_close_matches(v, [*dict.fromkeys(shown), *sorted(codes)], n=3, cutoff=0.4)
-                hint = f"，最接近：{'、'.join(close)}" if close else "，名录中没有相近的名称"
-                reasons[v] = f"未登记的{label}“{v}”{hint}"
+                hint = f"最接近：{'、'.join(close)}" if close else "名录中没有相近的名称"
+                reasons[v] = (f"未登记的{label}", f"{f.label}: '{v}' 未登记，{hint}")
         text = value.astype(object)
         out = text.where(~present, text[present].map(lambda v: mapping.get(str(v))))
-        why[present] = text[present].map(lambda v: reasons.get(str(v), "")).fillna("")
-        return out.where(why == "", text), why
+        said = text[present].map(lambda v: reasons.get(str(v), ("", "")))
+        why[present] = [r for r, _ in said]
+        detail[present] = [d for _, d in said]
+        return out.where(why == "", text), why, detail
 
 
 def _name_key(name) -> str:
@@ -798,8 +938,9 @@ class _KeyRegistry:
             first = pd.Series(lines, index=h)[~pd.Index(h).duplicated(keep="first")]
             first_line[dup_in_chunk] = first.loc[h[dup_in_chunk]].to_numpy()
         new = (first_line == 0) & ~dup_in_chunk
-        self.hashes = np.concatenate([self.hashes, h[new]])
-        self.lines = np.concatenate([self.lines, lines[new]])
+        add = np.argsort(h[new], kind="stable")   # two sorted runs: the stable sort merges them in linear time
+        self.hashes = np.concatenate([self.hashes, h[new][add]])
+        self.lines = np.concatenate([self.lines, lines[new][add]])
         order = np.argsort(self.hashes, kind="stable")
         self.hashes, self.lines = self.hashes[order], self.lines[order]
         return pd.Series(first_line, index=keys.index)
@@ -866,7 +1007,7 @@ def _py(v):
 
 
 def _norm(v):
-    if v is None:
+    if v is None or v is pd.NaT or (isinstance(v, float) and v != v):
         return None
     if isinstance(v, (pd.Timestamp, np.datetime64)) or hasattr(v, "isoformat"):
         return pd.Timestamp(v).strftime("%Y-%m-%d %H:%M:%S")
@@ -943,17 +1084,6 @@ class Written:
     older: int = 0
 
 
-def row_keys(ds: Dataset, df: pd.DataFrame) -> pd.Series:
-    """The natural key of each row as the JSON text row_extras / row_versions / personal_data use."""
-    parts = [df[k].map(_key_text) for k in ds.key]
-    return pd.Series([json.dumps(list(t), ensure_ascii=False) for t in zip(*parts)], index=df.index, dtype=object)
-
-
-def _key_text(v) -> str:
-    n = _norm(v)
-    return "" if n is None else str(n)
-
-
 def _held(conn: Connection, ds: Dataset, df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     """The rows the hub holds for the frame's keys (key columns + cols)."""
     t = ds.table
@@ -971,35 +1101,84 @@ def _held(conn: Connection, ds: Dataset, df: pd.DataFrame, cols: list[str]) -> p
     return pd.DataFrame(out, columns=keys + cols, dtype=object)
 
 
-def compare_with_hub(conn: Connection, ds: Dataset, df: pd.DataFrame, present: set[str] | None = None
-                     ) -> tuple[pd.Series, pd.DataFrame]:
-    """Per row: 'new' (key not held), 'same', 'differs' or 'older' (its updated_at is before the
-    hub's); and, for the rows that differ, the held values of the columns compared."""
+def row_keys(ds: Dataset, df: pd.DataFrame) -> pd.Series:
+    """The natural key of each row as the JSON text row_extras / row_versions / personal_data use
+    (`["T001"]`, `["S1", "2026-01-05 08:00:00", "2026-01-05 08:00:00"]`); each distinct value once."""
+    if df.empty:
+        return pd.Series([], index=df.index, dtype=object)
+    parts = []
+    for k in ds.key:
+        codes, uniq = _distinct(df[k])
+        parts.append(np.array([json.dumps(_key_text(v), ensure_ascii=False) for v in uniq], dtype=object)[codes])
+    text = parts[0]
+    for p in parts[1:]:
+        text = text + ", " + p
+    return pd.Series("[" + text + "]", index=df.index, dtype=object)
+
+
+def _key_text(v) -> str:
+    n = _norm(v)
+    return "" if n is None else str(n)
+
+
+def _comparable(s: pd.Series, column: sa.Column) -> tuple[np.ndarray, np.ndarray]:
+    """A column's values as `_norm` compares them (times to the second, floats to 6 places),
+    vectorised, and where they are blank (None, NaN, NaT, '')."""
+    s = pd.Series(s.to_numpy(dtype=object), dtype=object)
+    blank = s.isna().to_numpy(dtype=bool) | (s.to_numpy(dtype=object) == "")
+    kind = column.type
+    if isinstance(kind, (sa.DateTime, sa.Date)):
+        v = pd.to_datetime(s.where(~blank), errors="coerce", format="mixed")
+        v = v.dt.floor("s") if isinstance(kind, sa.DateTime) else v.dt.normalize()
+        return v.to_numpy(dtype="datetime64[ns]"), blank
+    if isinstance(kind, (sa.Float, sa.Integer, sa.Numeric)):
+        return pd.to_numeric(s.where(~blank), errors="coerce").astype("float64").round(6).to_numpy(), blank
+    return s.where(~blank, None).to_numpy(dtype=object), blank
+
+
+def _compare(conn: Connection, ds: Dataset, df: pd.DataFrame, present: set[str] | None = None
+             ) -> tuple[pd.Series, pd.DataFrame, pd.DataFrame]:
+    """compare_with_hub, and per row and compared column whether the file's value differs."""
     table_cols = [c.name for c in ds.table.columns]
     cols = [c for c in table_cols if c in df.columns and c not in ds.key and (present is None or c in present)]
     state = pd.Series("new", index=df.index, dtype=object)
     held = _held(conn, ds, df, cols)
+    diff = pd.DataFrame(False, index=df.index, columns=cols)
     if held.empty:
-        return state, held
-    held_key = row_keys(ds, held)
-    held = held.set_index(held_key.to_numpy())
+        return state, held, diff
+    held = held.set_index(row_keys(ds, held).to_numpy())
     key = row_keys(ds, df)
-    has = key.isin(held.index)
-    for i in df.index[has.to_numpy()]:
-        h = held.loc[key[i]]
-        diff = [c for c in cols if _norm(_py(df.at[i, c])) != _norm(h[c]) and not (_blank(df.at[i, c]) and _blank(h[c]))]
-        if not diff:
-            state[i] = "same"
-        elif ("updated_at" in cols and not _blank(df.at[i, "updated_at"]) and not _blank(h["updated_at"])
-              and pd.Timestamp(df.at[i, "updated_at"]) < pd.Timestamp(h["updated_at"])):
-            state[i] = "older"
-        else:
-            state[i] = "differs"
+    pos = held.index.get_indexer(key)
+    has = pos >= 0
+    if not has.any():
+        return state, held, diff
+    for c in cols:
+        a, a_blank = _comparable(df[c][has], ds.table.c[c])
+        b, b_blank = _comparable(held[c].iloc[pos[has]], ds.table.c[c])
+        same = (a == b) | (a_blank & b_blank)
+        diff.loc[has, c] = ~same
+    differs = diff.loc[has].any(axis=1).to_numpy()
+    st = np.where(differs, "differs", "same").astype(object)
+    if "updated_at" in cols and differs.any():
+        a, a_blank = _comparable(df["updated_at"][has], ds.table.c["updated_at"])
+        b, b_blank = _comparable(held["updated_at"].iloc[pos[has]], ds.table.c["updated_at"])
+        older = differs & ~a_blank & ~b_blank & (a < b)
+        st[older] = "older"
+    state[has] = st
+    return state, held, diff
+
+
+def compare_with_hub(conn: Connection, ds: Dataset, df: pd.DataFrame, present: set[str] | None = None
+                     ) -> tuple[pd.Series, pd.DataFrame]:
+    """Per row: 'new' (key not held), 'same', 'differs' or 'older' (its updated_at is before the
+    hub's); and the held values of the columns compared (indexed by row_keys)."""
+    state, held, _ = _compare(conn, ds, df, present)
     return state, held
 
 
 def _blank(v) -> bool:
-    return v is None or (isinstance(v, float) and v != v) or v is pd.NaT or (isinstance(v, str) and v == "")
+    return (v is None or (isinstance(v, float) and v != v) or v is pd.NaT or (isinstance(v, str) and v == "")
+            or (isinstance(v, np.datetime64) and np.isnat(v)))
 
 
 def write_rows(conn: Connection, ds: Dataset, df: pd.DataFrame, *, present: set[str] | None = None,
@@ -1014,7 +1193,7 @@ def write_rows(conn: Connection, ds: Dataset, df: pd.DataFrame, *, present: set[
     w.new = insert_new(conn, ds, df)
     if w.new == len(df):
         return w
-    state, held = compare_with_hub(conn, ds, df, present)
+    state, held, diff = _compare(conn, ds, df, present)
     # rows just inserted compare equal to themselves
     w.same = int((state == "same").sum()) - w.new
     w.older = int((state == "older").sum())
@@ -1026,17 +1205,16 @@ def write_rows(conn: Connection, ds: Dataset, df: pd.DataFrame, *, present: set[
         return w
     t = ds.table
     keys = list(ds.key)
-    cols = [c for c in held.columns if c not in keys]
     now = _now()
     key_text = row_keys(ds, differs)
     versions = []
     for i, r in differs.iterrows():
         h = held.loc[key_text[i]]
-        changed = [c for c in cols if _norm(_py(r[c])) != _norm(h[c]) and not (_blank(r[c]) and _blank(h[c]))]
+        changed = [c for c in diff.columns if diff.at[i, c]]
         stmt = t.update().where(*(t.c[k] == _py(r[k]) for k in keys)).values({c: _py(_none(r[c])) for c in changed})
         conn.execute(stmt)
         versions.append({"dataset": ds.name, "row_key": key_text[i], "ts": now, "file_sha256": file_sha256,
-                         "old_json": json.dumps({c: _norm(h[c]) for c in changed}, ensure_ascii=False, default=str),
+                         "old_json": json.dumps({c: _norm(_py(h[c])) for c in changed}, ensure_ascii=False, default=str),
                          "new_json": json.dumps({c: _norm(_py(r[c])) for c in changed}, ensure_ascii=False, default=str)})
     conn.execute(row_versions.insert(), versions)
     w.updated = len(versions)
@@ -1182,33 +1360,33 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
 
         bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"{ds.label} {path.name}",
                    leave=False)
+    plan = ctx = None
     try:
-        kind = _sniff(path)
-
-        def find_header(rows):
-            return _find_header(read_as, rows, path, prof)
-
-        if kind == "xlsx":
-            summary.encoding = "xlsx"
-            chunks = _chunks_xlsx(find_header, path, bar)
-        else:
-            summary.encoding = _detect_encoding(path)
-            chunks = (_chunks_csv(find_header, path, summary.encoding, bar) if kind == "csv"
-                      else _chunks_json(read_as, path, summary.encoding, bar))
-        plan = _column_plan(read_as, next(chunks), path, prof)
+        _, summary.encoding, chunks = _open_chunks(read_as, path, prof, bar)
+        header = next(chunks)
+        summary.mapping = [{"column": h} for h in _unique_header(header)]   # until the plan says more
+        plan = _column_plan(read_as, header, path, prof)
         ctx = _context(ds, plan, prof, path, eng, summary)
+        takes_ctx = prepare is not None and _positional(prepare) >= 3
+        summary.mapping = _mapping(ds, plan, ctx)
+        summary.unknown_columns = [plan.header[i] for i in plan.unknown]
+        if preview:
+            summary.preview.mapping, summary.preview.unknown = summary.mapping, summary.unknown_columns
         keys = _KeyRegistry()
         first = True
         for rows, lines, malformed in chunks:
             frame, extra = _frames(read_as, plan, rows, prof)
-            if prepare is not None:
-                frame = prepare(frame, path)
+            if prepare is not None:   # prepare(frame, path) or prepare(frame, path, ctx): ctx.refs.eng is the hub
+                frame = prepare(frame, path, ctx) if takes_ctx else prepare(frame, path)
             if first:
                 _check_units(ds, plan, frame, ctx, prof, path)
                 first = False
             _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, lines, malformed, keys,
                         ctx, prof, preview)
     except IngestError as exc:
+        # what a mapping screen needs when the file stops (a unit to declare, a column to name)
+        exc.header = summary.mapping and [m["column"] for m in summary.mapping]
+        exc.mapping = _mapping(ds, plan, ctx) if plan is not None and ctx is not None else None
         finish("failed", exc.problem)
         raise
     except Exception as exc:  # never leave a file marked running without a word
@@ -1255,9 +1433,10 @@ def _context(ds: Dataset, plan: ColumnPlan, prof: Profile | None, path: Path, en
         for col in plan.missing:
             summary.warnings.append(f"配置中的列“{col}”不在文件中")
     names = {f.name for f in ds.fields}
+    given = set(plan.fields.values())
     for name, text in plan.units.items():
         f = ds.field(name) if name in names else None
-        if f is None:
+        if f is None or name not in given:   # a profile's unit for a column this file lacks: nothing converted
             continue
         column = plan.column_of(name) or name
         if f.unit_field:
@@ -1399,12 +1578,13 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
     good_values = values[good]
     present = set(frame.columns)
     if preview:
-        _preview_chunk(eng, ds, summary, good_values, present, bad_rows)
+        _preview_chunk(eng, ds, summary, good_values, present, bad_rows, prof.corrections if prof else None)
     else:
         now = _now()
         with eng.begin() as conn:
             if load is not None:
-                res = load(conn, ds, good_values)
+                res = load(conn, ds, good_values, **_write_args(load, present=present, file_sha256=sha,
+                                                                corrections=prof.corrections if prof else None))
             else:
                 res = write_rows(conn, ds, good_values, present=present, file_sha256=sha,
                                  corrections=prof.corrections if prof else None)
@@ -1431,10 +1611,38 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
     for _, reason, _, _ in bad_rows:
         for r in reason.split("; "):
             summary.reasons[r] = summary.reasons.get(r, 0) + 1
-    if extra is not None and not summary.unknown_columns:
-        summary.unknown_columns = [header[i] for i in plan.unknown]
-    if summary.mapping is None:
-        summary.mapping = _mapping(ds, plan, ctx)
+
+
+
+def _takes(fn, *names: str) -> set[str]:
+    """Which of `names` a loader (or its prepare) accepts as keywords."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return set()
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return set(names)
+    return {n for n in names if n in params}
+
+
+def _positional(fn) -> int:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 2
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return 99
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+
+def _write_args(load, **args) -> dict:
+    """`present`, `file_sha256` and `corrections` for a loader that accepts them (so it can call
+    write_rows as the plain path does: a column its file lacks is no correction to empty)."""
+    return {k: v for k, v in args.items() if k in _takes(load, *args)}
 
 
 def _shown(v, f: Field) -> str:
@@ -1465,12 +1673,13 @@ def _mapping(ds: Dataset, plan: ColumnPlan, ctx: ReadContext) -> list[dict]:
     return out
 
 
-def _preview_chunk(eng, ds, summary, good_values, present, bad_rows) -> None:
+def _preview_chunk(eng, ds, summary, good_values, present, bad_rows, corrections=None) -> None:
     with eng.connect() as conn:
         state, _ = compare_with_hub(conn, ds, good_values, present) if not good_values.empty else (pd.Series(dtype=object), None)
+    policy = corrections or ds.corrections
     summary.loaded += int((state == "new").sum())
-    summary.updated += int((state == "differs").sum()) if ds.corrections == "newest" else 0
-    summary.conflicts += int((state == "differs").sum()) if ds.corrections == "first" else 0
+    summary.updated += int((state == "differs").sum()) if policy == "newest" else 0
+    summary.conflicts += int((state == "differs").sum()) if policy == "first" else 0
     summary.older += int((state == "older").sum())
     summary.duplicates += int((state == "same").sum())
     pv = summary.preview

@@ -1,0 +1,155 @@
+"""Review of the issue-12 ingest core: each test failed before its fix (SQLite and PostgreSQL)."""
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+import pytest
+
+from workbench.store import hub, ingest, profiles
+from workbench.store.ingest import AMBIGUOUS_TIME, IngestError, ingest_file
+
+RT_HEADER = "检测编号,检测时间,市场编号,样品名称,检测项目,检测值,检测结果"
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def quarantined(eng, dataset) -> pd.DataFrame:
+    return hub.quarantine_rows(dataset, eng=eng).sort_values("line").reset_index(drop=True)
+
+
+def test_a_date_is_the_day_written_not_moved_by_the_city_zone(hub_engine, tmp_path):
+    # a calendar day read as Beijing midnight and turned into UTC became the day before
+    text = (RT_HEADER + ",试剂有效期\n"
+            "T1,2026-01-05 09:00,M01,韭菜,有机磷,12,阴性,2025-12-31\n"
+            "T2,2026-01-05 09:10,M01,韭菜,有机磷,12,阴性,2026年3月1日\n")
+    s = ingest_file("rapid_tests", write(tmp_path / "t.csv", text), hub_engine)
+    assert s.loaded == 2
+    df = hub.read("rapid_tests", eng=hub_engine).set_index("test_id")
+    assert pd.Timestamp(df.loc["T1", "reagent_expiry"]).date() == date(2025, 12, 31)
+    assert pd.Timestamp(df.loc["T2", "reagent_expiry"]).date() == date(2026, 3, 1)
+
+
+def test_an_ambiguous_required_time_is_reported_once(hub_engine, tmp_path):
+    prof = profiles.from_dict({"name": "ny", "dataset": "weather", "timezone": "America/New_York",
+                               "defaults": {"kind": "observed"}})
+    text = ("station_id,ts,temperature\n"
+            "JFK,2013-11-03 00:00,10\n"
+            "JFK,2013-11-03 01:00,10\n")   # 01:00 happens twice that night
+    s = ingest_file("weather", write(tmp_path / "w.csv", text), hub_engine, profile=prof)
+    assert (s.loaded, s.quarantined) == (1, 1)
+    q = quarantined(hub_engine, "weather")
+    assert q.loc[0, "reason"] == AMBIGUOUS_TIME          # not also "缺少观测时间"
+    assert "America/New_York" in q.loc[0, "detail"]
+
+
+def test_xlsx_cells_right_of_the_header_are_not_dropped(hub_engine, tmp_path):
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append(["市场编号", "市场名称", "区县"])
+    ws.append(["M01", "建设农贸市场", "芦淞区"])
+    ws.append(["M02", "月塘农贸市场", "荷塘区", None, "另有说明"])   # a value under no header
+    path = tmp_path / "markets.xlsx"
+    wb.save(path)
+    s = ingest_file("markets", path, hub_engine)
+    assert (s.rows_read, s.loaded, s.quarantined) == (2, 1, 1)
+    q = quarantined(hub_engine, "markets")
+    assert q.loc[0, "reason"] == "字段数与表头不符" and q.loc[0, "line"] == 3
+    assert json.loads(q.loc[0, "row_json"])["多余的第5列"] == "另有说明"
+
+
+def test_blank_and_repeated_header_names_lose_no_cell(hub_engine, tmp_path):
+    text = ("市场编号,市场名称,备注,备注,\n"
+            "M01,建设农贸市场,一,二,三\n"
+            "M02,月塘农贸市场,四,五,\n"
+            "M03,田心农贸市场,六,七,八,九\n")   # malformed: one field too many
+    s = ingest_file("markets", write(tmp_path / "m.csv", text), hub_engine)
+    assert (s.loaded, s.quarantined) == (2, 1)
+    assert s.unknown_columns == ["备注", "备注(2)"]    # the unnamed column is kept, not listed
+    ex = ingest.extras("markets", eng=hub_engine).set_index("market_id")
+    assert ex.loc["M01"].to_dict() == {"备注": "一", "备注(2)": "二", "第5列": "三"}
+    row = json.loads(quarantined(hub_engine, "markets").loc[0, "row_json"])
+    assert row == {"市场编号": "M03", "市场名称": "田心农贸市场", "备注": "六", "备注(2)": "七", "第5列": "八",
+                   "多余的第6列": "九"}
+
+
+def test_preview_counts_conflicts_under_a_first_wins_profile(hub_engine, tmp_path):
+    text = "市场编号,市场名称\nM01,建设农贸市场\n"
+    ingest_file("markets", write(tmp_path / "a.csv", text), hub_engine)
+    prof = profiles.from_dict({"name": "first", "dataset": "markets", "corrections": "first"})
+    resent = write(tmp_path / "b.csv", "市场编号,市场名称\nM01,建设路农贸市场\n")
+    pv = ingest_file("markets", resent, hub_engine, profile=prof, preview=True)
+    real = ingest_file("markets", resent, hub_engine, profile=prof)
+    assert (pv.updated, pv.conflicts) == (real.updated, real.conflicts) == (0, 1)
+
+
+def test_profile_columns_and_units_as_the_file_has_them(hub_engine, tmp_path):
+    prof = profiles.from_dict({
+        "name": "wx", "dataset": "weather", "columns": {"temp": "temperature", "site": "station_id"},
+        "units": {"temperature": "℉", "temperature_min": "℉"}, "defaults": {"kind": "observed"}})
+    text = "site,ts,temp(℉)\nA,2026-01-05 08:00,50\n"
+    s = ingest_file("weather", write(tmp_path / "w.csv", text), hub_engine, profile=prof)
+    assert s.loaded == 1
+    assert not any("temp" in w for w in s.warnings)          # matched through its bracketed header
+    assert len(s.conversions) == 1 and "℉ → ℃" in s.conversions[0]   # nothing said of the absent tmin
+    assert hub.read("weather", eng=hub_engine)["temperature"].iloc[0] == pytest.approx(10.0)
+
+
+def test_unknown_market_reason_groups_and_detail_names_value(hub_engine, tmp_path):
+    ingest_file("markets", write(tmp_path / "m.csv", "市场编号,市场名称\nM01,建设农贸市场\nM02,月塘农贸市场\n"),
+                hub_engine)
+    text = (RT_HEADER.replace("市场编号", "市场名称") + "\n"
+            "T1,2026-01-05 09:00,建设农贸市场,韭菜,有机磷,12,阴性\n"
+            "T2,2026-01-05 09:10,建设路农贸市场,韭菜,有机磷,12,阴性\n"
+            "T3,2026-01-05 09:20,火星市场,韭菜,有机磷,12,阴性\n")
+    s = ingest_file("rapid_tests", write(tmp_path / "t.csv", text), hub_engine)
+    assert (s.loaded, s.quarantined) == (1, 2)
+    assert s.reasons == {"未登记的农贸市场": 2}
+    q = quarantined(hub_engine, "rapid_tests")
+    assert "建设路农贸市场" in q.loc[0, "detail"] and "最接近：建设农贸市场" in q.loc[0, "detail"]
+    assert "火星市场" in q.loc[1, "detail"]
+    assert hub.read("rapid_tests", eng=hub_engine)["market_id"].tolist() == ["M01"]
+
+
+def test_loader_receives_the_write_arguments_and_prepare_the_context(hub_engine, tmp_path, monkeypatch):
+    seen = {}
+
+    def load(conn, ds, frame, *, present=None, file_sha256=None, corrections=None):
+        seen.update(present=present, sha=file_sha256, corrections=corrections)
+        return ingest.write_rows(conn, ds, frame, present=present, file_sha256=file_sha256, corrections=corrections)
+
+    def prepare(frame, path, ctx):
+        seen["eng"] = ctx.refs.eng
+        return frame
+
+    load.prepare = prepare
+    monkeypatch.setitem(ingest._LOADERS, "grids", (load, "test"))
+    prof = profiles.from_dict({"name": "g", "dataset": "grids", "corrections": "first"})
+    text = "网格编号,区县,街道\nG1,荷塘区,月塘街道\n"
+    s = ingest_file("grids", write(tmp_path / "g.csv", text), hub_engine, profile=prof)
+    assert s.loaded == 1
+    assert seen["present"] >= {"grid_id", "district", "street"} and "population" not in seen["present"]
+    assert seen["sha"] == s.sha256 and seen["corrections"] == "first" and seen["eng"] is hub_engine
+
+
+def test_read_header_and_field_for_header(hub_engine, tmp_path):
+    path = write(tmp_path / "w.csv", "气象站逐时观测\n站点编号,观测时间,气温(℉),,风速\nA,2026-01-05 08:00,50,x,3\n")
+    assert ingest.read_header("weather", path) == ["站点编号", "观测时间", "气温(℉)", "第4列", "风速"]
+    assert ingest.field_for_header("weather", "气温(℉)") == ("temperature", "°F")   # the bracket as NFKC writes it
+    assert ingest.field_for_header("weather", "露点") == (None, None)
+
+
+def test_a_unit_stop_carries_the_files_columns(hub_engine, tmp_path):
+    rows = "".join(f"A,2026-01-05 {h:02d}:00,{60 + h}\n" for h in range(12))
+    path = write(tmp_path / "w.csv", "站点编号,观测时间,气温\n" + rows)
+    with pytest.raises(IngestError) as err:
+        ingest_file("weather", path, hub_engine, preview=True)
+    assert "℉" in err.value.problem
+    assert err.value.header == ["站点编号", "观测时间", "气温"]
+    assert [m["field"] for m in err.value.mapping] == ["station_id", "ts", "temperature"]
