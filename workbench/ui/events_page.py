@@ -39,6 +39,7 @@ class EventsView:
     snap: bd.Snapshot
     hot: pd.DataFrame            # patterns.hotspots over the window (500 m cells)
     grid_hot: pd.DataFrame       # patterns.grid_hotspots: 网格 against the city's rate per resident
+    street_hot: pd.DataFrame = None  # patterns.street_hotspots: streets, address-placed events counted too
 
     @property
     def empty(self) -> bool:
@@ -62,7 +63,7 @@ def load(days: int = 90, now=None, city: str | None = None, eng=None, end=None) 
     snap = bd.load(dp.load_rules(city), days=days, now=now, eng=eng, end=end)
     hot = pt.hotspots(snap.events, cell_m=500) if len(snap.events) else pt.hotspots(snap.events)
     grids = hub.read("grids", eng=eng)
-    return EventsView(snap, hot, pt.grid_hotspots(snap.events, grids))
+    return EventsView(snap, hot, pt.grid_hotspots(snap.events, grids), pt.street_hotspots(snap.events, grids))
 
 
 # ------------------------------------------------------------------ tables
@@ -160,6 +161,27 @@ def grid_hotspot_table(gh: pd.DataFrame, limit: int = 15) -> str:
                                "q_value", "top_class"],
                       labels={"count": "事件数", "expected": "按人口应有", "per_10k": "每万人", "ratio": "倍数",
                               "q_value": "校正后 p 值", "top_class": "主要类型"},
+                      formatters={"expected": lambda v: f"{v:.1f}", "per_10k": lambda v: f"{v:.0f}",
+                                  "ratio": lambda v: f"{v:.1f}",
+                                  "q_value": lambda v: "<0.001" if v < 0.001 else f"{v:.3f}"},
+                      numeric=("expected", "per_10k", "ratio", "q_value"), max_rows=limit)
+
+
+def placement_note_html(events: pd.DataFrame) -> str:
+    """What the map's points stand for and what they leave out (events placed by address only)."""
+    return f'<div class="wb-note">{esc(pt.placement_note(events))}</div>'
+
+
+def street_hotspot_table(sh: pd.DataFrame | None, limit: int = 15) -> str:
+    h = sh[sh["significant"]] if sh is not None and len(sh) else sh
+    if h is None or h.empty:
+        return table_html(None, empty="暂无显著的街道热点",
+                          empty_hint="按街道统计有坐标和按地址定位到街道的事件，按全市每万人事件率检验；没有街道显著偏高。")
+    return table_html(h.head(limit), dataset="city_events",
+                      columns=["district", "street", "population", "count", "point", "by_address", "expected",
+                               "per_10k", "ratio", "q_value"],
+                      labels={"population": "常住人口", "count": "事件数", "point": "有坐标", "by_address": "按地址定位",
+                              "expected": "按人口应有", "per_10k": "每万人", "ratio": "倍数", "q_value": "校正后 p 值"},
                       formatters={"expected": lambda v: f"{v:.1f}", "per_10k": lambda v: f"{v:.0f}",
                                   "ratio": lambda v: f"{v:.1f}",
                                   "q_value": lambda v: "<0.001" if v < 0.001 else f"{v:.3f}"},
@@ -462,6 +484,10 @@ def body(view: EventsView):
         layout.section("事件热点地图", "在办（蓝）、超期（红）事件与热点网格（橙框：500 米网格内事件数显著高于全市平均，"
                                    "泊松检验并经多重检验校正）。"),
         layout.grid([charts.chart(events_map_figure(st, view.hot)), layout.html(hotspot_table(view.hot))]),
+        layout.html(placement_note_html(ev)),
+        layout.section("街道热点", "按街道统计：有坐标的事件与只有地址、按地址定位到街道的事件（如 12345 热线工单）都计入；"
+                               "期望事件数按常住人口占比，泊松检验并经多重检验校正。"),
+        layout.html(street_hotspot_table(view.street_hot)),
         layout.section("网格热点", "按网格（网格化管理单元）统计：期望事件数 = 全市事件数 × 该网格常住人口占比，"
                                "泊松检验并经多重检验校正，显著偏高的网格列在这里。"),
         layout.html(grid_hotspot_table(view.grid_hot)),
@@ -541,6 +567,6 @@ def weekly_cards(w: Weekly) -> str:
 
 
 __all__ = ["EventsView", "prepare", "load", "board_table", "overdue_table", "near_due_table", "on_time_table",
-           "km_table", "hotspot_table", "grid_hotspot_table", "repeats_table", "forecast_table", "backtest_table", "events_map_figure", "hour_weekday_figure",
+           "km_table", "hotspot_table", "grid_hotspot_table", "street_hotspot_table", "placement_note_html", "repeats_table", "forecast_table", "backtest_table", "events_map_figure", "hour_weekday_figure",
            "on_time_figure", "km_figure", "kpis_html", "LiveBoard", "body", "page", "Weekly", "load_weekly",
            "weekly_cards"]
