@@ -477,10 +477,11 @@ def upload_panel(dataset: str | None = None):
                                 layout=widgets.Layout(width="160px"))
     upload.add_class("wb-upload-file")
     ds_pick = widgets.Dropdown(options=dataset_options(), value=start, description="数据集",
-                               layout=widgets.Layout(width="340px"))
-    prof_pick = widgets.Dropdown(description="接入配置", layout=widgets.Layout(width="380px"))
-    tz = widgets.Text(description="时区", placeholder="Asia/Shanghai（城市默认）", layout=widgets.Layout(width="300px"))
-    preview_btn = widgets.Button(description="预览", button_style="primary", icon="search")
+                               layout=widgets.Layout(width="300px"))
+    prof_pick = widgets.Dropdown(description="接入配置", layout=widgets.Layout(width="330px"))
+    tz = widgets.Text(description="时区", placeholder="Asia/Shanghai（城市默认）", layout=widgets.Layout(width="250px"))
+    preview_btn = widgets.Button(description="预览", button_style="primary", icon="search",
+                                 layout=widgets.Layout(width="100px"))
     for w in (ds_pick, prof_pick, tz):
         w.style.description_width = "64px"
         w.add_class("wb-select")
