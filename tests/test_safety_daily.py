@@ -206,3 +206,23 @@ def test_daily_data_quality():
     assert gap.reason.tolist() == ["站点 D1 日值缺测 1 天（2026-01-05 至 2026-01-05），这些日期不参与预警判定"]
     d = rep.daily.set_index(rep.daily.ts.dt.day)
     assert np.isnan(d.temperature_min.iloc[1]) and np.isnan(d.precipitation.iloc[3])
+
+
+# ------------------------------------------------------------------------------ hourly snowfall
+
+def test_an_hours_reported_snowfall_is_taken_over_the_temperature_rule():
+    """An hourly 降雪量 (melted water) is the snow of that hour, even at +1.5 ℃ (wet snow), and
+    a reported 0 overrides cold precipitation (freezing rain is no snow)."""
+    n = 12
+    ts = pd.date_range("2026-01-10", periods=n, freq="h")
+    base = {"station_id": "H1", "ts": ts, "issued_at": ts, "kind": "observed", "resolution": "hourly",
+            "wind_speed": 2.0 + 0.1 * (np.arange(n) % 5)}
+    p = 0.6 + 0.1 * (np.arange(n) % 2)  # 0.6, 0.7 …: 7.8 mm in 12 h
+    wet_snow = pd.DataFrame({**base, "temperature": 1.5 + 0.1 * (np.arange(n) % 3), "precipitation": p,
+                             "snowfall": p})
+    rain = pd.DataFrame({**base, "temperature": -0.5 - 0.1 * (np.arange(n) % 3), "precipitation": p,
+                         "snowfall": 0.0})
+    for frame, level in ((wet_snow, 2), (rain, 0), (rain.drop(columns="snowfall"), 2)):
+        rep = W.check_weather(frame, W.QualityRules())
+        assert rep.findings.empty
+        assert A.signal_grid(rep.clean, RULES).levels["暴雪"][-1, 0] == level  # 7.8 mm in 12 h: 黄色

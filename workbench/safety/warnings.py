@@ -101,7 +101,8 @@ def _hourly_grid(clean: pd.DataFrame, rules: WarningRules) -> SignalGrid:
     P = hourly(obs, "precipitation", hours, ids)
     R = hourly(obs, "road_temperature", hours, ids)
     grid.levels["寒潮"], grid.measures["寒潮"] = cold_wave(T, W, rules)
-    grid.levels["暴雪"], grid.measures["暴雪"] = snowstorm(T, P, rules)
+    S = hourly(obs, "snowfall", hours, ids) if "snowfall" in obs and obs["snowfall"].notna().any() else None
+    grid.levels["暴雪"], grid.measures["暴雪"] = snowstorm(T, P, rules, S)
     grid.levels["道路结冰"], grid.measures["道路结冰"] = road_icing(T, P, R, fc, hours, ids, rules)
     return grid
 
@@ -238,10 +239,15 @@ def cold_wave(T: pd.DataFrame, W: pd.DataFrame, rules: WarningRules = WarningRul
                    "24小时降温": drop24, "48小时降温": drop48, "24小时最大风速": wind24, "48小时最大风速": wind48}
 
 
-def snowstorm(T: pd.DataFrame, P: pd.DataFrame, rules: WarningRules = WarningRules()):
-    """暴雪 levels: snow = precipitation of hours whose air temperature ≤ snow_air_max;
-    blue/yellow on the 12-h sum (≥ 4 / 6 mm), orange/red on the 6-h sum (≥ 10 / 15 mm)."""
-    snow = P.where(T <= rules.snow_air_max, 0.0).fillna(0.0)
+def snowstorm(T: pd.DataFrame, P: pd.DataFrame, rules: WarningRules = WarningRules(),
+              S: pd.DataFrame | None = None):
+    """暴雪 levels: snow = the hour's reported snowfall (`S`, melted water) where there is one,
+    else the precipitation of hours whose air temperature ≤ snow_air_max; blue/yellow on the
+    12-h sum (≥ 4 / 6 mm), orange/red on the 6-h sum (≥ 10 / 15 mm)."""
+    snow = P.where(T <= rules.snow_air_max, 0.0)
+    if S is not None:
+        snow = S.where(S.notna(), snow)
+    snow = snow.fillna(0.0)
     s12 = snow.rolling(12, min_periods=1).sum().round(2)
     s6 = snow.rolling(6, min_periods=1).sum().round(2)
     a12, a6 = s12.to_numpy(), s6.to_numpy()

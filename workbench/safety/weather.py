@@ -22,7 +22,7 @@ from workbench import config
 from workbench.store.ingest import upsert
 from workbench.store.schema import DATASETS
 
-VARIABLES = ("temperature", "precipitation", "wind_speed", "road_temperature", "humidity")
+VARIABLES = ("temperature", "precipitation", "wind_speed", "road_temperature", "humidity", "snowfall")
 LABELS = {v: DATASETS["weather"].field(v).label for v in VARIABLES}
 KIND = {"GAP": "缺测", "SENT": "传感器故障值", "RANGE": "数值不合理", "UNIT": "风速单位疑似错误",
         "STUCK": "传感器卡滞", "ORDER": "数值不合理"}
@@ -78,7 +78,7 @@ class QualityRules:
     temperature: tuple = field(default_factory=_city_months("temperature"))  # 12 (low, high), January first
     road_offset: tuple = (-10.0, 30.0)  # road surface may be colder / much warmer than the air
     ranges: dict = field(default_factory=_city_ranges("weather", ("precipitation", "wind_speed", "humidity",
-                                                                  "temperature_min", "temperature_max")))
+                                                                  "snowfall", "temperature_min", "temperature_max")))
     daily_ranges: dict = field(default_factory=_city_ranges("weather_daily", ("precipitation", "snowfall",
                                                                               "wind_speed")))
     stations: dict = field(default_factory=_city_stations)  # station -> {variable: (lo, hi) | 12 pairs}
