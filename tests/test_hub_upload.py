@@ -48,13 +48,15 @@ def test_a_stopped_preview_still_shows_the_columns_and_suggests_the_unit(sqlite_
     path = weather_csv(tmp_path)
     with pytest.raises(ingest.IngestError) as stop:
         ingest.ingest_file("weather", path, sqlite_hub, preview=True)
-    ed = hu.fallback_rows("weather", path, None, stop.value.problem)
-    assert [r.column for r in ed.rows] == ["origin", "year", "month", "day", "hour", "temp", "dewp", "humid",
-                                           "wspd", "precip", "visib", "time_hour"]
-    by_col = {r.column: r.field for r in ed.rows}
-    assert by_col["temp"] == "temperature" and by_col["time_hour"] == "ts" and by_col["wspd"] == hu.UNMAPPED
-    assert ed.units["temperature"] == "℉"           # the unit the stop suggests, preselected
-    assert ed.stopped and "℉" in ed.stopped
+    assert stop.value.mapping   # the stop came after the columns were mapped: it carries them
+    for carried in (stop.value.mapping, None):   # from the stop, or from the header read again
+        ed = hu.fallback_rows("weather", path, None, stop.value.problem, carried)
+        assert [r.column for r in ed.rows] == ["origin", "year", "month", "day", "hour", "temp", "dewp", "humid",
+                                               "wspd", "precip", "visib", "time_hour"]
+        by_col = {r.column: r.field for r in ed.rows}
+        assert by_col["temp"] == "temperature" and by_col["time_hour"] == "ts" and by_col["wspd"] == hu.UNMAPPED
+        assert ed.units["temperature"] == "℉"           # the unit the stop suggests, preselected
+        assert ed.stopped and "℉" in ed.stopped
 
 
 def test_a_profile_from_the_edited_mapping_converts_saves_and_loads(hub_engine, tmp_path):
@@ -116,7 +118,7 @@ def test_a_required_column_under_another_name_is_mapped_on_the_page(sqlite_hub, 
     path.write_text("站号,obs_time,气温(℃)\nQX-TY,2024-03-01 09:00,10.5\nQX-LK,2024-03-01 09:00,11.0\n", encoding="utf-8")
     with pytest.raises(ingest.IngestError, match="缺少必需的列") as stop:
         ingest.ingest_file("weather", path, sqlite_hub, preview=True)
-    ed = hu.fallback_rows("weather", path, None, stop.value.problem)
+    ed = hu.fallback_rows("weather", path, None, stop.value.problem, stop.value.mapping)
     assert [(r.column, r.field) for r in ed.rows] == [("站号", "station_id"), ("obs_time", hu.UNMAPPED),
                                                       ("气温(℃)", "temperature")]
     assert units.parse(ed.rows[2].header_unit).name == "℃" and ed.units["temperature"] == "℃"

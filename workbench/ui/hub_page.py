@@ -603,7 +603,8 @@ def upload_panel(dataset: str | None = None):
         except ingest.IngestError as exc:
             result.value = ""
             try:
-                show_editor(hu.fallback_rows(ds_pick.value, state["path"], profile, exc.problem))
+                show_editor(hu.fallback_rows(ds_pick.value, state["path"], profile, exc.problem,
+                                             getattr(exc, "mapping", None)))
                 message.value = _message(exc.problem, "warn", "预览未完成") + \
                     _message("请在下方调整列映射或单位后点击“按调整重新预览”。", "info")
             except Exception as inner:  # the header itself cannot be read: the first message says why

@@ -7,7 +7,7 @@ again, saves the adjustment as a profile and loads the file for real. This modul
 - keeps the uploaded bytes in a temporary file under the name they came with (`keep_upload`);
 - lists the choices (`profile_options`, `field_options`, `unit_options`, `unit_fields`);
 - turns a preview's mapping into the rows the editor shows (`editor_rows`), also when the
-  preview stopped (the file's header read again, `fallback_rows`);
+  preview stopped (the mapping the stop carries, or the file's header, `fallback_rows`);
 - builds a Profile from the edited mapping (`build_profile`: `profiles.from_dict`, so every
   error is the profiles module's Chinese message);
 - turns an IngestSummary into small frames for the screen (`summary_frames`).
@@ -121,8 +121,7 @@ class Editor:
 
 def auto_field(dataset: str, column: str) -> tuple[str | None, str | None]:
     """(field, bracket unit) the hub reads `column` as without a profile."""
-    # (ingest keeps its header matching private; the page needs the same answer: CORE_REQUESTS.md)
-    return ingest._match_header(ingest._header_map(DATASETS[dataset]), column)
+    return ingest.field_for_header(dataset, column)
 
 
 def _file_unit(f: Field, conversion: str, header_unit: str | None) -> str:
@@ -160,56 +159,30 @@ def editor_rows(dataset: str, mapping: list[dict], profile: Profile | None = Non
     return ed
 
 
-def file_header(dataset: str, path: str | Path, profile: Profile | None = None) -> list[str]:
-    """The header row of a file, read as the ingest reads it (for a preview that stopped)."""
-    # (uses ingest's private readers until it offers a public one: CORE_REQUESTS.md)
-    path = Path(path)
-    ds = DATASETS[dataset]
-    read_as = getattr(ingest.loader_of(ds), "read_as", None) or ds
-
-    def find(rows):
-        try:
-            return ingest._find_header(read_as, rows, path, profile)
-        except ingest.IngestError:
-            return 0
-
-    kind = ingest._sniff(path)
-    if kind == "xlsx":
-        chunks = ingest._chunks_xlsx(find, path, None)
-    else:
-        enc = ingest._detect_encoding(path)
-        chunks = (ingest._chunks_csv(find, path, enc, None) if kind == "csv"
-                  else ingest._chunks_json(read_as, path, enc, None))
-    try:
-        return [str(h if h is not None else "") for h in next(chunks)]
-    finally:
-        chunks.close()
-
-
-def fallback_rows(dataset: str, path: str | Path, profile: Profile | None, stopped: str) -> Editor:
+def fallback_rows(dataset: str, path: str | Path, profile: Profile | None, stopped: str,
+                  mapping: list[dict] | None = None) -> Editor:
     """The editor's rows when the preview stopped (a unit to declare, a required column to map):
-    the header read again, each column as the profile or the hub's names take it."""
-    header = file_header(dataset, path, profile)
+    the mapping the stop carries (`IngestError.mapping`), else the file's header read again with
+    each column as the profile or the hub's names take it."""
     names = {f.name for f in DATASETS[dataset].fields}
-    taken: set[str] = set()
-    mapping = []
-    prof_cols = {ingest._norm_header(k): v for k, v in (profile.columns if profile else {}).items()}
-    for col in header:
-        target = prof_cols.get(ingest._norm_header(col))
-        if target is None:
-            target = auto_field(dataset, col)[0]
-        if target in taken or (target not in names and target != KEEP_ASIDE):
-            target = None
-        if target in names:
-            taken.add(target)
-        mapping.append({"column": col, "field": target, "unit": ""})
+    if not mapping:
+        taken: set[str] = set()
+        mapping = []
+        for col in ingest.read_header(dataset, path, profile):
+            target = ingest.field_for_header(dataset, col, profile)[0]
+            if target in taken or (target not in names and target != KEEP_ASIDE):
+                target = None
+            if target in names:
+                taken.add(target)
+            mapping.append({"column": col, "field": target, "unit": ""})
     ed = editor_rows(dataset, mapping, profile)
     ed.stopped = stopped
-    for f in unit_fields(dataset):
-        m = re.search(rf"按 (\S+)（[^）]*）则合理", stopped or "")
-        col = next((r.column for r in ed.rows if r.field == f.name), None)
-        if m and col and f"列“{col}”" in stopped and units.parse(m.group(1)) is not None:
-            ed.units[f.name] = units.parse(m.group(1)).name   # the unit the stop suggests
+    suggested = re.search(r"按 (\S+)（[^）]*）则合理", stopped or "")
+    if suggested and units.parse(suggested.group(1)) is not None:
+        for f in unit_fields(dataset):   # the unit the stop suggests, for the column it names
+            col = next((r.column for r in ed.rows if r.field == f.name), None)
+            if col and f"列“{col}”" in stopped:
+                ed.units[f.name] = units.parse(suggested.group(1)).name
     return ed
 
 
@@ -431,5 +404,5 @@ def recent_corrections(dataset: str, limit: int = 50, eng=None) -> pd.DataFrame:
 __all__ = ["kept_counts", "kept_extras", "recent_corrections",
            "UNMAPPED", "KEEP_ASIDE", "DRAFT_NAME", "MAX_UPLOAD_BYTES", "keep_upload", "discard_upload",
            "profile_options", "field_options", "unit_fields", "unit_options", "ColumnRow", "Editor", "auto_field",
-           "editor_rows", "file_header", "fallback_rows", "build_profile", "save_profile", "COUNTS",
+           "editor_rows", "fallback_rows", "build_profile", "save_profile", "COUNTS",
            "summary_frames"]
