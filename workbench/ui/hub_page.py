@@ -172,8 +172,8 @@ def files_table(snap: HubSnapshot) -> str:
     view = log.assign(
         dataset=log["dataset"].map(dataset_label),
         when=log["finished_at"].fillna(log["received_at"]),
-        profile=log["profile"] if "profile" in log else None,
-        message=[_file_note(m, n) for m, n in zip(log["message"], log["notes"] if "notes" in log else [None] * len(log))],
+        profile=log.get("profile"),
+        message=[_file_note(m, n) for m, n in zip(log["message"], log.get("notes", pd.Series([None] * len(log))))],
         status_badge=log["status"].map(lambda s: badge(INGEST_STATUS.get(s, s), STATUS_TONE.get(s, ""))),
     )
     return table_html(
@@ -234,13 +234,9 @@ def _row_field(key: str, dataset: str | None):
     names = {f.name: f for f in ds.fields}
     if key in names:
         return names[key]
-    try:
-        from workbench.ui.hub_upload import auto_field
+    from workbench.ui.hub_upload import auto_field
 
-        name = auto_field(dataset, key)[0]
-    except Exception:  # a header the reader cannot take apart is shown as it is
-        return None
-    return names.get(name)
+    return names.get(auto_field(dataset, key)[0])
 
 
 def row_preview(row_json, dataset: str | None = None, reason: str = "", limit: int = 400, detail: str = "") -> str:
@@ -607,9 +603,10 @@ def upload_panel(dataset: str | None = None):
                                              getattr(exc, "mapping", None)))
                 message.value = _message(exc.problem, "warn", "预览未完成") + \
                     _message("请在下方调整列映射或单位后点击“按调整重新预览”。", "info")
-            except Exception as inner:  # the header itself cannot be read: the first message says why
+            except ingest.IngestError as inner:  # the header itself cannot be read: the first message says why
                 adjust.layout.display = "none"
-                message.value = _message(exc.problem, "warn", "预览未完成") + _message(f"无法读取表头：{getattr(inner, 'problem', inner)}", "bad")
+                message.value = (_message(exc.problem, "warn", "预览未完成")
+                                 + _message(f"无法读取表头：{inner.problem}", "bad"))
             return
         show_editor(hu.editor_rows(ds_pick.value, s.mapping, profile))
         result.value = summary_html(s)
@@ -772,7 +769,7 @@ def kept_panel(dataset: str | None = None, limit: int = 50):
         try:
             extras.value = extras_table(pick.value, limit)
             fixes.value = corrections_table(pick.value, limit)
-        except Exception as exc:  # shown on the page, not lost in a log
+        except Exception as exc:  # noqa: BLE001 - shown on the page, not lost in a log
             extras.value = f'<div class="wb-empty wb-error"><b>加载失败</b>{esc(exc)}</div>'
 
     pick.observe(show, "value")
@@ -786,4 +783,4 @@ def kept_panel(dataset: str | None = None, limit: int = 50):
                          fixes], "wb-kept")
 
 
-__all__ += ["summary_html", "upload_panel", "extras_table", "corrections_table", "kept_panel"]
+__all__ += ["corrections_table", "extras_table", "kept_panel", "summary_html", "upload_panel"]

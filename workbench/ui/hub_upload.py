@@ -14,20 +14,25 @@ again, saves the adjustment as a profile and loads the file for real. This modul
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import json
-
 import pandas as pd
 import sqlalchemy as sa
 
 from workbench.store import hub, ingest, profiles, units
 from workbench.store.profiles import KEEP_ASIDE, Profile, ProfileError
-from workbench.store.schema import DATASETS, Field, ingest_files, row_extras, row_versions
+from workbench.store.schema import (
+    DATASETS,
+    Field,
+    ingest_files,
+    row_extras,
+    row_versions,
+)
 
 UNMAPPED = ""                 # no field: the column stays with its row and is listed as unknown
 MAX_UPLOAD_BYTES = 10 << 20   # the dashboards' websocket carries at most 10 MiB a message (tornado's default)
@@ -141,7 +146,7 @@ def editor_rows(dataset: str, mapping: list[dict], profile: Profile | None = Non
     ed = Editor()
     for m in mapping or []:
         col = str(m["column"])
-        auto, bracket = auto_field(dataset, col)
+        auto = auto_field(dataset, col)[0]
         target = m.get("field")
         if target not in by_name and target != KEEP_ASIDE:
             target = UNMAPPED
@@ -401,8 +406,27 @@ def recent_corrections(dataset: str, limit: int = 50, eng=None) -> pd.DataFrame:
     return out
 
 
-__all__ = ["kept_counts", "kept_extras", "recent_corrections",
-           "UNMAPPED", "KEEP_ASIDE", "DRAFT_NAME", "MAX_UPLOAD_BYTES", "keep_upload", "discard_upload",
-           "profile_options", "field_options", "unit_fields", "unit_options", "ColumnRow", "Editor", "auto_field",
-           "editor_rows", "fallback_rows", "build_profile", "save_profile", "COUNTS",
-           "summary_frames"]
+__all__ = [
+    "COUNTS",
+    "DRAFT_NAME",
+    "KEEP_ASIDE",
+    "MAX_UPLOAD_BYTES",
+    "UNMAPPED",
+    "ColumnRow",
+    "Editor",
+    "auto_field",
+    "build_profile",
+    "discard_upload",
+    "editor_rows",
+    "fallback_rows",
+    "field_options",
+    "keep_upload",
+    "kept_counts",
+    "kept_extras",
+    "profile_options",
+    "recent_corrections",
+    "save_profile",
+    "summary_frames",
+    "unit_fields",
+    "unit_options",
+]
