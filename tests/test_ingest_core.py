@@ -153,3 +153,70 @@ def test_a_unit_stop_carries_the_files_columns(hub_engine, tmp_path):
     assert "℉" in err.value.problem
     assert err.value.header == ["站点编号", "观测时间", "气温"]
     assert [m["field"] for m in err.value.mapping] == ["station_id", "ts", "temperature"]
+
+
+def test_an_unknown_unit_in_a_header_quarantines_that_columns_rows(hub_engine, tmp_path):
+    # it crashed (a plain-text detail) instead of quarantining the rows with a value there
+    text = "站点编号,观测时间,气温(兰氏度),相对湿度\nA,2026-01-05 08:00,500,60\nA,2026-01-05 09:00,,61\n"
+    s = ingest_file("weather", write(tmp_path / "w.csv", text), hub_engine)
+    assert (s.loaded, s.quarantined) == (1, 1)
+    assert any("气温(兰氏度)" in w and "兰氏度" in w for w in s.warnings)
+    q = quarantined(hub_engine, "weather")
+    assert q.loc[0, "reason"] == "单位无法识别" and "兰氏度" in q.loc[0, "detail"]
+
+
+def test_a_value_the_map_does_not_cover_has_one_reason(hub_engine, tmp_path):
+    prof = profiles.from_dict({"name": "r", "dataset": "rapid_tests",
+                               "values": {"result": {"合格": "阴性", "不合格": "阳性"}}})
+    text = RT_HEADER + "\nT1,2026-01-05 09:00,M01,韭菜,有机磷,12,合格\nT2,2026-01-05 09:10,M01,韭菜,有机磷,12,待定\n"
+    s = ingest_file("rapid_tests", write(tmp_path / "t.csv", text), hub_engine, profile=prof)
+    assert (s.loaded, s.quarantined) == (1, 1)
+    q = quarantined(hub_engine, "rapid_tests")
+    assert q.loc[0, "reason"] == "值映射未覆盖：检测结果"          # not also "缺少检测结果"
+    assert "待定" in q.loc[0, "detail"] and "检测结果" in q.loc[0, "detail"]
+
+
+def test_free_text_keeps_its_chinese_punctuation(hub_engine, tmp_path):
+    text = ("工单编号,来电时间,诉求类型,诉求内容,纬度,经度\n"
+            "W1,2026-01-05 08:00,施工噪音,楼下施工（夜间）噪音大，请处理：谢谢！编号ＡＢ１２,27.8,113.1\n")
+    s = ingest_file("city_events", write(tmp_path / "e.csv", text), hub_engine)
+    assert s.loaded == 1, s.reasons
+    got = hub.read("city_events", eng=hub_engine)["description"].iloc[0]
+    assert got == "楼下施工（夜间）噪音大，请处理：谢谢！编号AB12"   # only full-width letters/digits become ASCII
+
+
+def test_quarantine_masks_personal_cells_and_keeps_them_apart(hub_engine, tmp_path):
+    text = ("工单编号,来电时间,诉求类型,诉求内容,诉求人,联系电话,纬度,经度\n"
+            "W1,不是时间,施工噪音,请回电13812345678,王小明,13812345678,27.8,113.1\n")
+    s = ingest_file("city_events", write(tmp_path / "e.csv", text), hub_engine)
+    assert s.quarantined == 1
+    q = quarantined(hub_engine, "city_events")
+    row = json.loads(q.loc[0, "row_json"])
+    assert row["联系电话"] == "138****5678" and row["诉求人"] == "王**" and row["诉求内容"] == "请回电138****5678"
+    assert row["工单编号"] == "W1" and row["来电时间"] == "不是时间"     # the rest as the file had it
+    kept = hub.query("select row_key, field, value from personal_data where dataset = 'quarantine'", eng=hub_engine)
+    assert dict(zip(kept["field"], kept["value"])) == {"联系电话": "13812345678", "诉求人": "王小明",
+                                                       "诉求内容": "请回电13812345678"}
+    assert json.loads(kept["row_key"].iloc[0]) == ["city_events", s.sha256, 2]
+
+
+def test_a_corrected_phone_keeps_the_old_number_protected(hub_engine, tmp_path):
+    head = "工单编号,来电时间,诉求类型,诉求人,联系电话,纬度,经度\n"
+    ingest_file("city_events", write(tmp_path / "a.csv", head + "W1,2026-01-05 08:00,施工噪音,王小明,13812345678,27.8,113.1\n"),
+                hub_engine)
+    ingest_file("city_events", write(tmp_path / "b.csv", head + "W1,2026-01-05 08:00,施工噪音,王小明,13900001111,27.8,113.1\n"),
+                hub_engine)
+    kept = hub.query("select field, value from personal_data where dataset = 'city_events'", eng=hub_engine)
+    kept = dict(zip(kept["field"], kept["value"]))
+    assert kept["reporter_phone"] == "13900001111"
+    assert [v for f, v in kept.items() if f.startswith("reporter_phone@")] == ["13812345678"]
+
+
+def test_monthly_plausible_ranges_in_a_profile():
+    from workbench.store import units
+
+    p = profiles.from_dict({"name": "m", "dataset": "weather",
+                            "plausible": {"temperature": [[-10, 15]] * 6 + [[5, 40]] * 6}})
+    assert units.plausible_range("weather", "temperature", p.plausible) == (-10.0, 40.0)
+    with pytest.raises(profiles.ProfileError):
+        profiles.from_dict({"name": "m", "dataset": "weather", "plausible": {"temperature": [[1, 2]] * 5}})

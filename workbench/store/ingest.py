@@ -653,6 +653,14 @@ class ReadContext:
     nonexistent: str = "quarantine"
     date_format: str | None = None
     refs: "References | None" = None
+    profile: Profile | None = None       # the source's profile (a loader's prepare may read its options)
+    file_sha256: str | None = None       # the file being read
+    path: Path | None = None
+    private_columns: dict = field(default_factory=dict)   # file column → mask (personal and free-text fields)
+
+
+_FULL_WIDTH_ALNUM = {c: c - 0xFEE0 for r in ((0xFF10, 0xFF19), (0xFF21, 0xFF3A), (0xFF41, 0xFF5A))
+                     for c in range(r[0], r[1] + 1)}
 
 
 def _distinct(s: pd.Series) -> tuple[np.ndarray, pd.Series]:
@@ -707,13 +715,16 @@ def validate(ds: Dataset, df: pd.DataFrame, ctx: ReadContext | None = None
             why = _join(why, add)
             if detail is not None:
                 add = np.full(m, "", dtype=object)
-                add[mask] = np.asarray(detail, dtype=object)[mask]
+                add[mask] = detail if isinstance(detail, str) else np.asarray(detail, dtype=object)[mask]
                 said = _join(said, add)
 
         raw = orig.astype("string")
         wide = ~raw.str.isascii().fillna(True)
         if wide.any():  # full-width digits and letters, ideographic spaces
-            raw = raw.where(~wide, raw[wide].str.normalize("NFKC"))
+            if f.kind == "str":   # text keeps its Chinese punctuation (，（：); only ０-９ Ａ-Ｚ ａ-ｚ become ASCII
+                raw = raw.where(~wide, raw[wide].str.translate(_FULL_WIDTH_ALNUM))
+            else:
+                raw = raw.where(~wide, raw[wide].str.normalize("NFKC"))
         raw = raw.str.strip()
         lower = raw.str.lower()
         missing = raw.isna() | (raw == "") if f.kind == "str" else raw.isna() | lower.isin(_MISSING)
@@ -1259,6 +1270,25 @@ def keep_personal(conn: Connection, ds: Dataset, key: pd.Series, values: dict[st
     rows = [{"dataset": ds.name, "row_key": key[i], "field": name, "value": str(v)[:1024],
              "file_sha256": sha, "stored_at": now}
             for name, s in values.items() for i, v in s.items() if not _blank(v)]
+    if not rows:
+        return 0
+    # a value replaced by a correction stays in the protected table as "<field>@<when it was stored>"
+    t = personal_data
+    held = {}
+    keys = sorted({r["row_key"] for r in rows})
+    for i in range(0, len(keys), 400):
+        for k, f, v, sha_old, at in conn.execute(sa.select(t.c.row_key, t.c.field, t.c.value, t.c.file_sha256,
+                                                           t.c.stored_at).where(
+                t.c.dataset == ds.name, t.c.row_key.in_(keys[i:i + 400]), t.c.field.in_(list(values)))):
+            held[(k, f)] = (v, sha_old, at)
+    old = []
+    for r in rows:
+        h = held.get((r["row_key"], r["field"]))
+        if h is not None and h[0] != r["value"]:
+            old.append({"dataset": ds.name, "row_key": r["row_key"],
+                        "field": f"{r['field']}@{pd.Timestamp(h[2]).isoformat(timespec='seconds')}",
+                        "value": h[0], "file_sha256": h[1], "stored_at": now})
+    _upsert(conn, personal_data, old, ["dataset", "row_key", "field"], ["value", "file_sha256", "stored_at"])
     _upsert(conn, personal_data, rows, ["dataset", "row_key", "field"], ["value", "file_sha256", "stored_at"])
     return len(rows)
 
@@ -1369,6 +1399,7 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
         ctx = _context(ds, plan, prof, path, eng, summary)
         takes_ctx = prepare is not None and _positional(prepare) >= 3
         summary.mapping = _mapping(ds, plan, ctx)
+        ctx.private_columns = _private_columns(ds, read_as, plan)
         summary.unknown_columns = [plan.header[i] for i in plan.unknown]
         if preview:
             summary.preview.mapping, summary.preview.unknown = summary.mapping, summary.unknown_columns
@@ -1427,7 +1458,8 @@ def _profile(profile, ds: Dataset, path: Path) -> Profile | None:
 
 
 def _context(ds: Dataset, plan: ColumnPlan, prof: Profile | None, path: Path, eng, summary) -> ReadContext:
-    ctx = ReadContext(tz=(prof.timezone if prof else None), refs=References(eng))
+    ctx = ReadContext(tz=(prof.timezone if prof else None), refs=References(eng), profile=prof,
+                      file_sha256=summary.sha256, path=path)
     if prof is not None:
         ctx.ambiguous, ctx.nonexistent, ctx.date_format = prof.ambiguous, prof.nonexistent, prof.date_format
         for col in plan.missing:
@@ -1543,9 +1575,15 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
                 ctx, prof, preview):
     summary.rows_read += len(frame) + len(malformed)
     frame, map_reasons, map_details = _map_values(frame, prof, plan, ds)
+    map_fields = list(prof.values) if prof is not None else []
     values, reasons, details = validate(ds, frame, ctx)
     hit = map_reasons != ""
-    if hit.any():
+    if hit.any():   # the value the map left empty is not "missing" as well
+        for name in map_fields:
+            where = hit & map_details.str.contains(f" values.{name} 中", regex=False)
+            if where.any():
+                drop = f"缺少{ds.field(name).label}"
+                reasons[where] = reasons[where].map(lambda r: "; ".join(x for x in r.split("; ") if x != drop))
         reasons[hit] = map_reasons[hit] + np.where(reasons[hit] == "", "", "; ") + reasons[hit]
         details[hit] = map_details[hit] + np.where(details[hit] == "", "", "; ") + details[hit]
     good = reasons == ""
@@ -1575,6 +1613,7 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
         (int(line), reason, detail, dict(zip(header, rows[pos])))
         for pos, (line, reason, detail) in zip(np.flatnonzero(bad), zip(lines[bad], reasons[~good], details[~good]))
     ] + malformed
+    bad_rows, kept_apart = _mask_quarantined(bad_rows, ctx.private_columns)
     good_values = values[good]
     present = set(frame.columns)
     if preview:
@@ -1584,7 +1623,8 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
         with eng.begin() as conn:
             if load is not None:
                 res = load(conn, ds, good_values, **_write_args(load, present=present, file_sha256=sha,
-                                                                corrections=prof.corrections if prof else None))
+                                                                corrections=prof.corrections if prof else None,
+                                                                ctx=ctx))
             else:
                 res = write_rows(conn, ds, good_values, present=present, file_sha256=sha,
                                  corrections=prof.corrections if prof else None)
@@ -1595,6 +1635,12 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
                     keep_extras(conn, ds, key_text, extra[good], lines[good.to_numpy()], sha)
                 if personal:
                     keep_personal(conn, ds, key_text, {n: s[good] for n, s in personal.items()}, sha)
+            if kept_apart:   # the quarantined rows' personal cells, whole, in the protected table
+                _upsert(conn, personal_data, [
+                    {"dataset": "quarantine", "row_key": json.dumps([ds.name, sha, line], ensure_ascii=False),
+                     "field": column[:64], "value": str(v)[:1024], "file_sha256": sha, "stored_at": now}
+                    for line, column, v in kept_apart], ["dataset", "row_key", "field"],
+                    ["value", "file_sha256", "stored_at"])
             if bad_rows:
                 conn.execute(quarantine.insert(), [
                     {"dataset": ds.name, "file_sha256": sha, "filename": path.name, "line": line,
@@ -1612,6 +1658,40 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
         for r in reason.split("; "):
             summary.reasons[r] = summary.reasons.get(r, 0) + 1
 
+
+
+def _private_columns(ds: Dataset, read_as: Dataset, plan: ColumnPlan) -> dict:
+    """The file's columns that hold personal data (masked by their field's mask) or free text
+    (phone and ID numbers in it masked): what quarantine must not keep in clear."""
+    out = {}
+    fields = {f.name: f for f in read_as.fields} | {f.name: f for f in ds.fields}
+    for i, name in plan.fields.items():
+        f = fields.get(name)
+        if f is not None and f.personal:
+            out[plan.header[i]] = privacy.MASKS.get(name, privacy.mask_name)
+        elif f is not None and f.free_text:
+            out[plan.header[i]] = privacy.mask_text
+    return out
+
+
+def _mask_quarantined(bad_rows: list, private: dict) -> tuple[list, list]:
+    """Quarantined rows with their personal cells masked, and those cells' originals
+    (line, column, text) for the protected table (personal_data, dataset "quarantine", row_key
+    [dataset, file sha256, line]): the row stays whole for those allowed to see it."""
+    if not private or not bad_rows:
+        return bad_rows, []
+    out, apart = [], []
+    for line, reason, detail, row in bad_rows:
+        masked = dict(row)
+        for column, mask in private.items():
+            v = row.get(column)
+            if v not in (None, ""):
+                m = mask(v)
+                if m != v:
+                    masked[column] = m
+                    apart.append((line, column, v))
+        out.append((line, reason, detail, masked))
+    return out, apart
 
 
 def _takes(fn, *names: str) -> set[str]:
@@ -1640,8 +1720,11 @@ def _positional(fn) -> int:
 
 
 def _write_args(load, **args) -> dict:
-    """`present`, `file_sha256` and `corrections` for a loader that accepts them (so it can call
-    write_rows as the plain path does: a column its file lacks is no correction to empty)."""
+    """The convention for loaders: `load(conn, ds, values, *, present=, file_sha256=, corrections=,
+    ctx=)` gets each of these keywords its signature names (or all with **kw), so it can call
+    write_rows as the plain path does (a column its file lacks is no correction to empty); `ctx` is
+    the ReadContext (profile, file hash, hub engine in ctx.refs.eng). `prepare(frame, path, ctx)`
+    gets the same ReadContext when it takes three positional arguments."""
     return {k: v for k, v in args.items() if k in _takes(load, *args)}
 
 

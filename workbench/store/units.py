@@ -124,12 +124,14 @@ def _plausible_config() -> dict:
 
 def plausible_range(dataset: str, field: str, override: dict | None = None) -> tuple[float, float] | None:
     """The range a field's values are plausible in (its stored unit): a profile's `plausible:`
-    first, then plausible.yaml (the city's configuration)."""
-    if override and field in override:
-        lo, hi = override[field]
-        return float(lo), float(hi)
-    rng = (_plausible_config().get(dataset) or {}).get(field)
-    return (float(rng[0]), float(rng[1])) if rng else None
+    first, then plausible.yaml (the city's configuration). Twelve monthly [low, high] pairs
+    count by their envelope (the unit check looks at a whole file, not at one month)."""
+    rng = override[field] if override and field in override else (_plausible_config().get(dataset) or {}).get(field)
+    if not rng:
+        return None
+    if len(rng) == 12 and all(isinstance(r, (list, tuple)) for r in rng):   # monthly pairs: their envelope
+        return float(min(r[0] for r in rng)), float(max(r[1] for r in rng))
+    return float(rng[0]), float(rng[1])
 
 
 def share_outside(values: pd.Series, rng: tuple[float, float]) -> float:
