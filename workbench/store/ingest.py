@@ -373,7 +373,9 @@ def _column_plan(ds: Dataset, header: list, path: Path, profile=None) -> ColumnP
     given = set(plan.fields.values()) | set(profile.defaults if profile else ())
     missing = [n for n in ds.required if n not in given]
     if missing:
-        raise IngestError(path, f"缺少必需的列：{', '.join(_labels(ds, missing))}")
+        named = [f"“{c}”" for c in plan.missing if profile.columns[c] in missing] if profile is not None else []
+        hint = f"（配置“{profile.name}”映射的列 {'、'.join(named)} 不在文件中）" if named else ""
+        raise IngestError(path, f"缺少必需的列：{', '.join(_labels(ds, missing))}{hint}")
     return plan
 
 
@@ -1463,7 +1465,7 @@ def _context(ds: Dataset, plan: ColumnPlan, prof: Profile | None, path: Path, en
     if prof is not None:
         ctx.ambiguous, ctx.nonexistent, ctx.date_format = prof.ambiguous, prof.nonexistent, prof.date_format
         for col in plan.missing:
-            summary.warnings.append(f"配置中的列“{col}”不在文件中")
+            summary.warnings.append(f"{path.name}：配置“{prof.name}”中的列“{col}”不在文件中")
     names = {f.name for f in ds.fields}
     given = set(plan.fields.values())
     for name, text in plan.units.items():
@@ -1481,7 +1483,7 @@ def _context(ds: Dataset, plan: ColumnPlan, prof: Profile | None, path: Path, en
         target = units.of_field(f.unit)
         if unit is None or unit.quantity != target.quantity:
             ctx.bad_units[name] = (column, text)
-            summary.warnings.append(f"列“{column}”的单位“{text}”无法识别（{f.label}应为{target.label}等"
+            summary.warnings.append(f"{path.name}：列“{column}”的单位“{text}”无法识别（{f.label}应为{target.label}等"
                                     f"{'/'.join(u.name for u in [target, *units.alternatives(target)])}），"
                                     f"该列有值的行已隔离")
         else:
