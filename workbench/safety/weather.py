@@ -22,7 +22,8 @@ from workbench import config
 from workbench.store.ingest import upsert
 from workbench.store.schema import DATASETS
 
-VARIABLES = ("temperature", "precipitation", "wind_speed", "road_temperature", "humidity", "snowfall")
+VARIABLES = ("temperature", "precipitation", "wind_speed", "road_temperature", "humidity")
+OPTIONAL = ("snowfall",)  # checked where a source reports it (an hour's 降雪量); never added as a column
 LABELS = {v: DATASETS["weather"].field(v).label for v in VARIABLES}
 KIND = {"GAP": "缺测", "SENT": "传感器故障值", "RANGE": "数值不合理", "UNIT": "风速单位疑似错误",
         "STUCK": "传感器卡滞", "ORDER": "数值不合理"}
@@ -159,6 +160,9 @@ def prepare(weather: pd.DataFrame) -> pd.DataFrame:
             w[c] = None if c == "district" else np.nan
     for v in VARIABLES:
         w[v] = pd.to_numeric(w[v], errors="coerce").astype(float) if v in w else np.nan
+    for v in OPTIONAL:
+        if v in w:
+            w[v] = pd.to_numeric(w[v], errors="coerce").astype(float)
     w["station_id"] = w["station_id"].astype(str)
     w = w.sort_values(["kind", "station_id", "ts", "issued_at"], kind="stable")
     return w.drop_duplicates(["station_id", "ts", "issued_at"], keep="last").reset_index(drop=True)
@@ -171,17 +175,19 @@ def check_weather(weather: pd.DataFrame, rules: QualityRules = QualityRules()) -
     w = prepare(hourly_rows)
     obs = (w["kind"] == "observed").to_numpy()
     flags: list[tuple[str, str, np.ndarray]] = []  # (variable, kind code, mask), by priority
-    sent = {v: np.isin(w[v].to_numpy(), np.asarray(rules.sentinels)) for v in VARIABLES}
-    flags += [(v, "SENT", sent[v]) for v in VARIABLES]
-    flags.append(("wind_speed", "UNIT", _wrong_wind_unit(w.assign(wind_speed=w.wind_speed.mask(sent["wind_speed"])),
-                                                         obs, rules)))
+    given = [v for v in VARIABLES + OPTIONAL if v in w and w[v].notna().any()]  # nothing reported: nothing to check
+    sent = {v: np.isin(w[v].to_numpy(), np.asarray(rules.sentinels)) for v in given}
+    flags += [(v, "SENT", sent[v]) for v in given]
+    if "wind_speed" in given:
+        flags.append(("wind_speed", "UNIT", _wrong_wind_unit(
+            w.assign(wind_speed=w.wind_speed.mask(sent["wind_speed"])), obs, rules)))
     fact = pd.factorize(w["station_id"])
-    flags += [(v, "RANGE", _implausible(w, v, rules, fact=fact) & ~sent[v]) for v in VARIABLES]
+    flags += [(v, "RANGE", _implausible(w, v, rules, fact=fact) & ~sent[v]) for v in given]
     codes = fact[0]
-    for v in VARIABLES:
+    for v in given:
         flags.append((v, "STUCK", _stuck(w, v, obs, codes, rules)))
 
-    taken = {v: np.zeros(len(w), bool) for v in VARIABLES}
+    taken = {v: np.zeros(len(w), bool) for v in given}
     findings, excluded = [_gaps(w[obs], rules.tz)], []
     for v, code, mask in flags:
         mask = mask & ~taken[v] & w[v].notna().to_numpy()
@@ -192,8 +198,9 @@ def check_weather(weather: pd.DataFrame, rules: QualityRules = QualityRules()) -
         findings.append(f)
         excluded.append(e)
     clean = w.copy()
-    for v in VARIABLES:
-        clean.loc[taken[v], v] = np.nan
+    for v in given:
+        if taken[v].any():
+            clean.loc[taken[v], v] = np.nan
     d_clean, d_found, d_excl = _check_daily(daily_rows, rules)
     findings += d_found
     excluded += d_excl
@@ -233,10 +240,8 @@ def split_resolution(weather: pd.DataFrame, rules: QualityRules = QualityRules()
         codes, uniq = pd.factorize(col("station_id"))
         t = col("ts").astype("datetime64[s]").astype(np.int64)
         n = np.bincount(codes, minlength=len(uniq))
-        first, last = np.full(len(uniq), np.iinfo(np.int64).max), np.full(len(uniq), np.iinfo(np.int64).min)
-        np.minimum.at(first, codes, t)
-        np.maximum.at(last, codes, t)
-        span_days = (last - first) / 86400
+        span = pd.Series(t).groupby(codes).agg(["min", "max"]).reindex(range(len(uniq)))
+        span_days = ((span["max"] - span["min"]) / 86400).to_numpy()
         carried = [c for c in ("temperature_min", "temperature_max", "snowfall") if c in w]
         has_daily = np.zeros(len(uniq), bool)
         if carried:
