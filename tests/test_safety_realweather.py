@@ -147,3 +147,6 @@ def test_an_implausible_wind_the_door_let_through_is_a_finding():
     assert ev["最大值"] == pytest.approx(1048.36 * 0.44704, abs=0.1)
     assert rep.excluded[rep.excluded.finding_id == wind.finding_id.iloc[0]].variable.tolist() == ["wind_speed"]
     assert rep.clean.wind_speed.max() < 45
+    out = A.warnings_from(rep.clean, A.WarningRules(tz=TZ))  # and the episodes do not change
+    a = out.alerts
+    assert set(zip(a.category, a.area, a.level, _local(a.valid_from), _local(a.valid_to))) == documented_episodes()
