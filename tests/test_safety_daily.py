@@ -226,3 +226,12 @@ def test_an_hours_reported_snowfall_is_taken_over_the_temperature_rule():
         rep = W.check_weather(frame, W.QualityRules())
         assert rep.findings.empty
         assert A.signal_grid(rep.clean, RULES).levels["暴雪"][-1, 0] == level  # 7.8 mm in 12 h: 黄色
+
+
+def test_days_read_in_another_time_zone_are_pointed_out():
+    """Dates loaded as Beijing midnights but warned on in New York time would slip a day: said."""
+    f = daily_frame(tmin=(10, 2.0))
+    assert not any("零点" in n for n in A.daily_grid(f, RULES).notes)
+    notes = A.daily_grid(f, A.WarningRules(tz="America/New_York")).notes
+    assert notes[-1] == ("D1 的日值记录不在 America/New_York 的零点（接入时所用时区不同？），"
+                         "日期按 America/New_York 计，可能差一天")

@@ -186,6 +186,11 @@ def daily_grid(daily: pd.DataFrame, rules: WarningRules = WarningRules()) -> Sig
     if no_snow:
         grid.notes.append(f"暴雪：{'、'.join(no_snow)} 的日值资料没有降雪量，也没有降水量与日最高气温，无法判定")
     grid.notes.append(DAILY_CANNOT["道路结冰"].format(stations="、".join(ids)))
+    local = pd.to_datetime(d["ts"]).dt.tz_localize("UTC").dt.tz_convert(rules.tz)
+    off = sorted(set(d.loc[(local.dt.hour != 0).to_numpy() | (local.dt.minute != 0).to_numpy(), "station_id"]))
+    if off:  # a date read as midnight in another zone than the one the warnings run in
+        grid.notes.append(f"{'、'.join(off)} 的日值记录不在 {rules.tz} 的零点（接入时所用时区不同？），"
+                          f"日期按 {rules.tz} 计，可能差一天")
     return grid
 
 
