@@ -121,6 +121,16 @@ def test_a_second_run_changes_nothing(loaded):
     assert (w["alerts_new"], w["alerts_updated"], w["alert_history_new"], w["events_new"]) == (0, 0, 0, 0)
 
 
+def test_without_its_profile_the_raw_file_stops_with_one_message_naming_the_unit(sqlite_hub):
+    from workbench.store.ingest import IngestError
+
+    with pytest.raises(IngestError) as err:
+        ingest_file("weather", CSV, sqlite_hub)
+    text = str(err.value)
+    assert "weather.csv" in text and "列“temp”" in text and "℉" in text
+    assert hub.read("weather", eng=sqlite_hub).empty  # nothing half-loaded
+
+
 # ------------------------------------------------------------------------------ by hand
 
 def test_the_profile_converts_as_the_documented_factors(loaded):
