@@ -235,3 +235,18 @@ def test_days_read_in_another_time_zone_are_pointed_out():
     notes = A.daily_grid(f, A.WarningRules(tz="America/New_York")).notes
     assert notes[-1] == ("D1 的日值记录不在 America/New_York 的零点（接入时所用时区不同？），"
                          "日期按 America/New_York 计，可能差一天")
+
+
+def test_a_day_of_23_hours_in_new_york_keeps_its_level_all_day():
+    """2013-03-10, when New York's clocks spring forward: the day's level covers its 23 hours."""
+    ny = A.WarningRules(tz="America/New_York")
+    days = pd.date_range("2013-03-08", periods=4, freq="D")
+    ts = days.tz_localize(ny.tz).tz_convert("UTC").tz_localize(None)
+    f = pd.DataFrame({"station_id": "USW00094789", "ts": ts, "kind": "observed", "resolution": "daily",
+                      "temperature_min": [6.0, 7.0, -2.0, -1.0]})
+    g = A.daily_grid(f, ny)
+    assert not any("零点" in n for n in g.notes)
+    assert len(g.hours) == 24 * 4 - 1
+    cold = pd.Series(g.levels["寒潮"][:, 0], index=g.hours)
+    assert cold[cold > 0].index.tolist() == list(pd.date_range("2013-03-10 05:00", "2013-03-11 03:00", freq="h"))
+    assert set(cold[cold > 0]) == {1}  # fell 9 ℃ in 24 h to −2 ℃: 寒潮, 蓝色
