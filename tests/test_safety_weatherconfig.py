@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 import sqlalchemy as sa
 
 from workbench.safety import warnings as A

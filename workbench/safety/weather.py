@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-
 import yaml
 
 from workbench import config
@@ -100,7 +99,7 @@ class QualityRules:
     tz: str = config.TZ  # times in reasons are written in this zone; daily records' days too
 
     @classmethod
-    def configured(cls, weather: pd.DataFrame | None = None, **kw) -> "QualityRules":
+    def configured(cls, weather: pd.DataFrame | None = None, **kw) -> QualityRules:
         """Rules whose ranges are the configuration's: plausible.yaml, and for the stations whose
         rows came through a weather profile with `plausible:` (their `source` is the profile's
         defaults.source) that profile's ranges, unless the station has its own entry."""
@@ -227,7 +226,8 @@ def split_resolution(weather: pd.DataFrame, rules: QualityRules = QualityRules()
            if "resolution" in w else np.full(len(w), None, dtype=object))
     forecast = (w["kind"].to_numpy(dtype=object) == "forecast") if "kind" in w else np.zeros(len(w), bool)
     daily = (res == "daily") & ~forecast
-    unlabelled = ((res == None) | (res == "")) & ~forecast  # noqa: E711 (elementwise)
+    unlabelled = pd.isna(res) | (res == "")
+    unlabelled &= ~forecast
     notes = []
     if unlabelled.any():
         pos = np.flatnonzero(unlabelled)
