@@ -85,6 +85,27 @@ def test_each_factor_arithmetic():
     assert r.loc["G4", "incidents"] == 2 and r.loc["G4", "pts_incidents"] == pytest.approx(w.incident_urgent + w.incident)
 
 
+def test_events_placed_by_address_share_their_streets_grids():
+    """A hotline work order without coordinates, placed by its address to 建设街道 only, adds its
+    points to that street's two grids in equal shares; one placed only to its district is in
+    no grid's score; the grids' own counts stay those of the events placed in them."""
+    extra = pd.DataFrame({"event_id": ["A1", "A2"], "ts": pd.to_datetime(["2026-01-15", "2026-01-15"]),
+                          "grid_id": [None, None], "district": ["芦淞区", "荷塘区"], "street": ["建设街道", None],
+                          "event_group": ["突发事件", "突发事件"], "urgency": ["紧急", "紧急"],
+                          "source": ["12345热线", "12345热线"], "event_class": "x"})
+    base = risk()
+    r = rk.grid_risk(grids(), sites(), hazards(), pd.concat([events(), extra], ignore_index=True),
+                     AS_OF).set_index("grid_id")
+    w = rk.WEIGHTS
+    for g in ("G3", "G4"):
+        assert r.loc[g, "pts_incidents"] == pytest.approx(base.loc[g, "pts_incidents"] + w.incident_urgent / 2)
+        assert r.loc[g, "incidents_by_street"] == 1 and r.loc[g, "incidents"] == base.loc[g, "incidents"]
+    assert "按地址定位到所在街道的 1 起" in r.loc["G4", "reasons"]
+    for g in ("G1", "G2"):   # the district-only event is guessed into no grid of 荷塘区
+        assert r.loc[g, "pts_incidents"] == base.loc[g, "pts_incidents"] and r.loc[g, "incidents_by_street"] == 0
+    assert r["score"].sum() == pytest.approx(base["score"].sum() + w.incident_urgent, abs=0.2)
+
+
 def test_contributions_sum_to_score_and_ranking():
     r = rk.grid_risk(grids(), sites(), hazards(), events(), AS_OF)
     assert (r[list(rk.FACTOR_COLUMNS)].sum(axis=1).round(1) == r["score"]).all()

@@ -130,10 +130,12 @@ def hazard_points(states: pd.DataFrame, weights: RiskWeights = WEIGHTS) -> pd.Da
 
 
 def incident_points(events: pd.DataFrame, as_of, weights: RiskWeights = WEIGHTS) -> pd.DataFrame:
-    """突发事件 city events in the `incident_days` before `as_of`, one row each with pts_incidents."""
+    """突发事件 city events in the `incident_days` before `as_of`, one row each with pts_incidents:
+    those placed in a grid, and those placed only to their street (by their address: a hotline
+    work order without coordinates), which `grid_risk` shares among the street's grids."""
     w = weights
     as_of = pd.Timestamp(as_of)
-    cols = ["event_id", "ts", "grid_id", "event_group", "event_class", "urgency", "source"]
+    cols = ["event_id", "ts", "grid_id", "district", "street", "event_group", "event_class", "urgency", "source"]
     ev = pd.DataFrame(columns=cols) if events is None else events.copy()
     for c in cols:
         if c not in ev:
@@ -141,7 +143,7 @@ def incident_points(events: pd.DataFrame, as_of, weights: RiskWeights = WEIGHTS)
     ev["ts"] = pd.to_datetime(ev["ts"], errors="coerce")
     keep = (ev["event_group"].isin(w.incident_groups) & (ev["source"].astype("string").fillna("") != TASK_SOURCE)
             & (ev["ts"] > as_of - pd.Timedelta(days=w.incident_days)) & (ev["ts"] <= as_of)
-            & ev["grid_id"].notna())
+            & (ev["grid_id"].notna() | ev["street"].notna()))
     ev = ev[keep.fillna(False).astype(bool)].copy()
     ev["pts_incidents"] = np.where(ev["urgency"] == "紧急", w.incident_urgent, w.incident)
     return ev
@@ -157,12 +159,17 @@ def grid_risk(grids: pd.DataFrame, sites: pd.DataFrame, hazards: pd.DataFrame, e
     types that raised its points, '、'-joined), and `reasons`, a
     Chinese sentence naming each contributing factor with its points.
     Every grid of `grids` is listed (score 0 when nothing counts); grids named only by a
-    site or an event are added with the coordinates of what is there.
+    site or an event are added with the coordinates of what is there. An event placed only to
+    its street (no grid, no coordinates: placed by its address) adds its points to the street's
+    grids in equal shares and is counted in `incidents_by_street` of each; one placed only to
+    its district is in no grid's score (it is not guessed into one).
     """
     as_of = pd.Timestamp(as_of)
     states = lg.hazard_states(hazards, as_of, sites)
     hp = hazard_points(states, weights)
     ip = incident_points(events, as_of, weights)
+    street_ip = ip[ip["grid_id"].isna()] if len(ip) else ip
+    ip = ip[ip["grid_id"].notna()] if len(ip) else ip
 
     g = pd.DataFrame(columns=["grid_id", "district", "street", "lat", "lon", "population"]) if grids is None \
         else grids.copy()
@@ -198,9 +205,20 @@ def grid_risk(grids: pd.DataFrame, sites: pd.DataFrame, hazards: pd.DataFrame, e
     if len(ip):
         out = out.join(ip.groupby("grid_id").agg(pts_incidents=("pts_incidents", "sum"),
                                                  incidents=("event_id", "count")))
+    if len(street_ip):
+        streets = out.reset_index()[["grid_id", "district", "street"]].dropna(subset=["street"])
+        spread = street_ip.drop(columns=["grid_id"]).merge(streets, on=["district", "street"])
+        if len(spread):
+            spread["pts_incidents"] = spread["pts_incidents"] / spread.groupby("event_id")["grid_id"].transform("count")
+            shared = spread.groupby("grid_id").agg(pts_street=("pts_incidents", "sum"),
+                                                   incidents_by_street=("event_id", "count"))
+            out = out.join(shared)
+            out["pts_incidents"] = (pd.to_numeric(out.get("pts_incidents"), errors="coerce").fillna(0.0)
+                                    + out["pts_street"].fillna(0.0))
+            out = out.drop(columns=["pts_street"])
     for c in FACTOR_COLUMNS:
         out[c] = pd.to_numeric(out[c], errors="coerce").fillna(0.0).astype(float) if c in out else 0.0
-    for c in ("open_general", "open_major", "overdue", "vulnerable_open", "incidents"):
+    for c in ("open_general", "open_major", "overdue", "vulnerable_open", "incidents", "incidents_by_street"):
         out[c] = pd.to_numeric(out[c], errors="coerce").fillna(0).astype(int) if c in out else 0
     out["score"] = out[list(FACTOR_COLUMNS)].sum(axis=1).round(1)
     out["band"] = out["score"].map(band)
@@ -216,7 +234,7 @@ def grid_risk(grids: pd.DataFrame, sites: pd.DataFrame, hazards: pd.DataFrame, e
     out.insert(0, "rank", np.arange(1, len(out) + 1))
     cols = ["rank", "grid_id", "district", "street", "lat", "lon", "population", "score", "band", "top_factor",
             *FACTOR_COLUMNS, "open_general", "open_major", "overdue", "vulnerable_open", "incidents",
-            "weighted_types", "reasons"]
+            "incidents_by_street", "weighted_types", "reasons"]
     return out[cols]
 
 
@@ -235,7 +253,9 @@ def explain(row) -> str:
         kinds = getattr(row, "weighted_types", "") or "重点场所"
         parts.append(f"{kinds}加权 +{row.pts_site_type:.1f}")
     if row.pts_incidents:
-        parts.append(f"近期突发事件 {row.incidents} 起 +{row.pts_incidents:.1f}")
+        street = getattr(row, "incidents_by_street", 0)
+        also = f"（另有按地址定位到所在街道的 {street} 起，分摊计入）" if street else ""
+        parts.append(f"近期突发事件 {row.incidents} 起{also} +{row.pts_incidents:.1f}")
     return "；".join(parts)
 
 
