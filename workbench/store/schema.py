@@ -388,7 +388,7 @@ _register(Dataset(
     "weather", "气象观测", "应急管理局",
     (
         Field("station_id", "str", "站点编号", True, ("站点编号", "站号", "station", "origin", "station_id")),
-        Field("ts", "ts", "观测时间", True, ("观测时间", "时间", "dateobserved", "time_hour", "datetime", "date")),
+        Field("ts", "ts", "观测时间", True, ("观测时间", "时间", "日期", "观测日期", "dateobserved", "time_hour", "datetime", "date")),
         Field("issued_at", "ts", "发布时间", False, ("发布时间", "预报发布时间", "dateissued"), default_from="ts"),
         Field("kind", "str", "数据类型", False, ("数据类型",), choices=("observed", "forecast")),
         Field("district", "str", "区县", False, ("区县",), refers="districts"),
@@ -411,7 +411,9 @@ _register(Dataset(
               min=-80, max=70, unit="℃"),
         Field("temperature_max", "float", "最高气温(°C)", False, ("最高气温", "日最高气温", "tmax", "temp_max"),
               min=-80, max=70, unit="℃"),
-        Field("snowfall", "float", "降雪量(mm)", False, ("降雪量", "降雪", "snow", "snowfall"), min=0, max=1000,
+        # snow water equivalent, as CMA reports 降雪量; public sources' "snow"/"snowfall" is usually the
+        # depth of new snow (GHCN SNOW mm, Open-Meteo cm), about ten times more: no English alias
+        Field("snowfall", "float", "降雪量(mm)", False, ("降雪量", "降雪", "降雪量(水当量)"), min=0, max=1000,
               unit="mm"),
     ),
     key=("station_id", "ts", "issued_at"),
