@@ -220,3 +220,16 @@ def test_monthly_plausible_ranges_in_a_profile():
     assert units.plausible_range("weather", "temperature", p.plausible) == (-10.0, 40.0)
     with pytest.raises(profiles.ProfileError):
         profiles.from_dict({"name": "m", "dataset": "weather", "plausible": {"temperature": [[1, 2]] * 5}})
+
+
+def test_text_with_tabs_newlines_and_backslashes_round_trips(hub_engine, tmp_path):
+    # PostgreSQL loads through COPY's text format: these must be escaped, NULL kept apart from ''
+    text = ('市场编号,市场名称,街道,摊位数,纬度\n'
+            'M01,"建设\\农贸\t市场","第一行\n第二行\r\n",45,27.8\n'
+            'M02,\\N,,,\n')
+    s = ingest_file("markets", write(tmp_path / "m.csv", text), hub_engine)
+    assert s.loaded == 2
+    df = hub.read("markets", eng=hub_engine).set_index("market_id")
+    assert df.loc["M01", "name"] == "建设\\农贸\t市场" and df.loc["M01", "street"] == "第一行\n第二行"
+    assert df.loc["M02", "name"] == "\\N" and pd.isna(df.loc["M02", "street"]) and pd.isna(df.loc["M02", "lat"])
+    assert df.loc["M01", "stall_count"] == 45 and pd.isna(df.loc["M02", "stall_count"])

@@ -42,6 +42,7 @@ from workbench.store.schema import (DATASETS, Dataset, Field, ingest_files, pers
                                     row_extras, row_versions)
 
 CHUNK_ROWS = 20_000
+PIPELINE = True   # write a chunk in a thread of its own while the next one is read (ingest_file)
 HEADER_SCAN_ROWS = 30
 _IGNORED_COLUMNS = {"序号", "编号序号", "no", "no.", "index", "行号"}  # row counters in department sheets
 _MISSING = {"", "nan", "null", "none", "na", "n/a", "-", "--", "—", "/", "\\n"}
@@ -1066,16 +1067,51 @@ def _insert_pg(conn: Connection, table: sa.Table, ds: Dataset, df: pd.DataFrame)
     cur.execute(f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table.name}" INCLUDING DEFAULTS) '
                 f"ON COMMIT DELETE ROWS")
     cur.execute(f'TRUNCATE "{stage}"')
-    rows = records(df[cols], ds)
     with cur.copy(f'COPY "{stage}" ({qcols}) FROM STDIN') as copy:
-        for r in rows:
-            copy.write_row([r[c] for c in cols])
+        copy.write(_copy_text(df, ds, cols))
     keys = ", ".join(f'"{k}"' for k in ds.key)
     cur.execute(f'INSERT INTO "{table.name}" ({qcols}) SELECT {qcols} FROM "{stage}" '
                 f"ON CONFLICT ({keys}) DO NOTHING")
     n = cur.rowcount
     cur.execute(f'TRUNCATE "{stage}"')
     return n
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_column(s: pd.Series, kind: str | None) -> np.ndarray:
+    """One column in COPY's text format (\\N for NULL), built per column, not per row."""
+    if kind == "ts" or pd.api.types.is_datetime64_any_dtype(s.dtype):
+        v = pd.to_datetime(s, errors="coerce")
+        if getattr(v.dt, "tz", None) is not None:
+            v = v.dt.tz_convert("UTC").dt.tz_localize(None)
+        arr = v.to_numpy(dtype="datetime64[us]")
+        out = np.datetime_as_string(arr, unit="us").astype(object)
+        out[np.isnat(arr)] = "\\N"
+        return out
+    if kind in ("int", "float") or pd.api.types.is_numeric_dtype(s.dtype):
+        num = pd.to_numeric(s, errors="coerce")
+        if kind == "int":
+            num = num.astype("Int64")
+        out = num.astype(str).to_numpy(dtype=object)
+        out[num.isna().to_numpy()] = "\\N"
+        return out
+    codes, uniq = _distinct(s)
+    text = ["\\N" if v is None else v if type(v) is str else
+            v.isoformat() if hasattr(v, "isoformat") else str(v) for v in uniq.tolist()]
+    if any(ch in "".join(text[:-1]) for ch in "\\\t\n\r"):   # escape only when a value needs it
+        text = [t.translate(_COPY_ESCAPES) for t in text[:-1]] + ["\\N"]
+    return np.array(text, dtype=object)[codes]
+
+
+def _copy_text(df: pd.DataFrame, ds: Dataset, cols: list[str]) -> bytes:
+    """The rows of `df` as one COPY … FROM STDIN (text format) payload."""
+    kinds = {f.name: f.kind for f in ds.fields}
+    if df.empty or not cols:
+        return b""
+    columns = [_copy_column(df[c], kinds.get(c)).tolist() for c in cols]
+    return ("\n".join(map("\t".join, zip(*columns))) + "\n").encode("utf-8")
 
 
 def _now() -> datetime:
@@ -1393,6 +1429,7 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
         bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"{ds.label} {path.name}",
                    leave=False)
     plan = ctx = None
+    writer = None if preview or not PIPELINE else _Writer()
     try:
         _, summary.encoding, chunks = _open_chunks(read_as, path, prof, bar)
         header = next(chunks)
@@ -1415,7 +1452,10 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
                 _check_units(ds, plan, frame, ctx, prof, path)
                 first = False
             _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, lines, malformed, keys,
-                        ctx, prof, preview)
+                        ctx, prof, preview, writer)
+        if writer is not None:
+            writer.close()
+            writer = None
     except IngestError as exc:
         # what a mapping screen needs when the file stops (a unit to declare, a column to name)
         exc.header = summary.mapping and [m["column"] for m in summary.mapping]
@@ -1426,6 +1466,8 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
         finish("failed", f"{type(exc).__name__}: {exc}")
         raise
     finally:
+        if writer is not None:   # stopped early: let the chunk in flight end, keep the first error
+            writer.close(finish=False)
         if bar is not None:
             bar.close()
     if summary.rows_read == 0:
@@ -1573,8 +1615,46 @@ def _check_units(ds: Dataset, plan: ColumnPlan, frame: pd.DataFrame, ctx: ReadCo
             f"或在配置 units 中写 {f.name}: {alt.name}"))
 
 
+class _Writer:
+    """One chunk's transaction at a time, in a thread of its own, while the next chunk is read and
+    checked: the database's work (SQLite's pages, PostgreSQL's COPY and index upkeep in its own
+    process) overlaps ours. Chunks commit in file order; a failure is raised at the next submit
+    or at `close`, and nothing after it is written."""
+
+    def __init__(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-writer")
+        self.pending = None
+
+    def wait(self) -> None:
+        if self.pending is not None:
+            future, then = self.pending
+            self.pending = None
+            then(future.result())
+
+    def submit(self, commit, then) -> None:
+        import contextvars
+
+        self.wait()
+        self.pending = (self.pool.submit(contextvars.copy_context().run, commit), then)
+
+    def close(self, finish: bool = True) -> None:
+        try:
+            if finish:
+                self.wait()
+            elif self.pending is not None:
+                self.pending[0].cancel()
+                try:
+                    self.pending[0].result()
+                except Exception:  # noqa: BLE001 - already failing: the first error is the one raised
+                    pass
+        finally:
+            self.pool.shutdown(wait=True)
+
+
 def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, lines, malformed, keys,
-                ctx, prof, preview):
+                ctx, prof, preview, writer: "_Writer | None" = None):
     summary.rows_read += len(frame) + len(malformed)
     frame, map_reasons, map_details = _map_values(frame, prof, plan, ds)
     map_fields = list(prof.values) if prof is not None else []
@@ -1621,8 +1701,12 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
     if preview:
         _preview_chunk(eng, ds, summary, good_values, present, bad_rows, prof.corrections if prof else None)
     else:
-        now = _now()
-        with eng.begin() as conn:
+        def commit() -> Written:
+            now = _now()
+            with eng.begin() as conn:
+                return _commit_chunk(conn, now)
+
+        def _commit_chunk(conn, now) -> Written:
             if load is not None:
                 res = load(conn, ds, good_values, **_write_args(load, present=present, file_sha256=sha,
                                                                 corrections=prof.corrections if prof else None,
@@ -1650,11 +1734,19 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
                      "row_json": json.dumps(row, ensure_ascii=False, default=str), "quarantined_at": now}
                     for line, reason, detail, row in bad_rows
                 ])
-        summary.loaded += w.new
-        summary.updated += w.updated
-        summary.conflicts += w.conflicts
-        summary.older += w.older
-        summary.duplicates += len(good_values) - w.new - w.updated - w.conflicts - w.older
+            return w
+
+        def count(w: Written) -> None:
+            summary.loaded += w.new
+            summary.updated += w.updated
+            summary.conflicts += w.conflicts
+            summary.older += w.older
+            summary.duplicates += len(good_values) - w.new - w.updated - w.conflicts - w.older
+
+        if writer is None:
+            count(commit())
+        else:
+            writer.submit(commit, count)
     summary.quarantined += len(bad_rows)
     for _, reason, _, _ in bad_rows:
         for r in reason.split("; "):
