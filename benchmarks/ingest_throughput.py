@@ -110,6 +110,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--small", type=int, default=50_000, help="a second file: memory must not follow the size")
     ap.add_argument("--repeat", type=int, default=1, help="runs per measurement; the fastest is reported")
+    ap.add_argument("--no-write-stage", action="store_true", help="skip the COPY-only line (an older checkout)")
     ap.add_argument("--pg", default=os.environ.get("WORKBENCH_TEST_PG_URL"),
                     help="PostgreSQL URL (default: $WORKBENCH_TEST_PG_URL); skipped when absent")
     args = ap.parse_args()
@@ -162,7 +163,8 @@ def main() -> None:
     if args.pg:
         run("ours, PostgreSQL (workbench ingest)", "full", n, pg)
         run("ours, PostgreSQL, core only", "core", n, pg)
-        run("PostgreSQL write stage (COPY) only", "copy", n, pg)
+        if not args.no_write_stage:
+            run("PostgreSQL write stage (COPY) only", "copy", n, pg)
     print(f"ratio to pandas (SQLite): workbench ingest {ours['rows_per_s'] / pandas_r['rows_per_s']:.2f}, "
           f"core only {core['rows_per_s'] / pandas_r['rows_per_s']:.2f} (goal ≥ 0.5)")
     if args.pg:

@@ -1059,16 +1059,28 @@ def _insert_sqlite(conn: Connection, table: sa.Table, ds: Dataset, df: pd.DataFr
 
 
 def _insert_pg(conn: Connection, table: sa.Table, ds: Dataset, df: pd.DataFrame) -> int:
-    """COPY into a temporary staging table, then INSERT … ON CONFLICT DO NOTHING."""
+    """COPY straight into the table when none of the rows' keys is held (a first load: one pass, in
+    a savepoint); else COPY into a temporary staging table, then INSERT … ON CONFLICT DO NOTHING."""
+    import psycopg
+
     cols = [c.name for c in table.columns if c.name in df.columns]
     qcols = ", ".join(f'"{c}"' for c in cols)
     stage = f"_stage_{table.name}"
     cur = conn.connection.dbapi_connection.cursor()
+    payload = _copy_text(df, ds, cols)
+    cur.execute("SAVEPOINT wb_copy")
+    try:
+        with cur.copy(f'COPY "{table.name}" ({qcols}) FROM STDIN') as copy:
+            copy.write(payload)
+        cur.execute("RELEASE SAVEPOINT wb_copy")
+        return len(df)
+    except psycopg.errors.UniqueViolation:   # a key the hub holds (or one twice): the careful way
+        cur.execute("ROLLBACK TO SAVEPOINT wb_copy")
     cur.execute(f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table.name}" INCLUDING DEFAULTS) '
                 f"ON COMMIT DELETE ROWS")
     cur.execute(f'TRUNCATE "{stage}"')
     with cur.copy(f'COPY "{stage}" ({qcols}) FROM STDIN') as copy:
-        copy.write(_copy_text(df, ds, cols))
+        copy.write(payload)
     keys = ", ".join(f'"{k}"' for k in ds.key)
     cur.execute(f'INSERT INTO "{table.name}" ({qcols}) SELECT {qcols} FROM "{stage}" '
                 f"ON CONFLICT ({keys}) DO NOTHING")
