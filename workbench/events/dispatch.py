@@ -385,11 +385,28 @@ def address_key(address: pd.Series) -> pd.Series:
     return t.where(t.str.len() > 0)
 
 
+# what makes an address name one place rather than an area: a number (12号, 3栋) or a road,
+# lane, estate or village (a district or street name alone covers thousands of doors)
+_SPECIFIC = r"\d|路|街(?!道)|巷|弄|大道|小区|花园|苑|村|栋|广场|市场|学校|医院|公园|桥"
+
+
+def specific_address(address: pd.Series) -> pd.Series:
+    """Whether each address names a place narrower than its street or district."""
+    from workbench import geo
+
+    t = address.astype("string").str.normalize("NFKC")
+    for d in geo.DISTRICTS:   # a district's own name (醴陵市, 攸县) is no road
+        t = t.str.replace(d.name, "", regex=False)
+    t = t.str.replace(r"[^\s]*?街道(办事处)?|[^\s]*?[镇乡]", "", regex=True)
+    return t.str.contains(_SPECIFIC, regex=True, na=False)
+
+
 def find_address_duplicates(new: pd.DataFrame, known: pd.DataFrame | None, rules: CityRules) -> pd.Series:
     """For records without coordinates (a hotline's work orders): the earlier case of the same
     class at the same address (`address_key`) within `duplicate.window_hours` hours, itself not
     a duplicate. Call it for records whose address placed them to a street or district: an
-    address that names nothing known ("小区门口") says nothing about the place being the same."""
+    address that names nothing known ("小区门口") says nothing about the place being the same;
+    nor does one naming only a street or district ("芦淞区"): only a `specific_address` merges."""
     out = pd.Series(None, index=new.index, dtype=object)
     if new.empty or rules.duplicate_m <= 0 or rules.duplicate_hours <= 0:
         return out
@@ -402,7 +419,7 @@ def find_address_duplicates(new: pd.DataFrame, known: pd.DataFrame | None, rules
     n["_new"] = np.arange(len(n))
     pool = pd.concat([k, n], ignore_index=True)
     pool["_key"] = address_key(pool["address"])
-    pool = pool[pool["_key"].notna() & pool["ts"].notna()]
+    pool = pool[pool["_key"].notna() & pool["ts"].notna() & specific_address(pool["address"]).to_numpy()]
     pool["ts"] = pd.to_datetime(pool["ts"])
     probes = pool[pool["_new"] >= 0]
     if probes.empty:
@@ -420,4 +437,4 @@ def find_address_duplicates(new: pd.DataFrame, known: pd.DataFrame | None, rules
 
 __all__ = ["CITIES", "DEFAULT_CITY", "URGENT", "ROUTINE", "RulesError", "Rule", "CityRules", "load_rules", "route",
            "urgency", "is_workday", "add_working_hours", "working_hours_between", "deadlines", "find_duplicates",
-           "address_key", "find_address_duplicates"]
+           "address_key", "specific_address", "find_address_duplicates"]

@@ -332,12 +332,20 @@ def _no_location(v: pd.DataFrame) -> pd.Series:
 
 
 def _out_of_city(v: pd.DataFrame) -> pd.Series:
+    """Coordinates outside the city's bounds; or, for the reference city's own rules, no
+    coordinates and an address naming another city or province (长沙市…): not ours to place."""
+    rules = active_rules()
     has = v["lat"].notna() & v["lon"].notna()
-    return has & ~active_rules().in_bounds(v["lat"], v["lon"])
+    out = has & ~rules.in_bounds(v["lat"], v["lon"])
+    if rules.name == geo.CITY:
+        named = v["district"].isna() & v["address"].notna()
+        out |= ~has & named & geo.names_elsewhere(v["address"]).to_numpy()
+    return out
 
 
 def _where(v: pd.DataFrame) -> pd.Series:
-    return "纬度 " + v["lat"].astype(str) + "，经度 " + v["lon"].astype(str)
+    at = "纬度 " + v["lat"].astype(str) + "，经度 " + v["lon"].astype(str)
+    return at.where(v["lat"].notna() & v["lon"].notna(), "地址：" + v["address"].astype("string").fillna(""))
 
 
 def _in_future(v: pd.DataFrame) -> pd.Series:

@@ -135,7 +135,8 @@ def incident_points(events: pd.DataFrame, as_of, weights: RiskWeights = WEIGHTS)
     work order without coordinates), which `grid_risk` shares among the street's grids."""
     w = weights
     as_of = pd.Timestamp(as_of)
-    cols = ["event_id", "ts", "grid_id", "district", "street", "event_group", "event_class", "urgency", "source"]
+    cols = ["event_id", "ts", "grid_id", "district", "street", "lat", "lon", "event_group", "event_class",
+            "urgency", "source"]
     ev = pd.DataFrame(columns=cols) if events is None else events.copy()
     for c in cols:
         if c not in ev:
@@ -168,7 +169,9 @@ def grid_risk(grids: pd.DataFrame, sites: pd.DataFrame, hazards: pd.DataFrame, e
     states = lg.hazard_states(hazards, as_of, sites)
     hp = hazard_points(states, weights)
     ip = incident_points(events, as_of, weights)
-    street_ip = ip[ip["grid_id"].isna()] if len(ip) else ip
+    # placed only to their street: no grid and no coordinates (an event with coordinates but no
+    # grid is not spread over a street it may not be in)
+    street_ip = ip[ip["grid_id"].isna() & ~(ip["lat"].notna() & ip["lon"].notna())] if len(ip) else ip
     ip = ip[ip["grid_id"].notna()] if len(ip) else ip
 
     g = pd.DataFrame(columns=["grid_id", "district", "street", "lat", "lon", "population"]) if grids is None \

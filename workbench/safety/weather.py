@@ -344,7 +344,9 @@ def _bounds(w: pd.DataFrame, v: str, rules: QualityRules, daily: bool = False, f
     """Each row's plausible (low, high) for `v`, by its station and month (`_range`): a table of
     stations × months looked up by the rows' codes (`fact`: pd.factorize of station_id)."""
     codes, uniq = fact if fact is not None else pd.factorize(w["station_id"].astype(str))
-    month = w["ts"].dt.month.to_numpy()
+    # the month of the station's own calendar: a Beijing daily record for the 1st is stamped
+    # 16:00 UTC of the day before, which is still the previous month in UTC
+    month = w["ts"].dt.tz_localize("UTC").dt.tz_convert(rules.tz).dt.month.to_numpy()
     table = np.array([[_range(v, m, rules, str(s), daily) for m in range(1, 13)] for s in uniq], float)
     r = table.reshape(len(uniq), 12, 2)[codes, month - 1]
     return r[:, 0], r[:, 1]

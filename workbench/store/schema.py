@@ -294,7 +294,8 @@ _register(Dataset(
         Field("description", "str", "问题描述", False, ("问题描述", "描述", "内容", "诉求内容"), length=1024,
               free_text=True),
         *_geo(),
-        Field("address", "str", "地址", False, ("地址", "发生地址", "诉求地址", "事发地址"), length=256),
+        Field("address", "str", "地址", False, ("地址", "发生地址", "诉求地址", "事发地址"), length=256,
+              free_text=True),  # operators type callers' numbers into addresses too
         Field("status", "str", "状态", False, ("状态", "办理状态")),
         Field("department", "str", "责任部门", False, ("责任部门", "处置部门", "agency_responsible")),
         Field("urgency", "str", "紧急程度", False, ("紧急程度",), choices=("紧急", "一般")),

@@ -71,6 +71,8 @@ VALUE_LABELS: dict[str, dict[str, str]] = {
     "severity": {"critical": "严重", "warning": "警告", "info": "提示"},
     "violation_status": {"open": "待处理", "notified": "已通知", "rectified": "已整改", "verified": "已复核"},
     "weather_kind": {"observed": "实况", "forecast": "预报"},
+    "weather_resolution": {"hourly": "逐时", "daily": "日值"},
+    "loc_precision": {"point": "坐标点位", "street": "街道", "district": "区县", "city": "仅到全市"},
     "encoding": {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "gbk": "GBK", "gb18030": "GB18030", "gb2312": "GB2312"},
 }
 
@@ -79,6 +81,8 @@ CODED_COLUMNS: dict[tuple[str, str], str] = {
     ("*", "severity"): "severity",
     ("canteen_violations", "status"): "violation_status",
     ("weather", "kind"): "weather_kind",
+    ("weather", "resolution"): "weather_resolution",
+    ("*", "loc_precision"): "loc_precision",
     ("ingest_files", "status"): "ingest_status",
 }
 
