@@ -17,7 +17,7 @@ import pytest
 from workbench.store import hub, ingest, profiles, units
 from workbench.store.profiles import ProfileError
 from workbench.ui import hub_page
-from workbench.ui import hub_upload as hu
+from workbench.store import upload as hu
 
 HOURS = 24
 

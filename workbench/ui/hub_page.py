@@ -234,7 +234,7 @@ def _row_field(key: str, dataset: str | None):
     names = {f.name: f for f in ds.fields}
     if key in names:
         return names[key]
-    from workbench.ui.hub_upload import auto_field
+    from workbench.store.upload import auto_field
 
     return names.get(auto_field(dataset, key)[0])
 
@@ -412,7 +412,7 @@ def _bullets(title: str, items, tone: str = "") -> str:
 def summary_html(s) -> str:
     """An ingest summary (a preview or a load) as the page shows it: counts, conversions, columns
     kept with their rows, warnings, reasons, converted sample rows, the rows that would be quarantined."""
-    from workbench.ui import hub_upload as hu
+    from workbench.store import upload as hu
 
     f = hu.summary_frames(s)
     preview = s.preview is not None
@@ -459,11 +459,11 @@ UPLOAD_CSS = """<style>
 def upload_panel(dataset: str | None = None):
     """Upload a file, pick the dataset and a profile, preview what the hub would do, adjust the
     column mapping and the units, preview again, save the adjustment as a profile, load the file.
-    Everything it computes comes from workbench.ui.hub_upload and workbench.store.ingest."""
+    Everything it computes comes from workbench.store.upload and workbench.store.ingest."""
     import ipywidgets as widgets
 
     from workbench.store import ingest, profiles
-    from workbench.ui import hub_upload as hu
+    from workbench.store import upload as hu
 
     names = [n for _, n in dataset_options()]
     start = dataset if dataset in DATASETS else ("weather" if "weather" in names else names[0])
@@ -720,7 +720,7 @@ def upload_panel(dataset: str | None = None):
 
 def extras_table(dataset: str, limit: int = 50) -> str:
     """The newest records of a dataset that brought columns the hub has no field for."""
-    from workbench.ui import hub_upload as hu
+    from workbench.store import upload as hu
 
     rows, columns = hu.kept_extras(dataset, limit=limit)
     if rows.empty:
@@ -734,7 +734,7 @@ def extras_table(dataset: str, limit: int = 50) -> str:
 
 def corrections_table(dataset: str, limit: int = 50) -> str:
     """The newest corrections of a dataset: which record, when, from which file, old → new."""
-    from workbench.ui import hub_upload as hu
+    from workbench.store import upload as hu
 
     rows = hu.recent_corrections(dataset, limit=limit)
     if rows.empty:
@@ -749,7 +749,7 @@ def kept_panel(dataset: str | None = None, limit: int = 50):
     (kept with their record, queryable) and the corrections with the values they replaced."""
     import ipywidgets as widgets
 
-    from workbench.ui import hub_upload as hu
+    from workbench.store import upload as hu
 
     counts = hu.kept_counts()
     if counts.empty:
