@@ -233,3 +233,22 @@ def test_text_with_tabs_newlines_and_backslashes_round_trips(hub_engine, tmp_pat
     assert df.loc["M01", "name"] == "建设\\农贸\t市场" and df.loc["M01", "street"] == "第一行\n第二行"
     assert df.loc["M02", "name"] == "\\N" and pd.isna(df.loc["M02", "street"]) and pd.isna(df.loc["M02", "lat"])
     assert df.loc["M01", "stall_count"] == 45 and pd.isna(df.loc["M02", "stall_count"])
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_line_numbers_count_line_breaks_inside_quoted_cells(hub_engine, tmp_path, monkeypatch, newline):
+    monkeypatch.setattr(ingest, "CHUNK_ROWS", 3)   # several chunks, read by csv.reader in batches
+    rows = ["市场编号,市场名称,街道,摊位数"] + [f"F{i:02d},菜场{i},,{i}" for i in range(30)] + [   # past the header scan
+            'M01,"建设\r\n农贸市场","一\n二\n三",1',   # ends on line 5
+            "",                                          # line 6: blank
+            "M02,月塘农贸市场,,x",                        # line 7: bad
+            'M03,"田心\n市场",,3',                         # lines 8-9
+            "M04,栗雨农贸市场,,4,多",                      # line 10: one field too many
+            ",,,",                                       # line 11: blank cells
+            "M05,白关农贸市场,,y"]                        # line 12: bad
+    text = newline.join(rows) + newline
+    s = ingest_file("markets", write(tmp_path / "m.csv", text), hub_engine)
+    assert (s.rows_read, s.loaded, s.quarantined) == (35, 32, 3)
+    q = quarantined(hub_engine, "markets")
+    assert list(q["line"]) == [37, 40, 42]   # the lines noted above, after 30 filler rows
+    assert list(q["reason"]) == ["摊位数不是整数", "字段数与表头不符", "摊位数不是整数"]
