@@ -252,3 +252,53 @@ def test_line_numbers_count_line_breaks_inside_quoted_cells(hub_engine, tmp_path
     q = quarantined(hub_engine, "markets")
     assert list(q["line"]) == [37, 40, 42]   # the lines noted above, after 30 filler rows
     assert list(q["reason"]) == ["摊位数不是整数", "字段数与表头不符", "摊位数不是整数"]
+
+
+HOTLINE = ("工单编号,来电时间,诉求类型,诉求内容,诉求人,联系电话,手机号码,备注,纬度,经度\n"
+           "W1,2026-01-05 08:00,施工噪音,夜间施工,王小明,13812345678,+86 139 0000 1111,身份证430202199001011234,27.8,113.1\n"
+           "W2,不是时间,施工噪音,夜间施工,李四,13812345678,13900001111,回电0731-28881234,27.8,113.1\n")
+
+
+def test_unknown_columns_never_keep_numbers_in_clear(hub_engine, tmp_path):
+    s = ingest_file("city_events", write(tmp_path / "e.csv", HOTLINE), hub_engine)
+    assert (s.loaded, s.quarantined) == (1, 1) and s.unknown_columns == ["手机号码", "备注"]
+    ex = ingest.extras("city_events", eng=hub_engine).set_index("event_id")
+    assert ex.loc["W1", "手机号码"] == "139****1111" and ex.loc["W1", "备注"] == "身份证430202********1234"
+    kept = hub.query("select row_key, field, value from personal_data where dataset = 'city_events'", eng=hub_engine)
+    kept = dict(zip(kept["field"], kept["value"]))
+    assert kept["extra:手机号码"] == "+86 139 0000 1111" and kept["extra:备注"] == "身份证430202199001011234"
+    # the quarantined row: every cell with a number masked, mapped or not
+    row = json.loads(quarantined(hub_engine, "city_events").loc[0, "row_json"])
+    assert row["手机号码"] == "139****1111" and row["备注"] == "回电0731****1234" and row["诉求人"] == "李*"
+    q = hub.query("select field, value from personal_data where dataset = 'quarantine'", eng=hub_engine)
+    assert dict(zip(q["field"], q["value"]))["备注"] == "回电0731-28881234"
+
+
+def test_preview_shows_the_caller_masked(hub_engine, tmp_path):
+    s = ingest_file("city_events", write(tmp_path / "e.csv", HOTLINE), hub_engine, preview=True)
+    sample = s.preview.sample[0]
+    assert sample["诉求人"] == "王**" and sample["联系电话"] == "138****5678"
+    assert "13812345678" not in json.dumps(s.preview.quarantine_sample, ensure_ascii=False)
+
+
+def test_mask_quarantined_for_records_that_come_without_a_file():
+    rows, kept = ingest.mask_quarantined([{"工单编号": "W9", "诉求人": "王小明", "联系电话": "13812345678",
+                                           "诉求内容": "请回电8613812345678"}], "city_events")
+    assert rows == [{"工单编号": "W9", "诉求人": "王**", "联系电话": "138****5678", "诉求内容": "请回电138****5678"}]
+    assert kept == [{"诉求人": "王小明", "联系电话": "13812345678", "诉求内容": "请回电8613812345678"}]
+
+
+def test_phone_masks_with_country_code_and_short_numbers():
+    from workbench import privacy
+
+    assert privacy.mask_text("+8613812341234 / 86 138 1234 1234") == "138****1234 / 138****1234"
+    assert privacy.mask_phone("22334455") == "****4455"            # 4 of 8 digits shown, not 7
+    assert privacy.mask_phone("0731-28881234") == "0731****1234"
+
+
+def test_a_saved_profile_cannot_shadow_a_shipped_one(hub_engine):
+    p = profiles.load("nycflights13_weather")
+    with pytest.raises(profiles.ProfileError, match="随系统提供"):
+        profiles.save(p)
+    p.name = "nycflights13_weather_copy"
+    assert profiles.save(p).name == "nycflights13_weather_copy.yaml"

@@ -327,3 +327,15 @@ def test_unusable_profiles_stop_before_reading(hub_engine, tmp_path, yaml_text, 
         ingest_file("weather", write(tmp_path / "w.csv", WX_UNITS), hub_engine, profile=str(prof))
     assert problem in err.value.problem and "w.csv" in str(err.value)
     assert hub.read("weather", eng=hub_engine).empty
+
+
+def test_fraction_and_knots_are_converted(hub_engine, tmp_path):
+    text = ("站点编号,观测时间,相对湿度(fraction),风速(kt),气温(K)\n"
+            "K01,2026-01-05 08:00,0.85,10,273.15\n"
+            "K01,2026-01-05 09:00,0.5,0,283.15\n")
+    s = ingest_file("weather", write(tmp_path / "w.csv", text), hub_engine)
+    assert s.loaded == 2 and len(s.conversions) == 3
+    df = weather(hub_engine)
+    assert df["humidity"].tolist() == pytest.approx([85.0, 50.0])
+    assert df["wind_speed"].tolist() == pytest.approx([5.14444, 0.0])
+    assert df["temperature"].tolist() == pytest.approx([0.0, 10.0])

@@ -16,7 +16,7 @@ import pandas as pd
 
 # a mainland mobile number (11 digits from 1[3-9]), not inside a longer run of digits; an
 # 18-character resident ID number (17 digits + digit or X); a 15-digit old-style ID number
-_MOBILE = r"(?<!\d)(1[3-9]\d)[ -]?(\d{4})[ -]?(\d{4})(?!\d)"
+_MOBILE = r"(?<![\d+])(?:\+?86[ -]?)?(1[3-9]\d)[ -]?(\d{4})[ -]?(\d{4})(?!\d)"   # +86 / 86 prefix too
 _ID18 = r"(?<![\dXx])(\d{6})(\d{8})(\d{3}[\dXx])(?![\dXx])"
 _ID15 = r"(?<!\d)(\d{6})(\d{6})(\d{3})(?!\d)"
 _LANDLINE = r"(?<!\d)(0\d{2,3})-?(\d{3,4})(\d{4})(?!\d)"
@@ -25,15 +25,20 @@ _ANY = re.compile(re.sub(r"\((?!\?)", "(?:", PHONE_OR_ID.pattern))  # the same, 
 
 
 def mask_phone(value) -> str | None:
-    """138****1234; a landline 0731-****1234; anything shorter: all but the last 2 masked."""
+    """138****1234 (a +86 prefix dropped); a landline with its area code 0731****1234; a shorter
+    number (a local 8-digit one) keeps only its last 4 digits: ****4455."""
     if value is None or value != value:
         return None
     digits = re.sub(r"\D", "", str(value))
+    if len(digits) == 13 and digits.startswith("861"):
+        digits = digits[2:]
     if len(digits) == 11 and digits.startswith("1"):
         return f"{digits[:3]}****{digits[-4:]}"
-    if len(digits) >= 7:
-        return f"{digits[:len(digits) - 8] or digits[:3]}****{digits[-4:]}"
-    return "*" * max(len(digits) - 2, 1) + digits[-2:] if digits else "****"
+    if len(digits) >= 11:   # area code + local number
+        return f"{digits[:len(digits) - 8]}****{digits[-4:]}"
+    if len(digits) >= 5:
+        return f"****{digits[-4:]}"
+    return "*" * max(len(digits) - 1, 1) + digits[-1:] if digits else "****"
 
 
 def mask_id_number(value) -> str | None:

@@ -1304,13 +1304,24 @@ def keep_extras(conn: Connection, ds: Dataset, key: pd.Series, extras: pd.DataFr
     if extras is None or extras.empty:
         return 0
     now = _now()
+    # a column the hub does not know may hold a phone or an ID number (手机号码, 备注): masked here,
+    # the original kept in the protected table as field "extra:<column>"
+    masked, originals = {}, []
+    for c in extras.columns:
+        m, has = privacy.mask_text_series(extras[c])
+        masked[c] = m.to_numpy(dtype=object)
+        if has.any():
+            originals += [{"dataset": ds.name, "row_key": key[i], "field": f"extra:{c}"[:64], "value": str(v)[:1024],
+                           "file_sha256": sha, "stored_at": now} for i, v in extras[c][has].items()]
     rows = []
-    for (i, k), line in zip(key.items(), lines):
-        data = {c: v for c, v in extras.loc[i].items() if v not in ("", None)}
+    names = list(masked)
+    for k, line, cells in zip(key.tolist(), lines, zip(*masked.values())):
+        data = {c: v for c, v in zip(names, cells) if v not in ("", None) and v == v}
         if data:
             rows.append({"dataset": ds.name, "row_key": k, "data": json.dumps(data, ensure_ascii=False),
                          "file_sha256": sha, "line": int(line), "updated_at": now})
     _upsert(conn, row_extras, rows, ["dataset", "row_key"], ["data", "file_sha256", "line", "updated_at"])
+    _upsert(conn, personal_data, originals, ["dataset", "row_key", "field"], ["value", "file_sha256", "stored_at"])
     return len(rows)
 
 
@@ -1784,20 +1795,49 @@ def _mask_quarantined(bad_rows: list, private: dict) -> tuple[list, list]:
     """Quarantined rows with their personal cells masked, and those cells' originals
     (line, column, text) for the protected table (personal_data, dataset "quarantine", row_key
     [dataset, file sha256, line]): the row stays whole for those allowed to see it."""
-    if not private or not bad_rows:
+    if not bad_rows:
         return bad_rows, []
     out, apart = [], []
     for line, reason, detail, row in bad_rows:
-        masked = dict(row)
-        for column, mask in private.items():
-            v = row.get(column)
-            if v not in (None, ""):
-                m = mask(v)
-                if m != v:
-                    masked[column] = m
-                    apart.append((line, column, v))
+        masked, originals = _mask_row(row, private)
+        apart += [(line, c, v) for c, v in originals.items()]
         out.append((line, reason, detail, masked))
     return out, apart
+
+
+def _mask_row(row: dict, private: dict) -> tuple[dict, dict]:
+    """A row as a file had it, with personal cells masked by their field's mask and phone or ID
+    numbers in every other cell masked (privacy.mask_text); and the originals of what changed."""
+    masked, originals = dict(row), {}
+    for column, v in row.items():
+        if not isinstance(v, str) or not v:
+            continue
+        m = private.get(column, privacy.mask_text)(v)
+        if m != v:
+            masked[column], originals[column] = m, v
+    return masked, originals
+
+
+def mask_quarantined(rows: list[dict], dataset: str, profile: Profile | None = None) -> tuple[list[dict], list[dict]]:
+    """Rows as a source sent them (column → text), made fit for the quarantine table: cells of
+    columns that name a personal field masked by its mask, phone and ID numbers in any other cell
+    masked. Returns the masked rows and, per row, the originals of the cells that changed
+    ({column: text}), which belong in personal_data (dataset "quarantine"), as ingest_file keeps them."""
+    ds = DATASETS[dataset]
+    read_as = _read_as(dataset)
+    hmap = _header_map(read_as, profile)
+    fields = {f.name: f for f in read_as.fields} | {f.name: f for f in ds.fields}
+    out, kept = [], []
+    for row in rows:
+        private = {}
+        for column in row:
+            f = fields.get(_match_header(hmap, column)[0] or "")
+            if f is not None and f.personal:
+                private[column] = privacy.MASKS.get(f.name, privacy.mask_name)
+        masked, originals = _mask_row(row, private)
+        out.append(masked)
+        kept.append(originals)
+    return out, kept
 
 
 def _takes(fn, *names: str) -> set[str]:
@@ -1872,9 +1912,10 @@ def _preview_chunk(eng, ds, summary, good_values, present, bad_rows, corrections
     summary.older += int((state == "older").sum())
     summary.duplicates += int((state == "same").sum())
     pv = summary.preview
-    for _, r in good_values.head(5 - len(pv.sample)).iterrows():
-        pv.sample.append({f.label: _shown(r[f.name], f) for f in ds.fields
-                          if f.name in present or not _blank(r[f.name])})
+    for _, r in good_values.head(5 - len(pv.sample)).iterrows():   # the caller shown masked, as everywhere
+        pv.sample.append({f.label: (privacy.MASKS.get(f.name, privacy.mask_name)(_shown(r[f.name], f))
+                                    if f.personal and not _blank(r[f.name]) else _shown(r[f.name], f))
+                          for f in ds.fields if f.name in present or not _blank(r[f.name])})
     if len(pv.quarantine_sample) < 5:
         for line, reason, detail, row in bad_rows[:5 - len(pv.quarantine_sample)]:
             pv.quarantine_sample.append({"行号": line, "原因": reason, "说明": detail or "", **row})

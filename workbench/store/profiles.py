@@ -161,6 +161,8 @@ def save(p: Profile) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9_\-\u4e00-\u9fff]{1,64}", p.name or ""):
         raise ProfileError(f"配置名称“{p.name}”只能含字母、数字、下划线、连字符或汉字（至多 64 个）")
     _check(p, p.name)
+    if (SHIPPED / f"{p.name}.yaml").is_file():
+        raise ProfileError(f"“{p.name}”是随系统提供的配置，不能覆盖；请另取一个名称")
     folder = saved_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{p.name}.yaml"
