@@ -721,57 +721,77 @@ def validate(ds: Dataset, df: pd.DataFrame, ctx: ReadContext | None = None
                 add[mask] = detail if isinstance(detail, str) else np.asarray(detail, dtype=object)[mask]
                 said = _join(said, add)
 
-        raw = orig.astype("string")
-        wide = ~raw.str.isascii().fillna(True)
-        if wide.any():  # full-width digits and letters, ideographic spaces
-            if f.kind == "str":   # text keeps its Chinese punctuation (，（：); only ０-９ Ａ-Ｚ ａ-ｚ become ASCII
-                raw = raw.where(~wide, raw[wide].str.translate(_FULL_WIDTH_ALNUM))
-            else:
-                raw = raw.where(~wide, raw[wide].str.normalize("NFKC"))
-        raw = raw.str.strip()
-        lower = raw.str.lower()
-        missing = raw.isna() | (raw == "") if f.kind == "str" else raw.isna() | lower.isin(_MISSING)
-        if f.criterion:   # "≥50%" → 50; a qualitative standard ("阴性") has no number
-            raw = raw.str.replace(r"^\s*(?:[≥≤><]=?|不[大小]于|不超过|不低于)\s*", "", regex=True)
-            qualitative = ~missing & ~raw.str.contains(r"^[\d.]+\s*\S{0,8}$", regex=True, na=False)
-            missing |= qualitative
-            raw = raw.str.replace(r"^([\d.]+)\s*\S{0,8}$", r"\1", regex=True)
-        shown = f"{f.label}: '" + orig.astype("string").fillna("").str.slice(0, 40) + "'"
-        trouble = None
-        if f.kind == "ts":
-            value, trouble = parse_local_times(raw.where(~missing), ctx.tz, ambiguous=ctx.ambiguous,
-                                               nonexistent=ctx.nonexistent, fmt=ctx.date_format)
-            bad = raw.where(~missing).notna() & value.isna() & (trouble == "")
-            for problem in (AMBIGUOUS_TIME, NONEXISTENT_TIME):
-                flag(trouble == problem, problem,
-                     (f"{f.label}: '" + raw.fillna("") + f"'（{ctx.tz or config.TZ}）").to_numpy(dtype=object))
+        if f.kind == "str" and not f.refers:   # plain text: in Python over the distinct values, no Series work
+            text = []
+            for v in orig.tolist():
+                if v is None:
+                    text.append(None)
+                    continue
+                s = v if type(v) is str else str(v)
+                if not s.isascii():   # text keeps its Chinese punctuation; ０-９ Ａ-Ｚ ａ-ｚ become ASCII
+                    s = s.translate(_FULL_WIDTH_ALNUM)
+                text.append(s.strip() or None)
+            value = pd.Series(text, dtype=object)
+            malformed[f.name] = np.zeros(len(df), dtype=bool)
+            if f.choices:
+                allowed = set(f.choices)
+                flag(np.array([t is not None and t not in allowed for t in text], dtype=bool),
+                     f"{f.label}取值不在 {'/'.join(f.choices)} 之中",
+                     np.array([f"{f.label}: '{'' if t is None else t}'" for t in text], dtype=object))
+            flag(np.array([t is not None and len(t) > f.length for t in text], dtype=bool),
+                 f"{f.label}超过 {f.length} 个字符")
         else:
-            value, bad = _convert(f, raw.where(~missing))
-        bad_u = (bad & ~missing).to_numpy(dtype=bool)
-        flag(bad_u, _bad_text(f), shown.to_numpy(dtype=object))
-        if trouble is not None:   # a time the policy leaves unplaced is reported, not "missing" too
-            bad_u = bad_u | (trouble != "").to_numpy(dtype=bool)
-        malformed[f.name] = bad_u[codes]
-        if f.name in ctx.bad_units:
-            column, unit_text = ctx.bad_units[f.name]
-            flag(value.notna(), "单位无法识别", f"列“{column}”的单位“{unit_text}”")
-            value = value.where(value.isna())
-        elif f.kind in ("int", "float") and f.name in ctx.units and f.unit:
-            value = units.convert(value, ctx.units[f.name], units.of_field(f.unit))
-        if f.kind in ("int", "float"):
-            num = f"{f.label}: " + value.round(3).astype(str)
-            if f.min is not None:
-                flag(value < f.min, f"{f.label}小于下限 {f.min:g}", num.to_numpy(dtype=object))
-            if f.max is not None:
-                flag(value > f.max, f"{f.label}超出上限 {f.max:g}", num.to_numpy(dtype=object))
-        if f.refers and ctx.refs is not None:
-            value, refused, refused_detail = ctx.refs.resolve_detailed(f, value)
-            flag(refused != "", refused.to_numpy(dtype=object), refused_detail.to_numpy(dtype=object))
-        if f.choices:
-            flag(value.notna() & ~value.isin(f.choices), f"{f.label}取值不在 {'/'.join(f.choices)} 之中",
-                 (f"{f.label}: '" + value.astype("string").fillna("") + "'").to_numpy(dtype=object))
-        if f.kind == "str":
-            flag(value.str.len() > f.length, f"{f.label}超过 {f.length} 个字符")
+            raw = orig.astype("string")
+            wide = ~raw.str.isascii().fillna(True)
+            if wide.any():  # full-width digits and letters, ideographic spaces
+                if f.kind == "str":   # text keeps its Chinese punctuation (，（：); only ０-９ Ａ-Ｚ ａ-ｚ become ASCII
+                    raw = raw.where(~wide, raw[wide].str.translate(_FULL_WIDTH_ALNUM))
+                else:
+                    raw = raw.where(~wide, raw[wide].str.normalize("NFKC"))
+            raw = raw.str.strip()
+            lower = raw.str.lower()
+            missing = raw.isna() | (raw == "") if f.kind == "str" else raw.isna() | lower.isin(_MISSING)
+            if f.criterion:   # "≥50%" → 50; a qualitative standard ("阴性") has no number
+                raw = raw.str.replace(r"^\s*(?:[≥≤><]=?|不[大小]于|不超过|不低于)\s*", "", regex=True)
+                qualitative = ~missing & ~raw.str.contains(r"^[\d.]+\s*\S{0,8}$", regex=True, na=False)
+                missing |= qualitative
+                raw = raw.str.replace(r"^([\d.]+)\s*\S{0,8}$", r"\1", regex=True)
+            shown = f"{f.label}: '" + orig.astype("string").fillna("").str.slice(0, 40) + "'"
+            trouble = None
+            if f.kind == "ts":
+                value, trouble = parse_local_times(raw.where(~missing), ctx.tz, ambiguous=ctx.ambiguous,
+                                                   nonexistent=ctx.nonexistent, fmt=ctx.date_format)
+                bad = raw.where(~missing).notna() & value.isna() & (trouble == "")
+                for problem in (AMBIGUOUS_TIME, NONEXISTENT_TIME):
+                    flag(trouble == problem, problem,
+                         (f"{f.label}: '" + raw.fillna("") + f"'（{ctx.tz or config.TZ}）").to_numpy(dtype=object))
+            else:
+                value, bad = _convert(f, raw.where(~missing))
+            bad_u = (bad & ~missing).to_numpy(dtype=bool)
+            flag(bad_u, _bad_text(f), shown.to_numpy(dtype=object))
+            if trouble is not None:   # a time the policy leaves unplaced is reported, not "missing" too
+                bad_u = bad_u | (trouble != "").to_numpy(dtype=bool)
+            malformed[f.name] = bad_u[codes]
+            if f.name in ctx.bad_units:
+                column, unit_text = ctx.bad_units[f.name]
+                flag(value.notna(), "单位无法识别", f"列“{column}”的单位“{unit_text}”")
+                value = value.where(value.isna())
+            elif f.kind in ("int", "float") and f.name in ctx.units and f.unit:
+                value = units.convert(value, ctx.units[f.name], units.of_field(f.unit))
+            if f.kind in ("int", "float"):
+                num = f"{f.label}: " + value.round(3).astype(str)
+                if f.min is not None:
+                    flag(value < f.min, f"{f.label}小于下限 {f.min:g}", num.to_numpy(dtype=object))
+                if f.max is not None:
+                    flag(value > f.max, f"{f.label}超出上限 {f.max:g}", num.to_numpy(dtype=object))
+            if f.refers and ctx.refs is not None:
+                value, refused, refused_detail = ctx.refs.resolve_detailed(f, value)
+                flag(refused != "", refused.to_numpy(dtype=object), refused_detail.to_numpy(dtype=object))
+            if f.choices:
+                flag(value.notna() & ~value.isin(f.choices), f"{f.label}取值不在 {'/'.join(f.choices)} 之中",
+                     (f"{f.label}: '" + value.astype("string").fillna("") + "'").to_numpy(dtype=object))
+            if f.kind == "str":
+                flag(value.str.len() > f.length, f"{f.label}超过 {f.length} 个字符")
         # spread to the rows
         values = value.to_numpy()
         if values.dtype == object:
