@@ -31,7 +31,6 @@ quarantined with the closest registry names); the market adds no second reason f
 from __future__ import annotations
 
 import contextvars
-import hashlib
 import re
 import time
 import unicodedata
@@ -46,8 +45,6 @@ from workbench.market import catalog
 from workbench.store.schema import RowCheck
 
 _ENGINE = contextvars.ContextVar("market_registry_engine", default=None)
-# what the loader's prepare saw of the chunk being loaded: its columns and the file's hash
-_CHUNK = contextvars.ContextVar("market_chunk", default=None)
 
 RESULT_CONTRADICTS = "检测结果与检测值、判定限值不符"
 UNREADABLE_CRITERION = "判定标准无法识别"
@@ -329,17 +326,6 @@ CHECKS = (
 
 # ------------------------------------------------------------------ the loader (registered with the hub)
 
-def _sha256(path) -> str | None:
-    try:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
-    except OSError:
-        return None
-
-
 class TestLoader:
     """The hub's loader of `rapid_tests` (department.py), so `workbench ingest rapid_tests`,
     `workbench market ingest` and the drop folder agree.
@@ -356,23 +342,16 @@ class TestLoader:
 
     __test__ = False  # not a pytest class
 
-    def prepare(self, frame: pd.DataFrame, path) -> pd.DataFrame:
-        frame = resolve_stalls(frame)
-        try:
-            st = Path(path).stat()
-            sig = (str(path), st.st_size, st.st_mtime_ns)
-        except OSError:
-            sig = (str(path), None, None)
-        held = _CHUNK.get()
-        sha = held["sha"] if held and held.get("sig") == sig else _sha256(path)
-        _CHUNK.set({"sig": sig, "sha": sha, "present": set(frame.columns)})
-        return frame
+    def prepare(self, frame: pd.DataFrame, path, ctx=None) -> pd.DataFrame:
+        """Stall numbers → stall ids against the registries of the hub being loaded (`ctx.refs.eng`,
+        which the row checks of this chunk read too: UNKNOWN_STALL, run right after)."""
+        eng = getattr(getattr(ctx, "refs", None), "eng", None)
+        if eng is not None:
+            _ENGINE.set(eng)
+        return resolve_stalls(frame, eng)
 
     def __call__(self, conn, ds, frame: pd.DataFrame, *, present=None, file_sha256=None, corrections=None):
-        noted = _CHUNK.get() or {}
-        return load_tests(conn, ds, frame,
-                          present=present if present is not None else noted.get("present"),
-                          file_sha256=file_sha256 or noted.get("sha"), corrections=corrections)
+        return load_tests(conn, ds, frame, present=present, file_sha256=file_sha256, corrections=corrections)
 
 
 LOADER = TestLoader()
