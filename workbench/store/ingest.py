@@ -716,6 +716,8 @@ def validate(ds: Dataset, df: pd.DataFrame, ctx: ReadContext | None = None
             add = np.full(m, "", dtype=object)
             add[mask] = text[mask] if isinstance(text, np.ndarray) else text
             why = _join(why, add)
+            if callable(detail):   # details are built only for the values that need them
+                detail = detail()
             if detail is not None:
                 add = np.full(m, "", dtype=object)
                 add[mask] = detail if isinstance(detail, str) else np.asarray(detail, dtype=object)[mask]
@@ -756,7 +758,8 @@ def validate(ds: Dataset, df: pd.DataFrame, ctx: ReadContext | None = None
                 qualitative = ~missing & ~raw.str.contains(r"^[\d.]+\s*\S{0,8}$", regex=True, na=False)
                 missing |= qualitative
                 raw = raw.str.replace(r"^([\d.]+)\s*\S{0,8}$", r"\1", regex=True)
-            shown = f"{f.label}: '" + orig.astype("string").fillna("").str.slice(0, 40) + "'"
+            def shown():
+                return (f"{f.label}: '" + orig.astype("string").fillna("").str.slice(0, 40) + "'").to_numpy(dtype=object)
             trouble = None
             if f.kind == "ts":
                 value, trouble = parse_local_times(raw.where(~missing), ctx.tz, ambiguous=ctx.ambiguous,
@@ -764,11 +767,11 @@ def validate(ds: Dataset, df: pd.DataFrame, ctx: ReadContext | None = None
                 bad = raw.where(~missing).notna() & value.isna() & (trouble == "")
                 for problem in (AMBIGUOUS_TIME, NONEXISTENT_TIME):
                     flag(trouble == problem, problem,
-                         (f"{f.label}: '" + raw.fillna("") + f"'（{ctx.tz or config.TZ}）").to_numpy(dtype=object))
+                         lambda: (f"{f.label}: '" + raw.fillna("") + f"'（{ctx.tz or config.TZ}）").to_numpy(dtype=object))
             else:
                 value, bad = _convert(f, raw.where(~missing))
             bad_u = (bad & ~missing).to_numpy(dtype=bool)
-            flag(bad_u, _bad_text(f), shown.to_numpy(dtype=object))
+            flag(bad_u, _bad_text(f), shown)
             if trouble is not None:   # a time the policy leaves unplaced is reported, not "missing" too
                 bad_u = bad_u | (trouble != "").to_numpy(dtype=bool)
             malformed[f.name] = bad_u[codes]
@@ -779,17 +782,19 @@ def validate(ds: Dataset, df: pd.DataFrame, ctx: ReadContext | None = None
             elif f.kind in ("int", "float") and f.name in ctx.units and f.unit:
                 value = units.convert(value, ctx.units[f.name], units.of_field(f.unit))
             if f.kind in ("int", "float"):
-                num = f"{f.label}: " + value.round(3).astype(str)
+                def num(value=value):
+                    return (f"{f.label}: " + value.round(3).astype(str)).to_numpy(dtype=object)
+
                 if f.min is not None:
-                    flag(value < f.min, f"{f.label}小于下限 {f.min:g}", num.to_numpy(dtype=object))
+                    flag(value < f.min, f"{f.label}小于下限 {f.min:g}", num)
                 if f.max is not None:
-                    flag(value > f.max, f"{f.label}超出上限 {f.max:g}", num.to_numpy(dtype=object))
+                    flag(value > f.max, f"{f.label}超出上限 {f.max:g}", num)
             if f.refers and ctx.refs is not None:
                 value, refused, refused_detail = ctx.refs.resolve_detailed(f, value)
                 flag(refused != "", refused.to_numpy(dtype=object), refused_detail.to_numpy(dtype=object))
             if f.choices:
                 flag(value.notna() & ~value.isin(f.choices), f"{f.label}取值不在 {'/'.join(f.choices)} 之中",
-                     (f"{f.label}: '" + value.astype("string").fillna("") + "'").to_numpy(dtype=object))
+                     lambda value=value: (f"{f.label}: '" + value.astype("string").fillna("") + "'").to_numpy(dtype=object))
             if f.kind == "str":
                 flag(value.str.len() > f.length, f"{f.label}超过 {f.length} 个字符")
         # spread to the rows
