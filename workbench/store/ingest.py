@@ -1064,10 +1064,19 @@ def _insert_sqlite(conn: Connection, table: sa.Table, ds: Dataset, df: pd.DataFr
     data = {}
     for c in cols:
         col = df[c]
-        if kinds.get(c) == "ts":
-            col = pd.to_datetime(col).dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+        if kinds.get(c) == "ts":   # SQLAlchemy's SQLite DATETIME text: 2025-01-01 08:11:00.000000
+            stamps = pd.to_datetime(col)
+            if getattr(stamps.dt, "tz", None) is not None:
+                stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
+            when = stamps.to_numpy(dtype="datetime64[us]")
+            text = np.char.replace(np.datetime_as_string(when, unit="us"), "T", " ").astype(object)
+            text[np.isnat(when)] = None
+            data[c] = text
+            continue
         elif kinds.get(c) == "date":
-            col = col.astype(object).map(lambda d: None if d is None or d != d else d.isoformat())
+            codes, uniq = _distinct(col)
+            col = pd.Series(np.array([None if _blank(d) else d.isoformat() if hasattr(d, "isoformat") else str(d)
+                                      for d in uniq.tolist()], dtype=object)[codes], dtype=object)
         elif kinds.get(c) == "int":
             col = col.astype("Int64")
         arr = col.astype(object).to_numpy(copy=True)
