@@ -302,3 +302,12 @@ def test_a_saved_profile_cannot_shadow_a_shipped_one(hub_engine):
         profiles.save(p)
     p.name = "nycflights13_weather_copy"
     assert profiles.save(p).name == "nycflights13_weather_copy.yaml"
+
+
+def test_keep_quarantined_writes_what_ingest_file_writes(hub_engine):
+    rows, kept = ingest.mask_quarantined([{"工单编号": "W9", "联系电话": "13812345678"}], "city_events")
+    with hub_engine.begin() as conn:
+        assert ingest.keep_quarantined(conn, "city_events", "mqtt-abc", [7], kept) == 1
+    got = hub.query("select row_key, field, value from personal_data where dataset = 'quarantine'", eng=hub_engine)
+    assert got.to_dict("records") == [{"row_key": '["city_events", "mqtt-abc", 7]', "field": "联系电话",
+                                       "value": "13812345678"}]

@@ -1779,11 +1779,10 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
                 if personal:
                     keep_personal(conn, ds, key_text, {n: s[good] for n, s in personal.items()}, sha)
             if kept_apart:   # the quarantined rows' personal cells, whole, in the protected table
-                _upsert(conn, personal_data, [
-                    {"dataset": "quarantine", "row_key": json.dumps([ds.name, sha, line], ensure_ascii=False),
-                     "field": column[:64], "value": str(v)[:1024], "file_sha256": sha, "stored_at": now}
-                    for line, column, v in kept_apart], ["dataset", "row_key", "field"],
-                    ["value", "file_sha256", "stored_at"])
+                by_line: dict[int, dict] = {}
+                for line, column, v in kept_apart:
+                    by_line.setdefault(line, {})[column] = v
+                keep_quarantined(conn, ds.name, sha, list(by_line), list(by_line.values()), now)
             if bad_rows:
                 conn.execute(quarantine.insert(), [
                     {"dataset": ds.name, "file_sha256": sha, "filename": path.name, "line": line,
@@ -1850,6 +1849,19 @@ def _mask_row(row: dict, private: dict) -> tuple[dict, dict]:
         if m != v:
             masked[column], originals[column] = m, v
     return masked, originals
+
+
+def keep_quarantined(conn: Connection, dataset: str, sha256: str, lines, originals_per_row: list[dict],
+                     now: datetime | None = None) -> int:
+    """The originals of the cells `mask_quarantined` masked, in the protected table: personal_data
+    with dataset "quarantine", row_key JSON [dataset, sha256, line], field = the column. With the
+    masked row in quarantine.row_json the row stays whole for those allowed to see it."""
+    now = now or _now()
+    rows = [{"dataset": "quarantine", "row_key": json.dumps([dataset, sha256, int(line)], ensure_ascii=False),
+             "field": str(column)[:64], "value": str(v)[:1024], "file_sha256": sha256, "stored_at": now}
+            for line, originals in zip(lines, originals_per_row) for column, v in (originals or {}).items()]
+    _upsert(conn, personal_data, rows, ["dataset", "row_key", "field"], ["value", "file_sha256", "stored_at"])
+    return len(rows)
 
 
 def mask_quarantined(rows: list[dict], dataset: str, profile: Profile | None = None) -> tuple[list[dict], list[dict]]:
