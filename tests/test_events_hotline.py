@@ -253,3 +253,23 @@ def test_an_address_in_another_city_is_quarantined_not_loaded_as_ours(hub_engine
     assert ev.loc["X2", "district"] == "芦淞区"     # 醴陵路 is a road of 芦淞区, not 醴陵市
     q = hub.read("quarantine", eng=hub_engine)
     assert "长沙市天心区芙蓉路1号" in q["detail"].iloc[0]
+
+
+def test_a_quarantined_mqtt_message_keeps_no_caller_data_in_clear(hub_engine):
+    """A message quarantined (no place at all) is kept whole, but masked as a file's rows are:
+    the caller's name and phone and the numbers in its text masked; the originals only in the
+    protected table (dataset "quarantine")."""
+    t = NOW - pd.Timedelta(hours=1)
+    msg = json.dumps({"工单编号": "M9", "来电时间": f"{t:%Y-%m-%d %H:%M:%S}", "诉求类型": "暴露垃圾",
+                      "诉求内容": "请回电13812341234", "诉求人": "钱七", "联系电话": "13811112222"},
+                     ensure_ascii=False).encode()
+    s = intake.message_batch([msg], topic="city/12345", rules=dp.load_rules(), eng=hub_engine)
+    assert (s.loaded, s.quarantined) == (0, 1)
+    q = hub.quarantine_rows("city_events", eng=hub_engine).iloc[0]
+    row = json.loads(q["row_json"])
+    assert row["联系电话"] == "138****2222" and row["诉求人"] == "钱*" and row["诉求内容"] == "请回电138****1234"
+    assert "13811112222" not in q["row_json"] and "13812341234" not in q["row_json"]
+    with hub_engine.connect() as conn:
+        kept = dict(conn.execute(sa.select(personal_data.c.field, personal_data.c.value)
+                                 .where(personal_data.c.dataset == "quarantine")).all())
+    assert kept["联系电话"] == "13811112222" and kept["诉求人"] == "钱七" and kept["诉求内容"] == "请回电13812341234"

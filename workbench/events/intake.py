@@ -741,7 +741,11 @@ def take_in(frame: pd.DataFrame, *, origin: Origin, rules: dp.CityRules, eng: En
                 if extras is not None:
                     ingest.keep_extras(conn, EVENTS_DS, keys, extras.loc[good_rows.index],
                                        lines[good.to_numpy()], origin.sha256)
-            if qrows:
+            if qrows:   # masked as a file's quarantined rows are; the originals kept apart
+                masked, originals = ingest.mask_quarantined([dict(q[3]) for q in qrows], "city_events")
+                ingest.keep_quarantined(conn, "city_events", origin.sha256, [q[0] for q in qrows], originals,
+                                        now.to_pydatetime())
+                qrows = [(q[0], q[1], q[2], m) for q, m in zip(qrows, masked)]
                 conn.execute(quarantine.insert(), _quarantine_rows(origin, *zip(*qrows), now))
     summary.quarantined = len(qrows)
     for q in qrows:
