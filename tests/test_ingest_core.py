@@ -311,3 +311,16 @@ def test_keep_quarantined_writes_what_ingest_file_writes(hub_engine):
     got = hub.query("select row_key, field, value from personal_data where dataset = 'quarantine'", eng=hub_engine)
     assert got.to_dict("records") == [{"row_key": '["city_events", "mqtt-abc", 7]', "field": "联系电话",
                                        "value": "13812345678"}]
+
+
+def test_an_in_memory_sqlite_hub_is_written_from_one_thread(tmp_path, monkeypatch):
+    # SQLAlchemy gives each thread its own :memory: database: a writer thread would write elsewhere
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(ingest, "CHUNK_ROWS", 2)
+    eng = hub.engine("sqlite://")
+    try:
+        text = "市场编号,市场名称\n" + "".join(f"M{i},市场{i}\n" for i in range(5))
+        s = ingest_file("markets", write(tmp_path / "m.csv", text), eng)
+        assert s.loaded == 5 and len(hub.read("markets", eng=eng)) == 5
+    finally:
+        hub.dispose("sqlite://")

@@ -1486,7 +1486,8 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
         bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"{ds.label} {path.name}",
                    leave=False)
     plan = ctx = None
-    writer = None if preview or not PIPELINE else _Writer()
+    in_memory = eng.dialect.name == "sqlite" and eng.url.database in (None, "", ":memory:")   # one connection per thread
+    writer = None if preview or not PIPELINE or in_memory else _Writer()
     try:
         _, summary.encoding, chunks = _open_chunks(read_as, path, prof, bar)
         header = next(chunks)
