@@ -89,3 +89,21 @@ def test_mqtt_messages_follow_the_citys_zone(sqlite_hub):
     s = intake.message_batch(msgs, topic="mpls/stops", rules=dp.load_rules("minneapolis"), eng=sqlite_hub)
     assert (s.loaded, s.quarantined) == (6, 2) and s.reasons == {NONEXISTENT_TIME: 1, AMBIGUOUS_TIME: 1}
     assert utc_times(sqlite_hub) == {e: pd.Timestamp(u) for e, _, u in STOPS if u}
+
+
+def test_the_generic_ingest_reads_a_source_with_the_city_its_profile_names(hub_engine, tmp_path):
+    """`workbench ingest city_events FILE --profile minneapolis_stops` = the events intake with
+    --city minneapolis: the profile's options name the city, so Minneapolis's bounds, classes
+    and routing apply (not Zhuzhou's, which would quarantine every stop as outside the city);
+    the next file without such a profile is read with the default city again."""
+    from workbench.store.ingest import ingest_file
+
+    s = ingest_file("city_events", stops_file(tmp_path / "stops.csv"), hub_engine, profile="minneapolis_stops")
+    assert (s.rows_read, s.loaded, s.quarantined) == (8, 6, 2)
+    assert utc_times(hub_engine) == {e: pd.Timestamp(u) for e, _, u in STOPS if u}
+    assert hub.read("city_events", eng=hub_engine).set_index("event_id").loc["MP-1", "department"] == "Precinct 1"
+    assert intake.active_rules().name == dp.load_rules("minneapolis").name
+    z = tmp_path / "zz.csv"
+    z.write_text("事件编号,上报时间,小类,纬度,经度\nZ1,2017-01-15 12:00,暴露垃圾,27.86,113.17\n", encoding="utf-8")
+    s2 = ingest_file("city_events", z, hub_engine)
+    assert (s2.loaded, s2.quarantined) == (1, 0) and intake.active_rules().name == "株洲市"

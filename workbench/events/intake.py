@@ -302,8 +302,13 @@ def context(*, rules: dp.CityRules | None = None, fmt: str = "auto", now=None, s
         _CTX.reset(token)
 
 
+# the rules a source's profile names (`options: {city: …}`), set per file by EventLoader.prepare
+# for `workbench ingest city_events FILE --profile P`; an explicit context (intake --city) wins
+_FILE_RULES: contextvars.ContextVar[dp.CityRules | None] = contextvars.ContextVar("events_file_rules", default=None)
+
+
 def active_rules() -> dp.CityRules:
-    return _CTX.get().rules or dp.load_rules()
+    return _CTX.get().rules or _FILE_RULES.get() or dp.load_rules()
 
 
 def _moment() -> pd.Timestamp:
@@ -385,7 +390,11 @@ class EventLoader:
     read_as = READ_DS
     repeat_key = ("event_id", "updated_at")
 
-    def prepare(self, frame: pd.DataFrame, path) -> pd.DataFrame:
+    def prepare(self, frame: pd.DataFrame, path, ctx=None) -> pd.DataFrame:
+        # the city whose rules read this file: the profile's `options: {city: …}`, else the default
+        profile = getattr(ctx, "profile", None)
+        city = (profile.options or {}).get("city") if profile is not None else None
+        _FILE_RULES.set(dp.load_rules(str(city)) if city else None)
         fmt = _CTX.get().fmt
         if fmt == "auto":
             fmt = detect_format(Path(path))
