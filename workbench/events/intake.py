@@ -43,7 +43,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from workbench import cases, clock, config, geo, privacy
+from workbench import cases, clock, config, geo
 from workbench.events import dispatch as dp
 from workbench.events import flow
 from workbench.store import hub, ingest
@@ -690,22 +690,8 @@ def intake_file(path: Path | str, fmt: str = "auto", *, rules: dp.CityRules | No
 # ------------------------------------------------------------------ messages
 
 def personal_values(values: pd.DataFrame) -> dict[str, pd.Series]:
-    """Personal data at the door, as the hub does it for files (`ingest._load_chunk`): the
-    caller's fields (personal) are taken out for the protected table, and phone and ID numbers
-    typed into free text are masked in place (workbench.privacy), their originals taken out.
-    Changes `values`; returns {field: values to keep apart}."""
-    out: dict[str, pd.Series] = {}
-    for f in EVENTS_DS.fields:
-        if f.name not in values:
-            continue
-        if f.personal:
-            out[f.name] = values[f.name]
-        elif f.free_text:
-            masked, has = privacy.mask_text_series(values[f.name])
-            if has.any():
-                out[f.name] = values[f.name].where(has)
-                values[f.name] = masked
-    return out
+    """Personal data at the door, as the hub does it for files (`ingest.split_personal`)."""
+    return ingest.split_personal(EVENTS_DS, values)
 
 
 def take_in(frame: pd.DataFrame, *, origin: Origin, rules: dp.CityRules, eng: Engine | None = None,

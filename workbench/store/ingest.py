@@ -1735,18 +1735,7 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
         reasons.loc[rep_rows.index] = "文件内主键重复"
         details.loc[rep_rows.index] = "与文件第 " + rep_rows.astype(str) + " 行相同"
         good = reasons == ""
-    # personal data at the door: personal fields and the numbers typed into free text
-    personal: dict[str, pd.Series] = {}
-    for f in ds.fields:
-        if f.name not in values:
-            continue
-        if f.personal:
-            personal[f.name] = values[f.name]
-        elif f.free_text:
-            masked, has = privacy.mask_text_series(values[f.name])
-            if has.any():
-                personal[f.name] = values[f.name].where(has)
-                values[f.name] = masked
+    personal = split_personal(ds, values)
     bad = ~good.to_numpy()
     header = plan.header
     bad_rows = [
@@ -1863,6 +1852,24 @@ def keep_quarantined(conn: Connection, dataset: str, sha256: str, lines, origina
             for line, originals in zip(lines, originals_per_row) for column, v in (originals or {}).items()]
     _upsert(conn, personal_data, rows, ["dataset", "row_key", "field"], ["value", "file_sha256", "stored_at"])
     return len(rows)
+
+
+def split_personal(ds: Dataset, values: pd.DataFrame) -> dict[str, pd.Series]:
+    """Personal data at the door: the record's personal fields are taken out for the protected
+    table, and phone and ID numbers typed into free text are masked in place (workbench.privacy),
+    their originals taken out. Changes `values`; returns {field: values to keep apart}."""
+    out: dict[str, pd.Series] = {}
+    for f in ds.fields:
+        if f.name not in values:
+            continue
+        if f.personal:
+            out[f.name] = values[f.name]
+        elif f.free_text:
+            masked, has = privacy.mask_text_series(values[f.name])
+            if has.any():
+                out[f.name] = values[f.name].where(has)
+                values[f.name] = masked
+    return out
 
 
 def mask_quarantined(rows: list[dict], dataset: str, profile: Profile | None = None) -> tuple[list[dict], list[dict]]:
