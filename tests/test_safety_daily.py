@@ -79,6 +79,16 @@ def test_ghcn_daily_through_its_profile_is_judged_as_days(hub_engine, tmp_path):
     assert run.summary()["notes"] == run.notes
 
 
+def test_an_hourly_file_is_not_told_it_is_daily(hub_engine, tmp_path):
+    """Hourly observations without a hint stay unlabelled and the summary says nothing of days."""
+    f = tmp_path / "逐时.csv"
+    rows = "".join(f"57780,2008-01-25 {h:02d}:00,{1.0 + h / 10:.1f}\n" for h in range(24))
+    f.write_text("站号,观测时间,气温\n" + rows, encoding="utf-8")
+    s = ingest.ingest_file("weather", f, hub_engine)
+    assert s.loaded == 24 and not any("日值" in w for w in s.warnings)
+    assert hub.read("weather", eng=hub_engine).resolution.isna().all()
+
+
 def test_a_daily_file_without_a_resolution_hint_is_recognised(hub_engine, tmp_path):
     """A Chinese daily export (one row a day, 降雪量 = melted water) with no profile: nothing in the
     file says daily; one record per station and day does."""
@@ -88,10 +98,13 @@ def test_a_daily_file_without_a_resolution_hint_is_recognised(hub_engine, tmp_pa
                  "57780,2008-01-27,-4.0,0.5,3.0,3.0\n57780,2008-01-28,-3.5,1.5,0.0,0\n", encoding="utf-8")
     s = ingest.ingest_file("weather", f, hub_engine)
     assert s.loaded == 4
-    assert hub.read("weather", eng=hub_engine).resolution.isna().all()  # no hint was given
+    # not accepted without a word: the summary says the file was recognised as daily, and what
+    # the warnings can judge on days; the records are stored as daily
+    assert "识别为日值资料：站点 57780 的 4 条记录未标注时间分辨率，每日一条（间隔中位数 24 小时），按日值判定" in s.warnings
+    assert any(w.startswith("按日值资料接入：寒潮按日最低气温") for w in s.warnings)
+    assert set(hub.read("weather", eng=hub_engine).resolution) == {"daily"}
     run = A.run_engine(hub_engine, linkage=False)
     assert run.daily == 4
-    assert "站点 57780 的 4 条记录未标注时间分辨率，每日一条（间隔中位数 24 小时），按日值判定" in run.notes
     assert run.findings.empty
     a = run.warnings.alerts
     assert a[a.category == "暴雪"].level.tolist() == ["黄色"]  # not 红色: 15 mm is a day's, not an hour's

@@ -660,6 +660,13 @@ class ReadContext:
     file_sha256: str | None = None       # the file being read
     path: Path | None = None
     private_columns: dict = field(default_factory=dict)   # file column → mask (personal and free-text fields)
+    warnings: list = field(default_factory=list)          # the file's summary warnings (ingest_file's list)
+
+    def warn(self, text: str) -> None:
+        """A line for the file's summary (`注意：…`), said once: a loader's prepare tells what it
+        noticed about the file (daily weather recognised …)."""
+        if text not in self.warnings:
+            self.warnings.append(text)
 
 
 _FULL_WIDTH_ALNUM = {c: c - 0xFEE0 for r in ((0xFF10, 0xFF19), (0xFF21, 0xFF3A), (0xFF41, 0xFF5A))
@@ -1561,7 +1568,7 @@ def _profile(profile, ds: Dataset, path: Path) -> Profile | None:
 
 def _context(ds: Dataset, plan: ColumnPlan, prof: Profile | None, path: Path, eng, summary) -> ReadContext:
     ctx = ReadContext(tz=(prof.timezone if prof else None), refs=References(eng), profile=prof,
-                      file_sha256=summary.sha256, path=path)
+                      file_sha256=summary.sha256, path=path, warnings=summary.warnings)
     if prof is not None:
         ctx.ambiguous, ctx.nonexistent, ctx.date_format = prof.ambiguous, prof.nonexistent, prof.date_format
         for col in plan.missing:
