@@ -314,13 +314,7 @@ def find_duplicates(new: pd.DataFrame, known: pd.DataFrame, rules: CityRules) ->
     cols = ["event_id", "ts", "event_class", "lat", "lon"]
     if (known is None or known.empty) and not new["event_class"].duplicated().any():
         return out  # nothing earlier of the same class to repeat (the common case of one live message)
-    k = known[cols + ["duplicate_of"]].copy() if known is not None and len(known) else \
-        pd.DataFrame(columns=cols + ["duplicate_of"])
-    k["_new"] = -1
-    n = new[cols].copy()
-    n["duplicate_of"] = None
-    n["_new"] = np.arange(len(n))
-    pool = pd.concat([k, n], ignore_index=True)
+    pool, n, k = _pool(new, known, cols)
     pool = pool[pool["lat"].notna() & pool["lon"].notna() & pool["ts"].notna()]
     pool["ts"] = pd.to_datetime(pool["ts"])
     if pool.empty:
@@ -336,18 +330,36 @@ def find_duplicates(new: pd.DataFrame, known: pd.DataFrame, rules: CityRules) ->
         for oy in (-1, 0, 1):
             parts.append(probes.assign(cx=probes["cx"] + ox, cy=probes["cy"] + oy))
     probe = pd.concat(parts, ignore_index=True)
-    pairs = probe.merge(pool, on=["event_class", "cx", "cy"], suffixes=("", "_c"))
-    window = pd.Timedelta(hours=rules.duplicate_hours)
-    earlier = (pairs["ts_c"] < pairs["ts"]) | ((pairs["ts_c"] == pairs["ts"]) &
-                                               (pairs["_new_c"] >= 0) & (pairs["_new_c"] < pairs["_new"]))
-    earlier |= (pairs["ts_c"] == pairs["ts"]) & (pairs["_new_c"] < 0)
-    pairs = pairs[earlier & (pairs["ts"] - pairs["ts_c"] <= window) & (pairs["event_id_c"] != pairs["event_id"])]
+    pairs = _earlier_within(probe.merge(pool, on=["event_class", "cx", "cy"], suffixes=("", "_c")), rules)
     if pairs.empty:
         return out
     d = _metres(pairs["lat"].astype(float).to_numpy(), pairs["lon"].astype(float).to_numpy(),
                 pairs["lat_c"].astype(float).to_numpy(), pairs["lon_c"].astype(float).to_numpy())
     pairs = pairs[d <= rules.duplicate_m]
     return _first_cases(pairs, n, k, out)
+
+
+def _pool(new: pd.DataFrame, known: pd.DataFrame | None, cols: list[str]
+          ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The candidates of a duplicate search: the hub's recent events (`_new` = -1) and the new
+    ones (`_new` = their position), with `cols` and duplicate_of. Returns (pool, new, known)."""
+    k = known[cols + ["duplicate_of"]].copy() if known is not None and len(known) else \
+        pd.DataFrame(columns=cols + ["duplicate_of"])
+    k["_new"] = -1
+    n = new[cols].copy()
+    n["duplicate_of"] = None
+    n["_new"] = np.arange(len(n))
+    return pd.concat([k, n], ignore_index=True), n, k
+
+
+def _earlier_within(pairs: pd.DataFrame, rules: CityRules) -> pd.DataFrame:
+    """Candidate pairs whose candidate came earlier (at the same time: held, or earlier in the
+    batch) and within the window, never a record paired with itself."""
+    same_time = pairs["ts_c"] == pairs["ts"]
+    earlier = (pairs["ts_c"] < pairs["ts"]) | (same_time & (pairs["_new_c"] >= 0) & (pairs["_new_c"] < pairs["_new"]))
+    earlier |= same_time & (pairs["_new_c"] < 0)
+    window = pd.Timedelta(hours=rules.duplicate_hours)
+    return pairs[earlier & (pairs["ts"] - pairs["ts_c"] <= window) & (pairs["event_id_c"] != pairs["event_id"])]
 
 
 def _first_cases(pairs: pd.DataFrame, n: pd.DataFrame, k: pd.DataFrame, out: pd.Series) -> pd.Series:
@@ -411,25 +423,14 @@ def find_address_duplicates(new: pd.DataFrame, known: pd.DataFrame | None, rules
     if new.empty or rules.duplicate_m <= 0 or rules.duplicate_hours <= 0:
         return out
     cols = ["event_id", "ts", "event_class", "address"]
-    k = known[cols + ["duplicate_of"]].copy() if known is not None and len(known) else \
-        pd.DataFrame(columns=cols + ["duplicate_of"])
-    k["_new"] = -1
-    n = new[cols].copy()
-    n["duplicate_of"] = None
-    n["_new"] = np.arange(len(n))
-    pool = pd.concat([k, n], ignore_index=True)
+    pool, n, k = _pool(new, known, cols)
     pool["_key"] = address_key(pool["address"])
     pool = pool[pool["_key"].notna() & pool["ts"].notna() & specific_address(pool["address"]).to_numpy()]
     pool["ts"] = pd.to_datetime(pool["ts"])
     probes = pool[pool["_new"] >= 0]
     if probes.empty:
         return out
-    pairs = probes.merge(pool, on=["event_class", "_key"], suffixes=("", "_c"))
-    earlier = (pairs["ts_c"] < pairs["ts"]) | ((pairs["ts_c"] == pairs["ts"]) &
-                                               (((pairs["_new_c"] >= 0) & (pairs["_new_c"] < pairs["_new"]))
-                                                | (pairs["_new_c"] < 0)))
-    window = pd.Timedelta(hours=rules.duplicate_hours)
-    pairs = pairs[earlier & (pairs["ts"] - pairs["ts_c"] <= window) & (pairs["event_id_c"] != pairs["event_id"])]
+    pairs = _earlier_within(probes.merge(pool, on=["event_class", "_key"], suffixes=("", "_c")), rules)
     if pairs.empty:
         return out
     return _first_cases(pairs, n, k, out)

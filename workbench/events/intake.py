@@ -302,13 +302,18 @@ def context(*, rules: dp.CityRules | None = None, fmt: str = "auto", now=None, s
         _CTX.reset(token)
 
 
-# the rules a source's profile names (`options: {city: …}`), set per file by EventLoader.prepare
-# for `workbench ingest city_events FILE --profile P`; an explicit context (intake --city) wins
-_FILE_RULES: contextvars.ContextVar[dp.CityRules | None] = contextvars.ContextVar("events_file_rules", default=None)
+def _profile_rules() -> dp.CityRules | None:
+    """The rules the profile of the file being ingested names (`options: {city: …}`), for
+    `workbench ingest city_events FILE --profile P`."""
+    ctx = ingest.reading()
+    profile = ctx.profile if ctx is not None else None
+    city = (profile.options or {}).get("city") if profile is not None else None
+    return dp.load_rules(str(city)) if city else None
 
 
 def active_rules() -> dp.CityRules:
-    return _CTX.get().rules or _FILE_RULES.get() or dp.load_rules()
+    """An explicit context's rules (intake --city), else those the file's profile names, else the city's."""
+    return _CTX.get().rules or _profile_rules() or dp.load_rules()
 
 
 def _moment() -> pd.Timestamp:
@@ -317,13 +322,6 @@ def _moment() -> pd.Timestamp:
 
 
 # ------------------------------------------------------------------ row checks (registered with the hub)
-
-@dataclass(frozen=True)
-class DetailedCheck(RowCheck):
-    """A row check that also says which values failed it (the quarantine's detail)."""
-
-    detail: object = None
-
 
 PLACE_TEXT = ("address", "district", "street", "grid_id")
 
@@ -372,7 +370,7 @@ def _bad_status(v: pd.DataFrame) -> pd.Series:
 
 ROW_CHECKS = (
     RowCheck(NO_LOCATION, _no_location),
-    DetailedCheck(OUT_OF_CITY, _out_of_city, _where),
+    RowCheck(OUT_OF_CITY, _out_of_city, _where),
     RowCheck(IN_FUTURE, _in_future),
     RowCheck(TOO_OLD, _too_old),
     RowCheck(UNKNOWN_CLASS, _unknown_class),
@@ -390,11 +388,7 @@ class EventLoader:
     read_as = READ_DS
     repeat_key = ("event_id", "updated_at")
 
-    def prepare(self, frame: pd.DataFrame, path, ctx=None) -> pd.DataFrame:
-        # the city whose rules read this file: the profile's `options: {city: …}`, else the default
-        profile = getattr(ctx, "profile", None)
-        city = (profile.options or {}).get("city") if profile is not None else None
-        _FILE_RULES.set(dp.load_rules(str(city)) if city else None)
+    def prepare(self, frame: pd.DataFrame, path) -> pd.DataFrame:
         fmt = _CTX.get().fmt
         if fmt == "auto":
             fmt = detect_format(Path(path))
@@ -808,7 +802,7 @@ def message_batch(payloads: list[bytes], *, topic: str, rules: dp.CityRules, eng
                    malformed=bad, now=now, raw=raw, extras=extras if len(extras.columns) else None)
 
 
-__all__ = ["FORMATS", "READ_DS", "IntakeSummary", "Origin", "context", "active_rules", "DetailedCheck", "ROW_CHECKS",
+__all__ = ["FORMATS", "READ_DS", "IntakeSummary", "Origin", "context", "active_rules", "ROW_CHECKS",
            "EventLoader", "LOADER", "load", "load_history", "parse_times", "normalise", "map_status", "take_in",
            "detect_format", "intake_file", "records_frame", "message_batch", "NO_ID", "NO_LOCATION", "OUT_OF_CITY",
            "IN_FUTURE", "TOO_OLD", "UNKNOWN_CLASS", "BAD_STATUS", "REPEATED", "BAD_JSON", "NOT_RECORD"]

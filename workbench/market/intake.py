@@ -52,13 +52,6 @@ UNKNOWN_STALL = "摊位号不在该市场的摊位名录中"
 AMBIGUOUS_STALL = "摊位号在该市场对应多个摊位"
 
 
-@dataclass(frozen=True)
-class DetailedCheck(RowCheck):
-    """A row check that also says which values failed it (the quarantine's detail)."""
-
-    detail: object = None
-
-
 # ------------------------------------------------------------------ row rules (vectorised)
 
 
@@ -189,9 +182,12 @@ def registry_from(eng):
 
 
 def _engine():
-    from workbench.store import hub
+    """The hub whose registries are read: the one `registry_from` names, else the hub the file
+    being ingested goes to (ingest.reading()), else the configured hub."""
+    from workbench.store import hub, ingest
 
-    return _ENGINE.get() or hub.engine()
+    ctx = ingest.reading()
+    return _ENGINE.get() or (ctx.refs.eng if ctx is not None and ctx.refs is not None else None) or hub.engine()
 
 
 # ------------------------------------------------------------------ stalls: (market, 摊位号) → stall_id
@@ -316,10 +312,10 @@ def _stall_detail(df: pd.DataFrame) -> pd.Series:
 CHECKS = (
     RowCheck("百分比读数超过 100%", percent_over_100),
     RowCheck("胶体金卡读数应为 0 或 1", card_not_binary),
-    DetailedCheck(UNREADABLE_CRITERION, unreadable_criterion, _unreadable_detail),
-    DetailedCheck(RESULT_CONTRADICTS, result_contradicts_reading, _contradiction_detail),
-    DetailedCheck(UNKNOWN_STALL, unknown_stall, _stall_detail),
-    DetailedCheck(AMBIGUOUS_STALL, ambiguous_stall, _stall_detail),
+    RowCheck(UNREADABLE_CRITERION, unreadable_criterion, _unreadable_detail),
+    RowCheck(RESULT_CONTRADICTS, result_contradicts_reading, _contradiction_detail),
+    RowCheck(UNKNOWN_STALL, unknown_stall, _stall_detail),
+    RowCheck(AMBIGUOUS_STALL, ambiguous_stall, _stall_detail),
     RowCheck("样品名称不在商品目录中", unknown_commodity),
 )
 
@@ -342,13 +338,10 @@ class TestLoader:
 
     __test__ = False  # not a pytest class
 
-    def prepare(self, frame: pd.DataFrame, path, ctx=None) -> pd.DataFrame:
-        """Stall numbers → stall ids against the registries of the hub being loaded (`ctx.refs.eng`,
-        which the row checks of this chunk read too: UNKNOWN_STALL, run right after)."""
-        eng = getattr(getattr(ctx, "refs", None), "eng", None)
-        if eng is not None:
-            _ENGINE.set(eng)
-        return resolve_stalls(frame, eng)
+    def prepare(self, frame: pd.DataFrame, path) -> pd.DataFrame:
+        """Stall numbers → stall ids against the registries of the hub being loaded (`_engine`:
+        the row checks of this chunk read the same, UNKNOWN_STALL)."""
+        return resolve_stalls(frame)
 
     def __call__(self, conn, ds, frame: pd.DataFrame, *, present=None, file_sha256=None, corrections=None):
         return load_tests(conn, ds, frame, present=present, file_sha256=file_sha256, corrections=corrections)
@@ -360,17 +353,12 @@ _EVIDENCE = ["market_id", "stall_id", "vendor", "commodity", "test_item", "readi
 
 
 def _held(conn, ids, columns: list[str]) -> pd.DataFrame:
-    """The hub's rapid tests among `ids`: test_id (index) and `columns`."""
-    import sqlalchemy as sa
-
+    """The hub's rapid tests among `ids`: test_id (index) and `columns` (ingest.held_rows)."""
+    from workbench.store.ingest import held_rows
     from workbench.store.schema import DATASETS
 
-    t = DATASETS["rapid_tests"].table
-    ids = [str(i) for i in pd.unique(pd.Series(list(ids), dtype=object).dropna())]
-    rows = []
-    for k in range(0, len(ids), 5000):
-        rows += conn.execute(sa.select(t.c.test_id, *[t.c[c] for c in columns]).where(t.c.test_id.in_(ids[k:k + 5000]))).all()
-    return pd.DataFrame([tuple(r) for r in rows], columns=["test_id", *columns], dtype=object).set_index("test_id")
+    keys = pd.DataFrame({"test_id": pd.Series(list(ids), dtype=object).dropna().astype(str)})
+    return held_rows(conn, DATASETS["rapid_tests"], keys, columns).set_index("test_id")
 
 
 def _differs(new: pd.DataFrame, old: pd.DataFrame, columns: list[str]) -> np.ndarray:

@@ -16,6 +16,7 @@ The order of work for one file:
 from __future__ import annotations
 
 import codecs
+import contextvars
 import csv
 import hashlib
 import io
@@ -840,7 +841,7 @@ def validate(ds: Dataset, df: pd.DataFrame, ctx: ReadContext | None = None
                     is_missing &= ~malformed[source]
             flag_rows(is_missing, f"缺少{f.label}")
     for check in checks_of(ds):
-        detail = getattr(check, "detail", None)   # a check may say which values failed it
+        detail = check.detail   # a check may say which values failed it
         bad = check.bad(out)
         flag_rows(bad, check.reason, detail(out) if detail is not None and bad.any() else None)
     return out, reasons_s, details_s
@@ -1186,14 +1187,15 @@ class Written:
     older: int = 0
 
 
-def _held(conn: Connection, ds: Dataset, df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    """The rows the hub holds for the frame's keys (key columns + cols)."""
+def held_rows(conn: Connection, ds: Dataset, df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """The rows the hub holds for the frame's natural keys: the key columns and `cols`."""
     t = ds.table
     keys = list(ds.key)
     out = []
     kv = df[keys].drop_duplicates()
-    for i in range(0, len(kv), 400):
-        part = kv.iloc[i:i + 400]
+    step = 2000 if len(keys) == 1 else 400   # bound parameters per statement
+    for i in range(0, len(kv), step):
+        part = kv.iloc[i:i + step]
         if len(keys) == 1:
             cond = t.c[keys[0]].in_([_py(v) for v in part[keys[0]]])
         else:
@@ -1244,7 +1246,7 @@ def _compare(conn: Connection, ds: Dataset, df: pd.DataFrame, present: set[str] 
     table_cols = [c.name for c in ds.table.columns]
     cols = [c for c in table_cols if c in df.columns and c not in ds.key and (present is None or c in present)]
     state = pd.Series("new", index=df.index, dtype=object)
-    held = _held(conn, ds, df, cols)
+    held = held_rows(conn, ds, df, cols)
     diff = pd.DataFrame(False, index=df.index, columns=cols)
     if held.empty:
         return state, held, diff
@@ -1395,26 +1397,37 @@ def keep_personal(conn: Connection, ds: Dataset, key: pd.Series, values: dict[st
     return len(rows)
 
 
-def extras(dataset: str, eng: Engine | None = None) -> pd.DataFrame:
+def extras(dataset: str, eng: Engine | None = None, *, limit: int | None = None,
+           source: bool = False) -> pd.DataFrame:
     """The columns a dataset's files brought that the hub has no field for, one row per record:
-    its natural key's columns, then the extra columns (text as the file wrote them)."""
+    its natural key's columns, then the extra columns (text as the file wrote them). `limit`:
+    the newest records only; `source`: also the file (file_sha256), its line and when the
+    columns were kept (kept_at)."""
     ds = DATASETS[dataset]
+    t = row_extras
+    query = sa.select(t.c.row_key, t.c.data, t.c.file_sha256, t.c.line, t.c.updated_at).where(t.c.dataset == dataset)
+    if limit is not None:
+        query = query.order_by(t.c.updated_at.desc(), t.c.row_key).limit(limit)
     with (eng or hub.engine()).connect() as conn:
-        rows = conn.execute(sa.select(row_extras.c.row_key, row_extras.c.data)
-                            .where(row_extras.c.dataset == dataset)).all()
+        rows = conn.execute(query).all()
     recs = []
-    for k, data in rows:
+    for k, data, sha, line, kept in rows:
         rec = dict(zip(ds.key, json.loads(k)))
         rec.update(json.loads(data))
+        if source:
+            rec.update({"file_sha256": sha, "line": line, "kept_at": kept})
         recs.append(rec)
     return pd.DataFrame(recs, columns=None if recs else list(ds.key))
 
 
-def versions(dataset: str, eng: Engine | None = None) -> pd.DataFrame:
-    """The corrections a dataset received: key, when, what was replaced and by what."""
+def versions(dataset: str, eng: Engine | None = None, *, limit: int | None = None) -> pd.DataFrame:
+    """The corrections a dataset received: key, when, what was replaced and by what (in the
+    order they came; `limit`: the newest only, newest first)."""
+    t = row_versions
+    query = sa.select(t).where(t.c.dataset == dataset)
+    query = query.order_by(t.c.id) if limit is None else query.order_by(t.c.id.desc()).limit(limit)
     with (eng or hub.engine()).connect() as conn:
-        return pd.DataFrame(conn.execute(sa.select(row_versions).where(row_versions.c.dataset == dataset)
-                                         .order_by(row_versions.c.id)).mappings().all())
+        return pd.DataFrame(conn.execute(query).mappings().all(), columns=[c.name for c in t.columns])
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -1492,7 +1505,7 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
 
         bar = tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=f"{ds.label} {path.name}",
                    leave=False)
-    plan = ctx = None
+    plan = ctx = reading = None
     in_memory = eng.dialect.name == "sqlite" and eng.url.database in (None, "", ":memory:")   # one connection per thread
     writer = None if preview or not PIPELINE or in_memory else _Writer()
     try:
@@ -1501,6 +1514,7 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
         summary.mapping = [{"column": h} for h in _unique_header(header)]   # until the plan says more
         plan = _column_plan(read_as, header, path, prof)
         ctx = _context(ds, plan, prof, path, eng, summary)
+        reading = _READING.set(ctx)
         takes_ctx = prepare is not None and _positional(prepare) >= 3
         summary.mapping = _mapping(ds, plan, ctx)
         ctx.private_columns = _private_columns(ds, read_as, plan)
@@ -1533,6 +1547,8 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
     finally:
         if writer is not None:   # stopped early: let the chunk in flight end, keep the first error
             writer.close(finish=False)
+        if reading is not None:
+            _READING.reset(reading)
         if bar is not None:
             bar.close()
     if summary.rows_read == 0:
@@ -1564,6 +1580,15 @@ def _profile(profile, ds: Dataset, path: Path) -> Profile | None:
         raise IngestError(path, f"配置“{prof.name}”是{DATASETS[prof.dataset].label}（{prof.dataset}）的，"
                                 f"不能用于{ds.label}（{ds.name}）")
     return prof
+
+
+_READING: contextvars.ContextVar["ReadContext | None"] = contextvars.ContextVar("ingest_reading", default=None)
+
+
+def reading() -> "ReadContext | None":
+    """The context of the file being read, while `ingest_file` reads it (None otherwise): what a
+    department's row check needs beyond the rows, e.g. the hub being loaded (`.refs.eng`)."""
+    return _READING.get()
 
 
 def _context(ds: Dataset, plan: ColumnPlan, prof: Profile | None, path: Path, eng, summary) -> ReadContext:
@@ -1699,8 +1724,6 @@ class _Writer:
             then(future.result())
 
     def submit(self, commit, then) -> None:
-        import contextvars
-
         self.wait()
         self.pending = (self.pool.submit(contextvars.copy_context().run, commit), then)
 

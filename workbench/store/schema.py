@@ -48,10 +48,12 @@ class Field:
 
 @dataclass(frozen=True)
 class RowCheck:
-    """A rule over several columns; `bad` returns a boolean Series of failing rows."""
+    """A rule over several columns; `bad` returns a boolean Series of failing rows; `detail`,
+    when given, the text per row saying which values failed it (the quarantine's detail)."""
 
     reason: str
     bad: Callable
+    detail: Callable | None = None
 
 
 @dataclass(frozen=True)

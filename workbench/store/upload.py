@@ -359,20 +359,16 @@ def kept_extras(dataset: str, limit: int = 50, eng=None) -> tuple[pd.DataFrame, 
     """The newest records of `dataset` that brought columns the hub has no field for: the record's
     key, each extra column as the file wrote it, the file and its line. Also the extra columns'
     names (in the order first seen). `ingest.extras(dataset)` is the whole set, for analysts."""
-    t = row_extras
-    rows = hub.query(sa.select(t.c.row_key, t.c.data, t.c.file_sha256, t.c.line, t.c.updated_at)
-                     .where(t.c.dataset == dataset).order_by(t.c.updated_at.desc(), t.c.row_key).limit(limit), eng=eng)
-    files = _filenames(dataset, rows["file_sha256"], eng) if len(rows) else {}
-    recs, columns = [], {}
-    for r in rows.itertuples(index=False):
-        data = json.loads(r.data) if r.data else {}
-        columns.update(dict.fromkeys(data))
-        recs.append({**_key_columns(dataset, r.row_key), **data, "filename": files.get(r.file_sha256),
-                     "line": r.line, "kept_at": r.updated_at})
-    out = pd.DataFrame(recs)
-    if len(out):
-        out["kept_at"] = pd.to_datetime(out["kept_at"])
-    return out, list(columns)
+    rows = ingest.extras(dataset, eng, limit=limit, source=True)
+    if rows.empty:
+        return pd.DataFrame(), []
+    keys = list(DATASETS[dataset].key)
+    meta = ["file_sha256", "line", "kept_at"]
+    columns = [c for c in rows.columns if c not in keys and c not in meta]
+    files = _filenames(dataset, rows["file_sha256"], eng)
+    out = rows[keys + columns].assign(filename=rows["file_sha256"].map(files), line=rows["line"],
+                                      kept_at=pd.to_datetime(rows["kept_at"]))
+    return out, columns
 
 
 def _shown_value(v) -> str:
@@ -386,9 +382,7 @@ def _shown_value(v) -> str:
 def recent_corrections(dataset: str, limit: int = 50, eng=None) -> pd.DataFrame:
     """The newest corrections of `dataset`: the record's key, when, from which file, and what changed
     (字段：旧值 → 新值；…), the old values being what the hub had held."""
-    t = row_versions
-    rows = hub.query(sa.select(t.c.row_key, t.c.ts, t.c.file_sha256, t.c.old_json, t.c.new_json)
-                     .where(t.c.dataset == dataset).order_by(t.c.id.desc()).limit(limit), eng=eng)
+    rows = ingest.versions(dataset, eng, limit=limit)
     ds = DATASETS.get(dataset)
     labels = {f.name: f.label for f in ds.fields} if ds is not None else {}
     files = _filenames(dataset, rows["file_sha256"], eng) if len(rows) else {}
