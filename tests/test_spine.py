@@ -478,7 +478,20 @@ def test_cases_cli_moves_any_case_through_the_engine(sqlite_hub, demo_type):
 
     cases.open_case(sqlite_hub, "spine_demo", "K1", actor="系统联动", ts=pd.Timestamp("2026-03-02 01:00"),
                     district="荷塘区")
-    run = CliRunner().invoke
+    from workbench import users
+
+    users.create("wangkz", "long-enough-1", role="staff", name="王科长", department="测试局", eng=sqlite_hub)
+    users.create("lisi", "long-enough-1", role="staff", name="李四", department="测试局", eng=sqlite_hub)
+    users.create("zhao", "long-enough-1", role="analyst", name="赵六", eng=sqlite_hub)
+    invoke = CliRunner().invoke
+
+    def run(cli, args):   # the identity comes from --user, never from a typed name
+        if args[:2] in (["cases", "act"], ["cases", "extend"]) and "--actor" in args:
+            i = args.index("--actor")
+            who = {"王科长": "wangkz", "李四": "lisi"}[args[i + 1]]
+            args = ["--user", who] + args[:i] + args[i + 2:]
+        return invoke(cli, args)
+
     r = run(main, ["cases", "list", "--type", "spine_demo"])
     assert r.exit_code == 0 and "K1  测试工单  登记" in r.output and "立案 2026-03-02 09:00" in r.output
     r = run(main, ["cases", "act", "K1", "dispatch", "--actor", "王科长", "--department", "城管", "--expected", "登记"])
@@ -492,4 +505,8 @@ def test_cases_cli_moves_any_case_through_the_engine(sqlite_hub, demo_type):
     assert pd.Timestamp(hub.query("select deadline from cases", eng=sqlite_hub).iloc[0, 0]) == pd.Timestamp("2026-03-20 10:00")
     r = run(main, ["cases", "show", "K1"])
     assert [ln.split()[2] for ln in r.output.strip().splitlines()] == ["登记", "派发", cases.EXTENDED]
-    assert "处置时限延至" not in r.output and "待补材料" in r.output
+    assert "处置时限延至" not in r.output and "待补材料" in r.output and "王科长（wangkz）" in r.output
+    r = invoke(main, ["--user", "zhao", "cases", "act", "K1", "handle"])
+    assert r.exit_code == 2 and "只能查看" in r.output
+    r = invoke(main, ["--user", "nobody", "cases", "act", "K1", "handle"])
+    assert r.exit_code == 2 and "没有启用的用户 nobody" in r.output

@@ -12,7 +12,7 @@ from workbench.store import hub
 from workbench.store.ingest import insert_new
 from workbench.store.schema import DATASETS, metadata
 
-HEAD = "0012"
+HEAD = "0013"
 
 
 def test_migrations_build_exactly_the_declared_schema(hub_engine):

@@ -33,7 +33,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from workbench import clock
+from workbench import audit, clock
 from workbench.errors import ConfigError, RegistryError, WorkbenchError
 
 EXTENDED = "延期"     # a history marker: the deadline was extended (the status does not change)
@@ -58,6 +58,7 @@ class CaseStore:
     closed: str | None = "closed_at"
     updated: str | None = "updated_at"
     department: str | None = "department"
+    district: str | None = "district"      # row-level scope: district staff act on their district's cases
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,28 @@ def _history_row(store: CaseStore, case_id, ts, status, actor, department, note)
             "note": (note or "")[:512] or None}
 
 
+def _who(actor) -> tuple[str, "Principal | None"]:
+    """(the actor's name for history rows, the Principal when one acts): a page passes the
+    signed-in Principal; rules, ingest and the watcher pass their system name."""
+    from workbench.access import Principal
+
+    if isinstance(actor, Principal):
+        return actor.actor, actor
+    return ("" if actor is None else str(actor)), None
+
+
+def _may(who, ct: "CaseType", st: CaseStore, m, what: str) -> None:
+    """CaseError (AccessDenied) unless `who` may move this case (department, district)."""
+    if who is None:
+        return
+    from workbench.access import AccessDenied
+
+    why = who.why_not_act(owner=ct.department, department=m.get(st.department) if st.department else None,
+                          district=m.get(st.district) if st.district else None, what=what)
+    if why:
+        raise AccessDenied(why)
+
+
 def _connect(target):
     """(connection context, is_owned) for an Engine or a Connection."""
     return target.begin() if isinstance(target, Engine) else _Borrowed(target)
@@ -251,12 +274,13 @@ class _Borrowed:
         return False
 
 
-def open_case(target: Engine | Connection, case_type_name: str, case_id: str, *, actor: str, ts=None,
+def open_case(target: Engine | Connection, case_type_name: str, case_id: str, *, actor, ts=None,
               department: str | None = None, note: str = "", title: str | None = None,
               steps: Iterable[tuple[str, str]] = (), **fields) -> Change | None:
     """Open one case at its intake step (history row written), then take `steps`
     ((status, note) pairs, each checked against the table). Idempotent: a case id the store
     already holds is left alone and None is returned. `fields`: more columns of the case row."""
+    actor = _who(actor)[0]
     frame = pd.DataFrame([{**fields, "_id": case_id, "ts": _ts(ts), "department": department,
                            **({"title": title} if title is not None else {})}])
     with _connect(target) as conn:
@@ -289,8 +313,10 @@ def open_cases(conn: Connection, case_type_name: str, frame: pd.DataFrame, *, ac
     if frame.empty:
         return 0
     f = frame.rename(columns={"_id": store.id}).reset_index(drop=True).copy()
-    if isinstance(actor, str) and not actor.strip():
-        raise CaseError("请填写办理人（开案需要操作人）")
+    if not isinstance(actor, pd.Series):
+        actor = _who(actor)[0]
+        if not actor.strip():
+            raise CaseError("没有办理人（开案需要操作人）")
     f["ts"] = pd.to_datetime(f["ts"])
     if f["ts"].isna().any():
         raise CaseError(f"{ct.label}开案需要受理时间")
@@ -347,6 +373,10 @@ def open_cases(conn: Connection, case_type_name: str, frame: pd.DataFrame, *, ac
             rows.append(_history_row(store, cid, ts + pd.Timedelta(microseconds=k), status,
                                      auto_actor, dep, note))
     _write_history(conn, store, rows)
+    if n:
+        who = actor if isinstance(actor, str) else "、".join(sorted(set(map(str, actors)))[:3])
+        audit.record(conn, "case.open", who, subject=ct.name, count=int(n),
+                     ids=[str(x) for x in new[store.id].head(20)])
     return n
 
 
@@ -361,7 +391,7 @@ def _write_history(conn: Connection, store: CaseStore, rows: list[dict]) -> int:
     return insert_new(conn, ds, df[[c for c in df.columns if c in ds.table.c]])
 
 
-def transition(target: Engine | Connection, case_id: str, to: str, *, actor: str, note: str = "",
+def transition(target: Engine | Connection, case_id: str, to: str, *, actor, note: str = "",
                department: str | None = None, ts=None, expected: str | None = None,
                case_type_name: str | None = None, store: str | None = None,
                values: Mapping | None = None) -> Change:
@@ -369,18 +399,22 @@ def transition(target: Engine | Connection, case_id: str, to: str, *, actor: str
 
     `expected`: the status the caller saw (a screen's row); refused when the case moved since.
     `department`: where the case goes (a 派遣 step), written to the case and its history row.
-    `values`: more columns of the case row to set with the move (e.g. duplicate_of)."""
+    `values`: more columns of the case row to set with the move (e.g. duplicate_of).
+    `actor`: the signed-in Principal (its department and district are checked: AccessDenied
+    says why not) or, for the workbench's own rules, a system name. Audited."""
     if isinstance(target, Engine):
         with target.begin() as conn:
             return transition(conn, case_id, to, actor=actor, note=note, department=department, ts=ts,
                               expected=expected, case_type_name=case_type_name, store=store, values=values)
     conn = target
-    if not actor or not str(actor).strip():
-        raise CaseError("请填写办理人：每一步都要记录是谁办理的")
+    actor, who = _who(actor)
+    if not actor.strip():
+        raise CaseError("没有办理人：每一步都要记录是谁办理的")
     st, row = _find(conn, case_id, case_type_name, store)
     ct = _type_of_row(st, row) if case_type_name is None else case_type(case_type_name)
     m = row._mapping
     before = m[st.status]
+    _may(who, ct, st, m, f"把{ct.label}转为“{ct.label_of(to)}”")
     if expected is not None and expected != before:
         raise CaseError(f"{ct.label} {case_id} 已被他人改为“{ct.label_of(before)}”（您看到的是"
                         f"“{ct.label_of(expected)}”），请刷新后重试")
@@ -409,6 +443,8 @@ def transition(target: Engine | Connection, case_id: str, to: str, *, actor: str
     if not note and to in ct.requires and ct.requires[to] == "department":
         note = f"派遣至{dep}"
     _write_history(conn, st, [_history_row(st, case_id, when, to, actor, dep, note)])
+    audit.record(conn, "case.step", actor, subject=subject_of(st, case_id), ts=when, before=before, after=to,
+                 department=dep, note=note or None)
     if to in ct.closed:
         _lift_alerts_about(conn, st, [case_id], when, actor)
     return Change(case_id, ct.name, before, to, when, actor, dep, note)
@@ -431,7 +467,7 @@ def _lift_alerts_about(conn: Connection, st: CaseStore, ids: list, when, actor: 
     return n
 
 
-def act(target: Engine | Connection, case_id: str, action: str, *, actor: str, case_type_name: str | None = None,
+def act(target: Engine | Connection, case_id: str, action: str, *, actor, case_type_name: str | None = None,
         store: str | None = None, **kw) -> Change:
     """A named action (a screen's button, a CLI verb) → the status the type maps it to."""
     with _connect(target) as conn:
@@ -444,15 +480,18 @@ def act(target: Engine | Connection, case_id: str, action: str, *, actor: str, c
         return transition(conn, case_id, to, actor=actor, case_type_name=ct.name, store=st.name, **kw)
 
 
-def extend(target: Engine | Connection, case_id: str, deadline, *, actor: str, note: str = "",
+def extend(target: Engine | Connection, case_id: str, deadline, *, actor, note: str = "",
            store: str | None = None) -> Change:
-    """Extend a case's deadline (延期): the new deadline on the case, a 延期 history row."""
+    """Extend a case's deadline (延期): the new deadline on the case, a 延期 history row.
+    `actor`: a Principal (checked as for `transition`) or a system name. Audited."""
     with _connect(target) as conn:
-        if not actor:
-            raise CaseError("请填写办理人")
+        actor, who = _who(actor)
+        if not actor.strip():
+            raise CaseError("没有办理人：每一步都要记录是谁办理的")
         st, row = _find(conn, case_id, None, store)
         ct = _type_of_row(st, row)
         m = row._mapping
+        _may(who, ct, st, m, f"延长{ct.label}的处置时限")
         if m[st.status] in ct.closed:
             raise CaseError(f"{ct.label} {case_id} 已办结，不能延期")
         new = pd.Timestamp(deadline)
@@ -466,6 +505,8 @@ def extend(target: Engine | Connection, case_id: str, deadline, *, actor: str, n
         dep = m.get(st.department) if st.department else ct.department
         _write_history(conn, st, [_history_row(st, case_id, when, EXTENDED, actor, dep,
                                                note or f"处置时限延至 {clock.to_local(new):%Y-%m-%d %H:%M}（北京时间）")])
+        audit.record(conn, "case.extend", actor, subject=subject_of(st, case_id), ts=when,
+                     deadline=new, before=old, note=note or None)
         return Change(case_id, ct.name, m[st.status], m[st.status], when, actor, dep, note)
 
 
@@ -532,6 +573,8 @@ def sync(conn: Connection, case_type_name: str, changes: pd.DataFrame, *, actor:
         if res.rowcount is not None and 0 <= res.rowcount < len(batch):
             raise CaseError(f"{ct.label}：有案件的环节在同步时刚被他人改动，请重试（本次同步未写入）")
     _write_history(conn, st, rows)
+    if rows:
+        audit.record(conn, "case.sync", actor, subject=ct.name, count=len(rows), source=note_prefix)
     closings = {subject_of(st, i): (u.get(st.updated) if st.updated else None)
                 for i, u in final.items() if u[st.status] in ct.closed}
     if closings:  # a case the source closed lifts its alerts, at its closing time

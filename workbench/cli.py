@@ -16,13 +16,28 @@ def _echo_err(msg: str) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--db", "db_url", envvar="WORKBENCH_DB_URL", help="Hub URL (default: SQLite data/city.db).")
+@click.option("--user", "user", envvar="WORKBENCH_USER", default=None,
+              help="Act as this hub user (its role, department and district apply); default: the operator at the shell.")
 @click.version_option(package_name="workbench")
-def main(db_url):
+def main(db_url, user):
     """城市数智中心 workbench: the city's data hub, analyses, dashboards and reports."""
-    if db_url:
-        import os
+    import os
 
+    if db_url:
         os.environ["WORKBENCH_DB_URL"] = db_url
+    if user:
+        os.environ["WORKBENCH_USER"] = user
+
+
+def _principal():
+    """Who this command acts as (--user / $WORKBENCH_USER, else the operator); exit 2 if unknown."""
+    from workbench import access
+
+    try:
+        return access.current(_hub())
+    except access.AccessDenied as exc:
+        _echo_err(f"错误：{exc.problem}")
+        sys.exit(2)
 
 
 _INGEST_HELP = """Take FILES (CSV, XLSX, JSON) into DATASET.
@@ -372,17 +387,19 @@ def cases_show(case_id):
 @cases_group.command("act")
 @click.argument("case_id")
 @click.argument("action")
-@click.option("--actor", required=True, help="Who acts (办理人); written to the step.")
 @click.option("--note", default="", help="办理意见.")
 @click.option("--department", default=None, help="Where the case goes (a 派遣/派发 step).")
 @click.option("--expected", default=None, help="The step you saw; refused if the case has moved since.")
-def cases_act(case_id, action, actor, note, department, expected):
-    """Move CASE_ID by ACTION (a verb of its type, e.g. sign, feedback, close — or a step's name)."""
+def cases_act(case_id, action, note, department, expected):
+    """Move CASE_ID by ACTION (a verb of its type, e.g. sign, feedback, close — or a step's name),
+    as the --user (or the operator); the step records that identity."""
     from workbench import cases
+    from workbench.access import AccessDenied
 
     try:
-        ch = cases.act(_hub(), case_id, action, actor=actor, note=note, department=department, expected=expected)
-    except cases.CaseError as exc:
+        ch = cases.act(_hub(), case_id, action, actor=_principal(), note=note, department=department,
+                       expected=expected)
+    except (cases.CaseError, AccessDenied) as exc:
         _echo_err(f"错误：{exc.problem}")
         sys.exit(2)
     click.echo(f"{case_id}：{ch.before} → {ch.after}（{ch.actor}）")
@@ -391,15 +408,16 @@ def cases_act(case_id, action, actor, note, department, expected):
 @cases_group.command("extend")
 @click.argument("case_id")
 @click.argument("deadline", type=click.DateTime(["%Y-%m-%d %H:%M", "%Y-%m-%d"]))
-@click.option("--actor", required=True, help="Who approves the extension (办理人).")
 @click.option("--note", default="", help="Why (延期理由).")
-def cases_extend(case_id, deadline, actor, note):
-    """Extend CASE_ID's deadline (延期) to DEADLINE, Beijing time; counted in the 延期率."""
+def cases_extend(case_id, deadline, note):
+    """Extend CASE_ID's deadline (延期) to DEADLINE, Beijing time, as the --user (or the
+    operator); counted in the 延期率."""
     from workbench import cases, clock
+    from workbench.access import AccessDenied
 
     try:
-        cases.extend(_hub(), case_id, clock.to_utc(deadline), actor=actor, note=note)
-    except cases.CaseError as exc:
+        cases.extend(_hub(), case_id, clock.to_utc(deadline), actor=_principal(), note=note)
+    except (cases.CaseError, AccessDenied) as exc:
         _echo_err(f"错误：{exc.problem}")
         sys.exit(2)
     click.echo(f"{case_id}：处置时限延至 {deadline:%Y-%m-%d %H:%M}（北京时间）")
@@ -409,6 +427,120 @@ def _hub():
     from workbench.store import hub
 
     return hub.engine()
+
+
+# ------------------------------------------------------------------ users
+
+@main.group("users")
+def users_group():
+    """Users of the hub: their role, department and district (sign-in for the dashboards)."""
+
+
+def _user_error(fn):
+    import functools
+
+    @functools.wraps(fn)
+    def run(*a, **kw):
+        from workbench.users import UserError
+
+        try:
+            return fn(*a, **kw)
+        except UserError as exc:
+            _echo_err(f"错误：{exc.problem}")
+            sys.exit(2)
+    return run
+
+
+def _password(ask: bool, prompt: str = "密码") -> str:
+    import os
+
+    env = os.environ.get("WORKBENCH_PASSWORD")
+    if env and not ask:
+        return env
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=True)
+
+
+_ROLE_HELP = "角色：" + "、".join(f"{k}（{v}）" for k, v in __import__("workbench.access", fromlist=["ROLES"]).ROLES.items())
+
+
+@users_group.command("add")
+@click.argument("username")
+@click.option("--role", required=True, help=_ROLE_HELP)
+@click.option("--name", default=None, help="姓名 (display name).")
+@click.option("--department", default=None, help="所属部门, e.g. 市场监管局 (staff, reviewer).")
+@click.option("--district", default=None, help="所属区县, e.g. 荷塘区 (district staff).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+@_user_error
+def users_add(username, role, name, department, district, password_stdin):
+    """Add USERNAME (asks for the password, or $WORKBENCH_PASSWORD, or --password-stdin)."""
+    from workbench import users
+
+    users.validate(username, role, district)   # before asking for a password
+    pw = sys.stdin.readline().rstrip("\n") if password_stdin else _password(False)
+    who = users.create(username, pw, role=role, name=name, department=department, district=district,
+                       by=_principal(), eng=_hub())
+    click.echo(f"已新建用户 {who.username}：{who.describe}")
+
+
+@users_group.command("list")
+def users_list():
+    """Every user: role, department, district, active or not."""
+    from workbench import users
+
+    df = users.frame(_hub())
+    if df.empty:
+        click.echo("还没有用户。用 `workbench users add` 新建。")
+        return
+    for r in df.itertuples():
+        click.echo(f"{r.username:16s} {r.display_name:8s} {r.role_label:6s} {r.department or '-':12s} "
+                   f"{r.district or '-':6s} {'启用' if r.active else '停用'}")
+
+
+@users_group.command("set")
+@click.argument("username")
+@click.option("--role", default=None, help=_ROLE_HELP)
+@click.option("--name", default=None)
+@click.option("--department", default=None, help="所属部门 ('' to clear).")
+@click.option("--district", default=None, help="所属区县 ('' to clear).")
+@click.option("--enable/--disable", "active", default=None, help="启用或停用 (disabling ends its sessions).")
+@_user_error
+def users_set(username, role, name, department, district, active):
+    """Change USERNAME's role, name, department, district, or enable/disable it (audited)."""
+    from workbench import users
+
+    who = users.update(username, role=role, name=name,
+                       department=... if department is None else department,
+                       district=... if district is None else district, active=active, by=_principal(), eng=_hub())
+    click.echo(f"已更新用户 {username}：{who.describe if who else ''}{'' if active is not False else '（已停用）'}")
+
+
+@users_group.command("passwd")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the new password from the first line of stdin.")
+@_user_error
+def users_passwd(username, password_stdin):
+    """Set USERNAME's password (its sessions end)."""
+    from workbench import users
+
+    pw = sys.stdin.readline().rstrip("\n") if password_stdin else _password(True, "新密码")
+    users.set_password(username, pw, by=_principal(), eng=_hub())
+    click.echo(f"已修改 {username} 的密码，其已登录的会话均已失效。")
+
+
+@main.command("audit")
+@click.option("--action", default=None, help="Only this action (case.step, login, unmask, backup …).")
+@click.option("--actor", "actor", default=None, help="Only rows whose actor contains this text.")
+@click.option("--limit", default=50, show_default=True)
+def audit_cmd(action, actor, limit):
+    """The audit log, newest first (Beijing time): who did what to which record."""
+    from workbench import audit, clock
+
+    df = audit.frame(_hub(), action=action, actor=actor, limit=limit)
+    if df.empty:
+        click.echo("审计日志为空。")
+        return
+    for r in df.itertuples():
+        click.echo(f"{clock.to_local(r.ts):%Y-%m-%d %H:%M:%S}  {r.label:8s}  {r.actor}  {r.target or ''}  {r.detail or ''}")
 
 
 def _register_department_commands() -> None:

@@ -88,3 +88,48 @@ def mask_text_series(s: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 
 MASKS = {"reporter_name": mask_name, "reporter_phone": mask_phone, "reporter_id_no": mask_id_number}
+
+
+# ---------------------------------------------------------------------- unmasking (logged)
+
+def reveal(who, dataset: str, row_key: str, reason: str, eng=None) -> dict[str, str]:
+    """The originals kept for one record in the protected table ({field: value}), for a
+    principal allowed to read them (workbench.access), with a reason; the read is written to
+    the audit log (who, which record, which fields, why). AccessDenied says why not.
+
+    `row_key`: the record's natural key as the protected table writes it (ingest.row_keys);
+    the record's department and district (when its dataset has them) decide who may read."""
+    import json
+
+    import sqlalchemy as sa
+
+    from workbench import audit
+    from workbench.access import AccessDenied
+    from workbench.store import hub
+    from workbench.store.schema import DATASETS, personal_data
+
+    reason = (reason or "").strip()
+    if len(reason) < 2:
+        raise AccessDenied("查看个人信息原文须填写事由（将记入审计日志）")
+    eng = eng or hub.engine()
+    department = district = None
+    ds = DATASETS.get(dataset)
+    if ds is not None:
+        t = ds.table
+        key = json.loads(row_key)
+        cond = [t.c[k] == v for k, v in zip(ds.key, key)]
+        cols = [t.c[c] for c in ("department", "district") if c in t.c]
+        if cols:
+            with eng.connect() as conn:
+                row = conn.execute(sa.select(*cols).where(*cond)).mappings().first()
+            if row is not None:
+                department, district = row.get("department"), row.get("district")
+    why = who.may_unmask(department=department, district=district) if who is not None else "未登录"
+    if why:
+        raise AccessDenied(why)
+    t = personal_data
+    with eng.begin() as conn:
+        got = {f: v for f, v in conn.execute(sa.select(t.c.field, t.c.value).where(
+            t.c.dataset == dataset, t.c.row_key == row_key))}
+        audit.record(conn, "unmask", who, subject=f"{dataset}:{row_key}", fields=sorted(got), reason=reason)
+    return got

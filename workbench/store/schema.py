@@ -624,3 +624,50 @@ personal_data = sa.Table(
     sa.PrimaryKeyConstraint("dataset", "row_key", "field"),
     comment="个人信息（受保护）",
 )
+
+
+# 0013: who acts (users, sessions) and what was done (the append-only audit log).
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("username", sa.String(64), primary_key=True),
+    sa.Column("display_name", sa.String(128), nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),          # workbench.access.ROLES
+    sa.Column("department", sa.String(64)),                    # an agency: 市场监管局 …
+    sa.Column("district", sa.String(64)),                      # 荷塘区 … (district staff)
+    sa.Column("password_hash", sa.String(256), nullable=False),  # argon2id
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_until", sa.DateTime),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("updated_at", sa.DateTime, nullable=False),
+    comment="用户",
+)
+
+user_sessions = sa.Table(
+    "user_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),  # sha256 of the cookie's token
+    sa.Column("username", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("last_seen", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False),
+    sa.Column("revoked_at", sa.DateTime),
+    sa.Column("address", sa.String(64)),
+    sa.Index(None, "username"),
+    comment="登录会话",
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("ts", sa.DateTime, nullable=False),              # UTC
+    sa.Column("actor", sa.String(160), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),        # case.step, user.create, unmask, backup …
+    sa.Column("target", sa.String(512)),
+    sa.Column("detail", sa.Text),                              # JSON
+    sa.Index(None, "ts"),
+    sa.Index(None, "action", "ts"),
+    comment="审计日志（只增不改）",
+)
