@@ -14,7 +14,8 @@ from workbench.ui.cards import KPI, kpi_card, kpi_html, kpi_row
 from workbench.ui.charts import bar_chart, chart, chart_style, line_chart, new_figure, png
 from workbench.ui.labels import (DEPARTMENTS, column_label, dataset_department, dataset_label,
                                  dataset_options, department_label, value_label)
-from workbench.ui.layout import empty, error, footer, grid, header, html, note, section, stack
+from workbench.ui.layout import (Gate, empty, error, footer, grid, guarded, header, html, lock, note, open_page,
+                                 read_only_reason, refused_html, section, stack, unavailable)
 from workbench.ui.request import query_params, wait_for_request
 from workbench.ui.tables import (Html, age_text, badge, empty_html, format_bytes, format_date, format_number,
                                  format_time, percent, table, table_html, to_local, utc_now)
@@ -39,7 +40,8 @@ __all__ = [
     "setup", "KPI", "kpi_card", "kpi_html", "kpi_row", "bar_chart", "chart", "chart_style", "line_chart",
     "new_figure", "png", "DEPARTMENTS", "column_label", "dataset_department", "dataset_label",
     "dataset_options", "department_label", "value_label", "empty", "error", "footer", "grid", "header", "html",
-    "note", "section", "stack", "query_params", "wait_for_request", "Html", "age_text", "badge",
+    "note", "section", "stack", "Gate", "guarded", "lock", "open_page", "read_only_reason", "refused_html",
+    "unavailable", "query_params", "wait_for_request", "Html", "age_text", "badge",
     "empty_html", "format_bytes", "format_date", "format_number", "format_time", "percent", "table",
     "table_html", "to_local", "utc_now", "COLORS", "PALETTE", "css", "style", "use_chart_style",
 ]
