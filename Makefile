@@ -34,9 +34,10 @@ $(STAMP): pyproject.toml
 system:
 	@if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -q "Noto Sans CJK" \
 		|| ! ldconfig -p | grep -q "libGL.so.1" \
-		|| ! { command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto; }; then \
+		|| ! { command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto; } \
+		|| ! command -v pg_dump >/dev/null || ! command -v pg_restore >/dev/null; then \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium fonts-noto-cjk fontconfig \
-			libgl1 libglib2.0-0 mosquitto; \
+			libgl1 libglib2.0-0 mosquitto postgresql-client; \
 	fi
 
 synth: setup

@@ -79,11 +79,49 @@ def alembic_config(eng: Engine):
     return cfg
 
 
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    cfg = alembic_config(None)
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def backup_before_migration() -> bool:
+    """Whether a hub not at head (and not empty) is backed up before it is migrated:
+    $WORKBENCH_BACKUP_BEFORE_MIGRATE (default on; 0/no/off skips it, e.g. for throwaway hubs)."""
+    import os
+
+    return os.environ.get("WORKBENCH_BACKUP_BEFORE_MIGRATE", "1").strip().lower() not in ("0", "no", "off", "false")
+
+
 def upgrade(eng: Engine, revision: str = "head") -> None:
-    """Bring the hub's schema to `revision` (Alembic); never drops a user's data."""
+    """Bring the hub's schema to `revision` (Alembic); never drops a user's data. A hub that
+    holds a schema older than the target is backed up first (workbench.backup, the database
+    alone, into backups/ beside a SQLite file or data/backups; the log says where), unless it
+    lives in memory or $WORKBENCH_BACKUP_BEFORE_MIGRATE says no."""
+    import logging
+
     from alembic import command
 
-    command.upgrade(alembic_config(eng), revision)
+    cfg = alembic_config(eng)
+    if backup_before_migration() and eng.url.database not in (None, "", ":memory:"):
+        before = current_revision(eng)
+        target = head_revision() if revision == "head" else revision
+        if before is not None and before != target:
+            from workbench import backup
+
+            # the database alone: a migration changes no file (raw copies and evidence stay as they are)
+            res = backup.backup(eng, reason=f"before-{target}", audit=False, files=False)
+            logging.getLogger(__name__).warning("hub at revision %s backed up before migrating to %s: %s",
+                                                before, target, res.folder)
+            command.upgrade(cfg, revision)
+            from workbench import access, audit
+
+            if "audit_log" in sa.inspect(eng).get_table_names():
+                audit.record(eng, "migrate", access.system("数据库升级"), subject=str(res.folder),
+                             before=before, after=current_revision(eng), backup=str(res.folder))
+            return
+    command.upgrade(cfg, revision)
 
 
 def current_revision(eng: Engine | None = None) -> str | None:
