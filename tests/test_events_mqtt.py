@@ -5,6 +5,7 @@ while the listener is away are delivered to its persistent session, even across 
 restart; nothing is lost and nothing is loaded twice."""
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -28,11 +29,13 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(self, folder, port):
+    def __init__(self, folder, port, extra: str = "", anonymous: bool = True):
         self.port = port
+        self.folder = folder
         self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                             f"persistence_location {folder}/\nautosave_interval 1\n", encoding="utf-8")
+        self.conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous {'true' if anonymous else 'false'}\n"
+                             f"persistence true\npersistence_location {folder}/\nautosave_interval 1\n{extra}",
+                             encoding="utf-8")
         self.proc = None
         folder.chmod(0o777)  # run as root, mosquitto drops to its own user: it must write its persistence file here
 
@@ -54,19 +57,31 @@ class Broker:
             self.proc.wait(10)
 
 
-@pytest.fixture
-def broker():
+@contextlib.contextmanager
+def own_broker(extra: str = "", anonymous: bool = True, before=None):
+    """A Mosquitto of this test's own (its port, its folder); `before(folder)` writes files
+    the configuration names (a password file)."""
     import tempfile
     from pathlib import Path
 
     if not MOSQUITTO:
         pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
     folder = Path(tempfile.mkdtemp(prefix="events-mosquitto-"))  # not under pytest's 0700 folders
-    b = Broker(folder, free_port())
+    if before is not None:
+        extra = before(folder) or extra
+    b = Broker(folder, free_port(), extra, anonymous)
     b.start()
-    yield b
-    b.stop()
-    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        yield b
+    finally:
+        b.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def broker():
+    with own_broker() as b:
+        yield b
 
 
 T0 = (pd.Timestamp.now(tz="Asia/Shanghai") - pd.Timedelta(minutes=30)).floor("s").isoformat()
@@ -160,3 +175,113 @@ def test_a_listener_killed_before_acknowledging_loses_nothing(broker, tmp_path):
     hub.dispose(db)
     assert len(ev) == n and ev["event_id"].is_unique
 
+
+
+def test_poison_messages_are_quarantined_masked_and_acknowledged(broker, hub_engine):
+    """400 KB of nested brackets, brackets nested deep under the size limit, invalid UTF-8, a
+    NUL byte (raw and escaped), an id too long, a time intake cannot hold: each is one quarantined row (its
+    phone number masked), acknowledged; the good records around them load; the topic flows on.
+    The same on SQLite and PostgreSQL."""
+    topic = "zz/poison"
+    eng = hub_engine
+    lst = em.Listener(topic, port=broker.port, client_id="poison-test", eng=eng, state_file=None).start()
+    assert lst.connected
+    long_id = dict(record(9), event_id="E" * 300, external_id="X" * 300)  # the hub's columns hold 64
+    poison = [b"[" * 400_000, b"[" * 100_000 + b"]" * 100_000, b'{"event_id": "\xff\xfe", "note": "13812345678"}',
+              b'{"event_id": "N1", "description": "a\x00b 13812345678"}',
+              b'{"event_id": "N2", "description": "a\\u0000b"}', long_id,
+              dict(record(12), ts="9999-12-31T23:59:59+14:00")]  # intake raises on it (out of bounds)
+    try:
+        assert em.publish([record(1), *poison, record(2)], topic, port=broker.port) == len(poison) + 2
+        assert wait_for(lambda: lst.stats.messages >= len(poison) + 2, 60), lst.stats
+        assert em.publish([record(3)], topic, port=broker.port) == 1   # the topic is not blocked
+        assert wait_for(lambda: count(eng) == 3, 30), lst.stats
+    finally:
+        st = lst.stop()
+    assert st.acked == len(poison) + 3 and st.retries == 0
+    q = hub.quarantine_rows("city_events", eng=eng)
+    reasons = sorted(q["reason"])
+    assert len(q) == len(poison), reasons
+    assert reasons.count(em.TOO_BIG) == 1 and reasons.count(em.TOO_DEEP) == 1 and reasons.count(em.HAS_NUL) == 2
+    assert intake.BAD_JSON in reasons   # invalid UTF-8: intake's own word
+    assert reasons.count(em.NOT_STORED) == 1  # written alone, refused while the hub answers: quarantined
+    checked = [r for r in reasons if r not in (em.TOO_BIG, em.TOO_DEEP, em.HAS_NUL, intake.BAD_JSON, em.NOT_STORED)]
+    assert len(checked) == 1 and "64" in checked[0], reasons  # the long id: the row checks' own words
+    cells = [str(v) for v in q.to_numpy().ravel()]
+    text = " ".join(cells)
+    assert "13812345678" not in text and "\x00" not in text
+    assert max(map(len, cells)) < 5000  # the big one kept by its head
+
+
+def test_username_and_password(tmp_path, sqlite_hub):
+    """A broker that wants a password (mosquitto_passwd file): the wrong one is refused and
+    said so; the right one (from a 0600 file, as --password-file reads it) takes messages."""
+    passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+    if not shutil.os.path.exists(passwd):
+        pytest.skip("mosquitto_passwd is not installed")
+
+    def users(folder):
+        pw = folder / "passwd"
+        subprocess.run([passwd, "-c", "-b", str(pw), "city", "s3cret-pass"], check=True, capture_output=True)
+        pw.chmod(0o644)  # mosquitto drops to its own user and must read it
+        return f"password_file {pw}\n"
+
+    secret = tmp_path / "mqtt.pw"
+    secret.write_text("s3cret-pass\n")
+    secret.chmod(0o644)
+    with pytest.raises(PermissionError):
+        em.read_password(secret)
+    secret.chmod(0o600)
+    assert em.read_password(secret) == "s3cret-pass"
+    with own_broker(anonymous=False, before=users) as b:
+        bad = em.Listener("zz/auth", port=b.port, client_id="auth-bad", eng=sqlite_hub, username="city",
+                          password="wrong", state_file=None).start(wait=3)
+        try:
+            assert not bad.connected and bad.stats.refused, bad.stats
+        finally:
+            bad.stop(drain=0)
+        with pytest.raises(Exception):
+            em.publish([record(1)], "zz/auth", port=b.port, timeout=3)  # anonymous: refused
+        lst = em.Listener("zz/auth", port=b.port, client_id="auth-ok", eng=sqlite_hub, username="city",
+                          password=em.read_password(secret), state_file=None).start()
+        try:
+            assert lst.connected, lst.stats
+            assert em.publish([record(i) for i in range(5)], "zz/auth", port=b.port, username="city",
+                              password="s3cret-pass") == 5
+            assert wait_for(lambda: count(sqlite_hub) == 5, 30)
+        finally:
+            lst.stop()
+
+
+def test_messages_the_broker_dropped_are_noticed(tmp_path, sqlite_hub):
+    """The broker keeps at most 5 messages for a session that is away (max_queued_messages):
+    the numbered publisher's gap is noticed when the listener is back (its last number kept in
+    a file across the restart), and so is the broker's $SYS dropped counter; each is an alert
+    (消息丢失) and an audit row mqtt.dropped."""
+    from workbench import alerts, audit
+
+    state = tmp_path / "seq.json"
+    with own_broker("max_queued_messages 5\nsys_interval 1\n") as b:
+        lst = em.Listener("zz/drop", port=b.port, client_id="drop-test", eng=sqlite_hub, state_file=state).start()
+        assert lst.connected
+        assert em.publish([record(i) for i in range(3)], "zz/drop", port=b.port, publisher="sensor-1") == 3
+        assert wait_for(lambda: count(sqlite_hub) == 3, 30)
+        time.sleep(1.5)  # the $SYS counter's first value: the baseline
+        lst.stop()
+        assert em.publish([record(i) for i in range(3, 23)], "zz/drop", port=b.port, publisher="sensor-1",
+                          seq_start=4) == 20          # numbers 4..23; the broker keeps 5 of them
+        again = em.Listener("zz/drop", port=b.port, client_id="drop-test", eng=sqlite_hub, state_file=state).start()
+        try:
+            assert wait_for(lambda: count(sqlite_hub) == 8, 30), again.stats
+            assert em.publish([record(23)], "zz/drop", port=b.port, publisher="sensor-1", seq_start=24) == 1
+            assert wait_for(lambda: count(sqlite_hub) == 9 and again.stats.dropped and again.stats.sys_dropped, 30), \
+                again.stats
+        finally:
+            again.stop()
+    assert again.stats.dropped == 15 and again.stats.sys_dropped >= 15
+    a = hub.read("alerts", eng=sqlite_hub)
+    a = a[a["category"] == em.DROPPED_CATEGORY]
+    assert len(a) == 2 and a["status"].eq(alerts.ACTIVE).all()
+    assert any("序号 9–23" in e for e in a["evidence"]), a["evidence"].tolist()
+    log = audit.frame(sqlite_hub, action="mqtt.dropped")
+    assert len(log) == 2 and set(log["target"]) == {"mqtt:zz/drop"}

@@ -61,13 +61,35 @@ def intake(files, fmt, city, profile, force, as_json, progress):
               help="Fixed id of the persistent session (the broker keeps unacknowledged messages for it).")
 @_CITY
 @click.option("--seconds", type=float, default=None, help="Stop after this many seconds (default: run until Ctrl-C).")
-def listen(topic, host, port, client_id, city, seconds):
-    """Take events from an MQTT topic (QoS 1; each message acknowledged only once it is in the hub)."""
+@click.option("--username", envvar="WORKBENCH_MQTT_USERNAME", default=None, help="Broker user name.")
+@click.option("--password-file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="File holding the broker password (mode 0600); default: $WORKBENCH_MQTT_PASSWORD.")
+@click.option("--tls-ca", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="CA certificate: connect with TLS and check the broker's certificate.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Client certificate (brokers that require one).")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), default=None, help="Its private key.")
+@click.option("--max-bytes", default=256 * 1024, show_default=True, type=int,
+              help="A larger message is quarantined by its head, not parsed.")
+def listen(topic, host, port, client_id, city, seconds, username, password_file, tls_ca, tls_cert, tls_key,
+           max_bytes):
+    """Take events from an MQTT topic (QoS 1; each message acknowledged only once it is in the hub,
+    or in quarantine when it cannot be taken in: a bad message never blocks the topic)."""
     import time
 
-    from workbench.events.mqtt import Listener
+    from workbench.events.mqtt import Listener, read_password
 
-    lst = Listener(topic, host=host, port=port, client_id=client_id, rules=_rules(city)).start()
+    try:
+        password = read_password(password_file)
+    except (OSError, IndexError) as exc:
+        click.echo(f"错误：密码文件无法使用：{exc}", err=True)
+        sys.exit(2)
+    lst = Listener(topic, host=host, port=port, client_id=client_id, rules=_rules(city), username=username,
+                   password=password, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key, max_bytes=max_bytes).start()
+    if lst.stats.refused:
+        lst.stop(drain=0)
+        click.echo(f"错误：MQTT 代理拒绝连接（{lst.stats.refused}）：请检查 --username 和密码", err=True)
+        sys.exit(2)
     click.echo(f"监听 mqtt://{host}:{port}/{topic}（会话 {client_id}），Ctrl-C 停止。", err=True)
     start, last = time.time(), -1
     try:
@@ -77,8 +99,9 @@ def listen(topic, host, port, client_id, city, seconds):
                 last = lst.stats.messages
                 t = lst.stats.total
                 click.echo(f"消息 {lst.stats.messages} 条：新增 {t.loaded}，更新 {t.updated}，重复 {t.duplicates}，"
-                           f"合并 {t.merged}，隔离 {t.quarantined}" + ("" if lst.connected else "（连接断开，重连中）"),
-                           err=True)
+                           f"合并 {t.merged}，隔离 {t.quarantined}"
+                           + (f"，已知丢失 {lst.stats.dropped}" if lst.stats.dropped else "")
+                           + ("" if lst.connected else "（连接断开，重连中）"), err=True)
     except KeyboardInterrupt:
         pass
     st = lst.stop()

@@ -12,17 +12,49 @@ The guarantee, and how it is kept:
 - paho reconnects by itself when the broker goes away and comes back; with the broker's
   persistence on (`persistence true`), its queue survives the broker's restart too.
 
-A malformed message (not JSON, not a record, a bad record) is quarantined with its reason
-and acknowledged, so it cannot block the topic.
+A message that cannot be taken in never blocks the topic: it is quarantined (masked, as a
+file's rows are) and acknowledged, never retried forever —
+- not JSON, not a record, a record the loader refuses: quarantined by intake with its reason;
+- over `max_bytes` (default 256 KiB): quarantined by its head, never parsed;
+- nested too deep for the parser (RecursionError), or carrying a NUL character (PostgreSQL
+  refuses one, SQLite keeps it: both are treated the same here): quarantined;
+- a batch the hub refuses while the hub answers (`SELECT 1` works): written again one message
+  at a time, and the one the hub still refuses is quarantined with the database's reason.
+Only a hub that does not answer keeps the batch unacknowledged (retried until it answers).
+
+Messages lost on the way (the broker's queue for a session that was away is bounded —
+mosquitto's max_queued_messages — and a broker restarted without persistence forgets it) are
+noticed two ways, each an alert (workbench.alerts, category 消息丢失) and an audit row
+"mqtt.dropped":
+- per-publisher sequence numbers: a publisher that numbers its messages (`_publisher`,
+  `_seq` keys of a record, as `publish(..., publisher=…)` does) shows a gap when one is
+  missing. This is the one that says *which* messages were lost and sees every cause (queue
+  limits, broker restarts, a publisher's own losses); the last number per publisher is kept
+  in data/mqtt/<client id>.json, so a gap across a listener restart is seen too;
+- the broker's `$SYS/broker/publish/messages/dropped` counter (mosquitto; `sys_interval`):
+  broker-wide, it also counts other clients' losses and restarts at 0 with the broker, but it
+  needs nothing from publishers — the fallback for sources that do not number their messages.
+
+Username/password (`username`, `password`) and TLS (`tls_ca`, `tls_cert`, `tls_key`) are
+options of the listener and of `publish` (CLI: --username, --password-file or
+$WORKBENCH_MQTT_PASSWORD, --tls-ca, --tls-cert, --tls-key).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
+
+import numpy as np
+import pandas as pd
 
 from workbench.events import dispatch as dp
 from workbench.events import intake
@@ -30,6 +62,17 @@ from workbench.events import intake
 log = logging.getLogger(__name__)
 DEFAULT_TOPIC = "city/events"
 DEFAULT_CLIENT_ID = "workbench-events"
+MAX_BYTES = 256 * 1024
+SYS_DROPPED = "$SYS/broker/publish/messages/dropped"
+PUBLISHER, SEQ = "_publisher", "_seq"
+TOO_BIG = "消息过大"
+TOO_DEEP = "嵌套过深，无法解析"
+HAS_NUL = "含有 NUL 字符（数据库不接受）"
+NOT_STORED = "数据中台拒绝写入"
+DROPPED_CATEGORY = "消息丢失"
+DEPARTMENT = "城市管理和综合执法局"
+PASSWORD_ENV = "WORKBENCH_MQTT_PASSWORD"
+_HEAD = 500
 
 
 @dataclass
@@ -39,8 +82,69 @@ class ListenerStats:
     acked: int = 0
     retries: int = 0
     connects: int = 0
+    poisoned: int = 0          # quarantined by the listener itself (too big, too deep, NUL, refused by the hub)
+    dropped: int = 0           # messages known lost (sequence gaps)
+    sys_dropped: int = 0       # the broker's $SYS dropped counter went up by this much
     last_error: str | None = None
+    refused: str | None = None  # the broker refused the connection (bad password, not authorised)
     total: intake.IntakeSummary = field(default_factory=lambda: intake.IntakeSummary("mqtt"))
+
+
+def _head(p: bytes) -> str:
+    """The first bytes of a payload as text a database takes (no NUL, bad bytes replaced)."""
+    return p[:_HEAD].decode("utf-8", "replace").replace("\x00", "\\x00")
+
+
+def screen(payload: bytes, max_bytes: int = MAX_BYTES):
+    """(payload to hand to intake, (publisher, seq) or None, problem or None). A problem is
+    (reason, detail, original) for the quarantine; the payload is then None."""
+    if not isinstance(payload, (bytes, bytearray)):
+        payload = str(payload).encode("utf-8", "surrogatepass")
+    payload = bytes(payload)
+    if len(payload) > max_bytes:
+        return None, None, (TOO_BIG, f"{len(payload)} 字节，上限 {max_bytes} 字节（只保留开头）",
+                            {"payload": _head(payload), "bytes": len(payload)})
+    if b"\x00" in payload or b"\\u0000" in payload:
+        return None, None, (HAS_NUL, "NUL 字符", {"payload": _head(payload)})
+    try:
+        doc = json.loads(payload.decode("utf-8-sig"))
+    except RecursionError:
+        return None, None, (TOO_DEEP, "JSON 嵌套层数超过解析器上限", {"payload": _head(payload)})
+    except (UnicodeDecodeError, ValueError):
+        return payload, None, None  # intake quarantines it with its own words (JSON 格式错误)
+    if isinstance(doc, dict) and (PUBLISHER in doc or SEQ in doc):
+        pub, seq = doc.pop(PUBLISHER, None), doc.pop(SEQ, None)
+        payload = json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        try:
+            return payload, (str(pub)[:64] if pub is not None else "", int(seq)), None
+        except (TypeError, ValueError):
+            return payload, None, None
+    return payload, None, None
+
+
+class _SeqState:
+    """The last sequence number seen per publisher (and the broker's dropped counter),
+    kept in a small JSON file so a listener that restarts still sees a gap."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.last: dict[str, int] = {}
+        self.sys_dropped: int | None = None
+        if path is not None and path.is_file():
+            try:
+                d = json.loads(path.read_text(encoding="utf-8"))
+                self.last = {str(k): int(v) for k, v in d.get("last", {}).items()}
+                self.sys_dropped = d.get("sys_dropped")
+            except (OSError, ValueError, TypeError, AttributeError):
+                log.warning("sequence state %s unreadable: starting afresh", path)
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".part")
+        tmp.write_text(json.dumps({"last": self.last, "sys_dropped": self.sys_dropped}), encoding="utf-8")
+        os.replace(tmp, self.path)
 
 
 class Listener:
@@ -49,21 +153,32 @@ class Listener:
     def __init__(self, topic: str = DEFAULT_TOPIC, *, host: str = "127.0.0.1", port: int = 1883,
                  client_id: str = DEFAULT_CLIENT_ID, rules: dp.CityRules | None = None, eng=None,
                  batch_max: int = 500, batch_wait: float = 0.02,
-                 on_commit: Callable[[intake.IntakeSummary, list[float]], None] | None = None):
+                 on_commit: Callable[[intake.IntakeSummary, list[float]], None] | None = None,
+                 username: str | None = None, password: str | None = None, tls_ca: str | None = None,
+                 tls_cert: str | None = None, tls_key: str | None = None, max_bytes: int = MAX_BYTES,
+                 watch_sys: bool = True, state_file: Path | str | None = "auto"):
         import paho.mqtt.client as mqtt
 
-        self.topic, self.host, self.port = topic, host, port
+        self.topic, self.host, self.port, self.client_id = topic, host, port, client_id
         self.rules = rules or dp.load_rules()
         self.eng = eng
         self.batch_max, self.batch_wait = batch_max, batch_wait
+        self.max_bytes = max_bytes
         self.on_commit = on_commit
         self.stats = ListenerStats()
+        self.watch_sys = watch_sys
+        if state_file == "auto":
+            from workbench import config
+
+            state_file = config.data_dir() / "mqtt" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', client_id)}.json"
+        self.seq = _SeqState(Path(state_file) if state_file else None)
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
         self._connected = threading.Event()
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
                         protocol=mqtt.MQTTv311, manual_ack=True)
+        configure(c, username=username, password=password, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
         c.reconnect_delay_set(min_delay=0.2, max_delay=2)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -75,12 +190,16 @@ class Listener:
     def _on_connect(self, client, userdata, flags, reason_code, properties=None):
         if reason_code.is_failure:
             self.stats.last_error = f"connect: {reason_code}"
+            if "authori" in str(reason_code).lower() or "password" in str(reason_code).lower():
+                self.stats.refused = str(reason_code)
             return
+        self.stats.refused = None
         self.stats.connects += 1
-        client.subscribe(self.topic, qos=1)  # ready once the broker confirms it (on_subscribe)
+        topics = [(self.topic, 1)] + ([(SYS_DROPPED, 0)] if self.watch_sys else [])
+        client.subscribe(topics)  # ready once the broker confirms it (on_subscribe)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties=None):
-        if all(not rc.is_failure for rc in reason_codes):
+        if not reason_codes[0].is_failure:
             self._connected.set()
         else:
             self.stats.last_error = f"subscribe {self.topic}: {reason_codes}"
@@ -89,6 +208,9 @@ class Listener:
         self._connected.clear()
 
     def _on_message(self, client, userdata, msg):
+        if msg.topic == SYS_DROPPED:
+            self._queue.put(("sys", msg.payload))
+            return
         self._queue.put((msg.mid, msg.qos, msg.payload, time.time()))
 
     # the worker: batches → hub → acknowledgements
@@ -106,35 +228,164 @@ class Listener:
                 break
         return batch
 
+    def _hub(self):
+        if self.eng is None:
+            from workbench.store import hub
+
+            self.eng = hub.engine()
+        return self.eng
+
+    def hub_answers(self) -> bool:
+        import sqlalchemy as sa
+
+        try:
+            with self._hub().connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return True
+        except Exception:  # noqa: BLE001 - any failure: the hub does not answer
+            return False
+
+    def _quarantine(self, problems: list, first_line: int) -> intake.IntakeSummary:
+        """Messages the listener itself refuses, into the quarantine (masked, as intake does)."""
+        sha = hashlib.sha256("".join(json.dumps(p[2], ensure_ascii=False, default=str) for p in problems)
+                            .encode("utf-8")).hexdigest()
+        bad = [(first_line + k, reason, detail, orig) for k, (reason, detail, orig) in enumerate(problems)]
+        return intake.take_in(pd.DataFrame(), origin=intake.Origin(f"mqtt:{self.topic}", sha, "table"),
+                              rules=self.rules, eng=self._hub(), lines=np.array([], int), malformed=bad)
+
+    def _write(self, items: list) -> intake.IntakeSummary:
+        """One batch into the hub: the good payloads through intake, the refused into quarantine."""
+        good, problems, seqs = [], [], []
+        for _, _, p, _ in items:
+            payload, seq, problem = screen(p, self.max_bytes)
+            if problem is not None:
+                problems.append(problem)
+            else:
+                good.append(payload)
+            if seq is not None:
+                seqs.append(seq)
+        summary = intake.IntakeSummary("mqtt")
+        if good:
+            summary.add(intake.message_batch(good, topic=self.topic, rules=self.rules, eng=self._hub(),
+                                             first_line=self.stats.messages + 1))
+        if problems:
+            summary.add(self._quarantine(problems, self.stats.messages + len(good) + 1))
+            self.stats.poisoned += len(problems)
+        self._sequences(seqs)
+        return summary
+
+    def _done(self, items: list, s: intake.IntakeSummary) -> None:
+        for mid, qos, _, _ in items:
+            if qos > 0:
+                self.client.ack(mid, qos)
+                self.stats.acked += 1
+        self.stats.messages += len(items)
+        self.stats.batches += 1
+        self.stats.total.add(s)
+        if self.on_commit is not None:
+            self.on_commit(s, [t for _, _, _, t in items])
+
+    def _sequences(self, seqs: list[tuple[str, int]]) -> None:
+        """Gaps in the publishers' numbers: an alert and an audit row per gap."""
+        gaps = []
+        for pub, n in seqs:
+            last = self.seq.last.get(pub)
+            if last is not None and n > last + 1:
+                gaps.append((pub, last + 1, n - 1))
+            if last is None or n > last:
+                self.seq.last[pub] = n
+        for pub, a, b in gaps:
+            self.stats.dropped += b - a + 1
+            self.dropped(f"发布端 {pub or '（未命名）'} 的消息序号 {a}–{b} 缺失，共 {b - a + 1} 条",
+                         publisher=pub, first=a, last=b, missing=b - a + 1, how="sequence")
+        if seqs:
+            self.seq.save()
+
+    def _sys(self, payload: bytes) -> None:
+        try:
+            n = int(payload.decode().strip())
+        except (UnicodeDecodeError, ValueError):
+            return
+        before = self.seq.sys_dropped
+        self.seq.sys_dropped = n
+        self.seq.save()
+        if before is not None and n > before:
+            self.stats.sys_dropped += n - before
+            self.dropped(f"MQTT 代理报告丢弃消息 {n - before} 条（$SYS 计数 {before} → {n}，含其他客户端）",
+                         missing=n - before, counter_before=before, counter=n, how="$SYS")
+
+    def dropped(self, text: str, **detail) -> None:
+        """Say that messages were lost: an alert (alert API) and an audit row "mqtt.dropped"."""
+        from workbench import access, alerts, audit, clock
+
+        log.warning("mqtt %s: %s", self.topic, text)
+        now = clock.now()
+        who = access.system("MQTT 监听")
+        key = hashlib.sha1(f"{self.topic}|{sorted(detail.items())}".encode()).hexdigest()[:10]
+        try:
+            with self._hub().begin() as conn:
+                alerts.raise_alert(conn, alert_id=f"MQTT-DROP-{now:%Y%m%d%H%M%S}-{key}", ts=now,
+                                   department=DEPARTMENT, category=DROPPED_CATEGORY, severity="warning",
+                                   title=f"MQTT 消息丢失：{self.topic}", source="MQTT 监听", area=self.topic,
+                                   subject=f"mqtt:{self.topic}", evidence=text[:4000],
+                                   attrs={"topic": self.topic, "client_id": self.client_id,
+                                          **{k: v for k, v in detail.items() if k != "how"}},
+                                   actor=who.actor, note=text[:1024])
+                audit.record(conn, "mqtt.dropped", who, subject=f"mqtt:{self.topic}", text=text,
+                             client_id=self.client_id, **detail)
+        except Exception as exc:  # noqa: BLE001 - the log line stands when the hub does not answer
+            log.error("could not record the loss in the hub: %s", exc)
+
     def _work(self):
         pending: list = []
-        while not self._stop.is_set() or pending or not self._queue.empty():
+        while True:
             if self._stop.is_set() and not pending and self._queue.empty():
                 break
             if not pending:
                 pending = self._take_batch()
+                sys_msgs = [p for p in pending if p[0] == "sys"]
+                pending = [p for p in pending if p[0] != "sys"]
+                for _, payload in sys_msgs:
+                    self._sys(payload)
                 if not pending:
                     continue
             try:
-                s = intake.message_batch([p for _, _, p, _ in pending], topic=self.topic, rules=self.rules,
-                                         eng=self.eng, first_line=self.stats.messages + 1)
-            except Exception as exc:  # the hub is unreachable: keep the batch, unacknowledged, and retry
-                self.stats.retries += 1
-                self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                s = self._write(pending)
+            except Exception as exc:  # noqa: BLE001
+                self.stats.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
+                if self.hub_answers():  # the hub is up and refuses something in the batch
+                    pending = self._one_by_one(pending)
+                    continue
+                self.stats.retries += 1  # the hub is unreachable: keep the batch, unacknowledged, and retry
                 log.warning("batch of %d messages not written, retrying: %s", len(pending), exc)
                 if self._stop.wait(1.0):
                     break
                 continue
-            for mid, qos, _, _ in pending:
-                if qos > 0:
-                    self.client.ack(mid, qos)
-                    self.stats.acked += 1
-            self.stats.messages += len(pending)
-            self.stats.batches += 1
-            self.stats.total.add(s)
-            if self.on_commit is not None:
-                self.on_commit(s, [t for _, _, _, t in pending])
+            self._done(pending, s)
             pending = []
+
+    def _one_by_one(self, items: list) -> list:
+        """Write each message alone; the one the hub refuses (while it answers) is quarantined.
+        Returns what is left to retry (the hub went away meanwhile)."""
+        for k, item in enumerate(items):
+            try:
+                s = self._write([item])
+            except Exception as exc:  # noqa: BLE001
+                if not self.hub_answers():
+                    return items[k:]
+                why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+                log.warning("message %s refused by the hub, quarantined: %s", item[0], why)
+                try:
+                    s = self._quarantine([(NOT_STORED, why, {"payload": _head(bytes(item[2]))})],
+                                         self.stats.messages + 1)
+                except Exception:  # noqa: BLE001 - not even the quarantine: retry later
+                    return items[k:]
+                self.stats.poisoned += 1
+                seq = screen(item[2], self.max_bytes)[1]
+                if seq is not None:  # its number was seen: no false gap
+                    self._sequences([seq])
+            self._done([item], s)
+        return []
 
     def start(self, wait: float = 10.0) -> "Listener":
         self.client.connect_async(self.host, self.port, keepalive=15)
@@ -142,7 +393,8 @@ class Listener:
         self._worker = threading.Thread(target=self._work, name="events-mqtt-worker", daemon=True)
         self._worker.start()
         if wait and not self._connected.wait(wait):
-            self.stats.last_error = f"no connection to {self.host}:{self.port} after {wait:g} s (still trying)"
+            self.stats.last_error = (self.stats.last_error or "") + \
+                f"; no connection to {self.host}:{self.port} after {wait:g} s (still trying)"
         return self
 
     @property
@@ -169,31 +421,63 @@ class Listener:
         self.stop()
 
 
-def publish(records, topic: str = DEFAULT_TOPIC, *, host: str = "127.0.0.1", port: int = 1883,
-            client_id: str = "", qos: int = 1, timeout: float = 30.0) -> int:
-    """Publish records (dicts → JSON, or raw bytes) at QoS 1 and wait for the broker's
-    acknowledgements; returns how many were acknowledged."""
-    import json
+def configure(client, *, username: str | None = None, password: str | None = None, tls_ca: str | None = None,
+              tls_cert: str | None = None, tls_key: str | None = None) -> None:
+    """Username/password and TLS on a paho client (a CA file: the broker's certificate is
+    checked; a certificate and key: the client's own, for brokers that require one)."""
+    if username:
+        client.username_pw_set(username, password)
+    if tls_ca or tls_cert:
+        client.tls_set(ca_certs=str(tls_ca) if tls_ca else None, certfile=str(tls_cert) if tls_cert else None,
+                       keyfile=str(tls_key) if tls_key else None)
 
+
+def read_password(path: str | Path | None) -> str | None:
+    """The password from a file (first line; refused if others can read it), else $WORKBENCH_MQTT_PASSWORD."""
+    if path:
+        p = Path(path)
+        if p.stat().st_mode & 0o077:
+            raise PermissionError(f"密码文件 {p} 对其他用户可读，请 chmod 600")
+        return p.read_text(encoding="utf-8").splitlines()[0].strip() if p.stat().st_size else ""
+    return os.environ.get(PASSWORD_ENV)
+
+
+def publish(records, topic: str = DEFAULT_TOPIC, *, host: str = "127.0.0.1", port: int = 1883,
+            client_id: str = "", qos: int = 1, timeout: float = 30.0, publisher: str | None = None,
+            seq_start: int = 1, username: str | None = None, password: str | None = None,
+            tls_ca: str | None = None, tls_cert: str | None = None, tls_key: str | None = None) -> int:
+    """Publish records (dicts → JSON, or raw bytes) at QoS 1 and wait for the broker's
+    acknowledgements (paho sends again what was not acknowledged when the broker returns);
+    returns how many were acknowledged. `publisher`: number the dict records (`_publisher`,
+    `_seq` from `seq_start`) so that a listener sees a gap."""
     import paho.mqtt.client as mqtt
 
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+    configure(c, username=username, password=password, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
     c.max_inflight_messages_set(200)
     c.max_queued_messages_set(0)
+    c.reconnect_delay_set(min_delay=0.2, max_delay=2)
     c.connect(host, port, keepalive=30)
     c.loop_start()
     try:
         infos = []
-        for r in records:
+        for k, r in enumerate(records):
+            if publisher is not None and isinstance(r, dict):
+                r = {**r, PUBLISHER: publisher, SEQ: seq_start + k}
             payload = r if isinstance(r, (bytes, bytearray)) else json.dumps(r, ensure_ascii=False, default=str)
             infos.append(c.publish(topic, payload, qos=qos))
         end = time.time() + timeout
         for i in infos:
-            i.wait_for_publish(timeout=max(0.01, end - time.time()))
+            try:
+                i.wait_for_publish(timeout=max(0.01, end - time.time()))
+            except RuntimeError:  # not connected at the moment: paho sends it when it is
+                while not i.is_published() and time.time() < end:
+                    time.sleep(0.05)
         return sum(1 for i in infos if i.is_published())
     finally:
         c.disconnect()
         c.loop_stop()
 
 
-__all__ = ["DEFAULT_TOPIC", "DEFAULT_CLIENT_ID", "ListenerStats", "Listener", "publish"]
+__all__ = ["DEFAULT_TOPIC", "DEFAULT_CLIENT_ID", "MAX_BYTES", "ListenerStats", "Listener", "publish", "screen",
+           "configure", "read_password", "TOO_BIG", "TOO_DEEP", "HAS_NUL", "NOT_STORED", "DROPPED_CATEGORY"]
