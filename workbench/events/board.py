@@ -36,16 +36,19 @@ def _kind(t):
 
 
 def board_rows(eng=None, *, department: str | None = None, statuses=flow.OPEN_STATUSES, limit: int = 200,
-               since=None) -> pd.DataFrame:
+               since=None, district: str | None = None) -> pd.DataFrame:
     """Open cases: those waiting to be accepted (信息收集) first, newest on top; then the
     rest by deadline, nearest first (overdue on top); optionally for one department.
-    `since`: only events reported after it."""
+    `since`: only events reported after it. `district`: one district's only (a district
+    user's row-level scope, access.district_filter)."""
     t = EVENTS
 
     def select(where_status, order):
         stmt = sa.select(*[t.c[c] for c in BOARD_COLUMNS]).where(where_status)
         if department:
             stmt = stmt.where(t.c.department == department)
+        if district:
+            stmt = stmt.where(t.c.district == district)
         if since is not None:
             stmt = stmt.where(t.c.ts > pd.Timestamp(since).to_pydatetime())
         return hub.query(stmt.order_by(*order).limit(limit), eng=eng)
@@ -66,15 +69,18 @@ def board_rows(eng=None, *, department: str | None = None, statuses=flow.OPEN_ST
     return df
 
 
-def board_counts(eng=None, now=None) -> pd.DataFrame:
+def board_counts(eng=None, now=None, district: str | None = None) -> pd.DataFrame:
     """Open cases per case type, department and status, with how many are overdue
-    (`case_type`: city_event, or safety's inspection_task, counted apart)."""
+    (`case_type`: city_event, or safety's inspection_task, counted apart); `district`: one
+    district's only."""
     t = EVENTS
     now = (_now() if now is None else pd.Timestamp(now)).to_pydatetime()
     od = sa.func.sum(sa.case((t.c.deadline < now, 1), else_=0))
     kind = _kind(t).label("case_type")
     stmt = (sa.select(kind, t.c.department, t.c.status, sa.func.count().label("n"), od.label("overdue"))
             .where(t.c.status.in_(list(flow.OPEN_STATUSES))).group_by(kind, t.c.department, t.c.status))
+    if district:
+        stmt = stmt.where(t.c.district == district)
     df = hub.query(stmt, eng=eng)
     if df.empty:
         return pd.DataFrame(columns=["case_type", "department", "status", "n", "overdue"])
@@ -83,31 +89,39 @@ def board_counts(eng=None, now=None) -> pd.DataFrame:
     return df
 
 
-def latest_ts(eng=None):
-    """The newest report time in the hub (the live board polls this; an index lookup)."""
+def latest_ts(eng=None, district: str | None = None):
+    """The newest report time in the hub (the live board polls this; an index lookup), of one
+    district's events with `district`."""
     t = EVENTS
-    m = hub.query(sa.select(sa.func.max(t.c.ts).label("m")), eng=eng)["m"].iloc[0]
+    stmt = sa.select(sa.func.max(t.c.ts).label("m"))
+    if district:
+        stmt = stmt.where(t.c.district == district)
+    m = hub.query(stmt, eng=eng)["m"].iloc[0]
     return None if m is None or pd.isna(m) else pd.Timestamp(m)
 
 
-def count_since(ts, eng=None) -> int:
-    """Events reported after `ts` (how many new ones the board shows)."""
+def count_since(ts, eng=None, district: str | None = None) -> int:
+    """Events reported after `ts` (how many new ones the board shows); of one district's with `district`."""
     t = EVENTS
-    stmt = sa.select(sa.func.count().label("n"))
+    stmt = sa.select(sa.func.count().label("n")).select_from(t)
+    if district:
+        stmt = stmt.where(t.c.district == district)
     if ts is not None:
         stmt = stmt.where(t.c.ts > pd.Timestamp(ts).to_pydatetime())
     return int(hub.query(stmt, eng=eng)["n"].iloc[0])
 
 
-def load_events(days: int | None = 120, eng=None, end=None) -> pd.DataFrame:
-    """Events reported in the last `days` days before `end` (default: the newest event)."""
+def load_events(days: int | None = 120, eng=None, end=None, district: str | None = None) -> pd.DataFrame:
+    """Events reported in the last `days` days before `end` (default: the newest event);
+    `district`: one district's only (read so from the hub)."""
+    where = {"district": district} if district else None
     since = None
     if days:
-        last = pd.Timestamp(end) if end is not None else latest_ts(eng)
+        last = pd.Timestamp(end) if end is not None else latest_ts(eng, district)
         if last is None or pd.isna(last):
-            return hub.read("city_events", eng=eng)
+            return hub.read("city_events", where=where, eng=eng)
         since = pd.Timestamp(last) - pd.Timedelta(days=days)
-    df = hub.read("city_events", since=since, until=end, eng=eng)
+    df = hub.read("city_events", since=since, until=end, where=where, eng=eng)
     for c in ("ts", "updated_at", "deadline", "closed_at"):
         if c in df:
             df[c] = pd.to_datetime(df[c])
@@ -126,13 +140,15 @@ class Snapshot:
         return self.events.empty
 
 
-def load(rules: dp.CityRules | None = None, days: int = 120, now=None, eng=None, end=None) -> Snapshot:
+def load(rules: dp.CityRules | None = None, days: int = 120, now=None, eng=None, end=None,
+         district: str | None = None) -> Snapshot:
     """Events of the `days` days before `end` (naive UTC; default: the newest event);
     deadlines judged `now` (default: `end` if given, else the clock, or the time of the
     newest record when the data ends earlier — a sample city of past days). With `end`,
-    cases closed after it count as open (the state at `end`)."""
+    cases closed after it count as open (the state at `end`). `district`: one district's
+    events only (a district user's scope)."""
     rules = rules or dp.load_rules()
-    ev = load_events(days, eng=eng, end=end)
+    ev = load_events(days, eng=eng, end=end, district=district)
     if end is not None and len(ev):
         late = ev["closed_at"] >= pd.Timestamp(end)
         ev.loc[late, "closed_at"] = pd.NaT
@@ -152,10 +168,17 @@ def load(rules: dp.CityRules | None = None, days: int = 120, now=None, eng=None,
                         escalation=0))
 
 
-def dispatch_waiting(rules: dp.CityRules | None = None, actor: str = "市城市运行管理服务中心", eng=None) -> tuple[int, int]:
+AUTO_DISPATCH = "自动派遣（市城市运行管理服务中心）"
+
+
+def dispatch_waiting(rules: dp.CityRules | None = None, actor=None, eng=None) -> tuple[int, int]:
     """Accept and dispatch the city events waiting at 信息收集 that a routing rule matches
     (two engine transitions each, each guarded on the status just read); returns
-    (dispatched, still waiting)."""
+    (dispatched, still waiting). `actor`: who runs it (a Principal, checked by the engine);
+    default the workbench itself, access.system(AUTO_DISPATCH)."""
+    from workbench import access
+
+    actor = actor if actor is not None else access.system(AUTO_DISPATCH)
     rules = rules or dp.load_rules()
     eng = eng or hub.engine()
     waiting = hub.read("city_events", where={"status": flow.INTAKE}, eng=eng)
@@ -178,4 +201,4 @@ def dispatch_waiting(rules: dp.CityRules | None = None, actor: str = "市城市�
 
 
 __all__ = ["INSPECTION", "BOARD_COLUMNS", "board_rows", "board_counts", "latest_ts", "count_since", "load_events", "Snapshot", "load",
-           "dispatch_waiting"]
+           "dispatch_waiting", "AUTO_DISPATCH"]

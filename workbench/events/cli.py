@@ -110,12 +110,24 @@ def listen(topic, host, port, client_id, city, seconds, username, password_file,
 
 @events.command()
 @_CITY
-@click.option("--actor", default="市城市运行管理服务中心", show_default=True)
-def dispatch(city, actor):
-    """Route the events waiting at 信息收集 by the rules: accept (立案) and dispatch those a rule matches."""
-    from workbench.events.board import dispatch_waiting
+def dispatch(city):
+    """Route the events waiting at 信息收集 by the rules: accept (立案) and dispatch those a rule matches.
 
-    n, left = dispatch_waiting(_rules(city), actor=actor)
+    The routing is the workbench's own (history rows say 自动派遣); run by a named user
+    (`workbench --user NAME`), that user must be allowed to dispatch city events."""
+    from workbench import access
+    from workbench.cli import _principal
+    from workbench.events import flow
+    from workbench.events.board import AUTO_DISPATCH, dispatch_waiting
+
+    who = _principal()
+    if not who.system:
+        owner = flow._CT.department
+        why = who.why_not_act(owner=owner, department=owner, district=who.district, what="派遣城市事件")
+        if why:
+            click.echo(f"错误: {why}", err=True)
+            sys.exit(2)
+    n, left = dispatch_waiting(_rules(city), actor=access.system(AUTO_DISPATCH))
     click.echo(f"已立案并派遣 {n} 件；仍待人工派遣 {left} 件（无规则匹配，见调度台）。")
 
 
@@ -123,20 +135,24 @@ def dispatch(city, actor):
 @click.argument("event_id")
 @click.argument("action", type=click.Choice(["accept", "dispatch", "handle", "feedback", "close", "evaluate",
                                               "reject", "duplicate", "reopen", "defer"]))
-@click.option("--actor", required=True, help="Who does it (a person or a department).")
 @click.option("--note", default="", help="办理意见.")
 @click.option("--department", default=None, help="For dispatch: the department.")
 @click.option("--of", "duplicate_of", default=None, help="For duplicate: the case it repeats.")
 @click.option("--expected", default=None, help="The status you saw (环节); refused if the case moved since.")
-def act_cmd(event_id, action, actor, note, department, duplicate_of, expected):
-    """Move EVENT_ID one step in the case flow (illegal steps are refused)."""
+def act_cmd(event_id, action, note, department, duplicate_of, expected):
+    """Move EVENT_ID one step in the case flow (illegal steps are refused), as the signed-in
+    identity: `workbench --user NAME` ($WORKBENCH_USER), else the operator at the shell. The
+    step records that identity; a user without the right to act is refused with the reason."""
+    from workbench.access import AccessDenied
+    from workbench.cli import _principal
     from workbench.events.flow import FlowError, act
     from workbench.store import hub
 
+    who = _principal()
     try:
-        ch = act(hub.engine(), event_id, action, actor=actor, note=note, department=department,
+        ch = act(hub.engine(), event_id, action, actor=who, note=note, department=department,
                  duplicate_of=duplicate_of, expected=expected)
-    except FlowError as exc:
+    except (FlowError, AccessDenied) as exc:
         click.echo(f"错误: {exc.problem}", err=True)
         sys.exit(2)
     click.echo(f"{ch.case_id}: {ch.before} → {ch.after}（{ch.actor}）")

@@ -70,7 +70,7 @@ def _type_of(conn: Connection, event_id: str) -> str:
     return t or CASE_TYPE
 
 
-def transition(target: Engine | Connection, event_id: str, to: str, *, actor: str, note: str = "",
+def transition(target: Engine | Connection, event_id: str, to: str, *, actor, note: str = "",
                department: str | None = None, duplicate_of: str | None = None, ts=None,
                expected: str | None = None) -> cases.Change:
     """Move one event to status `to` through the engine; raises FlowError if illegal or stale.
@@ -95,7 +95,7 @@ def transition(target: Engine | Connection, event_id: str, to: str, *, actor: st
                             values=values)
 
 
-def act(target: Engine | Connection, event_id: str, action: str, *, actor: str, note: str = "",
+def act(target: Engine | Connection, event_id: str, action: str, *, actor, note: str = "",
         department: str | None = None, duplicate_of: str | None = None, expected: str | None = None) -> cases.Change:
     """A named action (accept, dispatch, close, defer, …) — the board's buttons and the CLI."""
     if action not in ACTIONS:

@@ -5,15 +5,23 @@ Reads go through workbench.events.board (and so workbench.store.hub); every stat
 from a button goes through workbench.events.flow (the case engine), with the status the
 board showed for that case (`expected`): a board gone stale is refused in Chinese. The board polls the hub on a timer in
 the kernel (an asyncio task), so new events appear without reloading the page.
+
+The page acts as its signed-in user (`who`, workbench.access.Principal): a district user reads
+only the district's events (the filter is in the hub's queries); every step is taken as `who`
+(the case engine checks it and writes `who.actor`; a refusal says why); read-only roles see the
+controls disabled with the reason. Descriptions are masked at the door; the caller's originals
+are shown only through workbench.privacy.reveal (allowed roles, with a reason, audited).
 """
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from dataclasses import dataclass
 
 import pandas as pd
 
+from workbench import access
 from workbench.events import board as bd
 from workbench.events import dispatch as dp
 from workbench.events import flow, patterns as pt, sla
@@ -40,6 +48,7 @@ class EventsView:
     hot: pd.DataFrame            # patterns.hotspots over the window (500 m cells)
     grid_hot: pd.DataFrame       # patterns.grid_hotspots: 网格 against the city's rate per resident
     street_hot: pd.DataFrame = None  # patterns.street_hotspots: streets, address-placed events counted too
+    who: access.Principal | None = None  # whose view (a district user's is one district's)
 
     @property
     def empty(self) -> bool:
@@ -57,13 +66,16 @@ def prepare() -> None:
     dp.load_rules()
 
 
-def load(days: int = 90, now=None, city: str | None = None, eng=None, end=None) -> EventsView:
+def load(days: int = 90, now=None, city: str | None = None, eng=None, end=None, who=None) -> EventsView:
+    """The page's data as `who` sees it (a district user: the district's events and grids only,
+    read so from the hub; None: everything)."""
     from workbench.store import hub
 
-    snap = bd.load(dp.load_rules(city), days=days, now=now, eng=eng, end=end)
+    district = access.district_filter(who)
+    snap = bd.load(dp.load_rules(city), days=days, now=now, eng=eng, end=end, district=district)
     hot = pt.hotspots(snap.events, cell_m=500) if len(snap.events) else pt.hotspots(snap.events)
-    grids = hub.read("grids", eng=eng)
-    return EventsView(snap, hot, pt.grid_hotspots(snap.events, grids), pt.street_hotspots(snap.events, grids))
+    grids = hub.read("grids", where={"district": district} if district else None, eng=eng)
+    return EventsView(snap, hot, pt.grid_hotspots(snap.events, grids), pt.street_hotspots(snap.events, grids), who=who)
 
 
 # ------------------------------------------------------------------ tables
@@ -340,14 +352,36 @@ def kpis_html(view: EventsView) -> str:
     ])
 
 
-class LiveBoard:
-    """The dispatch board: filter by department, see open cases by deadline, act on one;
-    polls the hub every `interval` seconds and redraws when something changed."""
+REVEAL_LABELS = {"reporter_name": "诉求人", "reporter_phone": "联系电话", "reporter_id_no": "证件号码",
+                 "description": "问题描述（原文）", "address": "地址（原文）"}
 
-    def __init__(self, view: EventsView, interval: float = 5.0, eng=None, actor: str = "调度员"):
+
+def row_key(event_id: str) -> str:
+    """An event's key in the protected table, as workbench.store.ingest.row_keys writes it."""
+    return json.dumps([str(event_id)], ensure_ascii=False)
+
+
+def reveal_html(got: dict) -> str:
+    """The originals privacy.reveal returned, labelled."""
+    if not got:
+        return '<div class="wb-note wb-reveal">该事件没有保存诉求人信息。</div>'
+    order = [f for f in REVEAL_LABELS if f in got] + sorted(set(got) - set(REVEAL_LABELS))
+    rows = "".join(f"<tr><th>{esc(REVEAL_LABELS.get(f, f))}</th><td>{esc(got[f])}</td></tr>" for f in order)
+    return (f'<div class="wb-note wb-reveal">诉求人信息原文（本次查看已记入审计日志）：'
+            f'<table class="wb-table wb-reveal-table">{rows}</table></div>')
+
+
+class LiveBoard:
+    """The dispatch board: filter by department, see open cases by deadline, act on one as the
+    signed-in user `who`; polls the hub every `interval` seconds and redraws when something changed.
+    A district user sees (and polls) the district's cases only."""
+
+    def __init__(self, view: EventsView, interval: float = 5.0, eng=None, who=None):
         import ipywidgets as w
 
         self.view, self.interval, self.eng = view, interval, eng
+        self.who = who if who is not None else view.who
+        self.district = access.district_filter(self.who)
         depts = sorted(set(view.snap.events.get("department", pd.Series(dtype=object)).dropna()))
         self.dept = w.Dropdown(options=[("全部部门", ALL)] + [(d, d) for d in depts], value=ALL, description="部门",
                                layout=w.Layout(width="280px"))
@@ -362,8 +396,6 @@ class LiveBoard:
         self.to_dept = w.Dropdown(options=[(d, d) for d in depts + [dp.load_rules().default_department]
                                            if d], description="派往", layout=w.Layout(width="280px"))
         self.to_dept.style.description_width = "40px"
-        self.actor = w.Text(value=actor, description="办理人", layout=w.Layout(width="220px"))
-        self.actor.style.description_width = "52px"
         self.note = w.Text(value="", placeholder="办理意见（可选）", layout=w.Layout(width="300px"))
         self.buttons = {}
         for action, style in (("accept", "primary"), ("dispatch", "info"), ("handle", ""), ("feedback", ""),
@@ -375,6 +407,20 @@ class LiveBoard:
         self.message = w.HTML()
         self.message.add_class("wb-events-message")
         self.status = w.HTML()
+        self.user = w.HTML(f'<div class="wb-note wb-events-actor">办理人：{esc(self.who.actor)}（当前登录用户）</div>'
+                           if self.who is not None else "")
+        self.readonly = layout.lock([self.to_dept, self.note, *self.buttons.values()],
+                                    layout.read_only_reason(self.who))
+        self.readonly.add_class("wb-events-readonly")
+        # the caller's originals: allowed roles only, with a reason (privacy.reveal audits the read)
+        self.may_reveal = self.who is not None and self.who.role in access.UNMASKING_ROLES
+        self.reason = w.Text(value="", placeholder="查看事由（必填，记入审计日志）", layout=w.Layout(width="300px"))
+        self.reason.add_class("wb-reveal-reason")
+        self.reveal_button = w.Button(description="查看诉求人信息", layout=w.Layout(width="auto"))
+        self.reveal_button.add_class("wb-reveal-button")
+        self.reveal_button.on_click(lambda _b: self.reveal())
+        self.revealed = w.HTML()
+        self.revealed.add_class("wb-reveal-out")
         self.dept.observe(lambda _c: self.refresh(), "value")
         self._seen = None
         self._task = None
@@ -382,7 +428,7 @@ class LiveBoard:
 
     # reading
     def rows(self) -> pd.DataFrame:
-        return bd.board_rows(self.eng, department=self.dept.value or None, limit=200)
+        return bd.board_rows(self.eng, department=self.dept.value or None, limit=200, district=self.district)
 
     def refresh(self, note: str | None = None):
         now = utc_now() if self.view.now >= utc_now() - pd.Timedelta(days=2) else self.view.now
@@ -394,15 +440,15 @@ class LiveBoard:
         if current and current not in {v for _, v in opts}:  # the case being worked on stays picked
             from workbench.store import hub
 
-            cur = hub.read("city_events", where={"event_id": current}, columns=["event_id", "event_class", "status"],
-                           eng=self.eng)
+            where = {"event_id": current, **({"district": self.district} if self.district else {})}
+            cur = hub.read("city_events", where=where, columns=["event_id", "event_class", "status"], eng=self.eng)
             opts = [(f"{r.event_id} · {r.event_class} · {r.status}", r.event_id) for r in cur.itertuples()] + opts
             shown.update(zip(cur["event_id"], cur["status"]))
         self._shown = shown  # the status each case had on screen: what a button expects
         self.pick.options = opts
         if current in {v for _, v in opts}:
             self.pick.value = current
-        counts = bd.board_counts(self.eng, now=now)
+        counts = bd.board_counts(self.eng, now=now, district=self.district)
         if self.dept.value:
             counts = counts[counts["department"] == self.dept.value]
         tasks = counts[counts["case_type"] == bd.INSPECTION] if len(counts) else counts
@@ -426,25 +472,47 @@ class LiveBoard:
         if not eid:
             self.message.value = '<div class="wb-note">请先选择一件事件。</div>'
             return
+        why = layout.read_only_reason(self.who)
+        if why:
+            self.message.value = f'<div class="wb-note wb-events-refused">未执行：{esc(why)}</div>'
+            return
         try:
-            ch = flow.act(self.eng or hub.engine(), eid, action, actor=self.actor.value.strip(),
+            ch = flow.act(self.eng or hub.engine(), eid, action, actor=self.who,
                           note=self.note.value.strip(), department=self.to_dept.value if action == "dispatch" else None,
                           expected=getattr(self, "_shown", {}).get(eid))
-        except flow.FlowError as exc:
+        except (flow.FlowError, access.AccessDenied) as exc:
             self.message.value = f'<div class="wb-note wb-events-refused">未执行：{esc(exc.problem)}</div>'
             self.refresh()  # show what the case is now
             return
         self.note.value = ""
         self.message.value = (f'<div class="wb-note wb-events-done">已{esc(flow.ACTION_LABELS[action])}：'
-                              f'{esc(ch.case_id)}（{esc(ch.before)} → {esc(ch.after)}）</div>')
+                              f'{esc(ch.case_id)}（{esc(ch.before)} → {esc(ch.after)}，办理人 {esc(ch.actor)}）</div>')
         self.refresh()
+
+    def reveal(self):
+        """The picked event's caller (name, phone, ID, the texts' originals) for an allowed role,
+        with the reason typed; refused with why otherwise. privacy.reveal writes the audit row."""
+        from workbench import privacy
+        from workbench.store import hub
+
+        eid = self.pick.value
+        if not eid:
+            self.revealed.value = '<div class="wb-note">请先选择一件事件。</div>'
+            return
+        try:
+            got = privacy.reveal(self.who, "city_events", row_key(eid), self.reason.value, eng=self.eng or hub.engine())
+        except access.AccessDenied as exc:
+            self.revealed.value = f'<div class="wb-note wb-refused">不能查看：{esc(exc.problem)}</div>'
+            return
+        self.reason.value = ""
+        self.revealed.value = reveal_html(got)
 
     # polling
     def _changed(self) -> bool:
         """True when events newer than the last look arrived (self._new says how many)."""
-        latest = bd.latest_ts(self.eng)
+        latest = bd.latest_ts(self.eng, self.district)
         changed = self._seen is not None and latest is not None and (self._seen[0] is None or latest > self._seen[0])
-        self._new = bd.count_since(self._seen[0], self.eng) if changed else 0
+        self._new = bd.count_since(self._seen[0], self.eng, self.district) if changed else 0
         self._seen = (latest,)
         return changed
 
@@ -458,7 +526,10 @@ class LiveBoard:
                 else:
                     self.refresh()
             except Exception as exc:  # shown, and the timer keeps going
-                self.message.value = f'<div class="wb-note">刷新失败：{esc(exc)}</div>'
+                if layout.hub_unreachable(exc):
+                    self.status.value = layout.unavailable_html(layout.hub_down())
+                else:
+                    self.message.value = f'<div class="wb-note">刷新失败：{esc(exc)}</div>'
 
     def start(self):
         if self._task is None:
@@ -468,12 +539,17 @@ class LiveBoard:
     def widget(self):
         import ipywidgets as w
 
-        acts = w.HBox([self.pick, self.to_dept, self.actor, self.note])
+        acts = w.HBox([self.pick, self.to_dept, self.note])
         btns = w.HBox(list(self.buttons.values()))
-        for box in (acts, btns):
+        boxes = [acts, btns]
+        if self.may_reveal:
+            boxes.append(w.HBox([self.reason, self.reveal_button]))
+        for box in boxes:
             box.add_class("wb-controls")
-        return layout.stack([self.dept, self.cards, self.status, self.table, acts, btns, self.message],
-                            "wb-events-live")
+        items = [self.dept, self.cards, self.status, self.table, acts, self.user, btns, self.readonly, self.message]
+        if self.may_reveal:
+            items += [boxes[2], self.revealed]
+        return layout.stack(items, "wb-events-live")
 
 
 def body(view: EventsView):
@@ -508,8 +584,8 @@ def body(view: EventsView):
     ])
 
 
-def page(view: EventsView, interval: float = 5.0, start: bool = True):
-    live = LiveBoard(view, interval=interval)
+def page(view: EventsView, interval: float = 5.0, start: bool = True, who=None):
+    live = LiveBoard(view, interval=interval, who=who)
     if start:
         live.start()
     return layout.stack([
@@ -518,6 +594,16 @@ def page(view: EventsView, interval: float = 5.0, start: bool = True):
         live.widget(),
         body(view),
     ], "wb-events")
+
+
+def screen(view: EventsView, interval: float = 5.0, who=None):
+    """The dashboard below the header for `who`: the page; or, on an empty hub, the empty state
+    above the live board (events appear there as they arrive)."""
+    if view.empty:
+        live = LiveBoard(view, interval=interval, who=who).start()
+        return layout.stack([layout.empty("城市事件暂无数据", "事件到达后会自动出现在下面的调度台；也可用 workbench events intake "
+                                                     "或 workbench events listen 接入。"), live.widget()])
+    return page(view, interval=interval, who=who)
 
 
 # ------------------------------------------------------------------ the weekly report
@@ -569,4 +655,4 @@ def weekly_cards(w: Weekly) -> str:
 __all__ = ["EventsView", "prepare", "load", "board_table", "overdue_table", "near_due_table", "on_time_table",
            "km_table", "hotspot_table", "grid_hotspot_table", "street_hotspot_table", "placement_note_html", "repeats_table", "forecast_table", "backtest_table", "events_map_figure", "hour_weekday_figure",
            "on_time_figure", "km_figure", "kpis_html", "LiveBoard", "body", "page", "Weekly", "load_weekly",
-           "weekly_cards"]
+           "weekly_cards", "screen", "row_key", "reveal_html", "REVEAL_LABELS"]
