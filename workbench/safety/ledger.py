@@ -69,14 +69,29 @@ class LedgerSummary:
 
 # ------------------------------------------------------------------ loading (the hub)
 
-def load_ledger(eng=None) -> Ledger:
-    """Sites, hazards and inspections from the hub (times naive UTC)."""
+def load_ledger(eng=None, district: str | None = None) -> Ledger:
+    """Sites, hazards and inspections from the hub (times naive UTC); `district`: one
+    district's only (a district user's scope; inspections by their site's district), filtered
+    in the hub's queries."""
     from workbench.store import hub
 
+    if not district:
+        return Ledger(
+            sites=_frame(hub.read("hazard_sites", eng=eng), SITE_COLUMNS),
+            hazards=_frame(hub.read("hazards", eng=eng), HAZARD_COLUMNS),
+            inspections=_frame(hub.read("inspections", eng=eng), INSPECTION_COLUMNS),
+        )
+    import sqlalchemy as sa
+
+    from workbench.store.schema import DATASETS
+
+    sites_t, insp_t = DATASETS["hazard_sites"].table, DATASETS["inspections"].table
+    here = sa.select(sites_t.c.site_id).where(sites_t.c.district == district)
+    insp = hub.query(sa.select(insp_t).where(insp_t.c.site_id.in_(here)).order_by(insp_t.c.ts), eng=eng)
     return Ledger(
-        sites=_frame(hub.read("hazard_sites", eng=eng), SITE_COLUMNS),
-        hazards=_frame(hub.read("hazards", eng=eng), HAZARD_COLUMNS),
-        inspections=_frame(hub.read("inspections", eng=eng), INSPECTION_COLUMNS),
+        sites=_frame(hub.read("hazard_sites", where={"district": district}, eng=eng), SITE_COLUMNS),
+        hazards=_frame(hub.read("hazards", where={"district": district}, eng=eng), HAZARD_COLUMNS),
+        inspections=_frame(insp if len(insp) else None, INSPECTION_COLUMNS),
     )
 
 

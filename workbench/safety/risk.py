@@ -286,27 +286,31 @@ def district_risk(risk: pd.DataFrame) -> pd.DataFrame:
 # ------------------------------------------------------------------ loading (the hub)
 
 def load_risk_inputs(as_of=None, eng=None, weights: RiskWeights = WEIGHTS,
-                     ledger: lg.Ledger | None = None) -> RiskInputs:
+                     ledger: lg.Ledger | None = None, district: str | None = None) -> RiskInputs:
     """Grids, sites, hazards and the city events of the incident window from the hub.
 
     `as_of` (naive UTC) defaults to the moment the data describes (`ledger.data_as_of`).
+    `district`: one district's grids and events only (a district user's scope; pass its
+    ledger too), filtered in the hub's queries.
     """
     import sqlalchemy as sa
 
     from workbench.store import hub
     from workbench.store.schema import DATASETS
 
-    ledger = ledger or lg.load_ledger(eng)
+    where = {"district": district} if district else None
+    ledger = ledger or lg.load_ledger(eng, district)
     if as_of is None:
         t = DATASETS["city_events"].table
-        latest = hub.query(sa.select(sa.func.max(t.c.ts).label("ts")), eng=eng)
+        stmt = sa.select(sa.func.max(t.c.ts).label("ts"))
+        latest = hub.query(stmt.where(t.c.district == district) if district else stmt, eng=eng)
         as_of = lg.data_as_of(ledger, latest)
     as_of = pd.Timestamp(as_of)
     events = hub.read("city_events", since=as_of - pd.Timedelta(days=weights.incident_days),
-                      until=as_of + pd.Timedelta(seconds=1), eng=eng,
+                      until=as_of + pd.Timedelta(seconds=1), eng=eng, where=where,
                       columns=["event_id", "ts", "source", "event_group", "event_class", "district", "street",
                                "grid_id", "lat", "lon", "urgency"])
-    return RiskInputs(grids=hub.read("grids", eng=eng), sites=ledger.sites, hazards=ledger.hazards,
+    return RiskInputs(grids=hub.read("grids", where=where, eng=eng), sites=ledger.sites, hazards=ledger.hazards,
                       events=events, as_of=as_of)
 
 

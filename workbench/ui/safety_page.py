@@ -3,7 +3,10 @@ inspection tasks they spawned.
 
 `load()` reads one snapshot through workbench.store.hub (and the loaders of
 workbench.safety); the other functions turn it into tables, charts and widgets, optionally
-for one district. dashboards/safety.ipynb only calls them; the risk-review report
+for one district. `load(who=…)` reads as the signed-in user: a district user's snapshot holds
+the district's ledger, grids, risk and tasks only (filtered in the hub's queries), and the
+weather warnings of the district and the city-wide ones; the page then offers no other
+district. Site owners' names and phones are masked (workbench.privacy) in the snapshot. dashboards/safety.ipynb only calls them; the risk-review report
 (notebooks/risk_review.ipynb) uses the same tables and charts as static HTML and PNG.
 """
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from workbench import access, privacy
 from workbench.safety import ledger as lg
 from workbench.safety import risk as rk
 from workbench.geo import NAMES as DISTRICTS
@@ -51,6 +55,8 @@ class SafetySnapshot:
     grids: pd.DataFrame
     warnings: pd.DataFrame       # weather warnings (alerts of WEATHER_CATEGORIES), newest first
     tasks: pd.DataFrame          # city events spawned by warnings (source 预警联动)
+    who: access.Principal | None = None  # whose view
+    scope: str | None = None     # the one district a district user reads (access.district_filter)
 
     @property
     def empty(self) -> bool:
@@ -70,19 +76,38 @@ def prepare() -> None:
     hub.engine()
 
 
-def load(now=None, as_of=None, eng=None) -> SafetySnapshot:
-    """One consistent read of the hub for the page (or the report, with `as_of`)."""
+def load(now=None, as_of=None, eng=None, who=None) -> SafetySnapshot:
+    """One consistent read of the hub for the page (or the report, with `as_of`), as `who`
+    sees it (None: everything)."""
     from workbench.store import hub
 
     now = utc_now() if now is None else pd.Timestamp(now)
-    ledger = lg.load_ledger(eng)
-    inputs = rk.load_risk_inputs(as_of, eng=eng, ledger=ledger)
+    district = access.district_filter(who)
+    ledger = lg.load_ledger(eng, district)
+    ledger = lg.Ledger(sites=masked_sites(ledger.sites), hazards=ledger.hazards, inspections=ledger.inspections)
+    inputs = rk.load_risk_inputs(as_of, eng=eng, ledger=ledger, district=district)
     states = lg.hazard_states(ledger.hazards, inputs.as_of, ledger.sites)
+    warnings = weather_warnings(hub.read("alerts", eng=eng))
+    if district:  # the district's own warnings and the city-wide ones
+        warnings = warnings_for(warnings, district).reset_index(drop=True)
+    where = {"source": rk.TASK_SOURCE, **({"district": district} if district else {})}
     return SafetySnapshot(
         now=now, as_of=inputs.as_of, ledger=ledger, states=states, risk=rk.grid_risk_from(inputs),
-        grids=inputs.grids, warnings=weather_warnings(hub.read("alerts", eng=eng)),
-        tasks=hub.read("city_events", where={"source": rk.TASK_SOURCE}, eng=eng),
+        grids=inputs.grids, warnings=warnings, tasks=hub.read("city_events", where=where, eng=eng),
+        who=who, scope=district,
     )
+
+
+def masked_sites(sites: pd.DataFrame) -> pd.DataFrame:
+    """Site owners' names (王*) and phones (138****1234) masked for display."""
+    if sites is None or sites.empty:
+        return sites
+    out = sites.copy()
+    if "owner" in out:
+        out["owner"] = out["owner"].map(privacy.mask_name)
+    if "phone" in out:
+        out["phone"] = out["phone"].map(privacy.mask_phone)
+    return out
 
 
 # ------------------------------------------------------------------ pure helpers
@@ -134,7 +159,10 @@ def in_district(df: pd.DataFrame, district: str | None, col: str = "district") -
 
 def warnings_in(snap: SafetySnapshot, district: str | None) -> pd.DataFrame:
     """Weather warnings that concern `district`: its own, and city-wide ones (no district)."""
-    w = snap.warnings
+    return warnings_for(snap.warnings, district)
+
+
+def warnings_for(w: pd.DataFrame, district: str | None) -> pd.DataFrame:
     if not district or w.empty or "district" not in w:
         return w
     area = w.get("area", pd.Series("", index=w.index)).astype("string").fillna("")
@@ -499,16 +527,20 @@ def body(snap: SafetySnapshot, district: str | None = None):
 
 
 def district_options(snap: SafetySnapshot) -> list[tuple[str, str]]:
+    if snap.scope:  # a district user: their district only
+        return [(snap.scope, snap.scope)]
     return [("全部区县", ALL)] + [(d, d) for d in snap.districts]
 
 
 def page(snap: SafetySnapshot, district: str | None = None):
-    """The district filter and the page body; picking a district redraws the body."""
+    """The district filter and the page body; picking a district redraws the body. A district
+    user's snapshot offers only that district."""
     import ipywidgets as widgets
 
     options = district_options(snap)
-    value = district if district in {v for _, v in options} else ALL
-    pick = widgets.Dropdown(options=options, value=value, description="区县", layout=widgets.Layout(width="260px"))
+    value = district if district in {v for _, v in options} else options[0][1]
+    pick = widgets.Dropdown(options=options, value=value, description="区县", layout=widgets.Layout(width="260px"),
+                            disabled=bool(snap.scope))
     pick.style.description_width = "40px"
     pick.add_class("wb-select")
     holder = widgets.VBox([body(snap, value or None)], layout=widgets.Layout(width="100%"))
@@ -529,7 +561,7 @@ def page(snap: SafetySnapshot, district: str | None = None):
 __all__ = ["WEATHER_CATEGORIES", "SafetySnapshot", "prepare", "load", "weather_warnings", "evidence_text",
            "in_district", "warnings_in", "tasks_in", "task_counts", "view_states", "view_risk", "counts_table",
            "overdue_table", "open_table", "repeats_table", "risk_table", "weights_html", "warnings_table",
-           "tasks_table", "status_figure", "risk_map_figure", "district_risk_figure", "kpis", "ledger_section",
+           "tasks_table", "masked_sites", "warnings_for", "status_figure", "risk_map_figure", "district_risk_figure", "kpis", "ledger_section",
            "risk_section", "warnings_section", "body", "district_options", "page", "Review", "load_review",
            "review_cards"]
 
