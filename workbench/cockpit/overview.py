@@ -395,6 +395,8 @@ def alert_feed(eng, f: Filters, limit: int = FEED) -> pd.DataFrame:
     if len(found):
         labels = {n: t.label for n, t in cases.TYPES.items()}
         by: dict = {}
+        if f.district:  # a district's view lists the cases of that district only
+            found = found[found["district"] == f.district]
         for r in found.sort_values("case_id").itertuples(index=False):
             by.setdefault(r.alert_id, []).append({
                 "case_id": r.case_id, "case_type": r.case_type, "type_label": labels.get(r.case_type, r.case_type),
@@ -406,7 +408,7 @@ def alert_feed(eng, f: Filters, limit: int = FEED) -> pd.DataFrame:
 
 def alert_cases(eng, alerts_df: pd.DataFrame) -> pd.DataFrame:
     """The cases the alerts of `alerts_df` (alert_id, subject) became: alert_id, case_id,
-    case_type, status, department. A case belongs to an alert when it records the alert
+    case_type, status, department, district. A case belongs to an alert when it records the alert
     (`alert_id` of its table: a linkage case), when it is about the same subject (a canteen
     rectification case and the violation's alert), or when it is the alert's subject itself
     (an escalation about an event, "city_events:<id>")."""
@@ -414,7 +416,7 @@ def alert_cases(eng, alerts_df: pd.DataFrame) -> pd.DataFrame:
     from workbench.store import hub
     from workbench.store.schema import metadata
 
-    cols = ["alert_id", "case_id", "case_type", "status", "department"]
+    cols = ["alert_id", "case_id", "case_type", "status", "department", "district"]
     if alerts_df is None or alerts_df.empty:
         return pd.DataFrame(columns=cols)
     ids = alerts_df["alert_id"].tolist()
@@ -428,8 +430,9 @@ def alert_cases(eng, alerts_df: pd.DataFrame) -> pd.DataFrame:
             continue
         ctype = t.c[st.type_column] if st.type_column else sa.literal(None)
         dep = t.c[st.department] if st.department else sa.literal(None)
+        dist = t.c[st.district] if st.district and st.district in t.c else sa.literal(None)
         base = [t.c[st.id].label("case_id"), ctype.label("case_type"), t.c[st.status].label("status"),
-                dep.label("department")]
+                dep.label("department"), dist.label("district")]
         conds = []
         if "alert_id" in t.c:
             conds.append(t.c.alert_id.in_(ids))
@@ -453,7 +456,7 @@ def alert_cases(eng, alerts_df: pd.DataFrame) -> pd.DataFrame:
             if r.case_id in own:
                 hits.add(own[r.case_id])
             rows += [{"alert_id": a, "case_id": r.case_id, "case_type": r.case_type, "status": r.status,
-                      "department": r.department} for a in hits]
+                      "department": r.department, "district": r.district} for a in hits]
         parts.append(pd.DataFrame(rows, columns=cols))
     if not parts:
         return pd.DataFrame(columns=cols)

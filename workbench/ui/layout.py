@@ -218,7 +218,7 @@ def unavailable_text(since) -> str:
 
 def unavailable_html(since) -> str:
     return (f'<div class="wb-empty wb-unavailable"><b>{esc(unavailable_text(since))}</b>'
-            "数据中台暂时无法连接，恢复后刷新本页即可。时间为北京时间。</div>")
+            "数据中台暂时无法连接，请稍后刷新本页（时间为北京时间）。</div>")
 
 
 def unavailable(since):

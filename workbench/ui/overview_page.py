@@ -6,8 +6,13 @@ alert feed, 说明); `refresh()` re-reads the hub and replaces the widgets' valu
 a timer thread does every `interval` seconds while the page is open (and the 刷新 button on
 demand). Links carry the page's filter (?district=…&start=…&end=…): clicking a district on the
 map or in its table reloads the page filtered, and every figure links to its department's
-dashboard with the same filter. When the hub cannot be read the page says so in Chinese and
-keeps what it showed.
+dashboard with the same filter. When the hub cannot be read the page says
+数据暂不可用（自 … 起） (workbench.ui.layout's hub guard) and keeps what it showed.
+
+The page reads as its signed-in user (`who`): a district user's page is filtered to the
+district (the filter is the hub's query's; no other district can be picked, the map and the
+district table show that district only, the alert feed lists the district's and city-wide
+alerts and the district's cases).
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from workbench import geo
+from workbench import access, geo
 from workbench.cockpit import indicators as ind
 from workbench.cockpit import overview as ov
 from workbench.ui.tables import DASH, Html, badge, esc, format_number, format_time, table_html, utc_now
@@ -103,6 +108,11 @@ def _shade(value: float, top: float) -> str:
     return SHADES[1 + min(len(SHADES) - 2, int((len(SHADES) - 1) * value / (top + 1e-9)))]
 
 
+def scoped_districts(districts: pd.DataFrame, who) -> pd.DataFrame:
+    """The districts table as `who` may see it (a district user: that district's row)."""
+    return access.scope(districts, who) if who is not None else districts
+
+
 def map_svg(districts: pd.DataFrame, filters: ov.Filters) -> str:
     """The nine districts shaded by open cases; each a link that filters the page."""
     top = float(districts["open"].max()) if len(districts) else 0.0
@@ -156,9 +166,11 @@ def nav_html(current: str = PAGE) -> str:
     return f'{CSS}<div class="wb-ov-nav"><b>各部门看板</b>{"".join(links)}</div>'
 
 
-def filter_html(filters: ov.Filters) -> str:
-    opts = ['<option value="">全市</option>'] + [
-        f'<option value="{esc(n)}"{" selected" if n == filters.district else ""}>{esc(n)}</option>' for n in geo.NAMES]
+def filter_html(filters: ov.Filters, only: str | None = None) -> str:
+    """The period and district form; `only`: the one district a district user may pick."""
+    names = [only] if only else list(geo.NAMES)
+    opts = ([] if only else ['<option value="">全市</option>']) + [
+        f'<option value="{esc(n)}"{" selected" if n == filters.district else ""}>{esc(n)}</option>' for n in names]
     problems = "".join(f'<div class="wb-ov-problem">{esc(p)}</div>' for p in filters.problems)
     return (f'<form class="wb-ov-filter" method="get" action="" target="_self">'
             f'<label>统计期 <input type="date" name="start" value="{filters.start:%Y-%m-%d}"></label>'
@@ -277,7 +289,8 @@ def formulas_html() -> str:
 
 def status_html(o: ov.Overview | None, *, interval: float, refreshed=None, problem: str | None = None) -> str:
     when = format_time(refreshed if refreshed is not None else utc_now(), "%H:%M:%S")
-    down = (f'<div class="wb-ov-down"><b>数据中台暂时无法连接</b><br>{esc(problem)}</div>' if problem else "")
+    down = (f'<div class="wb-ov-down wb-unavailable"><b>{esc(problem)}</b><br>数据中台暂时无法连接，页面显示的数据可能不是最新的。'
+            f'请稍后刷新，或联系城市数智中心值班人员。时间为北京时间。</div>' if problem else "")
     if o is None:
         return down
     until = format_time(o.data_until) if o.data_until is not None else "暂无数据"
@@ -293,12 +306,17 @@ class OverviewView:
 
     SECTIONS = ("status", "empty", "cards", "map", "indicators", "feed", "formulas")
 
-    def __init__(self, params: dict | None = None, *, interval: float | None = None, eng=None, autostart: bool = True):
+    def __init__(self, params: dict | None = None, *, interval: float | None = None, eng=None, autostart: bool = True,
+                 who=None):
         import ipywidgets as widgets
 
         from workbench.ui import layout
 
         self.params = dict(params or {})
+        self.who = who
+        self.scope = access.district_filter(who)
+        if self.scope:  # a district user: the page is the district's, whatever the link asked
+            self.params["district"] = self.scope
         try:
             asked = float(self.params.get("refresh", REFRESH_SECONDS))
         except ValueError:
@@ -317,7 +335,7 @@ class OverviewView:
         self.widget = layout.stack([
             layout.html(nav_html()),
             layout.header("城市运行总览", "一网统管：各部门案件办理、预警告警与城市风险一屏通览"),
-            layout.html(filter_html(self._filters())),
+            layout.html(filter_html(self._filters(), only=self.scope)),
             widgets.HBox([self.button, self.w["status"]], layout=widgets.Layout(width="100%", align_items="center")),
             self.w["empty"],
             layout.section("城市运行关键指标", "点击指标卡打开对应部门看板（带同样的区县和统计期）。"),
@@ -340,13 +358,22 @@ class OverviewView:
 
     def refresh(self) -> bool:
         """Re-read the hub and re-render; False (and a Chinese message) when the hub cannot be read."""
+        from workbench.ui import layout
+
         with self._lock:
             try:
                 snap = ov.load(self.params, eng=self.eng)
             except ov.HubUnreachable as exc:
-                self.problem = exc.problem
-                self.w["status"].value = status_html(self.snapshot, interval=self.interval, problem=exc.problem)
+                self.problem = layout.unavailable_text(layout.hub_down())
+                self.w["status"].value = status_html(self.snapshot, interval=self.interval, problem=self.problem)
                 return False
+            layout.hub_up()
+            if self.scope and snap.filters.district != self.scope:  # never the city for a district user
+                self.problem = f"账号 {self.who.username} 的所属区县“{self.who.district or ''}”无效，不能显示数据"
+                self.w["status"].value = status_html(None, interval=self.interval, problem=self.problem)
+                return False
+            if self.scope:
+                snap.districts = scoped_districts(snap.districts, self.who)
             self.snapshot, self.problem = snap, None
             self.refreshes += 1
             self.render()
@@ -411,12 +438,13 @@ def render_all(o: ov.Overview) -> list[str]:
 
 
 def view(params: dict | None = None, **kw) -> OverviewView:
+    """The page (kw: who, the signed-in user; interval; eng; autostart)."""
     return OverviewView(params, **kw)
 
 
 __all__ = ["CSS", "OverviewView", "REFRESH_SECONDS", "cards_html", "district_path", "districts_html", "feed_html",
            "filter_html", "formulas_html", "indicators_html", "legend_html", "map_svg", "nav_html", "prepare",
-           "status_html", "view", "daily_html", "PRINT_CSS", "render_all"]
+           "status_html", "view", "scoped_districts", "daily_html", "PRINT_CSS", "render_all"]
 
 
 # ------------------------------------------------------------------ 城市运行日报 (printed)
