@@ -21,9 +21,12 @@ import csv
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
+import socket
 import unicodedata
+import zipfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,6 +50,47 @@ PIPELINE = True   # write a chunk in a thread of its own while the next one is r
 HEADER_SCAN_ROWS = 30
 _IGNORED_COLUMNS = {"序号", "编号序号", "no", "no.", "index", "行号"}  # row counters in department sheets
 _MISSING = {"", "nan", "null", "none", "na", "n/a", "-", "--", "—", "/", "\\n"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one file may ask of the reader (hostile or broken files: issue 13). Each can be set
+    by the environment variable named beside it (a number; sizes in bytes or characters)."""
+
+    line_chars: int = 1 << 20            # WORKBENCH_INGEST_MAX_LINE: one CSV line (and one field)
+    xlsx_total: int = 1 << 30            # WORKBENCH_INGEST_XLSX_TOTAL: an XLSX's members unpacked, together
+    xlsx_member: int = 512 << 20         # WORKBENCH_INGEST_XLSX_MEMBER: one member unpacked
+    xlsx_ratio: int = 200                # WORKBENCH_INGEST_XLSX_RATIO: unpacked : packed, members over 1 MiB
+    xlsx_members: int = 10_000           # WORKBENCH_INGEST_XLSX_MEMBERS: members in the zip
+    shared_strings_bytes: int = 64 << 20  # WORKBENCH_INGEST_XLSX_SST: sharedStrings.xml unpacked
+    shared_strings_count: int = 2_000_000  # WORKBENCH_INGEST_XLSX_SST_COUNT: strings it declares
+
+
+_LIMIT_ENV = {"line_chars": "WORKBENCH_INGEST_MAX_LINE", "xlsx_total": "WORKBENCH_INGEST_XLSX_TOTAL",
+              "xlsx_member": "WORKBENCH_INGEST_XLSX_MEMBER", "xlsx_ratio": "WORKBENCH_INGEST_XLSX_RATIO",
+              "xlsx_members": "WORKBENCH_INGEST_XLSX_MEMBERS", "shared_strings_bytes": "WORKBENCH_INGEST_XLSX_SST",
+              "shared_strings_count": "WORKBENCH_INGEST_XLSX_SST_COUNT"}
+
+
+def limits() -> Limits:
+    """The reader's limits: the defaults, each overridden by its environment variable."""
+    given = {}
+    for name, env in _LIMIT_ENV.items():
+        v = os.environ.get(env)
+        if v:
+            try:
+                given[name] = int(float(v))
+            except ValueError:
+                raise WorkbenchError(f"环境变量 {env} 应为数字，现为“{v}”")
+    return Limits(**given)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
 
 
 class IngestError(WorkbenchError):
@@ -126,6 +170,9 @@ class IngestSummary:
     quarantined: int = 0
     duplicates: int = 0    # the same record again, identical
     skipped: bool = False  # the same file was taken in before
+    damaged: int = 0       # quarantined because the file itself is damaged there (a line over the limit,
+                           # bytes not in its encoding, NUL): the CLI exits 2
+    resumed_from: int | None = None   # an interrupted ingest of the same file: lines up to this one were committed
     unknown_columns: list[str] = field(default_factory=list)   # kept with their rows (row_extras)
     conversions: list[str] = field(default_factory=list)       # units converted
     warnings: list[str] = field(default_factory=list)
@@ -154,6 +201,10 @@ class IngestSummary:
             text += f"，与已有记录不同但按先到为准未更新 {self.conflicts} 行"
         if self.older:
             text += f"，旧于已有版本未采用 {self.older} 行"
+        if self.damaged:
+            text += f"；其中 {self.damaged} 行文件本身已损坏（过长、编码错误或含 NUL），已隔离，请核查来源"
+        if self.resumed_from:
+            text += f"（上次接入中断，第 {self.resumed_from} 行及以前已入库，本次从其后继续）"
         return text
 
     def details(self) -> list[str]:
@@ -168,15 +219,30 @@ class IngestSummary:
 # ---------------------------------------------------------------------------- reading
 
 def _sha256_and_keep(path: Path) -> tuple[str, Path]:
-    """Hash the file and keep a copy of the raw bytes under data/raw/ by content hash."""
+    """Hash the file and keep a copy of the raw bytes under data/raw/ by content hash: the folder
+    0700, the copy 0600 (files hold personal data), written without following a link planted
+    where the copy goes; the source is read without following a link either."""
     sha = _sha256(path)
-    raw = config.data_dir() / "raw" / sha[:2] / f"{sha}{path.suffix.lower()}"
+    raw_dir = config.data_dir() / "raw"
+    raw = raw_dir / sha[:2] / f"{sha}{path.suffix.lower()}"
+    if raw.is_symlink():
+        raw.unlink()
     if not raw.exists():
-        raw.parent.mkdir(parents=True, exist_ok=True)
-        tmp = raw.with_suffix(raw.suffix + ".part")
-        shutil.copyfile(path, tmp)
+        for d in (raw_dir, raw.parent):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(d, 0o700)
+        tmp = raw.with_name(f"{raw.name}.{os.getpid()}.part")
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        src = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        dst = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        with os.fdopen(src, "rb") as fin, os.fdopen(dst, "wb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
         tmp.replace(raw)
     return sha, raw
+
+
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in (9, 10, 12, 13)) + b"\x7f"
 
 
 def _sniff(path: Path) -> str:
@@ -188,32 +254,86 @@ def _sniff(path: Path) -> str:
         return "xlsx"
     if head.startswith(b"\xd0\xcf\x11\xe0"):
         raise IngestError(path, "旧版 Excel (.xls) 文件，请另存为 .xlsx 或 CSV 后再导入")
-    if b"\x00" in head:
+    controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
+    if head.count(b"\x00") > max(8, len(head) // 100) or controls > max(8, len(head) // 20):
+        # (a few NULs or control bytes are damaged lines, quarantined one by one)
         raise IngestError(path, "不是表格文件：包含二进制内容 (binary content, not a table)")
-    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n\x00")
     if stripped[:1] in (b"[", b"{"):
         return "json"
     return "csv"
 
 
+# Bytes a file's encoding cannot decode become _UNDECODABLE + two hex digits each: the line
+# that holds them is quarantined alone (its bytes read as GB18030 for the person looking at it),
+# the other lines load. U+FDD0 is a Unicode noncharacter: no text holds it.
+_UNDECODABLE = "\ufdd0"
+_UNDECODABLE_RUN = re.compile(_UNDECODABLE + "([0-9a-f]{2})")
+
+
+def _mark_undecodable(exc: UnicodeDecodeError):
+    bad = exc.object[exc.start:exc.end]
+    return "".join(f"{_UNDECODABLE}{b:02x}" for b in bad), exc.end
+
+
+codecs.register_error("workbench-mark", _mark_undecodable)
+
+
+def _undecodable_text(text: str) -> str:
+    """A cell's undecodable bytes read as GB18030 (the usual stranger in a UTF-8 file)."""
+    def run(m: re.Match) -> str:
+        return bytes.fromhex("".join(_UNDECODABLE_RUN.findall(m.group(0)))).decode("gb18030", errors="replace")
+    return re.sub(f"(?:{_UNDECODABLE}[0-9a-f]{{2}})+", run, text)
+
+
 def _detect_encoding(path: Path) -> str:
-    """UTF-8 (with or without BOM), else GBK, else GB18030; decided on the whole file."""
+    """UTF-8 (with or without BOM), else GBK, else GB18030; decided on the whole file. A UTF-8
+    file with a few lines in another encoding stays UTF-8 (those lines are quarantined one by
+    one): it is UTF-8 when its valid non-ASCII characters outnumber the undecodable bytes 10:1."""
     with open(path, "rb") as f:
         if f.read(3) == codecs.BOM_UTF8:
-            candidates = ["utf-8-sig"]
-        else:
-            candidates = ["utf-8", "gbk", "gb18030"]
-    for enc in candidates:
-        dec = codecs.getincrementaldecoder(enc)()
-        try:
-            with open(path, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    dec.decode(block)
-                dec.decode(b"", final=True)
+            return "utf-8-sig" if _decodes(path, "utf-8-sig") or _mostly(path, "utf-8-sig") else _fail_encoding(path)
+    if _decodes(path, "utf-8"):
+        return "utf-8"
+    if _mostly(path, "utf-8"):
+        return "utf-8"
+    for enc in ("gbk", "gb18030"):
+        if _decodes(path, enc):
             return enc
-        except UnicodeDecodeError as exc:
-            err = exc
-    raise IngestError(path, f"无法识别文件编码（不是 UTF-8、GBK 或 GB18030）: {err.reason} at byte {err.start}")
+    return _fail_encoding(path)
+
+
+def _decodes(path: Path, enc: str) -> bool:
+    dec = codecs.getincrementaldecoder(enc)()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                dec.decode(block)
+            dec.decode(b"", final=True)
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def _mostly(path: Path, enc: str) -> bool:
+    """The file decodes in `enc` but for a few bytes: valid non-ASCII characters ≥ 10 × bad bytes."""
+    dec = codecs.getincrementaldecoder(enc)(errors="workbench-mark")
+    bad = good = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            text = dec.decode(block)
+            n = text.count(_UNDECODABLE)
+            bad += n
+            good += len(text) - len(text.encode("ascii", "ignore")) - n
+            if bad > 1000 and good < 10 * bad:
+                return False
+        text = dec.decode(b"", final=True)
+        bad += text.count(_UNDECODABLE)
+    return 0 < bad and good >= 10 * bad
+
+
+def _fail_encoding(path: Path):
+    raise IngestError(path, "无法识别文件编码（不是 UTF-8、GBK 或 GB18030，也不是只有个别行例外）")
 
 
 _BRACKETS = re.compile(r"^(.*?)\s*[\(\[【〔{]\s*([^()\[\]【】〔〕{}]*?)\s*[\)\]】〕}]\s*$")
@@ -403,56 +523,170 @@ class _CountingReader(io.RawIOBase):
 RawChunk = tuple[list[list[str]], np.ndarray, list[tuple[int, str, str, dict]]]
 
 
+OVERLONG_LINE = "行过长"
+UNDECODABLE_LINE = "编码错误"
+NUL_IN_LINE = "含有 NUL 空字符"
+FIELD_TOO_LARGE = "字段过长"
+DAMAGED = (OVERLONG_LINE, UNDECODABLE_LINE, NUL_IN_LINE, FIELD_TOO_LARGE)   # the file itself is damaged: exit 2
+
+
+class _Lines:
+    """A text file's physical lines for csv.reader, read in 1 MiB blocks and never longer than
+    the limit: a longer line is read past (never held) and stands as an empty line, noted in
+    `bad` with its number; bytes the encoding cannot decode are marked (_UNDECODABLE). Lines
+    are handed over a block at a time (itertools.chain runs the loop in C)."""
+
+    def __init__(self, raw, encoding: str, limit: int):
+        self.raw, self.encoding, self.limit = raw, encoding, limit
+        self.bad: list[tuple[int, str, str, dict]] = []
+        self.n = 0                 # lines handed over so far
+        self.suspect = False       # a NUL or an undecodable byte was seen: rows are checked one by one
+
+    def __iter__(self):
+        import itertools
+
+        return itertools.chain.from_iterable(self._blocks())
+
+    def _overlong(self, line_no: int, size: int, prefix: str) -> None:
+        self.bad.append((line_no, OVERLONG_LINE,
+                         f"第 {line_no} 行长 {size:,} 个字符以上，超过上限 {self.limit:,}（WORKBENCH_INGEST_MAX_LINE），"
+                         f"未读入；原文件已保留",
+                         {"行首": prefix[:200].replace("\x00", "\u2400"), "长度": f"≥{size}"}))
+
+    def _blocks(self):
+        dec = codecs.getincrementaldecoder(self.encoding)(errors="workbench-mark")
+        limit, carry, skip = self.limit, "", None    # skip: [line number, size so far, prefix]
+        cr_only = None
+        eof = False
+        while not eof:
+            block = self.raw.read(1 << 20)
+            eof = not block
+            text = dec.decode(block, final=eof)
+            if not self.suspect and ("\x00" in text or _UNDECODABLE in text):
+                self.suspect = True
+            if skip is not None:
+                end = text.find("\n")
+                if end < 0 and not eof:
+                    skip[1] += len(text)
+                    continue
+                skip[1] += end if end >= 0 else len(text)
+                self._overlong(*skip)
+                skip = None
+                self.n += 1
+                yield ["\n"]
+                text = text[end + 1:] if end >= 0 else ""
+            text = carry + text
+            if cr_only is None and text:
+                cr_only = "\r" in text and "\n" not in text[:text.find("\r") + 2]
+            if cr_only:
+                text = text.replace("\r\n", "\n").replace("\r", "\n")
+            parts = text.split("\n")
+            carry = parts.pop()
+            if len(text) > limit and parts and max(map(len, parts)) > limit:
+                for i, p in enumerate(parts):
+                    if len(p) > limit:
+                        self._overlong(self.n + i + 1, len(p), p)
+                        parts[i] = ""
+            lines = [p + "\n" for p in parts]
+            if len(carry) > limit:
+                skip = [self.n + len(lines) + 1, len(carry), carry[:200]]
+                carry = ""
+            self.n += len(lines)
+            if lines:
+                yield lines
+        if skip is not None:
+            self._overlong(*skip)
+            self.n += 1
+            yield ["\n"]
+        elif carry:
+            self.n += 1
+            yield [carry]
+
+
+def _damaged_row(line: int, row: list[str], names: list[str], encoding: str) -> tuple | None:
+    """A row holding a NUL or bytes its file's encoding cannot decode: its quarantine entry."""
+    cells = {names[i] if i < len(names) else f"多余的第{i + 1}列": v for i, v in enumerate(row)}
+    if any(_UNDECODABLE in v for v in row):
+        n = sum(v.count(_UNDECODABLE) for v in row)
+        cells = {k: _undecodable_text(v).replace("\x00", "\u2400") for k, v in cells.items()}
+        return (line, UNDECODABLE_LINE, f"本行有 {n} 个字节不是 {encoding} 编码（已按 GB18030 解读显示；原文件已保留），"
+                                        f"其余行照常读入", cells)
+    if any("\x00" in v for v in row):
+        columns = [k for k, v in cells.items() if "\x00" in v]
+        cells = {k: v.replace("\x00", "\u2400") for k, v in cells.items()}
+        return (line, NUL_IN_LINE, f"列 {'、'.join(columns)} 含有 NUL（\\0，以 ␀ 标出）：数据库文本不能保存，"
+                                   f"该行在 SQLite 与 PostgreSQL 上一律隔离", cells)
+    return None
+
+
 def _chunks_csv(find_header, path, encoding, bar) -> Iterator:
-    with open(path, encoding=encoding, newline="") as f:
-        first_lines = "".join(f.readline() for _ in range(HEADER_SCAN_ROWS))
-    counts = {d: max(line.count(d) for line in first_lines.splitlines() or [""]) for d in ",\t;|"}
+    limit = limits().line_chars
+    with open(path, "rb") as f:
+        head = f.read(1 << 20).decode(encoding, errors="workbench-mark")
+    first_lines = [ln for ln in head.splitlines()[:HEADER_SCAN_ROWS] if len(ln) <= limit]
+    counts = {d: max((line.count(d) for line in first_lines), default=0) for d in ",\t;|"}
     delimiter = max(counts, key=counts.get) if max(counts.values()) else ","
     raw = open(path, "rb")
     try:
-        text = io.TextIOWrapper(io.BufferedReader(_CountingReader(raw, bar), 1 << 20),
-                                encoding=encoding, newline="")
-        reader = csv.reader(text, delimiter=delimiter)
+        source = _Lines(io.BufferedReader(_CountingReader(raw, bar), 1 << 20), encoding, limit)
+        csv.field_size_limit(max(limit, 1 << 17))
+        reader = csv.reader(iter(source), delimiter=delimiter)
+        errors: list[tuple[int, str, str, dict]] = []
+
+        def rows_iter():
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:   # a field over the limit (a quote never closed): that row only
+                    errors.append((reader.line_num, FIELD_TOO_LARGE,
+                                   f"CSV 格式错误：{exc}（上限 {limit:,} 个字符，WORKBENCH_INGEST_MAX_LINE）", {}))
+                    continue
+                yield reader.line_num, row
+
+        rows = rows_iter()
         head_rows = []
-        for row in reader:
-            head_rows.append((reader.line_num, row))
+        for line, row in rows:
+            if not "".join(row).strip():
+                continue
+            head_rows.append((line, row))
             if len(head_rows) >= HEADER_SCAN_ROWS:
                 break
         if not head_rows:
             raise IngestError(path, "文件为空 (empty file)")
         hidx = find_header([r for _, r in head_rows])
         header = head_rows[hidx][1]
+        if source.suspect and _damaged_row(0, header, header, encoding):
+            raise IngestError(path, f"表头行含有 NUL 或无法按 {encoding} 解码的字节，无法读取")
         yield header
         width = len(header)
+        names = _unique_header(header)
 
-        def rows_iter():
+        def all_rows():
             yield from head_rows[hidx + 1:]
-            try:
-                for row in reader:
-                    yield reader.line_num, row
-            except csv.Error as exc:
-                raise IngestError(path, f"CSV 格式错误，第 {reader.line_num} 行: {exc}")
-            except UnicodeDecodeError as exc:
-                raise IngestError(path, f"编码错误: {exc}")
+            yield from rows
 
         buf, lines, bad = [], [], []
-        names = _unique_header(header)
-        for line, row in rows_iter():
+        for line, row in all_rows():
             joined = "".join(row)
             if not joined or joined.isspace():
-                continue
-            if len(row) != width:
-                if len(row) > width and not "".join(row[width:]).strip():
-                    row = row[:width]
-                else:
-                    named = {names[i] if i < width else f"多余的第{i + 1}列": v for i, v in enumerate(row)}
-                    bad.append((line, "字段数与表头不符", f"本行 {len(row)} 个字段，表头 {width} 列", named))
-                    continue
-            buf.append(row)
-            lines.append(line)
+                pass
+            elif source.suspect and (damaged := _damaged_row(line, row, names, encoding)) is not None:
+                bad.append(damaged)
+            elif len(row) != width and not (len(row) > width and not "".join(row[width:]).strip()):
+                named = {names[i] if i < width else f"多余的第{i + 1}列": v for i, v in enumerate(row[:width + 50])}
+                bad.append((line, "字段数与表头不符", f"本行 {len(row)} 个字段，表头 {width} 列", named))
+            else:
+                buf.append(row[:width] if len(row) > width else row)
+                lines.append(line)
+            if source.bad or errors:
+                bad += source.bad + errors
+                source.bad, errors = [], []
             if len(buf) >= CHUNK_ROWS:
                 yield buf, np.array(lines), bad
                 buf, lines, bad = [], [], []
+        bad += source.bad + errors
         if buf or bad:
             yield buf, np.array(lines, dtype=int), bad
     finally:
@@ -469,9 +703,51 @@ def _cell_text(v) -> str:
     return str(v)
 
 
+def _check_xlsx(path: Path) -> None:
+    """An XLSX is a zip: before openpyxl opens it, its members' unpacked sizes (as the zip
+    declares them; Python's zipfile never unpacks more than declared), their compression ratio,
+    their number and the shared strings are held to `limits()`. A bomb stops here, unread."""
+    lim = limits()
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            if len(infos) > lim.xlsx_members:
+                _bomb(path, f"压缩包内有 {len(infos):,} 个文件，超过上限 {lim.xlsx_members:,}（WORKBENCH_INGEST_XLSX_MEMBERS）")
+            total = 0
+            for i in infos:
+                total += i.file_size
+                if i.file_size > lim.xlsx_member:
+                    _bomb(path, f"其中“{i.filename}”解压后 {_size(i.file_size)}，超过单个文件上限 "
+                                f"{_size(lim.xlsx_member)}（WORKBENCH_INGEST_XLSX_MEMBER）")
+                ratio = i.file_size / max(i.compress_size, 1)
+                if i.file_size > (1 << 20) and ratio > lim.xlsx_ratio:
+                    _bomb(path, f"其中“{i.filename}”压缩比 {ratio:,.0f}:1（{_size(i.compress_size)} 解压后 "
+                                f"{_size(i.file_size)}），超过上限 {lim.xlsx_ratio}:1（WORKBENCH_INGEST_XLSX_RATIO）")
+                if i.filename.lower().endswith("sharedstrings.xml"):
+                    if i.file_size > lim.shared_strings_bytes:
+                        _bomb(path, f"共享字符串表“{i.filename}”解压后 {_size(i.file_size)}，超过上限 "
+                                    f"{_size(lim.shared_strings_bytes)}（WORKBENCH_INGEST_XLSX_SST）")
+                    with zf.open(i) as f:
+                        head = f.read(4096).decode("utf-8", errors="replace")
+                    for attr in ("count", "uniqueCount"):
+                        m = re.search(rf'<(?:\w+:)?sst\b[^>]*\b{attr}="(\d+)"', head)
+                        if m and int(m.group(1)) > lim.shared_strings_count:
+                            _bomb(path, f"共享字符串表声明 {int(m.group(1)):,} 个字符串，超过上限 "
+                                        f"{lim.shared_strings_count:,}（WORKBENCH_INGEST_XLSX_SST_COUNT）")
+            if total > lim.xlsx_total:
+                _bomb(path, f"解压后共 {_size(total)}，超过上限 {_size(lim.xlsx_total)}（WORKBENCH_INGEST_XLSX_TOTAL）")
+    except zipfile.BadZipFile as exc:
+        raise IngestError(path, f"无法打开 Excel 文件：损坏的压缩包（{exc}）")
+
+
+def _bomb(path: Path, what: str):
+    raise IngestError(path, f"Excel 文件超出读取限制，已拒绝（疑似“压缩炸弹”，未解压）：{what}")
+
+
 def _chunks_xlsx(find_header, path, bar) -> Iterator:
     import openpyxl
 
+    _check_xlsx(path)
     try:
         wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:  # zip/xml errors from a damaged workbook
@@ -539,6 +815,9 @@ def _chunks_json(ds, path, encoding, bar) -> Iterator:
         if isinstance(rec, dict):
             header.update(dict.fromkeys(rec))
     header = list(header)
+    has_nul = "\x00" in text
+    del text
+    names = _unique_header(header)
     yield header
     if bar is not None:
         bar.update(Path(path).stat().st_size)
@@ -548,7 +827,11 @@ def _chunks_json(ds, path, encoding, bar) -> Iterator:
             if not isinstance(rec, dict):
                 bad.append((i, "记录不是对象", f"类型 {type(rec).__name__}", {"value": _json_cell(rec)}))
                 continue
-            buf.append([_json_cell(rec.get(k)) for k in header])
+            row = [_json_cell(rec.get(k)) for k in header]
+            if has_nul and (damaged := _damaged_row(i, row, names, encoding)) is not None:
+                bad.append(damaged)
+                continue
+            buf.append(row)
             lines.append(i)
         yield buf, np.array(lines, dtype=int), bad
 
@@ -1469,35 +1752,58 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
     prepare = getattr(load, "prepare", None)
 
     file_id = None
+    progress_ = _Progress()
     if not preview:
         with eng.begin() as conn:
             prev = conn.execute(sa.select(ingest_files).where(
                 ingest_files.c.dataset == dataset, ingest_files.c.sha256 == sha)).mappings().first()
+            if prev is not None and prev["status"] == "running":
+                owner = _notes(prev).get("owner") or {}
+                if _owner_alive(owner, _notes(prev).get("heartbeat")):
+                    raise IngestError(path, f"该文件正由 {owner.get('host')} 上的进程 {owner.get('pid')} 接入，请等它结束后再试")
+                prev = _mark_interrupted(conn, prev)
             if prev is not None and prev["status"] == "done" and not force:
                 summary.skipped = True
                 summary.rows_read = prev["rows_read"]
                 summary.duplicates = prev["rows_read"]
                 summary.encoding = prev["encoding"]
                 return summary
+            resume = _notes(prev).get("resume") if prev is not None and prev["status"] in ("interrupted", "failed") else None
+            if resume and (prev["profile"] or None) == summary.profile and resume.get("line"):
+                progress_ = _Progress(**resume)
+                progress_.restore(summary)
+            running = json.dumps({"owner": _owner(), "heartbeat": _now().isoformat(), "resume": progress_.state()},
+                                 ensure_ascii=False)
             if prev is None:
                 file_id = conn.execute(ingest_files.insert().values(
                     sha256=sha, dataset=dataset, filename=path.name, size_bytes=path.stat().st_size,
                     raw_path=str(raw_path), received_at=_now(), status="running", profile=summary.profile,
+                    notes=running,
                 )).inserted_primary_key[0]
             else:
                 file_id = prev["file_id"]
                 conn.execute(ingest_files.update().where(ingest_files.c.file_id == file_id).values(
-                    status="running", received_at=_now(), message=None, filename=path.name, profile=summary.profile))
+                    status="running", received_at=_now(), message=None, filename=path.name, profile=summary.profile,
+                    notes=running))
 
     def finish(status: str, message: str | None = None):
         if preview:
             return
+        notes = summary.notes()
+        counts = dict(rows_read=summary.rows_read, loaded=summary.loaded,
+                      quarantined=summary.quarantined, duplicates=summary.duplicates)
+        if status != "done":   # what is committed, and where a re-run goes on from
+            notes["resume"] = progress_.state()
+            counts = progress_.counts()
         with eng.begin() as conn:
             conn.execute(ingest_files.update().where(ingest_files.c.file_id == file_id).values(
-                status=status, message=message, finished_at=_now(), encoding=summary.encoding,
-                rows_read=summary.rows_read, loaded=summary.loaded,
-                quarantined=summary.quarantined, duplicates=summary.duplicates,
-                notes=json.dumps(summary.notes(), ensure_ascii=False)))
+                status=status, message=message and message[:1024], finished_at=_now(), encoding=summary.encoding,
+                notes=json.dumps(notes, ensure_ascii=False), **counts))
+            if status == "interrupted":
+                from workbench import access, audit
+
+                audit.record(conn, "ingest.interrupted", access.system("数据接入"), subject=path.name,
+                             dataset=dataset, sha256=sha, message=message, committed_line=progress_.line)
 
     bar = None
     if progress:
@@ -1531,7 +1837,7 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
                 _check_units(ds, plan, frame, ctx, prof, path)
                 first = False
             _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, lines, malformed, keys,
-                        ctx, prof, preview, writer)
+                        ctx, prof, preview, writer, progress_)
         if writer is not None:
             writer.close()
             writer = None
@@ -1539,10 +1845,16 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
         # what a mapping screen needs when the file stops (a unit to declare, a column to name)
         exc.header = summary.mapping and [m["column"] for m in summary.mapping]
         exc.mapping = _mapping(ds, plan, ctx) if plan is not None and ctx is not None else None
+        writer = _stop(writer)
         finish("failed", exc.problem)
         raise
     except Exception as exc:  # never leave a file marked running without a word
+        writer = _stop(writer)
         finish("failed", f"{type(exc).__name__}: {exc}")
+        raise
+    except BaseException:   # Ctrl-C, SystemExit: what is committed stays, a re-run goes on from there
+        writer = _stop(writer)
+        finish("interrupted", _interrupted_message(progress_.line, "接入被中止"))
         raise
     finally:
         if writer is not None:   # stopped early: let the chunk in flight end, keep the first error
@@ -1556,6 +1868,125 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
         raise IngestError(path, "没有数据行：表头下面是空的 (no data rows)")
     finish("done")
     return summary
+
+
+# ---------------------------------------------------------------- interrupted ingests
+
+STALE_AFTER_S = 600   # a running file whose owner is on another host and silent this long is interrupted
+
+
+@dataclass
+class _Progress:
+    """What an ingest has committed so far (kept on its ingest_files row, in the transaction of
+    each chunk): counts, the quarantine reasons, and the last line committed. A re-run of an
+    interrupted file starts from these and reads on after `line`."""
+
+    line: int = 0
+    rows_read: int = 0
+    loaded: int = 0
+    updated: int = 0
+    conflicts: int = 0
+    older: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    damaged: int = 0
+    reasons: dict = field(default_factory=dict)
+
+    def state(self) -> dict:
+        return asdict(self)
+
+    def counts(self) -> dict:
+        return dict(rows_read=self.rows_read, loaded=self.loaded, quarantined=self.quarantined,
+                    duplicates=self.duplicates)
+
+    def after(self, w: "Written", n_read: int, n_good: int, bad_rows: list, last_line: int) -> "_Progress":
+        reasons = dict(self.reasons)
+        damaged = _count_reasons(reasons, bad_rows)
+        return _Progress(line=max(self.line, last_line), rows_read=self.rows_read + n_read,
+                         loaded=self.loaded + w.new, updated=self.updated + w.updated,
+                         conflicts=self.conflicts + w.conflicts, older=self.older + w.older,
+                         quarantined=self.quarantined + len(bad_rows),
+                         duplicates=self.duplicates + n_good - w.new - w.updated - w.conflicts - w.older,
+                         damaged=self.damaged + damaged, reasons=reasons)
+
+    def restore(self, summary: "IngestSummary") -> None:
+        for name in ("rows_read", "loaded", "updated", "conflicts", "older", "quarantined", "duplicates", "damaged"):
+            setattr(summary, name, getattr(self, name))
+        summary.reasons = dict(self.reasons)
+        summary.resumed_from = self.line
+
+
+def _notes(row) -> dict:
+    try:
+        return json.loads(row["notes"] or "{}") if row is not None else {}
+    except (TypeError, ValueError):
+        return {}
+
+
+def _owner() -> dict:
+    import psutil
+
+    me = psutil.Process()
+    return {"host": socket.gethostname(), "pid": me.pid, "started": round(me.create_time(), 2)}
+
+
+def _owner_alive(owner: dict, heartbeat: str | None) -> bool:
+    """Whether the process that marked a file running still runs: on this host by its pid and
+    start time (a pid reused by another process does not count), elsewhere by its heartbeat."""
+    import psutil
+
+    if not owner:
+        return False
+    if owner.get("host") != socket.gethostname():
+        try:
+            beat = datetime.fromisoformat(heartbeat) if heartbeat else None
+        except ValueError:
+            beat = None
+        return beat is not None and (_now() - beat).total_seconds() < STALE_AFTER_S
+    try:
+        p = psutil.Process(int(owner.get("pid")))
+        return abs(p.create_time() - float(owner.get("started") or 0)) < 1 and p.status() != psutil.STATUS_ZOMBIE
+    except (psutil.Error, TypeError, ValueError):
+        return False
+
+
+def _interrupted_message(line: int, why: str) -> str:
+    done = f"第 {line} 行及以前已入库" if line else "尚无数据入库"
+    return f"{why}：{done}；重新接入同一文件将从中断处继续，不会重复隔离或计为重复"
+
+
+def _mark_interrupted(conn: Connection, row) -> dict:
+    """A file left "running" by a process that is gone: marked interrupted (with what was
+    committed) and audited; returns the row as it is now."""
+    from workbench import access, audit
+
+    notes = _notes(row)
+    resume = notes.get("resume") or {}
+    owner = notes.get("owner") or {}
+    message = _interrupted_message(resume.get("line") or 0,
+                                   f"接入中断（进程 {owner.get('pid', '?')} 已不在）")
+    counts = _Progress(**resume).counts() if resume else {}
+    conn.execute(ingest_files.update().where(ingest_files.c.file_id == row["file_id"]).values(
+        status="interrupted", message=message, finished_at=_now(),
+        notes=json.dumps({"resume": resume}, ensure_ascii=False), **counts))
+    audit.record(conn, "ingest.interrupted", access.system("数据接入"), subject=row["filename"],
+                 dataset=row["dataset"], sha256=row["sha256"], message=message, committed_line=resume.get("line"))
+    return conn.execute(sa.select(ingest_files).where(ingest_files.c.file_id == row["file_id"])).mappings().first()
+
+
+def mark_interrupted(eng: Engine | None = None) -> list[str]:
+    """Every file left "running" by a process that is gone, marked interrupted (the CLI and the
+    hub's status call this); returns their names."""
+    eng = eng or hub.engine()
+    out = []
+    with eng.begin() as conn:
+        for row in conn.execute(sa.select(ingest_files).where(ingest_files.c.status == "running")).mappings().all():
+            notes = _notes(row)
+            if not _owner_alive(notes.get("owner") or {}, notes.get("heartbeat")):
+                _mark_interrupted(conn, row)
+                out.append(row["filename"])
+    return out
+
 
 
 def _sha256(path: Path) -> str:
@@ -1741,9 +2172,22 @@ class _Writer:
             self.pool.shutdown(wait=True)
 
 
+def _stop(writer: "_Writer | None") -> None:
+    """Stop a failing file's writer (the chunk in flight ends or is cancelled) before its row is
+    marked, so the row's committed progress is the last chunk really committed."""
+    if writer is not None:
+        writer.close(finish=False)
+    return None
+
+
 def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, lines, malformed, keys,
-                ctx, prof, preview, writer: "_Writer | None" = None):
-    summary.rows_read += len(frame) + len(malformed)
+                ctx, prof, preview, writer: "_Writer | None" = None, progress_: "_Progress | None" = None):
+    skip_to = summary.resumed_from or 0   # a resumed file: lines up to here were committed by the run it resumes
+    if skip_to:
+        malformed = [m for m in malformed if m[0] > skip_to]
+    fresh = lines > skip_to
+    n_read = int(fresh.sum()) + len(malformed)
+    summary.rows_read += n_read
     frame, map_reasons, map_details = _map_values(frame, prof, plan, ds)
     map_fields = list(prof.values) if prof is not None else []
     values, reasons, details = validate(ds, frame, ctx)
@@ -1765,12 +2209,16 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
         reasons.loc[rep_rows.index] = "文件内主键重复"
         details.loc[rep_rows.index] = "与文件第 " + rep_rows.astype(str) + " 行相同"
         good = reasons == ""
+    if skip_to:   # the repeats above still know the committed rows' keys
+        good = good & fresh
+        if n_read == 0:
+            return
     personal = split_personal(ds, values)
-    bad = ~good.to_numpy()
+    bad = ~good.to_numpy() & fresh
     header = plan.header
     bad_rows = [
         (int(line), reason, detail, dict(zip(header, rows[pos])))
-        for pos, (line, reason, detail) in zip(np.flatnonzero(bad), zip(lines[bad], reasons[~good], details[~good]))
+        for pos, (line, reason, detail) in zip(np.flatnonzero(bad), zip(lines[bad], reasons[bad], details[bad]))
     ] + malformed
     bad_rows, kept_apart = _mask_quarantined(bad_rows, ctx.private_columns)
     good_values = values[good]
@@ -1778,10 +2226,20 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
     if preview:
         _preview_chunk(eng, ds, summary, good_values, present, bad_rows, prof.corrections if prof else None)
     else:
+        last_line = max([int(lines[fresh].max()) if fresh.any() else 0] + [m[0] for m in bad_rows])
+
         def commit() -> Written:
             now = _now()
             with eng.begin() as conn:
-                return _commit_chunk(conn, now)
+                w = _commit_chunk(conn, now)
+                if progress_ is not None and file_id is not None:   # what is committed, in the same transaction
+                    nxt = progress_.after(w, n_read, len(good_values), bad_rows, last_line)
+                    conn.execute(ingest_files.update().where(ingest_files.c.file_id == file_id).values(
+                        **nxt.counts(), notes=json.dumps({"owner": _owner(), "heartbeat": now.isoformat(),
+                                                          "resume": nxt.state()}, ensure_ascii=False)))
+            if progress_ is not None and file_id is not None:
+                progress_.__dict__.update(nxt.__dict__)
+            return w
 
         def _commit_chunk(conn, now) -> Written:
             if load is not None:
@@ -1824,9 +2282,18 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
         else:
             writer.submit(commit, count)
     summary.quarantined += len(bad_rows)
+    summary.damaged += _count_reasons(summary.reasons, bad_rows)
+
+
+def _count_reasons(reasons: dict, bad_rows) -> int:
+    """Adds the rows' quarantine reasons to `reasons`; returns how many rows are damaged lines."""
+    damaged = 0
     for _, reason, _, _ in bad_rows:
+        if reason in DAMAGED:
+            damaged += 1
         for r in reason.split("; "):
-            summary.reasons[r] = summary.reasons.get(r, 0) + 1
+            reasons[r] = reasons.get(r, 0) + 1
+    return damaged
 
 
 
