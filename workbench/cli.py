@@ -100,10 +100,19 @@ def ingest_files(files, load, as_json: bool, error_fields: dict | None = None, u
             results.append({"file": str(path), "ok": True, **s.to_dict()})
             if not as_json and echo:
                 echo_summary(s)
+            if getattr(s, "damaged", 0):   # loaded, but the file itself is damaged in places: exit 2
+                failed += 1
+                click.echo(f"错误 {path}: {s.damaged} 行无法读取（过长、编码错误或含 NUL），已逐行隔离，其余行已入库",
+                           err=True)
         except IngestError as exc:
             failed += 1
             results.append({"file": str(path), "ok": False, **(error_fields or {}), "error": exc.problem})
             click.echo(f"错误 {path}: {exc.problem}", err=True)
+        except (Exception, MemoryError) as exc:   # never a traceback: this file failed, the next one is read
+            failed += 1
+            problem = f"读取失败（{type(exc).__name__}: {str(exc)[:300]}）"
+            results.append({"file": str(path), "ok": False, **(error_fields or {}), "error": problem})
+            click.echo(f"错误 {path}: {problem}", err=True)
     if as_json:
         out = results[0] if unwrap_one and len(results) == 1 else results
         click.echo(json.dumps(out, ensure_ascii=False, indent=2))
