@@ -49,13 +49,17 @@ def _model_path(model: Path | None) -> Path:
 @click.option("--no-hub", is_flag=True, help="Do not write events to the hub (MQTT and evidence only).")
 @click.option("--no-evidence", is_flag=True, help="Do not write snapshot images.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--outbox-wait", default=30.0, show_default=True, type=float,
+              help="At the end, keep trying this many seconds to write what the outbox holds to the hub.")
 def watch(sources, camera_ids, config_path, model, closeup, fps, realtime, loop, max_batch, no_gate, mqtt_url, no_hub,
-          no_evidence, as_json):
+          no_evidence, as_json, outbox_wait):
     """Watch SOURCE... (video files, image folders, rtsp:// URLs) until they end or Ctrl-C.
 
     Every violation becomes one event (new / update / end) in the hub's canteen_violations
     and on MQTT (workbench/canteen/<camera>/events), with a face-blurred snapshot. Ctrl-C
-    ends every open event before it exits: no event is lost.
+    ends every open event before it exits: no event is lost. While the hub does not answer,
+    events wait in the outbox on disk (data/outbox/canteen) and are written when it returns
+    (an earlier run's leftovers first); the exit code is 3 if any are left unwritten.
     """
     from dataclasses import replace
 
@@ -104,7 +108,15 @@ def watch(sources, camera_ids, config_path, model, closeup, fps, realtime, loop,
     hub_sink = directory = None
     if not no_hub:
         hub_sink = HubSink()
-        directory = camera_directory(hub_sink.eng)
+        left = hub_sink.flush()
+        if hub_sink.replayed:
+            click.echo(f"已补写上次遗留的 {hub_sink.replayed} 条事件到数据中台。", err=True)
+        if left:
+            click.echo(f"警告：数据中台暂时无法连接，{left} 条事件保存在 {hub_sink.outbox.folder}，恢复后自动写入。", err=True)
+        try:
+            directory = camera_directory(hub_sink.eng)
+        except Exception as exc:  # noqa: BLE001 - cameras run without the directory; events wait in the outbox
+            click.echo(f"警告：无法读取摄像头目录（{type(exc).__name__}），按配置运行。", err=True)
     mqtt = None
     if mqtt_url and mqtt_url.lower() != "off":
         host, _, port = mqtt_url.partition(":")
@@ -149,7 +161,15 @@ def watch(sources, camera_ids, config_path, model, closeup, fps, realtime, loop,
         click.echo(f"摄像头 {s.cameras} 路，采样 {s.frames} 帧，送检测 {s.detected} 帧，"
                    f"违规事件 {s.events} 起（已结束 {s.ended}），用时 {s.seconds:.1f} 秒。")
     if hub_sink is not None:
-        _link(hub_sink.eng, quiet=as_json)
+        left = hub_sink.close(wait=outbox_wait)
+        if left:
+            click.echo(f"错误：{left} 条事件未能写入数据中台（{hub_sink.last_error}），已保存在 {hub_sink.outbox.folder}；"
+                       f"数据中台恢复后再次运行 watch 即补写。", err=True)
+            sys.exit(3)
+        try:
+            _link(hub_sink.eng, quiet=as_json)
+        except Exception as exc:  # noqa: BLE001 - the events are in; the linkage runs next time
+            click.echo(f"警告：联动未运行（{type(exc).__name__}）。", err=True)
     sys.exit(2 if s.problems and not s.frames else 0)
 
 
