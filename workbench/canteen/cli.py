@@ -202,10 +202,12 @@ def sweep(days, as_json):
 @click.option("--limit", default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def scores(days, limit, as_json):
-    """Canteens ranked by compliance score (violations per kitchen hour, weighted by severity)."""
+    """Canteens ranked by compliance score (violations per kitchen hour, weighted by severity);
+    a district user (`workbench --user NAME`) sees their district's canteens only."""
     from workbench.canteen import compliance as cp
+    from workbench.cli import _principal
 
-    data = cp.load()
+    data = cp.load(who=_principal())
     ranked = cp.canteen_scores(data, days=days)
     if as_json:
         click.echo(ranked.head(limit).to_json(orient="records", force_ascii=False))
@@ -221,17 +223,20 @@ def scores(days, limit, as_json):
 @canteen.command("case")
 @click.argument("violation_id")
 @click.argument("status")
-@click.option("--actor", default="", help="Who acts (required: every step names who did it).")
 @click.option("--note", default="", help="Why (整改说明, 复核意见).")
 @click.option("--expected", default=None, help="The status you saw; refused if the case moved since.")
-def case(violation_id, status, actor, note, expected):
+def case(violation_id, status, note, expected):
     """Move the rectification case of VIOLATION_ID: STATUS is an action (notify, rectify,
-    verify, reject-fix) or a status (已通知, 已整改, 退回整改, 已复核), through the case engine."""
+    verify, reject-fix) or a status (已通知, 已整改, 退回整改, 已复核), through the case engine,
+    as the identity of `workbench --user NAME` (its department and district are checked) or,
+    without it, the operator at the shell; the step records that identity."""
+    from workbench.access import AccessDenied
     from workbench.canteen import compliance as cp
+    from workbench.cli import _principal
 
     try:
-        res = cp.set_case_status(violation_id, status, actor=actor, note=note or None, expected=expected)
-    except cp.CaseError as exc:
+        res = cp.set_case_status(violation_id, status, actor=_principal(), note=note or None, expected=expected)
+    except (cp.CaseError, AccessDenied) as exc:
         click.echo(f"错误：{exc.problem}", err=True)
         sys.exit(2)
     click.echo(f"{violation_id}：{res['from']} → {res['to']}（{res['actor']}）")

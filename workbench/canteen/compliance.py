@@ -56,19 +56,34 @@ class CanteenData:
         return self.canteens.empty and self.violations.empty
 
 
-def load(eng=None, since=None) -> CanteenData:
+def load(eng=None, since=None, who=None) -> CanteenData:
     """Canteens, cameras, violations (each with its case's status, deadline and closing time,
-    read from `cases`) and the steps of their cases (from `case_history`)."""
+    read from `cases`) and the steps of their cases (from `case_history`).
+
+    `who` (a workbench.access.Principal): a district user reads only their district's
+    canteens, cameras, violations and case steps (the filter is in the queries)."""
+    from workbench.access import district_filter
     from workbench.store import hub
     from workbench.store.schema import metadata
 
-    can = hub.read("canteens", eng=eng)
-    cams = hub.read("cameras", eng=eng)
+    only = district_filter(who)
+    ct0, cm0 = metadata.tables["canteens"], metadata.tables["cameras"]
+    can = hub.read("canteens", where={"district": only} if only else None, eng=eng)
+    if only:
+        cams = hub.query(sa.select(cm0).where(cm0.c.canteen_id.in_(
+            sa.select(ct0.c.canteen_id).where(ct0.c.district == only))), eng=eng)
+        if cams.empty:
+            cams = pd.DataFrame(columns=[c.name for c in cm0.c])
+    else:
+        cams = hub.read("cameras", eng=eng)
     vt, ct, ht = metadata.tables["canteen_violations"], metadata.tables["cases"], metadata.tables["case_history"]
     on = sa.and_(ct.c.case_id == vt.c.violation_id, ct.c.case_type == CASE_TYPE)
     stmt = sa.select(vt, ct.c.status, ct.c.deadline, ct.c.closed_at).select_from(vt.outerjoin(ct, on))
     if since is not None:
         stmt = stmt.where(vt.c.ts >= pd.Timestamp(since).to_pydatetime())
+    if only:  # the violation's district, else its canteen's
+        mine = sa.select(ct0.c.canteen_id).where(ct0.c.district == only)
+        stmt = stmt.where(sa.or_(vt.c.district == only, sa.and_(vt.c.district.is_(None), vt.c.canteen_id.in_(mine))))
     v = hub.query(stmt, eng=eng)
     if len(v):
         v["status"] = v["status"].fillna(case_type().intake)
@@ -77,6 +92,8 @@ def load(eng=None, since=None) -> CanteenData:
         ct.c.case_type == CASE_TYPE)
     if since is not None:
         hstmt = hstmt.where(ct.c.ts >= pd.Timestamp(since).to_pydatetime())
+    if only:
+        hstmt = hstmt.where(ct.c.district == only)
     hist = hub.query(hstmt.order_by(ht.c.case_id, ht.c.ts), eng=eng)
     for c in ("ts",):
         hist[c] = pd.to_datetime(hist[c])
@@ -234,18 +251,23 @@ def target_status(status: str) -> tuple[str | None, str | None]:
     raise CaseError(f"未知的整改状态或操作“{status}”（可选状态：{'、'.join(ct.statuses)}；操作：{acts}）")
 
 
-def set_case_status(violation_id: str, status: str, *, actor: str | None = None, note: str | None = None,
+def set_case_status(violation_id: str, status: str, *, actor=None, note: str | None = None,
                     ts: dt.datetime | None = None, expected: str | None = None, eng=None) -> dict:
     """Move the violation's rectification case to `status` (a status or an action of the case
-    type) through the case engine: `actor` is required, `expected` is the status the caller
+    type) through the case engine: `actor` is required — the signed-in Principal (a page, a
+    `workbench --user` command: its department and district are checked, AccessDenied says why
+    not) or the workbench's own name for a system step; `expected` is the status the caller
     showed (refused when the case moved since). A verified case lifts its 严重违规 alert."""
+    from workbench.access import Principal
     from workbench.store import hub
 
-    if not actor or not str(actor).strip():
-        raise CaseError("请填写操作人：每一步整改记录都要写明是谁办理的")
+    if not isinstance(actor, Principal):
+        if not actor or not str(actor).strip():
+            raise CaseError("没有办理人：每一步整改记录都要写明是谁办理的（请先登录）")
+        actor = str(actor).strip()
     action, to = target_status(status)
     eng = eng or hub.engine()
-    kw = dict(actor=str(actor).strip(), note=note or "", ts=ts, expected=rect.status_of(expected) if expected else None,
+    kw = dict(actor=actor, note=note or "", ts=ts, expected=rect.status_of(expected) if expected else None,
               case_type_name=CASE_TYPE)
     with eng.begin() as conn:
         if action:
