@@ -34,6 +34,7 @@ class MarketSnapshot:
     now: pd.Timestamp
     an: ma.Analysis
     quarantine: pd.DataFrame  # dataset, reason, rows (rapid_tests and market_followups)
+    who: object = None        # the Principal it was read for (a district user: their district only)
 
     @property
     def empty(self) -> bool:
@@ -47,15 +48,40 @@ def prepare() -> None:
     hub.engine()
 
 
-def load(now=None, eng=None, since=None, until=None) -> MarketSnapshot:
+def load(now=None, eng=None, since=None, until=None, who=None) -> MarketSnapshot:
+    """One read of the hub for `who` (a workbench.access.Principal): a district user's analysis
+    runs on their district's markets, tests and follow-ups only (scope), so every figure, table
+    and chart of the page is the district's; the quarantine (rows not placed in any district
+    yet) is left out for them."""
     from workbench.store import hub
 
     now = utc_now() if now is None else pd.Timestamp(now)
     tests, markets, followups = ma.load(eng, since=since, until=until)
+    tests, markets, followups = scoped(who, tests, markets, followups)
     an = ma.analyse(tests, markets, followups, cases=ma.load_cases(eng))
-    q = hub.quarantine_reasons(eng=eng)
-    q = q[q["dataset"].isin(["rapid_tests", "market_followups"])] if len(q) else q
-    return MarketSnapshot(now, an, q)
+    if who is not None and not who.sees_all:
+        q = pd.DataFrame(columns=["dataset", "reason", "rows"])
+    else:
+        q = hub.quarantine_reasons(eng=eng)
+        q = q[q["dataset"].isin(["rapid_tests", "market_followups"])] if len(q) else q
+    return MarketSnapshot(now, an, q, who)
+
+
+def scoped(who, tests: pd.DataFrame, markets: pd.DataFrame, followups: pd.DataFrame):
+    """The rows `who` may read (workbench.access.scope): a district user's markets, the tests of
+    their district (a test without a district: its market's), and those tests' follow-ups."""
+    from workbench.access import scope
+
+    if who is None or who.sees_all:
+        return tests, markets, followups
+    markets = scope(markets, who)
+    mine = set(markets["market_id"]) if "market_id" in markets else set()
+    if len(tests):
+        d = tests["district"] if "district" in tests else pd.Series(None, index=tests.index)
+        tests = tests[(d == who.district) | (d.isna() & tests["market_id"].isin(mine))]
+    if len(followups) and "test_id" in followups:
+        followups = followups[followups["test_id"].isin(set(tests["test_id"]))]
+    return tests, markets, followups
 
 
 # ------------------------------------------------------------------ helpers
@@ -417,7 +443,11 @@ def body(snap: MarketSnapshot):
                              "72 小时内办结；未办结的列在下面，逾期的在前。"),
               layout.html(followup_table(an.followups, mk, now=an.as_of)),
               layout.section("隔离区（快检数据）", "不合格的记录被隔离并注明原因，不会被修改或丢弃。"),
-              layout.html(quarantine_table(snap.quarantine))]
+              (layout.html(quarantine_table(snap.quarantine)) if snap.who is None or snap.who.sees_all else
+               layout.note("隔离区的记录尚未确定所属区县，只向市级用户显示。"))]
+    if snap.who is not None and not snap.who.sees_all:
+        items.insert(0, layout.note(f"以下数据仅含{snap.who.district or '您所在区县'}的市场与快检记录"
+                                    "（图表中的“全市”指本区县合计）。"))
     return layout.stack(items, "wb-market")
 
 
@@ -444,10 +474,11 @@ def market_picker(an: ma.Analysis, mk: dict):
 
 
 def page(snap: MarketSnapshot):
+    """The page for the user the snapshot was read for (load(who=…): its rows are theirs)."""
     return body(snap)
 
 
-__all__ = ["MarketSnapshot", "prepare", "load", "names", "pct", "bulletin_table", "periods_table", "alerts_table",
+__all__ = ["MarketSnapshot", "prepare", "load", "scoped", "names", "pct", "bulletin_table", "periods_table", "alerts_table",
            "findings_table", "inspector_table", "followup_table", "quarantine_table", "trend_table",
            "city_p_chart_figure", "top_markets", "market_chart_figure", "ears_figure", "funnel_figure",
            "category_figure", "inspector_figure", "kpis", "market_picker", "body", "page", "Bulletin", "load_bulletin",
