@@ -2,6 +2,14 @@
 
 `load()` reads one snapshot through workbench.store.hub; the other functions turn that
 snapshot into display tables and widgets. dashboards/hub.ipynb only calls them.
+
+The page acts as the signed-in user (`who`, a workbench.access.Principal): uploading a file
+or saving an upload profile needs a role that writes data (department staff, reviewers,
+administrators; others see the panel disabled with the reason), a saved profile is audited
+under that user, and a district user (whose rows are scoped by district on every page) sees
+the hub's counts but not its row-level views (quarantined rows, columns kept aside), which
+belong to no district. Quarantined rows and the upload preview show masked cells only (ingest
+masks them before they are kept or previewed).
 """
 from __future__ import annotations
 
@@ -32,6 +40,7 @@ class HubSnapshot:
     files: pd.DataFrame        # hub.ingest_log(): newest first
     reasons: pd.DataFrame      # hub.quarantine_reasons()
     daily: pd.DataFrame        # records_per_day(): index day (Beijing), one column per dataset
+    who: object = None         # the Principal the page is for (None: the system)
 
     @property
     def empty(self) -> bool:
@@ -43,8 +52,8 @@ def prepare() -> None:
     hub.engine()
 
 
-def load(files: int = 30, days: int = 30, now=None) -> HubSnapshot:
-    """One consistent read of the hub for the page."""
+def load(files: int = 30, days: int = 30, now=None, who=None) -> HubSnapshot:
+    """One consistent read of the hub for the page (as `who`)."""
     now = utc_now() if now is None else pd.Timestamp(now)
     status = hub.dataset_status()
     log = hub.ingest_log(limit=files)
@@ -52,7 +61,30 @@ def load(files: int = 30, days: int = 30, now=None) -> HubSnapshot:
         if col in log:
             log[col] = pd.to_datetime(log[col])
     return HubSnapshot(now=now, status=status, files=log, reasons=hub.quarantine_reasons(),
-                       daily=records_per_day(status, days=days, now=now))
+                       daily=records_per_day(status, days=days, now=now), who=who)
+
+
+WRITING_ROLES = frozenset({"staff", "reviewer", "admin"})
+
+
+def upload_refusal(who) -> str | None:
+    """Why `who` may not upload files into the hub or save upload profiles; None when they may
+    (department staff, reviewers, administrators, the system)."""
+    if who is None:
+        return "未登录，不能接入文件（请先登录）"
+    if who.system or who.role in WRITING_ROLES:
+        return None
+    if who.role == "district":
+        return f"{who.role_label}只能查看本区县的数据，不能向数据中台接入文件或保存接入配置"
+    return f"{who.role_label}只能查看，不能接入文件或保存接入配置"
+
+
+def rows_refusal(who) -> str | None:
+    """Why `who` may not see the hub's row-level views that belong to no district (quarantined
+    rows, columns kept aside, corrections); None when they may."""
+    if who is not None and not who.sees_all:
+        return f"隔离行、随原行保留的列和更正记录不属于任何区县，{who.role_label}只能查看本区县的数据"
+    return None
 
 
 # ------------------------------------------------------------------ queries (via hub.query)
@@ -345,6 +377,9 @@ def quarantine_explorer(snap: HubSnapshot, dataset: str | None = None, limit: in
     import ipywidgets as widgets
 
     reasons = snap.reasons
+    why = rows_refusal(snap.who)
+    if why:
+        return layout.stack([layout.html(f'<div class="wb-note wb-readonly">{esc(why)}</div>')], "wb-quarantine")
     if reasons.empty:
         return layout.stack([])
     per_ds = reasons.groupby("dataset")["rows"].sum()
@@ -456,15 +491,33 @@ UPLOAD_CSS = """<style>
 </style>"""
 
 
-def upload_panel(dataset: str | None = None):
+def _save_profile(hu, p, name: str, label: str, who):
+    """upload.save_profile as `who` (the audit row of the saved profile names them)."""
+    import inspect
+
+    if "who" in inspect.signature(hu.save_profile).parameters:   # the audited save (issue 13)
+        return hu.save_profile(p, name, label, who=who)
+    return hu.save_profile(p, name, label)
+
+
+def upload_panel(dataset: str | None = None, who=None):
     """Upload a file, pick the dataset and a profile, preview what the hub would do, adjust the
     column mapping and the units, preview again, save the adjustment as a profile, load the file.
-    Everything it computes comes from workbench.store.upload and workbench.store.ingest."""
+    Everything it computes comes from workbench.store.upload and workbench.store.ingest.
+
+    As `who` (the signed-in user; None outside a page: the identity of workbench.access.current):
+    a role that may not write data sees the controls disabled and the reason; a saved profile is
+    audited under `who`."""
     import ipywidgets as widgets
 
     from workbench.store import ingest, profiles
     from workbench.store import upload as hu
 
+    if who is None:
+        from workbench.access import current
+
+        who = current()
+    refusal = upload_refusal(who)
     names = [n for _, n in dataset_options()]
     start = dataset if dataset in DATASETS else ("weather" if "weather" in names else names[0])
     state = {"path": None, "editor": None, "base": None, "saved": None}
@@ -527,6 +580,8 @@ def upload_panel(dataset: str | None = None):
         result.value = done.value = message.value = ""
 
     def on_upload(change):
+        if refused():
+            return
         reset()
         files = upload.value
         if not files:
@@ -613,6 +668,8 @@ def upload_panel(dataset: str | None = None):
         message.value = _message(s.line(), "ok", "预览完成")   # last: the page is complete when it shows
 
     def on_preview(*_):
+        if refused():
+            return
         if not state["path"]:
             message.value = _message("请先点击“选择文件”上传一个 CSV、XLSX 或 JSON 文件。", "warn", "未选择文件")
             return
@@ -639,10 +696,17 @@ def upload_panel(dataset: str | None = None):
     def base_name() -> str:
         return state["saved"] or ""
 
+    def refused() -> bool:
+        if refusal:
+            message.value = _message(refusal, "bad", "无权操作")
+        return bool(refusal)
+
     def on_save(*_):
+        if refused():
+            return
         try:
             p = draft(name.value.strip())
-            path = hu.save_profile(p, name.value, label.value)
+            path = _save_profile(hu, p, name.value, label.value, who)
         except profiles.ProfileError as exc:
             message.value = _message(exc.problem, "bad", "配置未保存")
             return
@@ -652,6 +716,8 @@ def upload_panel(dataset: str | None = None):
                                  "ok", "已保存")
 
     def on_load(*_):
+        if refused():
+            return
         if not state["path"]:
             message.value = _message("请先上传文件并预览。", "warn", "未选择文件")
             return
@@ -707,8 +773,10 @@ def upload_panel(dataset: str | None = None):
         layout.note("确认无误后，可把本次调整保存为接入配置（同一来源的文件以后直接选用），再正式接入。"),
         save_row,
     ]
+    locked = layout.lock([upload, ds_pick, prof_pick, tz, preview_btn, repreview_btn, name, label, save_btn, load_btn],
+                         refusal)
     panel = layout.stack([
-        widgets.HTML(UPLOAD_CSS),
+        widgets.HTML(UPLOAD_CSS), locked,
         layout.note(f"上传部门报送的文件（CSV、XLSX、JSON，{hu.MAX_UPLOAD_BYTES >> 20} MB 以内；更大的文件请用 workbench ingest），"
                     "先预览：列映射、单位换算、将入库与隔离的行数，预览不写入任何数据。"),
         first, picked, message, adjust, done,
@@ -744,12 +812,16 @@ def corrections_table(dataset: str, limit: int = 50) -> str:
                       wrap=("changes",), max_rows=limit, max_height="360px")
 
 
-def kept_panel(dataset: str | None = None, limit: int = 50):
+def kept_panel(dataset: str | None = None, limit: int = 50, who=None):
     """Pick a dataset and see what ingest kept beside its rows: the columns the hub has no field for
     (kept with their record, queryable) and the corrections with the values they replaced."""
     import ipywidgets as widgets
 
     from workbench.store import upload as hu
+
+    why = rows_refusal(who)
+    if why:
+        return layout.stack([layout.html(f'<div class="wb-note wb-readonly">{esc(why)}</div>')], "wb-kept")
 
     counts = hu.kept_counts()
     if counts.empty:
@@ -783,4 +855,5 @@ def kept_panel(dataset: str | None = None, limit: int = 50):
                          fixes], "wb-kept")
 
 
-__all__ += ["corrections_table", "extras_table", "kept_panel", "summary_html", "upload_panel"]
+__all__ += ["corrections_table", "extras_table", "kept_panel", "summary_html", "upload_panel", "upload_refusal",
+            "rows_refusal", "WRITING_ROLES"]
