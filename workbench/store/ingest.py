@@ -279,11 +279,18 @@ def _mark_undecodable(exc: UnicodeDecodeError):
 codecs.register_error("workbench-mark", _mark_undecodable)
 
 
-def _undecodable_text(text: str) -> str:
-    """A cell's undecodable bytes read as GB18030 (the usual stranger in a UTF-8 file)."""
-    def run(m: re.Match) -> str:
-        return bytes.fromhex("".join(_UNDECODABLE_RUN.findall(m.group(0)))).decode("gb18030", errors="replace")
-    return re.sub(f"(?:{_UNDECODABLE}[0-9a-f]{{2}})+", run, text)
+def _undecodable_text(text: str, encoding: str = "utf-8") -> str:
+    """A cell holding undecodable bytes, its original bytes read as GB18030 (the usual stranger
+    in a UTF-8 file): the decodable parts back to bytes in the file's encoding, the marked ones
+    as they were."""
+    out = bytearray()
+    pos = 0
+    for m in _UNDECODABLE_RUN.finditer(text):
+        out += text[pos:m.start()].encode(encoding, errors="replace")
+        out.append(int(m.group(1), 16))
+        pos = m.end()
+    out += text[pos:].encode(encoding, errors="replace")
+    return bytes(out).decode("gb18030", errors="replace")
 
 
 def _detect_encoding(path: Path) -> str:
@@ -608,7 +615,7 @@ def _damaged_row(line: int, row: list[str], names: list[str], encoding: str) -> 
     cells = {names[i] if i < len(names) else f"多余的第{i + 1}列": v for i, v in enumerate(row)}
     if any(_UNDECODABLE in v for v in row):
         n = sum(v.count(_UNDECODABLE) for v in row)
-        cells = {k: _undecodable_text(v).replace("\x00", "\u2400") for k, v in cells.items()}
+        cells = {k: (_undecodable_text(v, encoding) if _UNDECODABLE in v else v).replace("\x00", "\u2400") for k, v in cells.items()}
         return (line, UNDECODABLE_LINE, f"本行有 {n} 个字节不是 {encoding} 编码（已按 GB18030 解读显示；原文件已保留），"
                                         f"其余行照常读入", cells)
     if any("\x00" in v for v in row):
