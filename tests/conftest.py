@@ -82,25 +82,66 @@ def chromium():
         yield browser
 
 
+TEST_PASSWORD = "test-pass-1234"   # the password of every user the voila fixture creates
+
+
+def make_user(env: dict, username: str, role: str = "leader", *, department: str | None = None,
+              district: str | None = None, name: str | None = None, password: str = TEST_PASSWORD):
+    """A hub user in the hub of `env` (WORKBENCH_DB_URL), created once (the same name again keeps
+    it and sets its role, department, district and password). Returns its Principal."""
+    from workbench import users
+    from workbench.ui.server import hub_env
+
+    eng = hub.engine(hub_env({**os.environ, **env})["WORKBENCH_DB_URL"])
+    if users.principal(username, eng, active_only=False) is None:
+        return users.create(username, password, role=role, name=name or username, department=department,
+                            district=district, by="测试", eng=eng)
+    users.update(username, role=role, department=department, district=district, active=True, by="测试", eng=eng)
+    users.set_password(username, password, by="测试", eng=eng)
+    return users.principal(username, eng)
+
+
+@pytest.fixture(scope="session")
+def hub_user():
+    """`hub_user(env, "zhang", "staff", department="市场监管局")`: a user to sign in as (TEST_PASSWORD)."""
+    return make_user
+
+
 @contextlib.contextmanager
-def _voila(env: dict, name: str, **kw):
+def _voila(env: dict, name: str, *, user: str | None = "tester", role: str = "leader",
+           department: str | None = None, district: str | None = None, **kw):
     """Voilà on a free port with the hub of `env` (WORKBENCH_* variables), its log in
     tests/output/voila-NAME.log; yields the server once its kernels are preheated, stops it after.
-    `kw` goes to workbench.ui.server.start (folder, preheat, migrate …)."""
-    from workbench.ui import server
+
+    Sign-in is on, as in production: the hub gets the user `user` (role `role`, …; password
+    TEST_PASSWORD), `srv.user`/`srv.password` name it, and workbench.ui.browser.render signs in
+    as it when a page lands on /login (browser.remember). `user=None`: no user, no automatic
+    sign-in. `kw` goes to workbench.ui.server.start (folder, preheat, migrate, security …)."""
+    from workbench.ui import browser, server
 
     out = Path(__file__).parent / "output"
     out.mkdir(parents=True, exist_ok=True)
     with open(out / f"voila-{name}.log", "w", encoding="utf-8") as log:
         srv = server.start(port=server.free_port(), env={**os.environ, **env}, show_tracebacks=True, log=log, **kw)
+        srv.user, srv.password = None, TEST_PASSWORD
         try:
+            if user:
+                try:
+                    make_user(srv.env, user, role, department=department, district=district)
+                    srv.user = user
+                    browser.remember(srv.base_url, user, TEST_PASSWORD)
+                except Exception:  # noqa: BLE001 - a hub that cannot be reached: nobody can sign in
+                    if kw.get("migrate", True):
+                        raise
             srv.wait_ready(timeout=180)
             yield srv
         finally:
+            browser.remember(srv.base_url, None)
             srv.stop()
 
 
 @pytest.fixture(scope="session")
 def voila():
-    """`with voila(env, "name", **start_kw) as srv:` — the dashboards served for a browser test."""
+    """`with voila(env, "name", **start_kw) as srv:` — the dashboards served for a browser test,
+    signed in as srv.user (see _voila)."""
     return _voila

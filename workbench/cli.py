@@ -182,15 +182,34 @@ def synth(days, seed, end, out_dir, if_empty):
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; anything but loopback is warned about loudly without TLS.")
 @click.option("--port", default=8866, show_default=True, type=int)
 @click.option("--preheat", default=1, show_default=True, type=int, help="Preheated kernels per dashboard.")
 @click.option("--open-browser", is_flag=True, help="Open the dashboards in a browser.")
-def serve(host, port, preheat, open_browser):
-    """Serve the dashboards (Voilà) on HOST:PORT until stopped."""
+@click.option("--auth", type=click.Choice(["password", "proxy"]), default="password", show_default=True,
+              help="password: the hub's accounts (/login); proxy: single sign-on behind a trusted reverse proxy.")
+@click.option("--trusted-proxy", "trusted_proxies", multiple=True,
+              help="(proxy) Address or network of the reverse proxy whose user header is believed (repeatable).")
+@click.option("--user-header", default="X-Forwarded-User", show_default=True, help="(proxy) Header naming the user.")
+@click.option("--allow-host", "allow_hosts", multiple=True,
+              help="Host name the server may be reached by besides loopback (repeatable; DNS-rebinding check).")
+@click.option("--certfile", type=click.Path(dir_okay=False), default=None, help="TLS certificate (PEM).")
+@click.option("--keyfile", type=click.Path(dir_okay=False), default=None, help="TLS private key (PEM).")
+@click.option("--kernels-per-user", default=4, show_default=True, type=int,
+              help="Dashboard pages (kernels) one user may hold open at once.")
+@click.option("--cull-idle", default=300, show_default=True, type=int,
+              help="Seconds after which a page's kernel without a browser is shut down.")
+def serve(host, port, preheat, open_browser, auth, trusted_proxies, user_header, allow_hosts, certfile, keyfile,
+          kernels_per_user, cull_idle):
+    """Serve the dashboards (Voilà) on HOST:PORT until stopped; every page needs a signed-in user."""
+    from workbench.ui.server import Security
     from workbench.ui.server import serve as run_server
 
-    sys.exit(run_server(host=host, port=port, preheat=preheat, open_browser=open_browser))
+    security = Security(auth=auth, trusted_proxies=tuple(trusted_proxies), user_header=user_header,
+                        allow_hosts=tuple(allow_hosts), certfile=certfile, keyfile=keyfile,
+                        kernels_per_user=kernels_per_user, cull_idle=cull_idle)
+    sys.exit(run_server(host=host, port=port, preheat=preheat, open_browser=open_browser, security=security))
 
 
 @main.group()
@@ -534,6 +553,64 @@ def users_passwd(username, password_stdin):
     pw = sys.stdin.readline().rstrip("\n") if password_stdin else _password(True, "新密码")
     users.set_password(username, pw, by=_principal(), eng=_hub())
     click.echo(f"已修改 {username} 的密码，其已登录的会话均已失效。")
+
+
+DEMO_ACCOUNTS = (  # username, display name, role, department, district
+    ("demo-admin", "演示管理员", "admin", None, None),
+    ("demo-leader", "演示市领导", "leader", None, None),
+    ("demo-scjg", "演示市场监管", "staff", "市场监管局", None),
+    ("demo-cgzf", "演示城管执法", "staff", "城市管理和综合执法局", None),
+    ("demo-yjgl", "演示应急管理", "staff", "应急管理局", None),
+    ("demo-yxzx", "演示运管中心", "staff", "市城市运行管理服务中心", None),
+    ("demo-hetang", "演示荷塘区", "district", None, "荷塘区"),
+    ("demo-analyst", "演示分析员", "analyst", None, None),
+    ("demo-reviewer", "演示复核员", "reviewer", "市场监管局", None),
+)
+
+
+@users_group.command("demo")
+@_user_error
+def users_demo():
+    """One demo account per role for the sample city, random passwords written to
+    data/demo-accounts.txt (0600) and printed; running it again keeps the accounts and passwords."""
+    import os
+    import secrets
+
+    from workbench import config, users
+
+    path = config.data_dir() / "demo-accounts.txt"
+    known = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            parts = line.split("\t")
+            if len(parts) >= 2 and not line.startswith("#"):
+                known[parts[0]] = parts[1]
+    eng, by = _hub(), _principal()
+    rows = []
+    for username, name, role, department, district in DEMO_ACCOUNTS:
+        exists = users.principal(username, eng, active_only=False) is not None
+        pw = known.get(username) if exists else None
+        if not exists:
+            pw = secrets.token_urlsafe(9)
+            users.create(username, pw, role=role, name=name, department=department, district=district, by=by, eng=eng)
+        else:
+            users.update(username, role=role, name=name, department=department, district=district, active=True,
+                         by=by, eng=eng)
+            if not pw:
+                pw = secrets.token_urlsafe(9)
+                users.set_password(username, pw, by=by, eng=eng)
+        rows.append((username, pw, users.principal(username, eng).describe))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("# 演示账号（workbench users demo）：用户名\t密码\t角色；仅供演示，勿用于生产\n")
+        f.writelines(f"{u}\t{p}\t{d}\n" for u, p, d in rows)
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+    for u, p, d in rows:
+        click.echo(f"{u:14s} {p:14s} {d}")
+    click.echo(f"演示账号已写入 {path}（仅本用户可读）。登录地址：workbench serve 后打开 /login")
 
 
 @main.command("backup")

@@ -1,6 +1,11 @@
 """Open a dashboard in headless Chromium and check it rendered: for the browser tests,
 the first-render benchmark, and anyone checking a deployment. Needs `playwright` (the
 test extra) and a Chromium (Debian's /usr/bin/chromium, or $WORKBENCH_CHROMIUM).
+
+Every page needs a signed-in user (workbench.ui.auth): `sign_in(page, base_url, user, password)`
+signs a page's browser context in through the Chinese form at /login. `remember(base_url, user,
+password)` (the tests' voila fixture does it) lets `render` sign in by itself when a page it
+opens lands on /login.
 """
 from __future__ import annotations
 
@@ -59,8 +64,60 @@ class Render:
         return not self.errors
 
 
+LOGIN_PATH = "/login"
+_CREDENTIALS: dict[str, tuple[str, str]] = {}
+
+
+class SignInFailed(RuntimeError):
+    """The sign-in form refused: the message it showed."""
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def remember(base_url: str, username: str | None, password: str | None = None) -> None:
+    """Credentials `render` signs in with when a page of `base_url` sends it to /login (None: forget)."""
+    if username is None:
+        _CREDENTIALS.pop(_origin(base_url), None)
+    else:
+        _CREDENTIALS[_origin(base_url)] = (username, password or "")
+
+
+def on_login_page(page) -> bool:
+    from urllib.parse import urlsplit
+
+    return urlsplit(page.url).path.rstrip("/").endswith(LOGIN_PATH)
+
+
+def sign_in(page, base_url: str, username: str, password: str, *, timeout: float = 30,
+            next_url: str | None = None) -> None:
+    """Sign `page`'s browser context in as `username` through the form at /login (the session
+    cookie then serves every page of that context). Raises SignInFailed with the form's message."""
+    if not on_login_page(page):
+        target = base_url.rstrip("/") + LOGIN_PATH
+        if next_url:
+            from urllib.parse import quote, urlsplit
+
+            parts = urlsplit(next_url)
+            target += "?next=" + quote(parts.path + (f"?{parts.query}" if parts.query else ""), safe="")
+        page.goto(target, wait_until="domcontentloaded", timeout=timeout * 1000)
+    page.fill("#username", username)
+    page.fill("#password", password)
+    with page.expect_navigation(wait_until="commit", timeout=timeout * 1000):
+        page.click("#login_submit")
+    if on_login_page(page):
+        page.wait_for_load_state("domcontentloaded")
+        msg = page.query_selector(".wb-login-error")
+        raise SignInFailed(msg.inner_text() if msg else "登录失败")
+
+
 def render(page, url: str, *, timeout: float = 120, ready: str = READY) -> Render:
-    """Open `url` in `page`, wait until `ready` is visible, and collect what went wrong."""
+    """Open `url` in `page`, wait until `ready` is visible, and collect what went wrong.
+    A page sent to /login is signed in with the `remember`ed credentials of its server first."""
     from urllib.parse import urlsplit
 
     console: list[str] = []
@@ -77,6 +134,10 @@ def render(page, url: str, *, timeout: float = 120, ready: str = READY) -> Rende
     page.on("console", lambda msg: console.append(f"console.{msg.type}: {msg.text}") if msg.type == "error" else None)
     t0 = time.perf_counter()
     page.goto(url, wait_until="commit", timeout=timeout * 1000)
+    if on_login_page(page) and _origin(url) in _CREDENTIALS:
+        user, password = _CREDENTIALS[_origin(url)]
+        page.wait_for_selector("#username", timeout=timeout * 1000)
+        sign_in(page, url, user, password, timeout=timeout)   # back to `url` (the form's next)
     errors: list[str] = []
     try:
         page.wait_for_selector(ready, state="visible", timeout=timeout * 1000)
@@ -103,4 +164,5 @@ def check(page) -> list[str]:
     return found
 
 
-__all__ = ["CHROMIUM_ARGS", "READY", "chromium_path", "chromium", "Render", "render", "check"]
+__all__ = ["CHROMIUM_ARGS", "READY", "chromium_path", "chromium", "Render", "render", "check", "sign_in",
+           "remember", "on_login_page", "SignInFailed"]

@@ -7,6 +7,12 @@ Voilà runs in a child process with preheated kernels: for every dashboard it ke
 hub. Kernels get the hub's settings (WORKBENCH_DB_URL, WORKBENCH_DATA_DIR, made absolute,
 since a kernel runs in dashboards/) and the workbench's Voilà template (`city`).
 
+Every page needs a signed-in user (workbench.ui.auth: the hub's accounts, or a trusted
+single-sign-on proxy); a page's kernel belongs to its user, who holds at most
+`kernels_per_user` of them; kernels idle for `cull_idle` seconds without a browser are shut
+down. Loopback by default; another address only with a loud warning when there is no TLS, and
+only the Host names allowed (DNS rebinding).
+
     start(port=0) -> VoilaServer      # non-blocking: tests, benchmarks
     serve(port=8866) -> exit code      # blocking: the CLI
 """
@@ -37,7 +43,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8866
 FILL_DELAY = 10.0           # seconds before a used preheated kernel is replaced: its start (imports,
                             # a warm-up read) would otherwise take the CPU from the page being drawn
-CULL_IDLE = 3600            # shut kernels down after an hour without a browser attached
+CULL_IDLE = 300             # shut a page's kernel down five minutes after its browser left
+CULL_INTERVAL = 60
+KERNELS_PER_USER = 4        # page kernels one user may hold at once
 _POOL_FILLED = re.compile(r"Kernel pool of (.+?) is filled with")
 # Voilà logs a pool as filled when its kernels have *started*; a kernel is preheated only when
 # it has run the dashboard's imports and waits for its request (ui.query_params), which the
@@ -128,13 +136,47 @@ def migrate_hub(env: dict | None = None) -> None:
 
 # ------------------------------------------------------------------ the Voilà process
 
+@dataclass
+class Security:
+    """How `workbench serve` signs users in and whom it serves (workbench.ui.auth)."""
+
+    auth: str = "password"                      # password (the hub's accounts) | proxy (single sign-on)
+    trusted_proxies: tuple[str, ...] = ()       # proxy mode: addresses whose user header is believed
+    user_header: str = "X-Forwarded-User"
+    kernels_per_user: int = KERNELS_PER_USER
+    allow_hosts: tuple[str, ...] = ()           # Host names served besides loopback and the bound address
+    certfile: str | None = None                 # TLS
+    keyfile: str | None = None
+    cull_idle: int = CULL_IDLE
+
+    def args(self) -> list[str]:
+        out = [f"--CityVoila.auth={self.auth}", f"--CityVoila.kernels_per_user={int(self.kernels_per_user)}",
+               f"--CityVoila.user_header={self.user_header}",
+               f"--MappingKernelManager.cull_idle_timeout={int(self.cull_idle)}",
+               f"--MappingKernelManager.cull_interval={min(CULL_INTERVAL, max(5, int(self.cull_idle) // 2))}",
+               "--MappingKernelManager.cull_connected=False"]
+        out += [f"--CityVoila.trusted_proxies={p}" for p in self.trusted_proxies]
+        out += [f"--CityVoila.allow_hosts={h}" for h in self.allow_hosts]
+        if self.certfile:
+            out += [f"--CityVoila.certfile={Path(self.certfile).resolve()}"]
+            if self.keyfile:
+                out += [f"--CityVoila.keyfile={Path(self.keyfile).resolve()}"]
+        return out
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.certfile)
+
+
 def voila_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, preheat: int = 1,
                   folder: Path | str | None = None, show_tracebacks: bool = False,
-                  fill_delay: float = FILL_DELAY, extra_args: Iterable[str] = ()) -> list[str]:
-    """The command line that runs Voilà on the dashboards folder; an option in `extra_args`
-    replaces the same option set here."""
+                  fill_delay: float = FILL_DELAY, extra_args: Iterable[str] = (),
+                  security: Security | None = None) -> list[str]:
+    """The command line that runs the workbench's Voilà (workbench.ui.auth.CityVoila) on the
+    dashboards folder; an option in `extra_args` replaces the same option set here."""
+    security = security or Security()
     args = [
-        sys.executable, "-c", "from workbench.ui.server import voila_main; voila_main()",
+        sys.executable, "-c", "from workbench.ui.auth import main; main()",
         str(Path(folder or DASHBOARDS).resolve()),
         "--no-browser",
         f"--port={port}",
@@ -144,43 +186,22 @@ def voila_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, preheat
         "--theme=light",
         "--VoilaExporter.language_code=zh",
         f"--show_tracebacks={bool(show_tracebacks)}",
-        f"--MappingKernelManager.cull_idle_timeout={CULL_IDLE}",
-        "--MappingKernelManager.cull_interval=300",
+        *security.args(),
     ]
     if preheat > 0:
         args += ["--preheat_kernel=True", f"--pool_size={int(preheat)}",
                  f"--VoilaKernelManager.fill_delay={fill_delay}"]
     extra = list(extra_args)
     overridden = {_option_name(a) for a in extra if a.startswith("--")}
-    return [a for a in args if _option_name(a) not in overridden] + extra  # Voilà refuses repeats
+    multi = {"--CityVoila.trusted_proxies", "--CityVoila.allow_hosts"}   # list options: repeats add up
+    return [a for a in args if _option_name(a) not in overridden or _option_name(a) in multi] + extra
 
 
 def voila_main(argv: list[str] | None = None) -> None:
-    """Voilà with the city overview as its front page: / redirects (302, query string kept) to
-    /voila/render/overview.ipynb when the folder has one; Voilà's file list stays at /voila/tree."""
-    from jupyter_server.utils import url_path_join
-    from tornado.web import RedirectHandler
-    from voila.app import Voila
-    from voila.request_info_handler import RequestInfoSocketHandler
+    """The workbench's Voilà (sign-in, kernel owners, Host check; / opens the city overview)."""
+    from workbench.ui.auth import main
 
-    class WaitingKernels(RequestInfoSocketHandler):
-        """Voilà's request-info socket, saying when a preheated kernel is ready for a page."""
-
-        def open(self, kernel_id: str) -> None:
-            super().open(kernel_id)
-            print(WAITING.format(kernel_id), flush=True)
-
-    class CityVoila(Voila):
-        def init_handlers(self):
-            handlers = [(h[0], WaitingKernels, *h[2:]) if len(h) > 1 and h[1] is RequestInfoSocketHandler else h
-                        for h in super().init_handlers()]
-            if self.notebook_path or not (Path(self.root_dir) / FRONT_PAGE).is_file():
-                return handlers
-            front = url_path_join(self.server_url, "voila", "render", FRONT_PAGE)
-            return [(url_path_join(self.server_url, "/?"), RedirectHandler, {"url": front, "permanent": False}),
-                    *handlers]
-
-    CityVoila.launch_instance(argv)
+    main(argv)
 
 
 def _option_name(arg: str) -> str:
@@ -212,7 +233,8 @@ class VoilaServer:
     port: int
     folder: Path
     preheat: int
-    env: dict = field(default_factory=dict, repr=False)  # the environment Voilà and kernels run with
+    env: dict = field(default_factory=dict, repr=False)
+    tls: bool = False  # the environment Voilà and kernels run with
     sink: IO | None = None
     log_tail: collections.deque = field(default_factory=lambda: collections.deque(maxlen=400))
     filled: set = field(default_factory=set)
@@ -242,7 +264,7 @@ class VoilaServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{_url_host(self.host)}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{_url_host(self.host)}:{self.port}"
 
     def urls(self) -> dict[str, str]:
         """Title → URL of every dashboard."""
@@ -261,8 +283,11 @@ class VoilaServer:
         return self.base_url + "/"
 
     def listening(self) -> bool:
-        try:  # the file list, not /: that opens the overview and would take a preheated kernel
-            with urllib.request.urlopen(self.base_url + "/voila/tree", timeout=2) as resp:
+        import ssl
+
+        ctx = ssl._create_unverified_context() if self.tls else None  # our own server on this machine
+        try:  # not /: that opens the overview and would take a preheated kernel
+            with urllib.request.urlopen(self.base_url + "/workbench/health", timeout=2, context=ctx) as resp:
                 return resp.status == 200
         except (urllib.error.URLError, OSError):
             return False
@@ -322,28 +347,77 @@ class VoilaServer:
 def start(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, preheat: int = 1,
           folder: Path | str | None = None, env: dict | None = None, show_tracebacks: bool = False,
           fill_delay: float = FILL_DELAY, extra_args: Iterable[str] = (), log: IO | None = None,
-          migrate: bool = True) -> VoilaServer:
+          migrate: bool = True, security: Security | None = None) -> VoilaServer:
     """Start Voilà on the dashboards in a child process and return at once.
 
-    `env` (default: this process's) is completed by `hub_env`; `log` receives Voilà's output
+    `env` (default: this process's) is completed by `hub_env` (Voilà and its kernels share
+    WORKBENCH_DATA_DIR, hence the secret that signs a page's user); `log` receives Voilà's output
     (default: discarded, the last lines are kept in `server.log()`).
     """
+    security = security or Security()
     env = hub_env(env)
+    env.pop(access_env(), None)            # a page's user comes from its request, never from here
+    if host not in ("", "0.0.0.0", "::") and not _loopback(host):
+        env["VOILA_APP_IP"] = host         # a preheated kernel asks the server for its request here
+    if security.tls:
+        env["VOILA_WS_PROTOCOL"] = "wss"
     if migrate:
         migrate_hub(env)
     folder = Path(folder or DASHBOARDS).resolve()
     cmd = voila_command(host, port, preheat=preheat, folder=folder, show_tracebacks=show_tracebacks,
-                        fill_delay=fill_delay, extra_args=extra_args)
+                        fill_delay=fill_delay, extra_args=extra_args, security=security)
     proc = subprocess.Popen(cmd, env=env, cwd=str(folder), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, text=True, encoding="utf-8", errors="replace",
                             bufsize=1, start_new_session=True)
-    return VoilaServer(process=proc, host=host, port=port, folder=folder, preheat=preheat, env=env, sink=log)
+    return VoilaServer(process=proc, host=host, port=port, folder=folder, preheat=preheat, env=env, sink=log,
+                       tls=security.tls)
+
+
+def access_env() -> str:
+    from workbench.access import USER_ENV
+
+    return USER_ENV
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warnings(host: str, security: Security) -> list[str]:
+    """What `workbench serve` says, loudly, before serving on another address than loopback."""
+    out = []
+    if _loopback(host):
+        return out
+    where = "所有网络地址" if host in ("", "0.0.0.0", "::") else f"地址 {host}"
+    if not security.tls:
+        out.append(f"警告：看板服务将在{where}上以明文 HTTP 提供！密码、会话和个人信息会以明文在网络上传输。"
+                   "请用 --certfile/--keyfile 启用 TLS，或只监听 127.0.0.1 并由 HTTPS 反向代理对外（见 docs/security.md）。")
+    if security.auth == "proxy":
+        out.append("提示：单点登录（proxy）模式只相信来自 --trusted-proxy 地址的用户名请求头；"
+                   "请确保其他机器无法绕过代理直接访问本端口。")
+    if not security.allow_hosts:
+        out.append("提示：只接受 Host 为本机回环名称或监听地址的请求；通过域名访问需加 --allow-host 域名。")
+    return out
 
 
 def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, open_browser: bool = False, preheat: int = 1,
           extra_args: Iterable[str] = (), *, folder: Path | str | None = None,
-          show_tracebacks: bool = False) -> int:
+          show_tracebacks: bool = False, security: Security | None = None) -> int:
     """Run the dashboards until Ctrl-C (or SIGTERM); print each dashboard's URL. Returns the exit code."""
+    security = security or Security()
+    problem = check_security(host, security)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    for line in exposure_warnings(host, security):
+        print("!" * 70 + "\n" + line + "\n" + "!" * 70, file=sys.stderr, flush=True)
     if not dashboards(folder):
         print(f"没有找到看板：{Path(folder or DASHBOARDS)} 下没有 .ipynb 文件", file=sys.stderr)
         return 1
@@ -352,7 +426,7 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, open_browser: bool
         return 1
     try:
         server = start(host, port, preheat=preheat, folder=folder, show_tracebacks=show_tracebacks,
-                       extra_args=extra_args, log=sys.stderr)
+                       extra_args=extra_args, log=sys.stderr, security=security)
     except Exception as exc:  # the hub could not be opened or migrated
         print(f"无法打开数据中台：{exc}", file=sys.stderr)
         return 1
@@ -376,6 +450,10 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, open_browser: bool
             print(f"  首页（城市运行总览）\t{server.front_url()}", flush=True)
         for title, url in urls.items():
             print(f"  {title}\t{url}", flush=True)
+        if security.auth == "proxy":
+            print(f"  登录：单点登录（用户名取自可信代理 {'、'.join(security.trusted_proxies)} 的 {security.user_header} 请求头）", flush=True)
+        else:
+            print(f"  登录：{server.base_url}/login（账号：workbench users add / workbench users demo）", flush=True)
         print("按 Ctrl-C 停止。", flush=True)
         if open_browser and urls:
             import webbrowser
@@ -392,8 +470,32 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, open_browser: bool
             server.stop()
 
 
+def check_security(host: str, security: Security) -> str | None:
+    """Why the options cannot be served (Chinese), or None."""
+    import ipaddress
+
+    if security.auth not in ("password", "proxy"):
+        return f"未知的登录方式“{security.auth}”：可选 password（内置登录）或 proxy（单点登录）"
+    if security.auth == "proxy":
+        if not security.trusted_proxies:
+            return "单点登录（--auth proxy）需要 --trusted-proxy 指定反向代理的地址"
+        for p in security.trusted_proxies:
+            try:
+                ipaddress.ip_network(p, strict=False)
+            except ValueError:
+                return f"--trusted-proxy “{p}” 不是 IP 地址或网段"
+    if security.keyfile and not security.certfile:
+        return "--keyfile 需要与 --certfile 一起使用"
+    for f in (security.certfile, security.keyfile):
+        if f and not Path(f).is_file():
+            return f"找不到证书文件：{f}"
+    if security.kernels_per_user < 1:
+        return "--kernels-per-user 至少为 1"
+    return None
+
+
 def serve_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, open_browser: bool = False,
-                  preheat: int = 1) -> None:
+                  preheat: int = 1, security: Security | None = None) -> None:
     """The body of `workbench serve`; exits with serve()'s code. Wire it with click:
 
         @main.command()
@@ -406,7 +508,7 @@ def serve_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, open_brows
             from workbench.ui.server import serve_command
             serve_command(host, port, open_browser, preheat)
     """
-    raise SystemExit(serve(host, port, open_browser=open_browser, preheat=preheat))
+    raise SystemExit(serve(host, port, open_browser=open_browser, preheat=preheat, security=security))
 
 
 if __name__ == "__main__":  # python -m workbench.ui.server [port]
@@ -415,4 +517,5 @@ if __name__ == "__main__":  # python -m workbench.ui.server [port]
 
 __all__ = ["DASHBOARDS", "FRONT_PAGE", "voila_main", "waits_for_request", "DEFAULT_HOST", "DEFAULT_PORT", "VoilaServer", "dashboards", "dashboard_title",
            "dashboard_url", "dashboard_urls", "hub_env", "migrate_hub", "voila_command", "port_free",
-           "free_port", "start", "serve", "serve_command"]
+           "free_port", "start", "serve", "serve_command", "Security", "check_security", "exposure_warnings",
+           "CULL_IDLE", "KERNELS_PER_USER"]

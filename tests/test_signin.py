@@ -1,0 +1,401 @@
+"""Sign-in for the dashboards (issue 13: who is acting), against a real Voilà on 127.0.0.1 and,
+where a browser matters, real Chromium: the login page, the page's user coming from the server
+only, the Host check, kernels per user and kernel owners, sessions ending, single sign-on
+behind a trusted proxy, and the evidence images served by the application."""
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from conftest import TEST_PASSWORD, _voila, make_user
+
+WHOAMI = """from workbench.ui.request import query_params
+query_params()
+from IPython.display import HTML, display
+from workbench.ui.identity import who, banner
+p = who()
+display(HTML(banner(p)))
+display(HTML('<div class="wb-whoami">' + ('无' if p is None else p.username + '|' + p.role) + '</div>'))
+display(HTML('<div class="wb-footer">完</div>'))
+"""
+BANNER = re.compile(r'wb-whoami\\?"(?:>|\\u003e)([^<\\]*)')   # in the page's output JSON: \u003e for >
+TIMEOUT = 60
+
+
+def _folder(tmp_path_factory) -> Path:
+    import nbformat
+
+    folder = tmp_path_factory.mktemp("signin-dash")
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["title"] = "我是谁"
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(WHOAMI)]
+    nbformat.write(nb, str(folder / "whoami.ipynb"))
+    return folder
+
+
+def _env(root: Path) -> dict:
+    return {"WORKBENCH_DB_URL": f"sqlite:///{root / 'city.db'}", "WORKBENCH_DATA_DIR": str(root / "data")}
+
+
+@pytest.fixture(scope="module")
+def signin_server(tmp_path_factory):
+    from workbench.ui.server import Security
+
+    root = tmp_path_factory.mktemp("signin-hub")
+    with _voila(_env(root), "signin", folder=_folder(tmp_path_factory), preheat=1,
+                security=Security(kernels_per_user=2)) as srv:
+        yield srv
+
+
+def session(srv, username: str, password: str = TEST_PASSWORD) -> requests.Session:
+    """A signed-in HTTP client (the form: GET /login for the xsrf cookie, POST the password)."""
+    s = requests.Session()
+    s.get(srv.base_url + "/login", timeout=TIMEOUT)
+    r = s.post(srv.base_url + "/login", data={"username": username, "password": password,
+                                              "_xsrf": s.cookies.get("_xsrf")}, allow_redirects=False, timeout=TIMEOUT)
+    assert r.status_code == 302, r.text[-500:]
+    return s
+
+
+def whoami(resp) -> str | None:
+    m = BANNER.search(resp.text)
+    return m.group(1) if m else None
+
+
+def kernel_id(resp) -> str:
+    return re.search(r'"kernelId": "([0-9a-f-]{36})"', resp.text).group(1)
+
+
+def page_url(srv) -> str:
+    return srv.url("whoami")
+
+
+# ------------------------------------------------------------------ signing in
+
+def test_anonymous_visitors_get_the_login_page_and_apis_refuse(signin_server):
+    srv = signin_server
+    r = requests.get(page_url(srv), allow_redirects=False, timeout=TIMEOUT)
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login?next=")
+    r = requests.get(page_url(srv), timeout=TIMEOUT)   # followed: the Chinese form
+    assert r.status_code == 200 and "用户名" in r.text and "密码" in r.text and 'name="_xsrf"' in r.text
+    for api in (f"/api/kernels/{uuid.uuid4()}", "/voila/api/contents/", f"/workbench/evidence/V1"):
+        assert requests.get(srv.base_url + api, allow_redirects=False, timeout=TIMEOUT).status_code in (302, 403), api
+    r = requests.get(srv.base_url + f"/api/kernels/{uuid.uuid4()}", timeout=TIMEOUT)
+    assert r.status_code == 403
+    r = requests.post(srv.base_url + f"/voila/api/shutdown/{uuid.uuid4()}", timeout=TIMEOUT)
+    assert r.status_code == 403
+    # a login without the form's xsrf token is refused
+    r = requests.post(srv.base_url + "/login", data={"username": srv.user, "password": TEST_PASSWORD},
+                      allow_redirects=False, timeout=TIMEOUT)
+    assert r.status_code == 403 and "workbench-session" not in r.headers.get("Set-Cookie", "")
+
+
+def test_wrong_password_says_so_and_right_one_sets_a_strict_cookie(signin_server):
+    srv = signin_server
+    s = requests.Session()
+    s.get(srv.base_url + "/login", timeout=TIMEOUT)
+    r = s.post(srv.base_url + "/login", data={"username": srv.user, "password": "not-it", "_xsrf": s.cookies["_xsrf"]},
+               timeout=TIMEOUT)
+    assert r.status_code == 401 and "用户名或密码不正确" in r.text
+    r = s.post(srv.base_url + "/login?next=/voila/render/whoami.ipynb",
+               data={"username": srv.user, "password": TEST_PASSWORD, "_xsrf": s.cookies["_xsrf"]},
+               allow_redirects=False, timeout=TIMEOUT)
+    assert r.status_code == 302 and r.headers["Location"] == "/voila/render/whoami.ipynb"
+    cookie = r.headers["Set-Cookie"]
+    assert "workbench-session=" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "Secure" not in cookie                  # plain HTTP on loopback; Secure over TLS
+    # an open redirect is not followed
+    r = s.post(srv.base_url + "/login?next=https://evil.example/",
+               data={"username": srv.user, "password": TEST_PASSWORD, "_xsrf": s.cookies["_xsrf"]},
+               allow_redirects=False, timeout=TIMEOUT)
+    assert r.status_code == 302 and "evil" not in r.headers["Location"]
+
+
+def test_the_page_knows_its_user_from_the_server_only(signin_server):
+    """A client's own X-Workbench-User — a user name, or a token signed with another secret — is
+    replaced by the server's: on a preheated kernel and on a freshly started one alike."""
+    from workbench import access
+
+    srv = signin_server
+    make_user(srv.env, "forger", "analyst")
+    s = session(srv, "forger")
+    forged = [f"admin|{2**40}|{'0' * 64}", "admin"]
+    seen = []
+    for value in forged:   # the first page takes the preheated kernel, the second starts one
+        r = s.get(page_url(srv), headers={access.USER_HEADER: value}, timeout=120)
+        assert r.status_code == 200, r.text[-800:]
+        seen.append(whoami(r))
+        s.post(srv.base_url + f"/voila/api/shutdown/{kernel_id(r)}", data={"_xsrf": s.cookies["_xsrf"]}, timeout=TIMEOUT)
+    assert seen == ["forger|analyst", "forger|analyst"], srv.log()[-3000:]
+
+
+@pytest.mark.browser
+def test_sign_in_in_chromium_shows_the_user_and_closing_the_page_ends_its_kernel(signin_server, chromium):
+    from workbench.ui.browser import SignInFailed, render, sign_in
+
+    srv = signin_server
+    make_user(srv.env, "zhang", "staff", department="市场监管局", name="张三")
+    ctx = chromium.new_context(locale="zh-CN")
+    try:
+        page = ctx.new_page()
+        page.goto(page_url(srv))
+        assert "/login" in page.url and page.is_visible("#username")
+        with pytest.raises(SignInFailed, match="用户名或密码不正确"):
+            sign_in(page, srv.base_url, "zhang", "wrong-password")
+        sign_in(page, srv.base_url, "zhang", TEST_PASSWORD, next_url=page_url(srv))
+        result = render(page, page_url(srv), timeout=120)
+        assert result.ok, result.errors
+        assert "当前用户：张三 · 部门人员 · 市场监管局" in result.text and "退出登录" in result.text
+        assert not [c for c in result.console_errors if "403" in c], result.console_errors
+        kid = page.evaluate("() => JSON.parse(document.getElementById('jupyter-config-data').textContent).kernelId")
+        page.close(run_before_unload=True)   # Voilà's beforeunload asks the server to shut the kernel down
+        page2 = ctx.new_page()
+        page2.wait_for_timeout(1500)
+        assert f"Kernel shutdown: {kid}" in srv.log(), srv.log()[-2000:]
+        page2.close()
+    finally:
+        ctx.close()
+
+
+def test_logout_and_expired_sessions_send_back_to_login(signin_server):
+    from workbench.store import hub
+    from workbench.store.schema import user_sessions
+
+    srv = signin_server
+    make_user(srv.env, "li", "leader")
+    s = session(srv, "li")
+    assert s.get(srv.base_url + "/voila/tree", allow_redirects=False, timeout=TIMEOUT).status_code == 200
+    r = s.get(srv.base_url + "/logout", timeout=TIMEOUT)
+    assert "已退出登录" in r.text
+    assert s.get(srv.base_url + "/voila/tree", allow_redirects=False, timeout=TIMEOUT).status_code == 302
+    # an expired session
+    s = session(srv, "li")
+    eng = hub.engine(srv.env["WORKBENCH_DB_URL"])
+    with eng.begin() as conn:
+        conn.execute(user_sessions.update().where(user_sessions.c.username == "li", user_sessions.c.revoked_at.is_(None))
+                     .values(expires_at=_past()))
+    assert s.get(srv.base_url + "/voila/tree", allow_redirects=False, timeout=TIMEOUT).status_code == 302
+    # a disabled user's session ends at once
+    from workbench import users
+
+    s = session(srv, "li")
+    users.update("li", active=False, eng=eng)
+    import time
+
+    time.sleep(5.2)   # the server's principal cache (users._CACHE_SECONDS)
+    assert s.get(srv.base_url + "/voila/tree", allow_redirects=False, timeout=TIMEOUT).status_code == 302
+
+
+def _past():
+    import pandas as pd
+
+    from workbench import clock
+
+    return (clock.now() - pd.Timedelta(minutes=1)).to_pydatetime()
+
+
+# ------------------------------------------------------------------ serving
+
+def test_a_foreign_host_header_is_refused(signin_server):
+    srv = signin_server
+    for host in ("evil.example", f"evil.example:{srv.port}", "127.0.0.1.nip.io"):
+        r = requests.get(srv.base_url + "/login", headers={"Host": host}, timeout=TIMEOUT)
+        assert r.status_code == 403 and "DNS 重绑定" in r.text, host
+    for host in (f"localhost:{srv.port}", f"127.0.0.1:{srv.port}"):
+        assert requests.get(srv.base_url + "/login", headers={"Host": host}, timeout=TIMEOUT).status_code == 200
+
+
+def test_kernels_per_user_are_capped(signin_server):
+    srv = signin_server  # kernels_per_user=2
+    make_user(srv.env, "wang", "leader")
+    s = session(srv, "wang")
+    for _ in range(2):
+        assert s.get(page_url(srv), timeout=120).status_code == 200
+    r = s.get(page_url(srv), timeout=120)
+    assert r.status_code == 429 and "每人最多 2 个" in r.text and "请先关闭其他看板页面" in r.text
+    # another user is not affected
+    make_user(srv.env, "zhao", "leader")
+    other = session(srv, "zhao")
+    r = other.get(page_url(srv), timeout=120)
+    assert r.status_code == 200 and whoami(r) == "zhao|leader"
+    other.post(srv.base_url + f"/voila/api/shutdown/{kernel_id(r)}", data={"_xsrf": other.cookies["_xsrf"]},
+               timeout=TIMEOUT)
+
+
+def test_another_users_kernel_is_refused(signin_server):
+    import websocket
+
+    srv = signin_server
+    make_user(srv.env, "owner", "leader")
+    make_user(srv.env, "intruder", "leader")
+    mine, theirs = session(srv, "owner"), session(srv, "intruder")
+    r = mine.get(page_url(srv), timeout=120)
+    kid = kernel_id(r)
+    assert mine.get(srv.base_url + f"/api/kernels/{kid}", timeout=TIMEOUT).status_code == 200
+    r = theirs.get(srv.base_url + f"/api/kernels/{kid}", timeout=TIMEOUT)
+    assert r.status_code == 403 and "不属于您" in r.json()["message"]
+    cookie = "; ".join(f"{k}={v}" for k, v in theirs.cookies.items())
+    with pytest.raises(websocket.WebSocketBadStatusException) as bad:
+        websocket.create_connection(f"ws://127.0.0.1:{srv.port}/api/kernels/{kid}/channels", cookie=cookie, timeout=20)
+    assert bad.value.status_code == 403
+    r = theirs.post(srv.base_url + f"/voila/api/shutdown/{kid}", data={"_xsrf": theirs.cookies["_xsrf"]}, timeout=TIMEOUT)
+    assert r.status_code == 403 and "不属于您" in r.json()["message"]
+    # the owner's websocket connects
+    ws = websocket.create_connection(f"ws://127.0.0.1:{srv.port}/api/kernels/{kid}/channels",
+                                     cookie="; ".join(f"{k}={v}" for k, v in mine.cookies.items()), timeout=20)
+    ws.close()
+    r = mine.post(srv.base_url + f"/voila/api/shutdown/{kid}", data={"_xsrf": mine.cookies["_xsrf"]}, timeout=TIMEOUT)
+    assert r.status_code == 204
+
+
+# ------------------------------------------------------------------ evidence
+
+def _violation(eng, vid, camera, district, canteen="C1", snapshot=None):
+    import pandas as pd
+
+    from workbench.store.schema import DATASETS
+
+    with eng.begin() as conn:
+        conn.execute(DATASETS["canteen_violations"].table.insert().values(
+            violation_id=vid, ts=pd.Timestamp("2026-03-02 02:00").to_pydatetime(), camera_id=camera,
+            canteen_id=canteen, district=district, violation_class="未戴口罩", snapshot=snapshot))
+
+
+def test_evidence_is_served_by_role_and_unblurred_views_are_audited(signin_server):
+    from workbench import audit
+    from workbench.store import hub
+
+    srv = signin_server
+    eng = hub.engine(srv.env["WORKBENCH_DB_URL"])
+    data = Path(srv.env["WORKBENCH_DATA_DIR"])
+    folder = data / "evidence" / "cam-1" / "2026-03-02"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "V-ev1.jpg").write_bytes(b"\xff\xd8blurred")
+    (folder / "V-ev1.clean.jpg").write_bytes(b"\xff\xd8clean")
+    secret = data / "outside.jpg"
+    secret.write_bytes(b"\xff\xd8outside")
+    _violation(eng, "V-ev1", "cam-1", "荷塘区")
+    _violation(eng, "V-ev2", "cam-1", "荷塘区", snapshot=str(secret))          # a path from data: never used
+    (folder / "V-ev3.jpg").symlink_to(secret)                                  # a link out of the root
+    _violation(eng, "V-ev3", "cam-1", "荷塘区")
+    make_user(srv.env, "ev-staff", "staff", department="市场监管局")
+    make_user(srv.env, "ev-lusong", "district", district="芦淞区")
+    make_user(srv.env, "ev-hetang", "district", district="荷塘区")
+    make_user(srv.env, "ev-review", "reviewer", department="市场监管局", name="复核员")
+    url = srv.base_url + "/workbench/evidence/"
+    staff, lusong, hetang, review = (session(srv, u) for u in ("ev-staff", "ev-lusong", "ev-hetang", "ev-review"))
+
+    r = staff.get(url + "V-ev1", timeout=TIMEOUT)
+    assert r.status_code == 200 and r.content == b"\xff\xd8blurred" and r.headers["Content-Type"] == "image/jpeg"
+    assert hetang.get(url + "V-ev1", timeout=TIMEOUT).status_code == 200
+    r = lusong.get(url + "V-ev1", timeout=TIMEOUT)
+    assert r.status_code == 403 and "荷塘区" in r.text
+    r = staff.get(url + "V-ev1/original", timeout=TIMEOUT)
+    assert r.status_code == 403 and "仅限抓拍复核员" in r.text
+    assert not (audit.frame(eng, action="evidence.view")).shape[0]
+    r = review.get(url + "V-ev1/original", params={"reason": "复核整改"}, timeout=TIMEOUT)
+    assert r.status_code == 200 and r.content == b"\xff\xd8clean"
+    log = audit.frame(eng, action="evidence.view")
+    assert len(log) == 1 and log.iloc[0]["target"] == "V-ev1" and "复核员（ev-review）" == log.iloc[0]["actor"]
+    assert "复核整改" in log.iloc[0]["detail"]
+    # never a path from data or from the request
+    assert staff.get(url + "V-ev2", timeout=TIMEOUT).status_code == 404
+    assert staff.get(url + "V-ev3", timeout=TIMEOUT).status_code == 404
+    for bad in ("..%2F..%2Foutside", "%2E%2E", "V-ev1%2F..%2F..%2Foutside"):
+        assert staff.get(url + bad, timeout=TIMEOUT).status_code == 404, bad
+    assert requests.get(url + "V-ev1", allow_redirects=False, timeout=TIMEOUT).status_code in (302, 403)  # anonymous
+
+
+# ------------------------------------------------------------------ single sign-on
+
+PROXY_IP = "127.0.0.2"   # the trusted proxy connects from here; direct clients come from 127.0.0.1
+
+
+def _start_proxy(upstream_port: int, user: str):
+    """A small real reverse proxy on loopback (tornado): adds X-Forwarded-User, connects upstream
+    from PROXY_IP, as oauth2-proxy or JupyterHub's proxy would."""
+    import tornado.httpclient
+    import tornado.httpserver
+    import tornado.web
+
+    from workbench.ui.server import free_port
+
+    port = free_port()
+    ready = threading.Event()
+    state = {}
+
+    class Proxy(tornado.web.RequestHandler):
+        async def get(self):
+            client = tornado.httpclient.AsyncHTTPClient()
+            headers = {k: v for k, v in self.request.headers.get_all()
+                       if k.lower() not in ("host", "x-forwarded-user")}
+            headers["X-Forwarded-User"] = user
+            headers["Host"] = f"127.0.0.1:{upstream_port}"
+            resp = await client.fetch(f"http://127.0.0.1:{upstream_port}{self.request.uri}", headers=headers,
+                                      network_interface=PROXY_IP, follow_redirects=False, raise_error=False,
+                                      request_timeout=120)
+            self.set_status(resp.code)
+            for k in ("Content-Type", "Location"):
+                if k in resp.headers:
+                    self.set_header(k, resp.headers[k])
+            self.finish(resp.body or b"")
+
+    def run():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        app = tornado.web.Application([(r".*", Proxy)])
+        server = tornado.httpserver.HTTPServer(app)
+        server.listen(port, "127.0.0.1")
+        state["loop"], state["server"] = loop, server
+        ready.set()
+        loop.run_forever()
+
+    threading.Thread(target=run, daemon=True).start()
+    ready.wait(10)
+
+    def stop():
+        state["loop"].call_soon_threadsafe(state["loop"].stop)
+
+    return port, stop
+
+
+def test_single_sign_on_behind_a_trusted_proxy(tmp_path_factory):
+    from workbench.ui.server import Security
+
+    root = tmp_path_factory.mktemp("sso-hub")
+    sec = Security(auth="proxy", trusted_proxies=(PROXY_IP,))
+    with _voila(_env(root), "sso", user="sso-user", role="leader", folder=_folder(tmp_path_factory), preheat=0,
+                security=sec) as srv:
+        make_user(srv.env, "sso-off", "leader")
+        from workbench import users
+        from workbench.store import hub
+
+        users.update("sso-off", active=False, eng=hub.engine(srv.env["WORKBENCH_DB_URL"]))
+        port, stop = _start_proxy(srv.port, "sso-user")
+        try:
+            r = requests.get(f"http://127.0.0.1:{port}/voila/render/whoami.ipynb", timeout=120)
+            assert r.status_code == 200 and whoami(r) == "sso-user|leader", r.text[-1500:]
+        finally:
+            stop()
+        # the same header sent directly (not from the trusted proxy's address) is not believed
+        r = requests.get(page_url(srv), headers={"X-Forwarded-User": "sso-user"}, timeout=TIMEOUT)
+        assert r.status_code == 403 and "单点登录" in r.text
+        r = requests.get(srv.base_url + "/voila/tree", headers={"X-Forwarded-User": "sso-user"},
+                         allow_redirects=False, timeout=TIMEOUT)
+        assert r.status_code == 302 and r.headers["Location"].startswith("/login")
+        # a name the hub does not know, or a disabled user, gets nothing through the proxy either
+        for name in ("nobody-here", "sso-off"):
+            port, stop = _start_proxy(srv.port, name)
+            try:
+                r = requests.get(f"http://127.0.0.1:{port}/voila/tree", timeout=TIMEOUT)
+                assert r.status_code in (302, 403) and whoami(r) is None, name
+            finally:
+                stop()
