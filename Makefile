@@ -48,6 +48,8 @@ synth: setup
 	$(BIN)/workbench linkage run
 
 demo: synth
+	$(BIN)/workbench users demo
+	@echo "演示账号（每个角色一个）见 $${WORKBENCH_DATA_DIR:-data}/demo-accounts.txt；打开 http://$(HOST):$(PORT)/login 登录。"
 	$(BIN)/workbench serve --host $(HOST) --port $(PORT)
 
 serve: setup

@@ -399,3 +399,30 @@ def test_single_sign_on_behind_a_trusted_proxy(tmp_path_factory):
                 assert r.status_code in (302, 403) and whoami(r) is None, name
             finally:
                 stop()
+
+
+# ------------------------------------------------------------------ demo accounts
+
+def test_users_demo_makes_one_account_per_role_and_keeps_them(sqlite_hub, tmp_path):
+    import stat
+
+    from click.testing import CliRunner
+
+    from workbench import access, users
+    from workbench.cli import main
+
+    first = CliRunner().invoke(main, ["users", "demo"])
+    assert first.exit_code == 0, first.output
+    path = tmp_path / "data" / "demo-accounts.txt"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+    who = {u: users.principal(u, sqlite_hub) for u, *_ in rows}
+    assert {p.role for p in who.values()} == set(access.ROLES)
+    assert {p.department for p in who.values() if p.role == "staff"} == {
+        "市场监管局", "城市管理和综合执法局", "应急管理局", "市城市运行管理服务中心"}
+    assert who["demo-hetang"].district == "荷塘区" and who["demo-reviewer"].department == "市场监管局"
+    assert all(pw in first.output for _, pw, *_ in rows)
+    assert users.sign_in("demo-reviewer", dict((u, pw) for u, pw, *_ in rows)["demo-reviewer"], eng=sqlite_hub).principal
+    again = CliRunner().invoke(main, ["users", "demo"])
+    assert again.exit_code == 0 and users.count(sqlite_hub) == len(rows)
+    assert [line.split("\t")[:2] for line in path.read_text(encoding="utf-8").splitlines()[1:]] == [r[:2] for r in rows]

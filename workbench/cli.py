@@ -594,8 +594,11 @@ def users_demo():
             pw = secrets.token_urlsafe(9)
             users.create(username, pw, role=role, name=name, department=department, district=district, by=by, eng=eng)
         else:
-            users.update(username, role=role, name=name, department=department, district=district, active=True,
-                         by=by, eng=eng)
+            now = users.principal(username, eng, active_only=False)
+            if (users.principal(username, eng) is None
+                    or (now.role, now.name, now.department, now.district) != (role, name, department, district)):
+                users.update(username, role=role, name=name, department=department, district=district, active=True,
+                             by=by, eng=eng)
             if not pw:
                 pw = secrets.token_urlsafe(9)
                 users.set_password(username, pw, by=by, eng=eng)
