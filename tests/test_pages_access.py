@@ -295,3 +295,69 @@ def test_an_unreachable_hub_says_since_when(tmp_path, monkeypatch):
     back = layout.open_page(events_page.load)
     assert back.ok and layout.hub_down_since() is None
     hub.dispose()
+
+
+# ------------------------------------------------------------------ in a real browser
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_browser_district_user_sees_its_district_and_a_staff_step_writes_its_name(chromium, voila, hub_user,
+                                                                                 tmp_path_factory):
+    """The sample city's events served with sign-in: 荷塘区's district user sees only 荷塘区 on the
+    events page; the staff user's 受理立案 is written with its name."""
+    from conftest import TEST_PASSWORD
+    from test_events_board import fill_sample_events
+
+    from workbench import geo
+    from workbench.ui.browser import check, render, sign_in
+
+    root = tmp_path_factory.mktemp("pages-access")
+    env = {"WORKBENCH_DB_URL": f"sqlite:///{root / 'city.db'}", "WORKBENCH_DATA_DIR": str(root / "data")}
+    fill_sample_events(env["WORKBENCH_DB_URL"])
+    shots = config_root() / "tests" / "output" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with voila(env, "pages-access", role="staff", department=CENTER) as srv:
+        hub_user(srv.env, "hetang", "district", district="荷塘区", name="荷塘王")
+        ctx = chromium.new_context(locale="zh-CN", timezone_id="Asia/Shanghai", viewport={"width": 1440, "height": 900})
+        try:
+            page = ctx.new_page()
+            sign_in(page, srv.base_url, "hetang", TEST_PASSWORD, next_url=srv.url("events.ipynb"))
+            res = render(page, srv.url("events.ipynb") + "?poll=60", timeout=180)
+            page.screenshot(path=str(shots / "events-district-user.png"), full_page=True)
+            assert not res.errors + res.console_errors, res.errors + res.console_errors
+            assert "当前用户：荷塘王 · 区县人员 · 荷塘区（仅本区县数据）" in res.text
+            rows = page.locator(".wb-events-board tbody tr").all_inner_texts()
+            assert rows and all("荷塘区" in r for r in rows), rows[:5]
+            others = [d for d in geo.NAMES if d != "荷塘区"]
+            body = page.locator(".wb-events").inner_text()
+            assert not [d for d in others if d in body], [d for d in others if d in body]
+            picks = page.locator(".wb-events-pick select option").all_inner_texts()
+            eng = hub.engine(env["WORKBENCH_DB_URL"])
+            ht = set(hub.read("city_events", where={"district": "荷塘区"}, columns=["event_id"], eng=eng)["event_id"])
+            assert picks and all(p.replace("\xa0", " ").split(" · ")[0] in ht for p in picks)
+            assert not check(page)
+        finally:
+            ctx.close()
+        # the staff user (srv.user) accepts a waiting case: the step carries its name
+        waiting = hub.read("city_events", where={"status": flow.INTAKE}, columns=["event_id", "district"], eng=eng)
+        assert len(waiting), "the sample city has events waiting at 信息收集"
+        eid = waiting["event_id"].iloc[0]
+        page = chromium.new_page(viewport={"width": 1440, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai")
+        try:
+            res = render(page, srv.url("events.ipynb") + "?poll=60", timeout=180)
+            assert not res.errors + res.console_errors, res.errors + res.console_errors
+            pick = page.locator(".wb-events-pick select")
+            pick.select_option(value=pick.locator("option", has_text=eid).first.get_attribute("value"))
+            page.locator(".wb-act-accept").click()
+            page.locator(".wb-events-done").wait_for(timeout=30_000)
+            h = hub.read("event_history", where={"event_id": eid}, eng=eng)
+            assert h.sort_values("ts")["actor"].iloc[-1] == srv.user and h.sort_values("ts")["status"].iloc[-1] == flow.CASE
+        finally:
+            page.close()
+        hub.dispose(env["WORKBENCH_DB_URL"])
+
+
+def config_root():
+    from workbench import config
+
+    return config.ROOT
