@@ -252,3 +252,50 @@ def test_a_running_file_whose_owner_lives_is_not_taken_twice(sqlite_hub, tmp_pat
         ingest_file("rapid_tests", path, sqlite_hub)
     assert "正由" in err.value.problem and str(os.getpid()) in err.value.problem
     assert s.loaded == 10
+
+
+# ------------------------------------------------------------------------------ the drop folder
+
+def test_the_drop_folder_refuses_links_and_never_reads_them(sqlite_hub, tmp_path):
+    from workbench.market import intake
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (drop / "passwd.csv").symlink_to("/etc/passwd")
+    hostile.rapid_csv(outside / "elsewhere.csv", 5)
+    (drop / "elsewhere.csv").symlink_to(outside / "elsewhere.csv")
+    os.link(outside / "elsewhere.csv", drop / "hardlink.csv")
+    hostile.rapid_csv(drop / "good.csv", 20)
+    folder = intake.DropFolder(drop, sqlite_hub)
+    first = folder.poll()
+    refused = {r["file"]: r["error"] for r in first if not r["ok"]}
+    assert set(refused) == {"passwd.csv", "elsewhere.csv", "hardlink.csv"}
+    assert "符号链接" in refused["passwd.csv"] and "/etc/passwd" in refused["passwd.csv"]
+    assert "硬链接" in refused["hardlink.csv"]
+    second = folder.poll()
+    assert [(r["file"], r["ok"]) for r in second] == [("good.csv", True)]
+    # the links were moved aside as links (never followed), each with its reason beside it
+    failed = drop / intake.FAILED_DIR
+    assert (failed / "passwd.csv").is_symlink()
+    assert "符号链接" in (failed / "passwd.csv.txt").read_text(encoding="utf-8")
+    assert table_rows(sqlite_hub) == 20
+    with sqlite_hub.connect() as conn:
+        names = set(conn.execute(sa.select(ingest_files.c.filename)).scalars())
+    assert names == {"good.csv"}                     # /etc/passwd never reached the hub
+    raw = list((Path(os.environ["WORKBENCH_DATA_DIR"]) / "raw").rglob("*.csv"))
+    assert raw and all(not p.is_symlink() for p in raw)
+    with pytest.raises(IngestError) as err:          # nor does the ingest verb follow a link
+        ingest_file("rapid_tests", failed / "passwd.csv", sqlite_hub)
+    assert "符号链接" in err.value.problem
+
+
+def test_raw_copies_are_private(sqlite_hub, tmp_path):
+    import stat
+
+    s = ingest_file("rapid_tests", hostile.rapid_csv(tmp_path / "private.csv", 3), sqlite_hub)
+    raw_dir = Path(os.environ["WORKBENCH_DATA_DIR"]) / "raw"
+    copy = next(raw_dir.rglob(f"{s.sha256}*"))
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600
+    assert stat.S_IMODE(raw_dir.stat().st_mode) == 0o700 and stat.S_IMODE(copy.parent.stat().st_mode) == 0o700

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextvars
 import re
+import stat
 import time
 import unicodedata
 from contextlib import contextmanager
@@ -518,23 +519,59 @@ class DropFolder:
         results = []
         now = {}
         for p in sorted(folder.iterdir()):
-            if not p.is_file() or p.suffix.lower() not in SUFFIXES or p.name.startswith((".", "~$")):
+            if p.name.startswith((".", "~$")) or p.suffix.lower() not in SUFFIXES:
                 continue
-            st = p.stat()
+            refused = outside_folder(p, folder)
+            if refused:   # never read, never followed: the link itself is moved aside with the reason
+                results.append({"file": p.name, "ok": False, "error": refused})
+                target = _move(p, folder / FAILED_DIR)
+                target.with_name(target.name + ".txt").write_text(refused + "\n", encoding="utf-8")
+                continue
+            st = p.lstat()
+            if not stat.S_ISREG(st.st_mode):
+                continue
             now[p] = (st.st_size, st.st_mtime_ns)
         for p, sig in now.items():
             if self.seen.get(p) != sig:
                 continue  # new or still growing: wait one more poll
+            refused = outside_folder(p, folder)   # replaced by a link since the last poll
+            if refused:
+                results.append({"file": p.name, "ok": False, "error": refused})
+                continue
             try:
                 s = ingest_tests(p, self.eng)
                 results.append({"file": p.name, "ok": True, "summary": s})
                 _move(p, folder / DONE_DIR)
-            except IngestError as exc:
-                results.append({"file": p.name, "ok": False, "error": exc.problem})
+            except (IngestError, OSError) as exc:   # OSError: swapped for a link while read (O_NOFOLLOW)
+                problem = getattr(exc, "problem", None) or f"无法读取：{exc}"
+                results.append({"file": p.name, "ok": False, "error": problem})
                 target = _move(p, folder / FAILED_DIR)
-                target.with_name(target.name + ".txt").write_text(exc.problem + "\n", encoding="utf-8")
+                target.with_name(target.name + ".txt").write_text(problem + "\n", encoding="utf-8")
         self.seen = {p: sig for p, sig in now.items() if p.exists()}
         return results
+
+
+def outside_folder(p: Path, folder: Path) -> str | None:
+    """Why a drop-folder entry is refused (None: a plain file that is really in the folder): a
+    symbolic link (to /etc/passwd or anywhere else) is never followed, and neither is a path
+    whose real location is outside the folder (a linked parent, a hard link to a file with
+    other links). Judged with lstat, so nothing is opened."""
+    import os
+
+    try:
+        st = os.lstat(p)
+    except OSError as exc:
+        return f"无法读取“{p.name}”：{exc.strerror}"
+    if stat.S_ISLNK(st.st_mode):
+        return f"拒绝读取“{p.name}”：这是符号链接（指向 {os.readlink(p)}），投递目录只接收文件本身"
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    real = Path(os.path.realpath(p))
+    if real.parent != Path(os.path.realpath(folder)):
+        return f"拒绝读取“{p.name}”：实际位置 {real} 不在投递目录内"
+    if st.st_nlink > 1:
+        return f"拒绝读取“{p.name}”：该文件有 {st.st_nlink} 个硬链接，可能指向投递目录以外的文件"
+    return None
 
 
 def _move(p: Path, target_dir: Path) -> Path:

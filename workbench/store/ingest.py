@@ -255,7 +255,7 @@ def _sniff(path: Path) -> str:
     if head.startswith(b"\xd0\xcf\x11\xe0"):
         raise IngestError(path, "旧版 Excel (.xls) 文件，请另存为 .xlsx 或 CSV 后再导入")
     controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
-    if head.count(b"\x00") > max(8, len(head) // 100) or controls > max(8, len(head) // 20):
+    if head.count(b"\x00") > len(head) // 100 or controls > len(head) // 20:
         # (a few NULs or control bytes are damaged lines, quarantined one by one)
         raise IngestError(path, "不是表格文件：包含二进制内容 (binary content, not a table)")
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n\x00")
@@ -1743,6 +1743,8 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
         raise IngestError(path, f"未知的数据集 '{dataset}'，可选：{', '.join(DATASETS)}")
     ds = DATASETS[dataset]
     path = Path(path)
+    if path.is_symlink():   # the raw copy and the hash never follow a link (a link to /etc/passwd …)
+        raise IngestError(path, f"拒绝读取符号链接（指向 {os.readlink(path)}）：请给出文件本身")
     if not path.is_file():
         raise IngestError(path, "文件不存在 (no such file)")
     prof = _profile(profile, ds, path)
@@ -1998,7 +2000,7 @@ def mark_interrupted(eng: Engine | None = None) -> list[str]:
 
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
