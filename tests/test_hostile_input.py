@@ -299,3 +299,53 @@ def test_raw_copies_are_private(sqlite_hub, tmp_path):
     copy = next(raw_dir.rglob(f"{s.sha256}*"))
     assert stat.S_IMODE(copy.stat().st_mode) == 0o600
     assert stat.S_IMODE(raw_dir.stat().st_mode) == 0o700 and stat.S_IMODE(copy.parent.stat().st_mode) == 0o700
+
+
+# ------------------------------------------------------------------------------ models
+
+@pytest.mark.parametrize("kind", ["torch.save", "pickle2", "pickle4"])
+def test_a_model_carrying_code_is_refused_before_it_runs(tmp_path, kind):
+    from workbench.canteen.detector import Detector, ModelError
+
+    marker = tmp_path / "pwned.txt"
+    model = tmp_path / "kitchen-evil.pt"
+    if kind == "torch.save":
+        hostile.write_malicious_pt(model, marker)
+    else:
+        hostile.write_malicious_pickle(model, marker, protocol=int(kind[-1]))
+    import pickle
+
+    with pytest.raises(ModelError) as err:
+        Detector(model, closeup=None)
+    assert "kitchen-evil.pt" in str(err.value) and "可执行的引用" in str(err.value) and "exec" in str(err.value)
+    assert not marker.exists()
+    # the payload is real: loading it the way ultralytics does would have run it
+    if kind != "torch.save":
+        with open(model, "rb") as f:
+            pickle.load(f)
+        assert marker.read_text() == "pwned"
+
+
+def test_a_model_carrying_code_stops_the_watch_command(tmp_path):
+    marker = tmp_path / "pwned.txt"
+    model = hostile.write_malicious_pt(tmp_path / "evil.pt", marker)
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    r = subprocess.run([sys.executable, "-m", "workbench.cli", "canteen", "watch", str(frames), "--model", str(model),
+                        "--no-hub"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "evil.pt" in r.stderr and "拒绝" in r.stderr
+    assert not marker.exists()
+
+
+def test_our_committed_models_still_load():
+    from workbench import config
+    from workbench.canteen.detector import Detector
+    from workbench.canteen.yolo_env import checkpoint_problem
+
+    kitchen = config.ROOT / "models" / "kitchen"
+    assert checkpoint_problem(kitchen / "kitchen-yolo11n.pt") is None
+    assert checkpoint_problem(kitchen / "kitchen-closeup.pt") is None
+    d = Detector(kitchen / "kitchen-yolo11n.pt", closeup=None)
+    assert d.backend == "torch" and "person" in d.model.names.values()
+    assert Detector(kitchen / "kitchen-yolo11n.onnx", closeup=None).backend == "onnx"

@@ -268,9 +268,13 @@ class Detector:
             raise ModelError(f"模型文件不存在：{path}")
         if path.suffix.lower() not in (".pt", ".onnx"):
             raise ModelError(f"模型文件应为 .pt 或 .onnx：{path.name}")
-        from workbench.canteen.yolo_env import ensure_yolo_env
+        from workbench.canteen.yolo_env import checkpoint_problem, ensure_yolo_env
 
         ensure_yolo_env()
+        if path.suffix.lower() == ".pt":   # ultralytics unpickles with weights_only=False: checked first
+            problem = checkpoint_problem(path)
+            if problem:
+                raise ModelError(f"{path.name}：{problem}")
         from ultralytics import YOLO
 
         try:

@@ -154,8 +154,8 @@ def write_malicious_pt(path: Path, marker: Path) -> Path:
     return path
 
 
-def write_malicious_pickle(path: Path, marker: Path) -> Path:
-    """The same payload as a bare (legacy, non-zip) pickle file."""
+def write_malicious_pickle(path: Path, marker: Path, protocol: int = 2) -> Path:
+    """The same payload as a bare (legacy, non-zip) pickle file (protocol 4: STACK_GLOBAL)."""
     with open(path, "wb") as f:
-        pickle.dump({"model": _WritesMarker(str(marker))}, f, protocol=2)
+        pickle.dump({"model": _WritesMarker(str(marker))}, f, protocol=protocol)
     return path
