@@ -349,3 +349,34 @@ def test_our_committed_models_still_load():
     d = Detector(kitchen / "kitchen-yolo11n.pt", closeup=None)
     assert d.backend == "torch" and "person" in d.model.names.values()
     assert Detector(kitchen / "kitchen-yolo11n.onnx", closeup=None).backend == "onnx"
+
+
+# ------------------------------------------------------------------------------ report parameters
+
+def test_report_parameters_are_checked_before_papermill_runs(tmp_path, monkeypatch):
+    from workbench import reports
+
+    out = tmp_path / "out"
+    monkeypatch.setenv("WORKBENCH_REPORTS_OUT", str(out))
+    earlier = out / "hub_report" / "2026-01-05.html"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text("an earlier good report", encoding="utf-8")
+    env = dict(os.environ)
+    r = subprocess.run([sys.executable, "-m", "workbench.cli", "report", "run", "hub_report", "-p", "dayz", "7",
+                        "-p", "__import__('os').system('touch /tmp/x')", "1", "--date", "2026-01-05"],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "没有参数 dayz" in r.stderr and "可用的参数：days" in r.stderr and "end" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "workbench.cli", "report", "run", "hub_report", "-p", "days", "一周"],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2 and "参数 days 应为整数" in r.stderr, r.stderr
+    with pytest.raises(reports.ReportError) as err:
+        reports.run("hub_report", {"end": "2026-13-45"})
+    assert "YYYY-MM-DD" in str(err.value)
+    with pytest.raises(reports.ReportError):
+        reports.run("hub_report", {"days": True})          # a flag is not a number of days
+    # nothing rendered, nothing overwritten
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == ["hub_report", "hub_report/2026-01-05.html"]
+    assert earlier.read_text(encoding="utf-8") == "an earlier good report"
+    assert reports.check_parameters("hub_report", {"days": "7", "end": "2026-01-05"}) == {"days": 7, "end": "2026-01-05"}
+    assert reports.check_parameters("events_weekly", {"district": "荷塘区"}) == {"district": "荷塘区"}

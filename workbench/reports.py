@@ -107,9 +107,80 @@ def _coerce(value: str):
         return value
     try:
         parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError):   # e.g. 2026-13-45: YAML's date constructor refuses it
         return value
     return parsed if isinstance(parsed, (int, float, bool, list, dict, type(None))) else value
+
+
+def parameters_of(name: str) -> dict[str, dict]:
+    """A report's parameters as papermill reads its `parameters` cell: name → {default, help,
+    inferred_type_name}."""
+    import papermill as pm
+
+    reports = available()
+    if name not in reports:
+        raise ReportError(f"没有名为 '{name}' 的报告；可用的报告：{', '.join(reports) or '无'}")
+    return pm.inspect_notebook(str(reports[name]))
+
+
+_TYPE_LABEL = {bool: "布尔值（true/false）", int: "整数", float: "数字", str: "文本", list: "列表", dict: "映射"}
+
+
+def _expected(spec: dict) -> tuple[type, ...] | None:
+    """The types a parameter accepts: its annotation if it has one, else its default's type
+    (an int default takes whole numbers, a float one any number); None: any plain value."""
+    import ast
+
+    hint = (spec.get("inferred_type_name") or "None").lower()
+    for word, types in (("bool", (bool,)), ("int", (int,)), ("float", (int, float)), ("str", (str,)),
+                        ("list", (list,)), ("dict", (dict,))):
+        if hint.startswith(word) or hint.startswith(f"optional[{word}"):
+            return types
+    try:
+        default = ast.literal_eval(str(spec.get("default")))
+    except (ValueError, SyntaxError):
+        return None
+    if isinstance(default, bool):
+        return (bool,)
+    if isinstance(default, int):
+        return (int,)
+    if isinstance(default, float):
+        return (int, float)
+    for t in (str, list, dict):
+        if isinstance(default, t):
+            return (t,)
+    return None
+
+
+def check_parameters(name: str, parameters: dict | None) -> dict:
+    """The parameters for a run of report `name`, checked before papermill runs anything: a name
+    the notebook does not declare, or a value of another type than its default's, is a
+    ReportError listing the parameters it has. Text from the command line is read as YAML for
+    typed parameters (`7` → 7), and kept as written for text ones."""
+    allowed = parameters_of(name)
+    given = dict(parameters or {})
+    listing = "；".join(f"{k}（默认 {v.get('default')}{'，' + v['help'] if v.get('help') else ''}）"
+                       for k, v in allowed.items()) or "无"
+    unknown = [k for k in given if k not in allowed]
+    if unknown:
+        raise ReportError(f"报告 {name} 没有参数 {'、'.join(unknown)}，未生成任何文件。可用的参数：{listing}")
+    out = {}
+    for k, raw in given.items():
+        types = _expected(allowed[k])
+        value = raw if types == (str,) and isinstance(raw, str) else _coerce(raw)
+        if value is not None and types is not None and not (isinstance(value, types)
+                                                             and not (isinstance(value, bool) and bool not in types)):
+            want = "或".join(dict.fromkeys(_TYPE_LABEL.get(t, t.__name__) for t in types))
+            raise ReportError(f"报告 {name} 的参数 {k} 应为{want}，收到 {raw!r}，未生成任何文件。可用的参数：{listing}")
+        if value is not None and not isinstance(value, (str, int, float, bool, list, dict)):
+            raise ReportError(f"报告 {name} 的参数 {k} 的值 {raw!r} 不是文本、数字、布尔值、列表或映射")
+        if "YYYY-MM-DD" in (allowed[k].get("help") or "") and value is not None:
+            try:
+                datetime.strptime(str(value), "%Y-%m-%d")
+            except ValueError:
+                raise ReportError(f"报告 {name} 的参数 {k} 应为日期 YYYY-MM-DD，收到 {raw!r}，未生成任何文件") from None
+        out[k] = value
+    return out
 
 
 def run(name: str, parameters: dict | None = None, *, run_date: date | None = None,
@@ -123,22 +194,25 @@ def run(name: str, parameters: dict | None = None, *, run_date: date | None = No
     from nbconvert import HTMLExporter
 
     reports = available()
-    if name not in reports:
-        raise ReportError(f"没有名为 '{name}' 的报告；可用的报告：{', '.join(reports) or '无'}")
-    params = {k: _coerce(v) for k, v in (parameters or {}).items()}
+    params = check_parameters(name, parameters)   # before anything runs or is written
     stamp = (run_date or date.today()).isoformat()
     target = out_dir() / (out_name or name)
     target.mkdir(parents=True, exist_ok=True)
     out_nb = target / f"{stamp}.ipynb"
+    running = target / f".{stamp}.running.ipynb"   # an earlier good report is replaced only by a good one
     try:
         pm.execute_notebook(
-            str(reports[name]), str(out_nb), parameters=params, progress_bar=progress,
+            str(reports[name]), str(running), parameters=params, progress_bar=progress,
             cwd=str(NOTEBOOKS), kernel_name="python3", execution_timeout=timeout,
             report_mode=False,
         )
     except pm.PapermillExecutionError as exc:
+        failed = target / f"{stamp}.failed.ipynb"
+        if running.exists():
+            running.replace(failed)
         raise ReportError(f"报告 {name} 运行出错（第 {exc.exec_count} 个单元格）：{exc.ename}: {exc.evalue}；"
-                          f"详见 {out_nb}") from exc
+                          f"详见 {failed}") from exc
+    running.replace(out_nb)
     nb = nbformat.read(out_nb, as_version=4)
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": f"{name} {stamp}"}})
@@ -178,6 +252,7 @@ def run_schedule(block: bool = True):
     for item in load_schedule():
         if item["notebook"] not in available():
             raise ReportError(f"schedule.yaml 中的报告 '{item['notebook']}' 在 notebooks/ 中不存在")
+        check_parameters(item["notebook"], item.get("parameters"))   # a wrong schedule stops at start
         sched.add_job(run, CronTrigger.from_crontab(item["cron"], timezone=config.TZ),
                       args=[item["notebook"], item.get("parameters") or {}],
                       kwargs={"progress": False, "out_name": item["id"]},
