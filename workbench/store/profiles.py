@@ -161,18 +161,61 @@ def load(name_or_path: str | Path) -> Profile:
     return p
 
 
-def save(p: Profile) -> Path:
-    """Write a profile to data/profiles/<name>.yaml (after checking it)."""
+def _who(who, eng):
+    """The Principal a profile change is recorded under: the one given (a page passes its
+    signed-in user), else who the command acts as (workbench.access.current)."""
+    from workbench import access
+
+    who = who if who is not None else access.current(eng)
+    if who is None:
+        raise ProfileError("请先登录：保存或删除接入方案需要登录的用户")
+    return who
+
+
+def save(p: Profile, *, who=None, eng=None) -> Path:
+    """Write a profile to data/profiles/<name>.yaml (after checking it); the save is audited
+    ("profile.save", with who: the Principal given, else workbench.access.current())."""
+    from workbench import audit
+    from workbench.store import hub
+
     if not re.fullmatch(r"[A-Za-z0-9_\-\u4e00-\u9fff]{1,64}", p.name or ""):
         raise ProfileError(f"配置名称“{p.name}”只能含字母、数字、下划线、连字符或汉字（至多 64 个）")
     _check(p, p.name)
     if (SHIPPED / f"{p.name}.yaml").is_file():
         raise ProfileError(f"“{p.name}”是随系统提供的配置，不能覆盖；请另取一个名称")
+    eng = eng or hub.engine()
+    who = _who(who, eng)
     folder = saved_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{p.name}.yaml"
+    existed = path.is_file()
     tmp = path.with_suffix(".yaml.part")
     tmp.write_text(p.to_yaml(), encoding="utf-8")
+    try:
+        audit.record(eng, "profile.save", who, subject=p.name, dataset=p.dataset, label=p.label,
+                     replaced=existed, path=str(path))
+    except BaseException:
+        tmp.unlink(missing_ok=True)   # not recorded, not saved
+        raise
     tmp.replace(path)
     p.path = str(path)
+    return path
+
+
+def delete(name: str, *, who=None, eng=None) -> Path:
+    """Delete a saved profile (data/profiles/<name>.yaml; a shipped one cannot be); audited
+    ("profile.delete", with who as for `save`)."""
+    from workbench import audit
+    from workbench.store import hub
+
+    path = saved_dir() / f"{name}.yaml"
+    if not re.fullmatch(r"[A-Za-z0-9_\-\u4e00-\u9fff]{1,64}", name or "") or not path.is_file():
+        if (SHIPPED / f"{name}.yaml").is_file():
+            raise ProfileError(f"“{name}”是随系统提供的配置，不能删除")
+        raise ProfileError(f"没有保存过名为“{name}”的配置")
+    eng = eng or hub.engine()
+    who = _who(who, eng)
+    audit.record(eng, "profile.delete", who, subject=name, path=str(path),
+                 content=path.read_text(encoding="utf-8")[:4000])
+    path.unlink()
     return path

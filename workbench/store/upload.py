@@ -259,8 +259,9 @@ def build_profile(dataset: str, columns: dict[str, str], file_units: dict[str, s
     return profiles.from_dict(d, where=d["name"])
 
 
-def save_profile(p: Profile, name: str, label: str = "") -> Path:
-    """Save `p` under `name` (data/profiles/NAME.yaml); ProfileError (Chinese) for a bad name."""
+def save_profile(p: Profile, name: str, label: str = "", *, who=None, eng=None) -> Path:
+    """Save `p` under `name` (data/profiles/NAME.yaml); ProfileError (Chinese) for a bad name.
+    Audited as `who` (the page's signed-in Principal; default workbench.access.current())."""
     name = (name or "").strip()
     if not name:
         raise ProfileError("请填写配置名称（字母、数字、下划线、连字符或汉字）")
@@ -269,7 +270,12 @@ def save_profile(p: Profile, name: str, label: str = "") -> Path:
     p.name = name
     if label.strip():
         p.label = label.strip()
-    return profiles.save(p)
+    return profiles.save(p, who=who, eng=eng)
+
+
+def delete_profile(name: str, *, who=None, eng=None) -> Path:
+    """Delete the saved profile `name`, audited as `who` (as save_profile)."""
+    return profiles.delete((name or "").strip(), who=who, eng=eng)
 
 
 # ------------------------------------------------------------------ the summary on screen
