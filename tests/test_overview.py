@@ -372,19 +372,42 @@ def test_overview_refreshes_while_open(chromium, overview_server, browser_hub):
 @pytest.mark.browser
 @pytest.mark.slow
 def test_overview_says_so_when_the_hub_is_unreachable(chromium, tmp_path_factory, voila):
+    """Signed in while the hub answers; then its database cannot be opened (a folder where the
+    file was): the page says 数据暂不可用（自 … 起） with the first failure's Beijing time, no
+    traceback; when the hub answers again the page is back and the failure forgotten."""
+    import shutil
+
+    from workbench.store import hub
+    from workbench.ui import layout
     from workbench.ui.browser import render
 
-    env = {"WORKBENCH_DB_URL": "postgresql+psycopg://nobody@127.0.0.1:1/nohub",
-           "WORKBENCH_DATA_DIR": str(tmp_path_factory.mktemp("down"))}
-    with voila(env, "overview-down", folder=_overview_only(tmp_path_factory, "down"), migrate=False,
-               preheat=0) as srv:
+    root = tmp_path_factory.mktemp("down")
+    db = root / "city.db"
+    env = {"WORKBENCH_DB_URL": f"sqlite:///{db}", "WORKBENCH_DATA_DIR": str(root / "data")}
+    with voila(env, "overview-down", folder=_overview_only(tmp_path_factory, "down"), preheat=0) as srv:
         page = _page(chromium)
         try:
-            result = render(page, srv.front_url(), timeout=RENDER_TIMEOUT)
+            result = render(page, srv.front_url(), timeout=RENDER_TIMEOUT)   # signs in; the hub answers
+            assert result.ok, result.errors
+            hub.dispose(env["WORKBENCH_DB_URL"])
+            aside = root / "aside"
+            aside.mkdir()
+            for f in root.glob("city.db*"):
+                shutil.move(str(f), aside / f.name)
+            db.mkdir()                                   # the hub's file cannot be opened any more
+            result = render(page, srv.front_url(), timeout=RENDER_TIMEOUT, ready=".wb-unavailable")
             page.screenshot(path=str(SCREENSHOTS / "overview-hub-down.png"), full_page=True)
             assert not result.errors, "\n".join(result.errors) + srv.log()[-3000:]
-            assert "数据中台暂时无法连接" in result.text and "请稍后刷新" in result.text
+            assert "数据暂不可用（自 " in result.text and "起）" in result.text and "请稍后刷新" in result.text
             assert "Traceback" not in result.text and "OperationalError" not in result.text
+            since = (root / "data" / layout.DOWN_FILE).read_text()
+            assert layout.unavailable_text(pd.Timestamp(since)) in result.text
+            db.rmdir()
+            for f in aside.iterdir():
+                shutil.move(str(f), root / f.name)
+            result = render(page, srv.front_url(), timeout=RENDER_TIMEOUT)
+            assert result.ok and "城市运行关键指标" in result.text and "数据暂不可用" not in result.text
+            assert not (root / "data" / layout.DOWN_FILE).exists()
         finally:
             page.close()
 
