@@ -405,3 +405,80 @@ def test_saving_and_deleting_a_profile_is_audited_with_who(hub_engine, monkeypat
     r = subprocess.run([sys.executable, "-m", "workbench.cli", "profiles", "--delete", "nycflights13_weather"],
                        capture_output=True, text=True, timeout=120, env=dict(os.environ))
     assert r.returncode == 2 and "随系统提供" in r.stderr
+
+
+# ------------------------------------------------------------------------------ retention
+
+def test_retention_deletes_old_personal_raw_copies_and_evidence_and_records_it(hub_engine, tmp_path):
+    import datetime as dt
+
+    from workbench import audit, retention
+
+    data = Path(os.environ["WORKBENCH_DATA_DIR"])
+    # a 12345 work order file (callers' names and phones) received 200 days ago, one yesterday,
+    # and a rapid-test file (no personal data) 200 days ago
+    calls = tmp_path / "calls.csv"
+    calls.write_text("工单编号,来电时间,诉求类型,诉求内容,诉求人,联系电话,所属区县\n"
+                     "W1,2026-01-05 09:00,噪音扰民,楼下施工太吵 13812341234,王小明,13812341234,荷塘区\n",
+                     encoding="utf-8")
+    old = ingest_file("city_events", calls, hub_engine)
+    recent_calls = tmp_path / "calls2.csv"
+    recent_calls.write_text(calls.read_text(encoding="utf-8").replace("W1,", "W2,"), encoding="utf-8")
+    recent = ingest_file("city_events", recent_calls, hub_engine)
+    tests_file = ingest_file("rapid_tests", hostile.rapid_csv(tmp_path / "t.csv", 3), hub_engine)
+    now = dt.datetime.utcnow()
+    with hub_engine.begin() as conn:
+        conn.execute(ingest_files.update().where(ingest_files.c.sha256.in_([old.sha256, tests_file.sha256]))
+                     .values(received_at=now - dt.timedelta(days=200)))
+        conn.execute(ingest_files.update().where(ingest_files.c.sha256 == recent.sha256)
+                     .values(received_at=now - dt.timedelta(days=1)))
+    raw = {s.sha256: next((data / "raw").rglob(f"{s.sha256}*")) for s in (old, recent, tests_file)}
+    # evidence: a folder 40 days old and one from today, and a violation naming the old image
+    old_day = (dt.date.today() - dt.timedelta(days=40)).isoformat()
+    for day in (old_day, dt.date.today().isoformat()):
+        folder = data / "evidence" / "cam1" / day
+        folder.mkdir(parents=True)
+        (folder / "V1.jpg").write_bytes(b"jpg")
+        (folder / "V1.clean.jpg").write_bytes(b"jpg")
+    table = DATASETS["canteen_violations"].table
+    with hub_engine.begin() as conn:
+        required = {c.name for c in table.columns if not c.nullable and c.server_default is None}
+        sample = {"violation_id": "V1", "camera_id": "cam1", "ts": now, "kind": "no_hat", "status": "new",
+                  "snapshot": f"evidence/cam1/{old_day}/V1.jpg", "clean_snapshot": f"evidence/cam1/{old_day}/V1.clean.jpg"}
+        missing = required - set(sample)
+        for c in missing:
+            col = table.c[c]
+            sample[c] = now if isinstance(col.type, sa.DateTime) else (0 if isinstance(col.type, (sa.Integer, sa.Float)) else "x")
+        conn.execute(table.insert().values({k: v for k, v in sample.items() if k in table.c}))
+
+    r = subprocess.run([sys.executable, "-m", "workbench.cli", "retention", "run", "--json"],
+                       capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["raw_files"] == ["calls.csv"] and out["evidence"]["folders"] == 1 and out["violations_cleared"] == 2
+    assert not raw[old.sha256].exists() and raw[recent.sha256].exists() and raw[tests_file.sha256].exists()
+    assert not (data / "evidence" / "cam1" / old_day).exists()
+    assert (data / "evidence" / "cam1" / dt.date.today().isoformat() / "V1.jpg").exists()
+    with hub_engine.connect() as conn:
+        snap = conn.execute(sa.select(table.c.snapshot, table.c.clean_snapshot)).one()
+        notes = json.loads(conn.execute(sa.select(ingest_files.c.notes)
+                                        .where(ingest_files.c.sha256 == old.sha256)).scalar())
+    assert tuple(snap) == (None, None) and "raw_deleted_at" in notes
+    log = audit.frame(hub_engine)
+    assert list(log.loc[log["action"] == "retention", "target"]) == ["raw+evidence"]
+    assert retention.run(hub_engine).raw_files == []     # a second run finds nothing more
+
+
+def test_quarantine_keeps_no_phone_or_id_in_clear(hub_engine, tmp_path):
+    """Every path to quarantine masks: a malformed line (wrong field count), a damaged line
+    (NUL) and a value error, each carrying a phone and an ID number."""
+    phone, ident = "13812341234", "430202199001011234"
+    lines = {0: f"T0,2023-12-22 08:30,2023-12-22 08:15,M01,韭菜,有机磷,12.5,50,阴性,李记 {phone},多余\n".encode(),
+             1: hostile.rapid_row(1).replace("李记", f"李\x00记 {ident}").encode(),
+             2: hostile.rapid_row(2, "十二").replace("李记", f"李记 {phone}").encode()}
+    path = hostile.rapid_csv(tmp_path / "pii.csv", 10, insert=lines)
+    s = ingest_file("rapid_tests", path, hub_engine)
+    assert s.quarantined == 3
+    for q in quarantine_rows(hub_engine):
+        assert phone not in q["row_json"] and ident not in q["row_json"] and phone not in (q["detail"] or "")
+        assert "138****1234" in q["row_json"] or "430202********1234" in q["row_json"]

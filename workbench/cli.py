@@ -467,6 +467,28 @@ def _hub():
     return hub.engine()
 
 
+# ------------------------------------------------------------------ retention
+
+@main.group("retention")
+def retention_group():
+    """Delete what is kept past its retention period (raw copies of personal data, evidence)."""
+
+
+@retention_group.command("run")
+@click.option("--raw-days", type=float, default=None,
+              help="Keep raw copies of files holding personal data this many days (default 180; $WORKBENCH_RAW_RETENTION_DAYS).")
+@click.option("--evidence-days", type=float, default=None,
+              help="Keep kitchen evidence images this many days (default 30; $WORKBENCH_EVIDENCE_RETENTION_DAYS).")
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+@click.option("--json", "as_json", is_flag=True)
+def retention_run(raw_days, evidence_days, dry_run, as_json):
+    """Delete raw copies and evidence older than their retention; recorded in the audit log."""
+    from workbench import retention
+
+    res = retention.run(_hub(), raw=raw_days, evidence=evidence_days, who=_principal(), dry_run=dry_run)
+    click.echo(json.dumps(res.to_dict(), ensure_ascii=False) if as_json else res.line())
+
+
 # ------------------------------------------------------------------ users
 
 @main.group("users")
