@@ -417,20 +417,17 @@ def render_handler(base):
             return self._recording or self.settings["kernel_manager"]
 
         async def _make_room(self, username: str, cap: int) -> int:
+            """Shut down the user's kernels whose page is gone (no browser attached, idle a while:
+            a closed or crashed tab), then say how many the user still holds."""
             km = self.settings["kernel_manager"]
-            held = OWNERS.held(username, km)
-            if len(held) + OWNERS.pending.get(username, 0) < cap:
-                return len(held)
-            # kernels of pages the user has closed (no browser attached, idle a while) make room
-            spare = sorted((k for k in held if _connections(km, k) == 0 and _idle_seconds(km, k) >= RECLAIM_IDLE),
-                           key=lambda k: -_idle_seconds(km, k))
-            for k in spare[: len(held) + OWNERS.pending.get(username, 0) - cap + 1]:
-                self.log.info("[workbench] shutting down %s's idle kernel %s to make room", username, k)
-                OWNERS.forget(k)
-                try:
-                    await km.shutdown_kernel(k)
-                except Exception:  # noqa: BLE001 - already gone
-                    pass
+            for k in OWNERS.held(username, km):
+                if _connections(km, k) == 0 and _idle_seconds(km, k) >= RECLAIM_IDLE:
+                    self.log.info("[workbench] %s opens a page: their kernel %s without a browser is shut down", username, k)
+                    OWNERS.forget(k)
+                    try:
+                        await km.shutdown_kernel(k)
+                    except Exception:  # noqa: BLE001 - already gone
+                        pass
             return len(OWNERS.held(username, km))
 
         @web.authenticated
