@@ -426,3 +426,38 @@ def test_users_demo_makes_one_account_per_role_and_keeps_them(sqlite_hub, tmp_pa
     again = CliRunner().invoke(main, ["users", "demo"])
     assert again.exit_code == 0 and users.count(sqlite_hub) == len(rows)
     assert [line.split("\t")[:2] for line in path.read_text(encoding="utf-8").splitlines()[1:]] == [r[:2] for r in rows]
+
+
+# ------------------------------------------------------------------ TLS
+
+def test_tls_serves_pages_with_a_secure_cookie(tmp_path_factory):
+    """--certfile/--keyfile: HTTPS in Voilà's own server; the session cookie is Secure; a preheated
+    kernel still gets its request (over wss on this machine)."""
+    import shutil
+    import subprocess
+
+    import urllib3
+
+    from workbench.ui.server import Security
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed")
+    urllib3.disable_warnings()
+    root = tmp_path_factory.mktemp("tls-hub")
+    cert, key = root / "cert.pem", root / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    with _voila(_env(root), "tls", folder=_folder(tmp_path_factory), preheat=1,
+                security=Security(certfile=str(cert), keyfile=str(key))) as srv:
+        assert srv.base_url.startswith("https://")
+        s = requests.Session()
+        s.trust_env = False    # (a CA bundle from the environment would override verify=False)
+        s.verify = False
+        s.get(srv.base_url + "/login", timeout=TIMEOUT)
+        r = s.post(srv.base_url + "/login", data={"username": srv.user, "password": TEST_PASSWORD,
+                                                  "_xsrf": s.cookies.get("_xsrf")}, allow_redirects=False, timeout=TIMEOUT)
+        assert r.status_code == 302 and "Secure" in r.headers["Set-Cookie"] and "SameSite=Strict" in r.headers["Set-Cookie"]
+        r = s.get(page_url(srv), timeout=120)
+        assert r.status_code == 200 and whoami(r) == f"{srv.user}|leader", srv.log()[-2000:]
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(f"http://127.0.0.1:{srv.port}/login", timeout=10)
