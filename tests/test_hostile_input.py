@@ -482,3 +482,12 @@ def test_quarantine_keeps_no_phone_or_id_in_clear(hub_engine, tmp_path):
     for q in quarantine_rows(hub_engine):
         assert phone not in q["row_json"] and ident not in q["row_json"] and phone not in (q["detail"] or "")
         assert "138****1234" in q["row_json"] or "430202********1234" in q["row_json"]
+
+
+def test_a_json_file_over_its_limit_is_refused_whole(sqlite_hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_INGEST_JSON_MAX", "1000")
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps([{"event_id": f"E{i}", "ts": "2026-01-05 09:00"} for i in range(100)]), encoding="utf-8")
+    with pytest.raises(IngestError) as err:
+        ingest_file("city_events", path, sqlite_hub)
+    assert "WORKBENCH_INGEST_JSON_MAX" in err.value.problem and "big.json" in str(err.value)

@@ -64,12 +64,13 @@ class Limits:
     xlsx_members: int = 10_000           # WORKBENCH_INGEST_XLSX_MEMBERS: members in the zip
     shared_strings_bytes: int = 64 << 20  # WORKBENCH_INGEST_XLSX_SST: sharedStrings.xml unpacked
     shared_strings_count: int = 2_000_000  # WORKBENCH_INGEST_XLSX_SST_COUNT: strings it declares
+    json_bytes: int = 256 << 20          # WORKBENCH_INGEST_JSON_MAX: a JSON file (parsed whole)
 
 
 _LIMIT_ENV = {"line_chars": "WORKBENCH_INGEST_MAX_LINE", "xlsx_total": "WORKBENCH_INGEST_XLSX_TOTAL",
               "xlsx_member": "WORKBENCH_INGEST_XLSX_MEMBER", "xlsx_ratio": "WORKBENCH_INGEST_XLSX_RATIO",
               "xlsx_members": "WORKBENCH_INGEST_XLSX_MEMBERS", "shared_strings_bytes": "WORKBENCH_INGEST_XLSX_SST",
-              "shared_strings_count": "WORKBENCH_INGEST_XLSX_SST_COUNT"}
+              "shared_strings_count": "WORKBENCH_INGEST_XLSX_SST_COUNT", "json_bytes": "WORKBENCH_INGEST_JSON_MAX"}
 
 
 def limits() -> Limits:
@@ -805,6 +806,10 @@ def _chunks_xlsx(find_header, path, bar) -> Iterator:
 
 
 def _chunks_json(ds, path, encoding, bar) -> Iterator:
+    size, most = Path(path).stat().st_size, limits().json_bytes
+    if size > most:   # a JSON document is parsed whole: its size is its memory, several times over
+        raise IngestError(path, f"JSON 文件 {_size(size)}，超过上限 {_size(most)}（WORKBENCH_INGEST_JSON_MAX）；"
+                                f"请改用 CSV，或分成几个文件")
     text = Path(path).read_text(encoding=encoding)
     try:
         doc = json.loads(text)
