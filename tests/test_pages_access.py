@@ -130,9 +130,10 @@ def test_staff_step_records_the_identity_and_dispatch_works(city):
     assert ch.actor == "荷塘王（hetang）"
 
 
-def test_events_cli_acts_as_the_user(city):
+def test_events_cli_acts_as_the_user(city, monkeypatch):
     from workbench.cli import main
 
+    monkeypatch.delenv("WORKBENCH_USER", raising=False)   # --user sets it for the process
     eng, _ = city
     run = CliRunner()
     r = run.invoke(main, ["--user", "analyst", "events", "act", "E-HT-3", "accept"])
@@ -140,12 +141,18 @@ def test_events_cli_acts_as_the_user(city):
     r = run.invoke(main, ["--user", "center", "events", "act", "E-HT-3", "accept", "--note", "受理"])
     assert r.exit_code == 0, r.output
     assert hub.read("event_history", where={"event_id": "E-HT-3"}, eng=eng)["actor"].iloc[-1] == "调度张（center）"
+    monkeypatch.delenv("WORKBENCH_USER", raising=False)
     r = run.invoke(main, ["events", "act", "E-HT-3", "dispatch", "--actor", "随便写"])
     assert r.exit_code == 2 and "--actor" in r.output          # no such option any more
     r = run.invoke(main, ["--user", "nobody", "events", "act", "E-HT-3", "dispatch"])
     assert r.exit_code == 2 and "nobody" in r.output
     r = run.invoke(main, ["--user", "leader", "events", "dispatch"])
     assert r.exit_code == 2 and "市领导只能查看" in r.output
+    monkeypatch.delenv("WORKBENCH_USER", raising=False)
+    r = run.invoke(main, ["events", "dispatch"])               # the operator: automatic routing, as the system
+    assert r.exit_code == 0 and "已立案并派遣" in r.output, r.output
+    h = hub.read("event_history", where={"event_id": "E-HT-4"}, eng=eng)
+    assert h["actor"].iloc[-1] == bd.AUTO_DISPATCH and h["status"].iloc[-1] == flow.DISPATCH
 
 
 # ------------------------------------------------------------------ personal data
@@ -361,3 +368,14 @@ def config_root():
     from workbench import config
 
     return config.ROOT
+
+
+def test_safety_cli_takes_the_identity(city, monkeypatch):
+    from workbench.cli import main
+
+    monkeypatch.delenv("WORKBENCH_USER", raising=False)   # --user sets it for the process
+    r = CliRunner().invoke(main, ["--user", "analyst", "safety", "warn", "--no-progress"])
+    assert r.exit_code == 2 and "数据分析员只能查看，不能运行预警引擎" in r.output
+    monkeypatch.delenv("WORKBENCH_USER", raising=False)
+    r = CliRunner().invoke(main, ["safety", "warn", "--no-progress", "--json"])   # the operator: the system
+    assert r.exit_code == 0, r.output

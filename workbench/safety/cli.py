@@ -16,8 +16,13 @@ def safety():
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--progress/--no-progress", default=True, help="Show progress on stderr.")
 def warn(as_json, progress):
-    """Data quality, warnings (alerts + history), inspection tasks, hazard cases and overdue alerts."""
+    """Data quality, warnings (alerts + history), inspection tasks, hazard cases and overdue alerts.
+
+    The engine is the workbench acting (its alerts, tasks and case steps say 城市安全预警); run
+    by a named user (`workbench --user NAME`), that user must be one who may act on cases."""
     from tqdm import tqdm
+
+    _may_run("运行预警引擎")
 
     from workbench.safety.warnings import STEPS as steps
     from workbench.safety.warnings import run_engine
@@ -37,6 +42,20 @@ def warn(as_json, progress):
         click.echo(json.dumps(s, ensure_ascii=False, indent=2))
         return
     click.echo(_text(s))
+
+
+def _may_run(what: str) -> None:
+    """Exit 2 with the reason unless the command's identity may write (the operator at the shell
+    may; a read-only role named with --user may not)."""
+    import sys
+
+    from workbench.access import ACTING_ROLES
+    from workbench.cli import _principal
+
+    who = _principal()
+    if not who.system and who.role not in ACTING_ROLES:
+        click.echo(f"错误: {who.role_label}只能查看，不能{what}", err=True)
+        sys.exit(2)
 
 
 def _text(s: dict) -> str:
