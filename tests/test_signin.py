@@ -86,10 +86,16 @@ def test_anonymous_visitors_get_the_login_page_and_apis_refuse(signin_server):
     assert r.status_code == 302 and r.headers["Location"].startswith("/login?next=")
     r = requests.get(page_url(srv), timeout=TIMEOUT)   # followed: the Chinese form
     assert r.status_code == 200 and "用户名" in r.text and "密码" in r.text and 'name="_xsrf"' in r.text
-    for api in (f"/api/kernels/{uuid.uuid4()}", "/voila/api/contents/", f"/workbench/evidence/V1"):
+    (Path(srv.folder) / "map.png").write_bytes(b"\x89PNG")
+    for api in (f"/api/kernels/{uuid.uuid4()}", "/voila/api/contents/", "/workbench/evidence/V1", "/voila/tree",
+                "/voila/files/map.png", "/"):
         assert requests.get(srv.base_url + api, allow_redirects=False, timeout=TIMEOUT).status_code in (302, 403), api
     r = requests.get(srv.base_url + f"/api/kernels/{uuid.uuid4()}", timeout=TIMEOUT)
     assert r.status_code == 403
+    # Voilà's static assets stay public; the health check says only "ok"
+    assert requests.get(srv.base_url + "/voila/static/city.css", timeout=TIMEOUT).status_code == 200
+    assert requests.get(srv.base_url + "/workbench/health", timeout=TIMEOUT).text == "ok"
+    assert session(srv, srv.user).get(srv.base_url + "/voila/files/map.png", timeout=TIMEOUT).status_code == 200
     r = requests.post(srv.base_url + f"/voila/api/shutdown/{uuid.uuid4()}", timeout=TIMEOUT)
     assert r.status_code == 403
     # a login without the form's xsrf token is refused
@@ -429,6 +435,25 @@ def test_users_demo_makes_one_account_per_role_and_keeps_them(sqlite_hub, tmp_pa
 
 
 # ------------------------------------------------------------------ TLS
+
+def test_serving_options_are_checked_and_exposure_is_warned_about():
+    from click.testing import CliRunner
+
+    from workbench.cli import main
+    from workbench.ui.server import Security, check_security, exposure_warnings
+
+    assert exposure_warnings("127.0.0.1", Security()) == []
+    loud = exposure_warnings("0.0.0.0", Security())
+    assert any("明文" in w and "--certfile" in w for w in loud)
+    assert not any("明文" in w for w in exposure_warnings("0.0.0.0", Security(certfile="c.pem", keyfile="k.pem")))
+    assert "--trusted-proxy" in check_security("127.0.0.1", Security(auth="proxy"))
+    assert "不是 IP" in check_security("127.0.0.1", Security(auth="proxy", trusted_proxies=("proxy.local",)))
+    assert check_security("127.0.0.1", Security(auth="proxy", trusted_proxies=("10.0.0.0/8",))) is None
+    r = CliRunner().invoke(main, ["serve", "--auth", "proxy"])
+    assert r.exit_code == 2 and "--trusted-proxy" in r.output
+    r = CliRunner().invoke(main, ["serve", "--certfile", "/nonexistent.pem", "--keyfile", "/nonexistent.key"])
+    assert r.exit_code == 2 and "找不到证书文件" in r.output
+
 
 def test_tls_serves_pages_with_a_secure_cookie(tmp_path_factory):
     """--certfile/--keyfile: HTTPS in Voilà's own server; the session cookie is Secure; a preheated

@@ -603,6 +603,7 @@ def _voila_app():
     from voila.app import Voila
     from voila.request_info_handler import RequestInfoSocketHandler
     from voila.shutdown_kernel_handler import VoilaShutdownKernelHandler
+    from voila.static_file_handler import AllowListFileHandler
     from voila.tornado.handler import TornadoVoilaHandler
 
     from workbench.ui import server
@@ -621,6 +622,16 @@ def _voila_app():
         def open(self, kernel_id: str) -> None:
             super().open(kernel_id)
             print(server.WAITING.format(kernel_id), flush=True)
+
+    class SignedInFiles(AllowListFileHandler):
+        """Voilà's /voila/files (files beside the dashboards) for signed-in users only."""
+
+        async def prepare(self):
+            user = self.settings["identity_provider"].get_user(self)
+            if hasattr(user, "__await__"):
+                user = await user
+            if getattr(user, "principal", None) is None:
+                raise web.HTTPError(403)
 
     class CityVoila(Voila):
         """Voilà with sign-in, kernel owners and caps, the Host check, TLS, and the city overview as
@@ -670,6 +681,8 @@ def _voila_app():
                     h = (h[0], WaitingKernels, *h[2:])
                 elif len(h) > 1 and h[1] is TornadoVoilaHandler:
                     h = (h[0], render_handler(TornadoVoilaHandler), *h[2:])
+                elif len(h) > 1 and h[1] is AllowListFileHandler:
+                    h = (h[0], SignedInFiles, *h[2:])
                 elif len(h) > 1 and h[1] is VoilaShutdownKernelHandler:
                     h = (h[0], shutdown_handler(VoilaShutdownKernelHandler), *h[2:])
                 handlers.append(h)
