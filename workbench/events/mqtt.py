@@ -18,8 +18,8 @@ file's rows are) and acknowledged, never retried forever —
 - over `max_bytes` (default 256 KiB): quarantined by its head, never parsed;
 - nested too deep for the parser (RecursionError), or carrying a NUL character (PostgreSQL
   refuses one, SQLite keeps it: both are treated the same here): quarantined;
-- a batch the hub refuses while the hub answers (`SELECT 1` works): written again one message
-  at a time, and the one the hub still refuses is quarantined with the database's reason.
+- a batch the hub refuses while the hub answers (`SELECT 1` works): written again in halves,
+  down to the one message the hub still refuses, quarantined with the database's reason.
 Only a hub that does not answer keeps the batch unacknowledged (retried until it answers).
 
 Messages lost on the way (the broker's queue for a session that was away is bounded —
@@ -123,27 +123,57 @@ def screen(payload: bytes, max_bytes: int = MAX_BYTES):
 
 
 class _SeqState:
-    """The last sequence number seen per publisher (and the broker's dropped counter),
+    """The last sequence number seen per publisher, the gaps not yet filled (a message sent
+    again after a reconnect may arrive after a later one) and the broker's dropped counter,
     kept in a small JSON file so a listener that restarts still sees a gap."""
 
     def __init__(self, path: Path | None):
         self.path = path
         self.last: dict[str, int] = {}
+        self.missing: dict[str, list[list]] = {}   # publisher -> [[first, last, noticed (epoch s)], ...]
         self.sys_dropped: int | None = None
         if path is not None and path.is_file():
             try:
                 d = json.loads(path.read_text(encoding="utf-8"))
                 self.last = {str(k): int(v) for k, v in d.get("last", {}).items()}
+                self.missing = {str(k): [list(r) for r in v] for k, v in d.get("missing", {}).items()}
                 self.sys_dropped = d.get("sys_dropped")
             except (OSError, ValueError, TypeError, AttributeError):
                 log.warning("sequence state %s unreadable: starting afresh", path)
+
+    def see(self, pub: str, n: int, now: float) -> None:
+        last = self.last.get(pub)
+        if last is None or n > last:
+            if last is not None and n > last + 1:
+                self.missing.setdefault(pub, []).append([last + 1, n - 1, now])
+            self.last[pub] = n
+            return
+        out = []
+        for a, b, t in self.missing.get(pub, []):  # a late one fills its gap
+            if a <= n <= b:
+                out += [r for r in ([a, n - 1, t], [n + 1, b, t]) if r[0] <= r[1]]
+            else:
+                out.append([a, b, t])
+        if pub in self.missing:
+            self.missing[pub] = out
+
+    def due(self, grace: float, now: float) -> list[tuple[str, int, int]]:
+        """The gaps still open `grace` seconds after they were noticed (forgotten once said)."""
+        out = []
+        for pub, ranges in list(self.missing.items()):
+            keep = []
+            for a, b, t in ranges:
+                (out.append((pub, a, b)) if now - t >= grace else keep.append([a, b, t]))
+            self.missing[pub] = keep
+        return out
 
     def save(self) -> None:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".part")
-        tmp.write_text(json.dumps({"last": self.last, "sys_dropped": self.sys_dropped}), encoding="utf-8")
+        tmp.write_text(json.dumps({"last": self.last, "missing": self.missing, "sys_dropped": self.sys_dropped}),
+                       encoding="utf-8")
         os.replace(tmp, self.path)
 
 
@@ -156,7 +186,7 @@ class Listener:
                  on_commit: Callable[[intake.IntakeSummary, list[float]], None] | None = None,
                  username: str | None = None, password: str | None = None, tls_ca: str | None = None,
                  tls_cert: str | None = None, tls_key: str | None = None, max_bytes: int = MAX_BYTES,
-                 watch_sys: bool = True, state_file: Path | str | None = "auto"):
+                 watch_sys: bool = True, state_file: Path | str | None = "auto", gap_grace: float = 10.0):
         import paho.mqtt.client as mqtt
 
         self.topic, self.host, self.port, self.client_id = topic, host, port, client_id
@@ -167,6 +197,7 @@ class Listener:
         self.on_commit = on_commit
         self.stats = ListenerStats()
         self.watch_sys = watch_sys
+        self.gap_grace = gap_grace
         if state_file == "auto":
             from workbench import config
 
@@ -286,19 +317,21 @@ class Listener:
             self.on_commit(s, [t for _, _, _, t in items])
 
     def _sequences(self, seqs: list[tuple[str, int]]) -> None:
-        """Gaps in the publishers' numbers: an alert and an audit row per gap."""
-        gaps = []
+        """Note the publishers' numbers; a gap still open after `gap_grace` seconds is a loss."""
+        now = time.time()
         for pub, n in seqs:
-            last = self.seq.last.get(pub)
-            if last is not None and n > last + 1:
-                gaps.append((pub, last + 1, n - 1))
-            if last is None or n > last:
-                self.seq.last[pub] = n
-        for pub, a, b in gaps:
+            self.seq.see(pub, n, now)
+        if seqs:
+            self.seq.save()
+        self._gaps()
+
+    def _gaps(self) -> None:
+        due = self.seq.due(self.gap_grace, time.time())
+        for pub, a, b in due:
             self.stats.dropped += b - a + 1
             self.dropped(f"发布端 {pub or '（未命名）'} 的消息序号 {a}–{b} 缺失，共 {b - a + 1} 条",
                          publisher=pub, first=a, last=b, missing=b - a + 1, how="sequence")
-        if seqs:
+        if due:
             self.seq.save()
 
     def _sys(self, payload: bytes) -> None:
@@ -342,6 +375,8 @@ class Listener:
             if self._stop.is_set() and not pending and self._queue.empty():
                 break
             if not pending:
+                if self.seq.missing:
+                    self._gaps()
                 pending = self._take_batch()
                 sys_msgs = [p for p in pending if p[0] == "sys"]
                 pending = [p for p in pending if p[0] != "sys"]
@@ -365,26 +400,40 @@ class Listener:
             pending = []
 
     def _one_by_one(self, items: list) -> list:
-        """Write each message alone; the one the hub refuses (while it answers) is quarantined.
-        Returns what is left to retry (the hub went away meanwhile)."""
-        for k, item in enumerate(items):
-            try:
-                s = self._write([item])
-            except Exception as exc:  # noqa: BLE001
-                if not self.hub_answers():
-                    return items[k:]
-                why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-                log.warning("message %s refused by the hub, quarantined: %s", item[0], why)
+        """Write the batch in halves, each that the hub takes acknowledged, down to the single
+        message the hub refuses (while it answers): that one is quarantined. Returns what is
+        left to retry (the hub went away meanwhile)."""
+        if len(items) > 1:
+            mid = len(items) // 2
+            for k, part in ((0, items[:mid]), (mid, items[mid:])):
                 try:
-                    s = self._quarantine([(NOT_STORED, why, {"payload": _head(bytes(item[2]))})],
-                                         self.stats.messages + 1)
-                except Exception:  # noqa: BLE001 - not even the quarantine: retry later
-                    return items[k:]
-                self.stats.poisoned += 1
-                seq = screen(item[2], self.max_bytes)[1]
-                if seq is not None:  # its number was seen: no false gap
-                    self._sequences([seq])
-            self._done([item], s)
+                    s = self._write(part)
+                except Exception:  # noqa: BLE001
+                    if not self.hub_answers():
+                        return items[k:]
+                    left = self._one_by_one(part)
+                    if left:
+                        return left + (items[mid:] if k == 0 else [])
+                    continue
+                self._done(part, s)
+            return []
+        item = items[0]
+        try:
+            s = self._write([item])
+        except Exception as exc:  # noqa: BLE001
+            if not self.hub_answers():
+                return items
+            why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
+            log.warning("message %s refused by the hub, quarantined: %s", item[0], why)
+            try:
+                s = self._quarantine([(NOT_STORED, why, {"payload": _head(bytes(item[2]))})], self.stats.messages + 1)
+            except Exception:  # noqa: BLE001 - not even the quarantine: retry later
+                return items
+            self.stats.poisoned += 1
+            seq = screen(item[2], self.max_bytes)[1]
+            if seq is not None:  # its number was seen: no false gap
+                self._sequences([seq])
+        self._done([item], s)
         return []
 
     def start(self, wait: float = 10.0) -> "Listener":
@@ -457,23 +506,25 @@ def publish(records, topic: str = DEFAULT_TOPIC, *, host: str = "127.0.0.1", por
     c.max_inflight_messages_set(200)
     c.max_queued_messages_set(0)
     c.reconnect_delay_set(min_delay=0.2, max_delay=2)
+    acked: set[int] = set()
+    refused: list[str] = []
+    c.on_publish = lambda client, userdata, mid, rc=None, props=None: acked.add(mid)
+    c.on_connect = lambda client, userdata, flags, rc, props=None: rc.is_failure and refused.append(str(rc))
     c.connect(host, port, keepalive=30)
     c.loop_start()
     try:
-        infos = []
+        mids = []
         for k, r in enumerate(records):
             if publisher is not None and isinstance(r, dict):
                 r = {**r, PUBLISHER: publisher, SEQ: seq_start + k}
             payload = r if isinstance(r, (bytes, bytearray)) else json.dumps(r, ensure_ascii=False, default=str)
-            infos.append(c.publish(topic, payload, qos=qos))
+            mids.append(c.publish(topic, payload, qos=qos).mid)  # queued by paho while the broker is away
         end = time.time() + timeout
-        for i in infos:
-            try:
-                i.wait_for_publish(timeout=max(0.01, end - time.time()))
-            except RuntimeError:  # not connected at the moment: paho sends it when it is
-                while not i.is_published() and time.time() < end:
-                    time.sleep(0.05)
-        return sum(1 for i in infos if i.is_published())
+        while time.time() < end and not acked.issuperset(mids):
+            if refused:
+                raise ConnectionRefusedError(f"MQTT 代理拒绝连接：{refused[0]}")
+            time.sleep(0.02)
+        return sum(1 for m in mids if m in acked)
     finally:
         c.disconnect()
         c.loop_stop()
