@@ -39,6 +39,8 @@ class Department:
     analyse: str | None = None               # "module:function(eng) -> dict": raises its alerts
     agencies: tuple[str, ...] = ()           # other departments it answers for (派往 choices)
     resolvers: Mapping[str, Callable] = field(default_factory=dict)  # linkage targets by name (see linkage)
+    retention: str | None = None             # "module:function(days, now) -> dict": deletes its own
+                                             # files past their period (workbench retention)
 
 
 class _Registry:

@@ -26,4 +26,5 @@ DEPARTMENT = Department(
     cli="workbench.canteen.cli:canteen",
     dashboard="canteen.ipynb",
     linkage=HERE / "linkage.yaml",
+    retention="workbench.canteen.evidence:sweep",   # kitchen evidence past its period (workbench retention)
 )
