@@ -491,3 +491,23 @@ def test_a_json_file_over_its_limit_is_refused_whole(sqlite_hub, tmp_path, monke
     with pytest.raises(IngestError) as err:
         ingest_file("city_events", path, sqlite_hub)
     assert "WORKBENCH_INGEST_JSON_MAX" in err.value.problem and "big.json" in str(err.value)
+
+
+@pytest.mark.parametrize("newline", ["\r\n", "\n", "\r"])
+def test_line_ends_and_breaks_inside_cells_read_as_before(sqlite_hub, tmp_path, newline):
+    """The bounded reader splits lines itself: CRLF, LF and old-Mac CR files, a cell holding
+    U+2028 or a form feed, and a quoted cell spanning lines keep their rows and line numbers."""
+    rows = [hostile.rapid_row(i).rstrip("\n") for i in range(6)]
+    rows[1] = rows[1].replace("李记", "李\u2028记")
+    rows[2] = rows[2].replace("李记", "李\x0c记")
+    rows[3] = rows[3].replace("李记", '"李' + newline + '记"')
+    rows[4] = rows[4].replace("12.5", "十二")        # a bad value: its line number is the test
+    text = hostile.RAPID_HEADER.rstrip("\n") + newline + newline.join(rows) + newline
+    path = tmp_path / "ends.csv"
+    path.write_bytes(text.encode("utf-8"))
+    s = ingest_file("rapid_tests", path, sqlite_hub)
+    assert (s.rows_read, s.loaded, s.quarantined, s.damaged) == (6, 5, 1, 0)
+    assert [q["line"] for q in quarantine_rows(sqlite_hub)] == [7]
+    with sqlite_hub.connect() as conn:
+        vendors = dict(conn.execute(sa.text("SELECT test_id, vendor FROM rapid_tests")).all())
+    assert vendors["T0000001"] == "李\u2028记" and vendors["T0000003"].replace("\r", "") == "李\n记"

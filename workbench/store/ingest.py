@@ -328,12 +328,12 @@ def _mostly(path: Path, enc: str) -> bool:
     dec = codecs.getincrementaldecoder(enc)(errors="workbench-mark")
     bad = good = 0
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+        for block in iter(lambda: f.read(1 << 16), b""):
             text = dec.decode(block)
             n = text.count(_UNDECODABLE)
             bad += n
             good += len(text) - len(text.encode("ascii", "ignore")) - n
-            if bad > 1000 and good < 10 * bad:
+            if bad > 100 and good < 10 * bad:   # another encoding altogether: stop at once
                 return False
         text = dec.decode(b"", final=True)
         bad += text.count(_UNDECODABLE)
@@ -588,14 +588,17 @@ class _Lines:
                 cr_only = "\r" in text and "\n" not in text[:text.find("\r") + 2]
             if cr_only:
                 text = text.replace("\r\n", "\n").replace("\r", "\n")
-            parts = text.split("\n")
-            carry = parts.pop()
-            if len(text) > limit and parts and max(map(len, parts)) > limit:
-                for i, p in enumerate(parts):
+            lines = text.splitlines(keepends=True)
+            carry = lines.pop() if lines and not lines[-1].endswith("\n") else ""
+            if len(lines) != text.count("\n"):   # \u2028, \x0c, a lone \r … are text in a cell, not line ends
+                parts = text.split("\n")
+                carry = parts.pop()
+                lines = [p + "\n" for p in parts]
+            if len(text) > limit and lines and max(map(len, lines)) > limit:
+                for i, p in enumerate(lines):
                     if len(p) > limit:
                         self._overlong(self.n + i + 1, len(p), p)
-                        parts[i] = ""
-            lines = [p + "\n" for p in parts]
+                        lines[i] = "\n"
             if len(carry) > limit:
                 skip = [self.n + len(lines) + 1, len(carry), carry[:200]]
                 carry = ""
@@ -644,19 +647,18 @@ def _chunks_csv(find_header, path, encoding, bar) -> Iterator:
         def rows_iter():
             while True:
                 try:
-                    row = next(reader)
-                except StopIteration:
+                    for row in reader:
+                        yield reader.line_num, row
                     return
                 except csv.Error as exc:   # a field over the limit (a quote never closed): that row only
                     errors.append((reader.line_num, FIELD_TOO_LARGE,
                                    f"CSV 格式错误：{exc}（上限 {limit:,} 个字符，WORKBENCH_INGEST_MAX_LINE）", {}))
-                    continue
-                yield reader.line_num, row
+                    yield reader.line_num, None
 
         rows = rows_iter()
         head_rows = []
         for line, row in rows:
-            if not "".join(row).strip():
+            if not row or not "".join(row).strip():
                 continue
             head_rows.append((line, row))
             if len(head_rows) >= HEADER_SCAN_ROWS:
@@ -671,26 +673,32 @@ def _chunks_csv(find_header, path, encoding, bar) -> Iterator:
         width = len(header)
         names = _unique_header(header)
 
-        def all_rows():
-            yield from head_rows[hidx + 1:]
-            yield from rows
+        import itertools
 
         buf, lines, bad = [], [], []
-        for line, row in all_rows():
+        for line, row in itertools.chain(head_rows[hidx + 1:], rows):
+            if row is None:
+                bad += errors
+                errors.clear()
+                continue
             joined = "".join(row)
-            if not joined or joined.isspace():
-                pass
-            elif source.suspect and (damaged := _damaged_row(line, row, names, encoding)) is not None:
+            if not joined or joined.isspace():   # (a line over the limit reads as an empty one)
+                if source.bad:
+                    bad += source.bad
+                    source.bad = []
+                continue
+            if source.suspect and (damaged := _damaged_row(line, row, names, encoding)) is not None:
                 bad.append(damaged)
-            elif len(row) != width and not (len(row) > width and not "".join(row[width:]).strip()):
-                named = {names[i] if i < width else f"多余的第{i + 1}列": v for i, v in enumerate(row[:width + 50])}
-                bad.append((line, "字段数与表头不符", f"本行 {len(row)} 个字段，表头 {width} 列", named))
-            else:
-                buf.append(row[:width] if len(row) > width else row)
-                lines.append(line)
-            if source.bad or errors:
-                bad += source.bad + errors
-                source.bad, errors = [], []
+                continue
+            if len(row) != width:
+                if len(row) > width and not "".join(row[width:]).strip():
+                    row = row[:width]
+                else:
+                    named = {names[i] if i < width else f"多余的第{i + 1}列": v for i, v in enumerate(row[:width + 50])}
+                    bad.append((line, "字段数与表头不符", f"本行 {len(row)} 个字段，表头 {width} 列", named))
+                    continue
+            buf.append(row)
+            lines.append(line)
             if len(buf) >= CHUNK_ROWS:
                 yield buf, np.array(lines), bad
                 buf, lines, bad = [], [], []
