@@ -451,3 +451,27 @@ def test_poison_messages_among_good_ones(hub_engine):
     r = drill_poison(hub_engine)
     assert r["complete"] and r["retries"] == 0 and r["acked"] == r["published"], r
     assert r["quarantined"] == r["poison"] and (r["rows_lost"], r["duplicates"]) == (0, 0), r
+
+
+def test_watcher_with_no_hub_keeps_everything_and_says_so(recording, tmp_path):
+    """The hub does not answer for the whole run: the watcher keeps watching, every write waits
+    in the outbox, it exits 3 saying how many are unwritten; the next run, with the hub back,
+    writes them first — nothing lost, nothing doubled."""
+    _, cfg, ref = recording
+    data = tmp_path / "data"
+    down = env_for("postgresql+psycopg://postgres@127.0.0.1:9/none", data)  # nothing listens on port 9
+    log = tmp_path / "down.log"
+    p = watch(cfg, down, False, log, wait=1)
+    assert p.wait(300) == 3, log.read_text(encoding="utf-8")
+    said = log.read_text(encoding="utf-8")
+    left = sorted((data / "outbox" / "canteen").glob("*.json"))
+    assert len(left) >= 4 and f"错误：{len(left)} 条事件未能写入数据中台" in said, said  # 2 events: new + end each
+    assert all(oct(f.stat().st_mode & 0o777) == "0o600" for f in left)
+    url = f"sqlite:///{tmp_path / 'back.db'}"
+    p = watch(cfg, env_for(url, data), False, log)
+    assert p.wait(300) == 0, log.read_text(encoding="utf-8")
+    assert f"已补写上次遗留的 {len(left)} 条事件" in log.read_text(encoding="utf-8")
+    assert not any((data / "outbox" / "canteen").glob("*.json"))
+    eng = hub.engine(url)
+    assert compare(violations(eng), ref) == (0, 0, 0)
+    hub.dispose(url)

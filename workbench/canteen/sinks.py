@@ -178,6 +178,17 @@ class HubSink:
         self._mine: set[str] = set()
         self._tried = 0.0
         self._flush_lock = threading.Lock()
+        self._closed = threading.Event()
+        # while the hub does not answer, a try each RETRY_EVERY seconds even when no event comes
+        threading.Thread(target=self._retry, name="canteen-outbox", daemon=True).start()
+
+    def _retry(self) -> None:
+        while not self._closed.wait(self.RETRY_EVERY):
+            if self.unreachable_since is not None:
+                try:
+                    self._flush_once(force=True)
+                except Exception as exc:  # noqa: BLE001 - the next round tries again
+                    log.warning("outbox retry failed: %s", exc)
 
     # --------------------------------------------------------------- the outbox
     def event(self, kind: str, record: dict) -> None:
@@ -249,7 +260,9 @@ class HubSink:
 
     def close(self, wait: float = 10.0) -> int:
         """Write what is left (trying up to `wait` seconds); returns how many items stay unwritten."""
-        return self.flush(wait=wait)
+        left = self.flush(wait=wait)
+        self._closed.set()
+        return left
 
     def _camera(self, camera_id: str) -> dict:
         if self._directory is None:
