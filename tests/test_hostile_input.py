@@ -25,7 +25,9 @@ from workbench.cli import main
 try:
     main(sys.argv[1:], prog_name="workbench")
 finally:
-    sys.stderr.write("\nMAXRSS_KIB=%d\n" % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    # VmHWM: the peak of this process's own memory (ru_maxrss would count the parent's at fork)
+    hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+    sys.stderr.write("\nMAXRSS_KIB=%d\n" % (int(hwm[0].split()[1]) if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
 """
 
 
