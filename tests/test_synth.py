@@ -183,7 +183,8 @@ def test_rapid_tests_volume_rhythm_and_chemistry(city):
     assert (tod >= open_min).all() and (t.local.dt.hour * 60 + t.local.dt.minute <= close_min).all()
     react = (t.ts - pd.to_datetime(t.sampled_at)).dt.total_seconds() / 60
     assert react[t.test_item == PESTICIDE].between(10, 15).all()
-    assert react[t.method == "胶体金免疫层析法"].between(5, 10).all()
+    card_react = react[t.method == "胶体金免疫层析法"]  # issue 16's card_procedure: ~30 % read at 3–4 minutes
+    assert card_react[card_react >= 5].between(5, 10).all() and card_react[card_react < 5].between(3, 4).all()
     pest = t[t.test_item == PESTICIDE]
     assert ((pest.reading >= 50) == (pest.result == "阳性")).all()
     assert (pest.unit == "%").all() and (pest.threshold == 50).all()

@@ -8,8 +8,13 @@ the spine's alert API (workbench.alerts: a rerun changes only what changed, with
   follow-up case and the schools' notices from it); critical for a banned substance, else
   warning; 已处置 once its follow-up is closed. Also raised right after ingest
   (`raise_positive_alerts`), so a positive reaches the hub within seconds.
-- MKT-CUSUM-<market>-<first alarm week> 快检阳性率上升: a market's positive rate rising
-  (binomial CUSUM episode on its weekly series); warning.
+- MKT-CUSUM-<market>-<first alarm week> 快检阳性率上升: a market's positive rate rising,
+  naming the commodities whose own series alarmed (the surveillance scheme: market × item
+  and market × commodity CUSUMs, thresholds from a false-alarm budget; surveillance.scheme);
+  warning.
+- MKT-CITY-<commodity>-<first alarm week> 快检阳性率上升: one commodity rising across the
+  city (its city-wide series alarms, and not only because of the markets that alarmed on
+  their own); the markets' alarms of that commodity are in it, not apart; warning.
 - MKT-FU-<test_id> 快检阳性处置逾期: a positive whose follow-up went past its deadline;
   subject cases:FU-<test_id> (lifted by the case engine when the case closes).
 - MKT-DQ-<finding> 快检数据真实性: an integrity finding; warning.
@@ -69,6 +74,7 @@ class Analysis:
     followups: pd.DataFrame
     alerts: pd.DataFrame
     rules: sv.Rules = field(default_factory=sv.Rules)
+    scheme: sv.SchemeResult | None = None   # the alarms: market × item, market × commodity, city × commodity
 
     @property
     def empty(self) -> bool:
@@ -90,7 +96,7 @@ def market_surveillance(prep: pd.DataFrame, rules: sv.Rules = sv.Rules()) -> Mar
 
 def analyse(tests: pd.DataFrame, markets: pd.DataFrame | None = None, followups: pd.DataFrame | None = None,
             rules: sv.Rules = sv.Rules(), as_of=None, progress=None, trend: bool = True,
-            cases: pd.DataFrame | None = None) -> Analysis:
+            cases: pd.DataFrame | None = None, scheme: sv.Scheme = sv.Scheme()) -> Analysis:
     """Everything the dashboard, the bulletin and the alerts need, from DataFrames.
     `cases`: the hub's follow-up cases (followup.read_cases), the authority on follow-up."""
     step = progress or (lambda _s: None)
@@ -103,6 +109,7 @@ def analyse(tests: pd.DataFrame, markets: pd.DataFrame | None = None, followups:
     by_market = fg.bulletin(prep, "market")
     step("控制图与预警统计")
     msv = market_surveillance(prep, rules)
+    sch = sv.scheme(prep, rules, scheme) if len(prep) else None
     city_n, city_x = sv.series(prep, None, "D")
     d_n, d_x = sv.series(prep, "district", "D")
     ears_in = pd.concat([city_x, d_x], axis=1) if len(city_x) else city_x
@@ -116,7 +123,7 @@ def analyse(tests: pd.DataFrame, markets: pd.DataFrame | None = None, followups:
     step("阳性处置跟踪")
     fstat = fu.status(tests, followups, as_of, cases=cases)
     an = Analysis(as_of, tests, prep, markets, city, by_market, msv, (city_n, city_x), ears_res, fun, trend_tab,
-                  integ, fstat, pd.DataFrame(columns=ALERT_COLUMNS), rules)
+                  integ, fstat, pd.DataFrame(columns=ALERT_COLUMNS), rules, sch)
     an.alerts = alerts(an)
     return an
 
@@ -166,34 +173,111 @@ def positive_alerts(tests: pd.DataFrame, mk_name: dict, fstate: pd.Series | None
     return pd.DataFrame(rows, columns=ALERT_COLUMNS)
 
 
+ITEM_SHORT = {catalog.PESTICIDE: "农药残留"}
+
+
+def _names(items: list, k: int = 3) -> str:
+    """韭菜 / 韭菜、芹菜 / 韭菜、芹菜、菠菜等 5 种样品."""
+    items = list(items)
+    if len(items) <= k:
+        return "、".join(items)
+    return "、".join(items[:k]) + f"等 {len(items)} 种样品"
+
+
+def _span_counts(level: dict, col, weeks) -> tuple[int, int, float]:
+    n = level["n"].loc[weeks, col]
+    x = level["x"].loc[weeks, col]
+    e = float((level["p0"].loc[weeks, col] * n).sum())
+    return int(n.sum()), int(x.sum()), e
+
+
+def rise_alerts(an: "Analysis", name_of=None, mk_district=None) -> list[dict]:
+    """快检阳性率上升 alerts from the scheme's episodes: one per market episode (naming the
+    commodities whose series alarmed) and one per city-wide commodity episode. The 说明 says
+    in plain words what rose, by how much and how sure; the method stays in 方法."""
+    res = an.scheme
+    if res is None:
+        return []
+    name_of = name_of or (lambda m: str(m))
+    mk_district = mk_district or {}
+    item = an.rules.item or "全部项目"
+    short = ITEM_SHORT.get(item, item)
+    idx = res.item["n"].index
+    last_period = idx.max() if len(idx) else None
+    gap = an.rules.episode_gap
+    rows = []
+
+    def status(last):
+        active = last_period is not None and (last_period - last).days <= 7 * gap
+        return active
+
+    for ep in res.market_episodes.itertuples():
+        m = ep.market
+        weeks = idx[(idx >= ep.first) & (idx <= ep.last)]
+        name = name_of(m)
+        coms = list(ep.commodities)
+        parts = []
+        for c in coms:
+            n, x, e = _span_counts(res.commodity, (m, c), weeks)
+            parts.append(f"{c}：检测 {n} 项、阳性 {x} 项，按全市同期和该市场以往水平应约 {e:.1f} 项")
+        n, x, e = _span_counts(res.item, m, weeks)
+        what = f"{_names(coms)}{short}快检阳性率上升" if coms else f"{short}快检阳性率上升（多种样品普遍上升）"
+        plain = (f"{ep.first:%m月%d日}那周起，{name}" + (f"{'、'.join(coms[:3])}的" if coms else "")
+                 + f"{short}快检阳性明显多于预期。" + "；".join(parts)
+                 + (f"；全市场{short}检测 {n} 项、阳性 {x} 项，应约 {e:.1f} 项。" if n else "。")
+                 + "无变化时这种报警每个市场每年约 0.1–0.2 次。")
+        cs_c = res.commodity["cusum"]
+        method = {"样品序列": {c: {"h": round(float(cs_c["h"][(m, c)]), 2),
+                                "CUSUM最大值": round(float(cs_c["s"].loc[weeks, (m, c)].max()), 2)} for c in coms},
+                  "市场序列": {"h": round(float(res.item["cusum"]["h"][m]), 2),
+                           "CUSUM最大值": round(float(res.item["cusum"]["s"].loc[weeks, m].max()), 2),
+                           "报警": bool(ep.item)},
+                  "方案": f"分层二项 CUSUM（市场×样品优势比 {res.rules.or_commodity:g}，市场×项目 {res.rules.or_item:g}），"
+                        f"阈值按每市场每年 {res.rules.budget:g} 次误报的预算分配"}
+        ev = {"说明": plain, "市场编号": m, "样品": coms, "检测项目": item,
+              "报警周": [f"{w:%Y-%m-%d}" for w in weeks], "期间检测": n, "期间阳性": x,
+              "期间预期阳性": round(e, 1), "方法": method}
+        active = status(ep.last)
+        rows.append({"alert_id": f"MKT-CUSUM-{m}-{ep.first:%Y%m%d}", "ts": _week_utc(ep.first) + pd.Timedelta(days=7),
+                     "department": DEPARTMENT, "category": "快检阳性率上升", "severity": "warning",
+                     "title": f"{name}{what}", "area": name, "district": mk_district.get(m),
+                     "valid_from": _week_utc(ep.first),
+                     "valid_to": None if active else _week_utc(ep.last) + pd.Timedelta(days=7),
+                     "status": "生效中" if active else "已解除", "source": SOURCE,
+                     "evidence": json.dumps(ev, ensure_ascii=False), "level": None,
+                     "updated_at": _week_utc(ep.last) + pd.Timedelta(days=7),
+                     "attrs": {"market_id": m, "commodities": coms, "test_item": item, "level": "market"}})
+    for ep in res.city_episodes.itertuples():
+        c = ep.commodity
+        weeks = idx[(idx >= ep.first) & (idx <= ep.last)]
+        n, x, e = _span_counts(res.city, c, weeks)
+        mk = [name_of(m) for m in ep.markets]
+        plain = (f"{ep.first:%m月%d日}那周起，全市{c}{short}快检阳性明显多于预期：检测 {n} 项、阳性 {x} 项，"
+                 f"按以往水平应约 {e:.1f} 项；不是个别市场的问题"
+                 + (f"（其中 {'、'.join(mk[:5])} 单独也已报警）。" if mk else "。"))
+        ev = {"说明": plain, "样品": c, "检测项目": item, "报警周": [f"{w:%Y-%m-%d}" for w in weeks],
+              "期间检测": n, "期间阳性": x, "期间预期阳性": round(e, 1), "单独报警的市场": list(ep.markets),
+              "方法": {"h": round(float(res.city["cusum"]["h"][c]), 2),
+                     "CUSUM最大值": round(float(res.city["cusum"]["s"].loc[weeks, c].max()), 2),
+                     "方案": f"全市×样品二项 CUSUM（优势比 {res.rules.or_city:g}），去掉单独报警的市场后仍报警才算全市上升"}}
+        active = status(ep.last)
+        rows.append({"alert_id": f"MKT-CITY-{c}-{ep.first:%Y%m%d}"[:64], "ts": _week_utc(ep.first) + pd.Timedelta(days=7),
+                     "department": DEPARTMENT, "category": "快检阳性率上升", "severity": "warning",
+                     "title": f"全市{c}{short}快检阳性率上升", "area": "全市", "district": None,
+                     "valid_from": _week_utc(ep.first),
+                     "valid_to": None if active else _week_utc(ep.last) + pd.Timedelta(days=7),
+                     "status": "生效中" if active else "已解除", "source": SOURCE,
+                     "evidence": json.dumps(ev, ensure_ascii=False), "level": None,
+                     "updated_at": _week_utc(ep.last) + pd.Timedelta(days=7),
+                     "attrs": {"commodities": [c], "markets": list(ep.markets), "test_item": item, "level": "city"}})
+    return rows
+
+
 def alerts(an: Analysis) -> pd.DataFrame:
     rows = []
     mk_name, mk_district = _lookup(an.markets, "name"), _lookup(an.markets, "district")
     name_of = lambda m: str(mk_name.get(m, m))  # noqa: E731
-    msv = an.market_sv
-    last_period = msv.n.index.max() if len(msv.n) else None
-    item = an.rules.item or "全部项目"
-    for ep in msv.episodes.itertuples():
-        m = ep.unit
-        weeks = msv.n.index[(msv.n.index >= ep.first) & (msv.n.index <= ep.last)]
-        n = int(msv.n.loc[weeks, m].sum())
-        x = int(msv.x.loc[weeks, m].sum())
-        p0 = float((msv.p0.loc[weeks, m] * msv.n.loc[weeks, m]).sum() / n) if n else float(msv.p0[m].mean())
-        also = [name for name, res in (("p控制图", msv.p_chart), ("EWMA", msv.ewma))
-                if res and bool(res["alarm"].loc[weeks, m].any())]
-        active = last_period is not None and (last_period - ep.last).days <= 7 * an.rules.episode_gap
-        ev = {"市场编号": m, "检测项目": item, "方法": f"二项 CUSUM（优势比 {an.rules.cusum_or:g}，h={an.rules.cusum_h:g}）",
-              "期间预期阳性率": round(p0, 4), "报警周": [f"{w:%Y-%m-%d}" for w in weeks[msv.cusum["alarm"].loc[weeks, m]]],
-              "期间检测": n, "期间阳性": x, "期间阳性率": round(x / n, 4) if n else None,
-              "CUSUM最大值": round(float(msv.cusum["s"].loc[weeks, m].max()), 2), "同时报警": also}
-        name = name_of(m)
-        rows.append({"alert_id": f"MKT-CUSUM-{m}-{ep.first:%Y%m%d}", "ts": _week_utc(ep.first) + pd.Timedelta(days=7),
-                     "department": DEPARTMENT, "category": "快检阳性率上升", "severity": "warning",
-                     "title": f"{name}{item}快检阳性率上升", "area": name, "district": mk_district.get(m),
-                     "valid_from": _week_utc(ep.first), "valid_to": None if active else _week_utc(ep.last) + pd.Timedelta(days=7),
-                     "status": "生效中" if active else "已解除", "source": SOURCE,
-                     "evidence": json.dumps(ev, ensure_ascii=False), "level": None,
-                     "updated_at": _week_utc(ep.last) + pd.Timedelta(days=7)})
+    rows += rise_alerts(an, name_of, mk_district)
     fclosed = an.followups.set_index("test_id")["closed"] if len(an.followups) else None
     pos = positive_alerts(an.tests, mk_name, fclosed)
     rows += pos.to_dict("records")
@@ -380,7 +464,10 @@ def summary(an: Analysis, written: dict | None = None) -> dict:
         "positive_items": int(c["positive_items"]) if c is not None else 0,
         "item_rate": float(c["item_rate"]) if c is not None else None,
         "banned_positive": int(c["banned_positive"]) if c is not None else 0,
-        "cusum_episodes": int(len(an.market_sv.episodes)),
+        "cusum_episodes": int(len(an.scheme.market_episodes)) if an.scheme is not None else 0,
+        "city_commodity_episodes": int(len(an.scheme.city_episodes)) if an.scheme is not None else 0,
+        "rising": [a["title"] for a in an.alerts[an.alerts["category"] == "快检阳性率上升"].to_dict("records")]
+        if len(an.alerts) else [],
         "funnel_high": [str(m) for m in an.funnel.loc[an.funnel["side"] == "high", "market_id"]] if len(an.funnel) else [],
         "findings": {k: int(v) for k, v in an.integrity.findings.groupby("kind").size().items()},
         "followups": fu.summary(an.followups),

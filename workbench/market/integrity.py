@@ -10,7 +10,11 @@ persists is updated, not repeated. The checks and their numbers: docs/market.md.
   binomial lower tail P(X ≤ x), Bonferroni-corrected for the number compared.
 - 检测速度超出反应时间: a result sooner after sampling than the reaction needs
   (enzyme 10, card 5, colorimetric 8 minutes), or more results from one device within an
-  hour than its channels can give (channels × 60 / reaction minutes).
+  hour than its channels can give (channels × 60 / reaction minutes), judged per method
+  against the peers: a rule at least half the devices break is one 规程问题 finding (the
+  procedure's, said once), and then only devices far above their peers are findings.
+- 出具结果过快: an inspector's pace (results an hour while working) against the peers'
+  (robust z on the log scale), set against what reaction time and channels allow.
 - 读数重复: runs of the same continuous reading (inhibition %, mg/kg) in one inspector's
   consecutive tests of a day.
 - 非营业时间检测: tested outside the market's open and close times.
@@ -34,7 +38,9 @@ from workbench.market.intake import method_kinds
 DATASET = "rapid_tests"
 FINDING_COLUMNS = ["finding_id", "ts", "dataset", "subject", "kind", "ts_from", "ts_to", "rows", "reason", "evidence"]
 KINDS = {"low_positive": "阳性率异常偏低", "too_fast": "检测速度超出反应时间", "repeated": "读数重复",
-         "off_hours": "非营业时间检测", "expired": "试剂过期", "digits": "读数尾数偏好"}
+         "off_hours": "非营业时间检测", "expired": "试剂过期", "digits": "读数尾数偏好",
+         "throughput": "出具结果过快", "procedure": "规程问题"}
+KIND_TEXT = {"enzyme": "酶抑制法", "card": "胶体金卡", "colour": "比色法"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,14 @@ class IntegrityRules:
     repeat_run: int = 4           # this many identical continuous readings in a row
     digit_min_readings: int = 200
     max_evidence: int = 40
+    rule_min_tests: int = 30      # a device needs this many tests of a method to be compared on a rule
+    widespread: float = 0.5       # a rule broken by at least this share of the compared devices is the procedure's …
+    widespread_min_share: float = 0.01  # … each of them in at least this share of its tests
+    peer_ratio: float = 2.0       # beside a widespread break, a device stands out at this many times its peers' rate
+    session_gap: float = 45.0     # minutes: results of one inspector in one market further apart start a new session
+    throughput_min_gaps: int = 50 # an inspector needs this many gaps within sessions to be compared
+    throughput_ratio: float = 2.0 # … and stands out at this many times the peers' median rate
+    throughput_z: float = 4.0     # … and this robust z (log rate against the peers' median and MAD)
     tz: str = config.TZ
 
 
@@ -121,8 +135,9 @@ def _ns(s: pd.Series) -> np.ndarray:
 _NAT = np.iinfo(np.int64).min
 
 
-def too_fast(tests: pd.DataFrame, rules: IntegrityRules = IntegrityRules(), now=None, kind=None) -> list[dict]:
-    kind = method_kinds(tests) if kind is None else kind
+def _rule_breaks(tests: pd.DataFrame, rules: IntegrityRules, kind: pd.Series):
+    """Per record: reaction shorter than the method needs (`quick`), and more results of its
+    device within the hour than the device's channels allow (`burst`); the reaction minutes."""
     react = kind.map(catalog.REACTION_MINUTES).to_numpy(dtype=float, na_value=np.nan)
     ts, sampled = _ns(tests["ts"]), _ns(tests["sampled_at"])
     ok = (ts != _NAT) & (sampled != _NAT) & ~np.isnan(react)
@@ -142,13 +157,80 @@ def too_fast(tests: pd.DataFrame, rules: IntegrityRules = IntegrityRules(), now=
         r = react[order]
         cap = rules.device_channels * 60 / np.where(np.isnan(r), catalog.REACTION_MINUTES["card"], r)
         burst[order[in_hour > cap]] = True
-    flagged = quick | burst
+    return quick, burst, ok
+
+
+def _against_peers(k: np.ndarray, n: np.ndarray, rules: IntegrityRules):
+    """Each subject's count of breaks `k` of `n` against the others' pooled rate: the binomial
+    upper tail P(X ≥ k), Bonferroni over the subjects compared; flagged below alpha and at
+    `peer_ratio` times the peers' rate. Returns (flagged, p_adjusted, peers' rate)."""
+    K, N = k.sum(), n.sum()
+    judged = n >= rules.rule_min_tests
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = np.where(N - n > 0, (K - k) / np.maximum(N - n, 1), 0.0)
+        p = np.where(k > 0, stats.binom.sf(k - 1, n, np.clip(q, 1e-9, 1)), 1.0)
+    m = max(int(judged.sum()), 1)
+    p_adj = np.minimum(1.0, p * m)
+    flagged = judged & (p_adj < rules.alpha) & (k >= rules.peer_ratio * q * n) & (k > 0)
+    return flagged, p_adj, q
+
+
+def too_fast(tests: pd.DataFrame, rules: IntegrityRules = IntegrityRules(), now=None, kind=None) -> list[dict]:
+    """检测速度超出反应时间, judged per method against the peers: results sooner after sampling
+    than the reaction needs (`quick`), or more results of a device in an hour than its
+    channels allow (`burst`). Where a rule is broken by at least half of the devices compared
+    for that method, it is the procedure's problem (规程问题, one finding for the city, not
+    one per device), and a device is a finding only when it breaks it far more often than
+    its peers; where few devices break it, each breaking device is a finding."""
+    kind = method_kinds(tests) if kind is None else kind
+    quick, burst, timed = _rule_breaks(tests, rules, kind)
+    dev = tests["device_id"].astype(object).where(tests["device_id"].notna(), tests["inspector_id"]).fillna("未知")
+    dev = dev.astype(str).to_numpy()
+    kinds = kind.astype(object).fillna("").to_numpy()
     findings = []
-    if not flagged.any():
+    single = np.zeros(len(tests), dtype=bool)  # the records that count against their own device
+    for rule, broke, label in (("quick", quick, "反应时间不足"), ("burst", burst, "超出通道能力")):
+        if not broke.any():
+            continue
+        for kd in [k for k in pd.unique(kinds[broke]) if k]:
+            sel = (kinds == kd) & (timed if rule == "quick" else True)
+            frame = pd.DataFrame({"dev": dev[sel], "b": broke[sel]})
+            g = frame.groupby("dev")["b"].agg(["size", "sum"])
+            n, k = g["size"].to_numpy(), g["sum"].to_numpy()
+            judged = n >= rules.rule_min_tests
+            breaking = judged & (k >= rules.widespread_min_share * n) & (k > 0)
+            widespread = judged.sum() >= 3 and breaking.sum() >= rules.widespread * judged.sum()
+            method = KIND_TEXT.get(kd, kd)
+            need = catalog.REACTION_MINUTES.get(kd)
+            if not widespread:
+                single |= sel & broke
+                continue
+            flagged, p_adj, q = _against_peers(k, n, rules)
+            for d in g.index[flagged]:
+                single |= sel & broke & (dev == d)
+            rows = tests[sel & broke]
+            shares = k[judged] / n[judged]
+            if rule == "quick":
+                what = (f"{method}检测从采样到出结果短于 {need} 分钟")
+                why = "多为规程或记录方式的问题（如未按说明书的反应时间读数，或“采样时间”记的是登记时间）"
+            else:
+                what = f"{method}检测在一小时内超出设备 {rules.device_channels} 个通道的检测能力"
+                why = "多为规程或记录方式的问题（如批量补录、统一填写检测时间）"
+            reason = (f"全市比较了 {int(judged.sum())} 台有 {rules.rule_min_tests} 项以上{method}检测的设备，其中 "
+                      f"{int(breaking.sum())} 台都有{what}的记录（各占其检测的 1% 以上，共 {int(k.sum())} 项，占这些检测的 "
+                      f"{k.sum() / n.sum():.0%}，各设备 {shares.min():.0%}–{shares.max():.0%}）。普遍如此，{why}，"
+                      f"不是某台设备或某个检测员的问题，应核对作业规程；不再按设备逐台列出"
+                      + (f"，只列出明显多于同行的 {int(flagged.sum())} 台。" if flagged.any() else "。"))
+            findings.append(_finding("procedure", f"PROC-{label}-{method}", rows, reason,
+                                     {"方法": method, "规则": label, "比较设备数": int(judged.sum()),
+                                      "违反设备数": int(breaking.sum()), "违反项次": int(k.sum()),
+                                      "占比": round(float(k.sum() / n.sum()), 4),
+                                      "明显多于同行的设备": [str(d) for d in g.index[flagged]]}, now, rules))
+    if not single.any():
         return findings
-    sub = tests[flagged]
-    who = sub["device_id"].fillna(sub["inspector_id"]).fillna("未知")
-    q_sub, b_sub = quick[flagged], burst[flagged]
+    sub = tests[single]
+    who = pd.Series(dev[single], index=sub.index)
+    q_sub, b_sub = (quick & single)[single], (burst & single)[single]
     for subject, idx in who.groupby(who).indices.items():
         grp = sub.iloc[idx]
         nq, nb = int(q_sub[idx].sum()), int(b_sub[idx].sum())
@@ -157,10 +239,69 @@ def too_fast(tests: pd.DataFrame, rules: IntegrityRules = IntegrityRules(), now=
             parts.append(f"{nq} 项检测从采样到出结果的时间短于反应所需（酶抑制法 10 分钟、胶体金卡 5 分钟、比色法 8 分钟）")
         if nb:
             parts.append(f"{nb} 项检测所在的一小时内该设备出具的结果超过其 {rules.device_channels} 个通道的检测能力")
-        reason = f"设备 {subject}：" + "；".join(parts) + "。结果可能未按规程完成反应。"
+        inspectors = "、".join(map(str, pd.unique(grp["inspector_id"].dropna())[:3]))
+        reason = (f"设备 {subject}" + (f"（检测员 {inspectors}）" if inspectors else "") + "：" + "；".join(parts)
+                  + "。同类设备大多没有这种情况，结果可能未按规程完成反应。")
         findings.append(_finding("too_fast", f"DEV-{subject}", grp, reason,
                                  {"反应时间不足": nq, "超出通道能力": nb, "通道数": rules.device_channels}, now, rules))
     return findings
+
+
+def throughput(tests: pd.DataFrame, rules: IntegrityRules = IntegrityRules(), now=None,
+               kind=None) -> tuple[list[dict], pd.DataFrame]:
+    """出具结果过快: each inspector's pace against the peers'. Within a session (one inspector's
+    results in one market on one Beijing day, gaps under `session_gap` minutes) the gaps
+    between consecutive results; an inspector's pace is 60 / the median gap (results an hour
+    while working). Compared on the log scale with the others' median and MAD (robust z):
+    flagged at `throughput_ratio` times the peers' median pace and z ≥ `throughput_z`. The
+    reason sets the pace against what the method's reaction and the device's channels allow."""
+    cols = ["subject", "gaps", "median_gap", "per_hour", "peer_per_hour", "z", "flagged"]
+    kind = method_kinds(tests) if kind is None else kind
+    t = tests[tests["inspector_id"].notna() & tests["ts"].notna()]
+    if t.empty:
+        return [], pd.DataFrame(columns=cols)
+    ts = _ns(t["ts"])
+    day = (ts + 8 * 3600 * 10**9) // (86400 * 10**9)
+    ins, ins_names = pd.factorize(t["inspector_id"])
+    mk, _ = pd.factorize(t["market_id"].astype(object).fillna(""))
+    order = np.lexsort((ts, day, mk, ins))
+    ts_o, same = ts[order], np.r_[False, (ins[order][1:] == ins[order][:-1]) & (mk[order][1:] == mk[order][:-1])
+                                  & (day[order][1:] == day[order][:-1])]
+    gap = np.r_[np.nan, np.diff(ts_o) / 60e9]
+    inside = same & (gap <= rules.session_gap)
+    g = pd.DataFrame({"ins": ins[order][inside], "gap": gap[inside]}).groupby("ins")["gap"]
+    table = pd.DataFrame({"gaps": g.size(), "median_gap": g.median()})
+    table = table[table["gaps"] >= rules.throughput_min_gaps]
+    if len(table) < 4:
+        return [], pd.DataFrame(columns=cols)
+    table["per_hour"] = 60 / table["median_gap"].clip(lower=0.1)
+    lr = np.log(table["per_hour"].to_numpy())
+    peer_med = np.array([np.median(np.delete(lr, i)) for i in range(len(lr))])
+    peer_mad = np.array([1.4826 * np.median(np.abs(np.delete(lr, i) - peer_med[i])) for i in range(len(lr))])
+    table["peer_per_hour"] = np.exp(peer_med)
+    table["z"] = (lr - peer_med) / np.maximum(peer_mad, 0.1)
+    table["flagged"] = (table["per_hour"] >= rules.throughput_ratio * table["peer_per_hour"]) & (
+        table["z"] >= rules.throughput_z)
+    table["subject"] = np.asarray(ins_names)[table.index.to_numpy()]
+    table = table.reset_index(drop=True)[cols].sort_values("z", ascending=False)
+    findings = []
+    kinds = kind.reindex(t.index)
+    for r in table[table["flagged"]].itertuples():
+        rows = t[t["inspector_id"] == r.subject]
+        main = kinds[rows.index].mode()
+        kd = main.iloc[0] if len(main) else "enzyme"
+        react = catalog.REACTION_MINUTES.get(kd, 10)
+        cap = rules.device_channels * 60 / react
+        reason = (f"检测员 {r.subject} 工作时平均每 {r.median_gap:.1f} 分钟出具一个结果（每小时约 {r.per_hour:.0f} 项，"
+                  f"依据 {r.gaps} 个相邻结果的间隔），同行中位数每小时约 {r.peer_per_hour:.0f} 项，是同行的 "
+                  f"{r.per_hour / r.peer_per_hour:.1f} 倍。其主要方法{KIND_TEXT.get(kd, kd)}每项需反应 {react} 分钟，"
+                  f"一台 {rules.device_channels} 通道设备满负荷每小时最多 {cap:.0f} 项，且每个样品还需称样、提取、加样；"
+                  "同行中没有人这样快，应核查是否按规程检测（如批量录入、未做检测直接填写结果）。")
+        findings.append(_finding("throughput", f"INS-{r.subject}", rows, reason,
+                                 {"相邻结果间隔中位数(分钟)": round(float(r.median_gap), 2), "每小时": round(float(r.per_hour), 1),
+                                  "同行每小时": round(float(r.peer_per_hour), 1), "稳健z": round(float(r.z), 1),
+                                  "间隔数": int(r.gaps)}, now, rules))
+    return findings, table
 
 
 def repeated_readings(tests: pd.DataFrame, rules: IntegrityRules = IntegrityRules(), now=None, kind=None) -> list[dict]:
@@ -293,6 +434,7 @@ class IntegrityReport:
     inspectors: pd.DataFrame  # the low-positive comparison of every inspector
     devices: pd.DataFrame
     digits: pd.DataFrame
+    pace: pd.DataFrame | None = None  # every inspector's pace against the peers (throughput)
 
 
 def check(tests: pd.DataFrame, markets: pd.DataFrame | None = None, rules: IntegrityRules = IntegrityRules(),
@@ -303,7 +445,8 @@ def check(tests: pd.DataFrame, markets: pd.DataFrame | None = None, rules: Integ
     f_dev, t_dev = low_positive_rate(tests, "device_id", rules, now)
     kind = method_kinds(tests)
     f_dig, t_dig = digit_preference(tests, rules, now, kind)
-    found = (f_ins + f_dev + too_fast(tests, rules, now, kind) + repeated_readings(tests, rules, now, kind)
+    f_pace, t_pace = throughput(tests, rules, now, kind)
+    found = (f_ins + f_dev + too_fast(tests, rules, now, kind) + f_pace + repeated_readings(tests, rules, now, kind)
              + off_hours(tests, markets, rules, now) + expired_reagents(tests, rules, now) + f_dig)
     df = pd.DataFrame(found, columns=FINDING_COLUMNS)
-    return IntegrityReport(df, t_ins, t_dev, t_dig)
+    return IntegrityReport(df, t_ins, t_dev, t_dig, t_pace)

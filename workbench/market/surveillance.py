@@ -11,6 +11,7 @@ Exact parameters: docs/market.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -339,3 +340,387 @@ def episodes(alarm: pd.DataFrame, gap: int = 2) -> pd.DataFrame:
             rows.append({"unit": unit, "first": idx[s], "last": idx[e],
                          "alarms": int(A[s:e + 1, j].sum())})
     return pd.DataFrame(rows, columns=["unit", "first", "last", "alarms"])
+
+
+# ------------------------------------------------------------------ thresholds for a false-alarm budget
+
+def _chain(p0: float, n: int, odds_ratio: float, h: float, resolution: float, max_states: int = 400):
+    """I − Q of the CUSUM's Markov chain (states 0..H of a lattice of step δ) and δ. A week of
+    n tests with k positives moves S by k·log(p1/p0) + (n−k)·log((1−p1)/(1−p0)), rounded to
+    the lattice upwards (the chain's S is never below the true one, so its run length errs
+    short: thresholds from it err high, towards fewer false alarms); δ is at most
+    `resolution` and a tenth of a quiet week's fall, and no finer than h / max_states."""
+    n = max(1, int(round(n)))
+    p1 = odds_ratio * p0 / (1 - p0 + odds_ratio * p0)
+    a, b = np.log(p1 / p0), -np.log((1 - p1) / (1 - p0))
+    delta = max(min(resolution, n * b / 10), h / max_states)
+    H = int(np.floor(h / delta + 1e-9))  # states 0..H; above H is an alarm
+    k = np.arange(n + 1)
+    pk = stats.binom.pmf(k, n, p0)
+    keep = pk > 1e-14
+    k, pk = k[keep], pk[keep]
+    move = np.ceil((k * a - (n - k) * b) / delta - 1e-9).astype(int)  # up: S is never under-stated
+    Q = np.zeros((H + 1, H + 1))
+    s = np.arange(H + 1)
+    for mv, pr in zip(move, pk):  # one shifted diagonal per number of positives in the week
+        to = s + mv
+        ok = to <= H
+        Q[s[ok], np.maximum(to[ok], 0)] += pr
+    return np.eye(H + 1) - Q, delta
+
+
+def arl(p0: float, n: int, odds_ratio: float, h: float, resolution: float = 0.02) -> float:
+    """In-control average run length in weeks of the binomial CUSUM (restart at 0, alarm at
+    S > h) on weeks of `n` tests at rate `p0`, by the Markov chain of Brook & Evans (1972) on
+    a lattice of step ≤ `resolution` (the log-likelihood ratios rounded to it)."""
+    M, _ = _chain(p0, n, odds_ratio, h, resolution)
+    return float(np.linalg.solve(M, np.ones(len(M)))[0])
+
+
+def arl_curve(p0: float, n: int, odds_ratio: float, hs, resolution: float = 0.02) -> np.ndarray:
+    """`arl` at every h of `hs` from one factorisation: the chain of a lower barrier is the
+    leading block of the chain of a higher one, and with M = L·U (no pivoting: Mᵀ is
+    diagonally dominant by columns) the run length from state 0 with barrier k is
+    Σ_{i≤k} y_i·z_i, y = L⁻¹·1, z = U⁻ᵀ·e₀, both prefix-stable."""
+    from scipy import linalg
+
+    hs = np.asarray(hs, float)
+    M, delta = _chain(p0, n, odds_ratio, float(hs.max()), resolution)
+    lu, piv = linalg.lu_factor(M.T, check_finite=False)
+    if not (piv == np.arange(len(piv))).all():  # pivoted after all: one solve per barrier
+        return np.array([arl(p0, n, odds_ratio, h, resolution) for h in hs])
+    # Mᵀ = L'·U' (L' unit lower)  →  M = U'ᵀ·L'ᵀ = L·U with L = U'ᵀ, U = L'ᵀ
+    Lw = np.triu(lu).T
+    Lp = np.tril(lu, -1) + np.eye(len(lu))
+    y = linalg.solve_triangular(Lw, np.ones(len(lu)), lower=True, check_finite=False)
+    e0 = np.zeros(len(lu))
+    e0[0] = 1.0
+    z = linalg.solve_triangular(Lp, e0, lower=True, unit_diagonal=True, check_finite=False)
+    cum = np.cumsum(y * z)
+    H = np.floor(hs / delta + 1e-9).astype(int)
+    return cum[H]
+
+
+# The in-control log ARL on a grid of (p0, weekly tests, h), per odds ratio: computed once by
+# `arl_table` (benchmarks/market_power.py --table writes the shipped file), read at import,
+# extended in memory for odds ratios it does not hold. Thresholds interpolate it.
+P_GRID = 10 ** (np.arange(-21, -3) / 8)           # 0.0024 … 0.32, ~33 % apart
+N_GRID = np.unique(np.round(10 ** (np.arange(0, 29) / 8)).astype(int))  # 1 … 3162 tests a week
+H_GRID = np.array([1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5, 6, 6.5, 7, 8, 9, 10, 12, 14])
+TABLE_FILE = Path(__file__).with_name("cusum_arl.npz")
+_TABLES: dict = {}
+
+
+def arl_table(odds_ratio: float, resolution: float = 0.02) -> np.ndarray:
+    """log ARL (weeks) at every (P_GRID, N_GRID, H_GRID) point for one odds ratio."""
+    out = np.empty((len(P_GRID), len(N_GRID), len(H_GRID)))
+    for i, p in enumerate(P_GRID):
+        for j, n in enumerate(N_GRID):
+            v = arl_curve(float(p), int(n), odds_ratio, H_GRID, resolution)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[i, j] = np.where(np.isfinite(v) & (v > 0), np.log(np.abs(v)), np.nan)
+            row = out[i, j]  # a singular chain (never alarms) or lattice noise: keep the curve rising
+            row[np.isnan(row)] = np.nanmax(row) if np.isfinite(row).any() else 50.0
+            out[i, j] = np.maximum.accumulate(row)
+    return out
+
+
+def _table(odds_ratio: float) -> np.ndarray:
+    key = round(float(odds_ratio), 6)
+    if key not in _TABLES:
+        if TABLE_FILE.exists():
+            with np.load(TABLE_FILE) as z:
+                for name in z.files:
+                    _TABLES.setdefault(round(float(name.removeprefix("or_")), 6), z[name])
+        if key not in _TABLES:
+            _TABLES[key] = arl_table(odds_ratio)
+    return _TABLES[key]
+
+
+def _interp_axis(grid: np.ndarray, v: float):
+    lv = np.log(np.clip(v, grid[0], grid[-1]))
+    lg = np.log(grid)
+    j = int(np.clip(np.searchsorted(lg, lv) - 1, 0, len(grid) - 2))
+    w = (lv - lg[j]) / (lg[j + 1] - lg[j])
+    return j, float(np.clip(w, 0, 1))
+
+
+def threshold(p0: float, n: float, odds_ratio: float, arl_weeks: float) -> float:
+    """The h whose in-control ARL (weeks of ~`n` tests at ~`p0`, `arl`) is `arl_weeks`: the
+    log-ARL table interpolated bilinearly in log p0 and log n, then inverted in h (linear
+    between grid points; beyond h = 14 extrapolated)."""
+    T = _table(odds_ratio)
+    i, wi = _interp_axis(P_GRID, p0)
+    j, wj = _interp_axis(N_GRID, max(n, 1.0))
+    curve = ((1 - wi) * (1 - wj) * T[i, j] + wi * (1 - wj) * T[i + 1, j] + (1 - wi) * wj * T[i, j + 1]
+             + wi * wj * T[i + 1, j + 1])
+    curve = np.maximum.accumulate(curve)
+    lt = np.log(max(arl_weeks, 1.0))
+    if lt <= curve[0]:
+        return float(H_GRID[0])
+    if lt >= curve[-1]:
+        slope = max((curve[-1] - curve[-4]) / (H_GRID[-1] - H_GRID[-4]), 0.5)
+        return float(H_GRID[-1] + (lt - curve[-1]) / slope)
+    k = int(np.searchsorted(curve, lt))
+    c0, c1 = curve[k - 1], curve[k]
+    w = (lt - c0) / (c1 - c0) if c1 > c0 else 1.0
+    return float(H_GRID[k - 1] + w * (H_GRID[k] - H_GRID[k - 1]))
+
+
+# ------------------------------------------------------------------ the scheme: market × item, market × commodity, city × commodity
+
+@dataclass(frozen=True)
+class Scheme:
+    """How the false alarms are shared (docs/market.md, "The surveillance scheme").
+
+    `budget`: false alarms a market may have per year with no real change, all its series
+    together; shared as `share_item` (its series of all commodities), `share_commodity`
+    (its commodity series, in proportion to their tests: every test carries the same
+    false-alarm rate, so a big commodity gets a bigger share than a small one) and
+    `share_city` (the city's commodity series, in proportion to their tests; the city's
+    budget is share_city × budget × number of markets). Each series' h is set so its
+    in-control ARL (Markov chain, `threshold`) spends exactly its share."""
+
+    budget: float = 0.1                # false alarms per market-year, all levels (nominal: the
+                                       # references are estimated, which about doubles it; measured
+                                       # 0.15-0.17 by simulation, benchmarks/market_power.py)
+    share_item: float = 0.2
+    share_commodity: float = 0.6
+    share_city: float = 0.2
+    or_item: float = 2.0               # the odds ratio each level's CUSUM is tuned to
+    or_commodity: float = 4.0
+    or_city: float = 2.0
+    min_weekly_tests: float = 1.0      # a commodity series needs this many tests a week on average
+    prior_positives: float = 10.0      # pseudo-positives shrinking a market's own commodity offset
+    smooth: int = 6                    # weeks of the other markets' rate behind each week's reference
+
+
+def _expit(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def _offset(x_base, expected_base, prior):
+    """log of a shrunk observed/expected ratio: (x + prior)/(E + prior)."""
+    return np.log(np.clip((x_base + prior) / (expected_base + prior), 0.05, 20))
+
+
+def commodity_reference(n: pd.DataFrame, x: pd.DataFrame, p_market: pd.DataFrame, baseline: int,
+                        prior: float = 10.0) -> pd.DataFrame:
+    """Expected rate per week of each (market, commodity) column of `n`/`x`: the market's own
+    reference rate `p_market` (the city's season, the market's offset: `reference_rate`)
+    moved by the commodity's log-odds ratio to the whole item (from every market's baseline
+    weeks) and by the market's own difference in that commodity (its baseline, shrunk with
+    `prior` pseudo-positives towards none). The season comes from the big pooled series, so
+    the reference is steady even for a commodity with a few tests a week."""
+    markets = n.columns.get_level_values(0)
+    coms = n.columns.get_level_values(1)
+    k = max(1, min(baseline, len(n) // 2 or 1))
+    N, X = n.to_numpy(float), x.to_numpy(float)
+    pm = p_market.reindex(columns=pd.Index(markets)).to_numpy(float)
+    pm = np.where(np.isnan(pm), np.nanmean(pm) if np.isfinite(pm).any() else 0.02, pm)
+    # the commodity's ratio to its markets' reference, all markets' baseline weeks
+    e_base = (N[:k] * pm[:k]).sum(axis=0)
+    x_base = X[:k].sum(axis=0)
+    by_c = pd.DataFrame({"c": coms, "x": x_base, "e": e_base}).groupby("c")[["x", "e"]].sum()
+    d_c = _offset(by_c["x"], by_c["e"], prior).reindex(coms).to_numpy()
+    base = _logit(np.clip(pm, 1e-4, 0.5)) + d_c[None, :]
+    e_mc = (N[:k] * _expit(base[:k])).sum(axis=0)
+    own = _offset(x_base, e_mc, prior)
+    p0 = _expit(base + own[None, :])
+    return pd.DataFrame(np.clip(p0, 1e-4, 0.5), index=n.index, columns=n.columns)
+
+
+def calibrated_cusum(n: pd.DataFrame, x: pd.DataFrame, p0: pd.DataFrame, odds_ratio: float,
+                     alarms_per_year: pd.Series, judged_from: int = 0) -> dict:
+    """The binomial CUSUM (`cusum`, R's categoricalCUSUM) of each column with its own h: the
+    threshold that spends `alarms_per_year` (per column) false alarms a year in control.
+    Weeks before `judged_from` (the baseline) never alarm. Returns cusum's frames plus `h`
+    (a Series per column) and `z` = S/h (an alarm is z > 1)."""
+    P0 = p0.reindex(index=n.index, columns=n.columns).to_numpy(float)
+    N = n.to_numpy(float)
+    k = max(judged_from, 0)
+    mean_n = N[k:].mean(axis=0) if len(N) > k else N.mean(axis=0)
+    mean_n = np.where(mean_n > 0, mean_n, N.mean(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.where(N > 0, N, 0)
+        mean_p = np.where(w.sum(axis=0) > 0, (P0 * w).sum(axis=0) / w.sum(axis=0), np.nanmean(P0, axis=0))
+    budget = alarms_per_year.reindex(n.columns).to_numpy(float)
+    hs = np.array([threshold(p, m, odds_ratio, 52.18 / b) if (b > 0 and m > 0) else np.inf
+                   for p, m, b in zip(mean_p, mean_n, budget)])
+    P1 = odds_ratio * P0 / (1 - P0 + odds_ratio * P0)
+    X = x.to_numpy(float)
+    llr = X * np.log(P1 / P0) + (N - X) * np.log((1 - P1) / (1 - P0))
+    S = np.empty_like(llr)
+    A = np.zeros(llr.shape, dtype=bool)
+    s = np.zeros(llr.shape[1])
+    for t in range(llr.shape[0]):
+        s = np.maximum(0.0, s + llr[t])
+        S[t] = s
+        A[t] = (s > hs) & (t >= k)
+        s = np.where(A[t], 0.0, s)
+    mk = lambda a: pd.DataFrame(a, index=n.index, columns=n.columns)  # noqa: E731
+    return {"s": mk(S), "h": pd.Series(hs, index=n.columns), "z": mk(S / hs[None, :]), "alarm": mk(A),
+            "p1": mk(P1)}
+
+
+@dataclass
+class SchemeResult:
+    """The three levels' series and CUSUMs, and the alarms resolved into alerts' episodes."""
+    item: dict          # market × item: n, x, p0, cusum
+    commodity: dict     # (market, commodity): n, x, p0, cusum
+    city: dict          # commodity, city-wide: n, x, p0, cusum
+    market_episodes: pd.DataFrame   # market, first, last, alarms, commodities (named), item (bool)
+    city_episodes: pd.DataFrame     # commodity, first, last, alarms, markets (those also alarming)
+    budget: dict                    # the false-alarm shares, for the 说明
+    rules: "Scheme" = None          # the scheme's numbers
+
+
+def _alarm_runs(flags: np.ndarray, gap: int):
+    t = np.flatnonzero(flags)
+    if not len(t):
+        return []
+    breaks = np.flatnonzero(np.diff(t) > gap)
+    return list(zip(np.r_[t[0], t[breaks + 1]], np.r_[t[breaks], t[-1]]))
+
+
+def _explained(t: int, m, spans, n_item, x_item, p_item, n_mc, x_mc, p_mc, weeks: int = 4,
+               alpha: float = 0.01) -> bool:
+    """Whether market m's item alarm in week t falls in a city-wide commodity episode and the
+    market's other commodities are not above their expectation over the last `weeks` weeks
+    (Poisson upper tail ≥ alpha): then the city-wide rise is the story, not the market."""
+    coms = [c for c, lo, hi in spans if lo <= t <= hi and (m, c) in n_mc.columns]
+    if not coms:
+        return False
+    w = slice(max(0, t - weeks + 1), t + 1)
+    x = float(x_item[m].iloc[w].sum()) - sum(float(x_mc[(m, c)].iloc[w].sum()) for c in coms)
+    e = float((p_item[m].iloc[w] * n_item[m].iloc[w]).sum()) - sum(
+        float((p_mc[(m, c)].iloc[w] * n_mc[(m, c)].iloc[w]).sum()) for c in coms)
+    return bool(stats.poisson.sf(x - 1, max(e, 1e-9)) >= alpha)
+
+
+def scheme_from_counts(n_item: pd.DataFrame, x_item: pd.DataFrame, n_mc: pd.DataFrame, x_mc: pd.DataFrame,
+                       rules: Rules = Rules(), scheme: Scheme = Scheme()) -> SchemeResult:
+    """The scheme on weekly counts: `n_item`/`x_item` per market (columns), `n_mc`/`x_mc` per
+    (market, commodity) (two-level columns). Used by the analysis and by the simulations of
+    benchmarks/market_power.py alike."""
+    idx = n_item.index
+    markets = list(n_item.columns)
+    M = max(1, len(markets))
+    k = max(1, min(rules.baseline_weeks, len(idx) // 2 or 1))
+    p_item = reference_rate(n_item, x_item, rules.baseline_weeks, rules.shrink_tests, scheme.smooth)
+    tests_year = n_item.iloc[k:].sum() if len(idx) > k else n_item.sum()
+    # market × item
+    item_budget = pd.Series(scheme.budget * scheme.share_item, index=n_item.columns)
+    cs_item = calibrated_cusum(n_item, x_item, p_item, scheme.or_item, item_budget, k)
+    # market × commodity: commodities with enough tests
+    n_mc = n_mc.reindex(idx, fill_value=0)
+    x_mc = x_mc.reindex(idx, fill_value=0)
+    keep = n_mc.mean() >= scheme.min_weekly_tests
+    n_mc, x_mc = n_mc.loc[:, keep], x_mc.loc[:, keep]
+    p_mc = commodity_reference(n_mc, x_mc, p_item, rules.baseline_weeks, scheme.prior_positives)
+    mk_of = n_mc.columns.get_level_values(0)
+    own = (n_mc.iloc[k:].sum() if len(idx) > k else n_mc.sum())
+    share = own.to_numpy(float) / np.maximum(tests_year.reindex(mk_of).to_numpy(float), 1)
+    mc_budget = pd.Series(scheme.budget * scheme.share_commodity * share, index=n_mc.columns)
+    cs_mc = calibrated_cusum(n_mc, x_mc, p_mc, scheme.or_commodity, mc_budget, k)
+    # city × commodity: the sums over markets, expected = Σ markets' expected
+    coms = n_mc.columns.get_level_values(1)
+    n_c = n_mc.T.groupby(coms).sum().T
+    x_c = x_mc.T.groupby(coms).sum().T
+    e_c = (n_mc * p_mc).T.groupby(coms).sum().T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p_c = (e_c / n_c.where(n_c > 0)).ffill().bfill().fillna(0.02)
+    c_tests = n_c.iloc[k:].sum() if len(idx) > k else n_c.sum()
+    c_budget = scheme.budget * scheme.share_city * M * c_tests / max(float(c_tests.sum()), 1.0)
+    cs_c = calibrated_cusum(n_c, x_c, p_c, scheme.or_city, c_budget, k)
+
+    gap = rules.episode_gap
+    A_mc = cs_mc["alarm"]
+    # city-wide: an episode of the commodity's city series stands when it is not one market's
+    # rise: the same series without the markets that alarmed on their own still alarms
+    city_rows, absorbed, city_spans = [], set(), []
+    for c in n_c.columns:
+        for s, e in _alarm_runs(cs_c["alarm"][c].to_numpy(), gap):
+            lo, hi = max(0, s - gap), e
+            cols = [col for col in A_mc.columns if col[1] == c]
+            alarming = [col for col in cols if A_mc[col].to_numpy()[lo:hi + gap + 1].any()]
+            stands = True
+            if alarming:
+                rest = [col for col in cols if col not in alarming]
+                if not rest:
+                    stands = len(alarming) > 1
+                else:
+                    sub = calibrated_cusum(n_mc[rest].sum(axis=1).to_frame(c), x_mc[rest].sum(axis=1).to_frame(c),
+                                           ((n_mc[rest] * p_mc[rest]).sum(axis=1)
+                                            / n_mc[rest].sum(axis=1).where(lambda v: v > 0)).ffill().bfill()
+                                           .fillna(0.02).to_frame(c),
+                                           scheme.or_city, pd.Series({c: float(c_budget[c])}), k)
+                    stands = bool(sub["alarm"][c].to_numpy()[lo:hi + 1].any())
+            if not stands:
+                continue
+            last = e
+            for col in alarming:  # the markets' own alarms of the commodity in this span are the city's
+                for t in np.flatnonzero(A_mc[col].to_numpy()):
+                    if lo <= t <= hi + gap:
+                        absorbed.add((col, t))
+            city_spans.append((c, lo, hi + gap))
+            city_rows.append({"commodity": c, "first": idx[s], "last": idx[last],
+                              "alarms": int(cs_c["alarm"][c].to_numpy()[s:e + 1].sum()),
+                              "markets": sorted({col[0] for col in alarming})})
+    city_ep = pd.DataFrame(city_rows, columns=["commodity", "first", "last", "alarms", "markets"])
+
+    # per market: the item series' alarms and its commodities' (not the city's) are one story
+    rows = []
+    for m in markets:
+        flags = cs_item["alarm"][m].to_numpy().copy() if m in cs_item["alarm"] else np.zeros(len(idx), bool)
+        for t in np.flatnonzero(flags):  # an item alarm the city-wide rise of a commodity explains is the city's
+            if _explained(t, m, city_spans, n_item, x_item, p_item, n_mc, x_mc, p_mc):
+                flags[t] = False
+        item_flags = flags.copy()
+        mcols = [col for col in A_mc.columns if col[0] == m]
+        com_flags = {}
+        for col in mcols:
+            f = A_mc[col].to_numpy().copy()
+            for t in np.flatnonzero(f):
+                if (col, t) in absorbed:
+                    f[t] = False
+            if f.any():
+                com_flags[col[1]] = f
+                flags |= f
+        for s, e in _alarm_runs(flags, gap):
+            named = []
+            for c, f in com_flags.items():
+                if f[s:e + 1].any():
+                    named.append((float(cs_mc["z"][(m, c)].to_numpy()[s:e + 1].max()), c))
+            named = [c for _, c in sorted(named, reverse=True)]
+            rows.append({"market": m, "first": idx[s], "last": idx[e], "alarms": int(flags[s:e + 1].sum()),
+                         "commodities": named, "item": bool(item_flags[s:e + 1].any())})
+    mk_ep = pd.DataFrame(rows, columns=["market", "first", "last", "alarms", "commodities", "item"])
+    budget = {"per_market_year": scheme.budget, "item": scheme.budget * scheme.share_item,
+              "commodity": scheme.budget * scheme.share_commodity,
+              "city_per_year": scheme.budget * scheme.share_city * M, "markets": M}
+    return SchemeResult({"n": n_item, "x": x_item, "p0": p_item, "cusum": cs_item},
+                        {"n": n_mc, "x": x_mc, "p0": p_mc, "cusum": cs_mc},
+                        {"n": n_c, "x": x_c, "p0": p_c, "cusum": cs_c}, mk_ep, city_ep, budget, scheme)
+
+
+def commodity_series(prep: pd.DataFrame, freq: str = "W", start=None, end=None):
+    """Weekly tests and positives per (market, commodity)."""
+    if prep.empty:
+        e = pd.DataFrame(dtype="int64")
+        return e, e.copy()
+    key = prep["market_id"].astype(str) + "\x1f" + prep["commodity"].astype(str)
+    n, x = series(prep.assign(_mc=key), "_mc", freq, start, end)
+    cols = pd.MultiIndex.from_tuples([tuple(c.split("\x1f", 1)) for c in n.columns], names=["market", "commodity"])
+    n.columns, x.columns = cols, cols
+    return n, x
+
+
+def scheme(prep: pd.DataFrame, rules: Rules = Rules(), sch: Scheme = Scheme()) -> SchemeResult | None:
+    """The scheme on prepared records (figures.prepare) of the watched item."""
+    sel = prep if rules.item is None else prep[prep["test_item"] == rules.item]
+    n, x = series(sel, "market_id", rules.freq)
+    if n.empty:
+        return None
+    n_mc, x_mc = commodity_series(sel, rules.freq, n.index.min(), n.index.max())
+    return scheme_from_counts(n, x, n_mc, x_mc, rules, sch)

@@ -27,7 +27,7 @@ URBAN = ("荷塘区", "芦淞区", "石峰区", "天元区")
 # fixed sub-streams of the seed, so each part of the city draws its own numbers
 _STREAMS = {"geo": 1, "markets": 2, "canteens": 3, "sites": 4, "plants": 5, "tests": 6,
             "violations": 7, "weather": 8, "events": 9, "hazards": 10, "dirt": 11, "alerts": 12,
-            "market_followups": 41}
+            "market_followups": 41, "market_plants": 42}
 INGEST_ORDER = ("grids", "markets", "stalls", "canteens", "cameras", "canteen_suppliers",
                 "hazard_sites", "rapid_tests", "market_followups", "canteen_violations", "city_events", "event_history",
                 "hazards", "inspections", "weather", "alerts")
@@ -93,7 +93,8 @@ def generate(days: int, seed: int, end: dt.date) -> dict:
     since = end - dt.timedelta(days=min(41, max(6, days * 2 // 3)))
     backlog = {"street": back_street, "since": max(since, start).isoformat(), "stuck_share": 0.7}
 
-    tests = mk.rapid_tests(_rng(seed, "tests"), cal, world, rising, world.roving)
+    market_plan = mk.plan_market_plants(_rng(seed, "market_plants"), world, start, days, roving_markets + [rising_id])
+    tests = mk.rapid_tests(_rng(seed, "tests"), cal, world, rising, world.roving, market_plan)
     market_followups = mk.followups(_rng(seed, "market_followups"), tests, cal.end)
     viol = ct.violations(_rng(seed, "violations"), cal, cw, recurring)
     weather, cold = wx.hourly_weather(_rng(seed, "weather"), cal)
@@ -117,7 +118,8 @@ def generate(days: int, seed: int, end: dt.date) -> dict:
         _plant_cold(weather, cold, cal),
     ]
     frames["alerts"] = _alerts(_rng(seed, "alerts"), cal, frames, plants)
-    return {"cal": cal, "frames": frames, "plants": plants, "streets": streets}
+    return {"cal": cal, "frames": frames, "plants": plants, "streets": streets,
+            "market_plants": mk.describe_market_plants(tests, market_plan, markets)}
 
 
 def _safety_team(seed: int) -> list[str]:
@@ -499,6 +501,7 @@ def write_city(days: int = 365, seed: int = 7, end: dt.date | None = None,
         "note": "时间均为本地时间（Asia/Shanghai）；库中 ts 为 UTC",
         "rows": rows, "total_rows": int(sum(rows.values())),
         "plants": city["plants"],
+        "market_plants": city["market_plants"],  # issue 16: commodity rises, a fast inspector, a card procedure
         "dirt": dirt, "dirt_total": int(sum(d["rows"] for d in dirt)),
         "files": [{"dataset": ds, "path": p.relative_to(out_dir).as_posix()} for ds, p in files],
     }

@@ -213,9 +213,36 @@ def reagent_batches(item_codes: np.ndarray, days: np.ndarray, market_idx: np.nda
     return batch.to_numpy(dtype=object), expiry
 
 
+def plan_market_plants(rng: np.random.Generator, world: MarketWorld, start, days: int, exclude: list[str]) -> dict:
+    """The surveillance and integrity plants of issue 16, drawn from their own stream:
+    - commodity_rise: one commodity (芹菜, about a tenth of a market's pesticide tests) at one
+      market rises five-fold from a Monday;
+    - city_rise: one commodity (豇豆) rises three-fold in every market from a Monday;
+    - fast_inspector: one inspector logs a result every two minutes (reaction still ten);
+    - card_procedure: every device reads about 30 % of its colloidal-gold cards at 3–4
+      minutes (the card needs 5): a procedure, not a device."""
+    m = world.markets
+    urban = m[m.district.isin(["荷塘区", "芦淞区", "石峰区", "天元区"]) & ~m.market_id.isin(exclude)].market_id.tolist()
+    market = urban[int(rng.integers(len(urban)))]
+    start = pd.Timestamp(start)
+
+    def monday(frac):
+        d = start + pd.Timedelta(days=int(round(days * frac)))
+        return (d - pd.Timedelta(days=d.weekday())).date().isoformat()
+
+    mains = world.inspectors[(world.inspectors.inspector != world.roving) & (world.inspectors.share >= 0.6)]
+    mains = mains[~mains.market_id.isin(exclude + [market])]
+    names = sorted(mains.inspector.unique())
+    return {"commodity_rise": {"market_id": market, "commodity": "芹菜", "onset": monday(0.62), "rr": 5.0},
+            "city_rise": {"commodity": "豇豆", "onset": monday(0.7), "rr": 3.0},
+            "fast_inspector": {"inspector": names[int(rng.integers(len(names)))], "every_minutes": 2},
+            "card_procedure": {"share": 0.3, "minutes": (3, 4)}}
+
+
 def rapid_tests(rng: np.random.Generator, cal: CityCalendar, world: MarketWorld,
-                rising: dict, clean_inspector: str) -> pd.DataFrame:
-    """All rapid tests of the range, clean (no dirt). Times are naive local."""
+                rising: dict, clean_inspector: str, plan: dict | None = None) -> pd.DataFrame:
+    """All rapid tests of the range, clean (no dirt). Times are naive local. `plan`: the
+    plants of plan_market_plants (drawn apart: the other numbers stay as they were)."""
     markets, stalls = world.markets, world.stalls
     nm = len(markets)
     # market activity: 17–30 tests per open weekday, by size
@@ -286,6 +313,14 @@ def rapid_tests(rng: np.random.Generator, cal: CityCalendar, world: MarketWorld,
     in_r = is_pest & (mkt_idx == rising_m)
     after = day64.astype("datetime64[D]") >= onset
     clean = inspector == clean_inspector
+    if plan:
+        com = ct.commodity.to_numpy()[com_i]
+        day_d0 = day64.astype("datetime64[D]")
+        cr, wr = plan["commodity_rise"], plan["city_rise"]
+        up_c = (com == cr["commodity"]) & (markets.market_id.to_numpy()[mkt_idx] == cr["market_id"]) & (
+            day_d0 >= np.datetime64(cr["onset"], "D"))
+        up_w = (com == wr["commodity"]) & (day_d0 >= np.datetime64(wr["onset"], "D"))
+        p = p * np.where(up_c, cr["rr"], 1.0) * np.where(up_w, wr["rr"], 1.0)
     p = np.where(clean | in_r, 0.0, p)
     positive = rng.random(n) < p
     # the rising market: exactly the planted share of its pesticide tests, before and after
@@ -320,6 +355,8 @@ def rapid_tests(rng: np.random.Generator, cal: CityCalendar, world: MarketWorld,
     dev_no = 1 + (rng.integers(0, 2, n) % ndev[mkt_idx])
     device = pd.Series(dev_base[mkt_idx]).str.cat(dev_no.astype(str)).to_numpy(dtype=object)
 
+    if plan:
+        sampled, ts = _plant_times(plan, sampled, ts, inspector, mkt_idx, is_card, react)
     item_name = pd.Series(item).map({c: ITEMS[c][0] for c in ITEM_CODES}).to_numpy(dtype=object)
     method = pd.Series(item).map({c: ITEMS[c][1] for c in ITEM_CODES}).to_numpy(dtype=object)
     unit = pd.Series(item).map({c: ITEMS[c][2] for c in ITEM_CODES}).to_numpy(dtype=object)
@@ -347,6 +384,65 @@ def rapid_tests(rng: np.random.Generator, cal: CityCalendar, world: MarketWorld,
     df.insert(0, "test_id", ("KJ" + day_str + (df._m + 1).astype(str).str.zfill(2)
                              + seq.astype(str).str.zfill(3)).to_numpy(dtype=object))
     return df.drop(columns="_m")
+
+
+def _plant_times(plan: dict, sampled: np.ndarray, ts: np.ndarray, inspector: np.ndarray, mkt_idx: np.ndarray,
+                 is_card: np.ndarray, react: np.ndarray):
+    """The fast inspector's results every `every_minutes` from their first of the day in each
+    market (sampled the reaction time before: the reaction rule holds), and the cards of
+    every device read early in a share of tests (result time kept, sampling time later)."""
+    sampled, ts = sampled.copy(), ts.copy()
+    fi = plan["fast_inspector"]
+    mine = np.flatnonzero(inspector == fi["inspector"])
+    if len(mine):
+        frame = pd.DataFrame({"i": mine, "m": mkt_idx[mine], "d": ts[mine].astype("datetime64[D]"), "t": ts[mine]})
+        frame = frame.sort_values(["m", "d", "t"], kind="stable")
+        rank = frame.groupby(["m", "d"]).cumcount().to_numpy()
+        first = frame.groupby(["m", "d"])["t"].transform("min").to_numpy().astype("datetime64[m]")
+        new_ts = first + (rank * fi["every_minutes"]).astype("timedelta64[m]")
+        idx = frame["i"].to_numpy()
+        ts[idx] = new_ts
+        sampled[idx] = new_ts - react[idx].astype("timedelta64[m]")
+    cp = plan["card_procedure"]
+    g = np.random.default_rng([len(ts), 16])  # its own numbers: the city's streams are untouched
+    early = is_card & (g.random(len(ts)) < cp["share"])
+    lo, hi = cp["minutes"]
+    sampled[early] = ts[early] - g.integers(lo, hi + 1, len(ts))[early].astype("timedelta64[m]")
+    return sampled, ts
+
+
+def describe_market_plants(tests: pd.DataFrame, plan: dict, markets: pd.DataFrame) -> list[dict]:
+    """What plan_market_plants planted, with the counts the tests can check (plants.yaml)."""
+    cr, wr, fi, cp = plan["commodity_rise"], plan["city_rise"], plan["fast_inspector"], plan["card_procedure"]
+    pest = tests[tests.test_item == PESTICIDE]
+    ts = pd.to_datetime(pest.ts)
+
+    def rates(sel, onset):
+        after = ts >= pd.Timestamp(onset)
+        pos = pest.result == "阳性"
+        return {"tests_before": int((sel & ~after).sum()), "positives_before": int((sel & ~after & pos).sum()),
+                "tests_after": int((sel & after).sum()), "positives_after": int((sel & after & pos).sum())}
+
+    in_m = pest.market_id == cr["market_id"]
+    share = float((in_m & (pest.commodity == cr["commodity"])).sum() / max(int(in_m.sum()), 1))
+    mine = tests[tests.inspector_id == fi["inspector"]]
+    card = tests[tests.method == CARD]
+    early = (pd.to_datetime(card.ts) - pd.to_datetime(card.sampled_at)) < pd.Timedelta(minutes=5)
+    return [
+        {"name": "commodity_rise", "what": "某市场某一样品农药残留快检阳性率自某周起升至 5 倍", "dataset": "rapid_tests",
+         "market_id": cr["market_id"], "market_name": markets.set_index("market_id").loc[cr["market_id"], "name"],
+         "commodity": cr["commodity"], "onset": cr["onset"], "relative_risk": cr["rr"],
+         "share_of_market_pesticide_tests": round(share, 3), **rates(in_m & (pest.commodity == cr["commodity"]), cr["onset"])},
+        {"name": "city_rise", "what": "全市某一样品农药残留快检阳性率自某周起升至 3 倍", "dataset": "rapid_tests",
+         "commodity": wr["commodity"], "onset": wr["onset"], "relative_risk": wr["rr"],
+         **rates(pest.commodity == wr["commodity"], wr["onset"])},
+        {"name": "fast_inspector", "what": "检测员每 2 分钟出具一个结果（酶抑制法需反应 10 分钟）", "dataset": "rapid_tests",
+         "inspector_id": fi["inspector"], "every_minutes": fi["every_minutes"], "tests": int(len(mine)),
+         "market_ids": sorted(mine.market_id.unique().tolist())},
+        {"name": "card_procedure", "what": "各设备约 30% 的胶体金卡在 3–4 分钟读数（应 5 分钟）：规程问题", "dataset": "rapid_tests",
+         "share": cp["share"], "card_tests": int(len(card)), "read_early": int(early.sum()),
+         "devices": int(card.device_id.nunique()), "devices_reading_early": int(card[early.to_numpy()].device_id.nunique())},
+    ]
 
 
 def followups(rng: np.random.Generator, tests: pd.DataFrame, end) -> pd.DataFrame:
