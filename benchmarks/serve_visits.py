@@ -143,7 +143,7 @@ def run_setting(name: str, args, folder: Path, env: dict) -> dict:
             s = requests.Session()
             s.get(base + "/login", timeout=30)
             s.post(base + "/login", data={"username": f"visitor{i + 1}", "password": PASSWORD,
-                                          "_xsrf": s.cookies.get("_xsrf")}, timeout=30)
+                                          "_xsrf": s.cookies.get("_xsrf")}, allow_redirects=False, timeout=30)
             sessions.append(s)
     time.sleep(5)   # the pool's kernel has preheated
     k0, m0 = measure(pid)

@@ -445,6 +445,7 @@ def render_handler(base):
                     f"您已打开 {held} 个看板页面（每人最多 {cap} 个）。请先关闭其他看板页面，再刷新本页。",
                     (self.request.uri, "重新打开本页")))
                 return
+            self.xsrf_token  # noqa: B018 - sets the _xsrf cookie Voilà's beforeunload shutdown sends back
             # the kernel learns its user from the server only
             self.request.headers[access.USER_HEADER] = access.sign(who.username)
             OWNERS.pending[who.username] = OWNERS.pending.get(who.username, 0) + 1
