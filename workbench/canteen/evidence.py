@@ -182,6 +182,28 @@ def _write(path: Path, image: np.ndarray, params) -> None:
     tmp.replace(path)  # a dashboard never reads a half-written image
 
 
+def find_snapshot(violation_id: str, camera_id: str, ts, original: bool = False,
+                  tz: str = config.TZ) -> Path | None:
+    """The snapshot file the watcher wrote for a violation (…/<id>.jpg, or the unblurred
+    …/<id>.clean.jpg), found from the violation's id, camera and time as save_snapshot names it —
+    never from a stored path — and only when it is a plain file inside the evidence folder."""
+    import os
+
+    vid = str(violation_id or "")
+    if not vid or "/" in vid or "\\" in vid or vid.startswith(".") or not camera_id or ts is None:
+        return None
+    try:
+        rel = event_dir(str(camera_id), ts, tz)
+    except (TypeError, ValueError):
+        return None
+    root = os.path.realpath(evidence_root())
+    p = config.data_dir() / rel / (f"{vid}.clean.jpg" if original else f"{vid}.jpg")
+    if p.is_symlink() or not p.is_file():
+        return None
+    real = os.path.realpath(p)
+    return Path(real) if real.startswith(root + os.sep) else None
+
+
 def resolve(snapshot: str | None) -> Path | None:
     """The file of a stored snapshot path, if it exists."""
     if not snapshot or not isinstance(snapshot, str):

@@ -5,10 +5,14 @@ status changes (with history) to the hub.
 
 `load()` reads the hub once (workbench.canteen.compliance); the other functions turn the
 snapshot into tables, charts and widgets. dashboards/canteen.ipynb only calls them.
+
+The page acts as the signed-in user (`who`, a workbench.access.Principal): a district user's
+snapshot holds only their district's canteens, violations and case steps (compliance.load
+filters in the queries), so the figures at the top and the tables agree; case steps are taken
+as that user (no actor box), and a role that may not act sees the editor disabled with why.
 """
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 
 import pandas as pd
@@ -34,6 +38,7 @@ RANK_LABELS = {"rank": "排名", "name": "食堂", "school_type": "学校类型"
 class CanteenSnapshot:
     now: pd.Timestamp
     data: cp.CanteenData
+    who: object = None   # the Principal it was read for (None: unscoped, the system)
 
     @property
     def empty(self) -> bool:
@@ -51,8 +56,9 @@ def prepare() -> None:
     hub.engine()
 
 
-def load(now=None, eng=None) -> CanteenSnapshot:
-    return CanteenSnapshot(utc_now() if now is None else pd.Timestamp(now), cp.load(eng=eng))
+def load(now=None, eng=None, who=None) -> CanteenSnapshot:
+    """One read of the hub for `who` (a district user: their district only)."""
+    return CanteenSnapshot(utc_now() if now is None else pd.Timestamp(now), cp.load(eng=eng, who=who), who)
 
 
 # ------------------------------------------------------------------ filters (pure)
@@ -98,35 +104,37 @@ def class_figure(v: pd.DataFrame, title: str = "违规类型分布"):
     return charts.bar_chart(counts, title=title, xlabel="违规数")
 
 
-def _thumb(path: str | None, width: int = 320) -> str:
-    from workbench.canteen.evidence import resolve
+def _thumb(r, who=None, width: int = 320) -> str:
+    """The violation's snapshot as the application serves it (the face-blurred frame, by the
+    violation's id: never a file path taken from the data, never read into the page); for the
+    reviewing role, a link to the unblurred frame (the server checks the role and audits it).
+    Whether there is one is asked of the evidence store by id, camera and time."""
+    from workbench.canteen.evidence import find_snapshot
+    from workbench.ui.identity import evidence_url
 
-    p = resolve(path)
-    if p is None:
+    violation_id = getattr(r, "violation_id", None)
+    if not violation_id or find_snapshot(violation_id, getattr(r, "camera_id", None), getattr(r, "ts", None)) is None:
         return '<div class="wb-cv-noimg">无抓拍图</div>'
-    import cv2
-
-    img = cv2.imread(str(p))
-    if img is None:
-        return '<div class="wb-cv-noimg">抓拍图无法读取</div>'
-    h, w = img.shape[:2]
-    img = cv2.resize(img, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
-    data = base64.b64encode(buf.tobytes()).decode()
-    return f'<img class="wb-cv-img" src="data:image/jpeg;base64,{data}" alt="抓拍图" width="{width}">'
+    img = (f'<img class="wb-cv-img" src="{esc(evidence_url(str(violation_id)))}" alt="抓拍图（人脸已打码）" '
+           f'width="{width}" loading="lazy">')
+    if who is not None and who.may_review_evidence:
+        img += (f'<a class="wb-cv-original" target="_blank" rel="noopener" '
+                f'href="{esc(evidence_url(str(violation_id), original=True))}">查看未打码原图（复核用，留痕）</a>')
+    return img
 
 
 FEED_CSS = """<style>
 .wb-cv-feed{display:flex;flex-wrap:wrap;gap:12px}
 .wb-cv-card{width:336px;border:1px solid #e3e6ea;border-radius:8px;padding:8px;background:#fff}
-.wb-cv-img{display:block;border-radius:4px;max-width:100%}
+.wb-cv-img{display:block;border-radius:4px;max-width:100%;min-height:60px;background:#f3f4f6}
+.wb-cv-original{font-size:12px}
 .wb-cv-noimg{height:120px;display:flex;align-items:center;justify-content:center;background:#f3f4f6;
  color:#888;border-radius:4px}
 .wb-cv-meta{font-size:13px;margin-top:6px;line-height:1.6}
 </style>"""
 
 
-def feed_html(v: pd.DataFrame, canteens: pd.DataFrame, limit: int = 8) -> str:
+def feed_html(v: pd.DataFrame, canteens: pd.DataFrame, limit: int = 8, who=None) -> str:
     """The newest violations as cards: snapshot, class, severity, canteen, time, status."""
     if v is None or v.empty:
         return table_html(None, empty="暂无违规记录", empty_hint="摄像头识别到违规后（workbench canteen watch），新违规会出现在这里。")
@@ -136,7 +144,7 @@ def feed_html(v: pd.DataFrame, canteens: pd.DataFrame, limit: int = 8) -> str:
         sev = getattr(r, "severity", None)
         status = getattr(r, "status", None) or "待处理"
         out.append(
-            f'<div class="wb-cv-card">{_thumb(getattr(r, "snapshot", None))}<div class="wb-cv-meta">'
+            f'<div class="wb-cv-card">{_thumb(r, who)}<div class="wb-cv-meta">'
             f'{badge(str(r.violation_class), SEVERITY_TONE.get(sev, ""))} '
             f'{badge(SEVERITY_ZH.get(sev, sev or DASH), SEVERITY_TONE.get(sev, ""))} '
             f'{badge(status, STATUS_TONE.get(status, ""))}<br>'
@@ -200,9 +208,23 @@ def kpis(d: cp.CanteenData, ranked: pd.DataFrame):
     ])
 
 
-def case_editor(snap: CanteenSnapshot, v: pd.DataFrame, on_saved=None):
-    """Pick an open case, its next status, who and why; 提交 writes to the hub."""
+def editor_refusal(who) -> str | None:
+    """Why `who` may not move canteen cases at all (read-only roles, another department, a
+    district user without a district); None when the case engine decides case by case."""
+    if who is None:
+        return "未登录，不能办理整改案件（请先登录）"
+    ct = cp.case_type()
+    return who.why_not_act(owner=ct.department, department=ct.department,
+                           district=who.district if who.role == "district" else None, what="办理整改案件")
+
+
+def case_editor(snap: CanteenSnapshot, v: pd.DataFrame, on_saved=None, who=None):
+    """Pick an open case, its next status and why; 提交 writes to the hub as `who` (the
+    signed-in user: the history row names them). A user who may not act sees the controls
+    disabled and one line saying why; a refusal of the case engine is shown as its reason."""
     import ipywidgets as widgets
+
+    from workbench.access import AccessDenied
 
     open_v = cp.cases(cp.CanteenData(snap.data.canteens, snap.data.cameras, v, snap.data.history)).head(300)
     if open_v.empty:
@@ -211,28 +233,32 @@ def case_editor(snap: CanteenSnapshot, v: pd.DataFrame, on_saved=None):
             for r in open_v.itertuples()]
     pick = widgets.Dropdown(options=opts, description="案件", layout=widgets.Layout(width="520px"))
     nxt = widgets.Dropdown(options=[], description="改为", layout=widgets.Layout(width="220px"))
-    actor = widgets.Text(description="操作人", placeholder="如：荷塘区市场监管局", layout=widgets.Layout(width="300px"))
     note = widgets.Text(description="说明", placeholder="整改情况、复核意见", layout=widgets.Layout(width="520px"))
     go = widgets.Button(description="提交", button_style="primary", layout=widgets.Layout(width="100px"))
     msg = widgets.HTML("")
-    for w in (pick, nxt, actor, note):
+    for w in (pick, nxt, note):
         w.style.description_width = "56px"
         w.add_class("wb-select")
     status_of = dict(zip(open_v["violation_id"], open_v["status"]))  # what the page shows (expected)
     ct = cp.case_type()
     verb = {s: ct.action_labels.get(a, s) for a, s in ct.actions.items()}
 
+    why = editor_refusal(who)
+
     def refresh_next(*_):
         cur = status_of.get(pick.value, ct.intake)
         nxt.options = [(f"{s}（{verb[s]}）" if verb.get(s, s) != s else s, s) for s in ct.allowed(cur)]
         nxt.value = nxt.options[0][1] if nxt.options else None
-        go.disabled = not nxt.options
+        go.disabled = bool(why) or not nxt.options
 
     def submit(_):
+        if why or who is None:
+            msg.value = f'<span class="wb-badge wb-bad">未保存</span> {esc(why or "请先登录")}'
+            return
         try:
-            res = cp.set_case_status(pick.value, nxt.value, actor=actor.value, note=note.value or None,
+            res = cp.set_case_status(pick.value, nxt.value, actor=who, note=note.value or None,
                                      expected=status_of.get(pick.value))
-        except cp.CaseError as exc:
+        except (cp.CaseError, AccessDenied) as exc:
             msg.value = f'<span class="wb-badge wb-bad">未保存</span> {esc(exc.problem)}'
             return
         status_of[pick.value] = res["to"]
@@ -245,7 +271,9 @@ def case_editor(snap: CanteenSnapshot, v: pd.DataFrame, on_saved=None):
     pick.observe(refresh_next, "value")
     go.on_click(submit)
     refresh_next()
-    box = layout.stack([widgets.HBox([pick, nxt]), widgets.HBox([actor, note, go]), msg], "wb-cv-editor")
+    reason = layout.lock([pick, nxt, note, go], why)
+    acting = layout.note(f"以 {who.actor} 的身份办理（记入整改记录）") if who is not None and not why else reason
+    box = layout.stack([widgets.HBox([pick, nxt]), widgets.HBox([note, go]), acting, msg], "wb-cv-editor")
     return box
 
 
@@ -268,12 +296,15 @@ def canteen_section(snap: CanteenSnapshot, d: cp.CanteenData, canteen_id: str | 
     return layout.stack(items)
 
 
-def body(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, canteen_id=None, on_saved=None):
+def body(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, canteen_id=None, on_saved=None,
+         who=None):
     import ipywidgets as widgets
 
+    who = who if who is not None else snap.who
     d = view(snap, district, school_type, vclass)
     ranked = cp.canteen_scores(d, days=DAYS)
-    where = "、".join(x for x in (district, school_type, vclass) if x) or "全市"
+    home = who.district if who is not None and not who.sees_all else "全市"
+    where = "、".join(x for x in (district, school_type, vclass) if x) or home
     figs = []
     if not ranked.empty:
         figs.append(charts.chart(ranking_figure(ranked)))
@@ -289,7 +320,7 @@ def body(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, ca
     pick.add_class("wb-select")
     holder = widgets.VBox([canteen_section(snap, d, chosen)], layout=widgets.Layout(width="100%"))
     pick.observe(lambda ch: setattr(holder, "children", [canteen_section(snap, d, ch["new"])]), "value")
-    feed = layout.html(feed_html(d.violations, d.canteens))
+    feed = layout.html(feed_html(d.violations, d.canteens, who=who))
     feed.add_class("wb-cv-live")
     out = layout.stack([
         kpis(d, ranked),
@@ -302,23 +333,25 @@ def body(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, ca
         layout.section("单个食堂：违规历史与未销案案件"),
         pick, holder,
         layout.section("整改状态", "整改闭环：待处理 → 已通知 → 已整改 → 已复核（复核未通过则退回整改，学校重新整改）；"
-                                   "须填写操作人，变更经统一案件引擎写入数据中台并留痕。"),
-        case_editor(snap, d.violations, on_saved),
+                                   "以当前登录用户的身份办理，变更经统一案件引擎写入数据中台并留痕。"),
+        case_editor(snap, d.violations, on_saved, who=who),
     ])
     out.feed = feed  # the live feed, updated in place by page()'s timer
     return out
 
 
-def live_feed(district=None, school_type=None, vclass=None, eng=None) -> str:
-    """The feed's HTML from a fresh read of the hub (the timer calls this)."""
-    d = view(load(eng=eng), district, school_type, vclass)
-    return feed_html(d.violations, d.canteens)
+def live_feed(district=None, school_type=None, vclass=None, eng=None, who=None) -> str:
+    """The feed's HTML from a fresh read of the hub for `who` (the timer calls this)."""
+    d = view(load(eng=eng, who=who), district, school_type, vclass)
+    return feed_html(d.violations, d.canteens, who=who)
 
 
-def page(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, canteen_id=None):
-    """Filters, a refresh button and the body; a filter change redraws it (a saved case does not,
-    so the editor keeps its message)."""
+def page(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, canteen_id=None, who=None):
+    """Filters, a refresh button and the body, as `who` (default: the user the snapshot was read
+    for); a filter change redraws it (a saved case does not, so the editor keeps its message)."""
     import ipywidgets as widgets
+
+    who = who if who is not None else snap.who
 
     def dd(label, options, value, width="220px"):
         opts = [(f"全部{label}", ALL)] + [(o, o) for o in options]
@@ -342,13 +375,14 @@ def page(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, ca
     def redraw(*_, reload=False, keep=None):
         try:
             if reload:
-                state["snap"] = load()
+                state["snap"] = load(who=who)
                 stamp.value = (f'<div class="wb-note">数据读取于 {format_time(state["snap"].now, "%Y-%m-%d %H:%M:%S")}'
                                f'（北京时间）</div>')
             holder.children = [body(state["snap"], f_d.value or None, f_s.value or None, f_c.value or None,
-                                    keep)]
+                                    keep, who=who)]
         except Exception as exc:  # shown on the page, not lost in a log
-            holder.children = [layout.error(str(exc))]
+            holder.children = [layout.unavailable(layout.hub_down()) if layout.hub_unreachable(exc)
+                               else layout.error(str(exc))]
 
     redraw(keep=canteen_id)
     for w in (f_d, f_s, f_c):
@@ -365,7 +399,7 @@ def page(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, ca
             try:
                 feed = getattr(holder.children[0], "feed", None)
                 if feed is not None:
-                    feed.value = live_feed(f_d.value or None, f_s.value or None, f_c.value or None)
+                    feed.value = live_feed(f_d.value or None, f_s.value or None, f_c.value or None, who=who)
             except Exception:  # noqa: BLE001 - a failed refresh waits for the next one
                 pass
 
@@ -378,5 +412,5 @@ def page(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, ca
 
 
 __all__ = ["CanteenSnapshot", "prepare", "load", "view", "ranking_table", "ranking_figure", "class_figure",
-           "feed_html", "cases_table", "history_figure", "history_table", "kpis", "case_editor",
+           "feed_html", "cases_table", "history_figure", "history_table", "kpis", "editor_refusal", "case_editor",
            "canteen_section", "body", "live_feed", "page"]
