@@ -324,7 +324,7 @@ def test_upload_in_the_browser(chromium, voila, tmp_path_factory):
     env = {"WORKBENCH_DB_URL": f"sqlite:///{folder / 'city.db'}", "WORKBENCH_DATA_DIR": str(folder / "data")}
     path = weather_csv(folder, bad_row=True)
     SHOTS.mkdir(parents=True, exist_ok=True)
-    with voila(env, "upload") as srv:
+    with voila(env, "upload", user="ops", role="staff", department="数据资源局") as srv:   # a role that writes
         page = chromium.new_page(viewport={"width": 1440, "height": 900}, locale="zh-CN", timezone_id="Asia/Shanghai")
         try:
             result = render(page, srv.url("hub.ipynb"), timeout=180)
@@ -363,6 +363,7 @@ def test_upload_in_the_browser(chromium, voila, tmp_path_factory):
             panel.locator('button[title="正式接入"]').click()
             page.wait_for_function("() => document.body.innerText.includes('接入结果')", timeout=60_000)
             assert "入库 48 行" in panel.inner_text() and "隔离 1 行" in panel.inner_text()
+            assert "只能查看" not in panel.inner_text()
             assert not check(page)
             page.screenshot(path=str(SHOTS / "hub-upload-loaded.png"), full_page=True)
 
