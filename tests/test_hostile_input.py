@@ -477,10 +477,11 @@ def test_quarantine_keeps_no_phone_or_id_in_clear(hub_engine, tmp_path):
     phone, ident = "13812341234", "430202199001011234"
     lines = {0: f"T0,2023-12-22 08:30,2023-12-22 08:15,M01,韭菜,有机磷,12.5,50,阴性,李记 {phone},多余\n".encode(),
              1: hostile.rapid_row(1).replace("李记", f"李\x00记 {ident}").encode(),
-             2: hostile.rapid_row(2, "十二").replace("李记", f"李记 {phone}").encode()}
+             2: hostile.rapid_row(2, "十二").replace("李记", f"李记 {phone}").encode(),
+             3: hostile.rapid_row(3, phone).encode()}   # the bad value itself a phone: quoted in the detail
     path = hostile.rapid_csv(tmp_path / "pii.csv", 10, insert=lines)
     s = ingest_file("rapid_tests", path, hub_engine)
-    assert s.quarantined == 3
+    assert s.quarantined == 4
     for q in quarantine_rows(hub_engine):
         assert phone not in q["row_json"] and ident not in q["row_json"] and phone not in (q["detail"] or "")
         assert "138****1234" in q["row_json"] or "430202********1234" in q["row_json"]

@@ -2343,6 +2343,8 @@ def _mask_quarantined(bad_rows: list, private: dict) -> tuple[list, list]:
     for line, reason, detail, row in bad_rows:
         masked, originals = _mask_row(row, private)
         apart += [(line, c, v) for c, v in originals.items()]
+        if detail:   # the offending values it quotes: phone and ID numbers masked there too
+            detail = privacy.mask_text(detail)
         out.append((line, reason, detail, masked))
     return out, apart
 
