@@ -286,3 +286,47 @@ def test_messages_the_broker_dropped_are_noticed(tmp_path, sqlite_hub):
     assert any("序号 9–23" in e for e in a["evidence"]), a["evidence"].tolist()
     log = audit.frame(sqlite_hub, action="mqtt.dropped")
     assert len(log) == 2 and set(log["target"]) == {"mqtt:zz/drop"}
+
+
+def test_tls_with_a_ca_and_a_client_certificate(tmp_path, sqlite_hub):
+    """A broker on TLS that requires a client certificate (openssl makes a CA, the broker's
+    and the client's certificates): a listener speaking plain MQTT cannot connect, nor one
+    without a client certificate; with --tls-ca, --tls-cert, --tls-key it takes messages."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        pytest.skip("openssl is not installed")
+
+    def certs(folder):
+        def ssl(*args):
+            subprocess.run([openssl, *args], check=True, capture_output=True, cwd=folder)
+
+        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-keyout", "ca.key", "-out", "ca.crt",
+            "-subj", "/CN=workbench test CA")
+        for name, cn in (("server", "127.0.0.1"), ("client", "workbench-listener")):
+            ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}")
+            ext = folder / f"{name}.ext"
+            ext.write_text("subjectAltName=IP:127.0.0.1\n" if name == "server" else "extendedKeyUsage=clientAuth\n")
+            ssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-out", f"{name}.crt", "-extfile", str(ext))
+        for f in folder.iterdir():
+            f.chmod(0o644)  # mosquitto drops to its own user and must read them
+        return (f"cafile {folder / 'ca.crt'}\ncertfile {folder / 'server.crt'}\nkeyfile {folder / 'server.key'}\n"
+                "require_certificate true\n")
+
+    with own_broker(before=certs) as b:
+        f = b.folder
+        for kw in ({}, {"tls_ca": f / "ca.crt"}):  # plain MQTT; TLS without a client certificate
+            stranger = em.Listener("zz/tls", port=b.port, client_id="tls-bad", eng=sqlite_hub, state_file=None,
+                                   **kw).start(wait=2)
+            try:
+                assert not stranger.connected, kw
+            finally:
+                stranger.stop(drain=0)
+        kw = dict(tls_ca=f / "ca.crt", tls_cert=f / "client.crt", tls_key=f / "client.key")
+        lst = em.Listener("zz/tls", port=b.port, client_id="tls-ok", eng=sqlite_hub, state_file=None, **kw).start()
+        try:
+            assert lst.connected, lst.stats
+            assert em.publish([record(i) for i in range(4)], "zz/tls", port=b.port, **kw) == 4
+            assert wait_for(lambda: count(sqlite_hub) == 4, 30)
+        finally:
+            lst.stop()
