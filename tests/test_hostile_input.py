@@ -514,3 +514,18 @@ def test_line_ends_and_breaks_inside_cells_read_as_before(sqlite_hub, tmp_path, 
     with sqlite_hub.connect() as conn:
         vendors = dict(conn.execute(sa.text("SELECT test_id, vendor FROM rapid_tests")).all())
     assert vendors["T0000001"] == "李\u2028记" and vendors["T0000003"].replace("\r", "") == "李\n记"
+
+
+def test_an_upload_is_kept_private_until_it_is_taken_in(tmp_path):
+    import stat
+
+    from workbench.store import upload
+
+    path = upload.keep_upload("../../来电.csv", "工单编号,诉求人,联系电话\nW1,王小明,13812341234\n".encode())
+    try:
+        assert path.name == "来电.csv"                                  # no path taken from the name
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    finally:
+        upload.discard_upload(path)
+    assert not path.exists()

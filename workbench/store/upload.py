@@ -15,6 +15,7 @@ again, saves the adjustment as a profile and loads the file for real. This modul
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -52,7 +53,13 @@ def keep_upload(filename: str, content: bytes, folder: str | Path | None = None)
     folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="wb-upload-"))
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    path.write_bytes(bytes(content))
+    if path.is_symlink():
+        path.unlink()
+    # 0600, never through a link: the upload may hold callers' names and phones (mkdtemp's folder is 0700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(bytes(content))
+    os.chmod(path, 0o600)
     return path
 
 
