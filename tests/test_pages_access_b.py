@@ -267,6 +267,31 @@ def test_upload_panel_refuses_read_only_roles_and_district_rows(sqlite_hub):
         "不属于任何区县" in str(hub_page.kept_panel(who=DIST))
 
 
+def test_a_profile_saved_and_deleted_on_the_page_is_audited_under_the_user(sqlite_hub, tmp_path):
+    from workbench.ui import hub_page
+
+    f = tmp_path / "markets.csv"
+    data = "市场编号,市场名称,区县\nM01,建设路农贸市场,荷塘区\n".encode("utf-8")
+    f.write_bytes(data)
+    panel = hub_page.upload_panel(dataset="markets", who=STAFF)
+    find = lambda kind, d=None: [w for w in _walk(panel) if type(w).__name__ == kind  # noqa: E731
+                                 and (d is None or getattr(w, "description", None) == d)]
+    find("FileUpload")[0].value = ({"name": f.name, "type": "text/csv", "size": len(data), "content": memoryview(data),
+                                    "last_modified": dt.datetime.now(dt.UTC)},)
+    find("Button", "预览")[0].click()
+    find("Text", "配置名称")[0].value = "district_markets"
+    find("Button", "保存为配置")[0].click()
+    texts = " ".join(w.value for w in _walk(panel) if type(w).__name__ == "HTML")
+    assert "已保存配置“district_markets”" in texts, texts[-800:]
+    saved = audit.frame(sqlite_hub, action="profile.save")
+    assert saved.iloc[0]["actor"] == "张三（zhang）" and saved.iloc[0]["target"] == "district_markets"
+    pick = find("Dropdown", "接入配置")[0]
+    assert pick.value == "district_markets"
+    find("Button", "删除配置")[0].click()
+    assert audit.frame(sqlite_hub, action="profile.delete").iloc[0]["actor"] == "张三（zhang）"
+    assert "district_markets" not in {v for _, v in pick.options}
+
+
 def test_quarantine_and_the_upload_preview_show_masked_cells(sqlite_hub, tmp_path):
     from workbench.store import ingest
     from workbench.ui import hub_page

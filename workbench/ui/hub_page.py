@@ -491,15 +491,6 @@ UPLOAD_CSS = """<style>
 </style>"""
 
 
-def _save_profile(hu, p, name: str, label: str, who):
-    """upload.save_profile as `who` (the audit row of the saved profile names them)."""
-    import inspect
-
-    if "who" in inspect.signature(hu.save_profile).parameters:   # the audited save (issue 13)
-        return hu.save_profile(p, name, label, who=who)
-    return hu.save_profile(p, name, label)
-
-
 def upload_panel(dataset: str | None = None, who=None):
     """Upload a file, pick the dataset and a profile, preview what the hub would do, adjust the
     column mapping and the units, preview again, save the adjustment as a profile, load the file.
@@ -531,6 +522,8 @@ def upload_panel(dataset: str | None = None, who=None):
     tz = widgets.Text(description="时区", placeholder="Asia/Shanghai（城市默认）", layout=widgets.Layout(width="250px"))
     preview_btn = widgets.Button(description="预览", button_style="primary", icon="search",
                                  layout=widgets.Layout(width="100px"))
+    delete_btn = widgets.Button(description="删除配置", icon="trash", layout=widgets.Layout(width="110px"),
+                                tooltip="删除所选的已保存配置（随系统提供的配置不能删除）")
     for w in (ds_pick, prof_pick, tz):
         w.style.description_width = "64px"
         w.add_class("wb-select")
@@ -706,7 +699,7 @@ def upload_panel(dataset: str | None = None, who=None):
             return
         try:
             p = draft(name.value.strip())
-            path = _save_profile(hu, p, name.value, label.value, who)
+            path = hu.save_profile(p, name.value, label.value, who=who)
         except profiles.ProfileError as exc:
             message.value = _message(exc.problem, "bad", "配置未保存")
             return
@@ -714,6 +707,22 @@ def upload_panel(dataset: str | None = None, who=None):
         set_profiles(select=p.name)
         message.value = _message(f"已保存配置“{p.name}”：{path}。以后接入同一来源的文件时可在“接入配置”中选择。",
                                  "ok", "已保存")
+
+    def on_delete(*_):
+        if refused():
+            return
+        if not prof_pick.value:
+            message.value = _message("请先在“接入配置”中选择要删除的配置。", "warn", "未选择配置")
+            return
+        gone = prof_pick.value
+        try:
+            hu.delete_profile(gone, who=who)
+        except profiles.ProfileError as exc:
+            message.value = _message(exc.problem, "bad", "配置未删除")
+            return
+        set_profiles()
+        reset()
+        message.value = _message(f"已删除配置“{gone}”（记入审计日志）。", "ok", "已删除")
 
     def on_load(*_):
         if refused():
@@ -748,8 +757,8 @@ def upload_panel(dataset: str | None = None, who=None):
                 message.value = _message(f"{type(exc).__name__}: {exc}", "bad", "操作失败")
         return run
 
-    on_upload, on_preview, on_repreview, on_save, on_load = (
-        guard(on_upload), guard(on_preview), guard(on_repreview), guard(on_save), guard(on_load))
+    on_upload, on_preview, on_repreview, on_save, on_load, on_delete = (
+        guard(on_upload), guard(on_preview), guard(on_repreview), guard(on_save), guard(on_load), guard(on_delete))
     upload.observe(on_upload, "value")
     ds_pick.observe(on_dataset, "value")
     prof_pick.observe(on_profile_pick, "value")
@@ -757,9 +766,10 @@ def upload_panel(dataset: str | None = None, who=None):
     repreview_btn.on_click(on_repreview)
     save_btn.on_click(on_save)
     load_btn.on_click(on_load)
+    delete_btn.on_click(on_delete)
     set_profiles()
 
-    first = widgets.HBox([upload, ds_pick, prof_pick, tz, preview_btn])
+    first = widgets.HBox([upload, ds_pick, prof_pick, delete_btn, tz, preview_btn])
     first.add_class("wb-controls")
     save_row = widgets.HBox([name, label, save_btn, load_btn])
     save_row.add_class("wb-controls")
@@ -773,7 +783,8 @@ def upload_panel(dataset: str | None = None, who=None):
         layout.note("确认无误后，可把本次调整保存为接入配置（同一来源的文件以后直接选用），再正式接入。"),
         save_row,
     ]
-    locked = layout.lock([upload, ds_pick, prof_pick, tz, preview_btn, repreview_btn, name, label, save_btn, load_btn],
+    locked = layout.lock([upload, ds_pick, prof_pick, delete_btn, tz, preview_btn, repreview_btn, name, label, save_btn,
+                          load_btn],
                          refusal)
     panel = layout.stack([
         widgets.HTML(UPLOAD_CSS), locked,
