@@ -242,6 +242,19 @@ def test_username_and_password(tmp_path, sqlite_hub):
             bad.stop(drain=0)
         with pytest.raises(ConnectionRefusedError):
             em.publish([record(1)], "zz/auth", port=b.port, timeout=5)  # anonymous: refused
+        # the command: a wrong password file is refused and said so (exit 2)
+        import os
+        import sys
+
+        wrong = tmp_path / "wrong.pw"
+        wrong.write_text("nope\n")
+        wrong.chmod(0o600)
+        env = {**os.environ, "WORKBENCH_DB_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+               "WORKBENCH_DATA_DIR": str(tmp_path / "cli-data")}
+        r = subprocess.run([sys.executable, "-m", "workbench.cli", "events", "listen", "--topic", "zz/auth", "--port",
+                            str(b.port), "--client-id", "auth-cli", "--username", "city", "--password-file", str(wrong),
+                            "--seconds", "3"], env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and "拒绝连接" in r.stderr, r.stderr
         lst = em.Listener("zz/auth", port=b.port, client_id="auth-ok", eng=sqlite_hub, username="city",
                           password=em.read_password(secret), state_file=None).start()
         try:
