@@ -128,8 +128,7 @@ def chart(summary: pd.DataFrame, fa: dict, path: Path):
     from workbench.ui import charts
 
     with charts.chart_style():
-        fig, axes = charts.new_figure(9.6, 3.6), None
-        fig, ax = fig
+        fig, ax = charts.new_figure(9.6, 3.8)
         labels = {1 / 12: "占 1/12", 1 / 6: "占 1/6", 1 / 3: "占 1/3"}
         for share, g in summary.groupby("share"):
             ax.plot(g["rr"], g["found_3w"] * 100, marker="o", label=f"{labels.get(share, share)}：3 周内发现")
@@ -140,7 +139,7 @@ def chart(summary: pd.DataFrame, fa: dict, path: Path):
         ax.set_ylim(0, 102)
         ax.legend(fontsize=8, ncol=2, loc="upper left")
         charts.set_title(fig, f"监测方案的检出力（模拟）：无变化时每市场每年误报 {fa['alerts_per_market_year']:.2f} 次")
-        fig.savefig(path, dpi=110)
+        fig.savefig(path, dpi=100)
 
 
 def main(argv=None):
@@ -149,6 +148,7 @@ def main(argv=None):
     ap.add_argument("--markets", type=int, default=6)
     ap.add_argument("--tests", type=float, default=110)
     ap.add_argument("--or-commodity", type=float, default=sv.Scheme.or_commodity)
+    ap.add_argument("--budget", type=float, default=sv.Scheme.budget, help="nominal false alarms per market-year")
     ap.add_argument("--chart", type=Path)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--table", action="store_true",
@@ -160,7 +160,7 @@ def main(argv=None):
         np.savez_compressed(sv.TABLE_FILE, **tabs)
         print(f"{sv.TABLE_FILE}: {', '.join(tabs)} ({time.time() - t0:.0f} s)")
         return
-    scheme = sv.Scheme(or_commodity=a.or_commodity)
+    scheme = sv.Scheme(or_commodity=a.or_commodity, budget=a.budget)
     t0 = time.time()
     power, fa = run(a.reps, a.markets, a.tests, scheme)
     summ = summarise(power)

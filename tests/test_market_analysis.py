@@ -240,3 +240,18 @@ def test_alerts_and_findings_written_once_and_updated_in_place(hub_engine):
     assert len(held) == len(an.alerts) and set(held["department"]) == {"市场监管局"}
     dq = hub.read("data_quality", eng=hub_engine)
     assert set(dq["dataset"]) == {"rapid_tests"} and "INS-丁" in set(dq["subject"])
+
+
+@pytest.mark.slow
+def test_the_page_names_the_commodity_and_says_the_power_in_plain_words(year_city, year_analysis):
+    from workbench.ui import market_page as mp
+
+    _, markets, _, plants = year_city
+    html = mp.rise_table(year_analysis, dict(zip(markets["market_id"], markets["name"])))
+    assert plants["commodity_rise"]["commodity"] in html and "全市" in html and plants["city_rise"]["commodity"] in html
+    face, behind = mp.scheme_html().split("<details>")
+    assert "说明" in face and "6 周内发现" in face and "每个市场每年约" in face
+    assert "CUSUM" not in face and "CUSUM" in behind  # the statistics behind the 说明, not on its face
+    a = year_analysis.alerts
+    text = mp.evidence_text(a.loc[a["category"] == "快检阳性率上升", "evidence"].iloc[0], limit=2000)
+    assert text.startswith("说明：") and "CUSUM" not in text

@@ -191,6 +191,44 @@ def _span_counts(level: dict, col, weeks) -> tuple[int, int, float]:
     return int(n.sum()), int(x.sum()), e
 
 
+def _share_words(v: float) -> str:
+    return {1 / 12: "十二分之一", 1 / 6: "六分之一", 1 / 3: "三分之一"}.get(min((1 / 12, 1 / 6, 1 / 3), key=lambda s: abs(s - v)), f"{v:.0%}")
+
+
+def _false_alarm_words() -> str:
+    pw = sv.power()
+    if not pw:
+        return ""
+    return f"没有任何变化时，这类报警每个市场每年约 {pw['false_alarms']['alerts_per_market_year']:.2f} 次。"
+
+
+def scheme_text(sch: sv.Scheme = sv.Scheme()) -> tuple[str, str]:
+    """(说明 in plain words, the statistical method behind it): how a rise is judged, how
+    sensitive it is and how often it alarms for nothing — the numbers from the simulation
+    (benchmarks/market_power.py → surveillance.POWER_FILE)."""
+    plain = ("怎么判断“阳性率上升”：每周把每个市场每种样品（如芹菜）、每个市场全部农药残留检测、全市每种样品的阳性数，"
+             "与按全市同期和该市场以往水平应有的阳性数比较，超出累积到一定程度就报警；告警写明市场和样品。"
+             "一种样品全市普遍上升时只发一条“全市”告警，不再按市场逐个报。")
+    pw = sv.power()
+    if pw:
+        rows = {(round(r["share"], 3), r["rr"]): r for r in pw["summary"]}
+        r5 = rows.get((round(1 / 6, 3), 5.0))
+        r3 = rows.get((round(1 / 6, 3), 3.0))
+        r2 = rows.get((round(1 / 6, 3), 2.0))
+        if r5 and r3 and r2:
+            plain += (f"灵敏度（模拟）：一种样品约占一个市场农药残留检测的{_share_words(1 / 6)}，阳性率升到 5 倍时，"
+                      f"{r5['found_3w']:.0%} 在 3 周内发现、{r5['found_6w']:.0%} 在 6 周内发现；升到 3 倍时 6 周内发现 "
+                      f"{r3['found_6w']:.0%}；只升到 2 倍时 22 周内只发现 {r2['found_22w']:.0%}。")
+        plain += f"误报：没有任何变化时，每个市场每年约 {pw['false_alarms']['alerts_per_market_year']:.2f} 次。"
+    method = (f"分层二项 CUSUM：市场×样品（按优势比 {sch.or_commodity:g} 设计）、市场×检测项目（{sch.or_item:g}）、"
+              f"全市×样品（{sch.or_city:g}）；各序列的阈值 h 由 Markov 链（Brook–Evans）平均运行长度定出，"
+              f"使无变化时的误报合计为每市场每年 {sch.budget:g} 次（名义值；按检测量分给各序列："
+              f"市场×样品 {sch.share_commodity:.0%}、市场×项目 {sch.share_item:.0%}、全市×样品 {sch.share_city:.0%}）。"
+              f"预期率：其他市场近 {sch.smooth} 周的阳性率 × 该市场基线期偏移 × 样品比值（基线期前 26 周，最多一半序列）。"
+              "全市×样品报警在去掉单独报警的市场后仍报警才算全市上升。")
+    return plain, method
+
+
 def rise_alerts(an: "Analysis", name_of=None, mk_district=None) -> list[dict]:
     """快检阳性率上升 alerts from the scheme's episodes: one per market episode (naming the
     commodities whose series alarmed) and one per city-wide commodity episode. The 说明 says
@@ -225,7 +263,7 @@ def rise_alerts(an: "Analysis", name_of=None, mk_district=None) -> list[dict]:
         plain = (f"{ep.first:%m月%d日}那周起，{name}" + (f"{'、'.join(coms[:3])}的" if coms else "")
                  + f"{short}快检阳性明显多于预期。" + "；".join(parts)
                  + (f"；全市场{short}检测 {n} 项、阳性 {x} 项，应约 {e:.1f} 项。" if n else "。")
-                 + "无变化时这种报警每个市场每年约 0.1–0.2 次。")
+                 + _false_alarm_words())
         cs_c = res.commodity["cusum"]
         method = {"样品序列": {c: {"h": round(float(cs_c["h"][(m, c)]), 2),
                                 "CUSUM最大值": round(float(cs_c["s"].loc[weeks, (m, c)].max()), 2)} for c in coms},

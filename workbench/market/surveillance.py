@@ -408,6 +408,7 @@ P_GRID = 10 ** (np.arange(-21, -3) / 8)           # 0.0024 … 0.32, ~33 % apart
 N_GRID = np.unique(np.round(10 ** (np.arange(0, 29) / 8)).astype(int))  # 1 … 3162 tests a week
 H_GRID = np.array([1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5, 6, 6.5, 7, 8, 9, 10, 12, 14])
 TABLE_FILE = Path(__file__).with_name("cusum_arl.npz")
+POWER_FILE = Path(__file__).with_name("scheme_power.json")  # benchmarks/market_power.py --json: the simulated power
 _TABLES: dict = {}
 
 
@@ -702,6 +703,16 @@ def scheme_from_counts(n_item: pd.DataFrame, x_item: pd.DataFrame, n_mc: pd.Data
     return SchemeResult({"n": n_item, "x": x_item, "p0": p_item, "cusum": cs_item},
                         {"n": n_mc, "x": x_mc, "p0": p_mc, "cusum": cs_mc},
                         {"n": n_c, "x": x_c, "p0": p_c, "cusum": cs_c}, mk_ep, city_ep, budget, scheme)
+
+
+def power() -> dict | None:
+    """The scheme's simulated power and false alarms (benchmarks/market_power.py), or None."""
+    import json
+
+    try:
+        return json.loads(POWER_FILE.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def commodity_series(prep: pd.DataFrame, freq: str = "W", start=None, end=None):

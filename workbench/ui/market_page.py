@@ -110,6 +110,8 @@ def evidence_text(value, limit: int = 180) -> str:
         return value[:limit]
     parts = []
     for k, v in data.items():
+        if k == "方法":  # the statistics stay behind the 说明 (the alert's evidence keeps them)
+            continue
         if isinstance(v, list):
             v = "、".join(map(str, v[:5])) + ("…" if len(v) > 5 else "")
         elif isinstance(v, float):
@@ -268,13 +270,16 @@ def city_p_chart_figure(an: ma.Analysis, title: str = "全市逐日快检阳性�
 
 
 def top_markets(an: ma.Analysis, k: int = 4) -> list:
-    """The markets to draw: those with CUSUM episodes (latest first), then the highest CUSUM."""
+    """The markets to draw: those with rise alarms (latest first), then the nearest to one."""
     msv = an.market_sv
     if not len(msv.n):
         return []
-    ep = msv.episodes.sort_values("last", ascending=False)["unit"].drop_duplicates().tolist()
-    rest = msv.cusum["s"].max().sort_values(ascending=False).index.tolist()
-    return list(dict.fromkeys(ep + rest))[:k]
+    res = an.scheme
+    if res is None:
+        return list(msv.n.columns)[:k]
+    ep = res.market_episodes.sort_values("last", ascending=False)["market"].drop_duplicates().tolist()
+    rest = res.item["cusum"]["z"].max().sort_values(ascending=False).index.tolist()
+    return list(dict.fromkeys(ep + rest + list(msv.n.columns)))[:k]
 
 
 def market_chart_figure(an: ma.Analysis, market: str, mk_names: dict | None = None):
@@ -297,15 +302,28 @@ def market_chart_figure(an: ma.Analysis, market: str, mk_names: dict | None = No
         ax1.set_ylabel("阳性率（%）")
         ax1.set_ylim(bottom=0)
         ax1.legend(loc="upper left", fontsize=8, ncol=3)
-        s = msv.cusum["s"][market]
-        ax2.plot(idx, s, color=theme.COLORS["accent"], lw=1.4, label="CUSUM 统计量")
-        ax2.axhline(msv.cusum["h"], color=theme.COLORS["bad"], ls="--", lw=1, label=f"报警阈值 h={msv.cusum['h']:g}")
-        al = msv.cusum["alarm"][market].to_numpy()
-        if al.any():
-            ax2.scatter(idx[al], s[al], color=theme.COLORS["bad"], zorder=5, s=26, label="报警")
-        ax2.set_ylabel("CUSUM")
-        ax2.legend(loc="upper left", fontsize=8, ncol=3)
-        charts.set_title(fig, f"{name}：{item}周阳性率与 CUSUM")
+        res = an.scheme
+        if res is not None and market in res.item["cusum"]["z"]:
+            # the accumulated excess against each series' own alarm line (S/h: 1 = alarm), the
+            # market's whole item and its commodities that alarmed (or came nearest)
+            z = res.item["cusum"]["z"][market]
+            ax2.plot(z.index, z.to_numpy(), color=theme.COLORS["accent"], lw=1.4, label="全部样品")
+            zc = res.commodity["cusum"]["z"]
+            mine = [c for c in zc.columns if c[0] == market]
+            named = [c for e in res.market_episodes[res.market_episodes["market"] == market]["commodities"] for c in e]
+            near = sorted(mine, key=lambda c: -float(zc[c].max()))
+            for j, c in enumerate(list(dict.fromkeys([(market, n) for n in named] + near))[:3]):
+                ax2.plot(zc.index, zc[c].to_numpy(), lw=1.1, color=theme.PALETTE[(j + 2) % len(theme.PALETTE)], label=c[1])
+            al = res.item["cusum"]["alarm"][market].to_numpy()
+            for c in mine:
+                al = al | res.commodity["cusum"]["alarm"][c].to_numpy()
+            if al.any():
+                ax2.scatter(idx[al], np.ones(int(al.sum())), color=theme.COLORS["bad"], zorder=5, s=26, label="报警")
+            ax2.axhline(1, color=theme.COLORS["bad"], ls="--", lw=1, label="报警线")
+            ax2.set_ylabel("累计超出 / 报警线")
+            ax2.set_ylim(bottom=0)
+        ax2.legend(loc="upper left", fontsize=8, ncol=4)
+        charts.set_title(fig, f"{name}：{item}周阳性率与累计超出（到 1 即报警）")
     return fig
 
 
@@ -406,7 +424,7 @@ def kpis(snap: MarketSnapshot):
                   tone="warn" if c["item_rate"] > 0.03 else ""),
         cards.KPI("禁用物质阳性", int(c["banned_positive"]), unit="项", note="瘦肉精、孔雀石绿、硝基呋喃",
                   tone="bad" if c["banned_positive"] else "ok"),
-        cards.KPI("阳性率上升的市场", active_n, unit="个", note=f"CUSUM 报警共 {len(active)} 起",
+        cards.KPI("阳性率上升", active_n, unit="起", note=(_rising_note(active) or "未发现") if len(active) else "未发现",
                   tone="bad" if active_n else "ok"),
         cards.KPI("数据真实性问题", len(an.integrity.findings), unit="项", tone="warn" if len(an.integrity.findings) else "ok",
                   note="、".join(sorted(set(an.integrity.findings["kind"])))[:30] or "未发现"),
@@ -425,7 +443,8 @@ def body(snap: MarketSnapshot):
              layout.html(periods_table(an)),
              layout.grid([charts.chart(category_figure(by_cat)), layout.html(bulletin_table(by_origin, "origin"))]),
              layout.html(bulletin_table(an.by_market, "market", mk)),
-             layout.section("控制图", "p 控制图的控制限随每天的检测量变化；市场周序列的预期阳性率随全市季节变化，CUSUM 超过 h 即报警。"),
+             layout.section("控制图", "p 控制图的控制限随每天的检测量变化；市场周序列的预期阳性率随全市季节变化，"
+                            "下图为各市场、各样品的累计超出，到报警线即报警（说明见“阳性率上升”）。"),
              charts.chart(city_p_chart_figure(an))]
     if len(an.market_sv.n):
         items.append(market_picker(an, mk))
@@ -434,6 +453,9 @@ def body(snap: MarketSnapshot):
               layout.grid([charts.chart(funnel_figure(an, mk)), layout.html(trend_table(an.trend))]),
               layout.section("预警告警", "每个问题一条告警（持续多天也只一条）：快检阳性（每个阳性一条，禁用物质为严重，处置办结后为已处置）、市场阳性率上升、处置逾期、数据真实性。"),
               layout.html(alerts_table(an.alerts)),
+              layout.section("阳性率上升", "哪个市场、哪种样品的阳性明显多于预期；全市一种样品普遍上升时只列一条。"),
+              layout.html(rise_table(an, mk)),
+              layout.html(scheme_html()),
               layout.section("数据真实性核查", "与同一市场、同一样品、同一项目的同行比较（二项检验，Bonferroni 校正），以及检测速度、重复读数、营业时间、试剂有效期、读数末位。")]
     if len(an.integrity.inspectors):
         items.append(layout.grid([charts.chart(inspector_figure(an.integrity.inspectors)),
@@ -451,12 +473,52 @@ def body(snap: MarketSnapshot):
     return layout.stack(items, "wb-market")
 
 
+def _rising_note(active: pd.DataFrame) -> str:
+    """The commodities (and the city-wide ones) of the active rise alerts, for the KPI."""
+    live = active[active["status"] == "生效中"]
+    coms = []
+    for a in live["attrs"]:
+        try:
+            coms += json.loads(a).get("commodities", []) if isinstance(a, str) else []
+        except ValueError:
+            pass
+    return ("样品：" + "、".join(dict.fromkeys(coms))[:24]) if coms else ""
+
+
+def rise_table(an: ma.Analysis, mk: dict | None = None, limit: int = 30) -> str:
+    """The rise alerts: where, which commodity, since when, and the 说明 in plain words."""
+    a = an.alerts[an.alerts["category"] == "快检阳性率上升"] if len(an.alerts) else an.alerts
+    if a is None or a.empty:
+        return table_html(None, empty="暂无阳性率上升", empty_hint="某市场某样品或全市某样品阳性明显多于预期时在这里列出。")
+    rows = []
+    for r in a.sort_values("valid_from", ascending=False).itertuples():
+        ev = json.loads(r.evidence) if isinstance(r.evidence, str) else {}
+        at = json.loads(r.attrs) if isinstance(r.attrs, str) else {}
+        rows.append({"area": r.area, "commodity": "、".join(at.get("commodities", [])) or "多种样品",
+                     "since": r.valid_from, "status": badge(r.status, "bad" if r.status == "生效中" else ""),
+                     "plain": ev.get("说明", DASH)})
+    t = pd.DataFrame(rows)
+    return table_html(t, columns=["area", "commodity", "since", "status", "plain"],
+                      labels={"area": "市场", "commodity": "样品", "since": "起始周", "status": "状态", "plain": "说明"},
+                      html_columns=("status",), wrap=("plain",), max_rows=limit, max_height="420px")
+
+
+def scheme_html() -> str:
+    """How rises are judged, how sensitive the scheme is and how often it alarms for nothing
+    (说明, plain words), with the statistical method folded behind it."""
+    import html as _html
+
+    plain, method = ma.scheme_text()
+    return (f'<div class="wb-note"><b>说明</b>：{_html.escape(plain)}'
+            f'<details><summary>统计方法</summary>{_html.escape(method)}</details></div>')
+
+
 def market_picker(an: ma.Analysis, mk: dict):
     """A market dropdown (markets with CUSUM alarms first) over that market's weekly chart."""
     import ipywidgets as widgets
 
     first = top_markets(an, len(an.market_sv.n.columns))
-    rising = set(an.market_sv.episodes["unit"])
+    rising = set(an.scheme.market_episodes["market"]) if an.scheme is not None else set()
     options = [(f"{mk.get(m, m)}（{m}）" + ("  ⚠ 阳性率上升" if m in rising else ""), m) for m in first]
     pick = widgets.Dropdown(options=options, value=first[0], description="市场", layout=widgets.Layout(width="420px"))
     pick.style.description_width = "40px"
@@ -481,8 +543,8 @@ def page(snap: MarketSnapshot):
 __all__ = ["MarketSnapshot", "prepare", "load", "scoped", "names", "pct", "bulletin_table", "periods_table", "alerts_table",
            "findings_table", "inspector_table", "followup_table", "quarantine_table", "trend_table",
            "city_p_chart_figure", "top_markets", "market_chart_figure", "ears_figure", "funnel_figure",
-           "category_figure", "inspector_figure", "kpis", "market_picker", "body", "page", "Bulletin", "load_bulletin",
-           "bulletin_cards", "banned_table"]
+           "category_figure", "inspector_figure", "kpis", "market_picker", "rise_table", "scheme_html", "body", "page",
+           "Bulletin", "load_bulletin", "bulletin_cards", "banned_table"]
 
 
 # ------------------------------------------------------------------ the weekly bulletin (report)
