@@ -163,10 +163,21 @@ def test_a_hub_behind_head_is_backed_up_before_it_is_migrated(tmp_path, monkeypa
     with caplog.at_level("WARNING", logger="workbench.store.hub"):
         hub.upgrade(eng)
     made = bk.listing(eng=eng)
-    assert len(made) == 1 and made[0].name.endswith("before-0013") and str(made[0]) in caplog.text
+    head = hub.head_revision()
+    assert len(made) == 1 and made[0].name.endswith(f"before-{head}") and str(made[0]) in caplog.text
     m = bk.verify(made[0])
     assert m["revision"] == "0012" and m["tables"]["grids"] == 1
     assert audit.frame(eng, action="migrate")["target"].tolist() == [str(made[0])]
+    assert m["with_files"] is False and not any(k.startswith("files/") for k in m["files"])
+    # restoring a database-only backup leaves the data folder's files as they are
+    kept = tmp_path / "data" / "raw" / "ab" / "kept.csv"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("a,b\n")
+    bk.restore(eng, made[0])
+    assert kept.read_text() == "a,b\n" and hub.current_revision(eng) == "0012"
+    hub.upgrade(eng)  # a backup of the older schema is migrated again (and backed up again first)
+    assert hub.current_revision(eng) == head and len(bk.listing(eng=eng)) == 2
+    made = bk.listing(eng=eng)
     # at head: nothing more; an empty hub: nothing; the setting off: nothing
     hub.upgrade(eng)
     other = hub.engine(f"sqlite:///{tmp_path / 'new.db'}", migrate=False)

@@ -225,6 +225,7 @@ def backup(eng: Engine, to: Path | None = None, *, who=None, reason: str = "", a
             "format": FORMAT, "created": dt.datetime.now(dt.timezone.utc).isoformat(), "backend": be,
             "schema": pg_schema(eng.url) if be == "postgresql" else None,
             "revision": hub.current_revision(eng), "reason": reason or None, "dump": dump.name,
+            "with_files": bool(files),
             "tables": counts, "files": entries,
         }
         mf = work / MANIFEST
@@ -341,7 +342,7 @@ def restore(eng: Engine, folder: Path, *, who=None, files: bool = True) -> Resul
         if r.returncode:
             raise BackupError(f"pg_restore 失败，数据库未改动：{r.stderr.strip()[:500]}")
     n_files = 0
-    if files:
+    if files and m.get("with_files", True):  # a database-only backup (before a migration) leaves the files be
         n_files = _restore_files(folder, m)
     counts = table_counts(eng)
     res = Result(folder, be, counts, n_files, sum(e["bytes"] for e in m["files"].values()), 0.0)
