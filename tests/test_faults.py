@@ -467,6 +467,9 @@ def test_watcher_with_no_hub_keeps_everything_and_says_so(recording, tmp_path):
     left = sorted((data / "outbox" / "canteen").glob("*.json"))
     assert len(left) >= 4 and f"错误：{len(left)} 条事件未能写入数据中台" in said, said  # 2 events: new + end each
     assert all(oct(f.stat().st_mode & 0o777) == "0o600" for f in left)
+    r = subprocess.run([sys.executable, "-m", "workbench.cli", "canteen", "outbox", "--wait", "1"], env=down, cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3 and f"{len(left)} 条事件仍未能写入" in r.stderr, r.stderr
     url = f"sqlite:///{tmp_path / 'back.db'}"
     p = watch(cfg, env_for(url, data), False, log)
     assert p.wait(300) == 0, log.read_text(encoding="utf-8")

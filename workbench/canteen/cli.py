@@ -182,6 +182,23 @@ def _link(eng, quiet: bool = False) -> None:
         click.echo(f"联动：匹配告警 {res['alerts']} 条，新开案件 {res['opened']} 件。")
 
 
+@canteen.command("outbox")
+@click.option("--wait", default=30.0, show_default=True, type=float,
+              help="Keep trying this many seconds while the hub does not answer.")
+def outbox_cmd(wait):
+    """Write the events a watcher kept in the outbox (data/outbox/canteen) while the hub did not
+    answer; exit 3 if any are still unwritten."""
+    from workbench.canteen.sinks import HubSink
+
+    sink = HubSink()
+    held = len(sink.outbox)
+    left = sink.close(wait=wait)
+    if left:
+        click.echo(f"错误：{left} 条事件仍未能写入数据中台（{sink.last_error}），保存在 {sink.outbox.folder}。", err=True)
+        sys.exit(3)
+    click.echo(f"发件箱已清空：写入数据中台 {held} 条。")
+
+
 @canteen.command()
 @click.option("--days", default=30, show_default=True, type=float, help="Keep this many days of evidence images.")
 @click.option("--json", "as_json", is_flag=True)
