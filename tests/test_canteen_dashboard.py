@@ -78,6 +78,23 @@ def test_a_staff_user_moves_the_case_under_their_name_and_an_analyst_sees_it_loc
             editor = page.locator(".wb-cv-editor")
             assert "数据分析员只能查看，不能办理整改案件" in editor.inner_text()
             assert editor.locator("button", has_text="提交").is_disabled()
+            # the admins' view on the hub page: refused to the analyst …
+            result = render(page, srv.url("hub.ipynb"), timeout=180)
+            assert not result.errors + result.console_errors, result.errors + result.console_errors
+            assert "仅限系统管理员查看；当前用户为数据分析员" in result.text and "案件流转" not in result.text
+        finally:
+            ctx.close()
+        # … and the admin reads the step in the audit log, named
+        hub_user(canteen_hub, "root1", "admin", name="管理员")
+        ctx = chromium.new_context(locale="zh-CN", viewport={"width": 1440, "height": 900})
+        try:
+            page = ctx.new_page()
+            sign_in(page, srv.base_url, "root1", srv.password, next_url=srv.url("hub.ipynb"))
+            result = render(page, srv.url("hub.ipynb"), timeout=180)
+            assert not result.errors + result.console_errors, result.errors + result.console_errors
+            admin = page.locator(".wb-admin").inner_text()
+            assert "审计日志" in admin and "案件流转" in admin and "zhangsan" in admin
+            assert "AI20261126100002-ST-HT-001-C1-HAT" in admin and "用户与角色" in admin and "数据分析员" in admin
         finally:
             ctx.close()
     eng = hub.engine(canteen_hub["WORKBENCH_DB_URL"])

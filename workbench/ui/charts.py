@@ -98,7 +98,7 @@ def bar_chart(values: pd.Series, *, title: str = "", xlabel: str = "", color: st
 def line_chart(frame: pd.DataFrame, *, title: str = "", ylabel: str = "", width: float = 6.4,
                height: float = 3.6, date_format: str = "%m-%d", max_series: int = 8):
     """One line per column over a date index; columns beyond `max_series` are summed as 其他."""
-    from matplotlib.dates import AutoDateLocator, DateFormatter
+    from matplotlib.dates import AutoDateLocator, DateFormatter, DayLocator
 
     if frame.shape[1] > max_series:
         keep = frame.sum().sort_values(ascending=False).index[: max_series - 1]
@@ -112,7 +112,11 @@ def line_chart(frame: pd.DataFrame, *, title: str = "", ylabel: str = "", width:
         ax.set_ylabel(ylabel)
         ax.set_ylim(bottom=0)
         if isinstance(frame.index, pd.DatetimeIndex):
-            ax.xaxis.set_major_locator(AutoDateLocator(maxticks=8))
+            span = (frame.index.max() - frame.index.min()).days if len(frame.index) else 0
+            # a week or so: one tick a day (AutoDateLocator finds no interval for some short spans and warns)
+            ax.xaxis.set_major_locator(DayLocator() if span <= 8 else AutoDateLocator(maxticks=8))
+            if span == 0 and len(frame.index):   # one day: a day either side, not matplotlib's years
+                ax.set_xlim(frame.index[0] - pd.Timedelta(days=1), frame.index[0] + pd.Timedelta(days=1))
             ax.xaxis.set_major_formatter(DateFormatter(date_format))
         if frame.shape[1] > 1:
             ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=9)
