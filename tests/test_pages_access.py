@@ -274,6 +274,25 @@ def test_a_page_without_a_user_shows_only_sign_in(sqlite_hub, monkeypatch):
     assert "当前用户：周" in gate.top.value
 
 
+def test_the_board_says_so_when_the_hub_goes_away(sqlite_hub, tmp_path):
+    users.create("center", PW, role="staff", name="调度张", department=CENTER, eng=sqlite_hub)
+    _events(sqlite_hub)
+    who = users.principal("center", sqlite_hub)
+    board = events_page.LiveBoard(events_page.load(eng=sqlite_hub, who=who), eng=sqlite_hub)
+    board.pick.value = "E-HT-1"
+    (tmp_path / "gone.db").mkdir()                               # a hub file that cannot be opened
+    board.eng = sa.create_engine(f"sqlite:///{tmp_path / 'gone.db'}")
+    board.act("accept")
+    assert "未执行：数据暂不可用（自 " in board.message.value
+    board.dept.value = CENTER                                    # a redraw: said in the status line
+    assert "数据暂不可用（自 " in board.status.value
+    board.reason.value = "回访核实"
+    board.reveal()
+    assert "数据暂不可用（自 " in board.revealed.value
+    board.eng.dispose()
+    assert hub.read("city_events", where={"event_id": "E-HT-1"}, eng=sqlite_hub)["status"].iloc[0] == flow.INTAKE
+
+
 def test_an_unreachable_hub_says_since_when(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("WORKBENCH_DB_URL", "postgresql+psycopg://nobody@127.0.0.1:1/nohub")

@@ -421,7 +421,7 @@ class LiveBoard:
         self.reveal_button.on_click(lambda _b: self.reveal())
         self.revealed = w.HTML()
         self.revealed.add_class("wb-reveal-out")
-        self.dept.observe(lambda _c: self.refresh(), "value")
+        self.dept.observe(lambda _c: self.refresh_shown(), "value")
         self._seen = None
         self._task = None
         self.refresh()
@@ -464,6 +464,16 @@ class LiveBoard:
         stamp = f"调度台每 {self.interval:g} 秒自动刷新 · 最近刷新 {format_time(utc_now(), '%H:%M:%S')}（北京时间）"
         self.status.value = f'<div class="wb-note">{esc(note + " · " if note else "")}{esc(stamp)}</div>'
 
+    def refresh_shown(self, note: str | None = None):
+        """refresh(), a hub that does not answer shown as 数据暂不可用（自 … 起） (a widget's callback
+        has nobody to raise to)."""
+        try:
+            self.refresh(note)
+        except Exception as exc:  # noqa: BLE001 - shown on the page
+            if not layout.hub_unreachable(exc):
+                raise
+            self.status.value = layout.unavailable_html(layout.hub_down())
+
     # writing (through the case flow)
     def act(self, action: str):
         from workbench.store import hub
@@ -482,12 +492,18 @@ class LiveBoard:
                           expected=getattr(self, "_shown", {}).get(eid))
         except (flow.FlowError, access.AccessDenied) as exc:
             self.message.value = f'<div class="wb-note wb-events-refused">未执行：{esc(exc.problem)}</div>'
-            self.refresh()  # show what the case is now
+            self.refresh_shown()  # show what the case is now
+            return
+        except Exception as exc:  # noqa: BLE001 - the hub gone: said so, nothing written
+            if not layout.hub_unreachable(exc):
+                raise
+            self.message.value = (f'<div class="wb-note wb-events-refused">未执行：'
+                                  f'{esc(layout.unavailable_text(layout.hub_down()))}</div>')
             return
         self.note.value = ""
         self.message.value = (f'<div class="wb-note wb-events-done">已{esc(flow.ACTION_LABELS[action])}：'
                               f'{esc(ch.case_id)}（{esc(ch.before)} → {esc(ch.after)}，办理人 {esc(ch.actor)}）</div>')
-        self.refresh()
+        self.refresh_shown()
 
     def reveal(self):
         """The picked event's caller (name, phone, ID, the texts' originals) for an allowed role,
@@ -503,6 +519,11 @@ class LiveBoard:
             got = privacy.reveal(self.who, "city_events", row_key(eid), self.reason.value, eng=self.eng or hub.engine())
         except access.AccessDenied as exc:
             self.revealed.value = f'<div class="wb-note wb-refused">不能查看：{esc(exc.problem)}</div>'
+            return
+        except Exception as exc:  # noqa: BLE001 - the hub gone: said so
+            if not layout.hub_unreachable(exc):
+                raise
+            self.revealed.value = f'<div class="wb-note wb-refused">{esc(layout.unavailable_text(layout.hub_down()))}</div>'
             return
         self.reason.value = ""
         self.revealed.value = reveal_html(got)
