@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from workbench.events import flow, intake
+from workbench.events.mqtt import DROPPED_CATEGORY
 from workbench.events.sla import ESCALATION_CATEGORY
 from workbench.registry import Department
 
@@ -19,7 +20,7 @@ DEPARTMENT = Department(
     loaders={"city_events": intake.LOADER, "event_history": intake.load_history},
     case_types=flow.CASE_TYPES_FILE,
     case_stores=(flow.STORE,),
-    alert_categories=(ESCALATION_CATEGORY,),
+    alert_categories=(ESCALATION_CATEGORY, DROPPED_CATEGORY),
     cli="workbench.events.cli:events",
     dashboard="events.ipynb",
     linkage=Path(__file__).with_name("linkage.yaml"),
