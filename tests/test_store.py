@@ -12,13 +12,14 @@ from workbench.store import hub
 from workbench.store.ingest import insert_new
 from workbench.store.schema import DATASETS, metadata
 
-HEAD = "0013"
+HEAD = "0014"
 
 
 def test_migrations_build_exactly_the_declared_schema(hub_engine):
     assert hub.current_revision(hub_engine) == HEAD
     with hub_engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True,
+                                                             "include_name": hub.include_name}), metadata)
     assert diff == []
     hub.upgrade(hub_engine)  # a second upgrade is a no-op and keeps data
     assert hub.current_revision(hub_engine) == HEAD

@@ -41,11 +41,42 @@ def engine(url: str | None = None, *, migrate: bool = True) -> Engine:
                 eng = sa.create_engine(url, connect_args={"timeout": 30})
                 sa.event.listen(eng, "connect", _sqlite_pragmas)
             else:
-                eng = sa.create_engine(url, pool_pre_ping=True)
+                eng = sa.create_engine(url, **pool_settings())
             if migrate:
                 upgrade(eng)
+                if eng.dialect.name == "postgresql":
+                    from workbench.store import partitions
+
+                    try:   # this month and the next ones have their partitions (rows outside: DEFAULT)
+                        partitions.ensure(eng)
+                    except sa.exc.SQLAlchemyError as exc:   # a role that may not create tables reads on
+                        import logging
+
+                        logging.getLogger(__name__).warning("monthly partitions not made: %s", exc)
             _engines[url] = eng
     return eng
+
+
+def pool_settings() -> dict:
+    """SQLAlchemy QueuePool settings for a PostgreSQL hub (docs/scale.md). Every process has its own
+    pool — the server, each Voilà kernel, a watcher, an ingest — and PostgreSQL allows 100
+    connections by default, so a process keeps few: 2 held open, 4 more under a burst (a page's
+    threads), waits 30 s for one before it fails; a connection is checked before use (pre-ping: a
+    restarted PostgreSQL costs no failed page) and replaced after 30 min (a proxy's idle cut).
+    $WORKBENCH_DB_POOL_SIZE / $WORKBENCH_DB_MAX_OVERFLOW change the sizes."""
+    import os
+
+    return {"pool_size": int(os.environ.get("WORKBENCH_DB_POOL_SIZE", "2")),
+            "max_overflow": int(os.environ.get("WORKBENCH_DB_MAX_OVERFLOW", "4")),
+            "pool_timeout": 30, "pool_recycle": 1800, "pool_pre_ping": True}
+
+
+def include_name(name, type_, parent_names) -> bool:
+    """Alembic's name filter for comparing a hub with the metadata: PostgreSQL's monthly partitions
+    and key registries (migration 0014) are not in the metadata."""
+    from workbench.store.partitions import include_name as keep
+
+    return keep(name, type_, parent_names)
 
 
 def dispose(url: str | None = None) -> None:

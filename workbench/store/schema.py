@@ -84,6 +84,10 @@ class Dataset:
 
 PRECISIONS = ("point", "street", "district", "city")
 
+# 0014: the big tables, partitioned by month on this time column on PostgreSQL (workbench.store.partitions;
+# SQLite keeps plain tables). Their natural key stays unique through a key registry (docs/scale.md).
+PARTITIONED: dict[str, str] = {"city_events": "ts", "canteen_violations": "ts", "rapid_tests": "ts"}
+
 
 # Shared columns, reused across datasets so names and labels stay identical.
 def _geo(required: bool = False) -> tuple[Field, ...]:

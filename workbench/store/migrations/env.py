@@ -2,6 +2,7 @@
 from alembic import context
 import sqlalchemy as sa
 
+from workbench.store.partitions import include_name
 from workbench.store.schema import metadata
 
 config = context.config
@@ -19,6 +20,7 @@ def run_migrations_online() -> None:
             target_metadata=metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            include_name=include_name,  # 0014: monthly partitions and key registries
         )
         context.run_migrations()
 
