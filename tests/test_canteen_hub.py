@@ -194,7 +194,7 @@ def test_case_flow_with_history(hub_engine):
                                                    "violation_class": "老鼠", "district": "荷塘区"}
     with pytest.raises(cp.CaseError, match="不能转为“已复核”；可转为：已通知"):
         cp.set_case_status("V1", "verified", actor="张三", eng=hub_engine)
-    with pytest.raises(cp.CaseError, match="请填写操作人"):
+    with pytest.raises(cp.CaseError, match="没有办理人"):
         cp.set_case_status("V1", "notify", actor=" ", eng=hub_engine)
     with pytest.raises(cp.CaseError, match="已被他人改为"):  # the screen showed a status that is stale
         cp.set_case_status("V1", "notify", actor="张三", expected="已整改", eng=hub_engine)
@@ -273,20 +273,28 @@ def test_school_days_follow_the_official_calendar():
     assert len(days) == sum(clock.is_workday(d) for d in pd.date_range("2026-09-28", "2026-10-11"))
 
 
-def test_case_cli(hub_engine):
+def test_case_cli(hub_engine, monkeypatch):
+    """`workbench canteen case` acts as the identity (--user, else the operator), never as typed text."""
     from click.testing import CliRunner
 
+    from workbench import users
     from workbench.cli import main
 
+    monkeypatch.setenv("WORKBENCH_USER", "")   # restored after the test (--user sets it)
+    users.create("li", "long-enough-pw", role="staff", name="李四", department="市场监管局", eng=hub_engine)
+    users.create("zhao", "long-enough-pw", role="analyst", name="赵六", eng=hub_engine)
     _load(hub_engine, [_violation("V9", "抽烟")])
-    r = CliRunner().invoke(main, ["canteen", "case", "V9", "notify", "--actor", "李四"])
-    assert r.exit_code == 0 and "待处理 → 已通知" in r.output
-    r = CliRunner().invoke(main, ["canteen", "case", "V9", "verified", "--actor", "李四"])
+    r = CliRunner().invoke(main, ["--user", "li", "canteen", "case", "V9", "notify"])
+    assert r.exit_code == 0 and "待处理 → 已通知（李四（li））" in r.output
+    r = CliRunner().invoke(main, ["--user", "li", "canteen", "case", "V9", "verified"])
     assert r.exit_code == 2 and "不能转为" in r.output
-    r = CliRunner().invoke(main, ["canteen", "case", "V9", "rectify"])
-    assert r.exit_code == 2 and "请填写操作人" in r.output
-    r = CliRunner().invoke(main, ["canteen", "case", "V9", "rectify", "--actor", "王五", "--expected", "待处理"])
+    r = CliRunner().invoke(main, ["--user", "zhao", "canteen", "case", "V9", "rectify"])
+    assert r.exit_code == 2 and "数据分析员只能查看" in r.output
+    r = CliRunner().invoke(main, ["--user", "li", "canteen", "case", "V9", "rectify", "--expected", "待处理"])
     assert r.exit_code == 2 and "已被他人改为“已通知”" in r.output
+    r = CliRunner().invoke(main, ["--user", "li", "canteen", "case", "V9", "rectify", "--actor", "王五"])
+    assert r.exit_code == 2 and "--actor" in r.output   # no actor text any more
+    assert list(cases.history("V9", eng=hub_engine)["actor"])[1:] == ["李四（li）"]
 
 
 def test_scores_on_the_sample_city(sample_city):
