@@ -130,11 +130,14 @@ def chart(summary: pd.DataFrame, fa: dict, path: Path):
     with charts.chart_style():
         fig, ax = charts.new_figure(9.6, 3.8)
         labels = {1 / 12: "占 1/12", 1 / 6: "占 1/6", 1 / 3: "占 1/3"}
-        for share, g in summary.groupby("share"):
-            ax.plot(g["rr"], g["found_3w"] * 100, marker="o", label=f"{labels.get(share, share)}：3 周内发现")
-            ax.plot(g["rr"], g["found_6w"] * 100, marker=".", ls="--", lw=1, label=f"{labels.get(share, share)}：6 周内")
+        from workbench.ui import theme
+
+        for i, (share, g) in enumerate(summary.groupby("share")):
+            col = theme.PALETTE[i % len(theme.PALETTE)]
+            ax.plot(g["rr"], g["found_3w"] * 100, marker="o", color=col, label=f"{labels.get(share, share)}：3 周内发现")
+            ax.plot(g["rr"], g["found_6w"] * 100, marker=".", ls="--", lw=1, color=col, label=f"{labels.get(share, share)}：6 周内")
         ax.set_xticks([2, 3, 5], ["2 倍", "3 倍", "5 倍"])
-        ax.set_xlabel("某市场某样品阳性率上升倍数（相对风险）")
+        ax.set_xlabel("某市场某样品阳性率上升倍数（相对风险）；图例：该样品占市场农药残留检测的比例")
         ax.set_ylabel("发现的比例（%）")
         ax.set_ylim(0, 102)
         ax.legend(fontsize=8, ncol=2, loc="upper left")

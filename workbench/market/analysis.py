@@ -273,7 +273,7 @@ def rise_alerts(an: "Analysis", name_of=None, mk_district=None) -> list[dict]:
                   "方案": f"分层二项 CUSUM（市场×样品优势比 {res.rules.or_commodity:g}，市场×项目 {res.rules.or_item:g}），"
                         f"阈值按每市场每年 {res.rules.budget:g} 次误报的预算分配"}
         ev = {"说明": plain, "市场编号": m, "样品": coms, "检测项目": item,
-              "报警周": [f"{w:%Y-%m-%d}" for w in weeks], "期间检测": n, "期间阳性": x,
+              "涉及周": [f"{w:%Y-%m-%d}" for w in weeks], "期间检测": n, "期间阳性": x,
               "期间预期阳性": round(e, 1), "方法": method}
         active = status(ep.last)
         rows.append({"alert_id": f"MKT-CUSUM-{m}-{ep.first:%Y%m%d}", "ts": _week_utc(ep.first) + pd.Timedelta(days=7),
@@ -293,7 +293,7 @@ def rise_alerts(an: "Analysis", name_of=None, mk_district=None) -> list[dict]:
         plain = (f"{ep.first:%m月%d日}那周起，全市{c}{short}快检阳性明显多于预期：检测 {n} 项、阳性 {x} 项，"
                  f"按以往水平应约 {e:.1f} 项；不是个别市场的问题"
                  + (f"（其中 {'、'.join(mk[:5])} 单独也已报警）。" if mk else "。"))
-        ev = {"说明": plain, "样品": c, "检测项目": item, "报警周": [f"{w:%Y-%m-%d}" for w in weeks],
+        ev = {"说明": plain, "样品": c, "检测项目": item, "涉及周": [f"{w:%Y-%m-%d}" for w in weeks],
               "期间检测": n, "期间阳性": x, "期间预期阳性": round(e, 1), "单独报警的市场": list(ep.markets),
               "方法": {"h": round(float(res.city["cusum"]["h"][c]), 2),
                      "CUSUM最大值": round(float(res.city["cusum"]["s"].loc[weeks, c].max()), 2),
