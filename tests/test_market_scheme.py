@@ -129,3 +129,22 @@ def test_quiet_series_spend_about_the_budget():
         alarms += len(res.market_episodes) + len(res.city_episodes)
         market_years += n1.shape[1] * (52 - 26) / 52.18
     assert alarms / market_years < 0.4, alarms / market_years
+
+
+def test_the_scheme_series_match_r_categoricalCUSUM():
+    """The statistic at the scheme's new levels (sparse commodity series with empty weeks, a
+    rising commodity, a city-wide series of ~600 a week; OR 4 and 2; fractional h) against R
+    (tests/results/market_commodity_cusum_reference.R, surveillance 1.20.3)."""
+    from pathlib import Path
+
+    here = Path(__file__).with_name("results")
+    inp = pd.read_csv(here / "market_commodity_cusum_input.csv")
+    ref = pd.read_csv(here / "market_commodity_cusum_reference.csv")
+    n, x, p0 = (inp.pivot(index="week", columns="unit", values=v) for v in ("n", "x", "p0"))
+    assert (n["sparse"] == 0).sum() >= 3 and n["city"].mean() > 500
+    for (h, odds_ratio), r in ref.groupby(["h", "odds_ratio"]):
+        res = sv.cusum(n, x, p0, odds_ratio, h)
+        for unit, ru in r.groupby("unit"):
+            np.testing.assert_allclose(res["s"][unit].to_numpy(), ru["s"].to_numpy(), rtol=1e-9, atol=1e-12)
+            assert (res["alarm"][unit].to_numpy() == ru["alarm"].astype(bool).to_numpy()).all(), (h, unit)
+    assert ref.loc[ref["unit"] == "rising", "alarm"].sum() > 0 and ref.loc[ref["week"] <= 30, "alarm"].sum() == 0
