@@ -148,3 +148,13 @@ def test_the_scheme_series_match_r_categoricalCUSUM():
             np.testing.assert_allclose(res["s"][unit].to_numpy(), ru["s"].to_numpy(), rtol=1e-9, atol=1e-12)
             assert (res["alarm"][unit].to_numpy() == ru["alarm"].astype(bool).to_numpy()).all(), (h, unit)
     assert ref.loc[ref["unit"] == "rising", "alarm"].sum() > 0 and ref.loc[ref["week"] <= 30, "alarm"].sum() == 0
+
+
+def test_a_short_history_is_not_judged():
+    """Under 16 weeks there is no baseline of 8 weeks to know what is usual: no alarms, even
+    for a rise (the page says 数据不足 16 周)."""
+    n1, x1, n2, x2 = _city(np.random.default_rng(8), weeks=14, rise=(2, 0, 7, 8.0))
+    res = sv.scheme_from_counts(n1, x1, n2, x2)
+    assert not res.judging and res.market_episodes.empty and res.city_episodes.empty
+    n1, x1, n2, x2 = _city(np.random.default_rng(8), weeks=16)
+    assert sv.scheme_from_counts(n1, x1, n2, x2).judging

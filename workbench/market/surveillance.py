@@ -494,6 +494,7 @@ class Scheme:
     min_weekly_tests: float = 1.0      # a commodity series needs this many tests a week on average
     prior_positives: float = 10.0      # pseudo-positives shrinking a market's own commodity offset
     smooth: int = 6                    # weeks of the other markets' rate behind each week's reference
+    min_baseline_weeks: int = 8        # with a shorter baseline (under 16 weeks of data) nothing is judged
 
 
 def _expit(v):
@@ -575,6 +576,12 @@ class SchemeResult:
     budget: dict                    # the false-alarm shares, for the 说明
     rules: "Scheme" = None          # the scheme's numbers
 
+    @property
+    def judging(self) -> bool:
+        """Whether the series were long enough to be judged (a baseline of min_baseline_weeks)."""
+        n = len(self.item["n"])
+        return n // 2 >= (self.rules.min_baseline_weeks if self.rules else 8) if n else False
+
 
 def _alarm_runs(flags: np.ndarray, gap: int):
     t = np.flatnonzero(flags)
@@ -608,6 +615,8 @@ def scheme_from_counts(n_item: pd.DataFrame, x_item: pd.DataFrame, n_mc: pd.Data
     markets = list(n_item.columns)
     M = max(1, len(markets))
     k = max(1, min(rules.baseline_weeks, len(idx) // 2 or 1))
+    if k < scheme.min_baseline_weeks:  # too short to know what is usual: no alarms (the page says so)
+        k = len(idx)
     p_item = reference_rate(n_item, x_item, rules.baseline_weeks, rules.shrink_tests, scheme.smooth)
     tests_year = n_item.iloc[k:].sum() if len(idx) > k else n_item.sum()
     # market × item

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from workbench import clock
 from workbench.market import analysis as ma
 from workbench.market import figures as fg
 from workbench.market import followup as fu
@@ -488,6 +489,9 @@ def _rising_note(active: pd.DataFrame) -> str:
 def rise_table(an: ma.Analysis, mk: dict | None = None, limit: int = 30) -> str:
     """The rise alerts: where, which commodity, since when, and the 说明 in plain words."""
     a = an.alerts[an.alerts["category"] == "快检阳性率上升"] if len(an.alerts) else an.alerts
+    if an.scheme is not None and not an.scheme.judging:
+        return table_html(None, empty="数据不足 16 周，暂不判断阳性率上升",
+                          empty_hint="先用前一半数据（至少 8 周）了解各市场、各样品平常的阳性率，再判断是否上升。")
     if a is None or a.empty:
         return table_html(None, empty="暂无阳性率上升", empty_hint="某市场某样品或全市某样品阳性明显多于预期时在这里列出。")
     rows = []
@@ -495,7 +499,7 @@ def rise_table(an: ma.Analysis, mk: dict | None = None, limit: int = 30) -> str:
         ev = json.loads(r.evidence) if isinstance(r.evidence, str) else {}
         at = json.loads(r.attrs) if isinstance(r.attrs, str) else {}
         rows.append({"area": r.area, "commodity": "、".join(at.get("commodities", [])) or "多种样品",
-                     "since": r.valid_from, "status": badge(r.status, "bad" if r.status == "生效中" else ""),
+                     "since": f"{clock.to_local(r.valid_from):%Y-%m-%d} 那周", "status": badge(r.status, "bad" if r.status == "生效中" else ""),
                      "plain": ev.get("说明", DASH)})
     t = pd.DataFrame(rows)
     return table_html(t, columns=["area", "commodity", "since", "status", "plain"],
