@@ -1797,7 +1797,7 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
                 return summary
             resume = _notes(prev).get("resume") if prev is not None and prev["status"] in ("interrupted", "failed") else None
             if resume and (prev["profile"] or None) == summary.profile and resume.get("line"):
-                progress_ = _Progress(**resume)
+                progress_ = _Progress.of(resume)
                 progress_.restore(summary)
             running = json.dumps({"owner": _owner(), "heartbeat": _now().isoformat(), "resume": progress_.state()},
                                  ensure_ascii=False)
@@ -1922,6 +1922,11 @@ class _Progress:
     def state(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def of(cls, state: dict) -> "_Progress":
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in (state or {}).items() if k in names})
+
     def counts(self) -> dict:
         return dict(rows_read=self.rows_read, loaded=self.loaded, quarantined=self.quarantined,
                     duplicates=self.duplicates)
@@ -1992,7 +1997,7 @@ def _mark_interrupted(conn: Connection, row) -> dict:
     owner = notes.get("owner") or {}
     message = _interrupted_message(resume.get("line") or 0,
                                    f"接入中断（进程 {owner.get('pid', '?')} 已不在）")
-    counts = _Progress(**resume).counts() if resume else {}
+    counts = _Progress.of(resume).counts() if resume else {}
     conn.execute(ingest_files.update().where(ingest_files.c.file_id == row["file_id"]).values(
         status="interrupted", message=message, finished_at=_now(),
         notes=json.dumps({"resume": resume}, ensure_ascii=False), **counts))
