@@ -92,7 +92,7 @@ def city_frames(seed: int, suffix: str = ""):
         f["test_id"] = f["test_id"].astype(str) + suffix
         m["market_id"] = m["market_id"] + suffix
     t["reagent_expiry"] = pd.to_datetime(t["reagent_expiry"])
-    return t, m, f, {p["name"]: p for p in city["plants"]}
+    return t, m, f, {p["name"]: p for p in city["plants"]} | {"market_plants": city.get("market_plants", [])}
 
 
 def speed(copies: int, work: Path) -> dict:
@@ -190,6 +190,34 @@ def detection(t, m, f, plants) -> dict:
                                                           / len(quiet) / years_judged, 3)
     out["cusum_episodes_quiet_per_market_year"] = round(
         float((msv.episodes["unit"] != mid).sum()) / len(quiet) / years, 3)
+    # the scheme of issue 16 (the alerts): the rising market's first alert, the planted
+    # commodity rises, and the alerts of markets nothing was planted in
+    res = an.scheme
+    if res is not None:
+        mp = {p["name"]: p for p in plants.get("market_plants", [])} if isinstance(plants, dict) else {}
+        ep = res.market_episodes
+        after = ep[(ep["market"] == mid) & (ep["last"] >= onset)]
+        out["scheme_weeks_to_first_alert"] = (round((after["first"].min() - onset).days / 7, 1) + 1) if len(after) else None
+        planted = {mid}
+        if "commodity_rise" in mp:
+            cr = mp["commodity_rise"]
+            planted.add(cr["market_id"])
+            mine = ep[(ep["market"] == cr["market_id"]) & (ep["last"] >= pd.Timestamp(cr["onset"]))]
+            out["scheme_commodity_rise"] = {"market": cr["market_id"], "commodity": cr["commodity"],
+                                            "weeks": (round((mine["first"].min() - pd.Timestamp(cr["onset"])).days / 7, 1) + 1)
+                                            if len(mine) else None,
+                                            "named": bool(len(mine) and cr["commodity"] in mine.iloc[0]["commodities"])}
+        if "city_rise" in mp:
+            wr = mp["city_rise"]
+            ce = res.city_episodes[res.city_episodes["commodity"] == wr["commodity"]]
+            out["scheme_city_rise"] = {"commodity": wr["commodity"], "weeks": (round(
+                (ce["first"].min() - pd.Timestamp(wr["onset"])).days / 7, 1) + 1) if len(ce) else None}
+        others = ep[~ep["market"].isin(planted)]
+        out["scheme_other_market_alerts"] = others[["market", "first", "commodities"]].astype(str).to_dict("records")
+        out["scheme_other_city_alerts"] = res.city_episodes[
+            res.city_episodes["commodity"] != mp.get("city_rise", {}).get("commodity")]["commodity"].tolist()
+        out["scheme_false_alerts_per_market_year"] = round(
+            (len(others) + len(out["scheme_other_city_alerts"])) / (len(res.item["n"].columns) - len(planted)) / years_judged, 3)
     low = an.integrity.findings[an.integrity.findings["kind"] == "阳性率异常偏低"]
     clean = plants["clean_inspector"]["inspector_id"]
     out["clean_inspector"] = clean
