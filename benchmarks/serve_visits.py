@@ -9,7 +9,7 @@ so each server keeps one preheated kernel) for each setting:
 
 - old: Voilà as `workbench serve` ran it before sign-in (no sign-in, idle kernels culled after
   an hour, no cap), each visit anonymous;
-- new, tabs closed: `workbench serve` now (sign-in, 4 kernels per user, idle culling after 5 min,
+- new, tabs closed: `workbench serve` now (sign-in, 6 kernels per user, idle culling after 5 min,
   the kernel owner's shutdown on page close), each visit by one of --users signed-in users;
 - new, tabs abandoned: the same, but no visitor closes the tab the polite way (a crashed browser, a
   laptop lid closed): the shutdown request never comes.

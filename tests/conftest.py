@@ -83,6 +83,7 @@ def chromium():
 
 
 TEST_PASSWORD = "test-pass-1234"   # the password of every user the voila fixture creates
+TEST_KERNELS_PER_USER = 64         # the voila fixture's cap (unless a test passes security=)
 
 
 def make_user(env: dict, username: str, role: str = "leader", *, department: str | None = None,
@@ -119,6 +120,9 @@ def _voila(env: dict, name: str, *, user: str | None = "tester", role: str = "le
     sign-in. `kw` goes to workbench.ui.server.start (folder, preheat, migrate, security …)."""
     from workbench.ui import browser, server
 
+    # browser tests leave their pages open (each holds its kernel): the per-user cap is tested in
+    # tests/test_signin.py, not here
+    kw.setdefault("security", server.Security(kernels_per_user=TEST_KERNELS_PER_USER))
     out = Path(__file__).parent / "output"
     out.mkdir(parents=True, exist_ok=True)
     with open(out / f"voila-{name}.log", "w", encoding="utf-8") as log:

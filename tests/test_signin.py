@@ -434,6 +434,15 @@ def test_users_demo_makes_one_account_per_role_and_keeps_them(sqlite_hub, tmp_pa
     assert [line.split("\t")[:2] for line in path.read_text(encoding="utf-8").splitlines()[1:]] == [r[:2] for r in rows]
 
 
+def test_another_address_serves_preheated_pages(tmp_path_factory):
+    """--host other than 127.0.0.1: the preheated kernel asks that address for its request."""
+    root = tmp_path_factory.mktemp("addr-hub")
+    with _voila(_env(root), "addr", host="127.0.0.3", folder=_folder(tmp_path_factory), preheat=1) as srv:
+        assert srv.base_url.startswith("http://127.0.0.3:")
+        r = session(srv, srv.user).get(page_url(srv), timeout=120)
+        assert r.status_code == 200 and whoami(r) == f"{srv.user}|leader" and "Using pre-heated kernel" in srv.log()
+
+
 # ------------------------------------------------------------------ TLS
 
 def test_serving_options_are_checked_and_exposure_is_warned_about():

@@ -206,7 +206,7 @@ def synth(days, seed, end, out_dir, if_empty):
               help="Host name the server may be reached by besides loopback (repeatable; DNS-rebinding check).")
 @click.option("--certfile", type=click.Path(dir_okay=False), default=None, help="TLS certificate (PEM).")
 @click.option("--keyfile", type=click.Path(dir_okay=False), default=None, help="TLS private key (PEM).")
-@click.option("--kernels-per-user", default=4, show_default=True, type=int,
+@click.option("--kernels-per-user", default=6, show_default=True, type=int,
               help="Dashboard pages (kernels) one user may hold open at once.")
 @click.option("--cull-idle", default=300, show_default=True, type=int,
               help="Seconds after which a page's kernel without a browser is shut down.")

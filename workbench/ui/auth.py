@@ -48,7 +48,7 @@ from workbench import access
 
 COOKIE = "workbench-session"
 PROXY_HEADER = "X-Forwarded-User"
-KERNELS_PER_USER = 4
+KERNELS_PER_USER = 6        # page kernels one user may hold at once: every dashboard open
 RECLAIM_IDLE = 30.0        # seconds: a user's kernel without a browser this long may make room
 LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")

@@ -27,6 +27,8 @@ def _query_url() -> str | None:
         return None
     protocol = os.environ.get("VOILA_WS_PROTOCOL", "ws")
     host = os.environ.get("VOILA_APP_IP", "127.0.0.1")
+    if ":" in host and not host.startswith("["):   # an IPv6 address
+        host = f"[{host}]"
     port = os.environ.get("VOILA_APP_PORT", "8866")
     base = os.environ.get("VOILA_WS_BASE_URL", os.environ.get("VOILA_SERVER_URL", "/"))
     return f"{protocol}://{host}:{port}{base}voila/query/{kernel_id}"

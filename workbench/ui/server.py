@@ -45,7 +45,7 @@ FILL_DELAY = 10.0           # seconds before a used preheated kernel is replaced
                             # a warm-up read) would otherwise take the CPU from the page being drawn
 CULL_IDLE = 300             # shut a page's kernel down five minutes after its browser left
 CULL_INTERVAL = 60
-KERNELS_PER_USER = 4        # page kernels one user may hold at once
+KERNELS_PER_USER = 6        # page kernels one user may hold at once (every dashboard open at once)
 _POOL_FILLED = re.compile(r"Kernel pool of (.+?) is filled with")
 # Voilà logs a pool as filled when its kernels have *started*; a kernel is preheated only when
 # it has run the dashboard's imports and waits for its request (ui.query_params), which the
@@ -357,7 +357,7 @@ def start(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, preheat: int = 
     security = security or Security()
     env = hub_env(env)
     env.pop(access_env(), None)            # a page's user comes from its request, never from here
-    if host not in ("", "0.0.0.0", "::") and not _loopback(host):
+    if host not in ("", "0.0.0.0", "::"):
         env["VOILA_APP_IP"] = host         # a preheated kernel asks the server for its request here
     if security.tls:
         env["VOILA_WS_PROTOCOL"] = "wss"
