@@ -107,8 +107,9 @@ def test_a_model_file_that_is_not_a_model(tmp_path):
 
     for name in ("bad.pt", "bad.onnx"):
         (tmp_path / name).write_bytes(b"\x00garbage" * 100)
-        with pytest.raises(ModelError, match=f"不是有效的 YOLO 模型.*{name}"):
+        with pytest.raises(ModelError) as err:   # a .pt is refused by the checkpoint check, an .onnx by the loader
             Detector(tmp_path / name)
+        assert name in str(err.value) and "不是有效的 YOLO 模型" in str(err.value)
     with pytest.raises(ModelError, match="应为 .pt 或 .onnx"):
         (tmp_path / "m.txt").write_text("x")
         Detector(tmp_path / "m.txt")

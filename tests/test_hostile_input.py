@@ -340,6 +340,64 @@ def test_a_model_carrying_code_stops_the_watch_command(tmp_path):
     assert not marker.exists()
 
 
+def test_a_model_calling_an_allowed_package_is_refused_and_runs_nothing(tmp_path):
+    """Review H1: numpy.memmap(path, "w+") and ultralytics.YOLO("other.pt") are classes of packages a
+    checkpoint uses, but calling them makes a file / loads another file unchecked: refused by the
+    opcode scan, and the check itself creates and loads nothing."""
+    from workbench.canteen.detector import Detector, ModelError
+    from workbench.canteen.yolo_env import checkpoint_problem
+
+    target = tmp_path / "made_by_model_check.bin"
+    memmap = hostile.write_memmap_pt(tmp_path / "memmap.pt", target)
+    problem = checkpoint_problem(memmap)
+    assert problem and "numpy.memmap" in problem and "可执行的引用" in problem
+    with pytest.raises(ModelError, match="memmap.pt.*numpy.memmap"):
+        Detector(memmap, closeup=None)
+    assert not target.exists()
+
+    marker = tmp_path / "pwned.txt"
+    other = hostile.write_malicious_pt(tmp_path / "other.pt", marker)
+    loader = hostile.write_yolo_loader_pt(tmp_path / "loader.pt", other)
+    problem = checkpoint_problem(loader)
+    assert problem and "ultralytics.models.yolo.model.YOLO" in problem
+    with pytest.raises(ModelError, match="loader.pt"):
+        Detector(loader, closeup=None)
+    assert not marker.exists()
+    # both payloads are real: unpickling them the way ultralytics does makes the file / loads the other
+    import torch
+
+    torch.load(memmap, weights_only=False)
+    assert target.exists()
+
+
+def test_a_model_class_called_with_the_files_arguments_is_refused(tmp_path):
+    """Every global is on the allow list, but DetectionModel is called (REDUCE) with a cfg from the
+    file instead of made empty and filled with weights: refused, DetectionModel never runs."""
+    from workbench.canteen.yolo_env import checkpoint_problem
+
+    yaml_file = tmp_path / "never-read.yaml"   # DetectionModel(cfg=path) would read it: it does not exist
+    model = hostile.write_model_class_call_pt(tmp_path / "builds.pt", str(yaml_file))
+    problem = checkpoint_problem(model)
+    assert problem and "构造 DetectionModel" in problem and "已拒绝" in problem
+
+
+def test_training_from_a_pt_goes_through_the_same_check(tmp_path):
+    """`train --model x.pt`, `closeup --init x.pt`, export and val: the .pt is checked first."""
+    from workbench.canteen import closeup, train
+
+    target = tmp_path / "made.bin"
+    memmap = hostile.write_memmap_pt(tmp_path / "memmap.pt", target)
+    with pytest.raises(train.CheckpointError, match="起始模型 memmap.pt.*numpy.memmap"):
+        train.train(data=tmp_path / "no-data.yaml", model=str(memmap), out=tmp_path / "runs")
+    with pytest.raises(train.CheckpointError, match="起始模型 memmap.pt"):
+        closeup.train_closeup(tmp_path / "crops", init=memmap, out=tmp_path / "runs")
+    with pytest.raises(train.CheckpointError, match="memmap.pt"):
+        train.export_onnx(memmap)
+    assert train.main(["export", str(memmap)]) == 2
+    assert closeup.main(["--init", str(memmap), "--out", str(tmp_path / "co")]) == 2
+    assert not target.exists() and not (tmp_path / "runs").exists() and not (tmp_path / "co").exists()
+
+
 def test_our_committed_models_still_load():
     from workbench import config
     from workbench.canteen.detector import Detector

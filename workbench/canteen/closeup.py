@@ -264,17 +264,19 @@ def train_closeup(data_dir, epochs: int = 6, imgsz: int = IMGSZ, device="cpu", b
     crop below 90 %, no erasing): a cigarette is a few pixels at the edge of a face and must
     not be cut or painted over."""
     from workbench.canteen.train import MODEL_DIR, MODEL_NAME, _trust_amp_offline, default_out
-    from workbench.canteen.yolo_env import ensure_yolo_env
+    from workbench.canteen.yolo_env import checked_checkpoint, ensure_yolo_env
 
+    if init == "detector":
+        init = MODEL_DIR / f"{MODEL_NAME}.pt"
+        init = init if init.is_file() else None
+    if init:
+        checked_checkpoint(init, "起始模型")   # model.load unpickles it with weights_only=False: checked first
     ensure_yolo_env()
     _trust_amp_offline()
     from ultralytics import YOLO
 
     out = Path(out).resolve() if out else default_out()
     model = YOLO("yolo11n-cls.yaml")
-    if init == "detector":
-        init = MODEL_DIR / f"{MODEL_NAME}.pt"
-        init = init if init.is_file() else None
     if init:
         model.load(str(init))
     args = dict(data=str(Path(data_dir).resolve()), epochs=int(epochs), imgsz=int(imgsz), batch=int(batch),
@@ -324,6 +326,14 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     from tqdm import tqdm
 
+    from workbench.canteen.yolo_env import CheckpointError, checked_checkpoint
+
+    if a.init not in ("detector", "none"):   # refused before the crops are rendered, not after
+        try:
+            checked_checkpoint(a.init, "起始模型")
+        except CheckpointError as exc:
+            print(exc, file=sys.stderr)
+            return 2
     out = Path(a.out)
     data = out / "crops"
     t0 = dt.datetime.now()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from workbench import config
 from workbench.canteen.classes import CLASSES, LABELS_ZH
-from workbench.canteen.yolo_env import ensure_yolo_env
+from workbench.canteen.yolo_env import CheckpointError, checked_checkpoint, ensure_yolo_env
 
 MODEL_DIR = config.ROOT / "models" / "kitchen"
 MODEL_NAME = "kitchen-yolo11n"
@@ -111,6 +111,7 @@ def train(data=None, epochs: int = 30, imgsz: int = 640, model: str = "yolo11n.y
     `skip_bad_labels`: then those images stay out of training and the lines are kept in
     ``<run>/label_problems.csv``.
     """
+    checked_checkpoint(model, "起始模型")   # a .pt to fine-tune is unpickled by ultralytics: checked first
     out = Path(out).resolve() if out else default_out()
     if data is None:
         data = synthetic_data(out / "data", n_train=n_train, n_val=n_val, imgsz=imgsz, seed=seed)
@@ -153,6 +154,7 @@ def train(data=None, epochs: int = 30, imgsz: int = 640, model: str = "yolo11n.y
 
 def export_onnx(weights, imgsz: int = 640, out: Path | None = None, dynamic: bool = True) -> Path:
     """Export weights to ONNX (dynamic batch and size, simplified); returns the .onnx path."""
+    checked_checkpoint(weights)
     ensure_yolo_env()
     from ultralytics import YOLO
 
@@ -177,6 +179,7 @@ def evaluate_boxes(model_path, data_yaml, imgsz: int = 640, device=None, batch: 
     import pandas as pd
 
     check_data_yaml(data_yaml)
+    checked_checkpoint(model_path)
     ensure_yolo_env()
     from ultralytics import YOLO
 
@@ -425,6 +428,14 @@ def main(argv=None) -> int:
     v.add_argument("--csv", required=True)
     v.add_argument("--save-dir", default=None, help="write val plots here")
     a = ap.parse_args(argv)
+    try:
+        return _run(a)
+    except CheckpointError as exc:   # a .pt that would run code when unpickled: said, nothing loaded
+        print(exc, file=sys.stderr)
+        return 2
+
+
+def _run(a) -> int:
     if a.cmd == "dataset":
         from tqdm import tqdm
 

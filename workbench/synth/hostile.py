@@ -159,3 +159,53 @@ def write_malicious_pickle(path: Path, marker: Path, protocol: int = 2) -> Path:
     with open(path, "wb") as f:
         pickle.dump({"model": _WritesMarker(str(marker))}, f, protocol=protocol)
     return path
+
+
+# ------------------------------------------------------- a model calling a class of an allowed package
+
+class _Reduces:
+    """Pickles as `func(*args)`: what loading it calls."""
+
+    def __init__(self, func, args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return (self.func, self.args)
+
+
+def write_memmap_pt(path: Path, target: Path) -> Path:
+    """A `.pt` whose unpickling calls numpy.memmap(target, "uint8", "w+", 0, (16,)): it creates
+    (or truncates) `target`, a class of numpy doing what code would."""
+    import numpy
+    import torch
+
+    torch.save({"model": _Reduces(numpy.memmap, (str(target), "uint8", "w+", 0, (16,))), "epoch": 1}, path)
+    return path
+
+
+def write_yolo_loader_pt(path: Path, other: Path) -> Path:
+    """A `.pt` whose unpickling calls ultralytics.YOLO(other): ultralytics then loads `other`
+    with weights_only=False, unchecked (make `other` with write_malicious_pt to see it run)."""
+    import torch
+
+    from workbench.canteen.yolo_env import ensure_yolo_env
+
+    ensure_yolo_env()
+    from ultralytics import YOLO
+
+    torch.save({"model": _Reduces(YOLO, (str(other),)), "epoch": 1}, path)
+    return path
+
+
+def write_model_class_call_pt(path: Path, cfg: dict) -> Path:
+    """A `.pt` whose every global is a model class of the allow list, but called with the file's
+    arguments: DetectionModel(cfg) builds whatever cfg names."""
+    import torch
+
+    from workbench.canteen.yolo_env import ensure_yolo_env
+
+    ensure_yolo_env()
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.save({"model": _Reduces(DetectionModel, (cfg,)), "epoch": 1}, path)
+    return path
