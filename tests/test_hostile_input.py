@@ -228,6 +228,12 @@ def test_a_killed_ingest_is_marked_and_resumed_without_doubles(hub_engine, tmp_p
 
     log = audit.frame(hub_engine)
     assert "ingest.interrupted" in set(log["action"])
+    from workbench.ui import hub_page
+
+    snap = hub_page.load()   # the hub page says it, in the failure tone, and counts it with the failures
+    assert "已中断" in hub_page.files_table(snap) and hub_page.STATUS_TONE["interrupted"] == "bad"
+    kpis = str(hub_page.kpis(snap))
+    assert "接入失败文件" in kpis and ">1<" in kpis.split("接入失败文件", 1)[1].replace(" ", "")[:400]
 
     r, _ = run_cli("ingest", "rapid_tests", path, "--json", "--no-progress")
     assert r.returncode == 0, r.stderr
@@ -587,3 +593,23 @@ def test_an_upload_is_kept_private_until_it_is_taken_in(tmp_path):
     finally:
         upload.discard_upload(path)
     assert not path.exists()
+
+
+def test_the_events_intake_masks_the_detail_of_its_quarantined_rows(hub_engine):
+    """A message's bad record: the quarantine's row AND its detail (which quotes the offending value)
+    hold no phone or ID number in clear, as for files."""
+    from workbench.events import dispatch as dp
+    from workbench.events import intake
+    from workbench.store import hub as hub_mod
+
+    phone, idno = "13812345678", "430202199001011234"
+    rec = {"event_id": "M-1", "ts": f"电话{phone}", "event_class": "暴露垃圾", "description": f"身份证{idno}",
+           "lat": "27.86", "lon": "113.17", "district": "荷塘区"}
+    s = intake.message_batch([json.dumps(rec, ensure_ascii=False).encode()], topic="t", rules=dp.load_rules(),
+                             eng=hub_engine)
+    assert s.quarantined == 1
+    q = hub_mod.quarantine_rows("city_events", eng=hub_engine)
+    assert len(q) == 1 and "138****5678" in q["detail"].iloc[0]
+    for col in ("detail", "row_json"):
+        text = " ".join(map(str, q[col].fillna("")))
+        assert phone not in text and idno not in text, (col, text)

@@ -30,7 +30,7 @@ from workbench.ui.tables import (DASH, age_text, badge, esc, format_number, form
 
 FRESH = pd.Timedelta(days=1)   # newest record younger than this: 正常
 STALE = pd.Timedelta(days=7)   # older than this: 滞后 (between the two: 较旧)
-STATUS_TONE = {"done": "ok", "running": "info", "failed": "bad", "skipped": ""}
+STATUS_TONE = {"done": "ok", "running": "info", "failed": "bad", "interrupted": "bad", "skipped": ""}
 
 
 @dataclass
@@ -335,7 +335,7 @@ def kpis(snap: HubSnapshot):
     last_record = last_record[last_record <= now + pd.Timedelta(minutes=5)]  # forecasts lie ahead
     last_ingest = pd.to_datetime(st["last_ingest"]).dropna()
     quarantined = int(st["quarantined"].sum())
-    failed = int((files["status"] == "failed").sum()) if not files.empty else 0
+    failed = int(files["status"].isin(["failed", "interrupted"]).sum()) if not files.empty else 0
     departments = held["department"].nunique()
     return cards.kpi_row([
         cards.KPI("已汇聚数据集", f"{len(held)} / {len(st)}", note=f"来自 {departments} 个部门" if departments else "暂无数据",

@@ -67,7 +67,8 @@ HUB_COLUMNS: dict[str, str] = {
 
 # Coded values, per column name, shown in Chinese.
 VALUE_LABELS: dict[str, dict[str, str]] = {
-    "ingest_status": {"running": "进行中", "done": "已完成", "failed": "失败", "skipped": "已跳过"},
+    "ingest_status": {"running": "进行中", "done": "已完成", "failed": "失败", "skipped": "已跳过",
+                      "interrupted": "已中断"},
     "severity": {"critical": "严重", "warning": "警告", "info": "提示"},
     "violation_status": {"open": "待处理", "notified": "已通知", "rectified": "已整改", "verified": "已复核"},
     "weather_kind": {"observed": "实况", "forecast": "预报"},
