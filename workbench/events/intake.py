@@ -43,7 +43,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from workbench import cases, clock, config, geo
+from workbench import cases, clock, config, geo, privacy
 from workbench.events import dispatch as dp
 from workbench.events import flow
 from workbench.store import hub, ingest
@@ -734,7 +734,8 @@ def take_in(frame: pd.DataFrame, *, origin: Origin, rules: dp.CityRules, eng: En
                 masked, originals = ingest.mask_quarantined([dict(q[3]) for q in qrows], "city_events")
                 ingest.keep_quarantined(conn, "city_events", origin.sha256, [q[0] for q in qrows], originals,
                                         now.to_pydatetime())
-                qrows = [(q[0], q[1], q[2], m) for q, m in zip(qrows, masked)]
+                # the detail quotes the offending values: phone and ID numbers masked there too
+                qrows = [(q[0], q[1], privacy.mask_text(q[2]) if q[2] else q[2], m) for q, m in zip(qrows, masked)]
                 conn.execute(quarantine.insert(), _quarantine_rows(origin, *zip(*qrows), now))
     summary.quarantined = len(qrows)
     for q in qrows:
