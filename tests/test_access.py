@@ -43,7 +43,8 @@ def test_users_sign_in_lock_and_sessions(hub_engine):
 
     bad = users.sign_in("zhang", "wrong", eng=hub_engine)
     unknown = users.sign_in("nobody", "wrong", eng=hub_engine)
-    assert bad.principal is None and bad.problem == unknown.problem == "用户名或密码不正确"
+    assert bad.principal is None and bad.problem == unknown.problem
+    assert bad.problem.startswith("用户名或密码不正确")
     ok = users.sign_in("zhang", "correct-horse", address="127.0.0.1", eng=hub_engine)
     assert ok.principal.actor == "张三（zhang）" and ok.token
     assert users.session_user(ok.token, hub_engine).username == "zhang"
@@ -56,7 +57,10 @@ def test_users_sign_in_lock_and_sessions(hub_engine):
     for _ in range(users.MAX_FAILED):
         users.sign_in("zhang", "nope", eng=hub_engine)
     locked = users.sign_in("zhang", "correct-horse", eng=hub_engine)
-    assert locked.principal is None and "锁定" in locked.problem
+    # locked: refused even with the right password, with the same words as for an unknown name
+    assert locked.principal is None and locked.problem == unknown.problem
+    fails = audit.frame(hub_engine, action="login.failed")
+    assert set(fails["actor"]) == {"匿名"} and "nobody" not in set(fails["target"])   # unknown names not logged
     # a new password unlocks and ends the sessions; disabling ends sign-in
     users.set_password("zhang", "battery-staple", eng=hub_engine)
     assert users.sign_in("zhang", "battery-staple", eng=hub_engine).principal is not None
@@ -76,6 +80,12 @@ def test_roles_scope_and_refusals_say_why(hub_engine, demo_type):
     other = Principal("wang", "王五", "staff", department="应急管理局")
     analyst = Principal("zhao", "赵六", "analyst")
     hetang = Principal("chen", "陈七", "district", district="荷塘区")
+    for p in (staff, other, analyst, hetang):   # who acts is read afresh from the hub
+        users.create(p.username, "long-enough-1", role=p.role, name=p.name, department=p.department,
+                     district=p.district, eng=hub_engine)
+    ghost = Principal("ghost", "幽灵", "staff", department="测试局")
+    with pytest.raises(AccessDenied, match="已停用或不存在"):
+        cases.act(hub_engine, "A1", "dispatch", actor=ghost, department="城管")
     with pytest.raises(AccessDenied, match="只能查看"):
         cases.act(hub_engine, "A1", "dispatch", actor=analyst, department="城管")
     with pytest.raises(AccessDenied, match="由测试局办理"):
@@ -85,6 +95,9 @@ def test_roles_scope_and_refusals_say_why(hub_engine, demo_type):
     ch = cases.act(hub_engine, "A1", "dispatch", actor=staff, department="城管", ts=t0 + pd.Timedelta(hours=1))
     assert ch.actor == "张三（zhang）"
     cases.act(hub_engine, "A1", "handle", actor=hetang, ts=t0 + pd.Timedelta(hours=2))
+    users.update("zhang", active=False, eng=hub_engine)   # disabled while the page is open: acts no more
+    with pytest.raises(AccessDenied, match="已停用"):
+        cases.act(hub_engine, "A1", "close", actor=staff)
     h = cases.history("A1", hub_engine)
     assert list(h["actor"]) == ["系统自动", "张三（zhang）", "陈七（chen）"]
     # a district user reads its district only; rows without a district are nobody's
@@ -93,6 +106,9 @@ def test_roles_scope_and_refusals_say_why(hub_engine, demo_type):
     assert access.scope(f, analyst)["n"].tolist() == [1, 2, 3]
     assert hetang.may_unmask(district="天元区") and not hetang.may_unmask(district="荷塘区")
     assert analyst.may_unmask(department="测试局") and not staff.may_unmask(department="测试局")
+    # a record not yet assigned: its owners' alone
+    assert "尚未派往" in other.may_unmask(department=None, owners={"测试局"})
+    assert not staff.may_unmask(department=None, owners={"测试局"})
     steps = audit.frame(hub_engine, action="case.step")
     assert len(steps) == 2 and set(steps["actor"]) == {"张三（zhang）", "陈七（chen）"}
 

@@ -41,7 +41,18 @@ def _violation(vid, canteen, district, day, cls="未戴厨师帽", sev="warning"
             "snapshot": f"evidence/{canteen}-C1/2026-11-{day:02d}/{vid}.jpg", "source": "明厨亮灶AI"}
 
 
+def _enrol(eng, *people):
+    """The principals as users of the hub (the engine re-reads who acts from the hub)."""
+    from workbench import users
+
+    for p in people:
+        if users.principal(p.username, eng, active_only=False) is None:
+            users.create(p.username, "long-enough-1", role=p.role, name=p.name, department=p.department,
+                         district=p.district, eng=eng)
+
+
 def _canteens(eng):
+    _enrol(eng, STAFF, OTHER, DIST, ANALYST, ADMIN, REVIEWER)
     with eng.begin() as conn:
         insert_new(conn, DATASETS["canteens"], pd.DataFrame([
             {"canteen_id": "ST-HT-001", "name": "月塘小学食堂", "school_type": "小学", "district": HT},
@@ -200,10 +211,7 @@ def cli(env, *args, user=None):
 
 
 def test_canteen_cli_acts_as_the_identity_not_an_actor_text(sqlite_hub):
-    _canteens(sqlite_hub)
-    users.create("li", "long-enough-pw", role="district", name="李四", department="市场监管局", district=HT,
-                 eng=sqlite_hub)
-    users.create("zhao", "long-enough-pw", role="analyst", name="赵六", eng=sqlite_hub)
+    _canteens(sqlite_hub)   # enrols li (district, 荷塘区) and zhao (analyst) among others
     env = {k: os.environ[k] for k in ("WORKBENCH_DB_URL", "WORKBENCH_DATA_DIR")}
     r = cli(env, "canteen", "case", "V-HT-1", "notify", "--actor", "随便谁", user="li")
     assert r.returncode == 2 and "--actor" in r.stderr   # the option is gone

@@ -53,7 +53,7 @@ ACTING_ROLES = frozenset({"staff", "district", "reviewer"})
 UNMASKING_ROLES = frozenset({"staff", "district", "reviewer"})
 USER_HEADER = "X-Workbench-User"                  # set by the server only; a client's is discarded
 USER_ENV = "HTTP_X_WORKBENCH_USER"                # how Voilà hands that header to the kernel
-TOKEN_TTL = 12 * 3600                             # a page's identity token outlives no working day
+TOKEN_TTL = 8 * 3600                              # a page's identity token: the session's idle limit
 
 
 class AccessDenied(WorkbenchError):
@@ -109,16 +109,24 @@ class Principal:
         """Unblurred kitchen frames (children may appear): the reviewing role only."""
         return self.role == "reviewer"
 
-    def may_unmask(self, *, department: str | None = None, district: str | None = None) -> str | None:
-        """None when this principal may read personal data of a record of `department` /
-        `district`; else why not (Chinese)."""
+    def may_unmask(self, *, department: str | None = None, district: str | None = None,
+                   owners: frozenset | set | tuple = ()) -> str | None:
+        """None when this principal may read personal data of a record assigned to `department`,
+        in `district`, of a dataset owned by `owners` (its agency and its case types' owners);
+        else why not (Chinese). A record nobody is assigned to yet is its owners' alone."""
         if self.role not in UNMASKING_ROLES:
             return f"{self.role_label}不能查看个人信息原文（仅限经办部门、区县人员）"
-        if self.role == "district" and district != self.district:
-            return f"该记录不属于{self.district or '您所在的区县'}"
-        if self.role != "district" and department and self.department and department != self.department:
+        if self.role == "district":
+            if not self.district or district != self.district:
+                return f"该记录不属于{self.district or '您所在的区县'}"
+            return None
+        if not self.department:
+            return f"账号 {self.username} 没有所属部门，不能查看个人信息原文"
+        if self.department == department or self.department in set(owners):
+            return None
+        if department:
             return f"该记录由{department}经办，{self.department}不能查看其个人信息原文"
-        return None
+        return f"该记录尚未派往部门，只有{'、'.join(sorted(owners)) or '主管部门'}能查看其个人信息原文"
 
     # ------------------------------------------------------------------ acting
     def why_not_act(self, *, owner: str | None = None, department: str | None = None,
@@ -197,18 +205,23 @@ def secret() -> bytes:
     if env:
         return env.encode()
     path = secret_path()
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except (OSError, ValueError):
+    if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_hex(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as f:
-                f.write(value)
-        except FileExistsError:  # pragma: no cover - another process made it first
+                f.write(secrets.token_hex(32))
+        except FileExistsError:  # another process made it first
             pass
-        return bytes.fromhex(path.read_text().strip())
+    try:
+        if path.stat().st_mode & 0o077:   # copied in readable by others: make it the owner's alone
+            os.chmod(path, 0o600)
+        value = bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError):
+        value = b""
+    if len(value) < 16:
+        raise AccessDenied(f"签名密钥文件 {path} 已损坏（应为 64 位十六进制），请删除后重启（已登录的页面需重新打开）")
+    return value
 
 
 def sign(username: str, ttl: float = TOKEN_TTL, *, now: float | None = None) -> str:

@@ -246,16 +246,32 @@ def _who(actor) -> tuple[str, "Principal | None"]:
     return ("" if actor is None else str(actor)), None
 
 
-def _may(who, ct: "CaseType", st: CaseStore, m, what: str) -> None:
-    """CaseError (AccessDenied) unless `who` may move this case (department, district)."""
+def _may(who, ct: "CaseType", st: CaseStore, m, what: str, conn=None) -> None:
+    """AccessDenied unless `who` may move this case (department, district). A user is read
+    afresh from the hub: one disabled, or whose role changed, since the page opened acts no more."""
     if who is None:
         return
     from workbench.access import AccessDenied
 
+    who = fresh(who, conn)
     why = who.why_not_act(owner=ct.department, department=m.get(st.department) if st.department else None,
                           district=m.get(st.district) if st.district else None, what=what)
     if why:
         raise AccessDenied(why)
+
+
+def fresh(who, conn=None):
+    """`who` as the hub holds the user now (AccessDenied when disabled or gone); the system as is."""
+    if who is None or who.system:
+        return who
+    from workbench import users
+    from workbench.access import AccessDenied
+
+    eng = conn.engine if conn is not None else None
+    now = users.principal(who.username, eng)
+    if now is None:
+        raise AccessDenied(f"账号 {who.username} 已停用或不存在，请重新登录")
+    return now
 
 
 def _connect(target):
@@ -414,7 +430,7 @@ def transition(target: Engine | Connection, case_id: str, to: str, *, actor, not
     ct = _type_of_row(st, row) if case_type_name is None else case_type(case_type_name)
     m = row._mapping
     before = m[st.status]
-    _may(who, ct, st, m, f"把{ct.label}转为“{ct.label_of(to)}”")
+    _may(who, ct, st, m, f"把{ct.label}转为“{ct.label_of(to)}”", conn)
     if expected is not None and expected != before:
         raise CaseError(f"{ct.label} {case_id} 已被他人改为“{ct.label_of(before)}”（您看到的是"
                         f"“{ct.label_of(expected)}”），请刷新后重试")
@@ -491,7 +507,7 @@ def extend(target: Engine | Connection, case_id: str, deadline, *, actor, note: 
         st, row = _find(conn, case_id, None, store)
         ct = _type_of_row(st, row)
         m = row._mapping
-        _may(who, ct, st, m, f"延长{ct.label}的处置时限")
+        _may(who, ct, st, m, f"延长{ct.label}的处置时限", conn)
         if m[st.status] in ct.closed:
             raise CaseError(f"{ct.label} {case_id} 已办结，不能延期")
         new = pd.Timestamp(deadline)

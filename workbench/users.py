@@ -37,6 +37,15 @@ class UserError(WorkbenchError):
     """A user operation that cannot be done; `problem` says why in Chinese."""
 
 
+_dummy: list[str] = []
+
+
+def _DUMMY_HASH() -> str:  # noqa: N802 - a constant made once
+    if not _dummy:
+        _dummy.append(hash_password(secrets.token_hex(8)))
+    return _dummy[0]
+
+
 def _hasher():
     from argon2 import PasswordHasher
 
@@ -214,35 +223,41 @@ def sign_in(username: str, password: str, *, address: str | None = None, eng: En
     password (no probing for names); a locked account says until when."""
     eng = _eng(eng)
     now = clock.now()
-    wrong = SignIn(None, problem="用户名或密码不正确")
+    # one answer for an unknown name, a wrong password and a locked account, after one argon2
+    # verification each (the same time): nothing tells which names exist
+    wrong = SignIn(None, problem=f"用户名或密码不正确（连续输错 {MAX_FAILED} 次将锁定 {int(LOCK_FOR.total_seconds() // 60)} 分钟）")
+    name = (username or "")[:64]
     with eng.begin() as conn:
-        row = conn.execute(sa.select(users).where(users.c.username == (username or ""))).mappings().first()
+        row = conn.execute(sa.select(users).where(users.c.username == name)).mappings().first()
         if row is None or not row["active"]:
-            _hasher().hash(password or "x")       # the same time either way
-            audit.record(conn, "login.failed", username or "?", subject=username, address=address)
+            _check_password(_DUMMY_HASH(), password or "")
+            if row is not None:   # a disabled account's tries are recorded; unknown names are not (no log flooding)
+                audit.record(conn, "login.failed", "匿名", subject=name, address=address, why="disabled")
             return wrong
+        good = _check_password(row["password_hash"], password or "")
         if row["locked_until"] is not None and pd.Timestamp(row["locked_until"]) > now:
-            until = clock.to_local(pd.Timestamp(row["locked_until"])).strftime("%H:%M")
-            return SignIn(None, problem=f"连续输错密码 {MAX_FAILED} 次，账号已锁定至 {until}")
-        if not _check_password(row["password_hash"], password or ""):
+            return wrong
+        if not good:
             failed = int(row["failed_logins"] or 0) + 1
             values = {"failed_logins": failed}
             if failed >= MAX_FAILED:
                 values.update(failed_logins=0, locked_until=(now + LOCK_FOR).to_pydatetime())
-            conn.execute(users.update().where(users.c.username == username).values(**values))
-            audit.record(conn, "login.failed", username, subject=username, address=address, failed=failed)
+            conn.execute(users.update().where(users.c.username == name).values(**values))
+            audit.record(conn, "login.failed", "匿名", subject=name, address=address, failed=failed,
+                         locked=failed >= MAX_FAILED)
             return wrong
         token = secrets.token_urlsafe(32)
         conn.execute(users.update().where(users.c.username == username).values(failed_logins=0, locked_until=None))
         conn.execute(user_sessions.insert().values(
-            token_hash=_hash(token), username=username, created_at=now.to_pydatetime(),
+            token_hash=token_hash(token), username=username, created_at=now.to_pydatetime(),
             last_seen=now.to_pydatetime(), expires_at=(now + SESSION_IDLE).to_pydatetime(), address=(address or "")[:64]))
         who = Principal(row["username"], row["display_name"], row["role"], row["department"], row["district"])
         audit.record(conn, "login", who, subject=username, address=address)
     return SignIn(who, token)
 
 
-def _hash(token: str) -> str:
+def token_hash(token: str) -> str:
+    """What the hub keeps of a session token (sha256 hex)."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
@@ -253,7 +268,7 @@ def session_user(token: str | None, eng: Engine | None = None, *, touch: bool = 
         return None
     eng = _eng(eng)
     now = clock.now()
-    h = _hash(token)
+    h = token_hash(token)
     with eng.connect() as conn:
         s = conn.execute(sa.select(user_sessions).where(user_sessions.c.token_hash == h)).mappings().first()
     if s is None or s["revoked_at"] is not None or pd.Timestamp(s["expires_at"]) <= now:
@@ -275,8 +290,8 @@ def sign_out(token: str | None, eng: Engine | None = None) -> None:
     eng = _eng(eng)
     now = clock.now().to_pydatetime()
     with eng.begin() as conn:
-        s = conn.execute(sa.select(user_sessions.c.username).where(user_sessions.c.token_hash == _hash(token))).first()
-        conn.execute(user_sessions.update().where(user_sessions.c.token_hash == _hash(token),
+        s = conn.execute(sa.select(user_sessions.c.username).where(user_sessions.c.token_hash == token_hash(token))).first()
+        conn.execute(user_sessions.update().where(user_sessions.c.token_hash == token_hash(token),
                                                   user_sessions.c.revoked_at.is_(None)).values(revoked_at=now))
         if s is not None:
             audit.record(conn, "logout", s[0], subject=s[0])
@@ -290,4 +305,4 @@ def purge_sessions(eng: Engine | None = None) -> int:
 
 
 __all__ = ["UserError", "validate", "create", "update", "set_password", "frame", "count", "principal", "SignIn", "sign_in",
-           "session_user", "sign_out", "purge_sessions", "hash_password", "SESSION_IDLE", "SESSION_MAX"]
+           "session_user", "sign_out", "purge_sessions", "hash_password", "token_hash", "SESSION_IDLE", "SESSION_MAX"]
