@@ -6,7 +6,9 @@ Create Date: 2026-11-29
 
 Issue 13: every page and write is done by a signed-in user (users, user_sessions); every write
 is recorded in audit_log, which the database itself keeps append-only (triggers refuse UPDATE
-and DELETE on SQLite and PostgreSQL).
+and DELETE on SQLite and PostgreSQL;
+TRUNCATE too on PostgreSQL). The application's database role owns the table and could still drop
+the triggers: docs/security.md says how to give it INSERT/SELECT only on audit_log.
 """
 import sqlalchemy as sa
 from alembic import op
@@ -73,6 +75,9 @@ def upgrade() -> None:
         op.execute(_PG_FUNCTION)
         op.execute("CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log "
                    "FOR EACH ROW EXECUTE FUNCTION audit_log_append_only()")
+        # row triggers do not fire on TRUNCATE: a statement trigger refuses it too
+        op.execute("CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
+                   "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()")
     else:
         for what in ('UPDATE', 'DELETE'):
             op.execute(f"CREATE TRIGGER audit_log_no_{what.lower()} BEFORE {what} ON audit_log "
@@ -81,6 +86,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == 'postgresql':
+        op.execute("DROP TRIGGER IF EXISTS audit_log_no_truncate ON audit_log")
         op.execute("DROP TRIGGER IF EXISTS audit_log_no_change ON audit_log")
         op.execute("DROP FUNCTION IF EXISTS audit_log_append_only()")
     op.drop_index(op.f('ix_audit_log_action_ts'), table_name='audit_log')
