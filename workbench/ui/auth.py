@@ -515,7 +515,7 @@ def _evidence_row(violation_id: str):
     c = DATASETS["canteens"].table
     eng = hub.engine()
     with eng.connect() as conn:
-        row = conn.execute(sa.select(v.c.violation_id, v.c.camera_id, v.c.canteen_id, v.c.district)
+        row = conn.execute(sa.select(v.c.violation_id, v.c.camera_id, v.c.ts, v.c.canteen_id, v.c.district)
                            .where(v.c.violation_id == violation_id)).mappings().first()
         if row is None:
             return None, eng
@@ -526,34 +526,18 @@ def _evidence_row(violation_id: str):
     return row, eng
 
 
-def _safe_segment(text: str) -> str:
-    """A camera id as the evidence store names its folder (workbench.canteen.evidence.event_dir)."""
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in str(text))
-
-
-def evidence_file(row: dict, original: bool, root: Path | None = None) -> Path | None:
-    """The snapshot file of a violation row: evidence/<camera>/<date>/<id>.jpg (.clean.jpg for the
-    unblurred frame), found by the row's id and camera — never by a stored or requested path —
-    and only if its real path lies inside the evidence root."""
-    from workbench import config
+def evidence_file(row: dict, original: bool) -> Path | None:
+    """The snapshot file of a violation row, found by the canteen evidence store's own rule
+    (`workbench.canteen.evidence.find_snapshot`: the path the watcher writes for the row's id,
+    camera and time — never a stored or requested path —, a plain file whose real path lies inside
+    the evidence root). The canteen page shows an image only when the same function finds it.
+    (Imported when a snapshot is asked for: it brings OpenCV into the server process.)"""
+    from workbench.canteen.evidence import find_snapshot
 
     vid = str(row.get("violation_id") or "")
-    cam = _safe_segment(row.get("camera_id") or "")
-    if not SAFE_ID.match(vid) or not cam or cam in (".", ".."):
+    if not SAFE_ID.match(vid):
         return None
-    root = Path(os.path.realpath(root or (config.data_dir() / "evidence")))
-    folder = root / cam
-    if not folder.is_dir():
-        return None
-    name = f"{vid}.clean.jpg" if original else f"{vid}.jpg"
-    for day in sorted(folder.iterdir(), reverse=True):
-        p = day / name
-        if p.is_symlink() or not p.is_file():
-            continue
-        real = Path(os.path.realpath(p))
-        if str(real).startswith(str(root) + os.sep) and real.is_file():
-            return real
-    return None
+    return find_snapshot(vid, row.get("camera_id"), row.get("ts"), original=original)
 
 
 class EvidenceHandler(ChineseErrors, JupyterHandler):
