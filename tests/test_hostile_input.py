@@ -613,3 +613,62 @@ def test_the_events_intake_masks_the_detail_of_its_quarantined_rows(hub_engine):
     for col in ("detail", "row_json"):
         text = " ".join(map(str, q[col].fillna("")))
         assert phone not in text and idno not in text, (col, text)
+
+
+# ------------------------------------------------------------------------------ times out of range
+
+FAR_TIMES = ("9999-12-31 23:59:59", "0001-01-01 00:00:00")
+
+
+@pytest.mark.parametrize("dataset", [n for n, d in DATASETS.items() if any(f.kind in ("ts", "date") for f in d.fields)])
+def test_a_time_out_of_range_in_any_dataset_is_one_quarantined_row(sqlite_hub, tmp_path, dataset):
+    """9999-12-31 / 0001-01-01 (outside pandas' nanosecond range) in every time and date field of a
+    dataset: each row is one quarantined row with its reason, never an OutOfBoundsDatetime."""
+    import csv
+
+    ds = DATASETS[dataset]
+    path = tmp_path / f"{dataset}.csv"
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow([x.label for x in ds.fields])
+        for k, far in enumerate(FAR_TIMES):
+            w.writerow([far if x.kind in ("ts", "date") else f"X{k}" for x in ds.fields])
+    s = ingest_file(dataset, path, eng=sqlite_hub)
+    assert (s.rows_read, s.loaded, s.quarantined) == (2, 0, 2), s.reasons
+    with sqlite_hub.connect() as conn:
+        reasons = [r.reason for r in conn.execute(sa.select(quarantine.c.reason))]
+    assert len(reasons) == 2 and "OutOfBounds" not in " ".join(reasons)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_a_time_out_of_range_is_said_plainly(hub_engine, tmp_path, fmt):
+    """Rapid tests and city events, CSV and JSON, file and MQTT paths: the reason names the field
+    and the range; the good rows load."""
+    from workbench.events import dispatch as dp
+    from workbench.events import intake
+
+    good = hostile.rapid_row(1).strip().split(",")
+    header = hostile.RAPID_HEADER.strip().split(",")
+    rows = [good, [f"T{9:07d}", "9999-12-31 08:30", *good[2:]], [f"T{8:07d}", good[1], "0001-01-01", *good[3:]]]
+    if fmt == "csv":
+        path = tmp_path / "rapid.csv"
+        path.write_text("\n".join(",".join(r) for r in [header, *rows]) + "\n", encoding="utf-8")
+    else:
+        path = tmp_path / "rapid.json"
+        path.write_text(json.dumps([dict(zip(header, r)) for r in rows], ensure_ascii=False), encoding="utf-8")
+    s = ingest_file("rapid_tests", path, eng=hub_engine)
+    assert (s.loaded, s.quarantined) == (1, 2)
+    assert s.reasons == {"检测时间超出 1900—2100 年范围": 1, "采样时间超出 1900—2100 年范围": 1}
+
+    ev = [{"event_id": f"E{k}", "ts": ts, "event_class": "暴露垃圾", "description": "路边垃圾", "lat": "27.86",
+           "lon": "113.17", "district": "荷塘区"} for k, ts in enumerate(["9999-12-31T10:00:00+08:00", "0001-01-01"])]
+    if fmt == "csv":
+        path = tmp_path / "events.csv"
+        path.write_text("\n".join([",".join(ev[0])] + [",".join(e.values()) for e in ev]) + "\n", encoding="utf-8")
+    else:
+        path = tmp_path / "events.json"
+        path.write_text(json.dumps(ev, ensure_ascii=False), encoding="utf-8")
+    s = intake.intake_file(path, eng=hub_engine)
+    assert (s.loaded, s.quarantined) == (0, 2) and s.reasons == {"上报时间超出 1900—2100 年范围": 2}
+    m = intake.message_batch([json.dumps(e).encode() for e in ev], topic="t", rules=dp.load_rules(), eng=hub_engine)
+    assert (m.loaded, m.quarantined) == (0, 2) and m.reasons == {"上报时间超出 1900—2100 年范围": 2}

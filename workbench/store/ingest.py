@@ -867,6 +867,8 @@ def _json_cell(v) -> str:
 _TZ_SUFFIX = r"(?i)(?:z|[+-]\d{2}:?\d{2})$"
 AMBIGUOUS_TIME = "本地时间有歧义（夏令时结束时重复的时段）"
 NONEXISTENT_TIME = "本地时间不存在（夏令时开始时跳过的时段）"
+YEARS = (1900, 2100)   # a time outside these years is a typo or a placeholder (9999-12-31), never a record's
+OUT_OF_RANGE_TIME = f"时间超出 {YEARS[0]}—{YEARS[1]} 年范围"
 
 
 def parse_timestamps(s: pd.Series, tz: str | None = None) -> pd.Series:
@@ -903,6 +905,12 @@ def parse_local_times(s: pd.Series, tz: str | None = None, *, ambiguous: str = "
                 continue
             form = fmt if how == "format" else ("mixed" if rewrite else "ISO8601")
             parsed = pd.to_datetime(part[mask], format=form, errors="coerce", utc=not localize)
+            # out of pandas' nanosecond range (9999-12-31, 0001-01-01) the parse keeps another unit:
+            # said and left out here, before any zone or unit conversion could overflow
+            far = parsed.notna() & ~parsed.dt.year.between(*YEARS)
+            if far.any():
+                problem[far.index[far]] = OUT_OF_RANGE_TIME
+                parsed = parsed.where(~far)
             if localize:
                 parsed, trouble = _localize(parsed, tz, ambiguous, nonexistent)
                 problem[trouble.index[trouble != ""]] = trouble[trouble != ""]
@@ -910,8 +918,7 @@ def parse_local_times(s: pd.Series, tz: str | None = None, *, ambiguous: str = "
             ok = parsed.notna()
             out[parsed.index[ok]] = parsed[ok]
         todo = todo & out.isna() & (problem == "")
-    sane = out.isna() | ((out.dt.year >= 1900) & (out.dt.year <= 2100))
-    return out.where(sane), problem
+    return out, problem
 
 
 def _localize(naive: pd.Series, tz: str, ambiguous: str, nonexistent: str) -> tuple[pd.Series, pd.Series]:
@@ -1079,6 +1086,7 @@ def validate(ds: Dataset, df: pd.DataFrame, ctx: ReadContext | None = None
                 for problem in (AMBIGUOUS_TIME, NONEXISTENT_TIME):
                     flag(trouble == problem, problem,
                          lambda: (f"{f.label}: '" + raw.fillna("") + f"'（{ctx.tz or config.TZ}）").to_numpy(dtype=object))
+                flag(trouble == OUT_OF_RANGE_TIME, f"{f.label}{OUT_OF_RANGE_TIME.removeprefix('时间')}", shown)
             else:
                 value, bad = _convert(f, raw.where(~missing))
             bad_u = (bad & ~missing).to_numpy(dtype=bool)
