@@ -473,6 +473,48 @@ def test_saving_and_deleting_a_profile_is_audited_with_who(hub_engine, monkeypat
     assert r.returncode == 2 and "随系统提供" in r.stderr
 
 
+def test_each_file_taken_in_is_audited_under_who_took_it_in(hub_engine, tmp_path, monkeypatch):
+    """Review M7: the page passes its user, the CLI acts as access.current(); one "ingest.file" row
+    per file with name, sha256 and counts; a Voilà kernel without a signed-in user is refused
+    before anything is written."""
+    from workbench import access, audit
+
+    page_user = access.Principal("wang", "王五", role="staff", department="market")
+    path = hostile.rapid_csv(tmp_path / "page.csv", 20, bad_every=5)
+    s = ingest_file("rapid_tests", path, eng=hub_engine, who=page_user)
+    monkeypatch.delenv("WORKBENCH_USER", raising=False)
+    cli_file = hostile.rapid_csv(tmp_path / "cli.csv", 3, start=100)
+    r, _ = run_cli("ingest", "rapid_tests", cli_file, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    log = audit.frame(hub_engine)
+    rows = log[log["action"] == "ingest.file"].set_index("target")
+    assert set(rows.index) == {"page.csv", "cli.csv"} and set(rows["label"]) == {"文件接入"}
+    assert rows.loc["page.csv", "actor"] == page_user.actor and rows.loc["cli.csv", "actor"].startswith("命令行")
+    detail = json.loads(rows.loc["page.csv", "detail"])
+    assert detail["sha256"] == s.sha256 and detail["dataset"] == "rapid_tests" and detail["status"] == "done"
+    assert (detail["rows_read"], detail["loaded"], detail["quarantined"]) == (20, 16, 4)
+    with hub_engine.connect() as conn:
+        notes = conn.execute(sa.select(ingest_files.c.notes).where(ingest_files.c.filename == "page.csv")).scalar()
+    assert json.loads(notes)["who"] == page_user.actor
+
+    monkeypatch.setenv("VOILA_KERNEL_ID", "k-test")      # a page's kernel the server named no user for
+    monkeypatch.delenv(access.USER_ENV, raising=False)
+    nobody = hostile.rapid_csv(tmp_path / "nobody.csv", 3, start=200)
+    with pytest.raises(IngestError, match="请先登录"):
+        ingest_file("rapid_tests", nobody, eng=hub_engine)
+    with hub_engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(ingest_files)
+                            .where(ingest_files.c.filename == "nobody.csv")).scalar() == 0
+    raw_dir = Path(os.environ["WORKBENCH_DATA_DIR"]) / "raw"
+    assert not any(raw_dir.rglob(f"{hostile_sha(nobody)}*"))
+
+
+def hostile_sha(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 # ------------------------------------------------------------------------------ retention
 
 def test_retention_deletes_old_personal_raw_copies_and_evidence_and_records_it(hub_engine, tmp_path):

@@ -40,6 +40,7 @@ ACTIONS: dict[str, str] = {
     "migrate": "数据库升级",
     "retention": "按保存期限删除",
     "ingest.interrupted": "接入中断",
+    "ingest.file": "文件接入",
     "mqtt.dropped": "消息丢失",
 }
 
@@ -78,6 +79,22 @@ def record_many(conn: Connection, action: str, who, subjects, *, ts=None, **deta
         conn.execute(audit_log.insert(), rows)
 
 
+def carry_over(target: Engine | Connection, rows: list[dict]) -> int:
+    """Append rows read from another copy of the log (a restore brings back an older log: the
+    rows written since the backup are appended again, with their own time, actor and detail)."""
+    keep = [{k: r.get(k) for k in ("ts", "actor", "action", "target", "detail")} for r in rows]
+    for r in keep:
+        r["ts"] = pd.Timestamp(r["ts"]).to_pydatetime()
+    if not keep:
+        return 0
+    if isinstance(target, Connection):
+        target.execute(audit_log.insert(), keep)
+    else:
+        with target.begin() as conn:
+            conn.execute(audit_log.insert(), keep)
+    return len(keep)
+
+
 def frame(eng: Engine | None = None, *, since=None, until=None, action: str | None = None,
           actor: str | None = None, limit: int | None = 500) -> pd.DataFrame:
     """The log, newest first (ts UTC, actor, action, 操作 label, target, detail)."""
@@ -102,4 +119,4 @@ def frame(eng: Engine | None = None, *, since=None, until=None, action: str | No
     return df
 
 
-__all__ = ["ACTIONS", "record", "record_many", "frame"]
+__all__ = ["ACTIONS", "record", "record_many", "carry_over", "frame"]

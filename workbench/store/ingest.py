@@ -1756,11 +1756,15 @@ class Preview:
 
 def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
                 progress: bool = False, force: bool = False, profile: str | Path | Profile | None = None,
-                preview: bool = False) -> IngestSummary:
+                preview: bool = False, who=None) -> IngestSummary:
     """Take one file into the hub. Raises IngestError when the file cannot be read.
 
     `profile`: how the source writes its files (workbench.store.profiles); `preview`: read and
-    check everything, compare with the hub, write nothing (no raw copy, no rows, no quarantine)."""
+    check everything, compare with the hub, write nothing (no raw copy, no rows, no quarantine).
+    `who`: the workbench.access.Principal taking the file in (None: access.current(), i.e. the
+    user of $WORKBENCH_USER or the operator at the shell; in a Voilà kernel without a signed-in
+    user the file is refused). Each file taken in is one audit row "ingest.file" under `who`, with
+    its name, sha256 and counts, in the transaction that marks it finished."""
     if dataset not in DATASETS:
         raise IngestError(path, f"未知的数据集 '{dataset}'，可选：{', '.join(DATASETS)}")
     ds = DATASETS[dataset]
@@ -1771,6 +1775,8 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
         raise IngestError(path, "文件不存在 (no such file)")
     prof = _profile(profile, ds, path)
     eng = eng or hub.engine()
+    if not preview:   # whose file it is, before anything is written
+        who = _taker(who, path, eng)
     if preview:
         sha, raw_path = _sha256(path), None
     else:
@@ -1824,7 +1830,7 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
     def finish(status: str, message: str | None = None):
         if preview:
             return
-        notes = summary.notes()
+        notes = {**summary.notes(), "who": getattr(who, "actor", str(who))}
         counts = dict(rows_read=summary.rows_read, loaded=summary.loaded,
                       quarantined=summary.quarantined, duplicates=summary.duplicates)
         if status != "done":   # what is committed, and where a re-run goes on from
@@ -1834,11 +1840,14 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
             conn.execute(ingest_files.update().where(ingest_files.c.file_id == file_id).values(
                 status=status, message=message and message[:1024], finished_at=_now(), encoding=summary.encoding,
                 notes=json.dumps(notes, ensure_ascii=False), **counts))
-            if status == "interrupted":
-                from workbench import access, audit
+            from workbench import access, audit
 
+            if status == "interrupted":
                 audit.record(conn, "ingest.interrupted", access.system("数据接入"), subject=path.name,
                              dataset=dataset, sha256=sha, message=message, committed_line=progress_.line)
+            else:   # the file taken in (or stopped, with what it committed), under whoever took it in
+                audit.record(conn, "ingest.file", who, subject=path.name, dataset=dataset, sha256=sha,
+                             status=status, **counts, **({"message": message[:300]} if message else {}))
 
     bar = None
     if progress:
@@ -1903,6 +1912,21 @@ def ingest_file(dataset: str, path: Path | str, eng: Engine | None = None, *,
         raise IngestError(path, "没有数据行：表头下面是空的 (no data rows)")
     finish("done")
     return summary
+
+
+def _taker(who, path: Path, eng: Engine):
+    """The Principal a file is taken in as (see ingest_file's `who`); IngestError when nobody."""
+    if who is not None:
+        return who
+    from workbench import access
+
+    try:
+        who = access.current(eng)
+    except access.AccessDenied as exc:
+        raise IngestError(path, exc.problem) from None
+    if who is None:
+        raise IngestError(path, "请先登录：页面没有已验证的用户，不能接入数据（接入的每个文件都记在接入人名下）")
+    return who
 
 
 # ---------------------------------------------------------------- interrupted ingests

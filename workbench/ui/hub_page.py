@@ -738,7 +738,7 @@ def upload_panel(dataset: str | None = None, who=None):
         load_btn.disabled = True
         message.value = _message("正在接入……", "info")
         try:
-            s = ingest.ingest_file(ds_pick.value, state["path"], profile=profile)
+            s = ingest.ingest_file(ds_pick.value, state["path"], profile=profile, who=who)
         except ingest.IngestError as exc:
             message.value = _message(exc.problem, "bad", "接入失败")
             return
