@@ -77,8 +77,8 @@ def test_restore_drill(hub_engine, tmp_path):
     assert out.mismatched == {}
     eng = hub.engine(eng.url.render_as_string(hide_password=False))
     after = bk.table_counts(eng)
-    # the restore's own audit row comes after the backup's log
-    assert after.pop("audit_log") == counts["audit_log"] + 1
+    # the backup's log, the rows written since (the backup's own row) carried over, then the restore's
+    assert after.pop("audit_log") == counts["audit_log"] + 2
     want = dict(counts)
     want.pop("audit_log")
     assert after == want
@@ -87,7 +87,10 @@ def test_restore_drill(hub_engine, tmp_path):
     assert files_digest() == files
     log = audit.frame(eng, limit=5)
     assert log["action"].iloc[0] == "restore" and log["target"].iloc[0] == str(folder)
-    assert "backup" not in set(log["action"])  # the backup's row came after its dump: not in it
+    assert log["action"].iloc[1] == "backup"   # written after the dump, carried over the restore
+    # the hub as it was just before the restore was kept (a restore can be undone)
+    before = [p for p in bk.listing(tmp_path / "backups") if p.name.endswith("before-restore")]
+    assert len(before) == 1 and json.loads(log["detail"].iloc[0])["before_restore"] == str(before[0])
 
 
 def test_a_changed_backup_is_refused_before_anything_is_touched(sqlite_hub, tmp_path):
@@ -111,9 +114,18 @@ def test_a_changed_backup_is_refused_before_anything_is_touched(sqlite_hub, tmp_
     with pytest.raises(bk.BackupError, match="多出"):
         bk.restore(eng, res.folder)
     (res.folder / "files" / "evidence" / "extra.jpg").unlink()
+    # a file changed and its checksum rewritten in the manifest: the manifest's signature says so
+    mf = res.folder / "manifest.json"
+    m = json.loads(mf.read_text(encoding="utf-8"))
+    target.write_bytes(b"forged")
+    m["files"]["files/evidence/x.jpg"] = {"sha256": hashlib.sha256(b"forged").hexdigest(), "bytes": 6}
+    mf.write_text(json.dumps(m), encoding="utf-8")
+    with pytest.raises(bk.BackupError, match="签名不符"):
+        bk.restore(eng, res.folder)
+    assert bk.verify(res.folder, allow_unsigned=True)["files"]["files/evidence/x.jpg"]["bytes"] == 6
     (res.folder / "hub.sqlite").unlink()
     with pytest.raises(bk.BackupError, match="缺少 hub.sqlite"):
-        bk.restore(eng, res.folder)
+        bk.restore(eng, res.folder, allow_unsigned=True)
     assert bk.table_digests(eng) == before and ev.read_bytes() == b"evidence"
 
 
@@ -176,7 +188,8 @@ def test_a_hub_behind_head_is_backed_up_before_it_is_migrated(tmp_path, monkeypa
     bk.restore(eng, made[0])
     assert kept.read_text() == "a,b\n" and hub.current_revision(eng) == "0012"
     hub.upgrade(eng)  # a backup of the older schema is migrated again (and backed up again first)
-    assert hub.current_revision(eng) == head and len(bk.listing(eng=eng)) == 2
+    # before-<head>, before-restore (the hub as it was when restored), before-<head> again
+    assert hub.current_revision(eng) == head and len(bk.listing(eng=eng)) == 3
     made = bk.listing(eng=eng)
     # at head: nothing more; an empty hub: nothing; the setting off: nothing
     hub.upgrade(eng)

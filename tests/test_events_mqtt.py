@@ -343,3 +343,21 @@ def test_tls_with_a_ca_and_a_client_certificate(tmp_path, sqlite_hub):
             assert wait_for(lambda: count(sqlite_hub) == 4, 30)
         finally:
             lst.stop()
+
+
+def test_sequence_numbers_a_publisher_cannot_switch_off():
+    """A forged huge sequence number is not believed (later real gaps are still seen); a
+    publisher that starts counting again from 1 is followed; made-up publishers are capped."""
+    st = em._SeqState(None)
+    for n in (1, 2, 3):
+        st.see("gw", n, 0.0)
+    st.see("gw", 10**15, 0.0)          # forged: ignored
+    for n in (4, 8):
+        st.see("gw", n, 1.0)
+    assert st.due(0, 2.0) == [("gw", 5, 7)]
+    st.see("gw", 1, 3.0)               # the gateway restarted its numbering
+    st.see("gw", 3, 3.0)
+    assert st.last["gw"] == 3 and st.due(0, 4.0) == [("gw", 2, 2)]
+    for i in range(em.MAX_PUBLISHERS + 50):
+        st.see(f"p{i}", 1, 5.0)
+    assert len(st.last) == em.MAX_PUBLISHERS

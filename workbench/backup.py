@@ -17,8 +17,14 @@ A backup is one folder (0700, every file 0600):
 missing or extra file refuses the restore), then replaces the hub (SQLite: the backup API
 again, into the live file; PostgreSQL: pg_restore --clean --if-exists in one transaction)
 and the folders, and compares the row counts with the manifest. Both are audited (actions
-"backup" and "restore"); a restore brings back the backup's audit log, so its own row is
-written after it.
+"backup" and "restore"); a restore brings back the backup's audit log, so the audit rows
+written since the backup are carried over and its own row is written after them.
+
+The manifest is signed (HMAC-SHA256 with a key derived from the hub's secret, data/.secret): a
+backup whose files and manifest were both edited is refused. Keep data/.secret with the
+backups (apart from them, like a key): a backup restored on another machine needs it, or
+`--allow-unsigned` there, said loudly. Before a restore the hub as it is now is backed up
+(reason before-restore), and the folders are swapped only after every copy succeeded.
 """
 from __future__ import annotations
 
@@ -228,6 +234,7 @@ def backup(eng: Engine, to: Path | None = None, *, who=None, reason: str = "", a
             "with_files": bool(files),
             "tables": counts, "files": entries,
         }
+        manifest["mac"] = _mac(manifest)
         mf = work / MANIFEST
         mf.write_text(json.dumps(manifest, ensure_ascii=False, indent=1), encoding="utf-8")
         _private(mf)
@@ -255,6 +262,18 @@ def _who():
     return access.operator()
 
 
+def _mac(manifest: dict) -> str:
+    """The manifest's signature: HMAC-SHA256 of its canonical JSON (without the mac) under a key
+    derived from the hub's secret."""
+    import hmac
+
+    from workbench import access
+
+    key = hmac.new(access.secret(), b"workbench-backup", hashlib.sha256).digest()
+    body = json.dumps({k: v for k, v in manifest.items() if k != "mac"}, ensure_ascii=False, sort_keys=True)
+    return hmac.new(key, body.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 # ---------------------------------------------------------------------- restore
 
 def read_manifest(folder: Path) -> dict:
@@ -270,10 +289,17 @@ def read_manifest(folder: Path) -> dict:
     return m
 
 
-def verify(folder: Path) -> dict:
-    """The manifest, once every file of the backup matches it (else BackupError naming the files)."""
+def verify(folder: Path, *, allow_unsigned: bool = False) -> dict:
+    """The manifest, once its signature holds and every file of the backup matches it (else
+    BackupError naming the files). `allow_unsigned`: a backup signed by another hub's secret
+    (or none) is taken on the files' checksums alone — for a restore on a new machine."""
+    import hmac
+
     folder = Path(folder)
     m = read_manifest(folder)
+    if not allow_unsigned and not hmac.compare_digest(str(m.get("mac") or ""), _mac(m)):
+        raise BackupError("备份清单签名不符，未做任何恢复：清单或文件被改动过，或备份来自另一台数据中台"
+                          "（其签名密钥 data/.secret 不同；确认来源可靠后可加 --allow-unsigned）")
     have = {p.relative_to(folder).as_posix() for p in folder.rglob("*")
             if (p.is_file() or p.is_symlink()) and p.name != MANIFEST}
     problems = []
@@ -293,18 +319,24 @@ def verify(folder: Path) -> dict:
     return m
 
 
-def restore(eng: Engine, folder: Path, *, who=None, files: bool = True) -> Result:
-    """Replace the hub behind `eng` and the data folder's files with the backup in `folder`."""
+def restore(eng: Engine, folder: Path, *, who=None, files: bool = True, allow_unsigned: bool = False,
+            safety: bool = True) -> Result:
+    """Replace the hub behind `eng` and the data folder's files with the backup in `folder`.
+    The hub as it is now is backed up first (`safety`), and the audit rows written since the
+    backup are carried over into the restored log."""
     import time
 
     t0 = time.perf_counter()
     folder = Path(folder)
-    m = verify(folder)
+    m = verify(folder, allow_unsigned=allow_unsigned)
     be = eng.dialect.name
     if m["backend"] != be:
         raise BackupError(f"备份来自 {m['backend']} 数据库，不能恢复到 {be}")
     dump = folder / m["dump"]
     from workbench.store import hub
+
+    before = backup(eng, folder.parent, who=who, reason="before-restore", audit=False) if safety else None
+    since = _audit_since(eng, m.get("created"))
 
     if be == "sqlite":
         live = _sqlite_path(eng)
@@ -351,7 +383,9 @@ def restore(eng: Engine, folder: Path, *, who=None, files: bool = True) -> Resul
     if "audit_log" in counts:
         from workbench import audit as au
 
+        carried = au.carry_over(eng, since)
         au.record(eng, "restore", who or _who(), subject=str(folder), created=m.get("created"),
+                  before_restore=str(before.folder) if before else None, audit_rows_carried=carried,
                   revision=m.get("revision"), tables=len(counts), rows=sum(m["tables"].values()), files=n_files,
                   mismatched=res.mismatched or None)
     for url, e in list(hub._engines.items()):  # the next hub.engine() opens (and migrates) it afresh
@@ -361,26 +395,51 @@ def restore(eng: Engine, folder: Path, *, who=None, files: bool = True) -> Resul
     return res
 
 
+def _audit_since(eng: Engine, created) -> list[dict]:
+    """The audit rows written after the backup was made (to carry them over a restore)."""
+    if not created:
+        return []
+    from workbench import audit as au
+
+    try:
+        when = dt.datetime.fromisoformat(created).astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return au.frame(eng, since=when, limit=None).drop(columns=["label", "id"]).to_dict("records")
+    except Exception:  # noqa: BLE001 - no audit table yet (an old hub): nothing to carry
+        return []
+
+
 def _restore_files(folder: Path, m: dict) -> int:
-    """The data folder's raw, evidence and profiles become the backup's (files made since go)."""
+    """The data folder's raw, evidence and profiles become the backup's (files made since go).
+    Every folder is copied first; only then are they swapped, and a failed swap puts back the
+    folders already swapped."""
     data = config.data_dir()
     data.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".restore-", dir=data))
     n = 0
+    swapped: list[str] = []
     try:
         for sub in FOLDERS:
             src = folder / "files" / sub
-            new = stage / sub
             if src.is_dir():
-                shutil.copytree(src, new, symlinks=False)
-                n += sum(1 for p in new.rglob("*") if p.is_file())
-            cur = data / sub
-            if cur.exists() or new.exists():
-                old = stage / f"{sub}.old"
+                shutil.copytree(src, stage / sub, symlinks=False)
+                n += sum(1 for p in (stage / sub).rglob("*") if p.is_file())
+        try:
+            for sub in FOLDERS:
+                cur, new, old = data / sub, stage / sub, stage / f"{sub}.old"
+                if cur.exists() or new.exists():
+                    if cur.exists():
+                        cur.rename(old)
+                    if new.exists():
+                        new.rename(cur)
+                    swapped.append(sub)
+        except OSError:
+            for sub in reversed(swapped):   # put back what was swapped
+                cur, old = data / sub, stage / f"{sub}.old"
                 if cur.exists():
-                    cur.rename(old)
-                if new.exists():
-                    new.rename(cur)
+                    shutil.rmtree(cur, ignore_errors=True)
+                if old.exists():
+                    old.rename(cur)
+            raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return n

@@ -9,6 +9,7 @@ at least a fifth of its height, up to two fifths for a person bending over) is b
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 from dataclasses import dataclass
 from functools import lru_cache
@@ -162,7 +163,8 @@ def save_snapshot(event, tz: str = config.TZ) -> Snapshot | None:
         return None
     rel = event_dir(event.camera_id, event.ts, tz)
     folder = config.data_dir() / rel
-    folder.mkdir(parents=True, exist_ok=True)
+    for part in (config.data_dir() / EVIDENCE, folder.parent, folder):   # children may appear: owner only
+        part.mkdir(mode=0o700, parents=True, exist_ok=True)
     persons = [b.xyxy for b in event.best_boxes if getattr(b, "person", False)]
     shown, n = blur_faces(event.best_image, persons)
     draw_boxes(shown, event.best_boxes)
@@ -178,7 +180,10 @@ def _write(path: Path, image: np.ndarray, params) -> None:
     if not ok:  # pragma: no cover
         raise OSError(f"JPEG encoding failed: {path}")
     tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(buf.tobytes())
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)   # never readable by other accounts
+    with os.fdopen(fd, "wb") as f:
+        f.write(buf.tobytes())
+    os.chmod(tmp, 0o600)
     tmp.replace(path)  # a dashboard never reads a half-written image
 
 

@@ -122,6 +122,10 @@ def screen(payload: bytes, max_bytes: int = MAX_BYTES):
     return payload, None, None
 
 
+MAX_JUMP = 10_000          # a sequence number further than this past the last is not believed
+MAX_PUBLISHERS = 1_000     # publishers whose numbering is followed
+
+
 class _SeqState:
     """The last sequence number seen per publisher, the gaps not yet filled (a message sent
     again after a reconnect may arrive after a later one) and the broker's dropped counter,
@@ -143,13 +147,25 @@ class _SeqState:
 
     def see(self, pub: str, n: int, now: float) -> None:
         last = self.last.get(pub)
-        if last is None or n > last:
-            if last is not None and n > last + 1:
+        if last is None:
+            if len(self.last) < MAX_PUBLISHERS:   # a flood of made-up publishers is not tracked
+                self.last[pub] = n
+            return
+        if n > last + MAX_JUMP:   # no real gap is that wide: a forged or damaged number, never adopted
+            log.warning("publisher %s: sequence %s jumps %s past %s; ignored", pub, n, n - last, last)
+            return
+        if n > last:
+            if n > last + 1:
                 self.missing.setdefault(pub, []).append([last + 1, n - 1, now])
             self.last[pub] = n
             return
+        ranges = self.missing.get(pub, [])
+        if n <= 1 and not any(a <= n <= b for a, b, _ in ranges):   # the publisher started counting again
+            self.last[pub] = n
+            self.missing.pop(pub, None)
+            return
         out = []
-        for a, b, t in self.missing.get(pub, []):  # a late one fills its gap
+        for a, b, t in ranges:  # a late one fills its gap (anything else is a redelivery)
             if a <= n <= b:
                 out += [r for r in ([a, n - 1, t], [n + 1, b, t]) if r[0] <= r[1]]
             else:
