@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from workbench.store import hub
 from workbench.store.ingest import IngestError, ingest_file
-from workbench.store.schema import DATASETS, ingest_files, quarantine
+from workbench.store.schema import DATASETS, ingest_files, personal_data, quarantine
 from workbench.synth import hostile
 
 WRAPPER = r"""
@@ -526,10 +526,13 @@ def test_retention_deletes_old_personal_raw_copies_and_evidence_and_records_it(h
     # a 12345 work order file (callers' names and phones) received 200 days ago, one yesterday,
     # and a rapid-test file (no personal data) 200 days ago
     calls = tmp_path / "calls.csv"
+    when = (dt.datetime.now() - dt.timedelta(days=2)).strftime("%Y-%m-%d %H:%M")
     calls.write_text("工单编号,来电时间,诉求类型,诉求内容,诉求人,联系电话,所属区县\n"
-                     "W1,2026-01-05 09:00,噪音扰民,楼下施工太吵 13812341234,王小明,13812341234,荷塘区\n",
+                     f"W1,{when},施工噪音,楼下施工太吵 13812341234,王小明,13812341234,荷塘区\n"
+                     "W9,不是时间,噪音扰民,楼下施工太吵,王小明,13812341234,荷塘区\n",   # quarantined: its originals apart
                      encoding="utf-8")
     old = ingest_file("city_events", calls, hub_engine)
+    assert old.quarantined == 1
     recent_calls = tmp_path / "calls2.csv"
     recent_calls.write_text(calls.read_text(encoding="utf-8").replace("W1,", "W2,"), encoding="utf-8")
     recent = ingest_file("city_events", recent_calls, hub_engine)
@@ -540,6 +543,13 @@ def test_retention_deletes_old_personal_raw_copies_and_evidence_and_records_it(h
                      .values(received_at=now - dt.timedelta(days=200)))
         conn.execute(ingest_files.update().where(ingest_files.c.sha256 == recent.sha256)
                      .values(received_at=now - dt.timedelta(days=1)))
+        conn.execute(personal_data.update().where(personal_data.c.file_sha256 == old.sha256)
+                     .values(stored_at=now - dt.timedelta(days=200)))
+        held = dict(conn.execute(sa.select(personal_data.c.dataset, sa.func.count())
+                                 .where(personal_data.c.file_sha256 == old.sha256).group_by(personal_data.c.dataset)).all())
+        recent_originals = conn.execute(sa.select(sa.func.count()).select_from(personal_data)
+                                        .where(personal_data.c.file_sha256 == recent.sha256)).scalar()
+    assert set(held) == {"city_events", "quarantine"} and recent_originals > 0
     raw = {s.sha256: next((data / "raw").rglob(f"{s.sha256}*")) for s in (old, recent, tests_file)}
     # evidence: a folder 40 days old and one from today, and a violation naming the old image
     old_day = (dt.date.today() - dt.timedelta(days=40)).isoformat()
@@ -564,6 +574,11 @@ def test_retention_deletes_old_personal_raw_copies_and_evidence_and_records_it(h
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["raw_files"] == ["calls.csv"] and out["evidence"]["folders"] == 1 and out["violations_cleared"] == 2
+    assert out["personal_rows"] == held and out["personal_days"] == 180   # the raw period by default
+    with hub_engine.connect() as conn:   # the old file's originals (its records' and its quarantined row's) gone
+        left = dict(conn.execute(sa.select(personal_data.c.file_sha256, sa.func.count())
+                                 .group_by(personal_data.c.file_sha256)).all())
+    assert left == {recent.sha256: recent_originals}
     assert not raw[old.sha256].exists() and raw[recent.sha256].exists() and raw[tests_file.sha256].exists()
     assert not (data / "evidence" / "cam1" / old_day).exists()
     assert (data / "evidence" / "cam1" / dt.date.today().isoformat() / "V1.jpg").exists()
@@ -573,8 +588,21 @@ def test_retention_deletes_old_personal_raw_copies_and_evidence_and_records_it(h
                                         .where(ingest_files.c.sha256 == old.sha256)).scalar())
     assert tuple(snap) == (None, None) and "raw_deleted_at" in notes
     log = audit.frame(hub_engine)
-    assert list(log.loc[log["action"] == "retention", "target"]) == ["raw+evidence"]
-    assert retention.run(hub_engine).raw_files == []     # a second run finds nothing more
+    rows = log[log["action"] == "retention"]
+    assert list(rows["target"]) == ["evidence", "raw+personal_data"]   # newest first: what went, said first
+    said = json.loads(rows["detail"].iloc[1])
+    assert said["raw_files"] == ["calls.csv"] and said["personal_rows"] == held
+    assert json.loads(rows["detail"].iloc[0])["evidence"]["canteen"]["folders"] == 1
+    again = retention.run(hub_engine)     # a second run finds nothing more
+    assert again.raw_files == [] and again.personal_rows == {}
+    r = subprocess.run([sys.executable, "-m", "workbench.cli", "retention", "run", "--personal-days", "0", "--dry-run",
+                        "--json"], capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    assert sum(json.loads(r.stdout)["personal_rows"].values()) == recent_originals   # said, nothing deleted
+    # a shorter period for the originals alone: the recent file's go, its raw copy stays
+    shorter = retention.run(hub_engine, personal=0)
+    assert shorter.raw_files == [] and sum(shorter.personal_rows.values()) == recent_originals
+    assert raw[recent.sha256].exists()
 
 
 def test_quarantine_keeps_no_phone_or_id_in_clear(hub_engine, tmp_path):

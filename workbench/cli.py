@@ -479,13 +479,17 @@ def retention_group():
               help="Keep raw copies of files holding personal data this many days (default 180; $WORKBENCH_RAW_RETENTION_DAYS).")
 @click.option("--evidence-days", type=float, default=None,
               help="Keep kitchen evidence images this many days (default 30; $WORKBENCH_EVIDENCE_RETENTION_DAYS).")
+@click.option("--personal-days", type=float, default=None,
+              help="Keep the originals of personal values (personal_data, quarantined rows' too) this many days "
+                   "(default: the raw period; $WORKBENCH_PERSONAL_RETENTION_DAYS).")
 @click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
 @click.option("--json", "as_json", is_flag=True)
-def retention_run(raw_days, evidence_days, dry_run, as_json):
-    """Delete raw copies and evidence older than their retention; recorded in the audit log."""
+def retention_run(raw_days, evidence_days, personal_days, dry_run, as_json):
+    """Delete raw copies, personal originals and evidence older than their retention; recorded in the audit log."""
     from workbench import retention
 
-    res = retention.run(_hub(), raw=raw_days, evidence=evidence_days, who=_principal(), dry_run=dry_run)
+    res = retention.run(_hub(), raw=raw_days, evidence=evidence_days, personal=personal_days, who=_principal(),
+                        dry_run=dry_run)
     click.echo(json.dumps(res.to_dict(), ensure_ascii=False) if as_json else res.line())
 
 
