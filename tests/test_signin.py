@@ -51,8 +51,26 @@ def signin_server(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("signin-hub")
     with _voila(_env(root), "signin", folder=_folder(tmp_path_factory), preheat=1,
-                security=Security(kernels_per_user=2)) as srv:
+                security=Security(kernels_per_user=2, trusted_proxies=(PROXY_IP,))) as srv:
         yield srv
+
+
+class _From(requests.adapters.HTTPAdapter):
+    """requests from another loopback source address (another client, or the reverse proxy)."""
+
+    def __init__(self, address: str, **kw):
+        self.address = address
+        super().__init__(**kw)
+
+    def init_poolmanager(self, *args, **kw):
+        kw["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kw)
+
+
+def client_from(address: str) -> requests.Session:
+    s = requests.Session()
+    s.mount("http://", _From(address))
+    return s
 
 
 def session(srv, username: str, password: str = TEST_PASSWORD) -> requests.Session:
@@ -123,6 +141,32 @@ def test_wrong_password_says_so_and_right_one_sets_a_strict_cookie(signin_server
                data={"username": srv.user, "password": TEST_PASSWORD, "_xsrf": s.cookies["_xsrf"]},
                allow_redirects=False, timeout=TIMEOUT)
     assert r.status_code == 302 and "evil" not in r.headers["Location"]
+    # behind an HTTPS reverse proxy (a configured --trusted-proxy saying X-Forwarded-Proto: https) the
+    # cookie is Secure; the same header from anyone else is not believed
+    for source, secure in ((PROXY_IP, True), ("127.0.0.1", False)):
+        c = client_from(source)
+        c.get(srv.base_url + "/login", timeout=TIMEOUT)
+        r = c.post(srv.base_url + "/login", data={"username": srv.user, "password": TEST_PASSWORD,
+                                                  "_xsrf": c.cookies["_xsrf"]},
+                   headers={"X-Forwarded-Proto": "https"}, allow_redirects=False, timeout=TIMEOUT)
+        assert r.status_code == 302 and ("Secure" in r.headers["Set-Cookie"]) is secure, source
+    assert "Strict-Transport-Security" not in r.headers     # plain HTTP here; over TLS see the TLS test
+
+
+def test_sign_in_tries_are_limited_per_address_before_any_hashing(signin_server):
+    """10 failed tries a minute from one address; the 11th is 429 (even with the right password),
+    while another address signs in as usual."""
+    srv = signin_server
+    c = client_from("127.0.0.4")
+    c.get(srv.base_url + "/login", timeout=TIMEOUT)
+    for i in range(10):
+        r = c.post(srv.base_url + "/login", data={"username": f"nobody-{i}", "password": "x", "_xsrf": c.cookies["_xsrf"]},
+                   timeout=TIMEOUT)
+        assert r.status_code == 401, (i, r.text[-300:])
+    r = c.post(srv.base_url + "/login", data={"username": srv.user, "password": TEST_PASSWORD, "_xsrf": c.cookies["_xsrf"]},
+               allow_redirects=False, timeout=TIMEOUT)
+    assert r.status_code == 429 and "登录尝试过于频繁" in r.text and "workbench-session" not in r.headers.get("Set-Cookie", "")
+    assert session(srv, srv.user).get(srv.base_url + "/voila/tree", allow_redirects=False, timeout=TIMEOUT).status_code == 200
 
 
 def test_the_page_knows_its_user_from_the_server_only(signin_server):
@@ -179,8 +223,15 @@ def test_logout_and_expired_sessions_send_back_to_login(signin_server):
     make_user(srv.env, "li", "leader")
     s = session(srv, "li")
     assert s.get(srv.base_url + "/voila/tree", allow_redirects=False, timeout=TIMEOUT).status_code == 200
+    page = s.get(page_url(srv), timeout=120)
+    kid = kernel_id(page)
     r = s.get(srv.base_url + "/logout", timeout=TIMEOUT)
     assert "已退出登录" in r.text
+    # the user's open page ends with the session: its kernel is shut down
+    _log_says(srv, f"their kernel {kid} is shut down", f"Kernel shutdown: {kid}")
+    again = session(srv, "li")
+    assert again.get(srv.base_url + f"/api/kernels/{kid}", timeout=TIMEOUT).status_code in (403, 404)
+    again.get(srv.base_url + "/logout", timeout=TIMEOUT)
     assert s.get(srv.base_url + "/voila/tree", allow_redirects=False, timeout=TIMEOUT).status_code == 302
     # an expired session
     s = session(srv, "li")
@@ -198,6 +249,16 @@ def test_logout_and_expired_sessions_send_back_to_login(signin_server):
 
     time.sleep(5.2)   # the server's principal cache (users._CACHE_SECONDS)
     assert s.get(srv.base_url + "/voila/tree", allow_redirects=False, timeout=TIMEOUT).status_code == 302
+
+
+def _log_says(srv, *lines, within: float = 20):
+    """Wait (bounded) for the server's log to show every line (the log comes through a pipe)."""
+    import time
+
+    deadline = time.monotonic() + within
+    while not all(line in srv.log() for line in lines) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(line in srv.log() for line in lines), srv.log()[-2000:]
 
 
 def _past():
@@ -302,10 +363,14 @@ def test_evidence_is_served_by_role_and_unblurred_views_are_audited(signin_serve
     r = staff.get(url + "V-ev1", timeout=TIMEOUT)
     assert r.status_code == 200 and r.content == b"\xff\xd8blurred" and r.headers["Content-Type"] == "image/jpeg"
     assert hetang.get(url + "V-ev1", timeout=TIMEOUT).status_code == 200
-    r = lusong.get(url + "V-ev1", timeout=TIMEOUT)
-    assert r.status_code == 403 and "荷塘区" in r.text
-    r = staff.get(url + "V-ev1/original", timeout=TIMEOUT)
+    r = lusong.get(url + "V-ev1", timeout=TIMEOUT)    # out of scope reads as unknown: no district told
+    assert r.status_code == 404 and "没有该违规记录" in r.text and "荷塘区" not in r.text
+    assert lusong.get(url + "V-nope", timeout=TIMEOUT).text == r.text
+    r = staff.get(url + "V-ev1/original", params={"reason": "复核整改"}, timeout=TIMEOUT)
     assert r.status_code == 403 and "仅限抓拍复核员" in r.text
+    for reason in (None, "", " 查 "):     # the unblurred frame needs a reason of 2 characters or more
+        r = review.get(url + "V-ev1/original", params={"reason": reason} if reason is not None else None, timeout=TIMEOUT)
+        assert r.status_code == 400 and "须说明原因" in r.text, reason
     assert not (audit.frame(eng, action="evidence.view")).shape[0]
     r = review.get(url + "V-ev1/original", params={"reason": "复核整改"}, timeout=TIMEOUT)
     assert r.status_code == 200 and r.content == b"\xff\xd8clean"
@@ -320,14 +385,65 @@ def test_evidence_is_served_by_role_and_unblurred_views_are_audited(signin_serve
     assert requests.get(url + "V-ev1", allow_redirects=False, timeout=TIMEOUT).status_code in (302, 403)  # anonymous
 
 
+# ------------------------------------------------------------------ the kernels' request info
+
+def test_request_info_socket_needs_the_kernels_key_and_takes_one_connection(signin_server, monkeypatch):
+    """/voila/query/<kernel id> (a preheated kernel waits there for its page's request, the signed
+    user token among it): without the kernel's key refused, a second connection refused."""
+    import time
+
+    import websocket
+
+    from workbench.ui.request import query_key
+
+    srv = signin_server
+    base = f"ws://127.0.0.1:{srv.port}/voila/query/"
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", srv.env["WORKBENCH_DATA_DIR"])   # the server's secret
+    monkeypatch.delenv("WORKBENCH_SECRET", raising=False)
+
+    def status(kid, key=None):
+        try:
+            ws = websocket.create_connection(base + kid + (f"?key={key}" if key is not None else ""), timeout=10)
+        except websocket.WebSocketBadStatusException as exc:
+            return exc.status_code
+        ws.close()
+        return 101
+
+    assert status(str(uuid.uuid4())) == 403
+    assert status(str(uuid.uuid4()), "0" * 64) == 403
+    deadline, waiting = time.monotonic() + 90, None
+    while waiting is None and time.monotonic() < deadline:   # the preheated kernel waiting now
+        for kid in list(srv.waiting):
+            if status(kid) == 403 and status(kid, "f" * 64) == 403 and status(kid, query_key(kid)) == 409:
+                waiting = kid
+                break
+        else:
+            time.sleep(1)
+    assert waiting, srv.log()[-2000:]
+    # the waiting kernel still gets its page's request: the page knows its user
+    r = session(srv, srv.user).get(page_url(srv), timeout=120)
+    assert r.status_code == 200 and whoami(r) == f"{srv.user}|leader"
+
+
+def test_anonymous_template_folder_is_a_clean_404_and_the_server_writes_privately(signin_server):
+    srv = signin_server
+    for path in ("/voila/templates/city/static/", "/voila/templates/city/static", "/voila/templates/city/",
+                 "/voila/templates/city/static/..%2F..%2Fconf.json"):
+        r = requests.get(srv.base_url + path, allow_redirects=False, timeout=TIMEOUT)
+        assert r.status_code in (302, 404), (path, r.status_code)
+    assert requests.get(srv.base_url + "/voila/templates/city/static/city.css", timeout=TIMEOUT).status_code == 200
+    status = Path(f"/proc/{srv.process.pid}/status").read_text()
+    assert re.search(r"^Umask:\s+0077$", status, re.M), status   # files of the server and its kernels: 0600
+
+
 # ------------------------------------------------------------------ single sign-on
 
 PROXY_IP = "127.0.0.2"   # the trusted proxy connects from here; direct clients come from 127.0.0.1
 
 
-def _start_proxy(upstream_port: int, user: str):
-    """A small real reverse proxy on loopback (tornado): adds X-Forwarded-User, connects upstream
-    from PROXY_IP, as oauth2-proxy or JupyterHub's proxy would."""
+def _start_proxy(upstream_port: int, user: str, secret: str | None = None):
+    """A small real reverse proxy on loopback (tornado): adds X-Forwarded-User (and the shared
+    secret header), connects upstream from PROXY_IP, as oauth2-proxy or nginx would."""
     import tornado.httpclient
     import tornado.httpserver
     import tornado.web
@@ -344,6 +460,9 @@ def _start_proxy(upstream_port: int, user: str):
             headers = {k: v for k, v in self.request.headers.get_all()
                        if k.lower() not in ("host", "x-forwarded-user")}
             headers["X-Forwarded-User"] = user
+            headers.pop("X-Workbench-Proxy-Secret", None)
+            if secret is not None:
+                headers["X-Workbench-Proxy-Secret"] = secret
             headers["Host"] = f"127.0.0.1:{upstream_port}"
             resp = await client.fetch(f"http://127.0.0.1:{upstream_port}{self.request.uri}", headers=headers,
                                       network_interface=PROXY_IP, follow_redirects=False, raise_error=False,
@@ -376,8 +495,15 @@ def _start_proxy(upstream_port: int, user: str):
 def test_single_sign_on_behind_a_trusted_proxy(tmp_path_factory):
     from workbench.ui.server import Security
 
+    import os
+
     root = tmp_path_factory.mktemp("sso-hub")
-    sec = Security(auth="proxy", trusted_proxies=(PROXY_IP,))
+    secret = "s3cr3t-" + uuid.uuid4().hex
+    secret_file = root / "proxy.secret"
+    fd = os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.write(fd, (secret + "\n").encode())
+    os.close(fd)
+    sec = Security(auth="proxy", trusted_proxies=(PROXY_IP,), proxy_secret_file=str(secret_file))
     with _voila(_env(root), "sso", user="sso-user", role="leader", folder=_folder(tmp_path_factory), preheat=0,
                 security=sec) as srv:
         make_user(srv.env, "sso-off", "leader")
@@ -385,12 +511,21 @@ def test_single_sign_on_behind_a_trusted_proxy(tmp_path_factory):
         from workbench.store import hub
 
         users.update("sso-off", active=False, eng=hub.engine(srv.env["WORKBENCH_DB_URL"]))
-        port, stop = _start_proxy(srv.port, "sso-user")
+        port, stop = _start_proxy(srv.port, "sso-user", secret)
         try:
             r = requests.get(f"http://127.0.0.1:{port}/voila/render/whoami.ipynb", timeout=120)
             assert r.status_code == 200 and whoami(r) == "sso-user|leader", r.text[-1500:]
         finally:
             stop()
+        # from the proxy's own address, but without the shared secret (any local process could
+        # connect from there) or with a wrong one: not believed
+        for wrong in (None, "", secret[:-1], secret + "x"):
+            port, stop = _start_proxy(srv.port, "sso-user", wrong)
+            try:
+                r = requests.get(f"http://127.0.0.1:{port}/voila/tree", timeout=TIMEOUT)
+                assert r.status_code in (302, 403) and whoami(r) is None and "我是谁" not in r.text, wrong
+            finally:
+                stop()
         # the same header sent directly (not from the trusted proxy's address) is not believed
         r = requests.get(page_url(srv), headers={"X-Forwarded-User": "sso-user"}, timeout=TIMEOUT)
         assert r.status_code == 403 and "单点登录" in r.text
@@ -399,7 +534,7 @@ def test_single_sign_on_behind_a_trusted_proxy(tmp_path_factory):
         assert r.status_code == 302 and r.headers["Location"].startswith("/login")
         # a name the hub does not know, or a disabled user, gets nothing through the proxy either
         for name in ("nobody-here", "sso-off"):
-            port, stop = _start_proxy(srv.port, name)
+            port, stop = _start_proxy(srv.port, name, secret)
             try:
                 r = requests.get(f"http://127.0.0.1:{port}/voila/tree", timeout=TIMEOUT)
                 assert r.status_code in (302, 403) and whoami(r) is None, name
@@ -445,7 +580,7 @@ def test_another_address_serves_preheated_pages(tmp_path_factory):
 
 # ------------------------------------------------------------------ TLS
 
-def test_serving_options_are_checked_and_exposure_is_warned_about():
+def test_serving_options_are_checked_and_exposure_is_warned_about(tmp_path):
     from click.testing import CliRunner
 
     from workbench.cli import main
@@ -457,9 +592,32 @@ def test_serving_options_are_checked_and_exposure_is_warned_about():
     assert not any("明文" in w for w in exposure_warnings("0.0.0.0", Security(certfile="c.pem", keyfile="k.pem")))
     assert "--trusted-proxy" in check_security("127.0.0.1", Security(auth="proxy"))
     assert "不是 IP" in check_security("127.0.0.1", Security(auth="proxy", trusted_proxies=("proxy.local",)))
-    assert check_security("127.0.0.1", Security(auth="proxy", trusted_proxies=("10.0.0.0/8",))) is None
+    # proxy mode: one host per trusted proxy, and the proxy's shared secret in a 0600 file
+    good = tmp_path / "proxy.secret"
+    good.write_text("a" * 32)
+    good.chmod(0o600)
+    for net in ("0.0.0.0/0", "::/0", "10.0.0.0/8", "127.0.0.0/8", "192.168.1.0/31", "fd00::/127"):
+        problem = check_security("127.0.0.1", Security(auth="proxy", trusted_proxies=(net,), proxy_secret_file=str(good)))
+        assert problem and "网段" in problem and "单个地址" in problem, net
+        assert "网段" in check_security("127.0.0.1", Security(trusted_proxies=(net,)))   # password mode too
+    assert "--proxy-secret-file" in check_security("127.0.0.1", Security(auth="proxy", trusted_proxies=("127.0.0.2",)))
+    loose = tmp_path / "loose.secret"
+    loose.write_text("a" * 32)
+    loose.chmod(0o644)
+    short = tmp_path / "short.secret"
+    short.write_text("abc")
+    short.chmod(0o600)
+    for f, says in ((loose, "chmod 600"), (short, "太短"), (tmp_path / "none.secret", "找不到")):
+        problem = check_security("127.0.0.1", Security(auth="proxy", trusted_proxies=("127.0.0.2",), proxy_secret_file=str(f)))
+        assert problem and says in problem, f
+    for one in ("127.0.0.2", "10.1.2.3/32", "::1", "fd00::5/128"):
+        assert check_security("127.0.0.1", Security(auth="proxy", trusted_proxies=(one,), proxy_secret_file=str(good))) is None
     r = CliRunner().invoke(main, ["serve", "--auth", "proxy"])
     assert r.exit_code == 2 and "--trusted-proxy" in r.output
+    r = CliRunner().invoke(main, ["serve", "--auth", "proxy", "--trusted-proxy", "0.0.0.0/0", "--proxy-secret-file", str(good)])
+    assert r.exit_code == 2 and "网段" in r.output
+    r = CliRunner().invoke(main, ["serve", "--auth", "proxy", "--trusted-proxy", "127.0.0.1"])
+    assert r.exit_code == 2 and "--proxy-secret-file" in r.output
     r = CliRunner().invoke(main, ["serve", "--certfile", "/nonexistent.pem", "--keyfile", "/nonexistent.key"])
     assert r.exit_code == 2 and "找不到证书文件" in r.output
 
@@ -491,6 +649,7 @@ def test_tls_serves_pages_with_a_secure_cookie(tmp_path_factory):
         r = s.post(srv.base_url + "/login", data={"username": srv.user, "password": TEST_PASSWORD,
                                                   "_xsrf": s.cookies.get("_xsrf")}, allow_redirects=False, timeout=TIMEOUT)
         assert r.status_code == 302 and "Secure" in r.headers["Set-Cookie"] and "SameSite=Strict" in r.headers["Set-Cookie"]
+        assert r.headers["Strict-Transport-Security"].startswith("max-age=")
         r = s.get(page_url(srv), timeout=120)
         assert r.status_code == 200 and whoami(r) == f"{srv.user}|leader", srv.log()[-2000:]
         with pytest.raises(requests.exceptions.ConnectionError):

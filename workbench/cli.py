@@ -200,8 +200,13 @@ def synth(days, seed, end, out_dir, if_empty):
 @click.option("--auth", type=click.Choice(["password", "proxy"]), default="password", show_default=True,
               help="password: the hub's accounts (/login); proxy: single sign-on behind a trusted reverse proxy.")
 @click.option("--trusted-proxy", "trusted_proxies", multiple=True,
-              help="(proxy) Address or network of the reverse proxy whose user header is believed (repeatable).")
+              help="The reverse proxy's own address, one host (repeatable): in proxy mode its user header is "
+                   "believed (with the shared secret), in both modes its X-Forwarded-Proto.")
 @click.option("--user-header", default="X-Forwarded-User", show_default=True, help="(proxy) Header naming the user.")
+@click.option("--proxy-secret-file", type=click.Path(dir_okay=False), default=None,
+              help="(proxy, required) File (0600) with the secret the proxy sends in X-Workbench-Proxy-Secret.")
+@click.option("--behind-https", is_flag=True,
+              help="An HTTPS reverse proxy is in front: the session cookie is Secure.")
 @click.option("--allow-host", "allow_hosts", multiple=True,
               help="Host name the server may be reached by besides loopback (repeatable; DNS-rebinding check).")
 @click.option("--certfile", type=click.Path(dir_okay=False), default=None, help="TLS certificate (PEM).")
@@ -210,13 +215,14 @@ def synth(days, seed, end, out_dir, if_empty):
               help="Dashboard pages (kernels) one user may hold open at once.")
 @click.option("--cull-idle", default=300, show_default=True, type=int,
               help="Seconds after which a page's kernel without a browser is shut down.")
-def serve(host, port, preheat, open_browser, auth, trusted_proxies, user_header, allow_hosts, certfile, keyfile,
-          kernels_per_user, cull_idle):
+def serve(host, port, preheat, open_browser, auth, trusted_proxies, user_header, proxy_secret_file, behind_https,
+          allow_hosts, certfile, keyfile, kernels_per_user, cull_idle):
     """Serve the dashboards (Voilà) on HOST:PORT until stopped; every page needs a signed-in user."""
     from workbench.ui.server import Security
     from workbench.ui.server import serve as run_server
 
     security = Security(auth=auth, trusted_proxies=tuple(trusted_proxies), user_header=user_header,
+                        proxy_secret_file=proxy_secret_file, behind_https=behind_https,
                         allow_hosts=tuple(allow_hosts), certfile=certfile, keyfile=keyfile,
                         kernels_per_user=kernels_per_user, cull_idle=cull_idle)
     sys.exit(run_server(host=host, port=port, preheat=preheat, open_browser=open_browser, security=security))

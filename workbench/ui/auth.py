@@ -7,8 +7,10 @@
   (argon2, lockout), the session token in a signed cookie (HttpOnly, SameSite=Strict, Secure over
   TLS); `get_user` → `users.session_user(token)`; /logout ends the session. In *proxy* mode
   (single sign-on behind oauth2-proxy or JupyterHub's proxy) the user name is read from a header
-  (X-Forwarded-User) only when the request's peer is a trusted proxy address, and must be an
-  active hub user.
+  (X-Forwarded-User) only when the request's peer is the trusted proxy (one host) AND it carries
+  the proxy's shared secret (X-Workbench-Proxy-Secret, --proxy-secret-file), and must be an
+  active hub user. Sign-ins run in a small thread pool (argon2 off the event loop), limited per
+  address; /logout shuts the user's page kernels down.
 - `WorkbenchAuthorizer` (`authorizer_class`): signed-in active users only; a kernel only to the
   user whose page started or took it (`OWNERS`).
 - The page handler signs the user into the request (`access.sign`, header X-Workbench-User,
@@ -23,12 +25,16 @@ anonymous pages go to /login, APIs get 403. Voilà's static assets stay public.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import ipaddress
+import os
 import re
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -41,15 +47,18 @@ from jupyter_server.auth.login import LoginFormHandler
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.utils import url_path_join
 from tornado import web
-from traitlets import Integer, List, Unicode
+from tornado.ioloop import IOLoop
+from traitlets import Bool, Integer, List, Unicode
 
 from workbench import access
+from workbench.ui.request import QUERY_KEY_PARAM, query_key
+from workbench.ui.server import KERNELS_PER_USER, LOOPBACK_NAMES, PROXY_SECRET_HEADER, loopback
 
 COOKIE = "workbench-session"
 PROXY_HEADER = "X-Forwarded-User"
-KERNELS_PER_USER = 6        # page kernels one user may hold at once: every dashboard open
+SIGN_IN_PER_MINUTE = 10     # sign-in tries per remote address a minute (a successful one gives its try back)
+HSTS = "max-age=31536000"
 RECLAIM_IDLE = 30.0        # seconds: a user's kernel without a browser this long may make room
-LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 BRAND = "城市数智中心"
 ERROR_TEMPLATES = Path(__file__).parent / "jupyter" / "server"   # jupyter_server's error pages, in Chinese
@@ -153,8 +162,85 @@ def host_allowed(host: str | None, allowed: set[str]) -> bool:
     name = name.rstrip(".")
     ip = _ip(name)
     if ip is not None:
-        return ip.is_loopback or str(ip) in allowed
-    return name in LOOPBACK_NAMES or name in allowed
+        return loopback(name) or str(ip) in allowed
+    return loopback(name) or name in allowed
+
+
+def from_proxy(handler, proxies, proxy_secret: str) -> bool:
+    """Whether a request comes from the trusted proxy: its peer is one of the proxy addresses AND it
+    carries the proxy's shared secret (an address alone, on loopback, would trust every local account)."""
+    if not proxy_secret or not peer_in(handler.request.remote_ip, proxies):
+        return False
+    sent = handler.request.headers.get(PROXY_SECRET_HEADER) or ""
+    return hmac.compare_digest(sent.encode("utf-8", "replace"), proxy_secret.encode("utf-8"))
+
+
+def forwarded_https(handler) -> bool:
+    """Whether the browser's connection is HTTPS: TLS here, or X-Forwarded-Proto: https from a
+    configured --trusted-proxy (password mode too: an HTTPS reverse proxy in front), or --behind-https."""
+    if handler.request.protocol == "https" or handler.settings.get("workbench_behind_https"):
+        return True
+    proxies = handler.settings.get("workbench_trusted_proxies") or ()
+    return (peer_in(handler.request.remote_ip, proxies)
+            and handler.request.headers.get("X-Forwarded-Proto", "").strip().lower() == "https")
+
+
+def client_address(handler) -> str:
+    """The browser's address: the peer, or behind a configured --trusted-proxy the address it names
+    (X-Real-IP, else the last X-Forwarded-For entry)."""
+    peer = handler.request.remote_ip or "?"
+    if peer_in(peer, handler.settings.get("workbench_trusted_proxies") or ()):
+        named = (handler.request.headers.get("X-Real-IP")
+                 or (handler.request.headers.get("X-Forwarded-For") or "").split(",")[-1]).strip()
+        if _ip(named) is not None:
+            return named
+    return peer
+
+
+class StrictTransport:
+    """A tornado output transform: Strict-Transport-Security on every answer over HTTPS."""
+
+    def __init__(self, request):
+        self.https = request.protocol == "https"
+
+    def transform_first_chunk(self, status_code, headers, chunk, finishing):
+        if self.https:
+            headers["Strict-Transport-Security"] = HSTS
+        return status_code, headers, chunk
+
+    def transform_chunk(self, chunk, finishing):
+        return chunk
+
+
+class SignInBucket:
+    """Sign-in tries per remote address: a token bucket (`per_minute` tries, refilled evenly); a
+    successful sign-in gives its try back, so only failures run an address out."""
+
+    def __init__(self, per_minute: int = SIGN_IN_PER_MINUTE):
+        self.per_minute = max(1, int(per_minute))
+        self.tokens: dict[str, tuple[float, float]] = {}
+        self.lock = threading.Lock()
+
+    def take(self, address: str) -> bool:
+        now = time.monotonic()
+        with self.lock:
+            if len(self.tokens) > 10000:
+                self.tokens.clear()
+            level, then = self.tokens.get(address, (float(self.per_minute), now))
+            level = min(float(self.per_minute), level + (now - then) * self.per_minute / 60.0)
+            if level < 1.0:
+                self.tokens[address] = (level, now)
+                return False
+            self.tokens[address] = (level - 1.0, now)
+            return True
+
+    def give_back(self, address: str) -> None:
+        with self.lock:
+            level, then = self.tokens.get(address, (0.0, time.monotonic()))
+            self.tokens[address] = (min(float(self.per_minute), level + 1.0), then)
+
+
+SIGN_INS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sign-in")   # argon2 off the IOLoop, 2 at once
 
 
 # ---------------------------------------------------------------------- pages (Chinese)
@@ -198,7 +284,7 @@ class ChineseErrors:
                 text = exc.log_message % exc.args
             except (TypeError, ValueError):
                 text = exc.log_message
-        text = text or {403: "没有权限访问该页面", 404: "页面不存在", 429: "请求过多"}.get(status_code, "服务器出错")
+        text = text or {400: "请求有误", 403: "没有权限访问该页面", 404: "页面不存在", 429: "请求过多"}.get(status_code, "服务器出错")
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(message_page(f"无法访问（{status_code}）", text, ("/", "返回首页")))
 
@@ -209,8 +295,9 @@ class WorkbenchIdentityProvider(IdentityProvider):
     """Who is signed in: the hub's session (password mode) or a trusted proxy's header (proxy mode)."""
 
     mode = Unicode("password", config=True, help="password（内置登录）或 proxy（单点登录反向代理）")
-    trusted_proxies = List(Unicode(), config=True, help="proxy 模式下可信的反向代理地址（IP 或网段）")
+    trusted_proxies = List(Unicode(), config=True, help="可信的反向代理地址（单个主机）")
     user_header = Unicode(PROXY_HEADER, config=True, help="proxy 模式下携带用户名的请求头")
+    proxy_secret = Unicode("", help="proxy 模式：代理在 X-Workbench-Proxy-Secret 请求头中带来的共享密钥")
 
     @property
     def auth_enabled(self) -> bool:
@@ -231,9 +318,7 @@ class WorkbenchIdentityProvider(IdentityProvider):
     def secure(handler) -> bool:
         if handler.request.protocol == "https":
             return True
-        ip = handler.settings.get("workbench_trusted_proxies") or ()
-        return (peer_in(handler.request.remote_ip, ip)
-                and handler.request.headers.get("X-Forwarded-Proto", "").lower() == "https")
+        return forwarded_https(handler)
 
     def set_session_cookie(self, handler, token: str) -> None:
         handler.set_secure_cookie(COOKIE, token, expires_days=None, httponly=True, samesite="Strict",
@@ -253,7 +338,7 @@ class WorkbenchIdentityProvider(IdentityProvider):
         key = None
         try:
             if self.mode == "proxy":
-                if not peer_in(handler.request.remote_ip, self.trusted_proxies):
+                if not from_proxy(handler, self.trusted_proxies, self.proxy_secret):
                     return None
                 name = (handler.request.headers.get(self.user_header) or "").strip()
                 if not name:
@@ -264,7 +349,7 @@ class WorkbenchIdentityProvider(IdentityProvider):
                 token = self.session_token(handler)
                 if not token:
                     return None
-                key = hashlib.sha256(token.encode()).hexdigest()
+                key = users.token_hash(token)
                 who = users.session_user(token)
         except Exception as exc:  # noqa: BLE001 - the hub unreachable: a session it confirmed lately stands
             seen = _VERIFIED.get(key) if key else None
@@ -314,15 +399,22 @@ class WorkbenchLoginHandler(ChineseErrors, LoginFormHandler):
             self._render()
 
     @allow_unauthenticated
-    def post(self):
+    async def post(self):
         from workbench import users
 
         if getattr(self.identity_provider, "mode", "password") == "proxy":
             return self._render()
         username = self.get_argument("username", default="").strip()
         password = self.get_argument("password", default="")
-        try:
-            result = users.sign_in(username, password, address=self.request.remote_ip)
+        address = client_address(self)
+        bucket = self.settings.get("workbench_sign_ins")
+        if bucket is not None and not bucket.take(address):
+            self.set_status(429)
+            self.set_header("Retry-After", "60")
+            return self._render("登录尝试过于频繁，请一分钟后再试", username)
+        try:   # argon2 (~0.1–1 s of CPU) in a thread: the pages and kernels of everyone else go on
+            result = await IOLoop.current().run_in_executor(
+                SIGN_INS, functools.partial(users.sign_in, username, password, address=address))
         except Exception as exc:  # noqa: BLE001 - hub unreachable
             self.log.warning("sign-in failed: %s", exc)
             self.set_status(503)
@@ -330,6 +422,8 @@ class WorkbenchLoginHandler(ChineseErrors, LoginFormHandler):
         if result.principal is None:
             self.set_status(401)
             return self._render(result.problem or "用户名或密码不正确", username)
+        if bucket is not None:
+            bucket.give_back(address)
         self.identity_provider.set_session_cookie(self, result.token)
         self.log.info("[workbench] %s signed in from %s", username, self.request.remote_ip)
         self._redirect_safe(self.get_argument("next", default=self.base_url))
@@ -337,24 +431,41 @@ class WorkbenchLoginHandler(ChineseErrors, LoginFormHandler):
 
 class WorkbenchLogoutHandler(ChineseErrors, JupyterHandler):
     @allow_unauthenticated
-    def get(self):
+    async def get(self):
         from workbench import users
 
         ip = self.identity_provider
         if getattr(ip, "mode", "password") == "proxy":
             self.finish(message_page("退出登录", "本服务使用单位的单点登录：请在统一登录系统中退出。"))
             return
+        who = principal_of(self)
         token = ip.session_token(self)
         if token:
-            _VERIFIED.pop(hashlib.sha256(token.encode()).hexdigest(), None)
+            _VERIFIED.pop(users.token_hash(token), None)
             try:
                 users.sign_out(token)
             except Exception as exc:  # noqa: BLE001
                 self.log.warning("sign-out failed: %s", exc)
+        if who is not None:   # the user's open pages end with the session: their kernels act no more
+            await shut_down_kernels_of(who.username, self.settings["kernel_manager"], self.log)
         ip.clear_session_cookie(self)
         self.set_header("Cache-Control", "no-store")
         self.finish(page("已退出", '<h1>已退出登录</h1><p class="wb-note wb-logged-out">会话已结束。'
                                    f'<a href="{escape(url_path_join(self.base_url, "login"))}">重新登录</a></p>'))
+
+
+async def shut_down_kernels_of(username: str, km, log=None) -> list[str]:
+    """Shut down every page kernel `username` holds (sign-out); returns their ids."""
+    gone = OWNERS.held(username, km)
+    for k in gone:
+        OWNERS.forget(k)
+        if log is not None:
+            log.info("[workbench] %s signed out: their kernel %s is shut down", username, k)
+        try:
+            await km.shutdown_kernel(k)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+    return gone
 
 
 # ---------------------------------------------------------------------- authorizer
@@ -553,22 +664,21 @@ class EvidenceHandler(ChineseErrors, JupyterHandler):
         if not SAFE_ID.match(violation_id or ""):
             raise web.HTTPError(404, "没有该违规记录")
         row, eng = _evidence_row(violation_id)
-        if row is None:
-            raise web.HTTPError(404, "没有该违规记录")
-        if not who.may_read_district(row.get("district")):
-            raise web.HTTPError(403, "该违规记录属于%s，%s不能查看。",
-                                row.get("district") or "未定区县", who.district or who.role_label)
+        if row is None or not who.may_read_district(row.get("district")):
+            raise web.HTTPError(404, "没有该违规记录")      # out of scope reads as unknown: no district told
         clean = bool(original)
+        reason = (self.get_argument("reason", "") or "").strip()
         if clean and not who.may_review_evidence:
             raise web.HTTPError(403, "未打码的原始抓拍图仅限抓拍复核员查看（儿童可能出现在画面中），%s不能查看。",
                                 who.role_label)
+        if clean and len(reason) < 2:
+            raise web.HTTPError(400, "查看未打码原图须说明原因（至少 2 个字），原因将记入审计日志。")
         path = evidence_file(row, clean)
         if path is None:
             raise web.HTTPError(404, "该违规没有抓拍图（可能已按保存期限删除）")
         if clean:
             audit.record(eng, "evidence.view", who, subject=violation_id, canteen_id=row.get("canteen_id"),
-                         district=row.get("district"), reason=(self.get_argument("reason", "") or None),
-                         address=self.request.remote_ip)
+                         district=row.get("district"), reason=reason[:200], address=client_address(self))
         self.set_header("Content-Type", "image/jpeg")
         self.set_header("Cache-Control", "private, no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
@@ -587,7 +697,7 @@ def _voila_app():
     from voila.app import Voila
     from voila.request_info_handler import RequestInfoSocketHandler
     from voila.shutdown_kernel_handler import VoilaShutdownKernelHandler
-    from voila.static_file_handler import AllowListFileHandler
+    from voila.static_file_handler import AllowListFileHandler, TemplateStaticFileHandler
     from voila.tornado.handler import TornadoVoilaHandler
 
     from workbench.ui import server
@@ -596,16 +706,31 @@ def _voila_app():
         """Voilà's request-info socket (kernels only: loopback or the served address), saying when a
         preheated kernel is ready for a page."""
 
-        def get(self, *args, **kwargs):
+        def get(self, kernel_id: str = "", *args, **kwargs):
             own = self.settings.get("workbench_own_addresses") or ()
             ip = _ip(self.request.remote_ip)
-            if ip is None or not (ip.is_loopback or str(ip) in own):
+            if ip is None or not (loopback(str(ip)) or str(ip) in own):
                 raise web.HTTPError(403)
-            return super().get(*args, **kwargs)
+            # the kernel's own key (HMAC of its id with the hub's secret, workbench.ui.request.query_key)
+            key = self.get_query_argument(QUERY_KEY_PARAM, "")
+            if not kernel_id or not hmac.compare_digest(key.encode("ascii", "replace"),
+                                                        query_key(kernel_id).encode("ascii")):
+                raise web.HTTPError(403)
+            if kernel_id in RequestInfoSocketHandler._waiters:     # one connection per kernel
+                raise web.HTTPError(409)
+            return super().get(kernel_id, *args, **kwargs)
 
         def open(self, kernel_id: str) -> None:
-            super().open(kernel_id)
+            RequestInfoSocketHandler._waiters[kernel_id] = self
+            payload = RequestInfoSocketHandler._cache.pop(kernel_id, None)   # delivered once, then dropped
+            if payload is not None:
+                self.write_message(payload)
             print(server.WAITING.format(kernel_id), flush=True)
+
+        def on_close(self) -> None:
+            for k, waiter in list(RequestInfoSocketHandler._waiters.items()):
+                if waiter is self:
+                    RequestInfoSocketHandler._waiters.pop(k, None)
 
     class SignedInFiles(AllowListFileHandler):
         """Voilà's /voila/files (files beside the dashboards) for signed-in users only."""
@@ -617,12 +742,29 @@ def _voila_app():
             if getattr(user, "principal", None) is None:
                 raise web.HTTPError(403)
 
+    class TemplateFiles(TemplateStaticFileHandler):
+        """Voilà's template assets (/voila/templates/<name>/static/<file>); any other path, a folder
+        among them, is a clean 404 (Voilà's own handler fails on it with a 500)."""
+
+        def get(self, path, include_body=True):
+            parts = os.path.normpath(path or "").split(os.sep)
+            if len(parts) < 3 or parts[1] != "static" or ".." in parts or not parts[2]:
+                raise web.HTTPError(404)
+            return super().get(path, include_body)
+
+        def write_error(self, status_code: int, **kwargs) -> None:
+            self.set_header("Content-Type", "text/html; charset=utf-8")
+            self.finish(message_page("页面不存在", "没有这个文件", ("/", "返回首页")))
+
     class CityVoila(Voila):
         """Voilà with sign-in, kernel owners and caps, the Host check, TLS, and the city overview as
         the front page (/ → /voila/render/overview.ipynb)."""
 
         auth = Unicode("password", config=True, help="password | proxy")
         trusted_proxies = List(Unicode(), config=True)
+        proxy_secret_file = Unicode("", config=True, help="proxy: the shared secret's file (0600)")
+        behind_https = Bool(False, config=True, help="an HTTPS reverse proxy in front: the cookie is Secure")
+        sign_in_per_minute = Integer(SIGN_IN_PER_MINUTE, config=True)
         user_header = Unicode(PROXY_HEADER, config=True)
         kernels_per_user = Integer(KERNELS_PER_USER, config=True)
         allow_hosts = List(Unicode(), config=True)
@@ -644,6 +786,11 @@ def _voila_app():
             ip.mode = self.auth
             ip.trusted_proxies = list(self.trusted_proxies)
             ip.user_header = self.user_header or PROXY_HEADER
+            if self.auth == "proxy":
+                problem = server.proxy_problem(tuple(self.trusted_proxies), self.proxy_secret_file)
+                if problem:
+                    raise SystemExit(problem)
+                ip.proxy_secret = server.read_proxy_secret(self.proxy_secret_file)
             own = {str(a) for a in (_ip(self.ip),) if a is not None and not a.is_unspecified}
             allowed = {h.strip().lower().strip("[]") for h in self.allow_hosts if h.strip()} | own
             import jinja2   # jupyter_server's error pages in Chinese (workbench/ui/jupyter/server)
@@ -654,7 +801,8 @@ def _voila_app():
                 allow_remote_access=False, local_hostnames=sorted(set(LOOPBACK_NAMES) | allowed),
                 xsrf_cookies=True, workbench_allowed_hosts=allowed, workbench_own_addresses=own,
                 workbench_kernels_per_user=max(1, int(self.kernels_per_user)),
-                workbench_trusted_proxies=list(self.trusted_proxies) if self.auth == "proxy" else [],
+                workbench_trusted_proxies=list(self.trusted_proxies), workbench_behind_https=bool(self.behind_https),
+                workbench_sign_ins=SignInBucket(self.sign_in_per_minute),
             )
             return settings
 
@@ -665,6 +813,8 @@ def _voila_app():
                     h = (h[0], WaitingKernels, *h[2:])
                 elif len(h) > 1 and h[1] is TornadoVoilaHandler:
                     h = (h[0], render_handler(TornadoVoilaHandler), *h[2:])
+                elif len(h) > 1 and h[1] is TemplateStaticFileHandler:
+                    h = (h[0], TemplateFiles, *h[2:])
                 elif len(h) > 1 and h[1] is AllowListFileHandler:
                     h = (h[0], SignedInFiles, *h[2:])
                 elif len(h) > 1 and h[1] is VoilaShutdownKernelHandler:
@@ -691,6 +841,7 @@ def _voila_app():
             # every handler behind the Host check; any other Host gets the Chinese 403
             self.app.add_handlers(_HostPattern(allowed), self.init_handlers())
             self.app.add_handlers(r".*$", [(r".*", ForeignHostHandler)])
+            self.app.add_transform(StrictTransport)
             if self.certfile:
                 import functools
                 import ssl
@@ -719,6 +870,7 @@ class _HostPattern:
 
 def main(argv=None) -> None:
     """Run the workbench's Voilà (workbench.ui.server starts it in a child process)."""
+    os.umask(0o077)   # what the server and its kernels write (hub file, evidence, reports) is private
     _voila_app().launch_instance(argv)
 
 

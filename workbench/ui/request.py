@@ -19,6 +19,19 @@ import threading
 from urllib.parse import parse_qs
 
 TIMEOUT = 60.0  # seconds to wait for the request info once connected
+QUERY_KEY_PARAM = "key"   # /voila/query/<kernel_id>?key=...: only the kernel (and the server) know it
+
+
+def query_key(kernel_id: str) -> str:
+    """The kernel's key to its request info: HMAC of the kernel id with the hub's secret (data/.secret,
+    0600, or $WORKBENCH_SECRET), which the server and its kernels read and no other account can.
+    The server (workbench.ui.auth) refuses /voila/query/<kernel_id> without it."""
+    import hashlib
+    import hmac
+
+    from workbench.access import secret
+
+    return hmac.new(secret(), b"voila-query:" + kernel_id.encode(), hashlib.sha256).hexdigest()
 
 
 def _query_url() -> str | None:
@@ -31,7 +44,7 @@ def _query_url() -> str | None:
         host = f"[{host}]"
     port = os.environ.get("VOILA_APP_PORT", "8866")
     base = os.environ.get("VOILA_WS_BASE_URL", os.environ.get("VOILA_SERVER_URL", "/"))
-    return f"{protocol}://{host}:{port}{base}voila/query/{kernel_id}"
+    return f"{protocol}://{host}:{port}{base}voila/query/{kernel_id}?{QUERY_KEY_PARAM}={query_key(kernel_id)}"
 
 
 async def _receive(url: str) -> str:
@@ -55,7 +68,10 @@ def wait_for_request() -> None:
     """
     if os.environ.get("VOILA_PREHEAT", "False") == "False":
         return
-    url = _query_url()
+    try:
+        url = _query_url()
+    except Exception:  # noqa: BLE001 - the secret unreadable: no request info, the page has no user
+        return
     result: dict = {}
 
     def run():  # the kernel's own event loop is busy running this cell
@@ -91,4 +107,4 @@ def query_params() -> dict[str, str]:
     return {k: v[-1] for k, v in parse_qs(qs).items() if v}
 
 
-__all__ = ["wait_for_request", "query_params"]
+__all__ = ["wait_for_request", "query_params", "query_key", "QUERY_KEY_PARAM"]

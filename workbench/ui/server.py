@@ -141,8 +141,11 @@ class Security:
     """How `workbench serve` signs users in and whom it serves (workbench.ui.auth)."""
 
     auth: str = "password"                      # password (the hub's accounts) | proxy (single sign-on)
-    trusted_proxies: tuple[str, ...] = ()       # proxy mode: addresses whose user header is believed
+    trusted_proxies: tuple[str, ...] = ()       # the reverse proxy's address (one host each): in proxy mode
+                                                # its user header, in both modes its X-Forwarded-Proto
     user_header: str = "X-Forwarded-User"
+    proxy_secret_file: str | None = None        # proxy mode: the shared secret (0600) the proxy sends
+    behind_https: bool = False                  # an HTTPS reverse proxy in front: the cookie is Secure
     kernels_per_user: int = KERNELS_PER_USER
     allow_hosts: tuple[str, ...] = ()           # Host names served besides loopback and the bound address
     certfile: str | None = None                 # TLS
@@ -156,6 +159,10 @@ class Security:
                f"--MappingKernelManager.cull_interval={min(CULL_INTERVAL, max(5, int(self.cull_idle) // 2))}",
                "--MappingKernelManager.cull_connected=False"]
         out += [f"--CityVoila.trusted_proxies={p}" for p in self.trusted_proxies]
+        if self.proxy_secret_file:
+            out += [f"--CityVoila.proxy_secret_file={Path(self.proxy_secret_file).resolve()}"]
+        if self.behind_https:
+            out += ["--CityVoila.behind_https=True"]
         out += [f"--CityVoila.allow_hosts={h}" for h in self.allow_hosts]
         if self.certfile:
             out += [f"--CityVoila.certfile={Path(self.certfile).resolve()}"]
@@ -379,13 +386,19 @@ def access_env() -> str:
     return USER_ENV
 
 
-def _loopback(host: str) -> bool:
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+
+
+def loopback(host: str | None) -> bool:
+    """Whether a host name or address (IPv6 bracketed or not, a zone dropped) is this machine's
+    loopback: the one check of the server (serving, Host header, request-info socket)."""
     import ipaddress
 
-    if host.lower() in ("localhost", "localhost.localdomain"):
+    name = (host or "").strip().lower().rstrip(".")
+    if name in LOOPBACK_NAMES:
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(name.strip("[]").split("%")[0]).is_loopback
     except ValueError:
         return False
 
@@ -393,7 +406,7 @@ def _loopback(host: str) -> bool:
 def exposure_warnings(host: str, security: Security) -> list[str]:
     """What `workbench serve` says, loudly, before serving on another address than loopback."""
     out = []
-    if _loopback(host):
+    if loopback(host):
         return out
     where = "所有网络地址" if host in ("", "0.0.0.0", "::") else f"地址 {host}"
     if not security.tls:
@@ -472,18 +485,16 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, open_browser: bool
 
 def check_security(host: str, security: Security) -> str | None:
     """Why the options cannot be served (Chinese), or None."""
-    import ipaddress
-
     if security.auth not in ("password", "proxy"):
         return f"未知的登录方式“{security.auth}”：可选 password（内置登录）或 proxy（单点登录）"
     if security.auth == "proxy":
-        if not security.trusted_proxies:
-            return "单点登录（--auth proxy）需要 --trusted-proxy 指定反向代理的地址"
-        for p in security.trusted_proxies:
-            try:
-                ipaddress.ip_network(p, strict=False)
-            except ValueError:
-                return f"--trusted-proxy “{p}” 不是 IP 地址或网段"
+        problem = proxy_problem(security.trusted_proxies, security.proxy_secret_file)
+        if problem:
+            return problem
+    elif security.trusted_proxies:
+        problem = proxy_problem(security.trusted_proxies, None, secret_needed=False)
+        if problem:
+            return problem
     if security.keyfile and not security.certfile:
         return "--keyfile 需要与 --certfile 一起使用"
     for f in (security.certfile, security.keyfile):
@@ -492,6 +503,50 @@ def check_security(host: str, security: Security) -> str | None:
     if security.kernels_per_user < 1:
         return "--kernels-per-user 至少为 1"
     return None
+
+
+PROXY_SECRET_HEADER = "X-Workbench-Proxy-Secret"
+
+
+def proxy_problem(proxies, secret_file, secret_needed: bool = True) -> str | None:
+    """Why the trusted proxies (one host each) or the proxy's shared-secret file cannot be used, or None."""
+    import ipaddress
+    import stat
+
+    if not proxies:
+        return "单点登录（--auth proxy）需要 --trusted-proxy 指定反向代理的地址"
+    for p in proxies:
+        try:
+            net = ipaddress.ip_network(p, strict=False)
+        except ValueError:
+            return f"--trusted-proxy “{p}” 不是 IP 地址"
+        if net.prefixlen != net.max_prefixlen:
+            return (f"--trusted-proxy “{p}” 是一个网段（{net.num_addresses} 个地址）：只能填写反向代理本身的单个地址，"
+                    "否则网段内任何主机都可冒充任意用户")
+    if not secret_needed:
+        return None
+    if not secret_file:
+        return (f"单点登录（--auth proxy）需要 --proxy-secret-file：反向代理在 {PROXY_SECRET_HEADER} 请求头中携带的共享密钥"
+                "（只凭来源地址，本机任何账号的进程都能冒充任意用户）")
+    path = Path(secret_file)
+    try:
+        st = path.stat()
+    except OSError:
+        return f"找不到代理共享密钥文件：{secret_file}"
+    if not stat.S_ISREG(st.st_mode):
+        return f"代理共享密钥文件不是普通文件：{secret_file}"
+    if st.st_mode & 0o077:
+        return f"代理共享密钥文件 {secret_file} 的权限过宽（{stat.S_IMODE(st.st_mode):o}）：请执行 chmod 600 {secret_file}"
+    if len(read_proxy_secret(secret_file)) < 16:
+        return f"代理共享密钥文件 {secret_file} 中的密钥太短（至少 16 个字符，例如 openssl rand -hex 32 生成）"
+    return None
+
+
+def read_proxy_secret(secret_file: str) -> str:
+    try:
+        return Path(secret_file).read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return ""
 
 
 def serve_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, open_browser: bool = False,
@@ -518,4 +573,4 @@ if __name__ == "__main__":  # python -m workbench.ui.server [port]
 __all__ = ["DASHBOARDS", "FRONT_PAGE", "voila_main", "waits_for_request", "DEFAULT_HOST", "DEFAULT_PORT", "VoilaServer", "dashboards", "dashboard_title",
            "dashboard_url", "dashboard_urls", "hub_env", "migrate_hub", "voila_command", "port_free",
            "free_port", "start", "serve", "serve_command", "Security", "check_security", "exposure_warnings",
-           "CULL_IDLE", "KERNELS_PER_USER"]
+           "CULL_IDLE", "KERNELS_PER_USER", "loopback", "proxy_problem", "PROXY_SECRET_HEADER"]
