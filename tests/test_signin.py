@@ -654,3 +654,30 @@ def test_tls_serves_pages_with_a_secure_cookie(tmp_path_factory):
         assert r.status_code == 200 and whoami(r) == f"{srv.user}|leader", srv.log()[-2000:]
         with pytest.raises(requests.exceptions.ConnectionError):
             requests.get(f"http://127.0.0.1:{srv.port}/login", timeout=10)
+
+
+def test_canteen_page_asks_the_reviewer_for_a_reason_before_the_unblurred_frame(tmp_path, monkeypatch):
+    """The canteen card offers the unblurred frame to the reviewer only, as a form that requires
+    a reason (the server refuses /original without one); others get no such form."""
+    import types
+
+    import pandas as pd
+
+    from workbench import access
+    from workbench.canteen.evidence import event_dir
+    from workbench.ui.canteen_page import _thumb
+
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path))
+    ts = pd.Timestamp("2026-03-02 02:00").to_pydatetime()
+    folder = tmp_path / event_dir("cam-1", ts)
+    folder.mkdir(parents=True)
+    (folder / "V-r1.jpg").write_bytes(b"\xff\xd8blurred")
+    row = types.SimpleNamespace(violation_id="V-r1", camera_id="cam-1", ts=ts)
+    reviewer = access.Principal("rev", "复核员", "reviewer", "市场监管局", None)
+    staff = access.Principal("stf", "张三", "staff", "市场监管局", None)
+    html = _thumb(row, reviewer)
+    assert '/workbench/evidence/V-r1"' in html
+    form = re.search(r'<form class="wb-cv-original"[^>]*action="([^"]+)"[^>]*>(.*?)</form>', html)
+    assert form and form.group(1).endswith("/workbench/evidence/V-r1/original"), html
+    assert 'name="reason"' in form.group(2) and "required" in form.group(2) and 'minlength="2"' in form.group(2)
+    assert "wb-cv-original" not in _thumb(row, staff)

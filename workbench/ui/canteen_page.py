@@ -118,8 +118,11 @@ def _thumb(r, who=None, width: int = 320) -> str:
     img = (f'<img class="wb-cv-img" src="{esc(evidence_url(str(violation_id)))}" alt="抓拍图（人脸已打码）" '
            f'width="{width}" loading="lazy">')
     if who is not None and who.may_review_evidence:
-        img += (f'<a class="wb-cv-original" target="_blank" rel="noopener" '
-                f'href="{esc(evidence_url(str(violation_id), original=True))}">查看未打码原图（复核用，留痕）</a>')
+        # the unblurred frame only with a reason (the server requires it and audits it with the view)
+        img += (f'<form class="wb-cv-original" method="get" target="_blank" rel="noopener" '
+                f'action="{esc(evidence_url(str(violation_id), original=True))}">'
+                '<input name="reason" required minlength="2" maxlength="200" placeholder="查看原因（必填，留痕）">'
+                '<button type="submit">查看未打码原图</button></form>')
     return img
 
 
@@ -127,7 +130,8 @@ FEED_CSS = """<style>
 .wb-cv-feed{display:flex;flex-wrap:wrap;gap:12px}
 .wb-cv-card{width:336px;border:1px solid #e3e6ea;border-radius:8px;padding:8px;background:#fff}
 .wb-cv-img{display:block;border-radius:4px;max-width:100%;min-height:60px;background:#f3f4f6}
-.wb-cv-original{font-size:12px}
+.wb-cv-original{font-size:12px;margin-top:4px}
+.wb-cv-original input{width:150px;font-size:12px}
 .wb-cv-noimg{height:120px;display:flex;align-items:center;justify-content:center;background:#f3f4f6;
  color:#888;border-radius:4px}
 .wb-cv-meta{font-size:13px;margin-top:6px;line-height:1.6}
