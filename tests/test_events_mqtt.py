@@ -177,6 +177,22 @@ def test_a_listener_killed_before_acknowledging_loses_nothing(broker, tmp_path):
 
 
 
+def _refuse_in_hub(eng, event_id: str) -> None:
+    """A trigger that makes the hub refuse one event (as a constraint of a real hub would)."""
+    import sqlalchemy as sa
+
+    with eng.begin() as conn:
+        if eng.dialect.name == "sqlite":
+            conn.execute(sa.text(f"CREATE TRIGGER refuse_one BEFORE INSERT ON city_events WHEN NEW.event_id = "
+                                 f"'{event_id}' BEGIN SELECT RAISE(ABORT, 'refused by the hub'); END"))
+        else:
+            conn.execute(sa.text(f"CREATE FUNCTION refuse_one() RETURNS trigger AS $$ BEGIN IF NEW.event_id = "
+                                 f"'{event_id}' THEN RAISE EXCEPTION 'refused by the hub'; END IF; RETURN NEW; END; "
+                                 f"$$ LANGUAGE plpgsql"))
+            conn.execute(sa.text("CREATE TRIGGER refuse_one BEFORE INSERT ON city_events FOR EACH ROW "
+                                 "EXECUTE FUNCTION refuse_one()"))
+
+
 def test_poison_messages_are_quarantined_masked_and_acknowledged(broker, hub_engine):
     """400 KB of nested brackets, brackets nested deep under the size limit, invalid UTF-8, a
     NUL byte (raw and escaped), an id too long, a time intake cannot hold: each is one quarantined row (its
@@ -184,13 +200,15 @@ def test_poison_messages_are_quarantined_masked_and_acknowledged(broker, hub_eng
     The same on SQLite and PostgreSQL."""
     topic = "zz/poison"
     eng = hub_engine
+    _refuse_in_hub(eng, "REFUSED-1")   # a record intake takes and the hub itself refuses
     lst = em.Listener(topic, port=broker.port, client_id="poison-test", eng=eng, state_file=None).start()
     assert lst.connected
     long_id = dict(record(9), event_id="E" * 300, external_id="X" * 300)  # the hub's columns hold 64
     poison = [b"[" * 400_000, b"[" * 100_000 + b"]" * 100_000, b'{"event_id": "\xff\xfe", "note": "13812345678"}',
               b'{"event_id": "N1", "description": "a\x00b 13812345678"}',
               b'{"event_id": "N2", "description": "a\\u0000b"}', long_id,
-              dict(record(12), ts="9999-12-31T23:59:59+14:00")]  # intake raises on it (out of bounds)
+              dict(record(12), ts="9999-12-31T23:59:59+14:00"),   # out of range: intake's quarantine
+              dict(record(13), event_id="REFUSED-1")]             # the hub refuses the batch: bisected to it
     try:
         assert em.publish([record(1), *poison, record(2)], topic, port=broker.port) == len(poison) + 2
         assert wait_for(lambda: lst.stats.messages >= len(poison) + 2, 60), lst.stats
@@ -205,7 +223,9 @@ def test_poison_messages_are_quarantined_masked_and_acknowledged(broker, hub_eng
     assert reasons.count(em.TOO_BIG) == 1 and reasons.count(em.TOO_DEEP) == 1 and reasons.count(em.HAS_NUL) == 2
     assert intake.BAD_JSON in reasons   # invalid UTF-8: intake's own word
     assert reasons.count(em.NOT_STORED) == 1  # written alone, refused while the hub answers: quarantined
-    checked = [r for r in reasons if r not in (em.TOO_BIG, em.TOO_DEEP, em.HAS_NUL, intake.BAD_JSON, em.NOT_STORED)]
+    assert sum("超出 1900—2100 年范围" in r for r in reasons) == 1   # the time out of range
+    checked = [r for r in reasons if r not in (em.TOO_BIG, em.TOO_DEEP, em.HAS_NUL, intake.BAD_JSON, em.NOT_STORED)
+               and "1900—2100" not in r]
     assert len(checked) == 1 and "64" in checked[0], reasons  # the long id: the row checks' own words
     cells = [str(v) for v in q.to_numpy().ravel()]
     text = " ".join(cells)
