@@ -161,9 +161,16 @@ def cusum(n: pd.DataFrame, x: pd.DataFrame, p0, odds_ratio: float = 2.0, h: floa
     density): S_t = max(0, S_{t−1} + x_t·log(p1/p0) + (n_t − x_t)·log((1−p1)/(1−p0))), where
     p1 has `odds_ratio` times the odds of p0; alarm when S_t > h, after which S restarts at 0."""
     P0 = _p0_frame(p0, n)
+    P1, S, A = _cusum_run(n.to_numpy(float), x.to_numpy(float), P0, odds_ratio, h)
+    mk = lambda a: pd.DataFrame(a, index=n.index, columns=n.columns)  # noqa: E731
+    return {"s": mk(S), "h": h, "p1": mk(P1.copy()), "alarm": mk(A)}
+
+
+def _cusum_run(N: np.ndarray, X: np.ndarray, P0: np.ndarray, odds_ratio: float, h, judged_from: int = 0):
+    """The binomial LLR CUSUM recursion over periods (rows) of every column at once: (p1, S,
+    alarms). `h`: one threshold or one per column; periods before `judged_from` never alarm;
+    S restarts at 0 after an alarm."""
     P1 = odds_ratio * P0 / (1 - P0 + odds_ratio * P0)
-    N = n.to_numpy(float)
-    X = x.to_numpy(float)
     llr = X * np.log(P1 / P0) + (N - X) * np.log((1 - P1) / (1 - P0))
     S = np.empty_like(llr)
     A = np.zeros(llr.shape, dtype=bool)
@@ -171,10 +178,9 @@ def cusum(n: pd.DataFrame, x: pd.DataFrame, p0, odds_ratio: float = 2.0, h: floa
     for t in range(llr.shape[0]):
         s = np.maximum(0.0, s + llr[t])
         S[t] = s
-        A[t] = s > h
+        A[t] = (s > h) & (t >= judged_from)
         s = np.where(A[t], 0.0, s)
-    mk = lambda a: pd.DataFrame(a, index=n.index, columns=n.columns)  # noqa: E731
-    return {"s": mk(S), "h": h, "p1": mk(P1.copy()), "alarm": mk(A)}
+    return P1, S, A
 
 
 def ears(counts: pd.DataFrame, method: str = "C1", baseline: int = 7, alpha: float | None = None,
@@ -549,17 +555,7 @@ def calibrated_cusum(n: pd.DataFrame, x: pd.DataFrame, p0: pd.DataFrame, odds_ra
     budget = alarms_per_year.reindex(n.columns).to_numpy(float)
     hs = np.array([threshold(p, m, odds_ratio, 52.18 / b) if (b > 0 and m > 0) else np.inf
                    for p, m, b in zip(mean_p, mean_n, budget)])
-    P1 = odds_ratio * P0 / (1 - P0 + odds_ratio * P0)
-    X = x.to_numpy(float)
-    llr = X * np.log(P1 / P0) + (N - X) * np.log((1 - P1) / (1 - P0))
-    S = np.empty_like(llr)
-    A = np.zeros(llr.shape, dtype=bool)
-    s = np.zeros(llr.shape[1])
-    for t in range(llr.shape[0]):
-        s = np.maximum(0.0, s + llr[t])
-        S[t] = s
-        A[t] = (s > hs) & (t >= k)
-        s = np.where(A[t], 0.0, s)
+    P1, S, A = _cusum_run(N, x.to_numpy(float), P0, odds_ratio, hs, judged_from=k)
     mk = lambda a: pd.DataFrame(a, index=n.index, columns=n.columns)  # noqa: E731
     return {"s": mk(S), "h": pd.Series(hs, index=n.columns), "z": mk(S / hs[None, :]), "alarm": mk(A),
             "p1": mk(P1)}
