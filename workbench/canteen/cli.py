@@ -311,3 +311,86 @@ def quantize(model, out):
     from workbench.canteen.quantize import int8_model
 
     click.echo(f"已生成：{int8_model(model, out)}")
+
+
+@canteen.group()
+def cluster():
+    """The kitchen cameras over a Ray cluster (cameras from the hub's cameras table)."""
+
+
+@cluster.command("run")
+@click.option("--address", default=None,
+              help="A Ray cluster to join (host:port of its head; 'auto' = the one started on this machine); "
+                   "default: a local cluster in this process.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="Rules YAML (zones, staff hours, violations, thresholds per camera).")
+@click.option("--model", default=None,
+              help="Model path on every node (default: $WORKBENCH_CANTEEN_MODEL on each node, else "
+                   f"{DEFAULT_MODEL}).")
+@click.option("--closeup", default="auto", show_default=True, help="Close-up classifier (.onnx), auto or off.")
+@click.option("--fps", type=float, default=None, help="Frames sampled per second (overrides the rules).")
+@click.option("--batch", "max_batch", default=8, show_default=True, help="Frames per detector batch of a worker.")
+@click.option("--decode", type=click.Choice(["auto", "keyframes", "full"]), default="auto", show_default=True,
+              help="auto: key frames only where the stream's GOP allows the sampling rate.")
+@click.option("--poll", "poll_s", default=5.0, show_default=True, help="Seconds between rounds (table re-read, health).")
+@click.option("--dead-after", "dead_after_s", default=10.0, show_default=True,
+              help="A worker that does not answer this long is given up; its cameras move.")
+@click.option("--seconds", default=None, type=float, help="Stop after this many seconds (default: until Ctrl-C).")
+@click.option("--no-evidence", is_flag=True, help="Do not write snapshot images.")
+def cluster_run(address, config_path, model, closeup, fps, max_batch, decode, poll_s, dead_after_s, seconds,
+                no_evidence):
+    """Start or join the cluster and run every camera of the hub's table that has a source_url;
+    cameras added to or removed from the table start or stop within --poll seconds."""
+    import threading
+
+    from workbench.canteen.cluster import Cluster, health_lines
+    from workbench.canteen.rules import ConfigError, load_rules
+
+    try:
+        rf = load_rules(config_path)
+    except ConfigError as exc:
+        click.echo(f"错误：{exc}", err=True)
+        sys.exit(2)
+    for p in rf.problems:
+        click.echo(f"错误 {p}（该摄像头不启动，其他摄像头照常运行）", err=True)
+    cl = Cluster(address, model=model, closeup=None if closeup.lower() == "off" else closeup, fps=fps, rules=rf,
+                 poll_s=poll_s, dead_after_s=dead_after_s, max_batch=max_batch, evidence=not no_evidence,
+                 decode=decode)
+    stop = threading.Event()
+
+    def on_signal(_sig, _frame):
+        click.echo("正在停止集群上的摄像头……", err=True)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        cl.start()
+    except Exception as exc:  # noqa: BLE001 - no cluster at that address
+        click.echo(f"错误：无法连接 Ray 集群（{address or '本机'}）：{type(exc).__name__}: {exc}", err=True)
+        sys.exit(2)
+    click.echo(f"集群已启动（{address or '本机'}），摄像头来自数据中台 cameras 表；Ctrl-C 停止。", err=True)
+    try:
+        h = cl.run(max_seconds=seconds, stop=stop)
+    finally:
+        cl.shutdown()
+    from workbench.canteen.cluster import health
+
+    for line in health_lines(health()):
+        click.echo(line)
+    sys.exit(0 if h.get("workers") else 2)
+
+
+@cluster.command("status")
+@click.option("--json", "as_json", is_flag=True)
+def cluster_status(as_json):
+    """The cluster's health: cameras per worker, frames/s, lag, last frame, problems."""
+    from workbench.canteen.cluster import health, health_lines
+
+    h = health()
+    if as_json:
+        click.echo(json.dumps(h, ensure_ascii=False, indent=1, default=str))
+    else:
+        for line in health_lines(h):
+            click.echo(line)
+    sys.exit(0 if h is not None and not h.get("stale") else 1)

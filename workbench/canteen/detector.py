@@ -167,7 +167,7 @@ class OrtYolo:
     2-core machine is the difference between faster and slower than torch."""
 
     def __init__(self, path: Path, imgsz: int, threads: int | None = None, chunk: int | None = 1,
-                 streams: int | None = None):
+                 streams: int | None = None, deterministic: bool = False):
         """`chunk`: frames per session.run. On the CPU a batch runs no faster than its frames
         one by one (docs/canteen.md: measured 130–200 ms/frame at batch 1–2, more at 4–8 on
         2 cores), so the default feeds the session one frame at a time; None: the whole batch
@@ -177,8 +177,14 @@ class OrtYolo:
         (default: 2 on a machine with 2 cores or more), as OpenVINO's throughput streams do:
         a small network spreads badly over cores within one layer, so two frames on one core
         each beat two frames one after the other on both (docs/canteen.md). A lone frame still
-        gets every core."""
+        gets every core.
+
+        `deterministic`: every frame through the same one-stream session, whatever the batch
+        (a lone frame on all cores and a frame of a batch on one core can differ in the last
+        bits, and a score at a threshold then decides differently): a camera resumed on
+        another worker then sees exactly what it saw before (the cluster's replay)."""
         self.chunk = chunk
+        self.deterministic = deterministic
         self.session = ort_session(path, threads)
         cores = threads or os.cpu_count() or 1
         self.streams = max(1, int(streams if streams is not None else min(2, cores)))
@@ -218,7 +224,7 @@ class OrtYolo:
 
     def __call__(self, images: list[np.ndarray], conf: float, iou: float = 0.7, max_det: int = 300) -> list:
         step = self.static_batch or self.chunk
-        if step and len(images) > step:
+        if step and (len(images) > step or (self.deterministic and self._pool is not None)):
             parts = [images[i:i + step] for i in range(0, len(images), step)]
             if self._pool is not None:
                 done = self._pool.map(lambda part: self._run(part, conf, iou, max_det, self._stream_session), parts)
@@ -259,7 +265,7 @@ class Detector:
     against workbench.canteen.classes."""
 
     def __init__(self, path: str | Path, imgsz: int | None = None, device: str = "cpu", conf: float = 0.1,
-                 closeup: str | Path | None = "auto"):
+                 closeup: str | Path | None = "auto", deterministic: bool = False):
         """`closeup`: the close-up classifier for phones and cigarettes (workbench.canteen.closeup):
         a path, "auto" (kitchen-closeup.onnx beside the model or in models/kitchen, if there)
         or None (the detector alone)."""
@@ -297,7 +303,7 @@ class Detector:
         self.imgsz = imgsz or meta_imgsz or args.get("imgsz") or 640
         self.device = device
         self.conf = conf
-        self._ort = OrtYolo(path, self.imgsz) if self.backend == "onnx" else None
+        self._ort = OrtYolo(path, self.imgsz, deterministic=deterministic) if self.backend == "onnx" else None
         from workbench.canteen.closeup import CloseUp, default_path
 
         if closeup == "auto":
