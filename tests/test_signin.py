@@ -51,7 +51,7 @@ def signin_server(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("signin-hub")
     with _voila(_env(root), "signin", folder=_folder(tmp_path_factory), preheat=1,
-                security=Security(kernels_per_user=2, trusted_proxies=(PROXY_IP,))) as srv:
+                security=Security(kernels_per_user=2, trusted_proxies=(PROXY_IP,), user_check=2)) as srv:
         yield srv
 
 
@@ -240,15 +240,17 @@ def test_logout_and_expired_sessions_send_back_to_login(signin_server):
         conn.execute(user_sessions.update().where(user_sessions.c.username == "li", user_sessions.c.revoked_at.is_(None))
                      .values(expires_at=_past()))
     assert s.get(srv.base_url + "/voila/tree", allow_redirects=False, timeout=TIMEOUT).status_code == 302
-    # a disabled user's session ends at once
+    # a disabled user's session ends at once, and the open pages of the user with it (their kernels)
     from workbench import users
 
     s = session(srv, "li")
+    kid = kernel_id(s.get(page_url(srv), timeout=120))
     users.update("li", active=False, eng=eng)
     import time
 
     time.sleep(5.2)   # the server's principal cache (users._CACHE_SECONDS)
     assert s.get(srv.base_url + "/voila/tree", allow_redirects=False, timeout=TIMEOUT).status_code == 302
+    _log_says(srv, f"li is no longer an active user: their kernel {kid} is shut down", f"Kernel shutdown: {kid}")
 
 
 def _log_says(srv, *lines, within: float = 20):

@@ -454,18 +454,36 @@ class WorkbenchLogoutHandler(ChineseErrors, JupyterHandler):
                                    f'<a href="{escape(url_path_join(self.base_url, "login"))}">重新登录</a></p>'))
 
 
-async def shut_down_kernels_of(username: str, km, log=None) -> list[str]:
-    """Shut down every page kernel `username` holds (sign-out); returns their ids."""
+async def shut_down_kernels_of(username: str, km, log=None, why: str = "signed out") -> list[str]:
+    """Shut down every page kernel `username` holds (sign-out, a disabled user); returns their ids."""
     gone = OWNERS.held(username, km)
     for k in gone:
         OWNERS.forget(k)
         if log is not None:
-            log.info("[workbench] %s signed out: their kernel %s is shut down", username, k)
+            log.info("[workbench] %s %s: their kernel %s is shut down", username, why, k)
         try:
             await km.shutdown_kernel(k)
         except Exception:  # noqa: BLE001 - already gone
             pass
     return gone
+
+
+async def sweep_inactive_users(km, log=None) -> None:
+    """Shut down the page kernels of users the hub no longer has active (disabled or removed by an
+    admin, e.g. `workbench users set NAME --inactive` in another process): their open pages end.
+    While the hub is unreachable nobody is shut down."""
+    from workbench import users
+
+    names = sorted(set(OWNERS.owner.values()))
+    if not names:
+        return
+    try:
+        gone = await IOLoop.current().run_in_executor(
+            SIGN_INS, lambda: [n for n in names if users.principal(n) is None])
+    except Exception:  # noqa: BLE001 - hub unreachable: keep everyone's pages
+        return
+    for name in gone:
+        await shut_down_kernels_of(name, km, log, why="is no longer an active user")
 
 
 # ---------------------------------------------------------------------- authorizer
@@ -765,6 +783,7 @@ def _voila_app():
         proxy_secret_file = Unicode("", config=True, help="proxy: the shared secret's file (0600)")
         behind_https = Bool(False, config=True, help="an HTTPS reverse proxy in front: the cookie is Secure")
         sign_in_per_minute = Integer(SIGN_IN_PER_MINUTE, config=True)
+        user_check_interval = Integer(30, config=True, help="seconds between checks that page owners are still active")
         user_header = Unicode(PROXY_HEADER, config=True)
         kernels_per_user = Integer(KERNELS_PER_USER, config=True)
         allow_hosts = List(Unicode(), config=True)
@@ -842,6 +861,11 @@ def _voila_app():
             self.app.add_handlers(_HostPattern(allowed), self.init_handlers())
             self.app.add_handlers(r".*$", [(r".*", ForeignHostHandler)])
             self.app.add_transform(StrictTransport)
+            from tornado.ioloop import PeriodicCallback
+
+            km, log = self.kernel_manager, self.log
+            PeriodicCallback(lambda: IOLoop.current().add_callback(sweep_inactive_users, km, log),
+                             max(1, int(self.user_check_interval)) * 1000).start()
             if self.certfile:
                 import functools
                 import ssl

@@ -151,13 +151,15 @@ class Security:
     certfile: str | None = None                 # TLS
     keyfile: str | None = None
     cull_idle: int = CULL_IDLE
+    user_check: int = 30                        # seconds: the kernels of a user disabled meanwhile are shut down
 
     def args(self) -> list[str]:
         out = [f"--CityVoila.auth={self.auth}", f"--CityVoila.kernels_per_user={int(self.kernels_per_user)}",
                f"--CityVoila.user_header={self.user_header}",
                f"--MappingKernelManager.cull_idle_timeout={int(self.cull_idle)}",
                f"--MappingKernelManager.cull_interval={min(CULL_INTERVAL, max(5, int(self.cull_idle) // 2))}",
-               "--MappingKernelManager.cull_connected=False"]
+               "--MappingKernelManager.cull_connected=False",
+               f"--CityVoila.user_check_interval={max(1, int(self.user_check))}"]
         out += [f"--CityVoila.trusted_proxies={p}" for p in self.trusted_proxies]
         if self.proxy_secret_file:
             out += [f"--CityVoila.proxy_secret_file={Path(self.proxy_secret_file).resolve()}"]
