@@ -56,7 +56,7 @@ from workbench.ui.server import KERNELS_PER_USER, LOOPBACK_NAMES, PROXY_SECRET_H
 
 COOKIE = "workbench-session"
 PROXY_HEADER = "X-Forwarded-User"
-SIGN_IN_PER_MINUTE = 10     # sign-in tries per remote address a minute (a successful one gives its try back)
+SIGN_IN_PER_MINUTE = 10     # failed sign-in tries per remote address a minute
 HSTS = "max-age=31536000"
 RECLAIM_IDLE = 30.0        # seconds: a user's kernel without a browser this long may make room
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
@@ -213,31 +213,44 @@ class StrictTransport:
 
 
 class SignInBucket:
-    """Sign-in tries per remote address: a token bucket (`per_minute` tries, refilled evenly); a
-    successful sign-in gives its try back, so only failures run an address out."""
+    """Sign-in tries per remote address: a token bucket of failures (`per_minute`, refilled evenly)
+    checked before any hashing; only a failed try takes a token, so many people signing in at
+    once through one proxy or NAT address are not held up. At most 2 × `per_minute` tries of one
+    address are in flight at once (a burst cannot queue unbounded hashing)."""
 
     def __init__(self, per_minute: int = SIGN_IN_PER_MINUTE):
         self.per_minute = max(1, int(per_minute))
         self.tokens: dict[str, tuple[float, float]] = {}
+        self.inflight: dict[str, int] = {}
         self.lock = threading.Lock()
 
+    def _level(self, address: str, now: float) -> float:
+        level, then = self.tokens.get(address, (float(self.per_minute), now))
+        return min(float(self.per_minute), level + (now - then) * self.per_minute / 60.0)
+
     def take(self, address: str) -> bool:
+        """Whether `address` may try now (then `done` must follow)."""
         now = time.monotonic()
         with self.lock:
             if len(self.tokens) > 10000:
                 self.tokens.clear()
-            level, then = self.tokens.get(address, (float(self.per_minute), now))
-            level = min(float(self.per_minute), level + (now - then) * self.per_minute / 60.0)
-            if level < 1.0:
-                self.tokens[address] = (level, now)
+            level = self._level(address, now)
+            self.tokens[address] = (level, now)
+            if level < 1.0 or self.inflight.get(address, 0) >= 2 * self.per_minute:
                 return False
-            self.tokens[address] = (level - 1.0, now)
+            self.inflight[address] = self.inflight.get(address, 0) + 1
             return True
 
-    def give_back(self, address: str) -> None:
+    def done(self, address: str, failed: bool) -> None:
+        now = time.monotonic()
         with self.lock:
-            level, then = self.tokens.get(address, (0.0, time.monotonic()))
-            self.tokens[address] = (min(float(self.per_minute), level + 1.0), then)
+            n = self.inflight.get(address, 1) - 1
+            if n > 0:
+                self.inflight[address] = n
+            else:
+                self.inflight.pop(address, None)
+            if failed:
+                self.tokens[address] = (max(0.0, self._level(address, now) - 1.0), now)
 
 
 SIGN_INS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="sign-in")   # argon2 off the IOLoop, 2 at once
@@ -412,6 +425,7 @@ class WorkbenchLoginHandler(ChineseErrors, LoginFormHandler):
             self.set_status(429)
             self.set_header("Retry-After", "60")
             return self._render("登录尝试过于频繁，请一分钟后再试", username)
+        result = None
         try:   # argon2 (~0.1–1 s of CPU) in a thread: the pages and kernels of everyone else go on
             result = await IOLoop.current().run_in_executor(
                 SIGN_INS, functools.partial(users.sign_in, username, password, address=address))
@@ -419,11 +433,12 @@ class WorkbenchLoginHandler(ChineseErrors, LoginFormHandler):
             self.log.warning("sign-in failed: %s", exc)
             self.set_status(503)
             return self._render("数据中台暂时无法连接，暂时无法登录，请稍后刷新再试", username)
+        finally:
+            if bucket is not None:
+                bucket.done(address, failed=result is not None and result.principal is None)
         if result.principal is None:
             self.set_status(401)
             return self._render(result.problem or "用户名或密码不正确", username)
-        if bucket is not None:
-            bucket.give_back(address)
         self.identity_provider.set_session_cookie(self, result.token)
         self.log.info("[workbench] %s signed in from %s", username, self.request.remote_ip)
         self._redirect_safe(self.get_argument("next", default=self.base_url))
