@@ -159,7 +159,7 @@ _PICKS = {"cls": _pick(CLASSES), "dis": _pick(DISTRICTS), "dep": _pick(DEPARTMEN
 def fill(eng, table: str, total: int, live: int, start, end, chunk: int = 1_000_000) -> dict:
     """`live` rows through ingest.insert_new (trigger on), the rest by COPY with the key trigger off."""
     from workbench.store import partitions as P
-    from workbench.store.ingest import _copy_text, insert_new
+    from workbench.store.ingest import insert_new
     from workbench.store.schema import DATASETS
 
     ds = DATASETS[table]

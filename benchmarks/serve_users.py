@@ -247,7 +247,7 @@ def main(argv=None) -> int:
             print(f"{n:3d} users: {r['ok']}/{r['visits']} visits, first render median {r['median_s']:.1f} s, "
                   f"p95 {r['p95_s']:.1f} s, max {r['max_s']:.1f} s, {r['per_min']:.0f} visits/min, "
                   f"errors {r['errors']} {r['problems']}", flush=True)
-        print(f"\n| 同时在线用户 | 访问 | 首屏中位数 | 首屏 p95 | 每分钟访问 | 错误 |\n|---:|---:|---:|---:|---:|---:|")
+        print("\n| 同时在线用户 | 访问 | 首屏中位数 | 首屏 p95 | 每分钟访问 | 错误 |\n|---:|---:|---:|---:|---:|---:|")
         for r in results:
             print(f"| {r['users']} | {r['visits']} | {r['median_s']:.1f} s | {r['p95_s']:.1f} s | {r['per_min']:.0f} | "
                   f"{r['errors']} |")

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from workbench.store import hub
 from workbench.store.ingest import IngestError, ingest_file
 from workbench.store.schema import DATASETS, ingest_files, personal_data, quarantine
 from workbench.synth import hostile

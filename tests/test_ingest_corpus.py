@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workbench.store import hub, ingest, profiles
+from workbench.store import hub, ingest
 from workbench.store.ingest import AMBIGUOUS_TIME, NONEXISTENT_TIME, IngestError, ingest_file
 
 

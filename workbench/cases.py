@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from workbench import audit, clock
 from workbench.errors import ConfigError, RegistryError, WorkbenchError
+
+if TYPE_CHECKING:
+    from workbench.access import Principal
 
 EXTENDED = "延期"     # a history marker: the deadline was extended (the status does not change)
 

@@ -47,7 +47,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 
 from workbench.canteen.sources import AvSource, ImageFolderSource, SourceError, SourceStatus, kind_of, utcnow
 
@@ -408,32 +407,14 @@ class NodeRunner:
                 self.mqtt.availability(s.camera_id, True)
 
     def _emit(self, run: CameraRun, changes) -> None:
-        from workbench.canteen import evidence
+        from workbench.canteen.pipeline import deliver
 
         for ch in changes:
-            ev = ch.event
             if ch.kind == "new":
                 run.events += 1
                 self.events += 1
-            if self.evidence and ev.best_changed and ch.kind in ("new", "end", "update"):
-                try:
-                    snap = evidence.save_snapshot(ev, run.rules.timezone)
-                except OSError as exc:
-                    self.problem(ev.camera_id, f"抓拍图无法保存：{exc}")
-                    snap = None
-                if snap is not None:
-                    ev.snapshot, ev.clean_snapshot = snap.snapshot, snap.clean_snapshot
-                ev.best_changed = False
-            if ch.kind == "end":
-                ev.best_image = None
-            try:
-                if self.sink is not None:
-                    self.sink.event(ch.kind, ev.record())
-                if self.mqtt is not None:
-                    self.mqtt.event(ch.kind, ev.message(ch.kind))
-            except Exception as exc:  # noqa: BLE001 - a sink failure is reported, the cameras go on
-                self.problem(ev.camera_id, f"事件 {ev.violation_id} 写入失败：{type(exc).__name__}: {exc}")
-            self.on_change(ch.kind, ev)
+            deliver(ch, run.rules.timezone, evidence=self.evidence, sink=self.sink, mqtt=self.mqtt,
+                    problem=self.problem, on_change=self.on_change)
 
     # -------------------------------------------------------------- health
     def status(self) -> dict:
@@ -647,7 +628,6 @@ def health_path() -> Path:
 def read_cameras(eng=None, rules_file=None, fps: float | None = None) -> dict:
     """camera → CameraRules for the cameras of the hub's table with a video source; the rules
     file's settings for a camera it names, the canteen's staff hours and district."""
-    import pandas as pd
 
     from workbench.canteen.rules import ConfigError, camera_rules
     from workbench.store import hub

@@ -271,8 +271,6 @@ class Watcher:
                 self.mqtt.availability(s.camera_id, True)
 
     def _emit(self, changes: list[EventChange]) -> None:
-        from workbench.canteen import evidence
-
         for ch in changes:
             ev = ch.event
             if ch.kind == "new":
@@ -281,22 +279,34 @@ class Watcher:
                     self.summary.events_list.append(ev)
             elif ch.kind == "end":
                 self.summary.ended += 1
-            if self.evidence and ev.best_changed and ch.kind in ("new", "end", "update"):
-                try:
-                    snap = evidence.save_snapshot(ev, self.rules[ev.camera_id].timezone)
-                except OSError as exc:
-                    self.problem(ev.camera_id, f"抓拍图无法保存：{exc}")
-                    snap = None
-                if snap is not None:
-                    ev.snapshot, ev.clean_snapshot = snap.snapshot, snap.clean_snapshot
-                ev.best_changed = False
-            if ch.kind == "end":
-                ev.best_image = None  # the frame is written: free it
-            try:
-                if self.hub is not None:
-                    self.hub.event(ch.kind, ev.record())
-                if self.mqtt is not None:
-                    self.mqtt.event(ch.kind, ev.message(ch.kind))
-            except Exception as exc:  # noqa: BLE001 - a sink failure is reported, the cameras go on
-                self.problem(ev.camera_id, f"事件 {ev.violation_id} 写入失败：{type(exc).__name__}: {exc}")
-            self.on_change(ch.kind, ev)
+            deliver(ch, self.rules[ev.camera_id].timezone, evidence=self.evidence, sink=self.hub, mqtt=self.mqtt,
+                    problem=self.problem, on_change=self.on_change)
+
+
+def deliver(ch: EventChange, timezone: str, *, evidence: bool, sink, mqtt, problem, on_change) -> None:
+    """One event change out, the same for one process (Pipeline) and a cluster node: its
+    snapshot saved when its best frame changed, the frame freed at the event's end, the change
+    written to the hub sink (HubSink: through the outbox) and MQTT — a failure is reported and
+    the cameras go on — then `on_change`."""
+    from workbench.canteen import evidence as ev_store
+
+    ev = ch.event
+    if evidence and ev.best_changed and ch.kind in ("new", "end", "update"):
+        try:
+            snap = ev_store.save_snapshot(ev, timezone)
+        except OSError as exc:
+            problem(ev.camera_id, f"抓拍图无法保存：{exc}")
+            snap = None
+        if snap is not None:
+            ev.snapshot, ev.clean_snapshot = snap.snapshot, snap.clean_snapshot
+        ev.best_changed = False
+    if ch.kind == "end":
+        ev.best_image = None  # the frame is written: free it
+    try:
+        if sink is not None:
+            sink.event(ch.kind, ev.record())
+        if mqtt is not None:
+            mqtt.event(ch.kind, ev.message(ch.kind))
+    except Exception as exc:  # noqa: BLE001 - a sink failure is reported, the cameras go on
+        problem(ev.camera_id, f"事件 {ev.violation_id} 写入失败：{type(exc).__name__}: {exc}")
+    on_change(ch.kind, ev)

@@ -363,7 +363,7 @@ class OverviewView:
         with self._lock:
             try:
                 snap = ov.load(self.params, eng=self.eng)
-            except ov.HubUnreachable as exc:
+            except ov.HubUnreachable:
                 self.problem = layout.unavailable_text(layout.hub_down())
                 self.w["status"].value = status_html(self.snapshot, interval=self.interval, problem=self.problem)
                 return False
