@@ -31,15 +31,17 @@ $(STAMP): pyproject.toml
 # Debian packages: Chromium for the browser tests, Noto CJK so charts and pages show Chinese,
 # libGL for OpenCV (opencv-python 4.x, which carries the Haar cascades), and the mosquitto
 # binary: the MQTT tests start a broker of their own on a free port (kill / restart tests);
-# ffmpeg makes the H.264 test streams and publishes them to rtsp-server-perl (RTSP on loopback).
+# ffmpeg makes the H.264 test streams and publishes them to rtsp-server-perl (RTSP on loopback);
+# pg_dump/pg_restore (postgresql-client) back up PostgreSQL hubs; openssl makes the TLS tests' certificates.
 system:
 	@if ! command -v chromium >/dev/null || ! fc-list 2>/dev/null | grep -q "Noto Sans CJK" \
 		|| ! ldconfig -p | grep -q "libGL.so.1" \
 		|| ! { command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto; } \
 		|| ! command -v pg_dump >/dev/null || ! command -v pg_restore >/dev/null \
-		|| ! command -v ffmpeg >/dev/null || ! command -v rtsp-server-perl >/dev/null; then \
+		|| ! command -v ffmpeg >/dev/null || ! command -v rtsp-server-perl >/dev/null \
+		|| ! command -v openssl >/dev/null; then \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium fonts-noto-cjk fontconfig \
-			libgl1 libglib2.0-0 mosquitto postgresql-client ffmpeg rtsp-server-perl; \
+			libgl1 libglib2.0-0 mosquitto postgresql-client ffmpeg rtsp-server-perl openssl; \
 	fi
 
 synth: setup

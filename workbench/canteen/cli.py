@@ -11,6 +11,20 @@ import click
 DEFAULT_MODEL = Path("models/kitchen/kitchen-yolo11n.onnx")
 
 
+def _rules_or_exit(config_path):
+    """The cameras' rules file (exit 2 when it cannot be read); each camera it refuses is said
+    (that camera does not start, the others run)."""
+    from workbench.canteen.rules import ConfigError, load_rules
+
+    try:
+        rf = load_rules(config_path)
+    except ConfigError as exc:
+        click.echo(f"错误：{exc}", err=True)
+        sys.exit(2)
+    for p in rf.problems:
+        click.echo(f"错误 {p}（该摄像头不启动，其他摄像头照常运行）", err=True)
+    return rf
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def canteen():
     """明厨亮灶：后厨摄像头 AI 识别、违规事件、整改闭环与食堂合规评分。"""
@@ -64,15 +78,9 @@ def watch(sources, camera_ids, config_path, model, closeup, fps, realtime, loop,
     from dataclasses import replace
 
     from workbench.canteen.detector import ModelError
-    from workbench.canteen.rules import ConfigError, camera_rules, load_rules
+    from workbench.canteen.rules import ConfigError, camera_rules
 
-    try:
-        rf = load_rules(config_path)
-    except ConfigError as exc:
-        click.echo(f"错误：{exc}", err=True)
-        sys.exit(2)
-    for p in rf.problems:
-        click.echo(f"错误 {p}（该摄像头不启动，其他摄像头照常运行）", err=True)
+    rf = _rules_or_exit(config_path)
     cams = []
     if sources:
         if camera_ids and len(camera_ids) != len(sources):
@@ -344,15 +352,8 @@ def cluster_run(address, config_path, model, closeup, fps, max_batch, decode, po
     import threading
 
     from workbench.canteen.cluster import Cluster, health_lines
-    from workbench.canteen.rules import ConfigError, load_rules
 
-    try:
-        rf = load_rules(config_path)
-    except ConfigError as exc:
-        click.echo(f"错误：{exc}", err=True)
-        sys.exit(2)
-    for p in rf.problems:
-        click.echo(f"错误 {p}（该摄像头不启动，其他摄像头照常运行）", err=True)
+    rf = _rules_or_exit(config_path)
     cl = Cluster(address, model=model, closeup=None if closeup.lower() == "off" else closeup, fps=fps, rules=rf,
                  poll_s=poll_s, dead_after_s=dead_after_s, max_batch=max_batch, evidence=not no_evidence,
                  decode=decode)

@@ -1067,38 +1067,31 @@ class LocalNodes:
 
     def kill_node(self, k: int) -> list[int]:
         """SIGKILL worker node k (1-based): its raylet and every process under it."""
-        import psutil
-
         port = self.node_ports[k - 1]
-        victims = []
-        for p in self._procs(f"--node_manager_port={port}"):
-            try:
-                victims += p.children(recursive=True) + [p]
-            except psutil.Error:
-                continue
-        for p in victims:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        return [p.pid for p in victims]
+        return [p.pid for p in _kill_trees(self._procs(f"--node_manager_port={port}"))]
 
     def stop(self) -> None:
         import psutil
 
-        found = self._procs(str(self.temp))
-        victims = []
-        for p in found:
-            try:
-                victims += p.children(recursive=True) + [p]
-            except psutil.Error:
-                continue
-        for p in victims:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(victims, timeout=10)
+        psutil.wait_procs(_kill_trees(self._procs(str(self.temp))), timeout=10)
+
+
+def _kill_trees(procs) -> list:
+    """SIGKILL each process and everything under it; the processes killed."""
+    import psutil
+
+    victims = []
+    for p in procs:
+        try:
+            victims += p.children(recursive=True) + [p]
+        except psutil.Error:
+            continue
+    for p in victims:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+    return victims
 
 
 def local_name() -> str:
