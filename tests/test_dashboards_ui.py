@@ -89,6 +89,21 @@ def test_kpi_card():
 
 # ------------------------------------------------------------------ charts
 
+def test_explain_keeps_the_method_behind_a_closed_toggle():
+    from workbench.ui import layout
+
+    h = layout.explain_html("阳性率近三周明显上升", "EARS C2 = 4.1；p = 4.1e-21")
+    face, rest = h.split('<details class="wb-explain">')
+    assert "阳性率近三周明显上升" in face and "EARS" not in face and "p =" not in face
+    assert "<summary>说明</summary>" in rest and "EARS C2 = 4.1" in rest and "<details open" not in h
+    assert "<summary>统计方法</summary>" in layout.explain_html("x", "y", label="统计方法")
+    assert "<details" not in layout.explain_html("只有结论")          # no detail: the face alone
+    assert "&lt;b&gt;" in layout.explain_html("x", "y", label="<b>")  # the label is text
+    w = layout.explain("阳性率上升", "EARS")
+    assert w.value == layout.explain_html("阳性率上升", "EARS") and "wb-explain-widget" in w._dom_classes
+    assert "details.wb-explain" in theme.css()
+
+
 def test_charts_have_a_chinese_font():
     assert theme.cjk_font(), "no CJK font for matplotlib (Debian: fonts-noto-cjk)"
     with warnings.catch_warnings(record=True) as caught:

@@ -59,6 +59,29 @@ def note(text: str):
     return _html(f'<div class="wb-note">{esc(text)}</div>', "wb-page")
 
 
+EXPLAIN_LABEL = "说明"
+
+
+def explain_html(face_html: str, detail_html: str = "", label: str = EXPLAIN_LABEL) -> str:
+    """What a finding means in plain words (`face_html`, shown), and how it was found
+    (`detail_html`: method names, statistics, p-values, formulas) in a collapsed <details>
+    toggle labelled `label`. Both are ready HTML: escape text with `tables.esc` first.
+    No detail: the face alone.
+
+        explain_html("该市场农药残留阳性率近三周明显上升，高于全市水平。",
+                     "EARS C2（7 天基线，间隔 2 天）：C2 = 4.1 &gt; 3；p = 4.1e-21（Bonferroni 校正后）")
+    """
+    detail = (f'<details class="wb-explain"><summary>{esc(label)}</summary>'
+              f'<div class="wb-explain-body">{detail_html}</div></details>') if detail_html else ""
+    face = f'<div class="wb-explain-face">{face_html}</div>' if face_html else ""
+    return f'<div class="wb-explained">{face}{detail}</div>'
+
+
+def explain(face_html: str, detail_html: str = "", label: str = EXPLAIN_LABEL):
+    """`explain_html` as a full-width widget (a dashboard cell's output)."""
+    return _html(explain_html(face_html, detail_html, label), "wb-page", "wb-explain-widget")
+
+
 def empty(message: str = "暂无数据", hint: str | None = None):
     """A friendly empty state instead of an empty table or chart."""
     return _html(empty_html(message, hint), "wb-page", "wb-empty-widget")
@@ -286,7 +309,7 @@ def open_page(load: Callable | None = None, *args, eng=None, **kwargs) -> Gate:
     return Gate(who=who, data=data, top=banner(who), ok=True)
 
 
-__all__ = ["FOOTER", "html", "header", "section", "note", "empty", "error", "footer", "stack", "grid",
+__all__ = ["FOOTER", "html", "header", "section", "note", "explain", "explain_html", "EXPLAIN_LABEL", "empty", "error", "footer", "stack", "grid",
            "banner", "sign_in_required", "read_only_reason", "lock", "refused_html", "hub_unreachable",
            "hub_down", "hub_up", "hub_down_since", "unavailable_text", "unavailable_html", "unavailable",
            "guarded", "Gate", "open_page", "SIGN_IN_TEXT", "UNAVAILABLE"]
