@@ -6,8 +6,12 @@ the hub's data_quality table (dataset rapid_tests) with stable ids, so a finding
 persists is updated, not repeated. The checks and their numbers: docs/market.md.
 
 - 阳性率异常偏低: an inspector's (or device's) positives against what peers find in the
-  same commodity and test item (expected = Σ tests × peers' rate per cell): the exact
-  binomial lower tail P(X ≤ x), Bonferroni-corrected for the number compared.
+  same market, commodity and test item (expected = Σ tests × peers' rate per cell). Judged
+  conditionally on each cell's positives (under "no difference" the subject's share of a
+  cell's positives is hypergeometric; the sum over cells is convolved exactly), so the
+  peers' own sampling noise counts too; Bonferroni-corrected for the number compared.
+  (A binomial with the peers' rate taken as exact flagged an ordinary inspector whose few
+  peers happened to find more: 肖雪佳 on seed 7, 365 days; tests/test_market_integrity.py.)
 - 检测速度超出反应时间: a result sooner after sampling than the reaction needs
   (enzyme 10, card 5, colorimetric 8 minutes), or more results from one device within an
   hour than its channels can give (channels × 60 / reaction minutes), judged per method
@@ -78,13 +82,37 @@ def _finding(kind: str, subject: str, rows: pd.DataFrame, reason: str, extra: di
             "reason": reason[:1024], "evidence": text}
 
 
+def _sum_hypergeom_cdf(x: int, N: np.ndarray, K: np.ndarray, n: np.ndarray) -> float:
+    """P(X ≤ x) for X the sum over cells of independent hypergeometric draws (cell of N tests
+    with K positives, n of them the subject's): the exact pmf convolved cell by cell, kept
+    only up to x (all that the lower tail needs)."""
+    x = int(x)
+    pmf = np.zeros(x + 1)
+    pmf[0] = 1.0
+    for N_, K_, n_ in zip(N.astype(int), K.astype(int), n.astype(int)):
+        lo, hi = max(0, n_ - (N_ - K_)), min(n_, K_)
+        if lo > x:
+            return 0.0
+        if hi == 0:
+            continue
+        k = np.arange(lo, min(hi, x) + 1)
+        p = stats.hypergeom.pmf(k, N_, K_, n_)
+        out = np.zeros(x + 1)
+        conv = np.convolve(pmf, p)[: x + 1 - lo]
+        out[lo:lo + len(conv)] = conv
+        pmf = out
+    return float(min(1.0, pmf.sum()))
+
+
 def low_positive_rate(tests: pd.DataFrame, who: str = "inspector_id", rules: IntegrityRules = IntegrityRules(),
                       now=None) -> tuple[list[dict], pd.DataFrame]:
     """Inspectors (or devices) with implausibly few positives against their peers: the others
     testing the same commodity for the same item in the same market. Expected positives =
-    Σ over those cells of (own tests × peers' rate); P(X ≤ x) from a binomial with that mean
-    (conservative against the exact Poisson-binomial, whose variance is smaller);
-    Bonferroni over everyone judged. Returns (findings, the table of all compared)."""
+    Σ over those cells of (own tests × peers' rate). How sure: given each cell's positives,
+    the chance that the subject's share of them is as small as it is, if the subject found
+    positives as often as the peers (sum of hypergeometrics, exact); the peers' rate is an
+    estimate too, so an ordinary inspector beside few peers is not singled out. Bonferroni
+    over everyone judged. Returns (findings, the table of all compared)."""
     cols = ["subject", "tests", "positives", "expected", "ratio", "p_value", "p_adjusted", "flagged"]
     t = tests[tests[who].notna()]
     if t.empty:
@@ -100,14 +128,27 @@ def low_positive_rate(tests: pd.DataFrame, who: str = "inspector_id", rules: Int
     judged = peer_n > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         exp = np.where(judged, own["size"].to_numpy() * peer_x / np.where(judged, peer_n, 1), 0.0)
+    subj = own.index.get_level_values("who")
     per = pd.DataFrame({"n": np.where(judged, own["size"].to_numpy(), 0), "x": np.where(judged, own["sum"].to_numpy(), 0),
-                        "exp": exp}, index=own.index.get_level_values("who"))
-    table = per.groupby(level=0).sum().rename(columns={"n": "tests", "x": "positives", "exp": "expected"})
+                        "exp": exp, "N": tot_al["size"].to_numpy(), "K": tot_al["sum"].to_numpy()}, index=subj)
+    table = per[["n", "x", "exp"]].groupby(level=0).sum().rename(columns={"n": "tests", "x": "positives", "exp": "expected"})
     table = table[table["tests"] > 0]
     table.index.name = "subject"
     table["ratio"] = table["positives"] / table["expected"].where(table["expected"] > 0)
-    p_bar = (table["expected"] / table["tests"]).clip(1e-9, 1 - 1e-9)
-    table["p_value"] = stats.binom.cdf(table["positives"], table["tests"], p_bar)
+    cells = per[(per["n"] > 0) & (per["K"] > 0)]
+    # screen with the normal approximation (mean and variance of the hypergeometric sum); the
+    # exact tail only where it could matter (a subject at or above the peers needs none)
+    N, K, n = (cells[c].to_numpy(float) for c in ("N", "K", "n"))
+    mean = n * K / N
+    var = mean * (N - K) / N * (N - n) / np.maximum(N - 1, 1)
+    mv = pd.DataFrame({"m": mean, "v": var}, index=cells.index).groupby(level=0).sum().reindex(table.index, fill_value=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        approx = stats.norm.cdf((table["positives"] + 0.5 - mv["m"]) / np.sqrt(mv["v"]))
+    table["p_value"] = np.where(mv["v"] > 0, approx, 1.0)
+    where = cells.groupby(level=0).indices
+    for s, x in zip(table.index[table["p_value"] < 0.05], table.loc[table["p_value"] < 0.05, "positives"]):
+        i = where[s]
+        table.loc[s, "p_value"] = _sum_hypergeom_cdf(x, N[i], K[i], n[i])
     judged_rows = table["expected"] >= rules.min_expected
     m = int(judged_rows.sum())
     table["p_adjusted"] = (table["p_value"] * max(m, 1)).clip(upper=1.0)
@@ -117,13 +158,15 @@ def low_positive_rate(tests: pd.DataFrame, who: str = "inspector_id", rules: Int
     who_label = "检测员" if who == "inspector_id" else "设备"
     for r in table[table["flagged"]].itertuples():
         rows = t[t[who] == r.subject]
+        # the face in plain words; the test's name and numbers stay in the evidence (方法)
         reason = (f"{who_label} {r.subject} 在有同行可比的市场、样品和项目上检测 {r.tests} 项次，阳性 {r.positives} 项；"
-                  f"按同行（同一市场、同一样品、同一项目）的阳性率应有约 {r.expected:.1f} 项。"
-                  f"二项检验 P(X≤{r.positives})={r.p_value:.2g}，经 Bonferroni 校正（比较 {m} 个）后 {r.p_adjusted:.2g}"
-                  f" < {rules.alpha:g}：阳性率异常偏低，结果可能不真实。")
+                  f"同行（同一市场、同一样品、同一项目）按同样的检测量应查出约 {r.expected:.1f} 项。"
+                  f"阳性这样少，偶然出现的可能不到千分之一：结果可能不真实，应核查。")
+        method = (f"条件检验：各单元（市场×样品×项目）阳性数给定时，本人所占阳性数服从超几何分布，各单元之和精确卷积；"
+                  f"P(X≤{r.positives})={r.p_value:.2g}，Bonferroni 校正（比较 {m} 个）后 {r.p_adjusted:.2g} < {rules.alpha:g}。")
         findings.append(_finding("low_positive", f"{'INS' if who == 'inspector_id' else 'DEV'}-{r.subject}", rows, reason,
                                  {"可比检测项次": int(r.tests), "阳性": int(r.positives), "期望阳性": round(r.expected, 2),
-                                  "p值": r.p_value, "校正后p值": r.p_adjusted, "比较数": m}, now, rules))
+                                  "p值": r.p_value, "校正后p值": r.p_adjusted, "比较数": m, "方法": method}, now, rules))
     return findings, table
 
 
