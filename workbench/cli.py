@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from workbench.cli_text import text_columns
 from workbench.store.schema import DATASETS
 
 
@@ -241,6 +242,39 @@ def serve(host, port, preheat, open_browser, auth, trusted_proxies, user_header,
     sys.exit(run_server(host=host, port=port, preheat=preheat, open_browser=open_browser, security=security))
 
 
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (loopback unless --allow-remote).")
+@click.option("--port", default=8888, show_default=True, type=int)
+@click.option("--user", "lab_user", default=None,
+              help="The notebooks act as this hub user (asks for the password, or $WORKBENCH_PASSWORD, or --password-stdin).")
+@click.option("--password-stdin", is_flag=True, help="Read the --user's password from the first line of stdin.")
+@click.option("--allow-remote", is_flag=True, help="Listen on a non-loopback --host (the token is the only guard).")
+@click.option("--open", "open_browser", is_flag=True, help="Open JupyterLab in a browser.")
+def lab(host, port, lab_user, password_stdin, allow_remote, open_browser):
+    """JupyterLab in Simplified Chinese at notebooks/ (token printed; --user: the notebooks act
+    as that hub user). Runs until Ctrl-C."""
+    import os
+
+    from workbench.errors import WorkbenchError
+
+    try:
+        from workbench import lab as lab_module
+    except ImportError as exc:   # workbench/lab.py is the LAB helper's module
+        _echo_err(f"错误：JupyterLab 启动模块不可用（{exc}）")
+        sys.exit(1)
+    password = None
+    if lab_user:
+        password = (sys.stdin.readline().rstrip("\n") if password_stdin
+                    else os.environ.get("WORKBENCH_PASSWORD") or click.prompt("密码", hide_input=True))
+    try:
+        code = lab_module.main(host, port, user=lab_user, password=password, allow_remote=allow_remote,
+                               open_browser=open_browser)
+    except WorkbenchError as exc:
+        _echo_err(f"错误：{getattr(exc, 'problem', None) or exc}")
+        sys.exit(2)
+    sys.exit(code)
+
+
 @main.group()
 def report():
     """Scheduled reports (papermill)."""
@@ -248,13 +282,16 @@ def report():
 
 @report.command("list")
 def report_list():
-    """List the report notebooks and the schedule."""
+    """List the reports (notebooks marked as reports; not training or evaluation notebooks)
+    with their Chinese titles and schedule."""
     from workbench import reports
 
-    for name, path in reports.available().items():
-        click.echo(f"{name:24s} {path.relative_to(reports.config.ROOT)}")
-    for item in reports.load_schedule():
-        click.echo(f"  已排程 {item['id']:16s} {item['cron']:14s} {item['title']}  参数 {item.get('parameters') or {}}")
+    rows = [["报告", "名称", "笔记本", "排程"]]
+    for item in reports.catalogue():
+        runs = "；".join(f"{r['id']}（{r['cron']}，参数 {r.get('parameters') or {}}）" for r in item["schedule"]) or "手动运行"
+        rows.append([item["title"], item["name"], item["notebook"].relative_to(reports.config.ROOT).as_posix(), runs])
+    for line in text_columns(rows):
+        click.echo(line)
 
 
 @report.command("run")
@@ -264,7 +301,7 @@ def report_list():
 @click.option("--date", "run_date", type=click.DateTime(["%Y-%m-%d"]), default=None,
               help="The date in the output file name (default: today).")
 def report_run(name, params, run_date):
-    """Run report NAME into reports/out/NAME/DATE.ipynb and .html."""
+    """Run report NAME into reports/out/NAME/DATE.ipynb, .html, .pdf and .xlsx (see `report list`)."""
     from workbench import reports
 
     try:
@@ -272,7 +309,12 @@ def report_run(name, params, run_date):
     except reports.ReportError as exc:
         _echo_err(f"错误: {exc}")
         sys.exit(2)
-    click.echo(f"报告已生成：{r.html}")
+    click.echo(f"报告已生成：{r.title}（{r.period or '—'}）")
+    for label, path in (("网页", r.html), ("PDF", r.pdf), ("Excel", r.xlsx)):
+        if path:
+            click.echo(f"  {label}：{path}")
+    for problem in r.problems:
+        click.echo(f"  注意：{problem}", err=True)
 
 
 @report.command("schedule")
@@ -306,16 +348,25 @@ def db_upgrade():
 @db.command("status")
 @click.option("--json", "as_json", is_flag=True)
 def db_status(as_json):
-    """Rows, time span and quarantine per dataset."""
+    """Rows, time span (Beijing dates) and quarantine per dataset."""
+    import pandas as pd
+
+    from workbench import clock
     from workbench.store import hub
 
     st = hub.dataset_status()
     if as_json:
         click.echo(st.to_json(orient="records", force_ascii=False, date_format="iso"))
         return
+    rows = [["数据集", "名称", "记录数", "隔离行", "最早（北京时间）", "最晚（北京时间）"]]
     for r in st.itertuples():
-        span = f"{r.first_ts:%Y-%m-%d} ~ {r.last_ts:%Y-%m-%d}" if r.last_ts == r.last_ts and r.last_ts else ""
-        click.echo(f"{r.label:10s} {r.dataset:20s} {r.rows:>9d} 行  隔离 {r.quarantined:>6d}  {span}")
+        first = clock.to_local(r.first_ts) if pd.notna(r.first_ts) else None
+        last = clock.to_local(r.last_ts) if pd.notna(r.last_ts) else None
+        rows.append([r.label, r.dataset, f"{r.rows:,}", f"{r.quarantined:,}",
+                     f"{first:%Y-%m-%d}" if first is not None else "—",
+                     f"{last:%Y-%m-%d}" if last is not None else "—"])
+    for line in text_columns(rows, right={2, 3}):
+        click.echo(line)
 
 
 @main.group()

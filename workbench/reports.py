@@ -294,7 +294,14 @@ def html_exporter():
 
 
 def render_html(nb, title: str) -> str:
-    """The executed notebook as a self-contained HTML page titled `title`."""
+    """The executed notebook as a self-contained HTML page titled `title`; text a cell wrote to
+    stderr (warnings, log lines) stays in the .ipynb and is not printed in the bulletin."""
+    import copy
+
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.get("outputs"):
+            cell.outputs = [o for o in cell.outputs if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
     nb.metadata["title"] = title
     body, _ = html_exporter().from_notebook_node(nb, resources={"metadata": {"name": title}})
     return body
@@ -433,7 +440,7 @@ def run(name: str, parameters: dict | None = None, *, run_date: date | None = No
     params = check_parameters(name, parameters)   # before anything runs or is written
     stamp = (run_date or _today()).isoformat()
     out_id = out_name or name
-    title = title_of(out_id)
+    scheduled = {i.get("id"): i.get("title") for i in load_schedule()}
     target = out_dir() / out_id
     target.mkdir(parents=True, exist_ok=True)
     out_nb = target / f"{stamp}.ipynb"
@@ -448,7 +455,8 @@ def run(name: str, parameters: dict | None = None, *, run_date: date | None = No
         failed = target / f"{stamp}.failed.ipynb"
         if running.exists():
             running.replace(failed)
-        _write_meta(target, stamp, {"id": out_id, "notebook": name, "title": title, "period": "",
+        _write_meta(target, stamp, {"id": out_id, "notebook": name, "title": scheduled.get(out_id) or title_of(name),
+                                    "period": "",
                                     "status": "失败", "error": f"{exc.ename}: {exc.evalue}",
                                     "failed": failed.name, "finished": datetime.now().isoformat(timespec="seconds")})
         write_index()
@@ -457,9 +465,8 @@ def run(name: str, parameters: dict | None = None, *, run_date: date | None = No
     running.replace(out_nb)
     (target / f"{stamp}.failed.ipynb").unlink(missing_ok=True)
     nb = nbformat.read(out_nb, as_version=4)
-    head = heading_of(nb)
-    if title == out_id and head.get("title"):
-        title = head["title"]
+    head = heading_of(nb)   # the schedule's title for a scheduled run, else the one the report showed
+    title = scheduled.get(out_id) or head.get("title") or title_of(name)
     out_html = target / f"{stamp}.html"
     out_html.write_text(render_html(nb, title), encoding="utf-8")
     result = ReportRun(name, out_nb, out_html, params, title=title, period=head.get("period", ""))

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import click
 
+from workbench.cli_text import ChineseChoice
+from workbench.events.flow import ACTION_LABELS, ACTIONS
+
 
 def _rules(city):
     from workbench.events.dispatch import RulesError, load_rules
@@ -133,14 +136,18 @@ def dispatch(city):
 
 @events.command("act")
 @click.argument("event_id")
-@click.argument("action", type=click.Choice(["accept", "dispatch", "handle", "feedback", "close", "evaluate",
-                                              "reject", "duplicate", "reopen", "defer"]))
+@click.argument("action", metavar="操作", type=ChineseChoice(ACTION_LABELS, aliases={**{status: a for a, status in ACTIONS.items()},
+                                                                     "受理": "accept", "立案": "accept", "处置": "handle",
+                                                                     "反馈": "feedback", "结案": "close", "评价": "evaluate",
+                                                                     "重复": "duplicate"}))
 @click.option("--note", default="", help="办理意见.")
 @click.option("--department", default=None, help="For dispatch: the department.")
 @click.option("--of", "duplicate_of", default=None, help="For duplicate: the case it repeats.")
 @click.option("--expected", default=None, help="The status you saw (环节); refused if the case moved since.")
 def act_cmd(event_id, action, note, department, duplicate_of, expected):
-    """Move EVENT_ID one step in the case flow (illegal steps are refused), as the signed-in
+    """Move EVENT_ID one step in the case flow (illegal steps are refused): ACTION is 受理立案, 派遣,
+    开始处置, 处置反馈, 核查结案, 综合评价, 不予立案, 合并重复, 重新办理 or 缓办 (the English names
+    accept, dispatch, handle, feedback, close, evaluate, reject, duplicate, reopen, defer work too), as the signed-in
     identity: `workbench --user NAME` ($WORKBENCH_USER), else the operator at the shell. The
     step records that identity; a user without the right to act is refused with the reason."""
     from workbench.access import AccessDenied

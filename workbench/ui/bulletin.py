@@ -6,7 +6,8 @@ decision), then the detail in sections and tables, statistical terms explained i
 section at the end. The executed notebook carries every table as data, so `workbench.reports`
 writes the Excel workbook from it, and the title/period, so the report index shows them.
 
-API (each call displays its output in the notebook and returns the HTML it displayed):
+API (each call displays its output in the notebook and returns None, so a cell's last line
+prints nothing twice; the *_html functions return the HTML):
 
     from workbench.ui import bulletin as bt
 
@@ -64,7 +65,7 @@ CSS = """
 .wb-b-block{break-inside:avoid;page-break-inside:avoid;margin:0 0 10px 0}
 .wb-b-block table.wb-b-table{border-collapse:collapse;width:100%;font-size:13px;table-layout:auto}
 .wb-bulletin table.wb-b-table th,.wb-bulletin table.wb-b-table td{padding:3px 8px;border-bottom:1px solid #d9e2ec;
-  vertical-align:top;white-space:normal;word-break:break-word}
+  vertical-align:top;white-space:normal;word-break:normal;overflow-wrap:break-word}
 .wb-bulletin table.wb-b-table thead th{background:#e4ecf5;border-bottom:1px solid #829ab1;font-weight:600}
 .wb-bulletin table.wb-b-table .wb-b-text{text-align:left}
 .wb-bulletin table.wb-b-table .wb-b-num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
@@ -124,20 +125,18 @@ def heading_html(title: str, period: str | None = None, subtitle: str | None = N
     return _wrap("".join(parts))
 
 
-def heading(title: str, period: str | None = None, subtitle: str | None = None) -> str:
+def heading(title: str, period: str | None = None, subtitle: str | None = None) -> None:
     """The report's one title (h1) with its period line; brings the bulletin CSS (print too).
     Call once, first; the notebook has no markdown title of its own. Starts a new notes list."""
     _notes.clear()
     body = heading_html(title, period, subtitle)
     _show({"text/html": body, REPORT_MIME: {"title": title, "period": period or ""}})
-    return body
 
 
-def section(title: str) -> str:
+def section(title: str) -> None:
     """A section heading (h2) of the detail part."""
     body = _wrap(f'<h2 class="wb-b-section">{esc(title)}</h2>')
     _show({"text/html": body})
-    return body
 
 
 # ------------------------------------------------------------------ summary
@@ -152,13 +151,12 @@ def summary_html(lines: Sequence[str], decisions: Sequence[str] | None = None, t
     return _wrap(out + "</div>")
 
 
-def summary(lines: Sequence[str], decisions: Sequence[str] | None = None, title: str = "摘要") -> str:
+def summary(lines: Sequence[str], decisions: Sequence[str] | None = None, title: str = "摘要") -> None:
     """The boxed summary at the top: `lines` (plain-Chinese sentences with the numbers and the
     change against the previous period) and, when given, the numbered items that need a
     decision (an empty list says 本期没有需要决策的事项)."""
     body = summary_html(lines, decisions, title)
     _show({"text/html": body, "text/plain": "\n".join([title, *lines, *(decisions or [])])})
-    return body
 
 
 # ------------------------------------------------------------------ tables
@@ -276,7 +274,7 @@ def table_record(df: pd.DataFrame, title: str, *, columns=None, sheet: str | Non
 
 def table(df: pd.DataFrame, title: str, *, columns=None, percent: Iterable[str] = (),
           digits: Mapping[str, int] | None = None, numbers: Iterable[str] = (), page_rows: int = 30,
-          sheet: str | None = None, empty: str = "本期没有记录。", export: bool = True) -> str:
+          sheet: str | None = None, empty: str = "本期没有记录。", export: bool = True) -> None:
     """Display df as a bulletin table (every row, in print-sized blocks with the header
     repeated) and record it for the Excel workbook (sheet name: `sheet` or the title;
     `export=False` keeps it out)."""
@@ -289,19 +287,17 @@ def table(df: pd.DataFrame, title: str, *, columns=None, percent: Iterable[str] 
         bundle[TABLE_MIME]["percent"] = [dict(columns).get(c, c) if isinstance(columns, Mapping) else c
                                          for c in percent]
     _show(bundle)
-    return body
 
 
 # ------------------------------------------------------------------ images, notes
 
-def image(png: bytes, alt: str = "") -> str:
+def image(png: bytes, alt: str = "") -> None:
     """A chart (PNG bytes), scaled to the page width and never split across printed pages."""
     import base64
 
     data = base64.b64encode(png).decode("ascii")
     body = _wrap(f'<div class="wb-b-image"><img alt="{esc(alt)}" src="data:image/png;base64,{data}"></div>')
     _show({"text/html": body})
-    return body
 
 
 def note(text: str, term: str | None = None) -> int:
@@ -327,12 +323,11 @@ def notes_html(items: Sequence[tuple[str | None, str]] | None = None, title: str
     return _wrap(f'<div class="wb-b-notes"><h2 class="wb-b-section">{esc(title)}</h2><ol>{lis}</ol></div>')
 
 
-def notes(title: str = "注释") -> str:
+def notes(title: str = "注释") -> None:
     """The notes section (last cell): every note() of this report, numbered."""
     body = notes_html(title=title)
     if body:
         _show({"text/html": body})
-    return body
 
 
 __all__ = ["CSS", "REPORT_MIME", "TABLE_MIME", "heading", "heading_html", "section", "summary", "summary_html",

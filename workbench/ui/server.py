@@ -218,7 +218,12 @@ def _option_name(arg: str) -> str:
 
 
 def port_free(host: str, port: int) -> bool:
+    """Whether the server can listen on host:port now: a test bind made as the server's own
+    (Tornado binds with SO_REUSEADDR), so a port whose last connections are still in TIME_WAIT
+    after a stop (about a minute) is free, and one another process listens on is not."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        if os.name != "nt":   # on Windows SO_REUSEADDR would let two listeners share the port
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
