@@ -237,3 +237,75 @@ def test_serve_refuses_a_busy_port(capsys):
 def test_template_folder_is_inside_the_package():
     assert Path(theme.CSS_FILE).is_file()
     assert theme.JUPYTER_DIR.parent.name == "ui"
+
+
+# ------------------------------------------------------------------ maps and interactive charts (plotly)
+
+def test_district_map_draws_the_real_districts_named_with_values_on_hover():
+    import json
+
+    from workbench import geo
+    from workbench.ui import maps
+
+    values = pd.Series({"荷塘区": 12, "芦淞": 30, "430281": 7})         # names, short names and adcodes
+    pts = pd.DataFrame({"lat": [27.86, 26.80], "lon": [113.20, 113.55], "label": ["月塘街道 HT-03 网格", "茶陵 城关"],
+                        "size": [5, 1], "tone": ["bad", ""], "group": ["超期", "在办"]})
+    spec = maps.district_spec(values, title="各区县在办案件", unit="件", points=pts)
+    fills = [t for t in spec["data"] if t.get("fill") == "toself"]
+    assert sorted({t["name"] for t in fills}) == sorted(geo.NAMES)
+    # each district's real boundary, projected as the overview's SVG map is
+    hetang = next(t for t in fills if t["name"] == "荷塘区")
+    ring = geo.boundary("430202")["coordinates"][0][0]
+    x, y = maps.project(ring[0][0], ring[0][1])
+    assert hetang["x"][0] == pytest.approx(float(x), abs=1e-4) and hetang["y"][0] == pytest.approx(ring[0][1], abs=1e-4)
+    assert "在办案件：12 件" in hetang["text"] and "醴陵市" in next(t for t in fills if t["name"] == "醴陵市")["text"]
+    assert "无数据" in next(t for t in fills if t["name"] == "攸县")["text"]
+    labels = " ".join(" ".join(t["text"]) for t in spec["data"] if t.get("mode") == "text")
+    assert all(d.name in labels for d in geo.DISTRICTS)              # every district named on the map
+    assert "30" in labels
+    dots = [t for t in spec["data"] if t.get("mode") == "markers+text"]
+    assert {t["name"] for t in dots} == {"超期", "在办"}
+    assert "月塘街道 HT-03 网格" in json.dumps(dots, ensure_ascii=False)
+    assert not any(str(t).startswith(("27.", "26.")) for d in dots for t in d["hovertext"])   # named, not coordinates
+    text = json.dumps(spec, ensure_ascii=False)
+    assert "http" not in text and "topojson" not in text and "mapbox" not in text   # nothing to fetch
+
+
+def test_district_map_scope_and_bad_input():
+    from workbench import geo
+    from workbench.ui import maps
+
+    spec = maps.district_spec({"荷塘区": 3, "芦淞区": 5}, districts=["荷塘区"], unit="件")
+    fills = {t["name"]: t for t in spec["data"] if t.get("fill") == "toself"}
+    assert "在办" not in fills["芦淞区"]["text"] and "不在本账号的查看范围" in fills["芦淞区"]["text"]
+    assert "xaxis2" not in spec["layout"]                              # one district: no enlarged panel
+    x0, x1 = spec["layout"]["xaxis"]["range"]
+    bx = geo.bbox("430202")
+    assert maps.project(bx[0], 0)[0] > x0 and maps.project(bx[2], 0)[0] < x1 and x1 - x0 < 0.25
+    with pytest.raises(geo.GeoError, match="没有区县"):
+        maps.district_spec({"长沙县": 1})
+    with pytest.raises(ValueError, match="label"):
+        maps.district_spec({"荷塘区": 1}, points=pd.DataFrame({"lat": [27.8], "lon": [113.1]}))
+    w = maps.district_map({"荷塘区": 1}, title="测试", unit="件")
+    data = w.outputs[0]["data"][charts.PLOTLY_MIME]
+    assert data["config"]["locale"] == "zh-CN" and data["config"]["locales"]["zh-CN"]["dictionary"]["Zoom in"] == "放大"
+    assert data["layout"]["height"] == 600 and "wb-map" in w._dom_classes
+
+
+def test_interactive_charts_carry_units_on_hover_and_chinese_fonts():
+    import json
+
+    frame = pd.DataFrame({"事件": [3, 5, None], "投诉": [1, 2, 3]}, index=pd.date_range("2026-01-01", periods=3))
+    spec = charts.line_spec(frame, title="每日事件", unit="件")
+    assert [t["name"] for t in spec["data"]] == ["事件", "投诉"]
+    assert spec["data"][0]["x"][0] == "2026-01-01 00:00:00" and spec["data"][0]["y"][2] is None
+    assert "件" in spec["data"][0]["hovertemplate"] and spec["layout"]["hovermode"] == "x unified"
+    assert "Noto Sans CJK SC" in spec["layout"]["font"]["family"]
+    bars = charts.bar_spec(pd.Series({"甲市场": 3, "乙市场": 10}), title="阳性批次", unit="批次", top=1)
+    assert bars["data"][0]["y"] == ["乙市场"] and "批次" in bars["data"][0]["hovertemplate"]
+    w = charts.interactive_line(frame, title="每日事件", unit="件")
+    bundle = w.outputs[0]["data"]
+    json.dumps(bundle)                                                   # plain JSON for the widget state
+    assert set(bundle) == {charts.PLOTLY_MIME} and "wb-plotly" in w._dom_classes
+    charts.set_figure(w, charts.bar_figure(pd.Series({"甲": 1})))       # replaced in place (a refresh)
+    assert w.outputs[0]["data"][charts.PLOTLY_MIME]["data"][0]["type"] == "bar"

@@ -146,6 +146,25 @@ def bbox(adcode: str = CITY_ADCODE) -> tuple[float, float, float, float]:
     return float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max())
 
 
+@lru_cache(maxsize=None)
+def label_point(name_or_code) -> tuple[float, float]:
+    """(lon, lat) where a district's name is written on a map: the area centroid of its largest
+    polygon when that lies inside the district, else the listed centre."""
+    d = district(name_or_code)
+    geom = boundary(d.adcode)
+    polys = geom["coordinates"] if geom["type"] == "MultiPolygon" else [geom["coordinates"]]
+    ring = np.asarray(max(polys, key=lambda p: len(p[0]))[0], float)
+    x, y = ring[:, 0], ring[:, 1]
+    cross = x[:-1] * y[1:] - x[1:] * y[:-1]
+    area = cross.sum() / 2
+    if abs(area) > 1e-12:
+        cx = float(((x[:-1] + x[1:]) * cross).sum() / (6 * area))
+        cy = float(((y[:-1] + y[1:]) * cross).sum() / (6 * area))
+        if contains(d.adcode, [cx], [cy])[0]:
+            return cx, cy
+    return d.lon, d.lat
+
+
 # ----------------------------------------------------------------------------- addresses
 
 # Names a district had before: 渌口区 was 株洲县 until 2018 (国函〔2018〕42号); old exports still

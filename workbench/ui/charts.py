@@ -1,8 +1,19 @@
-"""Charts with Chinese labels: matplotlib figures rendered to PNG in an ipywidgets Image.
+"""Charts with Chinese labels, two kinds:
 
-The figures use matplotlib's object API (no pyplot state, nothing shown by accident), and
-the workbench chart style (`theme.chart_rc`) is applied while a figure is built and drawn,
-so Chinese text renders with the CJK font instead of boxes.
+- still charts: matplotlib figures rendered to PNG in an ipywidgets Image (`chart(fig)`,
+  `bar_chart`, `line_chart`). The figures use matplotlib's object API (no pyplot state,
+  nothing shown by accident), and the workbench chart style (`theme.chart_rc`) is applied
+  while a figure is built and drawn, so Chinese text renders with the CJK font.
+- charts people explore: plotly figures with values on hover, zoom and pan, offline
+  (`interactive(fig)`, `interactive_line`, `interactive_bars`). The figure travels as the
+  `application/vnd.plotly.v1+json` mime bundle inside an ipywidgets Output; Voilà renders it with
+  the jupyterlab-plotly labextension installed beside it (plotly.js served by our own server,
+  nothing from a CDN). Chinese fonts, colours and plotly's own words in Chinese come from
+  `theme.plotly_layout` / `theme.plotly_config`.
+
+        charts.interactive_line(daily, title="每日事件数", unit="件")    # a DataFrame, one line per column
+        charts.interactive(charts.line_figure(daily, title=…))           # a plotly Figure to change first
+        charts.interactive_bars(counts, title="各区县阳性批次", unit="批次")
 """
 from __future__ import annotations
 
@@ -57,14 +68,20 @@ def chart(fig):
     return w
 
 
-def warm_up() -> None:
+def warm_up(interactive: bool = True) -> None:
     """Draw a tiny Chinese chart once, so matplotlib and the CJK font are loaded before a
-    page is requested (preheated kernels run this ahead of time)."""
+    page is requested (preheated kernels run this ahead of time, through ui.setup); and
+    (`interactive`) import plotly and build one chart's and one map's JSON."""
     with chart_style():
         fig, ax = new_figure(1.2, 0.8)
         ax.bar(["数据"], [1])
         set_title(fig, "预热")
         fig.savefig(io.BytesIO(), format="png", dpi=30)
+    if interactive:
+        from workbench.ui import maps
+
+        warm_up_interactive()
+        maps.warm_up()
 
 
 def bar_chart(values: pd.Series, *, title: str = "", xlabel: str = "", color: str | None = None,
@@ -125,4 +142,173 @@ def line_chart(frame: pd.DataFrame, *, title: str = "", ylabel: str = "", width:
     return fig
 
 
-__all__ = ["chart_style", "new_figure", "set_title", "warm_up", "png", "chart", "bar_chart", "line_chart"]
+# ------------------------------------------------------------------ interactive (plotly, offline)
+
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+
+
+def plotly_bundle(fig, config: dict | None = None) -> dict:
+    """The figure (a plotly Figure, or a {data, layout} spec of dicts) as a Jupyter mime bundle
+    {application/vnd.plotly.v1+json: {data, layout, config}} of plain JSON (numpy and dates
+    converted by plotly's own encoder)."""
+    import json
+
+    if isinstance(fig, dict):
+        from plotly.utils import PlotlyJSONEncoder
+
+        spec = json.loads(json.dumps({"data": fig.get("data", []), "layout": fig.get("layout", {})},
+                                     cls=PlotlyJSONEncoder))
+    else:
+        import plotly.io as pio
+
+        spec = json.loads(pio.to_json(fig, validate=False))
+    spec["config"] = theme.plotly_config(**(config or {}))
+    return {PLOTLY_MIME: spec}
+
+
+def set_figure(widget, fig, config: dict | None = None) -> None:
+    """Show `fig` in an `interactive` widget in place of what it showed (a refresh from any thread:
+    the Output's outputs are set, not captured)."""
+    widget.outputs = ({"output_type": "display_data", "data": plotly_bundle(fig, config), "metadata": {}},)
+
+
+def interactive(fig, *, config: dict | None = None, height: int | None = None):
+    """A plotly figure as a widget: values on hover, zoom (drag a box; double-click restores), pan,
+    download as PNG; its column's width. Rendered by the jupyterlab-plotly labextension, offline."""
+    import ipywidgets as widgets
+
+    if isinstance(fig, dict):
+        h = height or fig.setdefault("layout", {}).get("height") or 420
+        fig["layout"]["height"] = h
+    else:
+        h = height or fig.layout.height or 420
+        fig.update_layout(height=h)
+    w = widgets.Output(layout=widgets.Layout(width="100%", min_height=f"{int(h)}px"))
+    w.add_class("wb-chart")
+    w.add_class("wb-plotly")
+    set_figure(w, fig, config)
+    return w
+
+
+def spec(*, title: str = "", height: int = 420, **layout) -> dict:
+    """An empty figure spec ({data, layout} of plain dicts) in the workbench style (Chinese fonts,
+    the city's colours). Specs skip plotly's validation (a tenth of a second a trace under load);
+    `figure` wraps one in a plotly Figure."""
+    lay = theme.plotly_layout(height=height, **layout)
+    if title:
+        lay["title"] = {**lay["title"], "text": _esc_plotly(title)}
+    else:
+        lay["margin"] = {**lay["margin"], "t": 28}
+    return {"data": [], "layout": lay}
+
+
+def figure(*, title: str = "", height: int = 420, **layout):
+    """An empty plotly Figure in the workbench style."""
+    import plotly.graph_objects as go
+
+    return go.Figure(spec(title=title, height=height, **layout))
+
+
+def _list(values) -> list:
+    if isinstance(values, pd.DatetimeIndex) or (isinstance(values, pd.Series) and
+                                                pd.api.types.is_datetime64_any_dtype(values)):
+        text = pd.DatetimeIndex(values).strftime("%Y-%m-%d %H:%M:%S")
+        return [None if isinstance(v, float) else v for v in text]
+    return [None if v is None or (isinstance(v, float) and v != v) else v
+            for v in (values.tolist() if hasattr(values, "tolist") else list(values))]
+
+
+def line_spec(frame: pd.DataFrame, *, title: str = "", unit: str = "", ylabel: str = "", height: int = 400,
+              date_format: str = "%Y-%m-%d", max_series: int = 8, markers: bool | None = None) -> dict:
+    """One line per column over the index (dates or numbers); hover shows every series' value at
+    that date with its unit; columns beyond `max_series` are summed as 其他."""
+    if frame.shape[1] > max_series:
+        keep = frame.sum().sort_values(ascending=False).index[: max_series - 1]
+        frame = frame[keep].assign(其他=frame.drop(columns=keep).sum(axis=1))
+    fig = spec(title=title, height=height, hovermode="x unified", yaxis={"title": {"text": ylabel or unit}},
+               showlegend=frame.shape[1] > 1)
+    dates = isinstance(frame.index, pd.DatetimeIndex)
+    markers = len(frame) <= 60 if markers is None else markers
+    suffix = f" {unit}" if unit else ""
+    x = _list(frame.index)
+    for col in frame.columns:
+        fig["data"].append({"type": "scatter", "x": x, "y": _list(frame[col]), "name": str(col),
+                            "mode": "lines+markers" if markers else "lines", "line": {"width": 2},
+                            "marker": {"size": 5},
+                            "hovertemplate": f"%{{y:,}}{suffix}<extra>{_esc_plotly(col)}</extra>"})
+    if dates:
+        fig["layout"]["xaxis"] = {**fig["layout"]["xaxis"], "type": "date", "tickformat": "%m-%d",
+                                  "hoverformat": date_format}
+    return fig
+
+
+def bar_spec(values: pd.Series, *, title: str = "", unit: str = "", horizontal: bool = True,
+             color: str | None = None, height: int | None = None, top: int | None = None) -> dict:
+    """Bars of a labelled Series (index: Chinese names), largest first (on top), the value written
+    on each bar and on hover with its unit."""
+    values = values.dropna()
+    if top:
+        values = values.sort_values(ascending=False).head(top)
+    names = [str(i) for i in values.index]
+    text = [format_number(v) for v in values.to_numpy()]
+    suffix = f" {unit}" if unit else ""
+    if height is None:
+        height = max(240, 28 * len(values) + 90) if horizontal else 400
+    fig = spec(title=title, height=height)
+    lay = fig["layout"]
+    bar = {"type": "bar", "text": text, "textposition": "outside", "cliponaxis": False,
+           "marker": {"color": color or theme.COLORS["primary"]},
+           "hovertemplate": f"%{{{'y' if horizontal else 'x'}}}：%{{{'x' if horizontal else 'y'}:,}}{suffix}<extra></extra>"}
+    if horizontal:
+        fig["data"].append({**bar, "x": _list(values), "y": names, "orientation": "h"})
+        lay["yaxis"] = {**lay["yaxis"], "autorange": "reversed", "gridcolor": "rgba(0,0,0,0)", "automargin": True}
+        lay["yaxis"].pop("rangemode", None)
+        lay["xaxis"] = {**lay["xaxis"], "title": {"text": unit}, "rangemode": "tozero"}
+    else:
+        fig["data"].append({**bar, "x": names, "y": _list(values)})
+        lay["yaxis"] = {**lay["yaxis"], "title": {"text": unit}}
+    return fig
+
+
+def line_figure(frame: pd.DataFrame, **kw):
+    """`line_spec` as a plotly Figure."""
+    import plotly.graph_objects as go
+
+    return go.Figure(line_spec(frame, **kw))
+
+
+def bar_figure(values: pd.Series, **kw):
+    """`bar_spec` as a plotly Figure."""
+    import plotly.graph_objects as go
+
+    return go.Figure(bar_spec(values, **kw))
+
+
+def interactive_line(frame: pd.DataFrame, **kw):
+    """`line_spec` as an `interactive` widget."""
+    return interactive(line_spec(frame, **kw))
+
+
+def interactive_bars(values: pd.Series, **kw):
+    """`bar_spec` as an `interactive` widget."""
+    return interactive(bar_spec(values, **kw))
+
+
+def _esc_plotly(text) -> str:
+    """Text for a hovertemplate: its <…> and %{…} taken literally."""
+    from workbench.ui.tables import esc
+
+    return esc(str(text)).replace("%{", "%\u200b{")
+
+
+def warm_up_interactive() -> None:
+    """Import plotly and build one figure's JSON (preheated kernels, ahead of the request)."""
+    import plotly.graph_objects  # noqa: F401 - the import, ahead of the request
+
+    plotly_bundle(bar_spec(pd.Series({"预热": 1}), title="预热"))
+
+
+__all__ = ["chart_style", "new_figure", "set_title", "warm_up", "png", "chart", "bar_chart", "line_chart",
+           "PLOTLY_MIME", "plotly_bundle", "set_figure", "interactive", "spec", "figure", "line_spec", "bar_spec",
+           "line_figure", "bar_figure",
+           "interactive_line", "interactive_bars", "warm_up_interactive"]

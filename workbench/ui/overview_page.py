@@ -26,6 +26,7 @@ import pandas as pd
 from workbench import access, geo
 from workbench.cockpit import indicators as ind
 from workbench.cockpit import overview as ov
+from workbench.ui import maps
 from workbench.ui.tables import DASH, Html, badge, esc, format_number, format_time, table_html, utc_now
 
 REFRESH_SECONDS = 60
@@ -67,17 +68,18 @@ CSS = """
 
 @lru_cache(maxsize=1)
 def _projection():
-    """Equirectangular projection of the city's bounding box onto MAP_W × MAP_H (x scaled by cos φ)."""
+    """maps.project (the interactive maps' projection) scaled onto MAP_W × MAP_H pixels."""
     x0, y0, x1, y1 = geo.bbox()
-    k = np.cos(np.radians((y0 + y1) / 2))
     pad = 8
-    scale = min((MAP_W - 2 * pad) / ((x1 - x0) * k), (MAP_H - 2 * pad) / (y1 - y0))
-    return x0, y1, k, scale, pad
+    (px0, px1), (py0, py1) = maps.project([x0, x1], [y0, y1])
+    scale = min((MAP_W - 2 * pad) / (px1 - px0), (MAP_H - 2 * pad) / (py1 - py0))
+    return py1, scale, pad
 
 
 def _project(lon, lat):
-    x0, y1, k, scale, pad = _projection()
-    return pad + (np.asarray(lon) - x0) * k * scale, pad + (y1 - np.asarray(lat)) * scale
+    y1, scale, pad = _projection()
+    x, y = maps.project(lon, lat)
+    return pad + x * scale, pad + (y1 - y) * scale
 
 
 @lru_cache(maxsize=None)
@@ -127,7 +129,7 @@ def map_svg(districts: pd.DataFrame, filters: ov.Filters) -> str:
             f'<a href="{esc(href)}" target="_self" data-district="{esc(r.district)}"><path d="{district_path(d.adcode)}" '
             f'fill="{_shade(r.open, top)}" stroke="{"#d1372c" if on else "#ffffff"}" stroke-width="{2.5 if on else 1}" '
             f'fill-rule="evenodd"><title>{esc(tip)}</title></path></a>')
-        x, y = _project(d.lon, d.lat)
+        x, y = _project(*geo.label_point(d.adcode))
         size = 10 if d.urban else 12
         labels.append(f'<text x="{x:.0f}" y="{y:.0f}" font-size="{size}" text-anchor="middle" '
                       f'pointer-events="none" fill="#1f2937" stroke="#fff" stroke-width="2.5" paint-order="stroke">'

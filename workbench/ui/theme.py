@@ -103,5 +103,74 @@ def use_chart_style() -> None:
     matplotlib.rcParams.update(chart_rc())
 
 
+# ------------------------------------------------------------------ interactive charts (plotly)
+
+# Tones of the KPI cards and badges as colours (points on maps, series that mean good/bad).
+TONE_COLORS = {"": COLORS["primary"], "info": COLORS["primary"], "ok": COLORS["ok"], "warn": COLORS["warn"],
+               "bad": COLORS["bad"], "muted": "#9aa5b4"}
+# One blue scale for counts on maps (light = few), the overview's shades.
+SEQUENTIAL = ("#eef3fa", "#cfe0f3", "#9ec2e6", "#5a8fd6", "#1d5fa8", "#123f73")
+PLOTLY_FONT = ", ".join(f'"{f}"' for f in CJK_FONTS) + ", sans-serif"
+
+# plotly.js's own words (mode bar, dates) in Chinese, passed with each figure (config.locales),
+# so nothing has to be registered or fetched.
+PLOTLY_LOCALE = {
+    "dictionary": {
+        "Zoom": "缩放", "Pan": "平移", "Zoom in": "放大", "Zoom out": "缩小", "Autoscale": "自动缩放",
+        "Reset axes": "复位", "Reset view": "复位", "Download plot as a png": "下载为图片",
+        "Download plot": "下载为图片", "Box Select": "框选", "Lasso Select": "套索选择",
+        "Toggle Spike Lines": "显示/隐藏参考线", "Show closest data on hover": "悬停显示最近的数据",
+        "Compare data on hover": "悬停比较数据", "Produced with Plotly.js": "由 Plotly.js 绘制",
+        "Double-click to zoom back out": "双击恢复", "Click to enter Colorscale title": "",
+        "Click to enter Plot title": "", "Click to enter X axis title": "", "Click to enter Y axis title": "",
+        "trace": "系列",
+    },
+    "format": {
+        "days": ["星期日", "星期一", "星期二", "星期三", "星期四", "星期五", "星期六"],
+        "shortDays": ["周日", "周一", "周二", "周三", "周四", "周五", "周六"],
+        "months": [f"{m}月" for m in range(1, 13)],
+        "shortMonths": [f"{m}月" for m in range(1, 13)],
+        "date": "%Y-%m-%d", "year": "%Y年", "month": "%Y年%-m月", "dayMonth": "%-m月%-d日",
+        "dayMonthYear": "%Y年%-m月%-d日",
+        "decimal": ".", "thousands": ",", "grouping": [3], "currency": ["¥", ""],
+    },
+}
+
+
+def plotly_config(**extra) -> dict:
+    """plotly.js config for the workbench: Chinese words, the mode bar without select tools and
+    the plotly logo, the chart following its column's width."""
+    config = {"locale": "zh-CN", "locales": {"zh-CN": PLOTLY_LOCALE}, "displaylogo": False,
+              "responsive": False, "scrollZoom": False,
+              "modeBarButtonsToRemove": ["select2d", "lasso2d", "toggleSpikelines", "hoverClosestCartesian",
+                                         "hoverCompareCartesian"],
+              "toImageButtonOptions": {"format": "png", "scale": 2}}
+    config.update(extra)
+    return config
+
+
+def plotly_layout(**extra) -> dict:
+    """Layout defaults of a workbench chart (fonts that show Chinese, the city's colours, white)."""
+    out = {
+        "font": {"family": PLOTLY_FONT, "size": 13, "color": COLORS["text"]},
+        "title": {"x": 0.01, "xanchor": "left", "font": {"size": 15, "color": COLORS["text"]}},
+        "colorway": list(PALETTE),
+        "paper_bgcolor": "white", "plot_bgcolor": "white",
+        "margin": {"l": 56, "r": 20, "t": 48, "b": 44},
+        "hoverlabel": {"font": {"family": PLOTLY_FONT, "size": 13}, "align": "left"},
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0},
+        "xaxis": {"gridcolor": COLORS["grid"], "linecolor": "#c5ccd6", "zeroline": False},
+        "yaxis": {"gridcolor": COLORS["grid"], "linecolor": "#c5ccd6", "zeroline": False, "rangemode": "tozero"},
+        "separators": ".,",
+    }
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
 __all__ = ["COLORS", "PALETTE", "CJK_FONTS", "TEMPLATE", "JUPYTER_DIR", "css", "style", "cjk_font",
-           "chart_rc", "use_chart_style"]
+           "chart_rc", "use_chart_style", "TONE_COLORS", "SEQUENTIAL", "PLOTLY_FONT", "PLOTLY_LOCALE",
+           "plotly_config", "plotly_layout"]
