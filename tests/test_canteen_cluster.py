@@ -170,3 +170,62 @@ def test_worker_killed_mid_run_no_event_lost_or_doubled(nodes, clips, sqlite_hub
     assert sorted(rows["violation_id"]) == sorted(ref)                 # none lost, none extra
     assert not rows.duplicated(["camera_id", "violation_class", "ts"]).any()
     assert rows["ts_end"].notna().all()                                 # every event ended once
+
+
+def test_health_of_a_real_node_reads_the_same_on_the_dashboard_and_the_cli(tmp_path, monkeypatch):
+    """The health file as the coordinator writes it (a real node's status), read by the page's
+    section and `workbench canteen cluster status`: the same headline; stale marked; 集群未运行
+    when no cluster has run or it stopped."""
+    from click.testing import CliRunner
+
+    from canteen_nodes import real_node_health
+    from workbench.canteen import cluster as cl
+    from workbench.cli import main
+    from workbench.ui import canteen_page
+
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
+    cli = CliRunner()
+
+    # never ran here
+    v = cl.health_view(cl.health())
+    assert v.state == "none" and v.headline.startswith("集群未运行")
+    res = cli.invoke(main, ["canteen", "cluster", "status"])
+    assert res.exit_code == 1 and res.output.splitlines()[0] == v.headline
+    assert "集群未运行" in canteen_page.cluster_html(None)
+
+    h, _ = real_node_health(tmp_path / "clip")
+    got = cl.health()
+    assert got is not None and not got["stale"] and not got["stopped"]
+    v = cl.health_view(got)
+    assert v.state == "running" and v.headline.startswith("集群运行中：1 个工作节点，摄像头 1 路")
+    row = v.cameras.iloc[0]
+    assert row["摄像头"] == "K0" and row["状态"] == "运行中" and row["已分析帧"] >= 6 and row["帧/秒"] > 0
+    assert row["最后一帧"] != "尚无画面" and v.workers.iloc[0]["摄像头(路)"] == 1
+    res = cli.invoke(main, ["canteen", "cluster", "status"])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0] == v.headline and any("K0：运行中" in x for x in lines)
+    page = canteen_page.cluster_html(got)
+    assert "集群运行中" in page and "K0" in page and "帧/秒" in page and "wb-cl-running" in page
+    assert "127.0.0.1:61001" in page
+    assert "K0" not in canteen_page.cluster_html(got, cameras=["OTHER"])   # a district user: their cameras
+
+    # stale: the coordinator stopped writing (30 s or three rounds)
+    old = cl.health(now=time.time() + 120)
+    v = cl.health_view(old)
+    assert old["stale"] and v.state == "stale" and v.headline.startswith("运行状态已过期")
+    page = canteen_page.cluster_html(old)
+    assert "状态过期" in page and "wb-cl-stale" in page and "K0" in page
+    from types import SimpleNamespace
+
+    later = SimpleNamespace(time=lambda: time.time() + 120, monotonic=time.monotonic, sleep=time.sleep)
+    with monkeypatch.context() as m:
+        m.setattr(cl, "time", later)   # the CLI reads the file two minutes later
+        res = cli.invoke(main, ["canteen", "cluster", "status"])
+    assert res.exit_code == 1 and res.output.startswith("运行状态已过期")
+
+    # stopped (what Cluster.shutdown writes): not running, not a fault
+    cl.write_health({**h, "stopped": True})
+    v = cl.health_view(cl.health(now=time.time() + 3600))
+    assert v.state == "stopped" and v.headline.startswith("集群未运行：上次运行已于")
+    assert "集群未运行" in canteen_page.cluster_html(cl.health())

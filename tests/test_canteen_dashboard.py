@@ -107,3 +107,91 @@ def test_a_staff_user_moves_the_case_under_their_name_and_an_analyst_sees_it_loc
         assert audit.frame(eng, action="case.step").iloc[0]["actor"] == "zhangsan"
     finally:
         hub.dispose(canteen_hub["WORKBENCH_DB_URL"])
+
+
+@pytest.fixture(scope="module")
+def sample_city(tmp_path_factory):
+    """Two weeks of the seeded sample city (ending yesterday) with its snapshots, and the health
+    of a real camera node written by the cluster's own writer."""
+    import os
+
+    from canteen_nodes import real_node_health
+    from workbench.synth import synth_city
+
+    root = tmp_path_factory.mktemp("canteen-city")
+    env = {"WORKBENCH_DB_URL": f"sqlite:///{root / 'city.db'}", "WORKBENCH_DATA_DIR": str(root / "data")}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        eng = hub.engine(env["WORKBENCH_DB_URL"])
+        res = synth_city(days=14, seed=7, out_dir=root / "synth", eng=eng, progress=False)
+        assert res.rows["canteen_violations"] > 8   # and their snapshots (write_city: write_snapshots)
+        _, node = real_node_health(root / "clip", write=False)
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    hub.dispose(env["WORKBENCH_DB_URL"])
+    return {"env": env, "node": node, "root": root}
+
+
+def test_the_sample_citys_feed_shows_its_snapshots_and_the_cluster_section(sample_city, voila, chromium):
+    """Signed in, the feed's images of the sample city load (naturalWidth > 0, served by id with
+    faces blurred); a violation whose file is then deleted says 文件缺失 after 刷新; the cluster
+    section shows the node's cameras, frames/s, lag and last frame."""
+    import os
+
+    from workbench.canteen import cluster
+    from workbench.canteen.evidence import find_snapshot
+    from workbench.ui.browser import render
+
+    env = sample_city["env"]
+    with voila(env, "canteen-city") as srv:
+        # the coordinator's writer, with the node's real status, just before the visit (a 60 s round)
+        saved = os.environ.get("WORKBENCH_DATA_DIR")
+        os.environ["WORKBENCH_DATA_DIR"] = env["WORKBENCH_DATA_DIR"]
+        try:
+            cams, status, names = sample_city["node"]
+            cluster.write_health(cluster.health_report(cams, status, node_names=names, poll_s=60))
+        finally:
+            os.environ.pop("WORKBENCH_DATA_DIR") if saved is None else os.environ.__setitem__("WORKBENCH_DATA_DIR", saved)
+        page = chromium.new_page(viewport={"width": 1600, "height": 1000}, locale="zh-CN")
+        result = render(page, srv.url(NOTEBOOK.name), timeout=240)
+        assert not result.errors + result.console_errors, result.errors + result.console_errors
+        feed = page.locator(".wb-cv-feed").first
+        cards = feed.locator(".wb-cv-card")
+        imgs = feed.locator("img.wb-cv-img")
+        assert cards.count() == 8 and imgs.count() == 8, feed.inner_text()
+        assert "无抓拍图" not in feed.inner_text()
+        page.wait_for_function(
+            "() => { const a = [...document.querySelectorAll('.wb-cv-feed img.wb-cv-img')];"
+            " return a.length == 8 && a.every(i => i.complete && i.naturalWidth > 0); }", timeout=60_000)
+        assert page.evaluate("() => [...document.querySelectorAll('.wb-cv-feed img.wb-cv-img')]"
+                             ".every(i => i.naturalWidth == 640 && i.naturalHeight == 360)")
+        # the cluster's health
+        text = page.locator(".wb-cl-live").inner_text()
+        assert "集群运行中：1 个工作节点，摄像头 1 路" in text, text
+        assert "127.0.0.1:61001" in text and "K0" in text and "运行中" in text and "帧/秒" in text
+        assert "最后一帧" in text and "最大延迟" in text
+
+        # a snapshot file gone: its card says so, marked, after 刷新
+        first = cards.first.inner_text()
+        vid = next(line for line in first.splitlines() if line.startswith("MC"))
+        eng = hub.engine(env["WORKBENCH_DB_URL"])
+        try:
+            row = hub.read("canteen_violations", where={"violation_id": vid}, eng=eng).iloc[0]
+        finally:
+            hub.dispose(env["WORKBENCH_DB_URL"])
+        os.environ["WORKBENCH_DATA_DIR"] = env["WORKBENCH_DATA_DIR"]
+        try:
+            path = find_snapshot(vid, row["camera_id"], row["ts"])
+        finally:
+            os.environ.pop("WORKBENCH_DATA_DIR") if saved is None else os.environ.__setitem__("WORKBENCH_DATA_DIR", saved)
+        assert path is not None
+        path.unlink()
+        page.locator(".wb-controls button", has_text="刷新").click()
+        page.wait_for_function("() => document.querySelector('.wb-cv-feed').innerText.includes('文件缺失')",
+                               timeout=60_000)
+        missing = page.locator(".wb-cv-card", has_text=vid)
+        assert "无抓拍图：文件缺失" in missing.inner_text() and missing.locator(".wb-cv-missing").count() == 1
+        assert page.locator(".wb-cv-feed img.wb-cv-img").count() == 7
+        page.close()

@@ -385,8 +385,9 @@ def cluster_run(address, config_path, model, closeup, fps, max_batch, decode, po
 @cluster.command("status")
 @click.option("--json", "as_json", is_flag=True)
 def cluster_status(as_json):
-    """The cluster's health: cameras per worker, frames/s, lag, last frame, problems."""
-    from workbench.canteen.cluster import health, health_lines
+    """The cluster's health (what the 明厨亮灶 dashboard shows): cameras per worker, frames/s,
+    lag, last frame, problems. Exit 0 while it runs, 1 when not running or its health is stale."""
+    from workbench.canteen.cluster import health, health_lines, health_view
 
     h = health()
     if as_json:
@@ -394,4 +395,4 @@ def cluster_status(as_json):
     else:
         for line in health_lines(h):
             click.echo(line)
-    sys.exit(0 if h is not None and not h.get("stale") else 1)
+    sys.exit(0 if health_view(h).state == "running" else 1)

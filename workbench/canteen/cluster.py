@@ -829,31 +829,17 @@ class Cluster:
                 log.warning("set_cameras: %s", exc)
         return self._write_health(cams, status)
 
-    def _write_health(self, cams, status) -> dict:
+    def _write_health(self, cams, status, stopped: bool = False) -> dict:
         import ray
 
         try:
             store = ray.get(self.store.snapshot.remote(), timeout=10)
         except Exception:  # noqa: BLE001
             store = {"problems": [], "checkpoints": {}}
-        workers = []
-        for node, st in status.items():
-            c = st["cameras"]
-            workers.append({"node": self.node_names.get(node, node[:8]), "node_id": node, "cameras": len(c),
-                            "running": sum(1 for v in c.values() if v["state"] == "running"),
-                            "fps": round(sum(v["fps"] for v in c.values()), 2), "events": st["events"],
-                            "queue": st["queue"], "camera_status": c})
-        seen = {(p["camera"], p["problem"]) for p in self.problems}
-        problems = self.problems + [p for p in store.get("problems", []) if (p["camera"], p["problem"]) not in seen]
-        h = {"ts": time.time(), "updated": utcnow().isoformat(timespec="seconds"), "cameras": len(cams),
-             "placed": len(self.placement), "workers": workers, "problems": problems[-100:],
-             "failovers": self.failovers[-20:], "bad_nodes": [self.node_names.get(n, n[:8]) for n in self.bad_nodes]}
-        path = health_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        tmp.write_text(json.dumps(h, ensure_ascii=False, default=str), encoding="utf-8")
-        os.replace(tmp, path)
-        self.health = h
+        h = health_report(cams, status, node_names=self.node_names, placed=len(self.placement),
+                          problems=self.problems, store_problems=store.get("problems", []),
+                          failovers=self.failovers, bad_nodes=self.bad_nodes, poll_s=self.poll_s, stopped=stopped)
+        self.health = write_health(h)
         return h
 
     def run(self, max_seconds: float | None = None, stop: threading.Event | None = None,
@@ -874,6 +860,10 @@ class Cluster:
     def shutdown(self, disconnect: bool = True) -> None:
         import ray
 
+        last = getattr(self, "health", None)
+        if last:  # the dashboard says 集群未运行 (stopped at …), not a coordinator gone silent
+            write_health({**last, "stopped": True, "ts": time.time(),
+                          "updated": utcnow().isoformat(timespec="seconds")})
         for w in self.workers.values():
             try:
                 ray.get(w.stop.remote(), timeout=10)
@@ -905,24 +895,142 @@ def _cause(exc: BaseException) -> str:
     return text.strip().splitlines()[-1] if text.strip() else type(exc).__name__
 
 
+# ------------------------------------------------------------------ the health file
+def health_report(cams, status: dict, *, node_names: dict | None = None, placed: int | None = None,
+                  problems=(), store_problems=(), failovers=(), bad_nodes=(), poll_s: float = 2.0,
+                  stopped: bool = False) -> dict:
+    """The coordinator's health of one round: `cams` the cameras it runs (camera → rules),
+    `status` node id → that node's NodeRunner.status(). Written by write_health."""
+    node_names = node_names or {}
+    workers = []
+    for node, st in status.items():
+        c = st["cameras"]
+        workers.append({"node": node_names.get(node, node[:8]), "node_id": node, "cameras": len(c),
+                        "running": sum(1 for v in c.values() if v["state"] == "running"),
+                        "fps": round(sum(v["fps"] for v in c.values()), 2), "events": st["events"],
+                        "queue": st["queue"], "camera_status": c})
+    problems = list(problems)
+    seen = {(p["camera"], p["problem"]) for p in problems}
+    problems += [p for p in store_problems if (p["camera"], p["problem"]) not in seen]
+    return {"ts": time.time(), "updated": utcnow().isoformat(timespec="seconds"), "cameras": len(cams),
+            "placed": len(cams) if placed is None else placed, "workers": workers, "problems": problems[-100:],
+            "failovers": list(failovers)[-20:], "bad_nodes": [node_names.get(n, n[:8]) for n in bad_nodes],
+            "poll_s": poll_s, "stopped": stopped}
+
+
+def write_health(h: dict, path: Path | None = None) -> dict:
+    """The health file (data/cluster/canteen.json), replaced whole: a reader never sees half."""
+    path = path or health_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".part")
+    tmp.write_text(json.dumps(h, ensure_ascii=False, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+    return h
+
+
 # ------------------------------------------------------------------ reading the health
-def health(max_age_s: float = 30.0) -> dict | None:
-    """The cluster's last health (None: never ran here); `stale` when older than max_age_s."""
+STALE_S = 30.0   # a health older than this (or 3 rounds) is stale: the coordinator may have stopped
+
+
+def health(max_age_s: float | None = None, now: float | None = None) -> dict | None:
+    """The cluster's last health (None: never ran here); `age_s`, and `stale` when older than
+    max_age_s (default: 30 s or three of its rounds, whichever is longer) and not stopped."""
     path = health_path()
     try:
         h = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    h["age_s"] = round(time.time() - h.get("ts", 0), 1)
-    h["stale"] = h["age_s"] > max_age_s
+    if not isinstance(h, dict):
+        return None
+    limit = max_age_s if max_age_s is not None else max(STALE_S, 3 * float(h.get("poll_s") or 0))
+    h["age_s"] = round((time.time() if now is None else now) - float(h.get("ts", 0) or 0), 1)
+    h["stopped"] = bool(h.get("stopped"))
+    h["stale"] = not h["stopped"] and h["age_s"] > limit
     return h
 
 
 STATE_NAMES = {"running": "运行中", "starting": "启动中", "offline": "离线", "ended": "已结束", "failed": "故障"}
+NOT_RUNNING = "集群未运行"
 
 
-def health_frame(h: dict):
-    """One row per camera: 节点, 摄像头, 状态, 帧率, 延迟, 最后一帧, 问题 (for the dashboard)."""
+def _age(seconds: float) -> str:
+    s = max(0, int(seconds))
+    if s < 90:
+        return f"{s} 秒前"
+    if s < 5400:
+        return f"{round(s / 60)} 分钟前"
+    if s < 86400 * 2:
+        return f"{round(s / 3600)} 小时前"
+    return f"{round(s / 86400)} 天前"
+
+
+def _local(iso: str | None) -> str:
+    """An ISO UTC time of the health file in Beijing time, to the second."""
+    import pandas as pd
+
+    from workbench import config
+
+    if not iso:
+        return "-"
+    try:
+        t = pd.Timestamp(iso)
+    except ValueError:
+        return str(iso)
+    t = t.tz_localize("UTC") if t.tzinfo is None else t
+    return t.tz_convert(config.TZ).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@dataclass
+class HealthView:
+    """What the dashboard and `cluster status` say of the cluster (one reading of the file)."""
+    state: str                 # none | stopped | stale | running
+    headline: str              # one plain sentence
+    totals: dict = field(default_factory=dict)   # workers, cameras, running, fps, max_lag_s, last_frame
+    workers: object = None     # DataFrame: one row per worker
+    cameras: object = None     # DataFrame: one row per camera (health_frame)
+    problems: list = field(default_factory=list)   # plain sentences, newest last
+
+
+def health_view(h: dict | None) -> HealthView:
+    import pandas as pd
+
+    wcols = ["节点", "摄像头(路)", "运行中(路)", "帧/秒", "违规事件", "待处理帧"]
+    if h is None:
+        return HealthView("none", f"{NOT_RUNNING}：还没有运行记录（运行 workbench canteen cluster run 启动）。",
+                          workers=pd.DataFrame(columns=wcols), cameras=health_frame(None))
+    workers = h.get("workers", [])
+    cams = [v for w in workers for v in w["camera_status"].values()]
+    lags = [v["lag_s"] for v in cams if v.get("lag_s") is not None]
+    lasts = [v["last_frame"] for v in cams if v.get("last_frame")]
+    totals = {"workers": len(workers), "cameras": int(h.get("cameras", 0)),
+              "running": sum(w["running"] for w in workers), "fps": round(sum(w["fps"] for w in workers), 2),
+              "max_lag_s": max(lags) if lags else None, "last_frame": max(lasts) if lasts else None,
+              "updated": _local(h.get("updated")), "age_s": h.get("age_s", 0.0)}
+    when = f"{totals['updated']}（{_age(totals['age_s'])}）"
+    if h.get("stopped"):
+        state, headline = "stopped", f"{NOT_RUNNING}：上次运行已于 {when}正常停止。"
+    elif h.get("stale"):
+        state, headline = "stale", (f"运行状态已过期：最后一次更新在 {when}，协调进程可能已停止或失联，"
+                                    "以下为当时的状态。")
+    else:
+        state, headline = "running", (f"集群运行中：{totals['workers']} 个工作节点，摄像头 {totals['cameras']} 路"
+                                      f"（运行 {totals['running']} 路），合计 {totals['fps']:g} 帧/秒；"
+                                      f"更新于 {when}。")
+    wf = pd.DataFrame([{"节点": w["node"], "摄像头(路)": w["cameras"], "运行中(路)": w["running"], "帧/秒": w["fps"],
+                        "违规事件": w["events"], "待处理帧": w["queue"]} for w in workers], columns=wcols)
+    problems = []
+    for f in h.get("failovers", []):
+        problems.append(f"节点 {f['node']}（{f['why']}）的 {len(f['cameras'])} 路摄像头已转到其他节点")
+    for p in h.get("problems", [])[-20:]:
+        who = "，".join(x for x in (f"摄像头 {p['camera']}" if p.get("camera") else "",
+                                   f"节点 {p['node']}" if p.get("node") else "") if x)
+        at = f"[{_local(p['ts'])}] " if p.get("ts") else ""
+        problems.append(f"{at}{who}：{p['problem']}" if who else f"{at}{p['problem']}")
+    return HealthView(state, headline, totals, wf, health_frame(h), problems)
+
+
+def health_frame(h: dict | None):
+    """One row per camera: 节点, 摄像头, 状态, 帧率, 延迟, 最后一帧 (Beijing time), 问题 (for the dashboard)."""
     import pandas as pd
 
     names = STATE_NAMES
@@ -930,34 +1038,35 @@ def health_frame(h: dict):
     for w in (h or {}).get("workers", []):
         for cam, v in sorted(w["camera_status"].items()):
             rows.append({"节点": w["node"], "摄像头": cam, "状态": names.get(v["state"], v["state"]),
-                         "帧/秒": v["fps"], "延迟(秒)": v["lag_s"], "最后一帧": v["last_frame"],
+                         "帧/秒": v["fps"], "延迟(秒)": v["lag_s"],
+                         "最后一帧": _local(v["last_frame"]) if v.get("last_frame") else "尚无画面",
                          "已分析帧": v["frames"], "违规": v["events"], "解码": {"keyframes": "仅关键帧",
                                                                          "full": "全解码"}.get(v["decode"], "-"),
-                         "问题": v["problem"]})
+                         "问题": v["problem"] or ""})
     return pd.DataFrame(rows, columns=["节点", "摄像头", "状态", "帧/秒", "延迟(秒)", "最后一帧", "已分析帧", "违规",
                                        "解码", "问题"])
 
 
 def health_lines(h: dict | None) -> list[str]:
-    """`workbench canteen cluster status` in Chinese."""
+    """`workbench canteen cluster status` in Chinese: the dashboard's headline, then the detail."""
+    v = health_view(h)
+    out = [v.headline]
     if h is None:
-        return ["集群尚未运行（没有健康记录：先运行 workbench canteen cluster run）。"]
-    out = [f"集群状态（更新于 {h['updated']} UTC，{h['age_s']:.0f} 秒前{'，已过期：协调进程可能已停止' if h['stale'] else ''}）",
-           f"摄像头 {h['cameras']} 路，已分配 {h['placed']} 路，工作节点 {len(h['workers'])} 个"]
+        return out
+    t = v.totals
+    lag = f"，最大延迟 {t['max_lag_s']:.1f} 秒" if t["max_lag_s"] is not None else ""
+    last = f"，最后一帧 {_local(t['last_frame'])}" if t["last_frame"] else "，尚无画面"
+    out.append(f"摄像头 {h['cameras']} 路，已分配 {h['placed']} 路，工作节点 {len(h['workers'])} 个，"
+               f"合计 {t['fps']:g} 帧/秒{lag}{last}")
     for w in h["workers"]:
         out.append(f"  节点 {w['node']}：摄像头 {w['cameras']} 路（运行 {w['running']}），"
-                   f"{w['fps']:.1f} 帧/秒，违规事件 {w['events']} 起，队列 {w['queue']}")
-        for cam, v in sorted(w["camera_status"].items()):
-            lag = f"，延迟 {v['lag_s']:.1f} 秒" if v.get("lag_s") is not None else ""
-            last = f"，最后一帧 {v['last_frame']}" if v.get("last_frame") else "，尚无画面"
-            prob = f"，问题：{v['problem']}" if v.get("problem") else ""
-            out.append(f"    {cam}：{STATE_NAMES.get(v['state'], v['state'])}，{v['fps']:.1f} 帧/秒{lag}{last}{prob}")
-    for f in h.get("failovers", []):
-        out.append(f"转移：节点 {f['node']}（{f['why']}）的 {len(f['cameras'])} 路摄像头已转到其他节点")
-    for p in h.get("problems", [])[-20:]:
-        who = "，".join(x for x in (f"摄像头 {p['camera']}" if p.get("camera") else "",
-                                   f"节点 {p['node']}" if p.get("node") else "") if x)
-        out.append(f"问题 [{p.get('ts', '')}] {who}：{p['problem']}")
+                   f"{w['fps']:.1f} 帧/秒，违规事件 {w['events']} 起，待处理帧 {w['queue']}")
+        for cam, c in sorted(w["camera_status"].items()):
+            lag = f"，延迟 {c['lag_s']:.1f} 秒" if c.get("lag_s") is not None else ""
+            last = f"，最后一帧 {_local(c['last_frame'])}" if c.get("last_frame") else "，尚无画面"
+            prob = f"，问题：{c['problem']}" if c.get("problem") else ""
+            out.append(f"    {cam}：{STATE_NAMES.get(c['state'], c['state'])}，{c['fps']:.1f} 帧/秒{lag}{last}{prob}")
+    out += [f"问题 {p}" for p in v.problems]
     return out
 
 

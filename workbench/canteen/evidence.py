@@ -80,13 +80,13 @@ def _blur(image: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> None:
     roi[:] = cv2.GaussianBlur(big, (0, 0), max(1.0, n / 3))
 
 
-def blur_faces(image: np.ndarray, person_boxes=()) -> tuple[np.ndarray, int]:
-    """A copy with every face found and every person's head region blurred; and how many
-    regions were blurred."""
+def blur_faces(image: np.ndarray, person_boxes=(), search: bool = True) -> tuple[np.ndarray, int]:
+    """A copy with every face found (`search`: Haar) and every person's head region blurred; and
+    how many regions were blurred."""
     out = image.copy()
     H, W = out.shape[:2]
     regions = []
-    for x, y, w, h in find_faces(image):
+    for x, y, w, h in (find_faces(image) if search else []):
         pad = int(0.15 * max(w, h))
         regions.append((max(0, x - pad), max(0, y - pad), min(W, x + w + pad), min(H, y + h + pad)))
     regions += [head_region(b, out.shape) for b in person_boxes]
@@ -161,17 +161,29 @@ def save_snapshot(event, tz: str = config.TZ) -> Snapshot | None:
     """Write the event's best frame: annotated + blurred, and the clean copy. None without a frame."""
     if event.best_image is None:
         return None
-    rel = event_dir(event.camera_id, event.ts, tz)
+    return save_frame(event.violation_id, event.camera_id, event.ts, event.best_image, event.best_boxes, tz)
+
+
+def save_frame(violation_id: str, camera_id: str, ts, image: np.ndarray, boxes=(),
+               tz: str = config.TZ, everyone_boxed: bool = False) -> Snapshot:
+    """One violation's frame as evidence, where find_snapshot looks for it (by id, camera and
+    time): the shown copy with every face and every person's head blurred and the boxes drawn,
+    and the clean copy for review. `ts` is naive UTC; `boxes` are events.Box.
+
+    `everyone_boxed`: every person in the image has a person box (a rendered frame, whose
+    painter knows them all), so their head regions are the faces and Haar is not run; a camera's
+    frame never says so (the detector may miss someone)."""
+    rel = event_dir(camera_id, ts, tz)
     folder = config.data_dir() / rel
     for part in (config.data_dir() / EVIDENCE, folder.parent, folder):   # children may appear: owner only
         part.mkdir(mode=0o700, parents=True, exist_ok=True)
-    persons = [b.xyxy for b in event.best_boxes if getattr(b, "person", False)]
-    shown, n = blur_faces(event.best_image, persons)
-    draw_boxes(shown, event.best_boxes)
+    persons = [b.xyxy for b in boxes if getattr(b, "person", False)]
+    shown, n = blur_faces(image, persons, search=not everyone_boxed)
+    draw_boxes(shown, boxes)
     params = [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-    snap, clean = rel / f"{event.violation_id}.jpg", rel / f"{event.violation_id}.clean.jpg"
+    snap, clean = rel / f"{violation_id}.jpg", rel / f"{violation_id}.clean.jpg"
     _write(config.data_dir() / snap, shown, params)
-    _write(config.data_dir() / clean, event.best_image, params)
+    _write(config.data_dir() / clean, image, params)
     return Snapshot(snap.as_posix(), clean.as_posix(), n)
 
 
@@ -216,6 +228,43 @@ def resolve(snapshot: str | None) -> Path | None:
     p = Path(snapshot)
     p = p if p.is_absolute() else config.data_dir() / p
     return p if p.is_file() else None
+
+
+SNAPSHOT_SHOWN, SNAPSHOT_EXPIRED, SNAPSHOT_MISSING, SNAPSHOT_NONE = "shown", "expired", "missing", "none"
+
+
+def snapshot_state(violation_id, camera_id, ts, recorded=True, now=None, keep_days: float | None = None) -> str:
+    """What the feed can say of a violation's snapshot:
+
+    - `shown`: its file is there (found by id, camera and time, as find_snapshot does);
+    - `expired`: older than the evidence retention: the sweep removed it, as it should;
+    - `none`: no snapshot was recorded for it (`recorded` falsy: the row's stored snapshot
+      path), or no camera or time to find one by: nothing to show, nothing wrong;
+    - `missing`: one was recorded, it is within the retention period and the file is not
+      there: a fault, to be said plainly.
+
+    `ts` naive UTC; `keep_days` default the retention's evidence days."""
+    import pandas as pd
+
+    if not violation_id or not camera_id or ts is None or pd.isna(ts):
+        return SNAPSHOT_NONE
+    if find_snapshot(violation_id, camera_id, ts) is not None:
+        return SNAPSHOT_SHOWN
+    if keep_days is None:
+        from workbench.retention import evidence_days
+
+        keep_days = evidence_days()
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None) if now is None else pd.Timestamp(now)
+    if now.tzinfo is not None:
+        now = now.tz_convert("UTC").tz_localize(None)
+    # the sweep deletes whole local days before the cutoff date (now − keep_days)
+    local = pd.Timestamp(ts).tz_localize("UTC").tz_convert(config.TZ).date()
+    cutoff = (now.tz_localize("UTC").tz_convert(config.TZ) - pd.Timedelta(days=keep_days)).date()
+    if local < cutoff:
+        return SNAPSHOT_EXPIRED
+    if recorded is None or (isinstance(recorded, float) and pd.isna(recorded)) or not recorded:
+        return SNAPSHOT_NONE
+    return SNAPSHOT_MISSING
 
 
 def sweep(days: float, now: dt.datetime | None = None, root: Path | None = None) -> dict:

@@ -197,5 +197,147 @@ def violations(rng: np.random.Generator, cal: CityCalendar, world: CanteenWorld,
     seq = df.groupby(day_str).cumcount() + 1
     vid = ("MC" + day_str + seq.astype(str).str.zfill(4))
     df.insert(0, "violation_id", vid.to_numpy(dtype=object))
-    df.insert(8, "snapshot", ("snapshots/" + df.canteen_id + "/" + day_str + "/" + vid + ".jpg").to_numpy(dtype=object))
+    # the platform keeps a face-blurred snapshot of the violations still inside the evidence
+    # retention; the sample city renders those the feed shows first (write_snapshots) and
+    # records their path, the others carry none
+    from workbench.retention import EVIDENCE_DAYS
+
+    shown = feed_selection(df, canteens, cal.now, keep_days=EVIDENCE_DAYS)
+    snap = snapshot_path(df).where(df["violation_id"].isin(set(shown["violation_id"])), None)
+    df.insert(8, "snapshot", snap.to_numpy(dtype=object))
     return df
+
+
+# ------------------------------------------------------------------ snapshots of the sample city's violations
+SNAPSHOT_PER_VIEW = 8   # the feed shows the newest 8 violations of a view (see feed_selection)
+SNAPSHOT_SIZE = (640, 360)
+# violation → (the detector class whose box shows it, the person who commits it)
+_SCENES = {
+    "未戴口罩": ("no_mask", {"mask": False, "facing": "front"}),
+    "未戴厨师帽": ("no_chef_hat", {"hat": "none"}),
+    "未穿工作服": ("no_uniform", {"torso": "shirt"}),
+    "玩手机": ("phone", {"phone": "chest", "arms": "up"}),
+    "赤膊": ("shirtless", {"torso": "shirtless"}),
+    "抽烟": ("cigarette", {"smoking": True, "mask": False, "facing": "front", "arms": "up"}),
+    "陌生人闯入": ("person", {"hat": "baseball", "torso": "shirt", "mask": False}),
+    "垃圾桶未盖": ("bin_open", None),
+    "老鼠": ("rodent", None),
+}
+_COMPLIANT = {"hat": "toque", "mask": True, "torso": "uniform", "phone": "", "smoking": False}
+
+
+def snapshot_path(violations: pd.DataFrame) -> pd.Series:
+    """Where the watcher keeps each violation's face-blurred snapshot, relative to the data folder
+    (workbench.canteen.evidence.event_dir: evidence/<camera>/<local date>/<id>.jpg). `ts` naive local."""
+    day = pd.to_datetime(violations["ts"]).dt.strftime("%Y-%m-%d")
+    cam = violations["camera_id"].astype(str).str.replace(r"[^0-9A-Za-z_.\-]", "_", regex=True)
+    return "evidence/" + cam + "/" + day + "/" + violations["violation_id"].astype(str) + ".jpg"
+
+
+def feed_selection(violations: pd.DataFrame, canteens: pd.DataFrame, now, per: int = SNAPSHOT_PER_VIEW,
+                   keep_days: float = 30) -> pd.DataFrame:
+    """The violations the 明厨亮灶 feed shows first: the newest `per` of the whole city and of
+    every district, school type and violation class, among those still inside the evidence
+    retention (`keep_days` before `now`, naive local). Older evidence the retention sweep
+    deletes, so a sample city carries none."""
+    if violations.empty:
+        return violations
+    v = violations[pd.to_datetime(violations["ts"]) >= pd.Timestamp(now) - pd.Timedelta(days=keep_days)]
+    v = v.merge(canteens[["canteen_id", "school_type"]], on="canteen_id", how="left")
+    v = v.sort_values(["ts", "violation_id"], ascending=False, kind="stable")
+    keep = set(v["violation_id"].head(per))
+    for col in ("district", "school_type", "violation_class"):
+        keep |= set(v.groupby(col, sort=True).head(per)["violation_id"])
+    return violations[violations["violation_id"].isin(keep)]
+
+
+def render_violation(violation_class: str, rng: np.random.Generator, size=SNAPSHOT_SIZE):
+    """A ceiling camera's kitchen frame that shows `violation_class` (the synthetic kitchens of
+    workbench.canteen.synthkitchen): (BGR image, [events.Box]) — the violation's box in red with
+    its name, each person's box (their heads are blurred in the shown copy)."""
+    from dataclasses import replace
+
+    from workbench.canteen import synthkitchen as sk
+    from workbench.canteen.classes import LABELS_ZH
+    from workbench.canteen.events import Box
+
+    w, h = size
+    img, lay = sk._background(rng, w, h)
+    owner = np.zeros((h, w), np.uint16)
+    p = sk.Painter(img, owner)
+    ids = sk.Ids()
+    target, spec = _SCENES.get(violation_class, ("person", {}))
+    night = violation_class in OFF_HOURS
+    people = [] if violation_class == "老鼠" else [spec] if spec is not None else []
+    people += [dict(_COMPLIANT) for _ in range(0 if night else int(rng.integers(0, 3)))]
+    # far to near, the one who commits it near the middle of the frame
+    feet = sorted(rng.uniform(lay.floor_y + 0.25 * h, h * 1.05, len(people)))
+    order = rng.permutation(len(people))
+    drawn = []  # (things, is the offender)
+    objs = []
+    for k, i in enumerate(order):
+        objs.append(("person", feet[k], i == 0 and spec is not None and violation_class != "老鼠", people[i]))
+    if violation_class == "垃圾桶未盖":
+        objs.append(("bin", rng.uniform(lay.floor_y + 0.2 * h, h * 0.95), True, None))
+    if violation_class == "老鼠":
+        objs.append(("rodent", rng.uniform(lay.floor_y + 0.15 * h, h * 0.9), True, None))
+    objs.sort(key=lambda o: o[1])
+    xs = iter(np.linspace(0.2, 0.8, max(1, len(objs)))[rng.permutation(max(1, len(objs)))])
+    for kind, y, offender, attrs in objs:
+        x = float(next(xs)) * w
+        if kind == "person":
+            s = sk.random_person(rng, lay, x=x, foot_y=y)
+            s = replace(s, **{**(_COMPLIANT if not offender else {}), **(attrs or {})})
+            if s.facing == "back" and (s.mask is False or s.smoking):
+                s = replace(s, facing="front")
+            if s.arms == "up" and not (s.phone or s.smoking):
+                s = replace(s, arms="work")
+            things = sk.draw_person(p, rng, s, ids, lay.tilt)
+        elif kind == "bin":
+            things = sk.draw_bin(p, rng, x, y, sk._height_at(lay, y) * 0.4, True, ids)
+        else:
+            size_ = sk._height_at(lay, y) * 0.16
+            things = sk.draw_rodent(p, rng, x, y, size_, 1 if rng.random() < 0.5 else -1, ids, rng.uniform(0, 6))
+        drawn.append((things, offender))
+    f = img.astype(np.float32) * (rng.uniform(0.5, 0.6) if night else rng.uniform(0.9, 1.08))
+    f += rng.normal(0, 2.5, f.shape).astype(np.float32)
+    img = np.clip(f, 0, 255).astype(np.uint8)
+    boxes = []
+    for things, offender in drawn:
+        for t in things:
+            box = sk._bbox(owner, t.ids)
+            if box is None:
+                continue
+            x0, y0, x1, y1 = box
+            if t.cls == "person":
+                boxes.append(Box(violation_class if offender and target == "person" else LABELS_ZH["person"],
+                                 (x0, y0, x1 + 1, y1 + 1), offender and target == "person", person=True))
+            elif offender and t.cls == target:
+                boxes.append(Box(violation_class, (x0, y0, x1 + 1, y1 + 1), True))
+    return img, boxes
+
+
+def write_snapshots(violations: pd.DataFrame) -> int:
+    """Render and keep, as the camera watcher would (workbench.canteen.evidence.save_frame: faces
+    blurred in the shown copy, the clean copy for review), the snapshot of each violation that
+    records one (`snapshot` set by violations(): the ones the feed shows first). `violations` as
+    violations() makes them (naive local `ts`); each image is deterministic for its violation and
+    camera. Existing files are kept. Returns how many were written."""
+    import zlib
+
+    from workbench import config
+    from workbench.canteen import evidence
+
+    n = 0
+    if violations.empty or "snapshot" not in violations:
+        return n
+    for r in violations[violations["snapshot"].notna()].itertuples(index=False):
+        ts_utc = pd.Timestamp(r.ts).tz_localize(config.TZ).tz_convert("UTC").tz_localize(None)
+        if evidence.find_snapshot(r.violation_id, r.camera_id, ts_utc) is not None:
+            continue
+        rng = np.random.default_rng([zlib.crc32(f"{r.violation_id}|{r.camera_id}".encode()), 15])
+        img, boxes = render_violation(r.violation_class, rng)
+        # every person in a rendered frame is known: their head regions are blurred, no face search
+        evidence.save_frame(r.violation_id, r.camera_id, ts_utc.to_pydatetime(), img, boxes, everyone_boxed=True)
+        n += 1
+    return n

@@ -93,30 +93,42 @@ def ranking_table(ranked: pd.DataFrame, limit: int = 30) -> str:
 
 
 def ranking_figure(ranked: pd.DataFrame, n: int = 12, title: str = "合规得分最低的食堂"):
+    """The lowest scores, lowest on top (plotly: the score on hover and on each bar)."""
     r = ranked.head(n)
-    return charts.bar_chart(pd.Series(r["score"].to_numpy(), index=r["name"].astype(str).str.slice(0, 14)),
-                            title=title, xlabel=f"合规得分（近 {DAYS} 个上学日平均，满分 100）",
-                            color=theme.COLORS["bad"])
+    return charts.bar_figure(pd.Series(r["score"].round(1).to_numpy(), index=r["name"].astype(str).str.slice(0, 14)),
+                             title=title, unit="分", color=theme.COLORS["bad"])
 
 
 def class_figure(v: pd.DataFrame, title: str = "违规类型分布"):
     counts = v["violation_class"].value_counts()
-    return charts.bar_chart(counts, title=title, xlabel="违规数")
+    return charts.bar_figure(counts, title=title, unit="起")
 
 
-def _thumb(r, who=None, width: int = 320) -> str:
+def _thumb(r, who=None, width: int = 320, now=None) -> str:
     """The violation's snapshot as the application serves it (the face-blurred frame, by the
     violation's id: never a file path taken from the data, never read into the page); for the
     reviewing role, a link to the unblurred frame (the server checks the role and audits it).
-    Whether there is one is asked of the evidence store by id, camera and time."""
-    from workbench.canteen.evidence import find_snapshot
+    Whether there is one is asked of the evidence store by id, camera and time; when there is
+    none, why (evidence.snapshot_state): none was recorded, its retention period is over, or the
+    file it should have is missing — a fault, said plainly and marked."""
+    from workbench.canteen import evidence as ev
     from workbench.ui.identity import evidence_url
 
     violation_id = getattr(r, "violation_id", None)
-    if not violation_id or find_snapshot(violation_id, getattr(r, "camera_id", None), getattr(r, "ts", None)) is None:
-        return '<div class="wb-cv-noimg">无抓拍图</div>'
+    state = ev.snapshot_state(violation_id, getattr(r, "camera_id", None), getattr(r, "ts", None),
+                              recorded=getattr(r, "snapshot", None), now=now)
+    if state == ev.SNAPSHOT_MISSING:
+        return ('<div class="wb-cv-noimg wb-cv-missing"><b>无抓拍图：文件缺失</b>'
+                '<span>这起违规应有抓拍图，但文件找不到（可能被误删或存储故障），请联系系统管理员。</span></div>')
+    if state == ev.SNAPSHOT_EXPIRED:
+        from workbench.retention import evidence_days
+
+        return (f'<div class="wb-cv-noimg"><b>无抓拍图</b><span>已超过 {evidence_days():g} 天保留期限，'
+                '按规定删除</span></div>')
+    if state != ev.SNAPSHOT_SHOWN:
+        return '<div class="wb-cv-noimg"><b>无抓拍图</b><span>该告警未附抓拍图</span></div>'
     img = (f'<img class="wb-cv-img" src="{esc(evidence_url(str(violation_id)))}" alt="抓拍图（人脸已打码）" '
-           f'width="{width}" loading="lazy">')
+           f'width="{width}" height="{width * 9 // 16}" loading="lazy">')
     if who is not None and who.may_review_evidence:
         # the unblurred frame only with a reason (the server requires it and audits it with the view)
         img += (f'<form class="wb-cv-original" method="get" target="_blank" rel="noopener" '
@@ -128,13 +140,25 @@ def _thumb(r, who=None, width: int = 320) -> str:
 
 FEED_CSS = """<style>
 .wb-cv-feed{display:flex;flex-wrap:wrap;gap:12px}
-.wb-cv-card{width:336px;border:1px solid #e3e6ea;border-radius:8px;padding:8px;background:#fff}
-.wb-cv-img{display:block;border-radius:4px;max-width:100%;min-height:60px;background:#f3f4f6}
-.wb-cv-original{font-size:12px;margin-top:4px}
+.wb-cv-card{width:336px;max-width:100%;box-sizing:border-box;border:1px solid #e3e6ea;border-radius:8px;
+ padding:8px;background:#fff}
+.wb-cv-img{display:block;border-radius:4px;max-width:100%;height:auto;aspect-ratio:16/9;background:#f3f4f6}
+.wb-cv-original{font-size:12px;margin-top:4px;display:flex;gap:4px;flex-wrap:wrap}
 .wb-cv-original input{width:150px;font-size:12px}
-.wb-cv-noimg{height:120px;display:flex;align-items:center;justify-content:center;background:#f3f4f6;
- color:#888;border-radius:4px}
-.wb-cv-meta{font-size:13px;margin-top:6px;line-height:1.6}
+.wb-cv-noimg{aspect-ratio:16/9;display:flex;flex-direction:column;gap:6px;align-items:center;
+ justify-content:center;text-align:center;padding:8px 14px;box-sizing:border-box;background:#f3f4f6;color:#888;
+ border-radius:4px;font-size:13px}
+.wb-cv-noimg span{font-size:12px}
+.wb-cv-missing{background:#fdecec;color:#a61b1b;border:1px solid #f1b5b5}
+.wb-cv-meta{font-size:13px;margin-top:6px;line-height:1.6;overflow-wrap:anywhere}
+.wb-cl-state{font-size:14px;padding:8px 12px;border-radius:6px;margin:4px 0 8px 0;line-height:1.6}
+.wb-cl-running{background:#eaf6ee;color:#1f6b3a}
+.wb-cl-stale{background:#fff4e0;color:#8a5a00;border:1px solid #f0cf8c}
+.wb-cl-none{background:#f3f4f6;color:#555}
+.wb-cl-problems{margin:4px 0 0 0;padding-left:20px;font-size:13px;color:#a61b1b;line-height:1.6}
+.wb-cl-cards{display:flex;flex-wrap:wrap;gap:12px;margin:0 0 8px 0}
+.wb-cl-cards > .wb-card{flex:1 1 170px;min-width:170px}
+.wb-cl-old{opacity:.6}
 </style>"""
 
 
@@ -144,11 +168,12 @@ def feed_html(v: pd.DataFrame, canteens: pd.DataFrame, limit: int = 8, who=None)
         return table_html(None, empty="暂无违规记录", empty_hint="摄像头识别到违规后（workbench canteen watch），新违规会出现在这里。")
     names = canteens.set_index("canteen_id")["name"] if not canteens.empty else pd.Series(dtype=object)
     out = [FEED_CSS, '<div class="wb-cv-feed">']
+    now = utc_now()
     for r in v.sort_values("ts", ascending=False).head(limit).itertuples():
         sev = getattr(r, "severity", None)
         status = getattr(r, "status", None) or "待处理"
         out.append(
-            f'<div class="wb-cv-card">{_thumb(r, who)}<div class="wb-cv-meta">'
+            f'<div class="wb-cv-card">{_thumb(r, who, now=now)}<div class="wb-cv-meta">'
             f'{badge(str(r.violation_class), SEVERITY_TONE.get(sev, ""))} '
             f'{badge(SEVERITY_ZH.get(sev, sev or DASH), SEVERITY_TONE.get(sev, ""))} '
             f'{badge(status, STATUS_TONE.get(status, ""))}<br>'
@@ -157,6 +182,79 @@ def feed_html(v: pd.DataFrame, canteens: pd.DataFrame, limit: int = 8, who=None)
             f'<span style="color:#888">{esc(r.violation_id)}</span></div></div>')
     out.append("</div>")
     return "".join(out)
+
+
+CLUSTER_STATE_CLASS = {"running": "wb-cl-running", "stale": "wb-cl-stale", "stopped": "wb-cl-none",
+                       "none": "wb-cl-none"}
+
+
+def cluster_html(h: dict | None, cameras=None) -> str:
+    """The kitchen cameras' cluster (workbench.canteen.cluster.health_view of the health file):
+    one plain line (集群未运行 / running / stale, marked), the totals as cards, cameras per
+    worker, every camera's frames/s, lag and last frame, the problems. `cameras`: the camera
+    ids the user may see (a district user: their district's); None: all."""
+    from workbench.canteen.cluster import health_view
+
+    v = health_view(h)
+    out = [FEED_CSS, f'<div class="wb-cl-state {CLUSTER_STATE_CLASS[v.state]}">'
+                     f'{badge({"running": "运行中", "stale": "状态过期", "stopped": "未运行", "none": "未运行"}[v.state], {"running": "ok", "stale": "warn"}.get(v.state, ""))} '
+                     f'{esc(v.headline)}</div>']
+    if v.state == "none":
+        return "".join(out)
+    cams = v.cameras
+    problems = v.problems
+    if cameras is not None:
+        mine = set(cameras)
+        cams = cams[cams["摄像头"].isin(mine)]
+        problems = [p for p in problems if "摄像头 " not in p or any(f"摄像头 {c}" in p for c in mine)]
+    t = v.totals
+    lag = t["max_lag_s"]
+    from workbench.canteen.cluster import _local
+
+    out.append(f'<div class="{"wb-cl-old " if v.state != "running" else ""}wb-cl-body">')
+    out.append('<div class="wb-cl-cards">' + "".join([
+        cards.kpi_html("工作节点", t["workers"], unit="个", note="每个节点一个摄像头进程和一个识别模型"),
+        cards.kpi_html("运行中的摄像头", f"{t['running']}/{t['cameras']}", unit="路",
+                       note="正在分析画面 / 数据中台登记的摄像头",
+                       tone="ok" if t["cameras"] and t["running"] == t["cameras"] else "warn"),
+        cards.kpi_html("分析速度", t["fps"], unit="帧/秒", note="全部摄像头合计"),
+        cards.kpi_html("最大延迟", None if lag is None else round(lag, 1), unit="秒",
+                       note="直播画面从拍摄到分析完成", tone="" if lag is None or lag < 10 else "warn"),
+        cards.kpi_html("最后一帧", _local(t["last_frame"])[11:] if t["last_frame"] else None,
+                       note=f"{_local(t['last_frame'])[:10]}（北京时间）" if t["last_frame"] else "尚无画面"),
+    ]) + "</div>")
+    out.append(table_html(v.workers, max_rows=50, empty="没有工作节点",
+                          empty_hint="集群中没有可运行摄像头的节点，见下方问题。"))
+    if cameras is not None:
+        out.append('<div class="wb-note">仅列出本区县的摄像头。</div>')
+    out.append(table_html(cams.drop(columns=["解码"]), max_rows=200, max_height="320px", empty="暂无摄像头",
+                          empty_hint="数据中台 cameras 表中有视频地址的摄像头会被分配到工作节点。"))
+    if problems:
+        out.append('<ul class="wb-cl-problems">' + "".join(f"<li>{esc(p)}</li>" for p in problems[-10:]) + "</ul>")
+    out.append("</div>")
+    out.append(layout.explain_html("", "每轮（几秒一次）协调进程读取数据中台的摄像头表，把摄像头平均分配到各工作节点，"
+                                       "并写入健康记录 data/cluster/canteen.json；超过 30 秒（或三轮）没有更新即标为“状态过期”。"
+                                       "延迟只对直播流计算；录像文件按自身时钟回放。解码方式：流的关键帧间隔允许时只解码关键帧。"
+                                       "命令行 workbench canteen cluster status 显示同样的内容。"))
+    return "".join(out)
+
+
+def cluster_section(who=None, cameras=None):
+    """The cluster's health as a widget (its `.value` is refreshed by page()'s timer)."""
+    from workbench.canteen.cluster import health
+
+    w = layout.html(cluster_html(health(), cameras))
+    w.add_class("wb-cl-live")
+    return w
+
+
+def scoped_cameras(snap: "CanteenSnapshot", who=None):
+    """The camera ids a user who does not see the whole city may see in the cluster's view."""
+    who = who if who is not None else snap.who
+    if who is None or getattr(who, "sees_all", True):
+        return None
+    cams = snap.data.cameras
+    return list(cams["camera_id"]) if "camera_id" in cams else []
 
 
 def cases_table(v: pd.DataFrame, limit: int = 100) -> str:
@@ -176,7 +274,8 @@ def history_figure(v: pd.DataFrame, name: str, days: int = 60):
     end = v["local_date"].max()
     idx = pd.date_range(end - pd.Timedelta(days=days - 1), end, freq="D")
     daily = v.groupby(["local_date", "violation_class"]).size().unstack(fill_value=0).reindex(idx, fill_value=0)
-    return charts.line_chart(daily, title=f"{name}近 {days} 天违规（按类型）", ylabel="违规数", max_series=5)
+    return charts.line_figure(daily, title=f"{name}近 {days} 天违规（按类型）", unit="起", ylabel="违规数",
+                              max_series=5, height=360)
 
 
 def history_table(h: pd.DataFrame, ids) -> str:
@@ -292,7 +391,7 @@ def canteen_section(snap: CanteenSnapshot, d: cp.CanteenData, canteen_id: str | 
         items.append(layout.note(f"{name} · {info.get('school_type') or DASH} · {info.get('district') or DASH} · "
                                  f"后厨作业时间 {info.get('staff_hours') or DASH} · 食品安全管理员 {info.get('manager') or DASH}"))
     fig = history_figure(v, name)
-    items.append(charts.chart(fig) if fig is not None else layout.empty(f"{name}暂无违规记录"))
+    items.append(charts.interactive(fig) if fig is not None else layout.empty(f"{name}暂无违规记录"))
     items.append(layout.section("未销案案件", "待处理、已通知、已整改待复核、退回整改的违规，最新的在前。"))
     items.append(layout.html(cases_table(cp.cases(cp.CanteenData(d.canteens, d.cameras, v, d.history)))))
     items.append(layout.section("整改记录"))
@@ -311,9 +410,9 @@ def body(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, ca
     where = "、".join(x for x in (district, school_type, vclass) if x) or home
     figs = []
     if not ranked.empty:
-        figs.append(charts.chart(ranking_figure(ranked)))
+        figs.append(charts.interactive(ranking_figure(ranked)))
     if not d.violations.empty:
-        figs.append(charts.chart(class_figure(d.violations)))
+        figs.append(charts.interactive(class_figure(d.violations)))
     # one canteen: the one asked for, else the lowest score
     ids = list(ranked["canteen_id"]) if not ranked.empty else []
     chosen = canteen_id if canteen_id in ids else (ids[0] if ids else None)
@@ -326,12 +425,15 @@ def body(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, ca
     pick.observe(lambda ch: setattr(holder, "children", [canteen_section(snap, d, ch["new"])]), "value")
     feed = layout.html(feed_html(d.violations, d.canteens, who=who))
     feed.add_class("wb-cv-live")
+    cluster = cluster_section(who, scoped_cameras(snap, who))
     out = layout.stack([
         kpis(d, ranked),
         layout.section(f"最新违规（{where}）", "摄像头 AI 识别的最新违规及抓拍图（人脸已打码）；勾选“自动刷新”每 30 秒读取新违规，或点“刷新”。"),
         feed,
-        layout.section(f"食堂合规排名（{where}）",
-                       f"近 {DAYS} 个上学日的平均得分：每个上学日 100 − 20 × 每小时加权违规数（严重 5、警告 2、提示 1），由低到高排列。"),
+        layout.section(f"食堂合规排名（{where}）"),
+        layout.explain(f"按近 {DAYS} 个上学日的违规情况给每家食堂打分（满分 100），分数越低、问题越多，排在最前的食堂应优先督促整改。",
+                       f"得分：每个上学日 100 − 20 × 每小时加权违规数，取近 {DAYS} 个上学日的平均；加权：严重违规 5、"
+                       "警告 2、提示 1；每小时按该食堂登记的后厨作业时间折算。“屡犯”：30 天内同一类违规出现在 3 个及以上上学日。"),
         *([layout.grid(figs)] if figs else []),
         layout.html(ranking_table(ranked)),
         layout.section("单个食堂：违规历史与未销案案件"),
@@ -339,8 +441,11 @@ def body(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, ca
         layout.section("整改状态", "整改闭环：待处理 → 已通知 → 已整改 → 已复核（复核未通过则退回整改，学校重新整改）；"
                                    "以当前登录用户的身份办理，变更经统一案件引擎写入数据中台并留痕。"),
         case_editor(snap, d.violations, on_saved, who=who),
+        layout.section("摄像头集群运行状态", "各工作节点分析的摄像头路数、分析速度、延迟和最后一帧时间；随“自动刷新”更新。"),
+        cluster,
     ])
     out.feed = feed  # the live feed, updated in place by page()'s timer
+    out.cluster = cluster  # the cluster's health, likewise
     return out
 
 
@@ -404,6 +509,11 @@ def page(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, ca
                 feed = getattr(holder.children[0], "feed", None)
                 if feed is not None:
                     feed.value = live_feed(f_d.value or None, f_s.value or None, f_c.value or None, who=who)
+                cl = getattr(holder.children[0], "cluster", None)
+                if cl is not None:
+                    from workbench.canteen.cluster import health
+
+                    cl.value = cluster_html(health(), scoped_cameras(state["snap"], who))
             except Exception:  # noqa: BLE001 - a failed refresh waits for the next one
                 pass
 
@@ -416,5 +526,5 @@ def page(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, ca
 
 
 __all__ = ["CanteenSnapshot", "prepare", "load", "view", "ranking_table", "ranking_figure", "class_figure",
-           "feed_html", "cases_table", "history_figure", "history_table", "kpis", "editor_refusal", "case_editor",
+           "feed_html", "cluster_html", "cluster_section", "scoped_cameras", "cases_table", "history_figure", "history_table", "kpis", "editor_refusal", "case_editor",
            "canteen_section", "body", "live_feed", "page"]
