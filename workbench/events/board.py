@@ -35,38 +35,90 @@ def _kind(t):
     return sa.func.coalesce(t.c.case_type, flow.CASE_TYPE)
 
 
+OPEN_COLUMNS = BOARD_COLUMNS + ("grid_id", "case_type", "updated_at", "closed_at")
+BOARD_ORDER = ("待受理（信息收集）的新上报事件在前；其余在办事件在后。每组内按处置时限排序：超期最久的在最上，"
+               "其次是剩余时间最少的，没有处置时限的排在最后。")
+
+
+def _board_order(t):
+    """The board's order (BOARD_ORDER says it in words): waiting for acceptance first; within
+    each group the deadline, earliest (most overdue) first, none last; then report time."""
+    return (sa.case((t.c.status == flow.INTAKE, 0), else_=1), t.c.deadline.is_(None), t.c.deadline, t.c.ts,
+            t.c.event_id)
+
+
 def board_rows(eng=None, *, department: str | None = None, statuses=flow.OPEN_STATUSES, limit: int = 200,
-               since=None, district: str | None = None) -> pd.DataFrame:
-    """Open cases: those waiting to be accepted (信息收集) first, newest on top; then the
-    rest by deadline, nearest first (overdue on top); optionally for one department.
-    `since`: only events reported after it. `district`: one district's only (a district
-    user's row-level scope, access.district_filter)."""
+               since=None, district: str | None = None, offset: int = 0, rules: dp.CityRules | None = None
+               ) -> pd.DataFrame:
+    """Open cases in the board's order (`BOARD_ORDER`): those waiting to be accepted (信息收集)
+    first, then the rest; each group by deadline, the most overdue on top, no deadline last.
+    One page: `limit` rows from `offset` (`board_total` counts them all). Optionally for one
+    department; `since`: only events reported after it; `district`: one district's only (a
+    district user's row-level scope, access.district_filter).
+    `routed`: where the dispatch rules send the case (its own department for another case
+    type, e.g. safety's inspection tasks): what the board's 派往 starts at."""
     t = EVENTS
-
-    def select(where_status, order):
-        stmt = sa.select(*[t.c[c] for c in BOARD_COLUMNS]).where(where_status)
-        if department:
-            stmt = stmt.where(t.c.department == department)
-        if district:
-            stmt = stmt.where(t.c.district == district)
-        if since is not None:
-            stmt = stmt.where(t.c.ts > pd.Timestamp(since).to_pydatetime())
-        return hub.query(stmt.order_by(*order).limit(limit), eng=eng)
-
-    waiting = [s for s in statuses if s == flow.INTAKE]
-    rest = [s for s in statuses if s != flow.INTAKE]
-    parts = []
-    if waiting:
-        parts.append(select(t.c.status == flow.INTAKE, (t.c.ts.desc(),)))
-    if rest:
-        parts.append(select(t.c.status.in_(rest), (t.c.deadline.is_(None), t.c.deadline, t.c.ts)))
-    parts = [p for p in parts if len(p)]
-    df = pd.concat(parts, ignore_index=True).head(limit) if parts else pd.DataFrame()
+    stmt = sa.select(*[t.c[c] for c in BOARD_COLUMNS], _kind(t).label("case_type")).where(
+        t.c.status.in_(list(statuses)))
+    if department:
+        stmt = stmt.where(t.c.department == department)
+    if district:
+        stmt = stmt.where(t.c.district == district)
+    if since is not None:
+        stmt = stmt.where(t.c.ts > pd.Timestamp(since).to_pydatetime())
+    df = hub.query(stmt.order_by(*_board_order(t)).limit(limit).offset(max(0, int(offset))), eng=eng)
     if df.empty:
-        return pd.DataFrame(columns=list(BOARD_COLUMNS))
+        return pd.DataFrame(columns=list(BOARD_COLUMNS) + ["case_type", "routed"])
     for c in ("ts", "deadline"):
         df[c] = pd.to_datetime(df[c])
+    df["routed"] = routed_department(df, rules)
     return df
+
+
+def routed_department(rows: pd.DataFrame, rules: dp.CityRules | None = None) -> pd.Series:
+    """The department each case should go to: the city's routing rules (dispatch.route: class,
+    group, district, street, keywords) for a city event; its own department for another case
+    type kept in city_events (safety's inspection tasks are routed by the warning engine)."""
+    if rows.empty:
+        return pd.Series([], index=rows.index, dtype=object)
+    routed = dp.route(rows, rules or dp.load_rules())["department"]
+    kind = rows["case_type"].fillna(flow.CASE_TYPE) if "case_type" in rows else pd.Series(flow.CASE_TYPE,
+                                                                                         index=rows.index)
+    own = rows["department"] if "department" in rows else pd.Series(None, index=rows.index, dtype=object)
+    return routed.where((kind == flow.CASE_TYPE) | own.isna(), own).astype(object)
+
+
+def board_total(counts: pd.DataFrame, department: str | None = None) -> dict:
+    """From `board_counts` (the one count of open cases): how many the board lists (all open
+    cases, of one department with `department`), how many of them are city events and overdue,
+    waiting for acceptance, and safety's inspection tasks apart."""
+    c = counts[counts["department"] == department] if department and len(counts) else counts
+    ev = c[c["case_type"] != INSPECTION] if len(c) else c
+    tasks = c[c["case_type"] == INSPECTION] if len(c) else c
+    s = (lambda f, col: int(f[col].sum()) if len(f) else 0)
+    return {"listed": s(c, "n"), "open": s(ev, "n"), "overdue": s(ev, "overdue"),
+            "waiting": int(ev.loc[ev["status"] == flow.INTAKE, "n"].sum()) if len(ev) else 0,
+            "tasks": s(tasks, "n"), "tasks_overdue": s(tasks, "overdue")}
+
+
+def open_states(eng=None, now=None, *, district: str | None = None, near_share: float | None = None
+                ) -> pd.DataFrame:
+    """Every open case (status in the open statuses, any age: the same cases `board_counts`
+    counts) with its deadline state (sla.case_states at `now`): the deadline tables and the map.
+    `district`: one district's only."""
+    t = EVENTS
+    share = dp.load_rules().near_due_share if near_share is None else near_share
+    stmt = sa.select(*[t.c[c] for c in OPEN_COLUMNS if c != "case_type"], _kind(t).label("case_type")).where(
+        t.c.status.in_(list(flow.OPEN_STATUSES)))
+    if district:
+        stmt = stmt.where(t.c.district == district)
+    df = hub.query(stmt, eng=eng)
+    for c in ("ts", "deadline", "updated_at", "closed_at"):
+        df[c] = pd.to_datetime(df[c])
+    now = _now() if now is None else pd.Timestamp(now)
+    return sla.case_states(df, now, share) if len(df) else df.assign(
+        open=pd.Series(dtype=bool), overdue=pd.Series(dtype=bool), near_due=pd.Series(dtype=bool),
+        hours_left=pd.Series(dtype=float), overdue_hours=pd.Series(dtype=float), escalation=pd.Series(dtype=int))
 
 
 def board_counts(eng=None, now=None, district: str | None = None) -> pd.DataFrame:
@@ -200,5 +252,6 @@ def dispatch_waiting(rules: dp.CityRules | None = None, actor=None, eng=None) ->
     return n, len(waiting) - n
 
 
-__all__ = ["INSPECTION", "BOARD_COLUMNS", "board_rows", "board_counts", "latest_ts", "count_since", "load_events", "Snapshot", "load",
+__all__ = ["INSPECTION", "BOARD_COLUMNS", "BOARD_ORDER", "board_rows", "routed_department", "board_total", "open_states",
+           "board_counts", "latest_ts", "count_since", "load_events", "Snapshot", "load",
            "dispatch_waiting", "AUTO_DISPATCH"]

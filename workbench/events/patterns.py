@@ -209,6 +209,38 @@ def nearest_grid(events: pd.DataFrame, grids: pd.DataFrame) -> pd.Series:
     return out
 
 
+def place_names(points: pd.DataFrame, grids: pd.DataFrame) -> pd.DataFrame:
+    """Name places (a hotspot cell's centre, an event) by district, street and grid (网格), never by
+    coordinates: `points` (lat, lon[, grid_id]) gain grid_id, street, district (the nearest
+    grid's where the point has none) and `place` ("荷塘区 月塘街道 网格 HT-YT-001"). Without
+    grids: the district the point lies in (geo.locate), else 位置未知."""
+    from workbench import geo
+
+    out = points.copy()
+    if out.empty:
+        return out.assign(grid_id=pd.Series(dtype=object), street=pd.Series(dtype=object),
+                          place=pd.Series(dtype=object))
+    g = grids[grids["lat"].notna() & grids["lon"].notna()] if grids is not None and len(grids) else None
+    gid = nearest_grid(out.drop(columns=["grid_id"], errors="ignore"), g) if g is not None and len(g) \
+        else pd.Series(None, index=out.index, dtype=object)
+    if "grid_id" in out:
+        gid = out["grid_id"].where(out["grid_id"].notna(), gid)
+    info = g.drop_duplicates("grid_id").set_index("grid_id") if g is not None and len(g) else None
+    street = gid.map(info["street"]) if info is not None else pd.Series(None, index=out.index, dtype=object)
+    dist = gid.map(info["district"]) if info is not None else pd.Series(None, index=out.index, dtype=object)
+    if "district" in out:
+        dist = dist.where(dist.notna(), out["district"])
+    if "street" in out:
+        street = street.where(street.notna(), out["street"])
+    located = pd.Series(geo.locate(out["lat"].to_numpy(float), out["lon"].to_numpy(float)), index=out.index)
+    dist = dist.where(dist.notna(), located)
+    out["grid_id"], out["street"], out["district"] = gid, street, dist
+    out["place"] = [" ".join(x for x in (d, s, f"网格 {i}" if isinstance(i, str) and i else None)
+                             if isinstance(x, str) and x) or "位置未知"
+                    for d, s, i in zip(dist, street, gid)]
+    return out
+
+
 def grid_hotspots(events: pd.DataFrame, grids: pd.DataFrame, alpha: float = 0.05, min_count: int = 5) -> pd.DataFrame:
     """Grids (网格) with significantly more events than the city's rate per resident.
 
@@ -465,6 +497,6 @@ def backtest(daily: pd.DataFrame, origins: int = 28, fit_days: int = 56, level: 
 
 
 __all__ = ["WEEKDAYS", "PRECISIONS", "precision", "placement", "placement_note", "area_counts", "street_hotspots",
-           "local_times", "volumes", "hour_weekday", "hotspots", "nearest_grid", "grid_hotspots",
+           "local_times", "volumes", "hour_weekday", "hotspots", "nearest_grid", "place_names", "grid_hotspots",
            "repeat_locations", "daily_counts",
            "ForecastError", "check_daily", "closed_days", "Forecast", "predict", "forecast", "backtest"]

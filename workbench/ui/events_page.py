@@ -45,10 +45,12 @@ KM_LABELS = {"department": "责任部门", "event_class": "事件类型", "group
 @dataclass
 class EventsView:
     snap: bd.Snapshot
-    hot: pd.DataFrame            # patterns.hotspots over the window (500 m cells)
+    hot: pd.DataFrame            # patterns.hotspots over the window (500 m cells); hotspots named (`place`)
     grid_hot: pd.DataFrame       # patterns.grid_hotspots: 网格 against the city's rate per resident
     street_hot: pd.DataFrame = None  # patterns.street_hotspots: streets, address-placed events counted too
     who: access.Principal | None = None  # whose view (a district user's is one district's)
+    open: pd.DataFrame = None    # board.open_states: every open case, any age, with its deadline state
+    counts: pd.DataFrame = None  # board.board_counts: the one count of open / overdue cases
 
     @property
     def empty(self) -> bool:
@@ -61,21 +63,43 @@ class EventsView:
 
 def prepare() -> None:
     from workbench.store import hub
+    from workbench.ui import maps
 
     hub.engine()
     dp.load_rules()
+    maps.warm_up()
+
+
+def board_now(now) -> pd.Timestamp:
+    """The moment deadlines are judged on the live board: the clock for a city whose data is
+    current, else the time its data ends (a sample city of past days)."""
+    return utc_now() if pd.Timestamp(now) >= utc_now() - pd.Timedelta(days=2) else pd.Timestamp(now)
 
 
 def load(days: int = 90, now=None, city: str | None = None, eng=None, end=None, who=None) -> EventsView:
     """The page's data as `who` sees it (a district user: the district's events and grids only,
-    read so from the hub; None: everything)."""
+    read so from the hub; None: everything). The open cases and their counts are every open
+    case of the hub (any age), the patterns those of the last `days` days."""
     from workbench.store import hub
 
     district = access.district_filter(who)
-    snap = bd.load(dp.load_rules(city), days=days, now=now, eng=eng, end=end, district=district)
+    rules = dp.load_rules(city)
+    snap = bd.load(rules, days=days, now=now, eng=eng, end=end, district=district)
     hot = pt.hotspots(snap.events, cell_m=500) if len(snap.events) else pt.hotspots(snap.events)
     grids = hub.read("grids", where={"district": district} if district else None, eng=eng)
-    return EventsView(snap, hot, pt.grid_hotspots(snap.events, grids), pt.street_hotspots(snap.events, grids), who=who)
+    if len(hot) and hot["significant"].any():
+        named = pt.place_names(hot[hot["significant"]], grids)
+        hot = hot.assign(place=named["place"], street=named["street"], grid_id=named["grid_id"])
+    else:
+        hot = hot.assign(place=None, street=None, grid_id=None)
+    if end is None:   # the page: every open case of the hub now
+        at = board_now(snap.now)
+        opened = bd.open_states(eng, at, district=district, near_share=rules.near_due_share)
+        counts = bd.board_counts(eng, now=at, district=district)
+    else:             # a report: the state at `end` of the window's cases
+        opened, counts = (snap.states[snap.states["open"]] if len(snap.states) else snap.states), None
+    return EventsView(snap, hot, pt.grid_hotspots(snap.events, grids), pt.street_hotspots(snap.events, grids), who=who,
+                      open=opened, counts=counts)
 
 
 # ------------------------------------------------------------------ tables
@@ -151,16 +175,17 @@ def km_table(states: pd.DataFrame, now, by: str = "department") -> str:
 
 
 def hotspot_table(hot: pd.DataFrame, limit: int = 15) -> str:
+    """The 500 m hotspot cells, named by district, street and grid (never coordinates)."""
     h = hot[hot["significant"]] if len(hot) else hot
     if h is None or h.empty:
-        return table_html(None, empty="暂无显著热点", empty_hint="没有网格单元的事件数显著高于全市平均水平。")
-    h = h.head(limit).assign(centre=[f"{a:.4f}, {b:.4f}" for a, b in zip(h["lat"].head(limit), h["lon"].head(limit))])
-    return table_html(h, columns=["centre", "district", "top_class", "count", "expected", "ratio", "q_value"],
-                      labels={"centre": "中心（纬度, 经度）", "district": "区县", "top_class": "主要类型", "count": "事件数",
-                              "expected": "全市平均", "ratio": "倍数", "q_value": "校正后 p 值"},
-                      formatters={"expected": lambda v: f"{v:.1f}", "ratio": lambda v: f"{v:.1f}",
-                                  "q_value": lambda v: "<0.001" if v < 0.001 else f"{v:.3f}"},
-                      numeric=("expected", "ratio", "q_value"))
+        return table_html(None, empty="暂无显著热点", empty_hint="没有哪片 500 米见方的区域事件数明显高于全市平均水平。")
+    if "place" not in h:
+        h = h.assign(place=h["district"])
+    return table_html(h.head(limit), columns=["place", "top_class", "count", "expected", "ratio"],
+                      labels={"place": "位置（区县 街道 网格）", "top_class": "主要类型", "count": "事件数",
+                              "expected": "全市平均", "ratio": "是平均的几倍"},
+                      formatters={"expected": lambda v: f"{v:.1f}", "ratio": lambda v: f"{v:.1f}"},
+                      numeric=("expected", "ratio"))
 
 
 def grid_hotspot_table(gh: pd.DataFrame, limit: int = 15) -> str:
@@ -170,13 +195,12 @@ def grid_hotspot_table(gh: pd.DataFrame, limit: int = 15) -> str:
                           empty_hint="接入网格划分（含常住人口）后，按全市每万人事件率检验各网格；没有网格显著偏高。")
     return table_html(h.head(limit), dataset="grids",
                       columns=["grid_id", "district", "street", "population", "count", "expected", "per_10k", "ratio",
-                               "q_value", "top_class"],
-                      labels={"count": "事件数", "expected": "按人口应有", "per_10k": "每万人", "ratio": "倍数",
-                              "q_value": "校正后 p 值", "top_class": "主要类型"},
+                               "top_class"],
+                      labels={"count": "事件数", "expected": "按人口应有", "per_10k": "每万人", "ratio": "是应有的几倍",
+                              "top_class": "主要类型"},
                       formatters={"expected": lambda v: f"{v:.1f}", "per_10k": lambda v: f"{v:.0f}",
-                                  "ratio": lambda v: f"{v:.1f}",
-                                  "q_value": lambda v: "<0.001" if v < 0.001 else f"{v:.3f}"},
-                      numeric=("expected", "per_10k", "ratio", "q_value"), max_rows=limit)
+                                  "ratio": lambda v: f"{v:.1f}"},
+                      numeric=("expected", "per_10k", "ratio"), max_rows=limit)
 
 
 def placement_note_html(events: pd.DataFrame) -> str:
@@ -191,13 +215,12 @@ def street_hotspot_table(sh: pd.DataFrame | None, limit: int = 15) -> str:
                           empty_hint="按街道统计有坐标和按地址定位到街道的事件，按全市每万人事件率检验；没有街道显著偏高。")
     return table_html(h.head(limit), dataset="city_events",
                       columns=["district", "street", "population", "count", "point", "by_address", "expected",
-                               "per_10k", "ratio", "q_value"],
+                               "per_10k", "ratio"],
                       labels={"population": "常住人口", "count": "事件数", "point": "有坐标", "by_address": "按地址定位",
-                              "expected": "按人口应有", "per_10k": "每万人", "ratio": "倍数", "q_value": "校正后 p 值"},
+                              "expected": "按人口应有", "per_10k": "每万人", "ratio": "是应有的几倍"},
                       formatters={"expected": lambda v: f"{v:.1f}", "per_10k": lambda v: f"{v:.0f}",
-                                  "ratio": lambda v: f"{v:.1f}",
-                                  "q_value": lambda v: "<0.001" if v < 0.001 else f"{v:.3f}"},
-                      numeric=("expected", "per_10k", "ratio", "q_value"), max_rows=limit)
+                                  "ratio": lambda v: f"{v:.1f}"},
+                      numeric=("expected", "per_10k", "ratio"), max_rows=limit)
 
 
 def repeats_table(events: pd.DataFrame, limit: int = 20) -> str:
@@ -222,8 +245,8 @@ def forecast_table(events: pd.DataFrame, tz: str) -> str:
     f = f.assign(t_rng=[rng(a, b) for a, b in zip(f["tomorrow_lo"], f["tomorrow_hi"])],
                  w_rng=[rng(a, b) for a, b in zip(f["week_lo"], f["week_hi"])])
     return table_html(f, columns=["series", "tomorrow", "t_rng", "week", "w_rng"],
-                      labels={"series": "事件类型", "tomorrow": "明日预计", "t_rng": "90% 区间", "week": "未来 7 天预计",
-                              "w_rng": "90% 区间"},
+                      labels={"series": "事件类型", "tomorrow": "明日预计", "t_rng": "大致范围", "week": "未来 7 天预计",
+                              "w_rng": "大致范围"},
                       formatters={"tomorrow": lambda v: f"{v:.1f}", "week": lambda v: f"{v:.0f}"},
                       numeric=("tomorrow", "week"), max_rows=30)
 
@@ -324,6 +347,128 @@ def km_figure(states: pd.DataFrame, now, by: str = "department", title: str = "�
     return fig
 
 
+# ------------------------------------------------------------------ interactive (the page)
+
+def map_points(view: EventsView) -> pd.DataFrame:
+    """The map's places: the hotspot areas (named by district, street and grid, sized by their
+    events) and the overdue open cases with coordinates (named by class and street)."""
+    cols = ["lat", "lon", "label", "size", "tone", "group", "hover"]
+    parts = []
+    h = view.hot[view.hot["significant"]] if len(view.hot) else view.hot
+    if len(h):
+        parts.append(pd.DataFrame({
+            "lat": h["lat"], "lon": h["lon"], "label": h["place"].fillna(h["district"]).astype(str),
+            "size": h["count"].astype(float), "tone": "warn", "group": "热点区域（500 米见方）",
+            "hover": [f"近期事件 {c} 件，是全市平均的 {r:.1f} 倍\n主要类型：{t}"
+                      for c, r, t in zip(h["count"], h["ratio"], h["top_class"])]}))
+    od = view.open[view.open["overdue"] & view.open["lat"].notna() & view.open["lon"].notna()] \
+        if view.open is not None and len(view.open) else None
+    if od is not None and len(od):
+        where = [" ".join(x for x in (d, st) if isinstance(x, str)) or "位置未知"
+                 for d, st in zip(od["district"], od["street"])]
+        parts.append(pd.DataFrame({
+            "lat": od["lat"], "lon": od["lon"], "label": [f"{c} · {w}" for c, w in zip(od["event_class"], where)],
+            "size": 0.0, "tone": "bad", "group": "超期未办结事件",
+            "hover": [f"{e}，已超期 {_hours(x)}\n责任部门：{d if isinstance(d, str) else DASH}"
+                      for e, x, d in zip(od["event_id"], od["overdue_hours"], od["department"])]}))
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
+
+
+def open_by_district(view: EventsView) -> tuple[pd.Series, dict]:
+    """Open city events per district (the map's shading) and each district's hover lines."""
+    st = view.open if view.open is not None else pd.DataFrame()
+    if st.empty:
+        return pd.Series(dtype=float), {}
+    ev = st[st["case_type"].fillna(flow.CASE_TYPE) != bd.INSPECTION] if "case_type" in st else st
+    ev = ev[ev["district"].notna()]
+    n = ev.groupby("district").size()
+    od = ev[ev["overdue"]].groupby("district").size()
+    hover = {d: [f"其中超期 {int(od.get(d, 0))} 件"] for d in n.index}
+    return n.astype(float), hover
+
+
+def events_map(view: EventsView):
+    """The city's districts shaded by open events, the hotspot areas and overdue cases named. A
+    district user's map names only the district's own (its neighbours stay unnamed outlines)."""
+    from workbench.ui import maps
+
+    values, hover = open_by_district(view)
+    mine = access.district_filter(view.who)
+    fig = maps.district_figure(values, title="各区县在办事件、热点区域与超期事件", unit="件", value_label="在办事件",
+                               points=map_points(view), hover=hover, districts=[mine] if mine else None, height=560)
+    if mine:
+        from workbench import geo
+
+        for tr in fig.data:
+            if tr.name == "区县" and tr.mode == "text":   # the names written on the map, in geo.DISTRICTS order
+                tr.text = [t if d.name == mine else "" for t, d in zip(tr.text, geo.DISTRICTS)]
+                tr.hovertext = [t if d.name == mine else "" for t, d in zip(tr.hovertext, geo.DISTRICTS)]
+            elif tr.name in geo.NAMES and tr.name != mine:
+                tr.text, tr.hoverinfo = "", "skip"
+    w = charts.interactive(fig, config={"scrollZoom": True})
+    w.add_class("wb-map")
+    return w
+
+
+def on_time_chart(states: pd.DataFrame):
+    ot = sla.on_time(states)
+    ot = ot[ot["closed"] >= 5].sort_values("closed", ascending=False).head(15)
+    rate = (ot.set_index("department")["on_time_rate"] * 100).round(1).sort_values()
+    return charts.interactive_bars(rate, title=f"按期办结率（办结最多的 {len(rate)} 个部门，低的在上）", unit="%",
+                                   color=theme.COLORS["accent"])
+
+
+def km_chart(states: pd.DataFrame, now, by: str = "department"):
+    """How many cases are still open so many hours after their report, per department (the
+    Kaplan–Meier curves, open cases counted as still open: named in the 说明)."""
+    import plotly.graph_objects as go
+
+    fig = charts.figure(title="上报后多少小时办结（曲线越快下降办得越快）", height=380, hovermode="x unified",
+                        xaxis={"title": {"text": "上报后小时数"}, "type": "log"},
+                        yaxis={"title": {"text": "尚未办结（%）"}, "range": [0, 102]})
+    for name, c in sla.km_curves(states, now, by=by, top=6).items():
+        fig.add_trace(go.Scatter(x=c["hours"].clip(lower=0.1), y=(c["open_share"] * 100).round(1), name=name,
+                                 mode="lines", line={"shape": "hv", "width": 2},
+                                 hovertemplate="%{y}%<extra>" + esc(name) + "</extra>"))
+    return charts.interactive(fig)
+
+
+def hour_weekday_chart(events: pd.DataFrame, tz: str):
+    import plotly.graph_objects as go
+
+    m = pt.hour_weekday(events, tz)
+    fig = charts.figure(title="一周中各时段的事件数（北京时间）", height=320)
+    fig.add_trace(go.Heatmap(z=m.to_numpy(), x=[f"{h}时" for h in m.columns], y=list(m.index),
+                             colorscale=[[0, "#eef3fa"], [1, "#123f73"]],
+                             hovertemplate="%{y} %{x}：%{z} 件<extra></extra>", colorbar={"title": {"text": "件"}}))
+    fig.update_yaxes(autorange="reversed")
+    return charts.interactive(fig)
+
+
+def km_face(states: pd.DataFrame, now) -> str:
+    """The resolution time in plain words (from sla.resolution_km over all cases)."""
+    km = sla.resolution_km(states, now) if len(states) else pd.DataFrame()
+    if km.empty or km["median_h"].isna().all():
+        return "办结记录不足，暂不能估计办结时长。"
+    r = km.iloc[0]
+    p90 = f"，九成在 {_hours(r['p90_h'])}内" if r["p90_h"] == r["p90_h"] else ""
+    return (f"近期全部案件中，一半在上报后 {_hours(r['median_h'])}内办结{p90}；"
+            f"还有 {int(r['censored'])} 件尚未办结，已按“至今未办结”计入，不会让结果偏快。")
+
+
+KM_FACE_LABELS = {"department": "责任部门", "cases": "案件数", "closed": "已办结", "median_h": "一半办结用时（小时）",
+                  "p90_h": "九成办结用时（小时）"}
+
+
+def km_face_table(states: pd.DataFrame, now, by: str = "department") -> str:
+    km = sla.resolution_km(states, now, by=by) if len(states) else pd.DataFrame()
+    if km.empty:
+        return table_html(None, empty="暂无办结记录")
+    f = {c: (lambda v: DASH if v != v else f"{v:.1f}") for c in ("median_h", "p90_h")}
+    return table_html(km.sort_values("cases", ascending=False), columns=list(KM_FACE_LABELS), labels=KM_FACE_LABELS,
+                      formatters=f, numeric=tuple(f), max_rows=40, max_height="420px")
+
+
 # ------------------------------------------------------------------ the page
 
 def _on_time_rate(states: pd.DataFrame) -> float | None:
@@ -333,20 +478,33 @@ def _on_time_rate(states: pd.DataFrame) -> float | None:
     return ot["closed_on_time"].sum() / closed if closed else None
 
 
-def kpis_html(view: EventsView) -> str:
+def kpis_html(view: EventsView, counts: pd.DataFrame | None = None, opened: pd.DataFrame | None = None) -> str:
+    """The page's top cards. 在办/超期 come from `board_counts` (the one count the board's cards
+    use too: city events; safety's inspection tasks counted apart), 临近超期 from the open cases'
+    deadline states, 近 24 小时 and 按期办结率 from the window's events."""
+    counts = view.counts if counts is None else counts
+    opened = view.open if opened is None else opened
     st = view.snap.states
-    now = view.now
-    if st is None or st.empty:
+    if counts is None:   # a view without the hub's counts (a report's): the window's states
+        counts = pd.DataFrame({"case_type": flow.CASE_TYPE, "department": None, "status": st["status"],
+                               "n": 1, "overdue": st["overdue"].astype(int)})[st["open"]] if len(st) else \
+            pd.DataFrame(columns=["case_type", "department", "status", "n", "overdue"])
+    tot = bd.board_total(counts)
+    if not tot["listed"] and (st is None or st.empty):
         return cards.kpi_html("在办事件", 0, unit="件", note="暂无事件", tone="muted")
-    open_ = int(st["open"].sum())
-    od, nd = int(st["overdue"].sum()), int(st["near_due"].sum())
-    waiting = int((st["status"] == flow.INTAKE).sum())
-    today = int((st["ts"] >= now - pd.Timedelta(hours=24)).sum())
-    rate = _on_time_rate(st)
+    ev = opened[opened["case_type"].fillna(flow.CASE_TYPE) != bd.INSPECTION] \
+        if opened is not None and len(opened) and "case_type" in opened else opened
+    nd = int(ev["near_due"].sum()) if ev is not None and len(ev) else 0
+    now = view.now
+    today = int((st["ts"] >= now - pd.Timedelta(hours=24)).sum()) if len(st) else 0
+    rate = _on_time_rate(st) if len(st) else None
+    od, waiting = tot["overdue"], tot["waiting"]
     return "".join([
-        cards.kpi_html("在办事件", open_, unit="件", note=f"待受理 {waiting} 件", tone="warn" if waiting else ""),
+        cards.kpi_html("在办事件", tot["open"], unit="件", note=f"待受理 {waiting} 件", tone="warn" if waiting else ""),
         cards.kpi_html("超期未办结", od, unit="件", note="须督办" if od else "均在时限内", tone="bad" if od else "ok"),
         cards.kpi_html("临近超期", nd, unit="件", note="剩余时间不足 20%", tone="warn" if nd else "ok"),
+        *([cards.kpi_html("预警巡查任务", tot["tasks"], unit="件", note=f"另计，其中超期 {tot['tasks_overdue']} 件",
+                          tone="bad" if tot["tasks_overdue"] else "")] if tot["tasks"] else []),
         cards.kpi_html("近 24 小时新增", today, unit="件"),
         cards.kpi_html("按期办结率", f"{rate:.1%}" if rate is not None else None, note="已办结案件中按期的比例"),
     ])
@@ -371,31 +529,56 @@ def reveal_html(got: dict) -> str:
             f'<table class="wb-table wb-reveal-table">{rows}</table></div>')
 
 
+PAGE_ROWS = 50   # cases per page of the board
+
+
 class LiveBoard:
-    """The dispatch board: filter by department, see open cases by deadline, act on one as the
-    signed-in user `who`; polls the hub every `interval` seconds and redraws when something changed.
+    """The dispatch board: filter by department, page through every open case in the board's
+    order (board.BOARD_ORDER), act on one as the signed-in user `who` (派往 starts at the
+    department the routing rules give the picked case); polls the hub every `interval` seconds
+    and redraws. The page's top cards and deadline tables are the board's too: redrawn after
+    every step from the same counts, so nothing on the page stays stale after a save.
     A district user sees (and polls) the district's cases only."""
 
-    def __init__(self, view: EventsView, interval: float = 5.0, eng=None, who=None):
+    def __init__(self, view: EventsView, interval: float = 5.0, eng=None, who=None, page_rows: int = PAGE_ROWS):
         import ipywidgets as w
 
-        self.view, self.interval, self.eng = view, interval, eng
+        self.view, self.interval, self.eng, self.page_rows = view, interval, eng, page_rows
         self.who = who if who is not None else view.who
         self.district = access.district_filter(self.who)
+        self.rules = view.snap.rules
         depts = sorted(set(view.snap.events.get("department", pd.Series(dtype=object)).dropna()))
         self.dept = w.Dropdown(options=[("全部部门", ALL)] + [(d, d) for d in depts], value=ALL, description="部门",
                                layout=w.Layout(width="280px"))
         self.dept.style.description_width = "40px"
         self.dept.add_class("wb-select")
+        self.top = w.HTML(layout=w.Layout(width="100%"))
+        self.top.add_class("wb-events-top")
         self.table = w.HTML(layout=w.Layout(width="100%"))
         self.table.add_class("wb-events-board")
         self.cards = w.HTML(layout=w.Layout(width="100%"))
+        self.cards.add_class("wb-events-cards")
+        self.page_no = 0
+        self.prev_page = w.Button(description="上一页", layout=w.Layout(width="auto"))
+        self.prev_page.add_class("wb-events-prev")
+        self.next_page = w.Button(description="下一页", layout=w.Layout(width="auto"))
+        self.next_page.add_class("wb-events-next")
+        self.prev_page.on_click(lambda _b: self.turn(-1))
+        self.next_page.on_click(lambda _b: self.turn(1))
+        self.pager = w.HTML()
+        self.pager.add_class("wb-events-pager")
+        self.overdue = w.HTML(layout=w.Layout(width="100%"))
+        self.overdue.add_class("wb-events-overdue")
+        self.near = w.HTML(layout=w.Layout(width="100%"))
+        self.near.add_class("wb-events-near")
         self.pick = w.Dropdown(options=[], description="事件", layout=w.Layout(width="420px"))
         self.pick.style.description_width = "40px"
         self.pick.add_class("wb-events-pick")
-        self.to_dept = w.Dropdown(options=[(d, d) for d in depts + [dp.load_rules().default_department]
-                                           if d], description="派往", layout=w.Layout(width="280px"))
+        self._depts = [d for d in depts + [self.rules.default_department] if d]
+        self.to_dept = w.Dropdown(options=[(d, d) for d in dict.fromkeys(self._depts)], description="派往",
+                                  layout=w.Layout(width="280px"))
         self.to_dept.style.description_width = "40px"
+        self.to_dept.add_class("wb-events-to")
         self.note = w.Text(value="", placeholder="办理意见（可选）", layout=w.Layout(width="300px"))
         self.buttons = {}
         for action, style in (("accept", "primary"), ("dispatch", "info"), ("handle", ""), ("feedback", ""),
@@ -421,21 +604,62 @@ class LiveBoard:
         self.reveal_button.on_click(lambda _b: self.reveal())
         self.revealed = w.HTML()
         self.revealed.add_class("wb-reveal-out")
-        self.dept.observe(lambda _c: self.refresh_shown(), "value")
+        self._routed: dict = {}
+        self._prefilled = None      # the case 派往 was last set for (a person's own choice is kept on redraws)
+        self._redrawing = False
+        self.dept.observe(lambda _c: self.turn(None), "value")
+        self.pick.observe(lambda _c: self.prefill(), "value")
         self._seen = None
         self._task = None
-        self.refresh()
+        self._polls = 0
+        self.refresh(tables=True)
 
     # reading
-    def rows(self) -> pd.DataFrame:
-        return bd.board_rows(self.eng, department=self.dept.value or None, limit=200, district=self.district)
+    def now(self) -> pd.Timestamp:
+        return board_now(self.view.now)
 
-    def refresh(self, note: str | None = None):
-        now = utc_now() if self.view.now >= utc_now() - pd.Timedelta(days=2) else self.view.now
+    def rows(self) -> pd.DataFrame:
+        """The board's current page (board.BOARD_ORDER)."""
+        return bd.board_rows(self.eng, department=self.dept.value or None, limit=self.page_rows,
+                             offset=self.page_no * self.page_rows, district=self.district, rules=self.rules)
+
+    def turn(self, step: int | None):
+        """Another page (`step` ±1), or back to the first (None: the department filter changed)."""
+        self.page_no = 0 if step is None else max(0, self.page_no + step)
+        self.refresh_shown()
+
+    def prefill(self):
+        """派往 starts at the department the routing rules give the picked case (once per pick)."""
+        eid = self.pick.value
+        if self._redrawing or not eid or eid == self._prefilled:
+            return
+        dept = self._routed.get(eid)
+        if dept:
+            if dept not in {v for _, v in self.to_dept.options}:
+                self.to_dept.options = list(self.to_dept.options) + [(dept, dept)]
+            self.to_dept.value = dept
+        self._prefilled = eid
+
+    def refresh(self, note: str | None = None, tables: bool = True):
+        """Redraw the board (page, cards, pick list) and, with `tables`, the page's top cards and
+        deadline tables, all from one `board_counts` and one `open_states` read."""
+        now = self.now()
+        counts = bd.board_counts(self.eng, now=now, district=self.district)
+        tot = bd.board_total(counts, self.dept.value or None)
+        pages = max(1, math.ceil(tot["listed"] / self.page_rows))
+        self.page_no = min(self.page_no, pages - 1)
         rows = self.rows()
-        self.table.value = board_table(rows, now)
+        self.table.value = board_table(rows, now, limit=self.page_rows)
+        first = self.page_no * self.page_rows
+        self.pager.value = (f'<div class="wb-note wb-events-count">共 {tot["listed"]:,} 件在办'
+                            + (f"（含预警巡查任务 {tot['tasks']:,} 件）" if tot["tasks"] else "")
+                            + (f" · 第 {self.page_no + 1} / {pages} 页，显示第 {first + 1:,}–{first + len(rows):,} 件"
+                               if len(rows) else "") + "</div>")
+        self.prev_page.disabled = self.page_no == 0
+        self.next_page.disabled = self.page_no >= pages - 1
+        self._routed.update(zip(rows["event_id"], rows["routed"]))
         current = self.pick.value
-        opts = [(f"{r.event_id} · {r.event_class} · {r.status}", r.event_id) for r in rows.head(200).itertuples()]
+        opts = [(f"{r.event_id} · {r.event_class} · {r.status}", r.event_id) for r in rows.itertuples()]
         shown = dict(zip(rows["event_id"], rows["status"]))
         if current and current not in {v for _, v in opts}:  # the case being worked on stays picked
             from workbench.store import hub
@@ -445,30 +669,34 @@ class LiveBoard:
             opts = [(f"{r.event_id} · {r.event_class} · {r.status}", r.event_id) for r in cur.itertuples()] + opts
             shown.update(zip(cur["event_id"], cur["status"]))
         self._shown = shown  # the status each case had on screen: what a button expects
-        self.pick.options = opts
-        if current in {v for _, v in opts}:
-            self.pick.value = current
-        counts = bd.board_counts(self.eng, now=now, district=self.district)
-        if self.dept.value:
-            counts = counts[counts["department"] == self.dept.value]
-        tasks = counts[counts["case_type"] == bd.INSPECTION] if len(counts) else counts
-        counts = counts[counts["case_type"] != bd.INSPECTION] if len(counts) else counts
-        n, od = int(counts["n"].sum()) if len(counts) else 0, int(counts["overdue"].sum()) if len(counts) else 0
-        wait = int(counts.loc[counts["status"] == flow.INTAKE, "n"].sum()) if len(counts) else 0
-        nt = int(tasks["n"].sum()) if len(tasks) else 0
+        self._redrawing = True
+        try:
+            self.pick.options = opts
+            if current in {v for _, v in opts}:
+                self.pick.value = current
+        finally:
+            self._redrawing = False
+        self.prefill()
         self.cards.value = '<div class="wb-cards">' + "".join([
-            cards.kpi_html("在办事件", n, unit="件", note=f"待受理 {wait} 件", tone="warn" if wait else ""),
-            cards.kpi_html("其中超期", od, unit="件", tone="bad" if od else "ok"),
-            *([cards.kpi_html("预警巡查任务", nt, unit="件", note=f"超期 {int(tasks['overdue'].sum())} 件")] if nt else []),
+            cards.kpi_html("在办事件", tot["open"], unit="件", note=f"待受理 {tot['waiting']} 件",
+                           tone="warn" if tot["waiting"] else ""),
+            cards.kpi_html("其中超期", tot["overdue"], unit="件", tone="bad" if tot["overdue"] else "ok"),
+            *([cards.kpi_html("预警巡查任务", tot["tasks"], unit="件", note=f"另计，其中超期 {tot['tasks_overdue']} 件")]
+              if tot["tasks"] else []),
         ]) + "</div>"
+        if tables:
+            opened = bd.open_states(self.eng, now, district=self.district, near_share=self.rules.near_due_share)
+            self.top.value = f'<div class="wb-cards">{kpis_html(self.view, counts, opened)}</div>'
+            self.overdue.value = overdue_table(opened)
+            self.near.value = near_due_table(opened)
         stamp = f"调度台每 {self.interval:g} 秒自动刷新 · 最近刷新 {format_time(utc_now(), '%H:%M:%S')}（北京时间）"
         self.status.value = f'<div class="wb-note">{esc(note + " · " if note else "")}{esc(stamp)}</div>'
 
-    def refresh_shown(self, note: str | None = None):
+    def refresh_shown(self, note: str | None = None, tables: bool = True):
         """refresh(), a hub that does not answer shown as 数据暂不可用（自 … 起） (a widget's callback
         has nobody to raise to)."""
         try:
-            self.refresh(note)
+            self.refresh(note, tables=tables)
         except Exception as exc:  # noqa: BLE001 - shown on the page
             if not layout.hub_unreachable(exc):
                 raise
@@ -503,7 +731,7 @@ class LiveBoard:
         self.note.value = ""
         self.message.value = (f'<div class="wb-note wb-events-done">已{esc(flow.ACTION_LABELS[action])}：'
                               f'{esc(ch.case_id)}（{esc(ch.before)} → {esc(ch.after)}，办理人 {esc(ch.actor)}）</div>')
-        self.refresh_shown()
+        self.refresh_shown()  # the board, the top cards and the deadline tables: the step shows at once
 
     def reveal(self):
         """The picked event's caller (name, phone, ID, the texts' originals) for an allowed role,
@@ -541,11 +769,12 @@ class LiveBoard:
         self._changed()
         while True:
             await asyncio.sleep(self.interval)
+            self._polls += 1
             try:
                 if self._changed():
                     self.refresh(note=f"新到事件 {self._new} 件" if self._new > 0 else "有更新")
                 else:
-                    self.refresh()
+                    self.refresh(tables=self._polls % 6 == 0)   # the deadline tables every sixth look
             except Exception as exc:  # shown, and the timer keeps going
                 if layout.hub_unreachable(exc):
                     self.status.value = layout.unavailable_html(layout.hub_down())
@@ -562,46 +791,64 @@ class LiveBoard:
 
         acts = w.HBox([self.pick, self.to_dept, self.note])
         btns = w.HBox(list(self.buttons.values()))
-        boxes = [acts, btns]
+        pages = w.HBox([self.prev_page, self.next_page, self.pager])
+        boxes = [acts, btns, pages]
         if self.may_reveal:
             boxes.append(w.HBox([self.reason, self.reveal_button]))
         for box in boxes:
             box.add_class("wb-controls")
-        items = [self.dept, self.cards, self.status, self.table, acts, self.user, btns, self.readonly, self.message]
+        items = [self.dept, self.cards, self.status, pages, self.table, acts, self.user, btns, self.readonly,
+                 self.message]
         if self.may_reveal:
-            items += [boxes[2], self.revealed]
+            items += [boxes[3], self.revealed]
         return layout.stack(items, "wb-events-live")
 
 
-def body(view: EventsView):
-    """Everything below the live board: map, deadlines, patterns."""
+HOTSPOT_METHOD = ("热点区域：把全市划成 500 米见方的格子，只统计有坐标的事件；每个格子的事件数与全市平均（有事件的格子平均数）比较，"
+                  "单侧精确泊松检验，再用 Benjamini–Hochberg 方法控制多重检验的错误发现率（5%），且至少 5 件才算热点。")
+AREA_METHOD = ("街道、网格热点：应有事件数 = 参与统计的事件总数 × 该街道（网格）常住人口占全市的比例；实际数与应有数做单侧精确泊松检验，"
+               "Benjamini–Hochberg 校正（错误发现率 5%），至少 5 件。街道统计包括只有地址、按地址定位到街道的工单。")
+KM_METHOD = ("办结时长用 Kaplan–Meier 生存分析估计（statsmodels SurvfuncRight）：尚未办结的案件按“删失”计入，即只知道它至少已用了"
+             "这么久，不被丢弃——只看已办结案件会把办结时长估得偏短。下表给出中位数的 95% 置信区间和只看已办结案件的朴素中位数作对照。")
+FORECAST_METHOD = ("预测：每类事件的日数用泊松广义线性模型（星期几、线性趋势）拟合最近 56 天，休息日不参与拟合；"
+                   "按过度离散系数放宽为负二项分布的 90% 预测区间。模型与季节朴素法的回测比较见周报。")
+
+
+def body(view: EventsView, live: "LiveBoard | None" = None):
+    """Everything below the live board: map, deadlines, patterns. With `live`, the deadline tables
+    are the board's widgets (redrawn after every step)."""
     st, ev, now = view.snap.states, view.snap.events, view.now
     tz = view.snap.rules.timezone
+    opened = view.open if view.open is not None else (st[st["open"]] if len(st) else st)
+    overdue = live.overdue if live is not None else layout.html(overdue_table(opened))
+    near = live.near if live is not None else layout.html(near_due_table(opened))
+    n_hot = int(view.hot["significant"].sum()) if len(view.hot) else 0
     return layout.stack([
-        layout.section("事件热点地图", "在办（蓝）、超期（红）事件与热点网格（橙框：500 米网格内事件数显著高于全市平均，"
-                                   "泊松检验并经多重检验校正）。"),
-        layout.grid([charts.chart(events_map_figure(st, view.hot)), layout.html(hotspot_table(view.hot))]),
-        layout.html(placement_note_html(ev)),
-        layout.section("街道热点", "按街道统计：有坐标的事件与只有地址、按地址定位到街道的事件（如 12345 热线工单）都计入；"
-                               "期望事件数按常住人口占比，泊松检验并经多重检验校正。"),
+        layout.section("事件地图", "各区县颜色越深，在办事件越多；橙色圆点是近期事件明显偏多的区域（按区县、街道、网格命名，"
+                                 "圆点越大事件越多），红点是超期未办结的事件。鼠标移到区县或圆点上可看详情，滚轮缩放。"),
+        layout.grid([events_map(view), layout.html(hotspot_table(view.hot))]),
+        layout.explain(esc(f"近 {int((view.now - ev['ts'].min()).days) + 1 if len(ev) else 0} 天里，有 {n_hot} 片区域的事件数明显高于全市平均水平。")
+                       + " " + placement_note_html(ev), esc(HOTSPOT_METHOD)),
+        layout.section("街道热点", "按街道统计事件数，与按常住人口应有的事件数比较；只有地址的热线工单也按地址计入所在街道。"),
         layout.html(street_hotspot_table(view.street_hot)),
-        layout.section("网格热点", "按网格（网格化管理单元）统计：期望事件数 = 全市事件数 × 该网格常住人口占比，"
-                               "泊松检验并经多重检验校正，显著偏高的网格列在这里。"),
+        layout.section("网格热点", "按网格（网格化管理单元）统计，与按常住人口应有的事件数比较，明显偏高的网格列在这里。"),
         layout.html(grid_hotspot_table(view.grid_hot)),
-        layout.section("超期未办结", "超过处置时限仍未办结的事件；超期超过一倍时限为严重超期，已生成升级告警。"),
-        layout.html(overdue_table(st)),
+        layout.explain("街道和网格的“应有”事件数按常住人口分摊，“是应有的几倍”越大越需要关注。", esc(AREA_METHOD)),
+        layout.section("超期未办结", "超过处置时限仍未办结的事件（不论何时上报）；超期超过一倍时限为严重超期，已生成升级告警。"),
+        overdue,
         layout.section("临近超期", "剩余时间不足处置时限 20% 的在办事件。"),
-        layout.html(near_due_table(st)),
+        near,
         layout.section("各部门按期办结率", "按期办结 = 结案时间不晚于处置时限；重复件与不予立案不计入。"),
-        layout.grid([charts.chart(on_time_figure(st)) if len(st) else layout.empty("暂无数据"),
-                     layout.html(on_time_table(st))]),
-        layout.section("办结时长", "Kaplan–Meier 估计：未办结的事件按删失计入，不被丢弃；最后一列为只看已办结事件的朴素估计。"),
-        layout.grid([charts.chart(km_figure(st, now)), layout.html(km_table(st, now))]),
-        layout.section("事件规律", "按类型、区县、时段统计；重复发生的地点；明日和未来 7 天各类事件量预测（90% 区间）。"),
-        layout.grid([charts.chart(charts.bar_chart(pt.volumes(ev, "event_class").head(12), title="各类事件数量",
-                                                   xlabel="事件数")),
-                     charts.chart(hour_weekday_figure(ev, tz))]),
+        layout.grid([on_time_chart(st) if len(st) else layout.empty("暂无数据"), layout.html(on_time_table(st))]),
+        layout.section("办结时长", "各部门的案件在上报后多久办结。"),
+        layout.explain(esc(km_face(st, now)), esc(KM_METHOD) + km_table(st, now)),
+        layout.grid([km_chart(st, now) if len(st) else layout.empty("暂无数据"), layout.html(km_face_table(st, now))]),
+        layout.section("事件规律", "按类型、时段统计；重复发生的地点；明日和未来 7 天各类事件量预计（给出大致范围）。"),
+        layout.grid([charts.interactive_bars(pt.volumes(ev, "event_class").head(12), title="各类事件数量", unit="件")
+                     if len(ev) else layout.empty("暂无数据"),
+                     hour_weekday_chart(ev, tz) if len(ev) else layout.empty("暂无数据")]),
         layout.grid([layout.html(forecast_table(ev, tz)), layout.html(repeats_table(ev))]),
+        layout.explain("预计范围内的数字最可能出现；超出范围的日子值得留意。", esc(FORECAST_METHOD)),
     ])
 
 
@@ -610,10 +857,11 @@ def page(view: EventsView, interval: float = 5.0, start: bool = True, who=None):
     if start:
         live.start()
     return layout.stack([
-        layout.html(f'<div class="wb-cards">{kpis_html(view)}</div>'),
-        layout.section("调度台", "在办事件按处置时限排序（超期在前）；选择事件后可受理立案、派遣、结案，改动直接写入数据中台并记入流转记录。"),
+        live.top,
+        layout.section("调度台", bd.BOARD_ORDER + "选择事件后可受理立案、派遣、结案，“派往”预先填好按派遣规则应去的部门；"
+                                 "改动直接写入数据中台并记入流转记录。"),
         live.widget(),
-        body(view),
+        body(view, live),
     ], "wb-events")
 
 
@@ -635,6 +883,7 @@ class Weekly:
     view: EventsView
     week: pd.DataFrame     # events reported in the period
     district: str | None
+    summary: object = None  # workbench.events.weekly.WeeklySummary
 
     @property
     def where(self) -> str:
@@ -642,11 +891,15 @@ class Weekly:
 
 
 def load_weekly(days: int = 7, end=None, district: str | None = None, eng=None) -> Weekly:
-    from workbench.reports import period as report_period
+    """The weekly bulletin's data: the period of `days` whole Beijing days ending with `end`
+    (default: yesterday, or the last day the data reaches when that is earlier), the page's
+    view as it stood at the period's end, and the summary (workbench.events.weekly)."""
+    from workbench.events import weekly as wk
+    from workbench.reports import period as report_period, yesterday
 
     if end in (None, ""):
         last = bd.latest_ts(eng)
-        end = to_local(last).date() if last is not None else None  # the Beijing day the data reaches
+        end = min(to_local(last).date(), yesterday()) if last is not None else None
     p = report_period(days, end)
     view = load(days=120, eng=eng, end=p.end_utc)  # the state at the end of the period
     ev = view.snap.events
@@ -654,9 +907,12 @@ def load_weekly(days: int = 7, end=None, district: str | None = None, eng=None) 
         st = view.snap.states
         view.snap.states = st[st["district"] == district] if len(st) else st
         view.snap.events = ev[ev["district"] == district] if len(ev) else ev
+        view.open = view.open[view.open["district"] == district] if len(view.open) else view.open
         ev = view.snap.events
     week = ev[(ev["ts"] >= p.start_utc) & (ev["ts"] < p.end_utc)] if len(ev) else ev
-    return Weekly(p, view, week, district)
+    summary = wk.summarize(ev, p, where=district or "全市", near_share=view.snap.rules.near_due_share) \
+        if len(ev) else None
+    return Weekly(p, view, week, district, summary)
 
 
 def weekly_cards(w: Weekly) -> str:

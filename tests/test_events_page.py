@@ -1,0 +1,162 @@
+"""The 城市事件调度 page's numbers, order, 派往 and redraws, on a real hub (SQLite and PostgreSQL):
+the top cards and the board count the same open cases (safety's inspection tasks apart in both,
+old open cases in both); the board's order is the one its caption states, paged over every open
+case; 派往 starts at the department the routing rules give; a step redraws the deadline tables."""
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from workbench import access, cases, users
+from workbench.events import board as bd
+from workbench.events import flow
+from workbench.ui import events_page as ep
+
+CENTER = "市城市运行管理服务中心"
+T0 = pd.Timestamp("2026-01-14 02:00")     # naive UTC; the hub's newest report is near it
+PW = "long-enough-pass"
+
+
+def _open(eng, eid, *, cls="暴露垃圾", ts, deadline=None, steps=(), case_type=flow.CASE_TYPE, district="荷塘区",
+          street="月塘街道", department=CENTER, description="路边垃圾堆积"):
+    cases.open_case(eng, case_type, eid, actor="12345热线", ts=ts, department=department, event_class=cls,
+                    description=description, district=district, street=street, lat=27.86, lon=113.17,
+                    source="12345热线", deadline=deadline, steps=steps)
+
+
+ACCEPTED = [(flow.CASE, "立案")]
+DISPATCHED = [(flow.CASE, "立案"), (flow.DISPATCH, "派遣")]
+
+
+def fill(eng) -> dict:
+    """Open city events in the window, an open overdue one from 200 days ago (outside the page's
+    90-day window), closed ones, and safety's inspection tasks (open, overdue). Returns what the
+    counts must be at T0."""
+    h = pd.Timedelta(hours=1)
+    _open(eng, "E-WAIT-1", ts=T0 - 2 * h, deadline=T0 + 6 * h)                        # waiting, in time
+    _open(eng, "E-WAIT-2", cls="违章停车", ts=T0 - 1 * h, deadline=T0 - 0.5 * h)         # waiting, overdue
+    _open(eng, "E-CASE-1", ts=T0 - 30 * h, deadline=T0 - 20 * h, steps=ACCEPTED)        # accepted, overdue
+    _open(eng, "E-DISP-1", ts=T0 - 5 * h, deadline=T0 + 3 * h, steps=DISPATCHED)        # dispatched, in time
+    _open(eng, "E-DISP-2", ts=T0 - 5 * h, steps=DISPATCHED)                             # no deadline
+    _open(eng, "E-OLD-1", ts=T0 - pd.Timedelta(days=200), deadline=T0 - pd.Timedelta(days=199),
+          steps=DISPATCHED)                                                              # old, overdue
+    _open(eng, "E-TOWN-1", ts=T0 - 3 * h, deadline=T0 + 9 * h, district="渌口区", street="南洲镇")  # waiting
+    _open(eng, "E-DONE-1", ts=T0 - 50 * h, deadline=T0 - 40 * h,
+          steps=DISPATCHED + [(flow.HANDLING, "处置"), (flow.FEEDBACK, "反馈"), (flow.CLOSED, "结案")])
+    for i in range(3):                                                                   # closed, old
+        _open(eng, f"E-DONE-{i + 2}", ts=T0 - pd.Timedelta(days=10 + i), deadline=T0 - pd.Timedelta(days=9),
+              steps=DISPATCHED + [(flow.HANDLING, "处置"), (flow.FEEDBACK, "反馈"), (flow.CLOSED, "结案")])
+    tasks = 0
+    try:
+        cases.case_type(bd.INSPECTION)
+        for i in range(2):
+            cases.open_case(eng, bd.INSPECTION, f"T-{i}", actor="预警联动", ts=T0 - 4 * h, department="应急管理局",
+                            event_class="道路结冰巡查", district="荷塘区", street="月塘街道", lat=27.86, lon=113.17,
+                            deadline=T0 - 2 * h, steps=[(flow.CASE, "立案"), (flow.DISPATCH, "派遣")])
+        tasks = 2
+    except cases.CaseError:
+        pass
+    return {"open": 7, "overdue": 3, "waiting": 3, "tasks": tasks}
+
+
+@pytest.fixture
+def page_hub(hub_engine):
+    want = fill(hub_engine)
+    users.create("center", PW, role="staff", name="调度张", department=CENTER, eng=hub_engine)
+    return hub_engine, users.principal("center", hub_engine), want
+
+
+def _card(html: str, title: str) -> int:
+    m = re.search(rf'wb-card-title">{title}</div><div class="wb-card-value">([\d,]+)<', html)
+    assert m, (title, html[:400])
+    return int(m.group(1).replace(",", ""))
+
+
+def test_top_cards_and_board_count_the_same_open_cases(page_hub):
+    eng, who, want = page_hub
+    view = ep.load(eng=eng, who=who, now=T0)
+    board = ep.LiveBoard(view, eng=eng)
+    board.view.snap.now = T0
+    board.refresh()
+    top = board.top.value
+    assert _card(top, "在办事件") == _card(board.cards.value, "在办事件") == want["open"]
+    assert _card(top, "超期未办结") == _card(board.cards.value, "其中超期") == want["overdue"]
+    assert _card(ep.kpis_html(view), "在办事件") == want["open"]       # the page's first draw, the same count
+    if want["tasks"]:
+        assert _card(top, "预警巡查任务") == _card(board.cards.value, "预警巡查任务") == want["tasks"]
+        assert "另计，其中超期 2 件" in top and "另计，其中超期 2 件" in board.cards.value
+    # the old open case (outside the 90-day window) is in the count and in the overdue table
+    assert "E-OLD-1" in board.overdue.value and "E-OLD-1" not in set(view.snap.events["event_id"])
+    assert f"共 {want['open'] + want['tasks']} 件在办" in board.pager.value
+
+
+def test_board_order_is_the_one_its_caption_states_and_pages_cover_every_case(page_hub):
+    eng, who, want = page_hub
+    rows = bd.board_rows(eng, limit=1000)
+    assert len(rows) == want["open"] + want["tasks"]
+    waiting = rows["status"] == flow.INTAKE
+    assert waiting.iloc[:waiting.sum()].all(), "待受理 first"
+    for part in (rows[waiting], rows[~waiting]):   # within each group: deadline, earliest first, none last
+        dl = part["deadline"]
+        assert dl.dropna().is_monotonic_increasing
+        assert dl.isna().cumsum().iloc[-1] == 0 or dl.iloc[-int(dl.isna().sum()):].isna().all()
+    assert rows["event_id"].iloc[0] == "E-WAIT-2"                  # waiting and overdue: on top
+    assert rows[~waiting]["event_id"].iloc[0] == "E-OLD-1"         # the most overdue of the rest
+    assert rows["event_id"].iloc[-1] == "E-DISP-2"                 # no deadline: last
+    assert "超期最久的在最上" in bd.BOARD_ORDER and "待受理" in bd.BOARD_ORDER
+    # pages of 3: every case once, in the same order
+    paged = pd.concat([bd.board_rows(eng, limit=3, offset=k) for k in range(0, len(rows) + 3, 3)])
+    assert paged["event_id"].tolist() == rows["event_id"].tolist()
+    view = ep.load(eng=eng, who=who, now=T0)
+    board = ep.LiveBoard(view, eng=eng, page_rows=3)
+    assert "第 1 / " in board.pager.value and board.prev_page.disabled and not board.next_page.disabled
+    first = [v for _, v in board.pick.options]
+    board.turn(1)
+    assert "第 2 / " in board.pager.value and [v for _, v in board.pick.options] != first
+    assert [v for _, v in board.pick.options] == rows["event_id"].iloc[3:6].tolist()
+
+
+def test_dispatch_to_starts_at_the_routed_department(page_hub):
+    eng, who, _ = page_hub
+    view = ep.load(eng=eng, who=who, now=T0)
+    board = ep.LiveBoard(view, eng=eng)
+    board.pick.value = "E-WAIT-2"              # 违章停车: the rules send it to 公安交警
+    assert board.to_dept.value == "公安交警"
+    board.pick.value = "E-TOWN-1"              # 暴露垃圾 in 渌口区: the township's office
+    assert board.to_dept.value == "南洲镇办事处"
+    board.to_dept.value = CENTER               # a person's own choice survives a redraw
+    board.refresh()
+    assert board.to_dept.value == CENTER
+    board.pick.value = "E-WAIT-2"
+    board.act("accept")
+    board.act("dispatch")
+    assert cases.history("E-WAIT-2", eng)["department"].iloc[-1] == "公安交警"
+
+
+def test_a_step_redraws_the_deadline_tables_and_the_cards(page_hub):
+    eng, who, want = page_hub
+    view = ep.load(eng=eng, who=who, now=T0)
+    board = ep.LiveBoard(view, eng=eng)
+    row = re.search(r"E-CASE-1.*?</tr>", board.overdue.value, re.S).group(0)
+    assert flow.CASE in row
+    board.pick.value = "E-CASE-1"
+    board.act("dispatch")
+    assert "wb-events-done" in board.message.value, board.message.value
+    row = re.search(r"E-CASE-1.*?</tr>", board.overdue.value, re.S).group(0)
+    assert flow.DISPATCH in row and flow.CASE not in row
+    board.pick.value = "E-WAIT-1"
+    board.act("reject")                        # 不予立案 closes it: one fewer open, waiting
+    assert _card(board.top.value, "在办事件") == _card(board.cards.value, "在办事件") == want["open"] - 1
+    assert "待受理 2 件" in board.top.value
+
+
+def test_a_district_user_sees_only_its_districts_name_on_the_map(page_hub):
+    eng, _, _ = page_hub
+    users.create("hetang", PW, role="district", name="荷塘王", district="荷塘区", eng=eng)
+    view = ep.load(eng=eng, who=users.principal("hetang", eng), now=T0)
+    spec = ep.events_map(view).outputs[0]["data"][ep.charts.PLOTLY_MIME]
+    written = [t for tr in spec["data"] if tr.get("mode") == "text" for t in tr["text"] if t]
+    assert written and all("荷塘" in t for t in written), written
+    assert access.district_filter(view.who) == "荷塘区"
