@@ -8,17 +8,27 @@ Cameras sampled at 1 frame per second. Two video sets:
   one copy per camera, each starting at a different second.
 
 Naive: for every camera's frame, `ultralytics predict` on that one frame with the .pt model.
-Pipeline: the motion gate, then the frames of all cameras that passed in one batch through the
-.onnx model (ONNX Runtime); and the same with the INT8 copy (`workbench canteen quantize`,
-made into benchmarks/out/ when missing). All feed the same rules engine (workbench.canteen.events), so
-their events can be compared: an event of the naive loop is lost when the pipeline has no
-event of the same camera and class overlapping it.
+Pipeline variants (`--variants`, all in the same run): the motion gate, then the frames of all
+cameras that passed in one batch through the .onnx model, then the close-up classifier:
+- `float`: ONNX Runtime, f32 (the default runtime);
+- `openvino`: the same .onnx compiled by OpenVINO for the CPU, f32;
+- `int8`: the INT8 QDQ copy (`workbench canteen quantize`, made into benchmarks/out/ when
+  missing) on ONNX Runtime; `openvino-int8`: that copy in OpenVINO's int8 kernels;
+- `float@512` (any variant @ an input size): the same at a smaller input.
+All feed the same rules engine (workbench.canteen.events), so their events can be compared:
+an event of the naive loop is lost when the variant has no event of the same camera and class
+overlapping it (5 s slack); an extra event is one of the variant's that no naive event overlaps.
 
 Frames are decoded before timing (decoding is the same for both and is reported apart, per
-camera-second of 25 fps video), so the figure is the analysis capacity:
-cameras = sampled frames analysed per second of wall time.
+camera-second of video at its own frame rate), so the first figure is the analysis capacity:
+cameras = sampled frames analysed per second of wall time; the second adds decoding
+(every frame of the source decoded, one core per decode, spread over the node's cores):
+cameras incl. decode = 1 / (1 / frames_per_s + decode_s_per_camera_s / cores).
+The load average of the machine is printed before and after (a shared machine: compare
+the ratios of one run, not absolute figures across runs).
 
     .venv/bin/python benchmarks/canteen_capacity.py [--cameras 8] [--seconds 60] [--model models/kitchen/kitchen-yolo11n.pt]
+        [--sets synthetic,vtest] [--variants float,openvino,int8,openvino-int8,float@512]
 """
 from __future__ import annotations
 
@@ -97,10 +107,28 @@ def cameras_for(kind: str, n: int, seconds: int) -> tuple[list[dict], dict]:
     return cams, {"decode_s_per_video_s": s / max(ln, 1e-9), "video": str(path)}
 
 
+VARIANTS = {  # name -> (which model: "float" .onnx or "int8" copy, runtime)
+    "float": ("float", "onnxruntime"),
+    "openvino": ("float", "openvino"),
+    "int8": ("int8", "onnxruntime"),
+    "openvino-int8": ("int8", "openvino"),
+}
+
+
+def parse_variant(v: str) -> tuple[str, str, int | None]:
+    """"float" / "openvino@512" -> (model kind, runtime, input size or None)."""
+    name, _, size = v.partition("@")
+    if name not in VARIANTS:
+        raise SystemExit(f"unknown variant {v!r} (known: {', '.join(VARIANTS)}, each optionally @<input size>)")
+    kind, runtime = VARIANTS[name]
+    return kind, runtime, int(size) if size else None
+
+
 class Runner:
     """One way of analysing the cameras, step by step (step i = every camera's i-th frame)."""
 
-    def __init__(self, cams: list[dict], model: str, *, gate: bool, batch: bool):
+    def __init__(self, cams: list[dict], model: str, *, gate: bool, batch: bool, runtime: str = "onnxruntime",
+                 imgsz: int | None = None):
         from workbench.canteen.detector import Detector
         from workbench.canteen.events import CameraEngine
         from workbench.canteen.rules import camera_rules
@@ -108,7 +136,7 @@ class Runner:
         self.cams, self.gate, self.batch = cams, gate, batch
         # the naive loop is the detector alone; the pipeline adds the close-up classifier
         # (phones, cigarettes) when models/kitchen has one: its cost is counted, not hidden
-        self.det = Detector(model, closeup="auto" if gate else None)
+        self.det = Detector(model, imgsz=imgsz, closeup="auto" if gate else None, runtime=runtime)
         self.det.detect([cams[0]["frames"][0]])  # warm-up, not timed
         self.engines = {c["id"]: CameraEngine(camera_rules(c["id"], {"fps": 1, "staff_hours": c["staff_hours"]}))
                         for c in cams}
@@ -144,13 +172,12 @@ class Runner:
                 "frames_per_s": round(self.frames / self.seconds, 2), "events": self.events}
 
 
-def run_all(cams: list[dict], pt: str, onnx: str, int8: str | None) -> list[dict]:
-    """The naive loop and the pipeline (float ONNX, and INT8 ONNX), interleaved step by step:
-    on a shared, noisy machine all see the same load, so their ratios hold even when the
-    absolute figures wander."""
-    runners = [Runner(cams, pt, gate=False, batch=False), Runner(cams, onnx, gate=True, batch=True)]
-    if int8:
-        runners.append(Runner(cams, int8, gate=True, batch=True))
+def run_all(cams: list[dict], pt: str, pipes: list[tuple[str, str, int | None]]) -> list[dict]:
+    """The naive loop and the pipeline variants [(model path, runtime, input size)],
+    interleaved step by step: on a shared, noisy machine all see the same load, so their
+    ratios hold even when the absolute figures wander."""
+    runners = [Runner(cams, pt, gate=False, batch=False)]
+    runners += [Runner(cams, m, gate=True, batch=True, runtime=rt, imgsz=sz) for m, rt, sz in pipes]
     for i in range(min(len(c["frames"]) for c in cams)):
         for r in runners:
             r.step(i)
@@ -166,6 +193,24 @@ def lost(naive_events, pipe_events, slack: float = 5.0) -> list:
     return out
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return []
+    return sorted(f for f in flags.split(":", 1)[1].split() if f.startswith(("avx", "amx")))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cameras", type=int, default=8)
@@ -173,8 +218,12 @@ def main():
     ap.add_argument("--model", default=str(ROOT / "models" / "kitchen" / "kitchen-yolo11n.pt"),
                     help="The .pt model; the .onnx beside it is the pipeline's.")
     ap.add_argument("--sets", default="synthetic,vtest")
+    ap.add_argument("--variants", default="float,openvino,int8",
+                    help=f"Pipeline variants side by side: {', '.join(VARIANTS)}, each optionally @<input size>.")
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args()
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    parsed = [parse_variant(v) for v in variants]
     from workbench.canteen.yolo_env import ensure_yolo_env
 
     ensure_yolo_env()
@@ -189,40 +238,61 @@ def main():
         from workbench.canteen.untrained import untrained_model
 
         onnx = untrained_model(pt, onnx=True)
-    int8 = onnx.with_name(onnx.stem + "-int8.onnx")
-    if not int8.exists():
-        int8 = OUT / (onnx.stem + "-int8.onnx")
+    int8 = None
+    if any(kind == "int8" for kind, _, _ in parsed):
+        int8 = onnx.with_name(onnx.stem + "-int8.onnx")
         if not int8.exists():
-            from workbench.canteen.quantize import int8_model
+            int8 = OUT / (onnx.stem + "-int8.onnx")
+            if not int8.exists():
+                from workbench.canteen.quantize import int8_model
 
-            int8_model(onnx, int8)
+                int8_model(onnx, int8)
+    pipes = [(str(int8 if kind == "int8" else onnx), rt, sz) for kind, rt, sz in parsed]
     import torch
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
-          f"python {platform.python_version()}; models {pt.name} / {onnx.name}")
-    results = {}
+    cores = os.cpu_count() or 1
+    load0 = os.getloadavg()
+    machine = {"cpu": cpu_name(), "cores": cores, "simd": cpu_flags(), "load_before": [round(x, 1) for x in load0]}
+    print(f"machine: {machine['cpu']} ({platform.machine()}), {cores} cores, {' '.join(machine['simd'])}; "
+          f"torch threads {torch.get_num_threads()}, python {platform.python_version()}; models {pt.name} / "
+          f"{onnx.name}; load average {load0[0]:.1f} {load0[1]:.1f} {load0[2]:.1f}")
+    results = {"machine": machine, "variants": variants}
     for kind in args.sets.split(","):
         cams, dec = cameras_for(kind, args.cameras, args.seconds)
-        naive, *pipes = run_all(cams, str(pt), str(onnx), str(int8) if int8 else None)
+        naive, *outs = run_all(cams, str(pt), pipes)
+        d = dec["decode_s_per_video_s"]
+
+        def with_decode(fps: float) -> float:
+            return 1 / (1 / fps + d / cores)
+
         r = results[kind] = {
-            "cameras": len(cams), "decode_s_per_camera_s_at_source_fps": round(dec["decode_s_per_video_s"], 4),
-            "naive": {k: v for k, v in naive.items() if k != "events"} | {"events": len(naive["events"])},
+            "cameras": len(cams), "decode_s_per_camera_s_at_source_fps": round(d, 4),
+            "naive": {k: v for k, v in naive.items() if k != "events"} | {
+                "events": len(naive["events"]), "cameras_incl_decode": round(with_decode(naive["frames_per_s"]), 1)},
         }
         print(f"[{kind}] {len(cams)} cameras × {naive['frames'] // len(cams)} s at 1 fps; decoding costs "
-              f"{dec['decode_s_per_video_s'] * 100:.1f} % of a core per camera at the source's frame rate")
-        print(f"  naive          (.pt, every frame, one by one): {naive['frames_per_s']:6.2f} frames/s = "
-              f"{int(naive['frames_per_s'])} cameras; events {len(naive['events'])}")
-        for name, pipe in zip(("pipeline", "pipeline_int8"), pipes):
+              f"{d * 100:.1f} % of a core per camera at the source's frame rate")
+        print(f"  {'naive (.pt, every frame, one by one)':<40s}: {naive['frames_per_s']:6.2f} frames/s = "
+              f"{int(naive['frames_per_s'])} cameras ({with_decode(naive['frames_per_s']):.1f} incl. decode); "
+              f"events {len(naive['events'])}")
+        for name, pipe in zip(variants, outs):
             miss = lost(naive["events"], pipe["events"])
+            extra = lost(pipe["events"], naive["events"])
             ratio = pipe["frames_per_s"] / naive["frames_per_s"]
             r[name] = {k: v for k, v in pipe.items() if k != "events"} | {
                 "events": len(pipe["events"]), "speedup": round(ratio, 2), "lost_events": len(miss),
+                "extra_events": len(extra), "cameras_incl_decode": round(with_decode(pipe["frames_per_s"]), 1),
+                "speedup_incl_decode": round(with_decode(pipe["frames_per_s"]) / with_decode(naive["frames_per_s"]), 2),
                 "lost": [f"{e.camera_id} {e.violation_class} {e.t_start:.0f}s" for e in miss]}
-            label = "gate + batch + ONNX" + (" INT8" if name.endswith("int8") else "")
-            print(f"  {label:<32s}: {pipe['frames_per_s']:6.2f} frames/s = {int(pipe['frames_per_s'])} cameras; "
-                  f"detector on {pipe['detected']}/{pipe['frames']} frames; events {len(pipe['events'])}; "
-                  f"{ratio:.2f}× naive, events lost {len(miss)}")
+            print(f"  {'pipeline ' + name:<40s}: {pipe['frames_per_s']:6.2f} frames/s = {int(pipe['frames_per_s'])} "
+                  f"cameras ({with_decode(pipe['frames_per_s']):.1f} incl. decode); detector on "
+                  f"{pipe['detected']}/{pipe['frames']} frames; events {len(pipe['events'])}; {ratio:.2f}× naive, "
+                  f"events lost {len(miss)}, extra {len(extra)}", flush=True)
+    load1 = os.getloadavg()
+    machine["load_after"] = [round(x, 1) for x in load1]
+    print(f"load average after: {load1[0]:.1f} {load1[1]:.1f} {load1[2]:.1f}")
     if args.json_out:
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(results, ensure_ascii=False, indent=1), encoding="utf-8")
 
 

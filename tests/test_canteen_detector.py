@@ -56,3 +56,58 @@ def test_int8_copy_sees_the_same(frames, tmp_path):
         strong = set(np.array(a.names())[a.conf > 0.6])
         assert strong <= set(b.names())  # every confident class is still found
         assert abs(len(a) - len(b)) <= max(2, len(a) // 5)
+
+
+def _openvino():
+    try:
+        import openvino  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - any import failure means: no OpenVINO here
+        pytest.skip(f"openvino cannot be imported here ({type(exc).__name__}: {exc}): its path is not tested")
+
+
+def _same(a, b, box_px=0.5, score=1e-3):
+    assert len(a) == len(b)
+    (bx, cx, kx), (by, cy, ky) = _sorted(a), _sorted(b)
+    assert np.array_equal(kx, ky)
+    if len(a):
+        assert np.abs(bx - by).max() < box_px and np.abs(cx - cy).max() < score
+
+
+def test_openvino_path_gives_the_onnx_runtime_detections(frames):
+    """The same .onnx compiled by OpenVINO (f32) finds the same boxes, classes and scores as
+    on ONNX Runtime, for a lone frame and for a batch spread over the streams; bus.jpg
+    (ultralytics' asset, a real photo) included."""
+    _openvino()
+    ox = Detector(MODEL.with_suffix(".onnx"), closeup=None)
+    ov = Detector(MODEL.with_suffix(".onnx"), closeup=None, runtime="openvino")
+    assert ov.runtime == "openvino" and ox.runtime == "onnxruntime" and ov.backend == "onnx"
+    a = ox.detect(frames[:3]) + ox.detect(frames[3:])
+    b = ov.detect(frames[:3]) + ov.detect(frames[3:])
+    assert sum(len(x) for x in a) > 10 and len(a[3]) > 0  # the bus photo has detections to compare
+    for x, y in zip(a, b):
+        _same(x, y)
+    for f, y in zip(frames[:3], b[:3]):  # a batch gives what its frames give one by one
+        _same(ov.detect([f])[0], y)
+
+
+def test_openvino_runs_the_int8_copy(frames, tmp_path):
+    """OpenVINO reads the INT8 QDQ copy into its int8 kernels: it still finds every class the
+    float model is confident of."""
+    _openvino()
+    from workbench.canteen.quantize import int8_model
+
+    q = Detector(int8_model(MODEL.with_suffix(".onnx"), tmp_path / "k-int8.onnx", frames=8), closeup=None,
+                 runtime="openvino")
+    f = Detector(MODEL.with_suffix(".onnx"), closeup=None)
+    for im in frames[:3]:
+        a, b = f.detect([im])[0], q.detect([im])[0]
+        assert set(np.array(a.names())[a.conf > 0.6]) <= set(b.names())
+
+
+def test_runtime_choice_is_checked():
+    from workbench.canteen.detector import ModelError
+
+    with pytest.raises(ModelError, match="未知的推理运行时：tensorrt"):
+        Detector(MODEL.with_suffix(".onnx"), closeup=None, runtime="tensorrt")
+    with pytest.raises(ModelError, match="openvino 需要 .onnx 模型"):
+        Detector(MODEL.with_suffix(".pt"), closeup=None, runtime="openvino")

@@ -160,6 +160,53 @@ def ort_session(path, threads: int | None = None):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
+RUNTIMES = ("onnxruntime", "openvino")
+
+
+class _OvSession:
+    """OpenVINO behind ONNX Runtime's `run(None, {input: x})`: a compiled model (the .onnx read
+    by OpenVINO directly, no conversion step, no file written) and a pool of infer requests,
+    one taken per call, so that calls from several threads run side by side (an infer request
+    is not shared between threads). `streams` requests on `streams` CPU streams of
+    `threads // streams` threads each."""
+
+    def __init__(self, path: Path, threads: int, streams: int = 1):
+        import queue
+
+        import openvino as ov
+
+        core = ov.Core()
+        model = core.read_model(str(path))
+        cfg = {"PERFORMANCE_HINT": "THROUGHPUT" if streams > 1 else "LATENCY",
+               "NUM_STREAMS": str(streams), "INFERENCE_NUM_THREADS": str(max(1, threads)),
+               "INFERENCE_PRECISION_HINT": "f32"}  # f32: the CPU's bf16/f16 would change the scores
+        self.compiled = core.compile_model(model, "CPU", cfg)
+        self._free: queue.Queue = queue.Queue()
+        for _ in range(max(1, streams)):
+            self._free.put(self.compiled.create_infer_request())
+        port = self.compiled.inputs[0]
+        self._input = SimpleNamespace(name=port.get_any_name(),
+                                      shape=[d.get_length() if d.is_static else None for d in port.get_partial_shape()])
+
+    def get_inputs(self):
+        return [self._input]
+
+    def run(self, _outputs, feed: dict):
+        (x,) = feed.values()
+        req = self._free.get()
+        try:
+            req.infer({0: x})
+            return [req.get_output_tensor(0).data.copy()]
+        finally:
+            self._free.put(req)
+
+
+def _session(path: Path, threads: int | None, runtime: str, streams: int = 1):
+    if runtime == "openvino":
+        return _OvSession(path, threads or os.cpu_count() or 1, streams)
+    return ort_session(path, threads)
+
+
 class OrtYolo:
     """An exported YOLO (.onnx, dynamic batch) on ONNX Runtime, without torch in the loop:
     letterbox with OpenCV, one session.run per batch, class-wise NMS with OpenCV. The
@@ -167,7 +214,7 @@ class OrtYolo:
     2-core machine is the difference between faster and slower than torch."""
 
     def __init__(self, path: Path, imgsz: int, threads: int | None = None, chunk: int | None = 1,
-                 streams: int | None = None, deterministic: bool = False):
+                 streams: int | None = None, deterministic: bool = False, runtime: str = "onnxruntime"):
         """`chunk`: frames per session.run. On the CPU a batch runs no faster than its frames
         one by one (docs/canteen.md: measured 130–200 ms/frame at batch 1–2, more at 4–8 on
         2 cores), so the default feeds the session one frame at a time; None: the whole batch
@@ -182,17 +229,27 @@ class OrtYolo:
         `deterministic`: every frame through the same one-stream session, whatever the batch
         (a lone frame on all cores and a frame of a batch on one core can differ in the last
         bits, and a score at a threshold then decides differently): a camera resumed on
-        another worker then sees exactly what it saw before (the cluster's replay)."""
+        another worker then sees exactly what it saw before (the cluster's replay).
+
+        `runtime`: "onnxruntime", or "openvino" (the same .onnx compiled by OpenVINO for the
+        CPU, f32; an INT8 QDQ copy runs in OpenVINO's int8 kernels); letterbox and NMS are the
+        same code for both."""
+        if runtime not in RUNTIMES:
+            raise ModelError(f"未知的推理运行时：{runtime}（可选：{'、'.join(RUNTIMES)}）")
+        self.runtime = runtime
         self.chunk = chunk
         self.deterministic = deterministic
-        self.session = ort_session(path, threads)
+        self.session = _session(path, threads, runtime)
         cores = threads or os.cpu_count() or 1
         self.streams = max(1, int(streams if streams is not None else min(2, cores)))
         self._pool = self._stream_session = None
         if self.streams > 1 and chunk:
             from concurrent.futures import ThreadPoolExecutor
 
-            self._stream_session = ort_session(path, max(1, cores // self.streams))
+            if runtime == "openvino":  # one compiled model, one CPU stream and infer request per stream
+                self._stream_session = _OvSession(Path(path), cores, self.streams)
+            else:
+                self._stream_session = ort_session(path, max(1, cores // self.streams))
             self._pool = ThreadPoolExecutor(self.streams, thread_name_prefix="ort-stream")
         self.input = self.session.get_inputs()[0].name
         self.imgsz = int(imgsz)
@@ -265,11 +322,14 @@ class Detector:
     against workbench.canteen.classes."""
 
     def __init__(self, path: str | Path, imgsz: int | None = None, device: str = "cpu", conf: float = 0.1,
-                 closeup: str | Path | None = "auto", deterministic: bool = False):
+                 closeup: str | Path | None = "auto", deterministic: bool = False, runtime: str = "onnxruntime"):
         """`closeup`: the close-up classifier for phones and cigarettes (workbench.canteen.closeup):
         a path, "auto" (kitchen-closeup.onnx beside the model or in models/kitchen, if there)
-        or None (the detector alone)."""
+        or None (the detector alone). `runtime`: for an .onnx, "onnxruntime" (default) or
+        "openvino" (see OrtYolo; on this project's 2-core AMD node no faster, docs in the README)."""
         path = Path(path)
+        if runtime not in RUNTIMES:
+            raise ModelError(f"未知的推理运行时：{runtime}（可选：{'、'.join(RUNTIMES)}）")
         if not path.is_file():
             raise ModelError(f"模型文件不存在：{path}")
         if path.suffix.lower() not in (".pt", ".onnx"):
@@ -303,7 +363,14 @@ class Detector:
         self.imgsz = imgsz or meta_imgsz or args.get("imgsz") or 640
         self.device = device
         self.conf = conf
-        self._ort = OrtYolo(path, self.imgsz, deterministic=deterministic) if self.backend == "onnx" else None
+        if runtime != "onnxruntime" and self.backend != "onnx":
+            raise ModelError(f"{runtime} 需要 .onnx 模型：{path.name}")
+        self.runtime = runtime if self.backend == "onnx" else "torch"
+        try:
+            self._ort = OrtYolo(path, self.imgsz, deterministic=deterministic, runtime=runtime) \
+                if self.backend == "onnx" else None
+        except ImportError as exc:
+            raise ModelError(f"推理运行时 {runtime} 不可用：{exc}") from None
         from workbench.canteen.closeup import CloseUp, default_path
 
         if closeup == "auto":

@@ -63,8 +63,10 @@ class Watcher:
                  evidence: bool = True, max_batch: int = 8, realtime: bool = False, loop: bool = False,
                  use_gate: bool = True, on_change: Callable[[str, Event], None] | None = None,
                  on_problem: Callable[[Problem], None] | None = None, directory=None, stream_kw: dict | None = None,
-                 keep_events: bool = False):
-        self.detector = model if isinstance(model, Detector) else Detector(model)
+                 keep_events: bool = False, runtime: str = "onnxruntime"):
+        """`model`: a Detector, or a model path loaded with `runtime` ("onnxruntime" or
+        "openvino", for an .onnx; workbench.canteen.detector.OrtYolo)."""
+        self.detector = model if isinstance(model, Detector) else Detector(model, runtime=runtime)
         self.rules = {c.camera_id: c for c in cameras}
         self.hub, self.mqtt = hub, mqtt
         self.evidence = evidence
