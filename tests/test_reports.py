@@ -152,6 +152,7 @@ def test_a_failed_run_is_listed_as_failed_and_keeps_the_good_report(tmp_path, mo
     params.metadata["tags"] = ["parameters"]
     nb = new_notebook(cells=[params, new_code_cell("raise ValueError('数据源中断')")])
     nb.metadata["workbench"] = {"report": True, "title": "测试周报"}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, books / "broken.ipynb")
     out = tmp_path / "out"
     monkeypatch.setattr(reports, "NOTEBOOKS", books)

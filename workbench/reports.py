@@ -350,16 +350,14 @@ def sheet_names(titles: list[str]) -> list[str]:
     return out
 
 
-def write_excel(tables: list[dict], path: Path, *, title: str = "", period: str = "") -> Path | None:
+def write_excel(tables: list[dict], path: Path, *, title: str = "", period: str = "") -> Path:
     """The report's tables as an Excel workbook (openpyxl): a first sheet 报告信息, then one
-    sheet per table with its header, every row, numbers as numbers (shares as percent).
-    None when the report showed no table."""
+    sheet per table with its header, every row, numbers as numbers (shares as percent). A
+    report that showed no table (an empty period) gets the first sheet, saying so."""
     from openpyxl import Workbook
     from openpyxl.styles import Alignment, Font
     from openpyxl.utils import get_column_letter
 
-    if not tables:
-        return None
     wb = Workbook()
     info = wb.active
     info.title = "报告信息"
@@ -371,6 +369,8 @@ def write_excel(tables: list[dict], path: Path, *, title: str = "", period: str 
     names = sheet_names([t.get("sheet") or t.get("title") or "表" for t in tables])
     for name, t in zip(names, tables):
         info.append([name, t.get("title", "")])
+    if not tables:
+        info.append(["—", "本期没有数据表"])
     info.column_dimensions["A"].width = 24
     info.column_dimensions["B"].width = 48
     bold = Font(bold=True)
