@@ -61,7 +61,7 @@ def _same(eng):
     prep = fg.prepare(rows)
     daily = D.load(eng)
     counts = list(D.COUNTS)
-    for by in (None, "market", "category", "origin", "district", "commodity", ["day", "market"]):
+    for by in (None, "market", "category", "origin", "district", ["day", "market"], ["day", "category", "origin"]):
         want = fg.bulletin(prep, by)
         got = D.bulletin(daily, by)
         keys = [c for c in want.columns if c not in fg.COLUMNS]
@@ -70,6 +70,18 @@ def _same(eng):
         if "day" in keys:  # the same days, whatever the resolution
             g.index = g.index.set_levels(g.index.levels[0].astype(w.index.levels[0].dtype), level=0)
         pd.testing.assert_frame_equal(g, w, check_names=False, obj=f"by {by}")
+    # summed in the hub (SQL), as the page reads it
+    for by in (None, "market", ["category", "origin"]):
+        want = fg.bulletin(prep, by)
+        got = D.figures(eng, by)
+        keys = [c for c in want.columns if c not in fg.COLUMNS]
+        pd.testing.assert_frame_equal(got.set_index(keys)[counts].sort_index(), want.set_index(keys)[counts].sort_index(),
+                                      check_names=False, obj=f"sql by {by}")
+    day = D.last_day(eng)
+    assert day == prep["day"].max()
+    got = D.figures(eng, "market", day - pd.Timedelta(days=2), day, district="荷塘区")
+    want = fg.bulletin(prep[(prep["day"] >= day - pd.Timedelta(days=2)) & (prep["district"] == "荷塘区")], "market")
+    assert got["items"].tolist() == want["items"].tolist() and got["samples"].tolist() == want["samples"].tolist()
     # the p chart's series too
     n, x = D.city_daily(daily)
     assert int(n.sum()) == len(rows) and int(x.sum()) == int((rows["result"] == "阳性").sum())

@@ -491,6 +491,9 @@ def run(eng=None, progress=None, write: bool = True, **kw) -> tuple[Analysis, di
         for k in ("alerts_updated", "alerts_lifted"):
             written[k] += again[k]
         written["alerts_new"] += again["alerts_new"]
+    from workbench.market import view
+
+    view.save_snapshot(an, eng)  # the page reads it instead of analysing on a visit (issue 15: < 3 s)
     return an, written
 
 

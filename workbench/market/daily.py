@@ -1,7 +1,7 @@
 """The rapid tests' daily summary (market_daily, migration 0015): what the market page and the
 bulletin figures read instead of the rows (issue 14: 50 M rapid tests).
 
-One row per Beijing day × market × district × commodity × category × origin with the sample
+One row per Beijing day × market × district × category × origin with the sample
 batches, the test items, the positive batches and items, and the banned-substance items and
 positives, exactly as workbench.market.figures.bulletin counts them per group (a batch: the
 records of one market, stall, commodity and sampling time; no sampling time: its own batch).
@@ -23,7 +23,7 @@ from workbench.market.catalog import BANNED
 from workbench.market import figures as fg
 
 TABLE = "market_daily"
-KEYS = ("day", "market_id", "district", "commodity", "category", "origin")
+KEYS = ("day", "market_id", "district", "category", "origin")
 COUNTS = ("samples", "positive_samples", "items", "positive_items", "banned_items", "banned_positive")
 POSITIVE = "阳性"
 
@@ -33,7 +33,6 @@ market_daily = sa.Table(
     sa.Column("day", sa.Date, nullable=False, comment="日期（北京时间）"),
     sa.Column("market_id", sa.String(64), nullable=False, comment="市场编号"),
     sa.Column("district", sa.String(64), nullable=False, comment="区县"),
-    sa.Column("commodity", sa.String(64), nullable=False, comment="样品名称"),
     sa.Column("category", sa.String(64), nullable=False, comment="样品类别"),
     sa.Column("origin", sa.String(64), nullable=False, comment="产地"),
     *(sa.Column(c, sa.Integer, nullable=False, comment=fg.LABELS[c]) for c in COUNTS),
@@ -148,7 +147,7 @@ def backfill_sql(dialect: str, keys_from: str | None = None) -> str:
              f"SUM(CASE WHEN test_item IN ({_banned_list()}) AND result = '{POSITIVE}' THEN 1 ELSE 0 END) AS ban_pos "
              f"FROM {src if keys_from else 'rapid_tests r'}{where} GROUP BY {_day(dialect, 'r.ts')}, r.market_id, "
              f"{', '.join(f'COALESCE(r.{c}, {chr(39)}{chr(39)})' for c in KEYS[2:])}, "
-             "r.stall_id, r.sampled_at, CASE WHEN r.sampled_at IS NULL THEN r.test_id END")
+             "r.stall_id, r.commodity, r.sampled_at, CASE WHEN r.sampled_at IS NULL THEN r.test_id END")
     out = (f"INSERT INTO {TABLE} ({', '.join(KEYS + COUNTS)}) SELECT {grp}, COUNT(*), "
            "SUM(CASE WHEN pos > 0 THEN 1 ELSE 0 END), SUM(items), SUM(pos), SUM(ban), SUM(ban_pos) "
            f"FROM ({inner}) s")
@@ -182,7 +181,7 @@ def load(eng=None, first_day=None, last_day=None) -> pd.DataFrame:
 
 def bulletin(daily: pd.DataFrame, by=None) -> pd.DataFrame:
     """workbench.market.figures.bulletin from the daily summary (`by`: keys of fg.GROUPS among
-    market, district, commodity, category, origin, or 'day'; None: one row 'city')."""
+    market, district, category, origin, or 'day'; None: one row 'city')."""
     by = [by] if isinstance(by, str) else list(by or [])
     cols = [fg.GROUPS.get(b, b) for b in by]
     if not cols:
@@ -205,3 +204,60 @@ def city_daily(daily: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """(items, positive items) per Beijing day, the city (for the p chart)."""
     g = daily.groupby("day")[["items", "positive_items"]].sum().sort_index()
     return g["items"], g["positive_items"]
+
+
+def sums(eng=None, by=(), first_day=None, last_day=None, district: str | None = None,
+         markets: list | None = None) -> pd.DataFrame:
+    """The summary summed in the hub (SQL GROUP BY; what the page reads at city scale): counts
+    per `by` (columns of market_daily: day, market_id, district, category, origin; empty: one
+    row) over Beijing days [first_day, last_day], optionally of one district or some markets."""
+    from workbench.store import hub
+
+    eng = eng or hub.engine()
+    t = market_daily
+    by = [fg.GROUPS.get(b, b) for b in ([by] if isinstance(by, str) else list(by or []))]
+    stmt = sa.select(*(t.c[c] for c in by), *(sa.func.coalesce(sa.func.sum(t.c[c]), 0).label(c) for c in COUNTS))
+    if first_day is not None:
+        stmt = stmt.where(t.c.day >= pd.Timestamp(first_day).date())
+    if last_day is not None:
+        stmt = stmt.where(t.c.day <= pd.Timestamp(last_day).date())
+    if district is not None:
+        stmt = stmt.where(t.c.district == district)
+    if markets is not None:
+        stmt = stmt.where(t.c.market_id.in_(list(markets)))
+    if by:
+        stmt = stmt.group_by(*(t.c[c] for c in by)).order_by(*(t.c[c] for c in by))
+    with eng.connect() as conn:
+        df = pd.DataFrame(conn.execute(stmt).fetchall(), columns=[*by, *COUNTS])
+    if "day" in df:
+        df["day"] = pd.to_datetime(df["day"]).astype("datetime64[ns]")
+    for c in by:
+        if c in KEYS[2:]:
+            df[c] = df[c].replace("", None)
+    for c in COUNTS:
+        df[c] = df[c].astype("int64")
+    return df
+
+
+def figures(eng=None, by=None, first_day=None, last_day=None, district=None, markets=None) -> pd.DataFrame:
+    """fg.bulletin's table (counts, rates, Wilson intervals) from `sums` (SQL)."""
+    cols = [fg.GROUPS.get(b, b) for b in ([by] if isinstance(by, str) else list(by or []))]
+    s = sums(eng, cols, first_day, last_day, district, markets)
+    if not cols:
+        s.index = pd.Index(["全市"], name="_all")
+        return fg._rates(s).reset_index().rename(columns={"_all": "scope"})
+    return fg._rates(s.set_index(cols)).reset_index()
+
+
+def last_day(eng=None, district=None):
+    """The last Beijing day with rapid tests (a Timestamp), None when there are none."""
+    from workbench.store import hub
+
+    eng = eng or hub.engine()
+    t = market_daily
+    stmt = sa.select(sa.func.max(t.c.day))
+    if district is not None:
+        stmt = stmt.where(t.c.district == district)
+    with eng.connect() as conn:
+        d = conn.execute(stmt).scalar()
+    return None if d is None else pd.Timestamp(d)

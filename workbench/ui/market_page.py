@@ -1,12 +1,16 @@
-"""The 农贸市场快检 dashboard: city and market figures, control charts, the funnel plot,
-alerts, integrity findings, positives awaiting follow-up and the quarantine.
+"""The 农贸市场快检 dashboard: city and market figures, the daily rate and each market's weekly
+chart, markets against the city, alerts, integrity findings, positives awaiting follow-up and
+the quarantine.
 
-`load()` reads the hub once (workbench.market.analysis) and runs the analysis; the other
-functions turn it into HTML tables and matplotlib figures. dashboards/market.ipynb only
-calls them; the weekly bulletin (notebooks/market_bulletin.ipynb) uses the same pieces.
+`load()` reads what workbench.market.view gives: the bulletin figures summed in the hub
+(market_daily, live) and the last analysis (`workbench market analyse` keeps a snapshot); a
+visit analyses nothing unless no analysis was ever kept. The other functions turn it into HTML
+and charts: plain words on the face, method names and statistics behind 说明 (layout.explain).
+dashboards/market.ipynb only calls them.
 """
 from __future__ import annotations
 
+import html as _html
 import json
 from dataclasses import dataclass
 
@@ -18,54 +22,79 @@ from workbench.market import analysis as ma
 from workbench.market import figures as fg
 from workbench.market import followup as fu
 from workbench.market import surveillance as sv
+from workbench.market import view as mv
 from workbench.ui import cards, charts, layout, theme
-from workbench.ui.tables import DASH, badge, format_number, table_html, utc_now
+from workbench.ui.tables import DASH, badge, esc, format_number, table_html, utc_now
 
 RATE_LABELS = {**fg.LABELS, "market_id": "市场编号", "name": "市场名称", "district": "区县", "commodity": "样品名称",
                "category": "样品类别", "test_item": "检测项目", "origin": "产地", "inspector_id": "检测员",
-               "rate_ci": "项次阳性率（95% 置信区间）", "sample_ci": "批次阳性率（95% 置信区间）"}
+               "rate_ci": "项次阳性率（可能范围）", "sample_ci": "批次阳性率（可能范围）"}
 SEVERITY_TONE = {"critical": "bad", "warning": "warn", "info": "info"}
 SEVERITY_TEXT = {"critical": "严重", "warning": "警告", "info": "提示"}
 STATE_TONE = {"未登记处置": "bad", "复查仍阳性": "bad", "待处置": "bad", "待复检": "warn", "已送检": "warn", "待复查": "warn",
               "已办结": "ok", "复检阴性": "ok"}
+CI_NOTE = ("括号内是按检测量估计的可能范围：检测越少，范围越宽。统计方法：Wilson 95% 置信区间；"
+           "样品批次 = 同一摊位同一时间抽取的同一样品，一批有任一项目阳性即为阳性批次；禁用物质单列。")
 
 
 @dataclass
 class MarketSnapshot:
     now: pd.Timestamp
-    an: ma.Analysis
-    quarantine: pd.DataFrame  # dataset, reason, rows (rapid_tests and market_followups)
-    who: object = None        # the Principal it was read for (a district user: their district only)
+    an: ma.Analysis               # the last analysis (rows left out when read from the snapshot)
+    quarantine: pd.DataFrame      # dataset, reason, rows (rapid_tests and market_followups)
+    who: object = None            # the Principal it was read for (a district user: their district only)
+    figs: mv.Figures | None = None  # the bulletin figures summed in the hub (None: from the analysis' rows)
+    analysed_at: pd.Timestamp | None = None  # when the analysis was kept (None: just now)
+
+    def __post_init__(self):
+        if self.figs is None:
+            self.figs = mv.figures_from_prep(self.an.prep, self.an.rules)
 
     @property
     def empty(self) -> bool:
-        return self.an.empty
+        return self.figs.empty
 
 
 def prepare() -> None:
-    """Open the hub ahead of the request (preheated kernels)."""
+    """Open the hub and import what a visit draws with, ahead of the request (preheated kernels)."""
     from workbench.store import hub
 
     hub.engine()
+    charts.warm_up(interactive=True)
 
 
 def load(now=None, eng=None, since=None, until=None, who=None) -> MarketSnapshot:
-    """One read of the hub for `who` (a workbench.access.Principal): a district user's analysis
-    runs on their district's markets, tests and follow-ups only (scope), so every figure, table
-    and chart of the page is the district's; the quarantine (rows not placed in any district
-    yet) is left out for them."""
+    """The page's data for `who` (a workbench.access.Principal). A city-wide user: the figures
+    summed in the hub and the kept analysis (analysed once and kept when there is none). A
+    district user: the district's figures, and the analysis run on the district's markets,
+    tests and follow-ups only (scope) at the visit; the quarantine (rows
+    not placed in any district yet) is left out for them. `since`/`until`: analyse that range
+    now (nothing kept)."""
     from workbench.store import hub
 
     now = utc_now() if now is None else pd.Timestamp(now)
-    tests, markets, followups = ma.load(eng, since=since, until=until)
-    tests, markets, followups = scoped(who, tests, markets, followups)
-    an = ma.analyse(tests, markets, followups, cases=ma.load_cases(eng))
-    if who is not None and not who.sees_all:
+    eng = eng or hub.engine()
+    district = None if who is None or who.sees_all else who.district
+    an, saved = (None, None)
+    if since is None and until is None and district is None:
+        an, saved = mv.load_snapshot(eng)
+    if an is None:
+        tests, markets, followups = ma.load(eng, since=since, until=until)
+        tests, markets, followups = scoped(who, tests, markets, followups)
+        an = ma.analyse(tests, markets, followups, cases=ma.load_cases(eng))
+        if since is None and until is None and district is None and not an.empty:
+            mv.save_snapshot(an, eng)
+        figs = mv.figures_from_prep(an.prep, an.rules) if (since is not None or until is not None) else None
+    else:
+        figs = None
+    if figs is None:
+        figs = mv.page_figures(eng, district, an.rules)
+    if district is not None or (who is not None and not who.sees_all):
         q = pd.DataFrame(columns=["dataset", "reason", "rows"])
     else:
         q = hub.quarantine_reasons(eng=eng)
         q = q[q["dataset"].isin(["rapid_tests", "market_followups"])] if len(q) else q
-    return MarketSnapshot(now, an, q, who)
+    return MarketSnapshot(now, an, q, who, figs, saved)
 
 
 def scoped(who, tests: pd.DataFrame, markets: pd.DataFrame, followups: pd.DataFrame):
@@ -124,7 +153,10 @@ def evidence_text(value, limit: int = 180) -> str:
 
 # ------------------------------------------------------------------ tables
 
-def bulletin_table(b: pd.DataFrame, by: str, labels: dict | None = None, limit: int = 60, sort_rate: bool = True) -> str:
+def bulletin_table(b: pd.DataFrame, by: str, labels: dict | None = None, limit: int = 60, sort_rate: bool = True,
+                   compact: bool = False) -> str:
+    """Figures per group: batches, items, positives and the rates with their likely range
+    (the method in CI_NOTE, behind 说明). `compact`: the item rate only (a narrow column)."""
     if b is None or b.empty:
         return table_html(None, empty="暂无快检记录")
     col = fg.GROUPS.get(by, by)
@@ -133,26 +165,28 @@ def bulletin_table(b: pd.DataFrame, by: str, labels: dict | None = None, limit: 
         t = t.sort_values(["item_rate", "items"], ascending=[False, False])
     t["rate_ci"] = [_ci(r, lo, hi) for r, lo, hi in zip(t["item_rate"], t["item_rate_lo"], t["item_rate_hi"])]
     t["sample_ci"] = [_ci(r, lo, hi) for r, lo, hi in zip(t["sample_rate"], t["sample_rate_lo"], t["sample_rate_hi"])]
+    if col in t and col != "period":
+        t[col] = t[col].fillna("未填写")
     cols = [col]
     if labels:
         t["name"] = t[col].map(labels)
         cols.append("name")
-    cols += ["samples", "items", "positive_samples", "positive_items", "sample_ci", "rate_ci", "banned_positive"]
+    if compact:
+        cols += ["samples", "items", "positive_items", "rate_ci", "banned_positive"]
+    else:
+        cols += ["samples", "items", "positive_samples", "positive_items", "sample_ci", "rate_ci", "banned_positive"]
     if "period" in t and col != "period":
         cols = ["period", *cols]
     return table_html(t, columns=cols, labels=RATE_LABELS, max_rows=limit, max_height="420px",
                       numeric=("samples", "items", "positive_samples", "positive_items", "banned_positive"))
 
 
-def periods_table(an: ma.Analysis, start=None, end=None) -> str:
-    """The city's figures for the period, month to date and year to date."""
-    if an.empty:
+def periods_table(snap_or_an, start=None, end=None) -> str:
+    """The city's figures for the last 7 days, month to date and year to date."""
+    figs = snap_or_an.figs if isinstance(snap_or_an, MarketSnapshot) else mv.figures_from_prep(snap_or_an.prep)
+    if figs.empty:
         return table_html(None, empty="暂无快检记录")
-    end = pd.Timestamp(end) if end is not None else an.prep["day"].max()
-    start = pd.Timestamp(start) if start is not None else end - pd.Timedelta(days=6)
-    b = fg.bulletin_periods(an.prep, start, end)
-    b["period"] = [f"{p.name}（{p.text}）" for p in fg.periods(start, end)]
-    return bulletin_table(b.drop(columns="scope"), "period", sort_rate=False)
+    return bulletin_table(figs.periods, "period", sort_rate=False)
 
 
 def alerts_table(alerts: pd.DataFrame, limit: int = 60) -> str:
@@ -186,13 +220,25 @@ def inspector_table(table: pd.DataFrame, limit: int = 30) -> str:
     if table is None or table.empty:
         return table_html(None, empty="暂无可比较的检测员")
     t = table.copy()
-    t["flag"] = t["flagged"].map(lambda f: badge("异常偏低", "bad") if f else badge("正常", "ok"))
-    return table_html(t, columns=["subject", "tests", "positives", "expected", "p_adjusted", "flag"],
-                      labels={"subject": "检测员", "tests": "可比检测项次", "positives": "阳性", "expected": "按同行应有阳性",
-                              "p_adjusted": "校正后 p 值", "flag": "判定"},
-                      formatters={"expected": lambda v: f"{v:.1f}", "p_adjusted": lambda v: f"{v:.2g}"},
-                      html_columns=("flag",), numeric=("tests", "positives", "expected", "p_adjusted"),
+    t["flag"] = t["flagged"].map(lambda f: badge("阳性明显偏少", "bad") if f else badge("正常", "ok"))
+    return table_html(t, columns=["subject", "tests", "positives", "expected", "flag"],
+                      labels={"subject": "检测员", "tests": "可比检测项次", "positives": "实际阳性",
+                              "expected": "按同行应有阳性", "flag": "判定"},
+                      formatters={"expected": lambda v: f"{v:.1f}"},
+                      html_columns=("flag",), numeric=("tests", "positives", "expected"),
                       max_rows=limit, max_height="380px")
+
+
+def inspector_method_html(table: pd.DataFrame) -> str:
+    """The comparison's statistics (for 说明): each inspector's p-value, corrected."""
+    if table is None or table.empty:
+        return ""
+    return table_html(table, columns=["subject", "tests", "positives", "expected", "p_value", "p_adjusted"],
+                      labels={"subject": "检测员", "tests": "可比检测项次", "positives": "阳性", "expected": "期望阳性",
+                              "p_value": "p 值（条件检验）", "p_adjusted": "Bonferroni 校正后"},
+                      formatters={"expected": lambda v: f"{v:.1f}", "p_value": lambda v: f"{v:.2g}",
+                                  "p_adjusted": lambda v: f"{v:.2g}"},
+                      numeric=("tests", "positives", "expected", "p_value", "p_adjusted"), max_rows=30, max_height="320px")
 
 
 def _overdue_badge(overdue: bool, days: int, deadline, now) -> str:
@@ -249,25 +295,53 @@ def trend_table(tab: pd.DataFrame) -> str:
 
 # ------------------------------------------------------------------ figures
 
-def city_p_chart_figure(an: ma.Analysis, title: str = "全市逐日快检阳性率 p 控制图（全部项目）"):
-    n, x = an.city_daily
-    with charts.chart_style():
-        fig, ax = charts.new_figure(9.6, 3.6)
-        if len(n):
-            p0 = float(x.to_numpy().sum() / max(1, n.to_numpy().sum()))
-            pc = sv.p_chart(n, x, p0)
-            idx = n.index
-            ax.plot(idx, pc["p"].iloc[:, 0] * 100, marker="o", ms=2.5, lw=1.2, color=theme.COLORS["primary"], label="阳性率")
-            ax.step(idx, pc["ucl"].iloc[:, 0] * 100, where="mid", color=theme.COLORS["bad"], lw=1, label="控制上限（3σ，随检测量变化）")
-            ax.axhline(p0 * 100, color=theme.COLORS["muted"], lw=1, ls="--", label=f"中心线 {p0 * 100:.2f}%")
-            al = pc["alarm"].iloc[:, 0].to_numpy()
-            if al.any():
-                ax.scatter(idx[al], pc["p"].iloc[:, 0][al] * 100, color=theme.COLORS["bad"], zorder=5, s=24, label="超出概率控制限")
-            ax.legend(loc="upper left", fontsize=8.5, ncol=2)
-        ax.set_ylabel("阳性率（%）")
-        ax.set_ylim(bottom=0)
-        charts.set_title(fig, title)
+def city_rate_spec(figs: mv.Figures, title: str = "全市每日快检阳性率") -> dict:
+    """The city's daily positive rate against the line of ordinary day-to-day variation (a p
+    chart whose limit follows each day's number of tests), interactive: values on hover, zoom."""
+    fig = charts.spec(title=title, height=380, hovermode="x unified", yaxis={"title": {"text": "阳性率（%）"}})
+    n, x = figs.city_n, figs.city_x
+    if not len(n) or not n.sum():
+        return fig
+    p0 = float(x.sum() / n.sum())
+    pc = sv.p_chart(n.to_frame("全市"), x.to_frame("全市"), p0)
+    p = pc["p"]["全市"] * 100
+    lim = pc["limit"]["全市"] / n.where(n > 0) * 100
+    al = pc["alarm"]["全市"].to_numpy()
+    days = charts._list(n.index)
+    fig["data"] += [
+        {"type": "scatter", "x": days, "y": charts._list(p.round(2)), "name": "阳性率", "mode": "lines+markers",
+         "marker": {"size": 4}, "line": {"width": 1.6, "color": theme.COLORS["primary"]},
+         "customdata": [[int(a), int(b)] for a, b in zip(n, x)],
+         "hovertemplate": "%{y:.2f}%（检测 %{customdata[0]} 项，阳性 %{customdata[1]} 项）<extra>阳性率</extra>"},
+        {"type": "scatter", "x": days, "y": charts._list(lim.round(2)), "name": "正常波动上限", "mode": "lines",
+         "line": {"width": 1, "color": theme.COLORS["bad"], "shape": "hvh"}, "hovertemplate": "%{y:.2f}%<extra>正常波动上限</extra>"},
+        {"type": "scatter", "x": [days[0], days[-1]], "y": [round(p0 * 100, 2)] * 2, "name": f"平均 {p0 * 100:.2f}%",
+         "mode": "lines", "line": {"width": 1, "dash": "dash", "color": theme.COLORS["muted"]}, "hoverinfo": "skip"},
+    ]
+    if al.any():
+        fig["data"].append({"type": "scatter", "x": [d for d, a in zip(days, al) if a], "y": charts._list(p[al].round(2)),
+                            "name": "超出正常波动", "mode": "markers",
+                            "marker": {"size": 9, "color": theme.COLORS["bad"]}, "hovertemplate": "%{y:.2f}%<extra>超出正常波动</extra>"})
+    fig["layout"]["xaxis"] = {**fig["layout"]["xaxis"], "type": "date", "tickformat": "%m-%d", "hoverformat": "%Y-%m-%d"}
     return fig
+
+
+def city_rate_words(figs: mv.Figures) -> str:
+    """The daily chart in plain words: the last week against the weeks before."""
+    n, x = figs.city_n, figs.city_x
+    if len(n) < 14 or not n.sum():
+        return "数据不足两周，暂不比较。"
+    last, before = n.index[-7:], n.index[-35:-7]
+    r1 = x[last].sum() / max(n[last].sum(), 1)
+    r0 = x[before].sum() / max(n[before].sum(), 1)
+    p0 = float(x.sum() / n.sum())
+    pc = sv.p_chart(n.to_frame("全市"), x.to_frame("全市"), p0)
+    out = int(pc["alarm"]["全市"][last].sum())
+    trend = ("明显高于" if r1 > r0 * 1.25 else "明显低于" if r1 < r0 * 0.8 else "与")
+    text = (f"最近 7 天全市项次阳性率 {r1 * 100:.2f}%，{trend}此前四周（{r0 * 100:.2f}%）"
+            + ("相当" if trend == "与" else "") + "；")
+    text += (f"其中 {out} 天阳性明显多于平常（图中红点），请关注。" if out else "每天的阳性率都在正常波动范围内。")
+    return text
 
 
 def top_markets(an: ma.Analysis, k: int = 4) -> list:
@@ -299,7 +373,7 @@ def market_chart_figure(an: ma.Analysis, market: str, mk_names: dict | None = No
         ax1.plot(idx, p, marker="o", ms=3, lw=1.3, color=theme.COLORS["primary"], label="周阳性率")
         ax1.plot(idx, msv.p0[market] * 100, color=theme.COLORS["muted"], ls="--", lw=1, label="预期（随全市季节变化）")
         lim = msv.p_chart["limit"][market] / msv.n[market].where(msv.n[market] > 0) * 100
-        ax1.step(idx, lim, where="mid", color=theme.COLORS["bad"], lw=1, label="p 图概率控制限")
+        ax1.step(idx, lim, where="mid", color=theme.COLORS["bad"], lw=1, label="正常波动上限")
         ax1.set_ylabel("阳性率（%）")
         ax1.set_ylim(bottom=0)
         ax1.legend(loc="upper left", fontsize=8, ncol=3)
@@ -341,41 +415,58 @@ def ears_figure(an: ma.Analysis, unit: str = "全市"):
             ax.bar(y.index, y.to_numpy(), color="#c9d7ea", width=0.9, label="每日阳性项次")
             for m, color in (("C1", theme.PALETTE[0]), ("C2", theme.PALETTE[2]), ("C3", theme.PALETTE[3])):
                 ub = res[m]["upperbound"][unit]
-                ax.plot(ub.index, ub.to_numpy(), color=color, lw=1, label=f"EARS {m} 上界")
+                ax.plot(ub.index, ub.to_numpy(), color=color, lw=1, label=f"预警上界 {m}")
                 al = res[m]["alarm"][unit].to_numpy()
                 if al.any():
                     ax.scatter(ub.index[al], y.reindex(ub.index)[al], color=color, marker="^", s=30, zorder=5)
             ax.legend(loc="upper left", fontsize=8, ncol=4)
         ax.set_ylabel("阳性项次")
-        charts.set_title(fig, f"{unit}每日阳性项次与 EARS C1/C2/C3（R surveillance::earsC 同一算法）")
+        charts.set_title(fig, f"{unit}每日阳性项次与预警上界")
     return fig
 
 
-def funnel_figure(an: ma.Analysis, mk_names: dict | None = None, title: str = "各市场阳性率漏斗图（对全市）"):
-    f = an.funnel
-    with charts.chart_style():
-        fig, ax = charts.new_figure(7.2, 4.4)
-        if len(f):
-            p = float(f["positive_items"].sum() / f["items"].sum())
-            curve = sv.funnel_curve(p, float(f["items"].max()), an.rules.funnel_levels)
-            curve = curve[curve["n"] >= 0.5 * float(f["items"].min())]
-            for lv, ls in zip(an.rules.funnel_levels, ("--", "-")):
-                ax.plot(curve["n"], curve[f"hi_{lv:g}"] * 100, color=theme.COLORS["bad"], ls=ls, lw=1, label=f"{lv:.1%} 控制限")
-                ax.plot(curve["n"], curve[f"lo_{lv:g}"] * 100, color=theme.COLORS["bad"], ls=ls, lw=1)
-            ax.axhline(p * 100, color=theme.COLORS["muted"], lw=1, label=f"全市 {p * 100:.2f}%")
-            colour = np.where(f["side"] == "high", theme.COLORS["bad"], np.where(f["side"] == "low", theme.COLORS["ok"],
-                                                                              theme.COLORS["primary"]))
-            ax.scatter(f["items"], f["rate"] * 100, c=colour, s=28, zorder=5, edgecolors="white", linewidths=0.5)
-            top = max(float(f["rate"].max()), float(curve[f"hi_{an.rules.funnel_levels[-1]:g}"].max()) if len(curve) else 0)
-            ax.set_ylim(0, top * 100 * 1.15 + 0.1)
-            for r in f[(f["side"] == "high") | (f["outside"] >= max(an.rules.funnel_levels))].itertuples():
-                ax.annotate((mk_names or {}).get(r.market_id, r.market_id), (r.items, r.rate * 100), xytext=(4, 3),
-                            textcoords="offset points", fontsize=8)
-            ax.legend(loc="upper right", fontsize=8)
-        ax.set_xlabel("检测项次")
-        ax.set_ylabel("阳性率（%）")
-        charts.set_title(fig, title)
+def funnel_spec(figs: mv.Figures, mk_names: dict | None = None, title: str = "各市场阳性率与全市比较（近 30 天）") -> dict:
+    """Each market's positive rate against the city's, with the range a market of its number of
+    tests would show by chance (the funnel); hover names the market."""
+    f = figs.funnel
+    fig = charts.spec(title=title, height=420, xaxis={"title": {"text": "检测项次"}},
+                      yaxis={"title": {"text": "项次阳性率（%）"}}, hovermode="closest")
+    if f is None or not len(f):
+        return fig
+    lv = figs.rules.funnel_levels
+    p = float(f["positive_items"].sum() / f["items"].sum())
+    curve = sv.funnel_curve(p, float(f["items"].max()), lv)
+    curve = curve[curve["n"] >= 0.5 * float(f["items"].min())]
+    for level, dash in zip(lv, ("dash", "solid")):
+        for side in ("hi", "lo"):
+            fig["data"].append({"type": "scatter", "x": charts._list(curve["n"]), "y": charts._list((curve[f"{side}_{level:g}"] * 100).round(3)),
+                                "mode": "lines", "line": {"width": 1, "dash": dash, "color": theme.COLORS["bad"]},
+                                "name": f"偶然波动范围（{level:.1%}）", "showlegend": side == "hi", "hoverinfo": "skip"})
+    fig["data"].append({"type": "scatter", "x": [float(curve["n"].min()), float(curve["n"].max())], "y": [round(p * 100, 3)] * 2,
+                        "mode": "lines", "line": {"width": 1, "color": theme.COLORS["muted"]}, "name": f"全市 {p * 100:.2f}%",
+                        "hoverinfo": "skip"})
+    colour = np.where(f["side"] == "high", theme.COLORS["bad"], np.where(f["side"] == "low", theme.COLORS["ok"],
+                                                                      theme.COLORS["primary"]))
+    names_ = [(mk_names or {}).get(m, m) for m in f["market_id"]]
+    fig["data"].append({"type": "scatter", "x": charts._list(f["items"]), "y": charts._list((f["rate"] * 100).round(2)),
+                        "mode": "markers", "name": "市场", "marker": {"size": 10, "color": list(colour),
+                                                                    "line": {"width": 1, "color": "white"}},
+                        "text": names_, "customdata": charts._list(f["positive_items"]),
+                        "hovertemplate": "%{text}<br>检测 %{x:,} 项，阳性 %{customdata} 项，阳性率 %{y:.2f}%<extra></extra>"})
     return fig
+
+
+def funnel_words(figs: mv.Figures, mk_names: dict | None = None) -> str:
+    f = figs.funnel
+    if f is None or not len(f):
+        return "近 30 天没有快检记录。"
+    hi = [(mk_names or {}).get(m, m) for m in f.loc[f["side"] == "high", "market_id"]]
+    lo = [(mk_names or {}).get(m, m) for m in f.loc[f["side"] == "low", "market_id"]]
+    text = (f"近 30 天{'、'.join(hi[:6])}{'等' if len(hi) > 6 else ''} {len(hi)} 个市场的阳性率明显高于全市，不能用偶然解释，"
+            "建议加强抽检、追查进货来源。" if hi else "近 30 天没有市场的阳性率明显高于全市。")
+    if lo:
+        text += f"{'、'.join(lo[:4])}{'等' if len(lo) > 4 else ''}明显低于全市（也可能是检测不到位，见数据真实性核查）。"
+    return text
 
 
 def category_figure(b: pd.DataFrame, title: str = "各类样品项次阳性率（95% 置信区间）"):
@@ -412,55 +503,94 @@ def inspector_figure(table: pd.DataFrame, title: str = "检测员阳性数：实
 
 # ------------------------------------------------------------------ widgets
 
-def kpis(snap: MarketSnapshot):
-    an = snap.an
-    c = an.city.iloc[0]
+def kpis_html(snap: MarketSnapshot) -> str:
+    """The cards as one HTML row (flex, wrapping: none overlaps or is cut at any width)."""
+    an, figs = snap.an, snap.figs
+    recent = figs.by_market
+    samples, items = int(recent["samples"].sum()), int(recent["items"].sum())
+    pos = int(recent["positive_items"].sum())
+    rate = pos / items if items else None
+    banned = int(recent["banned_positive"].sum())
     f = fu.summary(an.followups)
     active = an.alerts[an.alerts["category"] == "快检阳性率上升"] if len(an.alerts) else an.alerts
     active_n = int((active["status"] == "生效中").sum()) if len(active) else 0
+    findings = an.integrity.findings
     q = int(snap.quarantine["rows"].sum()) if len(snap.quarantine) else 0
-    return cards.kpi_row([
-        cards.KPI("抽检批次", int(c["samples"]), unit="批", note=f"检测 {int(c['items']):,} 项次"),
-        cards.KPI("项次阳性率", pct(c["item_rate"]), note=f"95% 置信区间 {pct(c['item_rate_lo'])}–{pct(c['item_rate_hi'])}",
-                  tone="warn" if c["item_rate"] > 0.03 else ""),
-        cards.KPI("禁用物质阳性", int(c["banned_positive"]), unit="项", note="瘦肉精、孔雀石绿、硝基呋喃",
-                  tone="bad" if c["banned_positive"] else "ok"),
-        cards.KPI("阳性率上升", active_n, unit="起", note=(_rising_note(active) or "未发现") if len(active) else "未发现",
-                  tone="bad" if active_n else "ok"),
-        cards.KPI("数据真实性问题", len(an.integrity.findings), unit="项", tone="warn" if len(an.integrity.findings) else "ok",
-                  note="、".join(sorted(set(an.integrity.findings["kind"])))[:30] or "未发现"),
-        cards.KPI("待处置阳性", f["open"], unit="项", note=f"逾期 {f['overdue']} 项", tone="bad" if f["overdue"] else ""),
-        cards.KPI("隔离记录", q, unit="条", note="读数越界、时间颠倒、未知编码等" if q else "无", tone="warn" if q else "muted"),
-    ])
+    items_html = [
+        cards.kpi_html("近 30 天抽检", samples, unit="批", note=f"检测 {items:,} 项次"),
+        cards.kpi_html("近 30 天阳性率", pct(rate), note=f"阳性 {pos:,} 项次", tone="warn" if rate and rate > 0.03 else ""),
+        cards.kpi_html("禁用物质阳性", banned, unit="项", note="近 30 天（瘦肉精、孔雀石绿等）", tone="bad" if banned else "ok"),
+        cards.kpi_html("阳性率上升", active_n, unit="起", note=(_rising_note(active) or "未发现") if len(active) else "未发现",
+                       tone="bad" if active_n else "ok"),
+        cards.kpi_html("数据真实性问题", len(findings), unit="项", tone="warn" if len(findings) else "ok",
+                       note="、".join(sorted(set(findings["kind"]))) or "未发现"),
+        cards.kpi_html("待处置阳性", f["open"], unit="项", note=f"逾期 {f['overdue']} 项", tone="bad" if f["overdue"] else ""),
+        cards.kpi_html("隔离记录", q, unit="条", note="读数越界、时间颠倒、未知编码等" if q else "无", tone="warn" if q else "muted"),
+    ]
+    style = ("<style>.wb-market-cards > .wb-card { flex: 1 1 168px; min-width: 168px; max-width: 100%; height: auto; }"
+             ".wb-market-cards .wb-card-note { max-width: 100%; }</style>")
+    return f'{style}<div class="wb-cards wb-market-cards">{"".join(items_html)}</div>'
+
+
+def kpis(snap: MarketSnapshot):
+    return layout.html(kpis_html(snap))
+
+
+def _status_line(snap: MarketSnapshot) -> str:
+    figs = snap.figs
+    when = snap.analysed_at
+    text = f"通报数据截至 {figs.last_day:%Y-%m-%d}（北京时间）。" if not figs.empty else ""
+    if when is not None:
+        text += (f"预警、数据真实性核查和阳性处置为 {clock.to_local(when):%Y-%m-%d %H:%M} 分析的结果"
+                 "（之后接入的检测已计入通报数据，其预警在下次分析后更新）。")
+    return text
+
+
+def _explain(face: str, detail: str = ""):
+    return layout.explain(face, detail)
 
 
 def body(snap: MarketSnapshot):
-    an = snap.an
+    an, figs = snap.an, snap.figs
     mk = names(an)
-    by_cat = fg.bulletin(an.prep, "category")
-    by_origin = fg.bulletin(an.prep, "origin")
     items = [kpis(snap),
-             layout.section("通报数据", "样品批次 = 同一摊位同一时间抽取的同一样品；禁用物质单列。率后括号内为 Wilson 95% 置信区间。"),
-             layout.html(periods_table(an)),
-             layout.grid([charts.chart(category_figure(by_cat)), layout.html(bulletin_table(by_origin, "origin"))]),
-             layout.html(bulletin_table(an.by_market, "market", mk)),
-             layout.section("控制图", "p 控制图的控制限随每天的检测量变化；市场周序列的预期阳性率随全市季节变化，"
-                            "下图为各市场、各样品的累计超出，到报警线即报警（说明见“阳性率上升”）。"),
-             charts.chart(city_p_chart_figure(an))]
+             layout.note(_status_line(snap)),
+             layout.section("通报数据", f"全市本期（最近 7 天）、本月和本年累计；各市场、各类样品和产地为近 30 天（{figs.recent_text}）。"),
+             _explain("样品批次 = 同一摊位同一时间抽取的同一样品；括号内是按检测量估计的可能范围，检测越少范围越宽。",
+                      esc(CI_NOTE)),
+             layout.html(periods_table(snap)),
+             charts.chart(category_figure(figs.by_category, "各类样品项次阳性率（近 30 天）")),
+             layout.html(bulletin_table(figs.by_origin, "origin", sort_rate=False, compact=True)),
+             layout.html(bulletin_table(figs.by_market, "market", mk)),
+             layout.section("每日阳性率", "全市每天的快检阳性率；红线以下是检测量带来的正常波动，超出即阳性明显多于平常。"),
+             _explain(esc(city_rate_words(figs)),
+                      esc("统计方法：p 控制图，控制限为精确二项分布的概率限（按当天检测量，单侧 α 与 3σ 相当），"
+                          "中心线为图中各天的平均阳性率。")),
+             charts.interactive(city_rate_spec(figs))]
     if len(an.market_sv.n):
         items.append(market_picker(an, mk))
-    items += [charts.chart(ears_figure(an)),
-              layout.section("漏斗图", "各市场项次阳性率对全市阳性率；虚线 95%、实线 99.8% 控制限（精确二项分布）。"),
-              layout.grid([charts.chart(funnel_figure(an, mk)), layout.html(trend_table(an.trend))]),
-              layout.section("预警告警", "每个问题一条告警（持续多天也只一条）：快检阳性（每个阳性一条，禁用物质为严重，处置办结后为已处置）、市场阳性率上升、处置逾期、数据真实性。"),
+    items += [layout.section("各市场与全市比较", "每个点是一个市场；两条红线之间是检测量相同的市场偶然会有的范围。"),
+              _explain(esc(funnel_words(figs, mk)),
+                       esc("统计方法：漏斗图，控制限为精确二项分布（虚线 95%、实线 99.8%）。下表为全市阳性率的时间趋势与季节"
+                           "（逻辑回归，控制样品和市场）：") + trend_table(an.trend)),
+              charts.interactive(funnel_spec(figs, mk)),
+              layout.section("预警告警", "每个问题一条告警（持续多天也只一条）：快检阳性（禁用物质为严重，处置办结后为已处置）、"
+                             "市场阳性率上升、处置逾期、数据真实性。"),
               layout.html(alerts_table(an.alerts)),
               layout.section("阳性率上升", "哪个市场、哪种样品的阳性明显多于预期；全市一种样品普遍上升时只列一条。"),
               layout.html(rise_table(an, mk)),
               layout.html(scheme_html()),
-              layout.section("数据真实性核查", "与同一市场、同一样品、同一项目的同行比较（二项检验，Bonferroni 校正），以及检测速度、重复读数、营业时间、试剂有效期、读数末位。")]
+              layout.section("数据真实性核查", "与同一市场、同一样品、同一项目的同行比较阳性数，并检查检测速度、重复读数、"
+                             "营业时间、试剂有效期和读数末位。")]
     if len(an.integrity.inspectors):
-        items.append(layout.grid([charts.chart(inspector_figure(an.integrity.inspectors)),
-                                  layout.html(inspector_table(an.integrity.inspectors))]))
+        flagged = an.integrity.inspectors[an.integrity.inspectors["flagged"]]
+        face = (f"检测员 {'、'.join(map(str, flagged['subject']))} 查出的阳性明显少于同行按同样检测量应查出的，"
+                "偶然出现的可能不到千分之一，应核查其检测是否真实。" if len(flagged) else "没有检测员的阳性数明显少于同行。")
+        items += [_explain(esc(face), esc("统计方法：在每个市场×样品×项目单元内，给定该单元的阳性总数，检测员所占阳性数服从"
+                                           "超几何分布（与同行阳性率相同时）；各单元精确卷积得 P(X≤实际)，再按比较人数做 "
+                                           "Bonferroni 校正，校正后 < 0.001 判为偏少。") + inspector_method_html(an.integrity.inspectors)),
+                  charts.chart(inspector_figure(an.integrity.inspectors)),
+                  layout.html(inspector_table(an.integrity.inspectors))]
     items += [layout.html(findings_table(an.integrity.findings)),
               layout.section("阳性处置跟踪", "每个阳性是一件处置案件：产品下架、暂停销售，送检复检、销毁并复查摊位，"
                              "72 小时内办结；未办结的列在下面，逾期的在前。"),
@@ -510,11 +640,8 @@ def rise_table(an: ma.Analysis, mk: dict | None = None, limit: int = 30) -> str:
 def scheme_html() -> str:
     """How rises are judged, how sensitive the scheme is and how often it alarms for nothing
     (说明, plain words), with the statistical method folded behind it."""
-    import html as _html
-
     plain, method = ma.scheme_text()
-    return (f'<div class="wb-note"><b>说明</b>：{_html.escape(plain)}'
-            f'<details><summary>统计方法</summary>{_html.escape(method)}</details></div>')
+    return layout.explain_html(_html.escape(plain), _html.escape(method))
 
 
 def market_picker(an: ma.Analysis, mk: dict):
@@ -546,8 +673,9 @@ def page(snap: MarketSnapshot):
 
 __all__ = ["MarketSnapshot", "prepare", "load", "scoped", "names", "pct", "bulletin_table", "periods_table", "alerts_table",
            "findings_table", "inspector_table", "followup_table", "quarantine_table", "trend_table",
-           "city_p_chart_figure", "top_markets", "market_chart_figure", "ears_figure", "funnel_figure",
-           "category_figure", "inspector_figure", "kpis", "market_picker", "rise_table", "scheme_html", "body", "page",
+           "city_rate_spec", "city_rate_words", "top_markets", "market_chart_figure", "ears_figure", "funnel_spec",
+           "funnel_words", "category_figure", "inspector_figure", "kpis", "kpis_html", "market_picker", "rise_table",
+           "scheme_html", "body", "page", "inspector_method_html",
            "Bulletin", "load_bulletin", "bulletin_cards", "banned_table"]
 
 

@@ -4,7 +4,7 @@ Revision ID: 0015
 Revises: 0014
 Create Date: 2026-11-29
 
-One row per Beijing day × market × district × commodity × category × origin with batches,
+One row per Beijing day × market × district × category × origin with batches,
 items, positives and banned-substance counts (workbench.market.daily); triggers on rapid_tests
 keep it on insert, update (corrections, re-sent files) and delete, on SQLite and on PostgreSQL
 (defined on the partitioned table of 0014, so every monthly partition has them); filled here
@@ -29,7 +29,6 @@ def upgrade() -> None:
         sa.Column('day', sa.Date(), nullable=False, comment='日期（北京时间）'),
         sa.Column('market_id', sa.String(length=64), nullable=False, comment='市场编号'),
         sa.Column('district', sa.String(length=64), nullable=False, comment='区县'),
-        sa.Column('commodity', sa.String(length=64), nullable=False, comment='样品名称'),
         sa.Column('category', sa.String(length=64), nullable=False, comment='样品类别'),
         sa.Column('origin', sa.String(length=64), nullable=False, comment='产地'),
         *(sa.Column(c, sa.Integer(), nullable=False, comment=D.fg.LABELS[c]) for c in D.COUNTS),
