@@ -491,6 +491,8 @@ def write_city(days: int = 365, seed: int = 7, end: dt.date | None = None,
     out_dir = Path(out_dir) if out_dir is not None else config.data_dir() / "synth"
     city = generate(days, seed, end)
     files, dirt = write_files(city, out_dir, seed)
+    # the feed's violations carry their snapshots, written where the camera watcher keeps evidence
+    snapshots = ct.write_snapshots(city["frames"]["canteen_violations"])
     cal = city["cal"]
     rows = {k: int(len(v)) for k, v in city["frames"].items()}
     for d in dirt:  # dirt that replaced a good row (a sensor fault) leaves that row out
@@ -503,6 +505,7 @@ def write_city(days: int = 365, seed: int = 7, end: dt.date | None = None,
         "plants": city["plants"],
         "market_plants": city["market_plants"],  # issue 16: commodity rises, a fast inspector, a card procedure
         "dirt": dirt, "dirt_total": int(sum(d["rows"] for d in dirt)),
+        "snapshots": int(snapshots),
         "files": [{"dataset": ds, "path": p.relative_to(out_dir).as_posix()} for ds, p in files],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
