@@ -163,17 +163,27 @@ def count_since(ts, eng=None, district: str | None = None) -> int:
     return int(hub.query(stmt, eng=eng)["n"].iloc[0])
 
 
-def load_events(days: int | None = 120, eng=None, end=None, district: str | None = None) -> pd.DataFrame:
+# what the page's patterns, deadlines and reports read of the window (not the texts: descriptions
+# are long and masked, and reading them was most of the time a window took at city scale)
+WINDOW_COLUMNS = ("event_id", "ts", "updated_at", "source", "event_group", "event_class", "address", "district",
+                  "street", "grid_id", "lat", "lon", "loc_precision", "status", "department", "urgency", "deadline",
+                  "closed_at", "case_type")
+
+
+def load_events(days: int | None = 120, eng=None, end=None, district: str | None = None,
+                columns=None) -> pd.DataFrame:
     """Events reported in the last `days` days before `end` (default: the newest event);
-    `district`: one district's only (read so from the hub)."""
+    `district`: one district's only (read so from the hub); `columns`: only these (e.g.
+    WINDOW_COLUMNS), default all."""
     where = {"district": district} if district else None
+    cols = list(columns) if columns else None
     since = None
     if days:
         last = pd.Timestamp(end) if end is not None else latest_ts(eng, district)
         if last is None or pd.isna(last):
-            return hub.read("city_events", where=where, eng=eng)
+            return hub.read("city_events", where=where, columns=cols, eng=eng)
         since = pd.Timestamp(last) - pd.Timedelta(days=days)
-    df = hub.read("city_events", since=since, until=end, where=where, eng=eng)
+    df = hub.read("city_events", since=since, until=end, where=where, columns=cols, eng=eng)
     for c in ("ts", "updated_at", "deadline", "closed_at"):
         if c in df:
             df[c] = pd.to_datetime(df[c])
@@ -200,7 +210,7 @@ def load(rules: dp.CityRules | None = None, days: int = 120, now=None, eng=None,
     cases closed after it count as open (the state at `end`). `district`: one district's
     events only (a district user's scope)."""
     rules = rules or dp.load_rules()
-    ev = load_events(days, eng=eng, end=end, district=district)
+    ev = load_events(days, eng=eng, end=end, district=district, columns=WINDOW_COLUMNS)
     if end is not None and len(ev):
         late = ev["closed_at"] >= pd.Timestamp(end)
         ev.loc[late, "closed_at"] = pd.NaT
@@ -253,5 +263,5 @@ def dispatch_waiting(rules: dp.CityRules | None = None, actor=None, eng=None) ->
 
 
 __all__ = ["INSPECTION", "BOARD_COLUMNS", "BOARD_ORDER", "board_rows", "routed_department", "board_total", "open_states",
-           "board_counts", "latest_ts", "count_since", "load_events", "Snapshot", "load",
+           "board_counts", "WINDOW_COLUMNS", "latest_ts", "count_since", "load_events", "Snapshot", "load",
            "dispatch_waiting", "AUTO_DISPATCH"]
