@@ -50,6 +50,19 @@ def _cells(lat: pd.Series, lon: pd.Series, cell_m: float, lat0: float):
     return np.floor(lat / dy).astype(np.int64), np.floor(lon / dx).astype(np.int64), dy, dx
 
 
+def _mode(frame: pd.DataFrame, keys: list[str], col: str) -> dict:
+    """The most frequent non-null `col` per group of `keys` (ties: the first in sort order), as a
+    dict keyed like the groups: one grouped count, no Python call per group (a year of events
+    has tens of thousands of cells)."""
+    f = frame[frame[col].notna()]
+    if f.empty:
+        return {}
+    c = f.groupby(keys + [col], sort=True, observed=True).size().reset_index(name="_n")
+    c = c.sort_values("_n", ascending=False, kind="stable").drop_duplicates(keys)
+    idx = list(zip(*[c[k] for k in keys])) if len(keys) > 1 else list(c[keys[0]])
+    return dict(zip(idx, c[col]))
+
+
 def hotspots(events: pd.DataFrame, cell_m: float = 500, alpha: float = 0.05, min_count: int = 5) -> pd.DataFrame:
     """Grid cells (`cell_m` square) whose count is significantly above the city's rate.
 
@@ -76,9 +89,8 @@ def hotspots(events: pd.DataFrame, cell_m: float = 500, alpha: float = 0.05, min
     e = e.assign(cy=cy.to_numpy(), cx=cx.to_numpy())
     g = e.groupby(["cy", "cx"])
     out = pd.DataFrame({"count": g.size()})
-    out["top_class"] = g["event_class"].agg(lambda s: s.value_counts().index[0]) if "event_class" in e else None
-    out["district"] = g["district"].agg(lambda s: s.value_counts().index[0] if s.notna().any() else None) \
-        if "district" in e else None
+    out["top_class"] = out.index.map(_mode(e, ["cy", "cx"], "event_class")) if "event_class" in e else None
+    out["district"] = out.index.map(_mode(e, ["cy", "cx"], "district")) if "district" in e else None
     out = out.reset_index()
     out["lat"] = (out["cy"] + 0.5) * dy
     out["lon"] = (out["cx"] + 0.5) * dx
@@ -291,6 +303,10 @@ def repeat_locations(events: pd.DataFrame, radius_m: float = 50, min_count: int 
         return pd.DataFrame(columns=cols)
     cy, cx, _, _ = _cells(e["lat"].astype(float), e["lon"].astype(float), radius_m, float(e["lat"].mean()))
     e = e.assign(cy=cy.to_numpy(), cx=cx.to_numpy())
+    n = e.groupby(["event_class", "cy", "cx"])["event_id"].transform("size")
+    e = e[n >= min_count]          # only the places that repeat: the per-group work is on those alone
+    if e.empty:
+        return pd.DataFrame(columns=cols)
     g = e.groupby(["event_class", "cy", "cx"])
     out = pd.DataFrame({
         "count": g.size(), "lat": g["lat"].mean(), "lon": g["lon"].mean(), "first_ts": g["ts"].min(),
