@@ -68,7 +68,7 @@ def test_hub_report_is_a_bulletin_with_pdf_excel_and_index(sample_city):
 
     r = cli("report", "run", "hub_report", "-p", "days", "7", "-p", "end", "2026-01-20", "--date", "2026-01-21")
     assert r.returncode == 0, r.stderr[-2000:]
-    out = Path(sample_city["WORKBENCH_REPORTS_OUT"]) / "hub_report"
+    out = Path(sample_city["WORKBENCH_REPORTS_OUT"]) / "hub_weekly"   # where the scheduled weekly run writes
     nb = nbformat.read(out / "2026-01-21.ipynb", as_version=4)
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "days = 7" in injected[0].source and "end = \"2026-01-20\"" in injected[0].source
@@ -108,8 +108,8 @@ def test_hub_report_is_a_bulletin_with_pdf_excel_and_index(sample_city):
     index = (out.parent / "index.html").read_text(encoding="utf-8")
     assert "数据中台周报" in index and "2026-01-14 至 2026-01-20" in index and "成功" in index
     for ext in ("html", "pdf", "xlsx"):
-        assert f'href="hub_report/2026-01-21.{ext}"' in index
-    assert ">hub_report<" not in index   # no bare ids
+        assert f'href="hub_weekly/2026-01-21.{ext}"' in index
+    assert ">hub_weekly<" not in index and ">hub_report<" not in index   # no bare ids
 
 
 @pytest.mark.slow
@@ -193,6 +193,14 @@ def test_period_is_whole_beijing_days():
             reports.period(bad)
 
 
+def test_a_run_by_hand_lands_where_the_scheduled_one_does():
+    assert reports.schedule_id("hub_report", {"days": 7, "end": "2026-01-20"}) == "hub_weekly"
+    assert reports.schedule_id("hub_report", {"days": 1}) == "hub_daily"
+    assert reports.schedule_id("hub_report", {}) == "hub_weekly"          # the notebook's default days = 7
+    assert reports.schedule_id("hub_report", {"days": 3}) is None         # → reports/out/hub_report/
+    assert reports.schedule_id("city_daily", {"day": "2026-01-20"}) == "city_daily"
+
+
 def test_change_in_words():
     assert reports.change_text(1100, 1000, "条") == "较上期增加 100 条（+10.0%）"
     assert reports.change_text(8, 10, "件") == "较上期减少 2 件（−20.0%）"
@@ -226,12 +234,14 @@ def test_excel_sheet_names_are_valid_and_unique(tmp_path):
     names = reports.sheet_names([long, long, "产地/来源", "报告信息"[:2] + "?"])
     assert all(len(n) <= 31 for n in names) and len(set(names)) == 4 and names[2] == "产地来源"
     tables = [{"title": long, "columns": ["市场", "阳性率"], "rows": [["甲", 0.5], ["乙", None]], "percent": ["阳性率"]},
-              {"title": long, "columns": ["n"], "rows": [[1]]}]
+              {"title": long, "columns": ["n", "天"], "rows": [[1, 17.8802]], "digits": {"天": 1}}]
     path = reports.write_excel(tables, tmp_path / "r.xlsx", title="测试", period="2026-01-20")
     wb = load_workbook(path)
     assert wb.sheetnames == ["报告信息", *reports.sheet_names([long, long])]
     ws = wb[wb.sheetnames[1]]
     assert [c.value for c in ws[2]] == ["甲", 0.5] and ws["B2"].number_format == "0.0%"
+    ws = wb[wb.sheetnames[2]]
+    assert ws["B2"].value == 17.8802 and ws["B2"].number_format == "0.0"   # shown as in the report, kept exact
 
 
 def test_report_list_shows_only_reports_with_chinese_titles():

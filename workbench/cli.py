@@ -301,7 +301,8 @@ def report_list():
 @click.option("--date", "run_date", type=click.DateTime(["%Y-%m-%d"]), default=None,
               help="The date in the output file name (default: today).")
 def report_run(name, params, run_date):
-    """Run report NAME into reports/out/NAME/DATE.ipynb, .html, .pdf and .xlsx (see `report list`)."""
+    """Run report NAME into reports/out/ID/DATE.ipynb, .html, .pdf and .xlsx (ID: the schedule entry the
+    parameters fit, e.g. hub_weekly for hub_report -p days 7, else NAME; see `report list`)."""
     from workbench import reports
 
     try:

@@ -321,7 +321,7 @@ def _outputs(nb, mime: str):
 
 def tables_of(nb) -> list[dict]:
     """The tables a report showed with workbench.ui.bulletin.table, as recorded in its outputs:
-    [{"title", "sheet", "columns", "rows", "percent"}], in the order shown."""
+    [{"title", "sheet", "columns", "rows", "percent", "digits"}], in the order shown."""
     return list(_outputs(nb, _BUNDLE + "table+json"))
 
 
@@ -388,9 +388,13 @@ def write_excel(tables: list[dict], path: Path, *, title: str = "", period: str 
             numeric = values and all(isinstance(v, (int, float)) or v is None for v in values)
             width = max([len(str(col)) * 2] + [len(str(v)) * (2 if not numeric else 1) for v in values[:500]])
             ws.column_dimensions[get_column_letter(j)].width = min(60, max(8, width + 2))
-            if col in pct:
+            fmt = "0.0%" if col in pct else None
+            if col in (t.get("digits") or {}):
+                d = int(t["digits"][col])
+                fmt = ("0." + "0" * d if d > 0 else "0") + ("%" if col in pct else "")
+            if fmt:
                 for cell in ws.iter_rows(min_row=2, min_col=j, max_col=j):
-                    cell[0].number_format = "0.0%"
+                    cell[0].number_format = fmt
             if not numeric:
                 for cell in ws.iter_rows(min_row=1, min_col=j, max_col=j):
                     cell[0].alignment = Alignment(horizontal="left", wrap_text=False)
@@ -424,13 +428,35 @@ def _write_meta(target: Path, stamp: str, meta: dict) -> None:
     (target / f"{stamp}.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
+def schedule_id(name: str, params: dict) -> str | None:
+    """The schedule entry a run of notebook `name` with `params` is one of (its id), so a run by
+    hand lands where the scheduled one does (hub_report -p days 7 → hub_weekly, days 1 →
+    hub_daily): the first entry of the notebook whose every non-empty parameter equals the
+    run's value (or the notebook's default when the run leaves it out). None: no entry fits."""
+    import ast
+
+    defaults = {}
+    for k, spec in parameters_of(name).items():
+        try:
+            defaults[k] = ast.literal_eval(str(spec.get("default")))
+        except (ValueError, SyntaxError):
+            defaults[k] = spec.get("default")
+    for item in load_schedule():
+        if item.get("notebook") != name:
+            continue
+        wanted = {k: v for k, v in (item.get("parameters") or {}).items() if v not in (None, "")}
+        if all(params.get(k, defaults.get(k)) == v for k, v in wanted.items()):
+            return item.get("id")
+    return None
+
+
 def run(name: str, parameters: dict | None = None, *, run_date: date | None = None,
         out_name: str | None = None, progress: bool = True, timeout: int = 1800,
         pdf: bool = True, excel: bool = True) -> ReportRun:
     """Execute report notebook `name` with papermill and render it: HTML, PDF, Excel.
 
-    Output goes to reports/out/OUT_NAME/DATE.* (OUT_NAME defaults to the notebook's name; the
-    schedule uses its ids). A failure leaves an earlier good report in place, writes
+    Output goes to reports/out/OUT_NAME/DATE.* (OUT_NAME defaults to the id of the schedule
+    entry the run fits, `schedule_id`, else the notebook's name). A failure leaves an earlier good report in place, writes
     DATE.failed.ipynb and puts a 失败 line in the index; the error is a ReportError.
     """
     import nbformat
@@ -439,7 +465,7 @@ def run(name: str, parameters: dict | None = None, *, run_date: date | None = No
     reports = available()
     params = check_parameters(name, parameters)   # before anything runs or is written
     stamp = (run_date or _today()).isoformat()
-    out_id = out_name or name
+    out_id = out_name or schedule_id(name, params) or name
     scheduled = {i.get("id"): i.get("title") for i in load_schedule()}
     target = out_dir() / out_id
     target.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ prints nothing twice; the *_html functions return the HTML):
   orders: only the named columns are shown when given); `percent` columns hold shares 0–1;
   `digits` sets decimals per column (floats default 1). The display output also holds the
   whole table as `application/vnd.workbench.table+json` ({"title", "sheet", "columns",
-  "rows"}) for the Excel export (`workbench.reports.tables_of(notebook)`); `empty` is the text
+  "rows", "percent", "digits"}) for the Excel export (`workbench.reports.tables_of(notebook)`); `empty` is the text
   shown (and no sheet written) when df has no rows.
 - `heading` emits `application/vnd.workbench.report+json` ({"title", "period"}) for the index.
 - `summary_html`, `table_html`, `notes_html`, `heading_html` are the pure renderers (strings).
@@ -284,8 +284,9 @@ def table(df: pd.DataFrame, title: str, *, columns=None, percent: Iterable[str] 
     bundle = {"text/html": body}
     if export and df is not None and len(df):
         bundle[TABLE_MIME] = table_record(df, title, columns=columns, sheet=sheet)
-        bundle[TABLE_MIME]["percent"] = [dict(columns).get(c, c) if isinstance(columns, Mapping) else c
-                                         for c in percent]
+        shown = (lambda c: dict(columns).get(c, c)) if isinstance(columns, Mapping) else (lambda c: c)
+        bundle[TABLE_MIME]["percent"] = [shown(c) for c in percent]
+        bundle[TABLE_MIME]["digits"] = {shown(c): int(d) for c, d in (digits or {}).items()}
     _show(bundle)
 
 
