@@ -168,7 +168,7 @@ def start(host: str = "127.0.0.1", port: int = 8888, *, root: Path | str | None 
 
     if not loopback(host) and not allow_remote:
         raise LabError(f"JupyterLab 可以运行任意代码，只在本机地址（127.0.0.1）上提供；{host} 不是本机地址。"
-                       "需要远程使用时请用 SSH 隧道，或明确允许远程访问（allow_remote）。")
+                       "需要远程使用时请用 SSH 隧道，或明确允许远程访问（workbench lab --allow-remote）。")
     root = Path(root or ROOT).resolve()
     if not root.is_dir():
         raise LabError(f"笔记本文件夹不存在：{root}")
@@ -201,8 +201,17 @@ def main(host: str = "127.0.0.1", port: int = 8888, *, root: Path | str | None =
          open_browser: bool = False) -> int:
     """`workbench lab`: start JupyterLab in Chinese at notebooks/, print the address with its token,
     run until Ctrl-C; returns the exit code. LabError (Chinese) when it cannot start."""
+    import signal
+    import threading
+
     lab = start(host, port, root=root, user=user, password=password, token=token,
                 allow_remote=allow_remote, open_browser=open_browser)
+
+    def _terminate(_signum, _frame):   # a service manager's stop: JupyterLab and its kernels end too
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         lab.wait_ready()
         print(f"JupyterLab（简体中文）已启动，笔记本目录：{lab.root}")
