@@ -195,7 +195,8 @@ def alerts_table(alerts: pd.DataFrame, limit: int = 60) -> str:
     a = alerts.copy()
     a["_active"] = a["status"].isin(["生效中", "待核查"])
     a["_sev"] = a["severity"].map({"critical": 0, "warning": 1, "info": 2})
-    a = a.sort_values(["_active", "_sev", "ts"], ascending=[False, True, False])
+    n_all = len(a)
+    a = a.sort_values(["_active", "_sev", "ts"], ascending=[False, True, False]).head(limit)  # only what is shown
     a["severity_badge"] = a["severity"].map(lambda s: badge(SEVERITY_TEXT.get(s, s), SEVERITY_TONE.get(s, "")))
     a["status_badge"] = a["status"].map(lambda s: badge(s, "bad" if s in ("生效中", "待核查") else ""))
     a["evidence_text"] = a["evidence"].map(evidence_text)
@@ -203,7 +204,8 @@ def alerts_table(alerts: pd.DataFrame, limit: int = 60) -> str:
                                                      "evidence_text"],
                       labels={"severity_badge": "级别", "status_badge": "状态", "evidence_text": "依据"},
                       html_columns=("severity_badge", "status_badge"), wrap=("evidence_text",), max_rows=limit,
-                      max_height="460px")
+                      max_height="460px") + (f'<div class="wb-note">共 {n_all:,} 条告警，按生效中、级别和时间排序显示前 {limit} 条；'
+                                             '全部告警见数据中台的告警表。</div>' if n_all > limit else "")
 
 
 def findings_table(findings: pd.DataFrame, limit: int = 40) -> str:
@@ -402,6 +404,89 @@ def market_chart_figure(an: ma.Analysis, market: str, mk_names: dict | None = No
     return fig
 
 
+def market_chart_spec(an: ma.Analysis, market: str, mk_names: dict | None = None) -> dict:
+    """One market's weekly chart, interactive: above, its positive rate against what is expected
+    and the line of ordinary variation; below, the accumulated excess of the market and of its
+    commodities against the alarm line (1 = alarm)."""
+    msv = an.market_sv
+    name = (mk_names or {}).get(market, market)
+    item = an.rules.item or "全部项目"
+    fig = charts.spec(title=f"{name}：{item}每周阳性率与累计超出（到 1 即报警）", height=520, hovermode="x unified")
+    lay = fig["layout"]
+    lay["yaxis"] = {**lay["yaxis"], "domain": [0.45, 1.0], "title": {"text": "阳性率（%）"}}
+    lay["yaxis2"] = {**lay["yaxis"], "domain": [0.0, 0.36], "title": {"text": "累计超出 / 报警线"}, "anchor": "x"}
+    lay["xaxis"] = {**lay["xaxis"], "type": "date", "tickformat": "%m-%d", "hoverformat": "%Y-%m-%d 那周", "anchor": "y2"}
+    idx = charts._list(msv.n.index)
+    n = msv.n[market]
+    fig["data"] += [
+        {"type": "scatter", "x": idx, "y": charts._list((msv.p_chart["p"][market] * 100).round(2)), "name": "周阳性率",
+         "mode": "lines+markers", "marker": {"size": 5}, "line": {"color": theme.COLORS["primary"]},
+         "customdata": charts._list(n), "hovertemplate": "%{y:.2f}%（检测 %{customdata} 项）<extra>周阳性率</extra>"},
+        {"type": "scatter", "x": idx, "y": charts._list((msv.p0[market] * 100).round(2)), "name": "预期",
+         "mode": "lines", "line": {"dash": "dash", "width": 1, "color": theme.COLORS["muted"]},
+         "hovertemplate": "%{y:.2f}%<extra>预期</extra>"},
+        {"type": "scatter", "x": idx, "y": charts._list((msv.p_chart["limit"][market] / n.where(n > 0) * 100).round(2)),
+         "name": "正常波动上限", "mode": "lines", "line": {"width": 1, "shape": "hvh", "color": theme.COLORS["bad"]},
+         "hovertemplate": "%{y:.2f}%<extra>正常波动上限</extra>"},
+    ]
+    res = an.scheme
+    if res is not None and market in res.item["cusum"]["z"]:
+        z = res.item["cusum"]["z"][market]
+        fig["data"].append({"type": "scatter", "x": charts._list(z.index), "y": charts._list(z.round(3)), "yaxis": "y2",
+                            "name": "全部样品", "mode": "lines", "line": {"color": theme.COLORS["accent"]},
+                            "hovertemplate": "%{y:.2f}<extra>全部样品</extra>"})
+        zc = res.commodity["cusum"]["z"]
+        mine = [c for c in zc.columns if c[0] == market]
+        named = [c for e in res.market_episodes[res.market_episodes["market"] == market]["commodities"] for c in e]
+        near = sorted(mine, key=lambda c: -float(zc[c].max()))
+        for j, c in enumerate(list(dict.fromkeys([(market, m) for m in named] + near))[:3]):
+            fig["data"].append({"type": "scatter", "x": charts._list(zc.index), "y": charts._list(zc[c].round(3)),
+                                "yaxis": "y2", "name": c[1], "mode": "lines",
+                                "line": {"width": 1.2, "color": theme.PALETTE[(j + 2) % len(theme.PALETTE)]},
+                                "hovertemplate": f"%{{y:.2f}}<extra>{c[1]}</extra>"})
+        fig["data"].append({"type": "scatter", "x": [idx[0], idx[-1]], "y": [1, 1], "yaxis": "y2", "name": "报警线",
+                            "mode": "lines", "line": {"dash": "dash", "width": 1, "color": theme.COLORS["bad"]},
+                            "hoverinfo": "skip"})
+    return fig
+
+
+def category_spec(b: pd.DataFrame, title: str = "各类样品项次阳性率（近 30 天）") -> dict:
+    t = b.sort_values("item_rate")
+    fig = charts.spec(title=title, height=max(260, 34 * len(t) + 110), hovermode="closest",
+                      xaxis={"title": {"text": "项次阳性率（%）"}})
+    if not len(t):
+        return fig
+    cat = [str(c) if c is not None and c == c else "未填写" for c in t[t.columns[0]]]
+    fig["data"].append({"type": "bar", "orientation": "h", "y": cat, "x": charts._list((t["item_rate"] * 100).round(2)),
+                        "marker": {"color": theme.COLORS["primary"]}, "name": "项次阳性率",
+                        "error_x": {"type": "data", "symmetric": False,
+                                    "array": charts._list(((t["item_rate_hi"] - t["item_rate"]) * 100).clip(lower=0).round(3)),
+                                    "arrayminus": charts._list(((t["item_rate"] - t["item_rate_lo"]) * 100).clip(lower=0).round(3)),
+                                    "color": theme.COLORS["text"], "thickness": 1},
+                        "customdata": [[int(a), int(b_)] for a, b_ in zip(t["items"], t["positive_items"])],
+                        "hovertemplate": "%{y}：%{x:.2f}%（检测 %{customdata[0]} 项，阳性 %{customdata[1]} 项）<extra></extra>"})
+    fig["layout"]["margin"] = {**fig["layout"]["margin"], "l": 90}
+    return fig
+
+
+def inspector_spec(table: pd.DataFrame, title: str = "检测员阳性数：实际与按同行应有") -> dict:
+    t = table.sort_values("expected").tail(20)
+    fig = charts.spec(title=title, height=max(280, 26 * len(t) + 120), hovermode="y unified", barmode="group",
+                      xaxis={"title": {"text": "阳性项次"}})
+    if not len(t):
+        return fig
+    y = [str(v) for v in t["subject"]]
+    fig["data"] += [
+        {"type": "bar", "orientation": "h", "y": y, "x": charts._list(t["expected"].round(1)), "name": "按同行应有",
+         "marker": {"color": "#c9d7ea"}, "hovertemplate": "%{x:.1f}<extra>按同行应有</extra>"},
+        {"type": "bar", "orientation": "h", "y": y, "x": charts._list(t["positives"]), "name": "实际阳性",
+         "marker": {"color": [theme.COLORS["bad"] if f else theme.COLORS["primary"] for f in t["flagged"]]},
+         "hovertemplate": "%{x}<extra>实际阳性</extra>"},
+    ]
+    fig["layout"]["margin"] = {**fig["layout"]["margin"], "l": 70}
+    return fig
+
+
 def ears_figure(an: ma.Analysis, unit: str = "全市"):
     res = an.ears
     with charts.chart_style():
@@ -559,7 +644,7 @@ def body(snap: MarketSnapshot):
              _explain("样品批次 = 同一摊位同一时间抽取的同一样品；括号内是按检测量估计的可能范围，检测越少范围越宽。",
                       esc(CI_NOTE)),
              layout.html(periods_table(snap)),
-             charts.chart(category_figure(figs.by_category, "各类样品项次阳性率（近 30 天）")),
+             charts.interactive(category_spec(figs.by_category)),
              layout.html(bulletin_table(figs.by_origin, "origin", sort_rate=False, compact=True)),
              layout.html(bulletin_table(figs.by_market, "market", mk)),
              layout.section("每日阳性率", "全市每天的快检阳性率；红线以下是检测量带来的正常波动，超出即阳性明显多于平常。"),
@@ -589,7 +674,7 @@ def body(snap: MarketSnapshot):
         items += [_explain(esc(face), esc("统计方法：在每个市场×样品×项目单元内，给定该单元的阳性总数，检测员所占阳性数服从"
                                            "超几何分布（与同行阳性率相同时）；各单元精确卷积得 P(X≤实际)，再按比较人数做 "
                                            "Bonferroni 校正，校正后 < 0.001 判为偏少。") + inspector_method_html(an.integrity.inspectors)),
-                  charts.chart(inspector_figure(an.integrity.inspectors)),
+                  charts.interactive(inspector_spec(an.integrity.inspectors)),
                   layout.html(inspector_table(an.integrity.inspectors))]
     items += [layout.html(findings_table(an.integrity.findings)),
               layout.section("阳性处置跟踪", "每个阳性是一件处置案件：产品下架、暂停销售，送检复检、销毁并复查摊位，"
@@ -654,11 +739,13 @@ def market_picker(an: ma.Analysis, mk: dict):
     pick = widgets.Dropdown(options=options, value=first[0], description="市场", layout=widgets.Layout(width="420px"))
     pick.style.description_width = "40px"
     pick.add_class("wb-select")
-    holder = widgets.VBox([charts.chart(market_chart_figure(an, first[0], mk))], layout=widgets.Layout(width="100%"))
+    chart = charts.interactive(market_chart_spec(an, first[0], mk))
+    holder = widgets.VBox([chart], layout=widgets.Layout(width="100%"))
 
     def redraw(change):
         try:
-            holder.children = [charts.chart(market_chart_figure(an, change["new"], mk))]
+            charts.set_figure(chart, market_chart_spec(an, change["new"], mk))
+            holder.children = [chart]
         except Exception as exc:  # shown on the page, not lost in a log
             holder.children = [layout.error(str(exc))]
 
@@ -674,74 +761,5 @@ def page(snap: MarketSnapshot):
 __all__ = ["MarketSnapshot", "prepare", "load", "scoped", "names", "pct", "bulletin_table", "periods_table", "alerts_table",
            "findings_table", "inspector_table", "followup_table", "quarantine_table", "trend_table",
            "city_rate_spec", "city_rate_words", "top_markets", "market_chart_figure", "ears_figure", "funnel_spec",
-           "funnel_words", "category_figure", "inspector_figure", "kpis", "kpis_html", "market_picker", "rise_table",
-           "scheme_html", "body", "page", "inspector_method_html",
-           "Bulletin", "load_bulletin", "bulletin_cards", "banned_table"]
-
-
-# ------------------------------------------------------------------ the weekly bulletin (report)
-
-@dataclass
-class Bulletin:
-    period: object            # workbench.reports.Period (Beijing days)
-    snap: MarketSnapshot      # the analysis of everything up to the period's end
-    tests: pd.DataFrame       # prepared records of the period (figures.prepare)
-
-    @property
-    def empty(self) -> bool:
-        return self.tests.empty
-
-
-def load_bulletin(days=7, end=None, eng=None) -> Bulletin:
-    """The bulletin of the `days` Beijing days ending `end` ('YYYY-MM-DD'; None: the last day
-    with data, at most yesterday). Surveillance and follow-up use everything up to its end."""
-    from workbench.reports import period as report_period
-
-    snap0 = None
-    if end in (None, ""):
-        snap0 = load(eng=eng)
-        last = snap0.an.prep["day"].max() if not snap0.empty else None
-        yesterday = (pd.Timestamp.now(tz="Asia/Shanghai") - pd.Timedelta(days=1)).tz_localize(None).normalize()
-        end = min(last, yesterday) if last is not None else yesterday
-    p = report_period(days, pd.Timestamp(end).date())
-    if snap0 is not None and (snap0.empty or snap0.an.prep["ts"].max() < pd.Timestamp(p.end_utc)):
-        snap = snap0
-    else:
-        snap = load(eng=eng, until=p.end_utc)
-    prep = snap.an.prep
-    sel = fg.in_days(prep, pd.Timestamp(p.first_day), pd.Timestamp(p.last_day)) if len(prep) else prep
-    return Bulletin(p, snap, sel)
-
-
-def bulletin_cards(bl: Bulletin) -> str:
-    t = bl.tests
-    b = fg.bulletin(t).iloc[0] if len(t) else None
-    st = bl.snap.an.followups
-    f = fu.summary(st)
-    in_period = st[(st["ts"] >= bl.period.start_utc) & (st["ts"] < bl.period.end_utc)] if len(st) else st
-    items = [
-        cards.kpi_html("抽检批次", int(b["samples"]) if b is not None else 0, unit="批",
-                       note=f"检测 {int(b['items']):,} 项次" if b is not None else "本期无快检记录"),
-        cards.kpi_html("阳性批次", int(b["positive_samples"]) if b is not None else 0, unit="批",
-                       note=f"批次阳性率 {pct(b['sample_rate'])}" if b is not None else ""),
-        cards.kpi_html("项次阳性率", pct(b["item_rate"]) if b is not None else DASH,
-                       note=f"95% 置信区间 {pct(b['item_rate_lo'])}–{pct(b['item_rate_hi'])}" if b is not None else ""),
-        cards.kpi_html("禁用物质阳性", int(b["banned_positive"]) if b is not None else 0, unit="项",
-                       tone="bad" if b is not None and b["banned_positive"] else "ok"),
-        cards.kpi_html("本期阳性处置", len(in_period), unit="项",
-                       note=f"已办结 {int(in_period['closed'].sum())} 项" if len(in_period) else "本期无阳性"),
-        cards.kpi_html("逾期未处置（截至期末）", f["overdue"], unit="项", tone="bad" if f["overdue"] else "ok"),
-    ]
-    return f'<div class="wb-cards">{"".join(items)}</div>'
-
-
-def banned_table(prep_period: pd.DataFrame, tests: pd.DataFrame, mk_names: dict) -> str:
-    if prep_period.empty:
-        return table_html(None, empty="本期无禁用物质阳性")
-    ids = prep_period.loc[prep_period["positive"] & prep_period["banned"], "test_id"]
-    t = tests[tests["test_id"].isin(ids)]
-    if t.empty:
-        return table_html(None, empty="本期无禁用物质阳性")
-    t = t.assign(name=t["market_id"].map(mk_names).fillna(t["market_id"]))
-    return table_html(t, dataset="rapid_tests", columns=["test_id", "ts", "name", "stall_id", "vendor", "commodity",
-                                                          "test_item", "inspector_id"], labels={"name": "市场"})
+           "funnel_words", "category_figure", "inspector_figure", "market_chart_spec", "category_spec", "inspector_spec", "kpis", "kpis_html", "market_picker", "rise_table",
+           "scheme_html", "body", "page", "inspector_method_html"]
