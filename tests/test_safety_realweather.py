@@ -73,19 +73,29 @@ def loaded(request, tmp_path_factory, pg_skip_reason):
 
 def test_the_raw_file_loads_through_its_profile(loaded):
     eng, s, _ = loaded
-    assert (s.rows_read, s.loaded, s.quarantined) == (26115, 26114, 1)
+    # every row loads: the one 1048 mph wind is set aside alone, the rest of its row is in the hub
+    assert (s.rows_read, s.loaded, s.quarantined, s.set_aside) == (26115, 26115, 0, 1)
+    assert "1 行的不合理数值已单独隔离" in s.line()
     assert len(s.conversions) == 3 and all(u in " ".join(s.conversions) for u in ("℉", "mph", "inch"))
     assert set(s.unknown_columns) == {"dewp", "wind_dir", "wind_gust", "pressure", "visib"}
     w = hub.read("weather", eng=eng)
-    assert len(w) == 26114 and set(w.station_id) == {"EWR", "JFK", "LGA"} and set(w.resolution) == {"hourly"}
+    assert len(w) == 26115 and set(w.station_id) == {"EWR", "JFK", "LGA"} and set(w.resolution) == {"hourly"}
     assert -12.8 < w.temperature.min() < -11.7 and 37.7 < w.temperature.max() < 37.9  # 10.94 °F, 100.04 °F
-    # the 1048.36 mph wind (468.7 m/s) is past the hub's validity limit: the row is quarantined whole
+    assert w.wind_speed.max() < 45  # nothing past the limit reached the hub
+    # the 1048.36 mph wind (468.7 m/s) is past the hub's validity limit: that value is quarantined with
+    # its reason and the row as the file had it; in the hub the field is empty and the other values loaded
     with eng.connect() as conn:
-        q = conn.execute(sa.text("SELECT reason, row_json FROM quarantine WHERE dataset = 'weather'")).all()
-    assert len(q) == 1 and "风速" in q[0][0]
-    raw = json.loads(q[0][1])
+        q = conn.execute(sa.text("SELECT reason, detail, row_json, line FROM quarantine WHERE dataset = 'weather'")).all()
+    assert len(q) == 1 and q[0][0] == "风速(m/s)超出上限 120（仅隔离该值，本行其余数值已入库）"
+    assert q[0][1] == "风速(m/s): 468.659"  # 1048.36058 mph in m/s
+    raw = json.loads(q[0][2])
     assert raw["origin"] == "EWR" and raw["wind_speed"] == "1048.36058" and raw["time_hour"] == "2013-02-12T08:00:00Z"
     assert raw["dewp"] and raw["pressure"]  # every column as the file had it
+    row = w[(w.station_id == "EWR") & (pd.to_datetime(w.ts) == pd.Timestamp("2013-02-12 08:00"))]
+    assert len(row) == 1 and pd.isna(row.wind_speed.iloc[0])
+    assert row.temperature.iloc[0] == pytest.approx((float(raw["temp"]) - 32) / 1.8, abs=0.01)
+    assert row.humidity.iloc[0] == pytest.approx(float(raw["humid"]), abs=0.01)
+    assert row.precipitation.iloc[0] == pytest.approx(float(raw["precip"]) * 25.4, abs=0.01)
 
 
 def test_the_episodes_are_the_documented_ones(loaded):
@@ -106,9 +116,11 @@ def test_data_quality_on_the_loaded_file(loaded):
     f = run.findings
     assert set(f.kind) == {"缺测", "数值不合理"}  # no stuck or unit alarms on honest METARs
     gaps = f[f.kind == "缺测"].groupby("subject").size().to_dict()
-    assert gaps == {"EWR": 18, "JFK": 14, "LGA": 14}  # EWR's 17 and the hour quarantined at the door
-    q_hour = f[(f.kind == "缺测") & (f.subject == "EWR") & (f.ts_from == pd.Timestamp("2013-02-12 08:00"))]
-    assert len(q_hour) == 1 and q_hour.rows.iloc[0] == 1
+    assert gaps == {"EWR": 17, "JFK": 14, "LGA": 14}  # the file's own gaps only
+    # the hour of the 1048 mph wind is no gap: it loaded, only its wind set aside
+    q_hour = f[(f.subject == "EWR") & (f.ts_from <= pd.Timestamp("2013-02-12 08:00"))
+               & (f.ts_to >= pd.Timestamp("2013-02-12 08:00"))]
+    assert q_hour.empty
     bad = f[f.kind == "数值不合理"]  # the JFK May evening at −10.5 ℃, by New York's configured months
     assert bad.subject.tolist() == ["JFK"] and "5 月合理范围 [-5.0, 38.0]" in bad.reason.iloc[0]
     assert run.daily == 0 and run.notes == []
@@ -139,7 +151,7 @@ def test_the_profile_converts_as_the_documented_factors(loaded):
     by_hand = W.nycflights13_weather(CSV).set_index(["station_id", "ts"])
     held = hub.read("weather", eng=eng).set_index(["station_id", "ts"])
     both = held.merge(by_hand, left_index=True, right_index=True, suffixes=("", "_hand"))
-    assert len(both) == 26114
+    assert len(both) == 26115
     for v in ("temperature", "wind_speed", "precipitation", "humidity"):
         diff = (both[v].astype(float) - both[f"{v}_hand"].astype(float)).abs()
         assert diff.max() < 0.006, v  # the hand conversion rounds to 0.01

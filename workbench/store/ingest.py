@@ -11,7 +11,9 @@ The order of work for one file:
    UTC), validate (types, bounds, choices, required values, cross-column rules, keys
    repeated within the file); good rows go to the dataset's table (rows whose natural
    key the hub already holds are counted as duplicates), bad rows go to quarantine with
-   the file, the line and the reason.
+   the file, the line and the reason. A measured value out of its field's limits (a 1048 mph
+   wind, a 999.9 ℃ sensor fault: `measured`) is set aside alone: quarantined with its reason
+   and the row as the file had it, while the row loads with that field empty.
 """
 from __future__ import annotations
 
@@ -169,6 +171,7 @@ class IngestSummary:
     conflicts: int = 0     # corrections refused: the dataset (or profile) keeps the first version
     older: int = 0         # versions older than the hub's (updated_at): ignored
     quarantined: int = 0
+    set_aside: int = 0     # rows loaded with one value or more quarantined alone (a 1048 mph wind), field empty
     duplicates: int = 0    # the same record again, identical
     skipped: bool = False  # the same file was taken in before
     damaged: int = 0       # quarantined because the file itself is damaged there (a line over the limit,
@@ -187,7 +190,7 @@ class IngestSummary:
     def notes(self) -> dict:
         return {"unknown_columns": self.unknown_columns, "conversions": self.conversions,
                 "warnings": self.warnings, "updated": self.updated, "conflicts": self.conflicts,
-                "older": self.older}
+                "older": self.older, "set_aside": self.set_aside}
 
     def line(self) -> str:
         """One line in Chinese for the terminal."""
@@ -196,6 +199,8 @@ class IngestSummary:
         verb = "将入库" if self.preview is not None else "入库"
         text = (f"{self.filename}: 读取 {self.rows_read} 行，{verb} {self.loaded} 行，"
                 f"隔离 {self.quarantined} 行，重复 {self.duplicates} 行")
+        if self.set_aside:
+            text += f"，另有 {self.set_aside} 行的不合理数值已单独隔离（该字段置空，其余数值已入库）"
         if self.updated:
             text += f"，更正 {self.updated} 行（原值已留存）"
         if self.conflicts:
@@ -1006,15 +1011,42 @@ def _join(old: np.ndarray, new: np.ndarray) -> np.ndarray:
     return out
 
 
+SET_ASIDE_NOTE = "（仅隔离该值，本行其余数值已入库）"
+
+
+def measured(ds: Dataset, f: Field) -> bool:
+    """A measured value (a field with a unit, neither required nor part of the key: the weather's
+    temperature, wind, precipitation): one out of its limits is set aside alone, the row loads."""
+    return bool(f.unit) and f.kind in ("int", "float") and not f.required and f.name not in ds.key
+
+
 def validate(ds: Dataset, df: pd.DataFrame, ctx: ReadContext | None = None
              ) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     """Typed values; per row the reasons it fails ('' when good), and the details (values).
+
+    A caller that cannot set a value aside (`check_values`) gets it as the row's reason."""
+    values, reasons, details, aside, aside_details = check_values(ds, df, ctx)
+    hit = aside != ""
+    if hit.any():
+        reasons = pd.Series(_join(reasons.to_numpy(), aside.to_numpy()), index=df.index, dtype=object)
+        details = pd.Series(_join(details.to_numpy(), aside_details.to_numpy()), index=df.index, dtype=object)
+    return values, reasons, details
+
+
+def check_values(ds: Dataset, df: pd.DataFrame, ctx: ReadContext | None = None
+                 ) -> tuple[pd.DataFrame, pd.Series, pd.Series, pd.Series, pd.Series]:
+    """Typed values; per row the reasons it fails ('' when good) and the details (values); and per
+    row the measured values set aside (`measured`: outside the field's limits, e.g. a 1048 mph
+    wind): their reasons and details. A value set aside is empty in the typed values, so the row's
+    other values load; the caller quarantines it with the row as the file had it.
 
     Each column is checked once per distinct value (`_distinct`), then spread to its rows."""
     ctx = ctx or ReadContext()
     n = len(df)
     reasons = np.full(n, "", dtype=object)
     details = np.full(n, "", dtype=object)
+    aside = np.full(n, "", dtype=object)
+    aside_details = np.full(n, "", dtype=object)
     out = pd.DataFrame(index=df.index)
     malformed: dict[str, np.ndarray] = {}
     for f in ds.fields:
@@ -1104,10 +1136,24 @@ def validate(ds: Dataset, df: pd.DataFrame, ctx: ReadContext | None = None
                 def num(value=value):
                     return (f"{f.label}: " + value.round(3).astype(str)).to_numpy(dtype=object)
 
-                if f.min is not None:
-                    flag(value < f.min, f"{f.label}小于下限 {f.min:g}", num)
-                if f.max is not None:
-                    flag(value > f.max, f"{f.label}超出上限 {f.max:g}", num)
+                if measured(ds, f):   # the value alone is set aside; the row's other values load
+                    low = (value < f.min).fillna(False).to_numpy(bool) if f.min is not None else np.zeros(m, bool)
+                    high = (value > f.max).fillna(False).to_numpy(bool) if f.max is not None else np.zeros(m, bool)
+                    if (low | high).any():
+                        off = np.full(m, "", dtype=object)
+                        if f.min is not None:
+                            off[low] = f"{f.label}小于下限 {f.min:g}{SET_ASIDE_NOTE}"
+                        if f.max is not None:
+                            off[high] = f"{f.label}超出上限 {f.max:g}{SET_ASIDE_NOTE}"
+                        shown_off = np.where(low | high, num(), "")
+                        aside = _join(aside, off[codes])
+                        aside_details = _join(aside_details, shown_off.astype(object)[codes])
+                        value = value.where(~(low | high))
+                else:
+                    if f.min is not None:
+                        flag(value < f.min, f"{f.label}小于下限 {f.min:g}", num)
+                    if f.max is not None:
+                        flag(value > f.max, f"{f.label}超出上限 {f.max:g}", num)
             if f.refers and ctx.refs is not None:
                 value, refused, refused_detail = ctx.refs.resolve_detailed(f, value)
                 flag(refused != "", refused.to_numpy(dtype=object), refused_detail.to_numpy(dtype=object))
@@ -1155,7 +1201,8 @@ def validate(ds: Dataset, df: pd.DataFrame, ctx: ReadContext | None = None
         detail = check.detail   # a check may say which values failed it
         bad = check.bad(out)
         flag_rows(bad, check.reason, detail(out) if detail is not None and bad.any() else None)
-    return out, reasons_s, details_s
+    return (out, reasons_s, details_s, pd.Series(aside, index=df.index, dtype=object),
+            pd.Series(aside_details, index=df.index, dtype=object))
 
 
 def _convert(f: Field, s: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -1947,6 +1994,7 @@ class _Progress:
     conflicts: int = 0
     older: int = 0
     quarantined: int = 0
+    set_aside: int = 0
     duplicates: int = 0
     damaged: int = 0
     reasons: dict = field(default_factory=dict)
@@ -1963,18 +2011,20 @@ class _Progress:
         return dict(rows_read=self.rows_read, loaded=self.loaded, quarantined=self.quarantined,
                     duplicates=self.duplicates)
 
-    def after(self, w: "Written", n_read: int, n_good: int, bad_rows: list, last_line: int) -> "_Progress":
+    def after(self, w: "Written", n_read: int, n_good: int, bad_rows: list, last_line: int,
+              aside_rows: list = ()) -> "_Progress":
         reasons = dict(self.reasons)
-        damaged = _count_reasons(reasons, bad_rows)
+        damaged = _count_reasons(reasons, list(bad_rows) + list(aside_rows))
         return _Progress(line=max(self.line, last_line), rows_read=self.rows_read + n_read,
                          loaded=self.loaded + w.new, updated=self.updated + w.updated,
                          conflicts=self.conflicts + w.conflicts, older=self.older + w.older,
-                         quarantined=self.quarantined + len(bad_rows),
+                         quarantined=self.quarantined + len(bad_rows), set_aside=self.set_aside + len(aside_rows),
                          duplicates=self.duplicates + n_good - w.new - w.updated - w.conflicts - w.older,
                          damaged=self.damaged + damaged, reasons=reasons)
 
     def restore(self, summary: "IngestSummary") -> None:
-        for name in ("rows_read", "loaded", "updated", "conflicts", "older", "quarantined", "duplicates", "damaged"):
+        for name in ("rows_read", "loaded", "updated", "conflicts", "older", "quarantined", "set_aside", "duplicates",
+                     "damaged"):
             setattr(summary, name, getattr(self, name))
         summary.reasons = dict(self.reasons)
         summary.resumed_from = self.line
@@ -2254,7 +2304,7 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
     summary.rows_read += n_read
     frame, map_reasons, map_details = _map_values(frame, prof, plan, ds)
     map_fields = list(prof.values) if prof is not None else []
-    values, reasons, details = validate(ds, frame, ctx)
+    values, reasons, details, aside, aside_details = check_values(ds, frame, ctx)
     hit = map_reasons != ""
     if hit.any():   # the value the map left empty is not "missing" as well
         for name in map_fields:
@@ -2264,6 +2314,10 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
                 reasons[where] = reasons[where].map(lambda r: "; ".join(x for x in r.split("; ") if x != drop))
         reasons[hit] = map_reasons[hit] + np.where(reasons[hit] == "", "", "; ") + reasons[hit]
         details[hit] = map_details[hit] + np.where(details[hit] == "", "", "; ") + details[hit]
+    bad_now = (reasons != "") & (aside != "")   # a row quarantined whole keeps its set-aside values' reasons too
+    if bad_now.any():
+        reasons[bad_now] = reasons[bad_now] + "; " + aside[bad_now].str.replace(SET_ASIDE_NOTE, "", regex=False)
+        details[bad_now] = details[bad_now] + np.where(details[bad_now] == "", "", "; ") + aside_details[bad_now]
     good = reasons == ""
     load = loader_of(ds)
     if good.any():
@@ -2284,11 +2338,20 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
         (int(line), reason, detail, dict(zip(header, rows[pos])))
         for pos, (line, reason, detail) in zip(np.flatnonzero(bad), zip(lines[bad], reasons[bad], details[bad]))
     ] + malformed
+    set_aside = (good.to_numpy() & fresh & (aside != "").to_numpy())   # loaded, one value or more kept apart
+    aside_rows = [
+        (int(line), reason, detail, dict(zip(header, rows[pos])))
+        for pos, (line, reason, detail) in zip(np.flatnonzero(set_aside),
+                                               zip(lines[set_aside], aside[set_aside], aside_details[set_aside]))
+    ]
     bad_rows, kept_apart = _mask_quarantined(bad_rows, ctx.private_columns)
+    aside_rows, aside_apart = _mask_quarantined(aside_rows, ctx.private_columns)
+    kept_apart += aside_apart
     good_values = values[good]
     present = set(frame.columns)
     if preview:
-        _preview_chunk(eng, ds, summary, good_values, present, bad_rows, prof.corrections if prof else None)
+        _preview_chunk(eng, ds, summary, good_values, present, bad_rows + aside_rows,
+                       prof.corrections if prof else None)
     else:
         last_line = max([int(lines[fresh].max()) if fresh.any() else 0] + [m[0] for m in bad_rows])
 
@@ -2297,7 +2360,7 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
             with eng.begin() as conn:
                 w = _commit_chunk(conn, now)
                 if progress_ is not None and file_id is not None:   # what is committed, in the same transaction
-                    nxt = progress_.after(w, n_read, len(good_values), bad_rows, last_line)
+                    nxt = progress_.after(w, n_read, len(good_values), bad_rows, last_line, aside_rows)
                     conn.execute(ingest_files.update().where(ingest_files.c.file_id == file_id).values(
                         **nxt.counts(), notes=json.dumps({"owner": _owner(), "heartbeat": now.isoformat(),
                                                           "resume": nxt.state()}, ensure_ascii=False)))
@@ -2325,12 +2388,12 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
                 for line, column, v in kept_apart:
                     by_line.setdefault(line, {})[column] = v
                 keep_quarantined(conn, ds.name, sha, list(by_line), list(by_line.values()), now)
-            if bad_rows:
+            if bad_rows or aside_rows:   # a value set aside: its row as the file had it, the reason says which
                 conn.execute(quarantine.insert(), [
                     {"dataset": ds.name, "file_sha256": sha, "filename": path.name, "line": line,
                      "reason": reason[:512], "detail": (detail or None) and detail[:1024],
                      "row_json": json.dumps(row, ensure_ascii=False, default=str), "quarantined_at": now}
-                    for line, reason, detail, row in bad_rows
+                    for line, reason, detail, row in bad_rows + aside_rows
                 ])
             return w
 
@@ -2346,7 +2409,8 @@ def _load_chunk(eng, ds, summary, file_id, sha, path, frame, extra, rows, plan, 
         else:
             writer.submit(commit, count)
     summary.quarantined += len(bad_rows)
-    summary.damaged += _count_reasons(summary.reasons, bad_rows)
+    summary.set_aside += len(aside_rows)
+    summary.damaged += _count_reasons(summary.reasons, bad_rows + aside_rows)
 
 
 def _count_reasons(reasons: dict, bad_rows) -> int:
