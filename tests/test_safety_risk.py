@@ -165,18 +165,58 @@ def test_sample_city_top_grids(sample_city):
 
 
 def test_risk_review_report(sample_city):
-    r = subprocess.run([sys.executable, "-m", "workbench.cli", "report", "run", "risk_review", "-p", "district", "荷塘区",
-                        "-p", "start", "2026-01-01", "-p", "end", "2026-01-20", "--date", "2026-01-21"],
+    """The weekly review as a bulletin: one title, the summary first with the hand-counted numbers
+    (the hub read directly, not through workbench.safety), decisions, tables, notes; PDF and Excel."""
+    import openpyxl
+
+    from workbench import clock
+    from workbench.store import hub
+
+    r = subprocess.run([sys.executable, "-m", "workbench.cli", "report", "run", "risk_review", "-p", "district", "芦淞区",
+                        "-p", "start", "2026-01-14", "-p", "end", "2026-01-20", "--date", "2026-01-21"],
                        capture_output=True, text=True, env=dict(os.environ), timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    out = Path(sample_city["WORKBENCH_REPORTS_OUT"]) / "risk_review"
+    # a week of days fits the weekly schedule entry: its folder (reports.schedule_id)
+    out = next(Path(sample_city["WORKBENCH_REPORTS_OUT"]).glob("*/2026-01-21.ipynb")).parent
+    assert out.name == "safety_risk_weekly"
     nb = nbformat.read(out / "2026-01-21.ipynb", as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors == []
     page = (out / "2026-01-21.html").read_text(encoding="utf-8")
-    for text in ("城市安全风险研判报告 · 荷塘区", "2026-01-01 至 2026-01-20", "网格风险排名", "风险分", "计分规则",
-                 "逾期未整改", "气象预警", "data:image/png;base64"):
-        assert text in page, text
     body = page.split("<body", 1)[1]
-    assert "HT-" in body and "LS-" not in body.split("网格风险排名", 1)[1].split("计分规则", 1)[0]
-    assert "import " not in body
+    assert body.count("<h1") == 1 and "城市安全风险研判周报 · 芦淞区" in body and "2026-01-14 至 2026-01-20" in body
+    assert "import " not in body and "workbench report run" not in body
+    summary = body.split("wb-b-summary", 1)[1].split("一、逾期未整改隐患", 1)[0]
+    # the numbers, counted here from the hub's rows: the week is 2026-01-14 00:00 .. 2026-01-21 00:00 Beijing
+    start, end = pd.Timestamp("2026-01-13 16:00"), pd.Timestamp("2026-01-20 16:00")
+    hz = hub.read("hazards")
+    sites = hub.read("hazard_sites").set_index("site_id")
+    district = hz["district"].where(hz["district"].notna(), hz["site_id"].map(sites["district"]))
+    hz = hz[district == "芦淞区"]
+    ts, dl, rect = (pd.to_datetime(hz[c]) for c in ("ts", "deadline", "rectified_at"))
+    found = int(((ts >= start) & (ts < end)).sum())
+    prev_found = int(((ts >= start - pd.Timedelta(days=7)) & (ts < start)).sum())
+    is_open = (ts < end) & (rect.isna() | (rect >= end)) & ~hz["status"].isin(["已验收", "已销号", "验收通过", "已整改",
+                                                                              "整改完成", "已整改待验收"])
+    overdue = int((is_open & (dl < end)).sum())
+    assert found > 0
+    assert f"本周芦淞区新发现隐患 {found} 项" in summary
+    assert ("较上周持平" if found == prev_found else ("较上周增加" if found > prev_found else "较上周减少")) in summary
+    assert f"其中逾期未整改 {overdue} 项" in summary
+    ev = hub.read("city_events", where={"district": "芦淞区"})
+    ev = ev[ev["case_type"] == "inspection_task"] if len(ev) else ev
+    if len(ev):
+        t_dl, t_ts = pd.to_datetime(ev["deadline"]), pd.to_datetime(ev["ts"])
+        closed = (ev["status"] == "核查结案") & (pd.to_datetime(ev["closed_at"]) < end)
+        late = int(((t_ts < end) & ~closed & (t_dl < end)).sum())
+        assert f"逾期未办结的巡查任务 {late} 项" in summary
+    assert "需要决策的事项" in summary and (("请各区县督促责任单位限期整改" in summary) == (overdue > 0))
+    for text in ("网格风险", "风险分", "计分规则", "逾期未整改", "气象预警", "data:image/png;base64", "注释"):
+        assert text in body, text
+    assert "LS-" in body and "HT-" not in body.split("风险最高的网格", 1)[1].split("附表", 1)[0]
+    # statistical terms in the notes, the face in plain words
+    notes = body.split("注释", 1)[1]
+    assert "风险分：" in notes and "逾期未办结：" in notes
+    assert (out / "2026-01-21.pdf").read_bytes()[:4] == b"%PDF"
+    wb = openpyxl.load_workbook(out / "2026-01-21.xlsx", read_only=True)
+    assert {"逾期按区县", "逾期隐患", "网格风险", "计分规则"} <= set(wb.sheetnames)

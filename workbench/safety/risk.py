@@ -283,6 +283,27 @@ def district_risk(risk: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)[cols]
 
 
+def headline(risk: pd.DataFrame, district: str | None = None) -> str:
+    """The risk in plain words, for the face of a page or report: how many grids are high risk,
+    which one ranks first and why (its biggest factor), which district holds the most."""
+    r = risk if not district else risk[risk["district"] == district]
+    if r is None or r.empty or not (r["score"] > 0).any():
+        return f"{district or '全市'}各网格目前没有未整改隐患，也没有近期突发事件，暂无需要优先排查的网格。"
+    high = int(r["band"].isin(["高风险", "较高风险"]).sum())
+    top = top_grids(r, 1).iloc[0]
+    main = max(FACTOR_COLUMNS, key=lambda c: float(top[c] or 0))
+    street = top["street"] if isinstance(top.get("street"), str) and top.get("street") else ""
+    lead = (f"{district or '全市'}有 {high} 个网格风险较高，需优先排查；" if high
+            else f"{district or '全市'}没有较高风险的网格；")
+    text = (f"{lead}风险最高的是{top['district']}{street} {top['grid_id']} 网格（{top['band']}），"
+            f"主要因为{FACTOR_LABELS[main]}。")
+    if not district:
+        d = district_risk(r)
+        if len(d):
+            text += f"风险合计最高的区县是{d['district'].iloc[0]}。"
+    return text
+
+
 # ------------------------------------------------------------------ loading (the hub)
 
 def load_risk_inputs(as_of=None, eng=None, weights: RiskWeights = WEIGHTS,
@@ -319,6 +340,6 @@ def grid_risk_from(inputs: RiskInputs, weights: RiskWeights = WEIGHTS) -> pd.Dat
 
 
 __all__ = ["SITE_TYPE_FACTOR", "VULNERABLE_SITES", "INCIDENT_GROUPS", "TASK_SOURCE", "FACTORS", "FACTOR_COLUMNS",
-           "FACTOR_LABELS", "BANDS", "NO_RISK", "RiskWeights", "WEIGHTS", "RiskInputs", "weights_table", "band",
+           "FACTOR_LABELS", "BANDS", "NO_RISK", "headline", "RiskWeights", "WEIGHTS", "RiskInputs", "weights_table", "band",
            "hazard_points", "incident_points", "grid_risk", "explain", "top_grids", "district_risk",
            "load_risk_inputs", "grid_risk_from"]

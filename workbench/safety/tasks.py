@@ -68,6 +68,81 @@ LEVEL_CODE = {1: "B", 2: "Y", 3: "O", 4: "R"}
 DEADLINE_HOURS = {1: 24, 2: 24, 3: 4, 4: 2}
 
 
+TASK_OVERDUE, TASK_OPEN, TASK_DONE = "逾期未办结", "办理中", "已办结"
+TASK_STATES = (TASK_OVERDUE, TASK_OPEN, TASK_DONE)
+
+
+@dataclass(frozen=True)
+class TaskSummary:
+    """The inspection tasks as of one moment."""
+
+    as_of: pd.Timestamp
+    total: int
+    open: int        # not closed (办理中 + 逾期未办结)
+    overdue: int     # open and past its deadline (逾期未办结)
+    done: int        # closed (核查结案)
+    done_late: int   # closed after their deadline
+
+
+def task_states(tasks: pd.DataFrame, now) -> pd.DataFrame:
+    """Each inspection task as of `now` (naive UTC, as the hub stores times): the one definition
+    of a task's state for the page, the report and their summaries.
+
+    A task is closed when its status is one the case type closes with (workbench/safety/
+    case_types.yaml: 核查结案) and it was closed by `now`; every other status (案卷建立,
+    任务派遣, 任务处理, 处理反馈, 重新办理 …) is open. An open task whose deadline lies before
+    `now` is overdue (逾期未办结), whatever step it is at. Adds: closed, open, overdue (bool),
+    hours_overdue (float, 0 unless overdue), closed_late (closed after the deadline), state
+    (TASK_STATES)."""
+    from workbench import cases
+
+    now = pd.Timestamp(now)
+    if now.tzinfo is not None:   # the hub's times are naive UTC
+        now = now.tz_convert("UTC").tz_localize(None)
+    t = tasks.copy() if tasks is not None else pd.DataFrame(columns=TASK_COLUMNS + ["status", "closed_at"])
+    for col in ("status", "closed_at", "deadline"):
+        if col not in t:
+            t[col] = None
+    for col in ("ts", "deadline", "closed_at"):
+        if col in t:
+            t[col] = pd.to_datetime(t[col], errors="coerce")
+    ct = cases.case_type(CASE_TYPE)
+    status = t["status"].astype("string").fillna("").str.strip()
+    closed = status.isin(list(ct.closed)) & (t["closed_at"].isna() | (t["closed_at"] <= now))
+    late = ~closed & t["deadline"].notna() & (t["deadline"] < now)
+    t["closed"] = closed.to_numpy(bool)
+    t["open"] = ~t["closed"]
+    t["overdue"] = late.to_numpy(bool)
+    hours = (now - t["deadline"]).dt.total_seconds() / 3600.0
+    t["hours_overdue"] = np.where(t["overdue"], hours.fillna(0).clip(lower=0), 0.0)
+    t["closed_late"] = (t["closed"] & t["deadline"].notna() & t["closed_at"].notna()
+                        & (t["closed_at"] > t["deadline"])).to_numpy(bool)
+    t["state"] = np.select([t["closed"], t["overdue"]], [TASK_DONE, TASK_OVERDUE], TASK_OPEN)
+    return t
+
+
+def task_summary(states: pd.DataFrame, as_of) -> TaskSummary:
+    """Headline numbers of `task_states(...)` output."""
+    n = len(states)
+    return TaskSummary(as_of=pd.Timestamp(as_of), total=n,
+                       open=int(states["open"].sum()) if n else 0, overdue=int(states["overdue"].sum()) if n else 0,
+                       done=int(states["closed"].sum()) if n else 0,
+                       done_late=int(states["closed_late"].sum()) if n else 0)
+
+
+def overdue_by(states: pd.DataFrame, by: str = "department") -> pd.DataFrame:
+    """Overdue tasks per `by` (department, district): overdue, open, longest_hours; most overdue first."""
+    cols = [by, "overdue", "open", "longest_hours"]
+    if states is None or states.empty:
+        return pd.DataFrame(columns=cols)
+    g = states.assign(_k=states[by].astype("string").fillna("未填写")).groupby("_k")
+    out = pd.DataFrame({"overdue": g["overdue"].sum(), "open": g["open"].sum(),
+                        "longest_hours": g["hours_overdue"].max()}).rename_axis(by).reset_index()
+    out[["overdue", "open"]] = out[["overdue", "open"]].astype(int)
+    out = out[out["overdue"] > 0]
+    return out.sort_values(["overdue", "longest_hours"], ascending=False, kind="stable").reset_index(drop=True)[cols]
+
+
 def triggers(history: pd.DataFrame) -> pd.DataFrame:
     """The history rows that set off tasks: every 发布, and 升级 to 橙色 or 红色."""
     h = history

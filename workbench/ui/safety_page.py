@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from workbench import access, privacy
+from workbench import access, clock, privacy
 from workbench.safety import ledger as lg
 from workbench.safety import risk as rk
+from workbench.safety import tasks as tk
 from workbench.geo import NAMES as DISTRICTS
 from workbench.ui import cards, charts, layout, theme
-from workbench.ui.tables import DASH, Html, badge, format_number, format_time, table_html, utc_now
+from workbench.ui.tables import DASH, Html, badge, esc, format_number, format_time, table_html, utc_now
 
 WEATHER_CATEGORIES = ("寒潮", "道路结冰", "暴雪")  # the warning engine's categories (寒潮预警 counts too)
 ALERT_ACTIVE = "生效中"
@@ -48,15 +49,16 @@ RISK_LABELS = {
 @dataclass
 class SafetySnapshot:
     now: pd.Timestamp            # naive UTC, when the page was made
-    as_of: pd.Timestamp          # naive UTC, the moment the data describes (ledger.data_as_of)
+    as_of: pd.Timestamp          # naive UTC, the moment the states describe: now (a report: its period's end)
     ledger: lg.Ledger
-    states: pd.DataFrame         # ledger.hazard_states(..., sites) as of as_of
+    states: pd.DataFrame         # ledger.hazard_states(..., sites) as of as_of: a deadline passed is 逾期未整改
     risk: pd.DataFrame           # risk.grid_risk(...) as of as_of
     grids: pd.DataFrame
     warnings: pd.DataFrame       # weather warnings (alerts of WEATHER_CATEGORIES), newest first
-    tasks: pd.DataFrame          # city events spawned by warnings (source 预警联动)
+    tasks: pd.DataFrame          # inspection tasks spawned by warnings, with tasks.task_states as of as_of
     who: access.Principal | None = None  # whose view
     scope: str | None = None     # the one district a district user reads (access.district_filter)
+    data_to: pd.Timestamp | None = None  # naive UTC, the newest record of the ledger (ledger.data_as_of)
 
     @property
     def empty(self) -> bool:
@@ -70,22 +72,25 @@ class SafetySnapshot:
 
 
 def prepare() -> None:
-    """Open the hub ahead of the request (preheated kernels)."""
+    """Open the hub and build one map ahead of the request (preheated kernels)."""
     from workbench.store import hub
+    from workbench.ui import maps
 
     hub.engine()
+    maps.warm_up()
 
 
 def load(now=None, as_of=None, eng=None, who=None) -> SafetySnapshot:
     """One consistent read of the hub for the page (or the report, with `as_of`), as `who`
-    sees it (None: everything)."""
+    sees it (None: everything). Hazards and tasks are judged as of `as_of` (default: now), not
+    as of the newest record: a deadline that passed since is overdue (逾期未整改 / 逾期未办结)."""
     from workbench.store import hub
 
-    now = utc_now() if now is None else pd.Timestamp(now)
+    now = clock.now() if now is None else pd.Timestamp(now)
     district = access.district_filter(who)
     ledger = lg.load_ledger(eng, district)
     ledger = lg.Ledger(sites=masked_sites(ledger.sites), hazards=ledger.hazards, inspections=ledger.inspections)
-    inputs = rk.load_risk_inputs(as_of, eng=eng, ledger=ledger, district=district)
+    inputs = rk.load_risk_inputs(now if as_of is None else as_of, eng=eng, ledger=ledger, district=district)
     states = lg.hazard_states(ledger.hazards, inputs.as_of, ledger.sites)
     warnings = weather_warnings(hub.read("alerts", eng=eng))
     if district:  # the district's own warnings and the city-wide ones
@@ -93,8 +98,9 @@ def load(now=None, as_of=None, eng=None, who=None) -> SafetySnapshot:
     where = {"source": rk.TASK_SOURCE, **({"district": district} if district else {})}
     return SafetySnapshot(
         now=now, as_of=inputs.as_of, ledger=ledger, states=states, risk=rk.grid_risk_from(inputs),
-        grids=inputs.grids, warnings=warnings, tasks=hub.read("city_events", where=where, eng=eng),
-        who=who, scope=district,
+        grids=inputs.grids, warnings=warnings,
+        tasks=tk.task_states(hub.read("city_events", where=where, eng=eng), inputs.as_of),
+        who=who, scope=district, data_to=lg.data_as_of(ledger, now=inputs.as_of),
     )
 
 
@@ -174,13 +180,15 @@ def tasks_in(snap: SafetySnapshot, district: str | None) -> pd.DataFrame:
 
 
 def task_counts(tasks: pd.DataFrame) -> pd.DataFrame:
-    """Per warning (external_id = alert_id): tasks spawned and how many are closed."""
+    """Per warning (external_id = alert_id): tasks spawned, how many are closed and how many
+    overdue (tasks.task_states, as the snapshot holds them)."""
     if tasks is None or tasks.empty:
-        return pd.DataFrame(columns=["alert_id", "tasks", "done"])
-    closed = tasks.get("closed_at", pd.Series(index=tasks.index, dtype=object)).notna() | \
-        (tasks.get("status", pd.Series(index=tasks.index, dtype=object)) == "核查结案")
-    g = tasks.assign(_done=closed).groupby("external_id")
-    return pd.DataFrame({"tasks": g.size(), "done": g["_done"].sum()}).astype(int).rename_axis("alert_id").reset_index()
+        return pd.DataFrame(columns=["alert_id", "tasks", "done", "overdue"])
+    if "closed" not in tasks:
+        tasks = tk.task_states(tasks, clock.now())
+    g = tasks.groupby("external_id")
+    return (pd.DataFrame({"tasks": g.size(), "done": g["closed"].sum(), "overdue": g["overdue"].sum()})
+            .astype(int).rename_axis("alert_id").reset_index())
 
 
 def view_states(snap: SafetySnapshot, district: str | None) -> pd.DataFrame:
@@ -280,8 +288,8 @@ def warnings_table(warnings: pd.DataFrame, tasks: pd.DataFrame, limit: int = 20)
         return table_html(None, empty="暂无寒潮、道路结冰、暴雪预警",
                           empty_hint="气象预警引擎发布寒潮、道路结冰或暴雪预警后，这里显示生效中的预警、依据和派出的巡查任务。")
     w = warnings.merge(task_counts(tasks), on="alert_id", how="left")
-    w["tasks"] = w["tasks"].fillna(0).astype(int)
-    w["done"] = w["done"].fillna(0).astype(int)
+    for col in ("tasks", "done", "overdue"):
+        w[col] = w[col].fillna(0).astype(int)
 
     def level(v):
         return badge(v, LEVEL_TONE.get(v, "")) if isinstance(v, str) and v else Html(DASH)
@@ -292,7 +300,8 @@ def warnings_table(warnings: pd.DataFrame, tasks: pd.DataFrame, limit: int = 20)
     level_col = w["level"] if "level" in w else pd.Series(None, index=w.index, dtype=object)
     w = w.assign(level_badge=level_col.map(level), status_badge=w["status"].map(status),
                  evidence_text=w["evidence"].map(evidence_text) if "evidence" in w else DASH,
-                 task_text=[f"{t} 项（已办结 {d}）" if t else "未派发" for t, d in zip(w["tasks"], w["done"])])
+                 task_text=[(f"{t} 项（已办结 {d}" + (f"，逾期未办结 {o}" if o else "") + "）") if t else "未派发"
+                            for t, d, o in zip(w["tasks"], w["done"], w["overdue"])])
     return table_html(w, dataset="alerts",
                       columns=["title", "category", "level_badge", "status_badge", "area", "valid_from", "valid_to",
                                "evidence_text", "task_text"],
@@ -307,19 +316,42 @@ def tasks_table(tasks: pd.DataFrame, warnings: pd.DataFrame, limit: int = 50) ->
         return table_html(None, empty="暂无预警联动巡查任务",
                           empty_hint="预警生效后，系统按预警派发的巡查任务（来源“预警联动”）会列在这里。")
     titles = dict(zip(warnings.get("alert_id", []), warnings.get("title", []))) if len(warnings) else {}
-    t = tasks.assign(title=tasks["external_id"].map(lambda a: titles.get(a, a)))
-    t = t.sort_values(["deadline", "ts"], kind="stable") if "deadline" in t else t
+    if "state" not in tasks:
+        tasks = tk.task_states(tasks, clock.now())
+    t = tasks.assign(title=tasks["external_id"].map(lambda a: titles.get(a, a)),
+                     state_badge=[_task_badge(st, h) for st, h in zip(tasks["state"], tasks["hours_overdue"])])
+    # overdue first (longest first), then open by deadline, then the closed ones
+    t = t.assign(_o=t["state"].map({tk.TASK_OVERDUE: 0, tk.TASK_OPEN: 1, tk.TASK_DONE: 2}), _h=-t["hours_overdue"])
+    t = t.sort_values(["_o", "_h", "deadline", "ts"], kind="stable")
     return table_html(t, dataset="city_events",
                       columns=["title", "event_class", "description", "district", "street", "grid_id", "department",
-                               "deadline", "status"],
-                      labels={"title": "所属预警", "event_class": "任务类型", "description": "任务内容"},
-                      wrap=("description",), max_rows=limit, max_height="420px")
+                               "deadline", "state_badge", "status"],
+                      labels={"title": "所属预警", "event_class": "任务类型", "description": "任务内容",
+                              "state_badge": "办理情况", "status": "当前环节"},
+                      html_columns=("state_badge",), wrap=("description",), max_rows=limit, max_height="420px")
+
+
+def _task_badge(state, hours) -> Html:
+    if state == tk.TASK_OVERDUE:
+        return badge(f"逾期 {overdue_text(hours)}", "bad")
+    return badge(str(state), "ok" if state == tk.TASK_DONE else "warn")
+
+
+def overdue_text(hours) -> str:
+    """How long past the deadline, in plain words: 5 小时, 2 天 3 小时."""
+    h = int(max(0, float(hours or 0)) // 1)
+    if h < 1:
+        return "不足 1 小时"
+    d, h = divmod(h, 24)
+    return f"{d} 天 {h} 小时" if d and h else (f"{d} 天" if d else f"{h} 小时")
 
 
 # ------------------------------------------------------------------ charts (matplotlib figures)
 
 def status_figure(states: pd.DataFrame, by: str = "site_type", title: str = "各类场所隐患整改状态"):
     """Stacked horizontal bars: hazards per `by` and state."""
+    from matplotlib.ticker import MaxNLocator
+
     c = lg.counts(states, by).set_index(by)[list(lg.STATES)]
     c = c.iloc[::-1]
     with charts.chart_style():
@@ -332,6 +364,7 @@ def status_figure(states: pd.DataFrame, by: str = "site_type", title: str = "各
                          color="white")
             left = left + vals
         ax.grid(axis="y", visible=False)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("隐患数（项）")
         ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=4, fontsize=9)
         charts.set_title(fig, title)
@@ -339,80 +372,168 @@ def status_figure(states: pd.DataFrame, by: str = "site_type", title: str = "各
 
 
 URBAN = ("荷塘区", "芦淞区", "石峰区", "天元区")  # the city proper, drawn enlarged on the whole-city map
+BAND_POINT_TONE = {"高风险": "bad", "较高风险": "warn", "一般风险": "info", "低风险": "muted"}
 
 
-def risk_map_figure(risk: pd.DataFrame, district: str | None = None, title: str = "网格风险分布", label_top: int = 5):
-    """Grids as points by longitude and latitude, coloured and sized by 风险分, districts
-    labelled at the centre of their grids (no tiles: works offline). For the whole city a
-    second panel enlarges the four urban districts, where the grids are dense."""
+def grid_label(street, grid_id) -> str:
+    """A grid as people name it: 月塘街道 HT-YT-001 网格 (never a coordinate pair)."""
+    st = street if isinstance(street, str) and street else ""
+    return f"{st} {grid_id} 网格".strip()
+
+
+def risk_points(risk: pd.DataFrame, district: str | None = None, limit: int = 15) -> pd.DataFrame:
+    """The highest-scoring grids as map points: lat, lon, label (street and grid), size (风险分),
+    tone (by 风险等级), hover (the score and why), group (风险等级)."""
+    top = rk.top_grids(in_district(risk, district), limit)
+    top = top[top["lat"].notna() & top["lon"].notna()] if len(top) else top
+    if top.empty:
+        return pd.DataFrame(columns=["lat", "lon", "label", "size", "tone", "hover", "group", "district"])
+    return pd.DataFrame({
+        "lat": top["lat"].astype(float), "lon": top["lon"].astype(float),
+        "label": [f"{k}. {grid_label(s, g)}" for k, s, g in zip(top["rank"], top.get("street", [None] * len(top)),
+                                                               top["grid_id"])],
+        "size": top["score"].astype(float), "tone": top["band"].map(BAND_POINT_TONE).fillna("info"),
+        "hover": [f"{d} · 风险分 {v:.1f}（{b}）\n{why}" for d, v, b, why in
+                  zip(top["district"], top["score"], top["band"], top.get("reasons", [""] * len(top)))],
+        "group": top["band"], "district": top["district"],
+    }).reset_index(drop=True)
+
+
+def risk_map(snap: SafetySnapshot, district: str | None = None):
+    """The risk map: the districts' real boundaries shaded by their grids' summed 风险分, names on
+    the map, each district's numbers on hover, the highest-scoring grids as points named by street
+    and grid (workbench.ui.maps, interactive and offline)."""
+    from workbench.ui import maps
+
+    r = view_risk(snap, district)
+    d = rk.district_risk(r).set_index("district")
+    hover = {name: [f"有风险网格 {int(row.grids_at_risk)} 个（较高及以上 {int(row.grids_high)} 个），共 {int(row.grids)} 个网格"]
+             for name, row in d.iterrows()}
+    return maps.district_map(d["score"], title=f"网格风险分布（{district or '全市'}）", unit="分",
+                             value_label="网格风险分合计", points=risk_points(snap.risk, district),
+                             districts=[district] if district else None, hover=hover, legend_title="风险最高的网格",
+                             height=560)
+
+
+def risk_map_figure(risk: pd.DataFrame, district: str | None = None, title: str = "网格风险分布", label_top: int = 8):
+    """The risk map for print (the bulletin): the real district boundaries (workbench.geo) shaded by
+    the districts' summed 风险分 and named, the highest-scoring grids as dots labelled with their
+    street and grid (no tiles, no coordinates on the axes). For the whole city a second panel
+    enlarges the four urban districts, where the grids are dense."""
     from matplotlib import colors
     from matplotlib.figure import Figure
     from matplotlib.patches import Rectangle
+    import matplotlib
+
+    from workbench import geo
+    from workbench.ui import maps
 
     r = in_district(risk, district)
-    r = r[r["lat"].notna() & r["lon"].notna()]
-    hot = r[r["score"] > 0]
-    vmax = max(10.0, float(hot["score"].max()) if len(hot) else 10.0)
-    norm = colors.Normalize(vmin=0, vmax=vmax)
-    urban = r[r["district"].isin(URBAN)]
-    two = not district and len(urban) and len(urban) < len(r)
-    top = set(hot.sort_values("score", ascending=False).head(label_top)["grid_id"])
+    d = rk.district_risk(r).set_index("district")["score"] if len(r) else pd.Series(dtype=float)
+    norm = colors.Normalize(vmin=0, vmax=max(1.0, float(d.max()) if len(d) else 1.0))
+    cmap = matplotlib.colormaps["YlOrRd"]
+    pts = risk_points(risk, district, limit=label_top)
+    if len(pts):
+        pts["x"], pts["y"] = maps.project(pts["lon"].to_numpy(float), pts["lat"].to_numpy(float))
+        pts["urban"] = pts["district"].isin(URBAN)
     with charts.chart_style():
-        if two:
-            fig = Figure(figsize=(9.6, 5.8), layout="constrained")
-            ax_all, ax_city = fig.subplots(1, 2, width_ratios=[1, 1.55])
-            sc = _draw_grids(ax_all, r, norm, label=set(), small=True)
-            _draw_grids(ax_city, urban, norm, label=top)
+        if district:
+            fig = Figure(figsize=(7.4, 6.2), layout="constrained")
+            axes = [fig.add_subplot()]
+            labels = [(axes[0], _draw_map(axes[0], [x for x in geo.DISTRICTS if x.name == district], d, norm, cmap, pts,
+                                          neutral=True))]
+        else:
+            fig = Figure(figsize=(10.4, 6.4), layout="constrained")
+            ax_all, ax_city = fig.subplots(1, 2, width_ratios=[1, 1.45])
+            others = pts[~pts["urban"]] if len(pts) else pts
+            labels = [(ax_all, _draw_map(ax_all, list(geo.DISTRICTS), d, norm, cmap, others, small=True))]
+            urban = [x for x in geo.DISTRICTS if x.name in URBAN]
+            labels.append((ax_city, _draw_map(ax_city, urban, d, norm, cmap, pts[pts["urban"]] if len(pts) else pts)))
             ax_all.set_title("全市", fontsize=10.5, loc="left")
             ax_city.set_title("市区（荷塘、芦淞、石峰、天元）", fontsize=10.5, loc="left")
             (x0, x1), (y0, y1) = ax_city.get_xlim(), ax_city.get_ylim()
             ax_all.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1.0, ls="--",
                                        ec=theme.COLORS["primary"]))
-            ax_all.text(x1, y1, " 市区", ha="left", va="top", fontsize=9.5, fontweight="bold",
-                        color=theme.COLORS["primary"])
             axes = [ax_all, ax_city]
-        else:
-            fig = Figure(figsize=(7.2, 5.8), layout="constrained")
-            ax = fig.add_subplot()
-            sc = _draw_grids(ax, r, norm, label=top)
-            axes = [ax]
-        cb = fig.colorbar(sc, ax=axes, shrink=0.7, pad=0.02)
-        cb.set_label("风险分")
-        cb.outline.set_visible(False)
+        if not district:
+            cb = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, orientation="horizontal",
+                              shrink=0.45, pad=0.02, aspect=40)
+            cb.set_label("区县网格风险分合计（分）")
+            cb.outline.set_visible(False)
         charts.set_title(fig, title)
+        _place_all(fig, labels)
     return fig
 
 
-def _draw_grids(ax, r: pd.DataFrame, norm, label: set, small: bool = False):
-    import math
-
-    import matplotlib
+def _place_all(fig, labels) -> None:
+    """The points' labels, placed once the layout is final (their overlaps measured as printed)."""
     import matplotlib.patheffects as pe
 
-    zero = r[r["score"] <= 0]
-    hot = r[r["score"] > 0].sort_values("score")
-    k = 0.6 if small else 1.0
-    ax.scatter(zero["lon"], zero["lat"], s=9 * k, color="#c9d1dc", linewidths=0)
-    sc = ax.scatter(hot["lon"], hot["lat"], s=(16 + 22 * hot["score"].clip(upper=norm.vmax)) * k, c=hot["score"],
-                    cmap=matplotlib.colormaps["YlOrRd"], norm=norm, edgecolors="#8a3a20", linewidths=0.5, alpha=0.9)
+    if not any(items for _, items in labels):
+        return
+    if not hasattr(fig.canvas, "get_renderer"):   # a bare Figure: lay it out and measure text with Agg
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    fig.set_layout_engine("none")   # the axes stay where they are; the labels take no room of their own
     halo = [pe.withStroke(linewidth=3, foreground="white")]
-    for name, g in r.groupby("district"):
-        if small and name in URBAN:  # enlarged on the other panel
-            continue
-        ax.text(g["lon"].mean(), g["lat"].mean(), name, ha="center", va="center", fontsize=9.5 if small else 11,
-                fontweight="bold", color=theme.COLORS["primary_dark"], alpha=0.8, path_effects=halo, zorder=5)
-    ranked = hot.sort_values("score", ascending=False)
-    for i, row in enumerate(ranked.itertuples(), start=1):
-        if row.grid_id in label:
-            ax.annotate(f"{i}. {row.grid_id}", (row.lon, row.lat), xytext=(7, 5), textcoords="offset points",
-                        fontsize=8.5, color=theme.COLORS["text"], path_effects=halo, zorder=6)
-    if len(r):
-        ax.set_aspect(1.0 / max(0.2, math.cos(math.radians(float(r["lat"].mean())))))  # shorter lon degrees
-        ax.margins(0.06)
-    ax.tick_params(labelsize=8.5)
-    ax.set_xlabel("经度", fontsize=9)
-    ax.set_ylabel("纬度", fontsize=9)
-    return sc
+    for ax, items in labels:
+        _place_labels(ax, items, halo)
+
+
+LABEL_OFFSETS = ((7, 4), (7, -12), (-7, 4), (-7, -12), (7, 16), (-7, 16), (7, -24), (-7, -24), (7, 28), (-7, -36))
+
+
+def _place_labels(ax, points: list, halo) -> None:
+    """Label each point (x, y, text) where it overlaps no label placed before it: the first of
+    LABEL_OFFSETS (right, below, left, further out) that is free, in the order given (rank)."""
+    fig = ax.get_figure()
+    renderer = fig.canvas.get_renderer()
+    taken = [t.get_window_extent(renderer) for t in ax.texts]   # the district names stay readable
+    for x, y, text in points:
+        best = None
+        for dx, dy in LABEL_OFFSETS:
+            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha="left" if dx > 0 else "right",
+                              fontsize=8.5, color=theme.COLORS["text"], path_effects=halo, zorder=7, annotation_clip=False)
+            box = ann.get_window_extent(renderer)
+            if not any(box.overlaps(t) for t in taken):
+                best = (ann, box)
+                break
+            ann.remove()
+        if best is None:   # nowhere free: the first place, as before
+            dx, dy = LABEL_OFFSETS[0]
+            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", ha="left", fontsize=8.5,
+                              color=theme.COLORS["text"], path_effects=halo, zorder=7)
+            best = (ann, ann.get_window_extent(renderer))
+        taken.append(best[1])
+
+
+def _draw_map(ax, districts, values: pd.Series, norm, cmap, pts: pd.DataFrame, small: bool = False,
+              neutral: bool = False) -> None:
+    import matplotlib.patheffects as pe
+
+    from workbench import geo
+    from workbench.ui import maps
+
+    halo = [pe.withStroke(linewidth=3, foreground="white")]
+    for x in districts:
+        v = values.get(x.name)
+        face = cmap(norm(v)) if v is not None and pd.notna(v) and v > 0 and not neutral else "#f1f3f6"
+        for xs, ys in maps.rings(x.adcode):
+            ax.fill(xs, ys, facecolor=face, edgecolor="white", linewidth=1.0)
+        lx, ly = maps.project(*geo.label_point(x.adcode))
+        name = x.short if small and x.urban else x.name
+        text = name + (f"\n{v:.0f} 分" if v is not None and pd.notna(v) and not (small and x.urban) else "")
+        ax.text(float(lx), float(ly), text, ha="center", va="center", fontsize=8.5 if small and x.urban else 10,
+                fontweight="bold", color=theme.COLORS["primary_dark"], path_effects=halo, zorder=5)
+    if len(pts):
+        ax.scatter(pts["x"], pts["y"], s=30 + 5 * pts["size"].clip(upper=40), c=theme.COLORS["primary_dark"],
+                   edgecolors="white", linewidths=1.0, zorder=6)
+    ax.set_aspect("equal")
+    ax.margins(0.04)
+    ax.set_axis_off()
+    return list(zip(pts["x"], pts["y"], pts["label"])) if len(pts) else []
 
 
 def district_risk_figure(risk: pd.DataFrame, title: str = "各区县风险分构成"):
@@ -447,7 +568,7 @@ def kpis(snap: SafetySnapshot, district: str | None = None):
     w = warnings_in(snap, district)
     active = w[w["status"] == ALERT_ACTIVE] if len(w) and "status" in w else w
     tasks = tasks_in(snap, district)
-    open_tasks = int(tasks["closed_at"].isna().sum()) if len(tasks) and "closed_at" in tasks else len(tasks)
+    ts = tk.task_summary(tasks if "open" in tasks else tk.task_states(tasks, snap.as_of), snap.as_of)
     levels = active["level"].dropna().tolist() if len(active) and "level" in active else []
     worst = next((lv for lv in ("红色", "橙色", "黄色", "蓝色") if lv in levels), None)
     return cards.kpi_row([
@@ -464,9 +585,9 @@ def kpis(snap: SafetySnapshot, district: str | None = None):
         cards.KPI("生效中气象预警", len(active), unit="条",
                   note=f"最高 {worst}预警" if worst else ("暂无生效预警" if not len(w) else f"近期共 {len(w)} 条，均已解除"),
                   tone="bad" if worst in ("红色", "橙色") else ("warn" if len(active) else "muted")),
-        cards.KPI("联动巡查任务", len(tasks), unit="项",
-                  note=f"未办结 {open_tasks} 项" if len(tasks) else "暂无预警联动任务",
-                  tone="warn" if open_tasks else ("ok" if len(tasks) else "muted")),
+        cards.KPI("巡查任务逾期未办结", ts.overdue, unit="项",
+                  note=(f"未办结 {ts.open} 项，共派发 {ts.total} 项" if ts.total else "暂无预警联动任务"),
+                  tone="bad" if ts.overdue else ("warn" if ts.open else ("ok" if ts.total else "muted"))),
     ])
 
 
@@ -494,9 +615,17 @@ def risk_section(snap: SafetySnapshot, district: str | None = None):
             items.append(charts.chart(district_risk_figure(r)))
     else:
         items.append(layout.empty("各网格风险分均为 0", "没有未整改隐患，也没有近期突发事件。"))
-    items.append(layout.html(weights_html()))
-    return layout.stack([charts.chart(risk_map_figure(snap.risk, district)), layout.grid(items),
-                         layout.html(risk_table(r))])
+    return layout.stack([layout.explain(esc(rk.headline(snap.risk, district)), risk_method_html()),
+                         risk_map(snap, district), layout.grid(items), layout.html(risk_table(r))])
+
+
+def risk_method_html() -> str:
+    """How 风险分 is computed (behind the 说明 toggle): the sum of the factors, each factor's rule,
+    the bands."""
+    bands = "；".join(f"{name} ≥ {floor:g} 分" for floor, name in rk.BANDS if floor > 0)
+    return (f"<p>风险分 = 各因素得分之和（未整改一般/重大隐患、隐患时长、逾期未整改、场所类型加权、近 "
+            f"{rk.WEIGHTS.incident_days} 天突发事件），每个网格的得分构成见下表“得分构成”。风险等级：{esc(bands)}；"
+            f"其余有得分的为低风险。</p>{weights_html()}")
 
 
 def warnings_section(snap: SafetySnapshot, district: str | None = None):
@@ -511,7 +640,7 @@ def body(snap: SafetySnapshot, district: str | None = None):
     return layout.stack([
         kpis(snap, district),
         layout.section(f"隐患整改状态（{where}）",
-                       "按隐患自身的整改期限、整改完成和验收时间判定状态；统计时点为数据截至时间（北京时间）。"),
+                       "按每项隐患自己的整改期限判断：过了期限还没整改完成的，就是逾期未整改。"),
         ledger_section(snap, district),
         layout.section("逾期未整改隐患", "超过整改期限仍未整改完成的隐患，按逾期天数排序。"),
         layout.html(overdue_table(st)),
@@ -519,9 +648,9 @@ def body(snap: SafetySnapshot, district: str | None = None):
         layout.html(open_table(st)),
         layout.section("重复隐患", "同一点位同类隐患整改后再次发现（整改后复发），或 90 天内发现 3 项及以上隐患的点位（多发点位）。"),
         layout.html(repeats_table(snap.ledger.hazards, snap.ledger.sites, district)),
-        layout.section("网格风险", "风险分 = 各因素得分之和：未整改隐患（按等级与时长）、逾期、养老院和自建房等场所加权、近 90 天突发事件。"),
+        layout.section("网格风险", "哪些网格最需要优先排查：未整改隐患越多、越久、越严重，养老院和自建房越多，近期突发事件越多，风险越高。"),
         risk_section(snap, district),
-        layout.section("气象预警与联动巡查", "寒潮、道路结冰、暴雪预警（生效中的在前）及其发布依据，和按预警派发的巡查任务。"),
+        layout.section("气象预警与联动巡查", "寒潮、道路结冰、暴雪预警（生效中的在前）及其发布依据，和按预警派发的巡查任务：过了处置时限仍未结案的，算逾期未办结。"),
         warnings_section(snap, district),
     ])
 
@@ -553,7 +682,8 @@ def page(snap: SafetySnapshot, district: str | None = None):
             holder.children = [layout.error(str(exc))]
 
     pick.observe(redraw, "value")
-    controls = widgets.HBox([pick, layout.note(f"数据截至 {format_time(snap.as_of)}（北京时间）")])
+    latest = f"；台账最新记录 {format_time(snap.data_to)}" if snap.data_to is not None else ""
+    controls = widgets.HBox([pick, layout.note(f"统计时点 {format_time(snap.as_of)}（北京时间）{latest}")])
     controls.add_class("wb-controls")
     return layout.stack([controls, holder], "wb-safety")
 
@@ -561,7 +691,7 @@ def page(snap: SafetySnapshot, district: str | None = None):
 __all__ = ["WEATHER_CATEGORIES", "SafetySnapshot", "prepare", "load", "weather_warnings", "evidence_text",
            "in_district", "warnings_in", "tasks_in", "task_counts", "view_states", "view_risk", "counts_table",
            "overdue_table", "open_table", "repeats_table", "risk_table", "weights_html", "warnings_table",
-           "tasks_table", "masked_sites", "warnings_for", "status_figure", "risk_map_figure", "district_risk_figure", "kpis", "ledger_section",
+           "tasks_table", "masked_sites", "warnings_for", "status_figure", "risk_map_figure", "risk_map", "risk_points", "grid_label", "overdue_text", "review_frames", "risk_method_html", "district_risk_figure", "kpis", "ledger_section",
            "risk_section", "warnings_section", "body", "district_options", "page", "Review", "load_review",
            "review_cards"]
 
@@ -579,45 +709,42 @@ class Review:
     found: pd.DataFrame          # hazards found in the period, with their state at its end
     warnings: pd.DataFrame       # weather warnings issued in (or still active during) the period
     tasks: pd.DataFrame          # tasks spawned by those warnings
+    summary: object = None       # workbench.safety.review.ReviewSummary: the bulletin's numbers and decisions
 
     @property
     def where(self) -> str:
         return self.district or "全市"
 
 
-def load_review(start=None, end=None, district: str | None = None, eng=None, days: int = 30) -> Review:
-    """The review of [start, end] (Beijing days, 'YYYY-MM-DD'). `end` None: the day the data
-    reaches; `start` None: the `days` days that end with `end`. The ledger and risk are as of the end of `end`
-    (or of the data, if it stops earlier)."""
+def load_review(start=None, end=None, district: str | None = None, eng=None, days: int = 7) -> Review:
+    """The review of [start, end] (Beijing days, 'YYYY-MM-DD'). `end` None: yesterday (a period
+    never reaches into today); `start` None: the `days` days that end with `end`. The ledger,
+    risk and tasks are as of the end of `end`; the summary (workbench.safety.review) compares
+    with the period before."""
     from workbench.reports import period as report_period
+    from workbench.reports import yesterday
+    from workbench.safety import review
 
     if district is not None and district not in DISTRICTS:
         raise ValueError(f"参数 district 应为区县名称（{'、'.join(DISTRICTS)}）或 None，收到 {district!r}")
-    snap = load(eng=eng)  # as of the data's own end
-    if end in (None, ""):
-        end = (snap.as_of + pd.Timedelta(hours=8)).date()
-    end_day = pd.Timestamp(end).date()
-    if start in (None, "") and int(days) < 1:
-        raise ValueError(f"参数 days 应为正整数，收到 {days!r}")
-    start_day = end_day - pd.Timedelta(days=int(days) - 1) if start in (None, "") else pd.Timestamp(start).date()
-    days = (end_day - start_day).days + 1
-    if days < 1:
+    try:
+        end_day = pd.Timestamp(end).date() if end not in (None, "") else yesterday()
+        start_day = pd.Timestamp(start).date() if start not in (None, "") else None
+    except (TypeError, ValueError):
+        raise ValueError(f"参数 start / end 应为日期 YYYY-MM-DD，收到 start={start!r}, end={end!r}") from None
+    if start_day is None:
+        if int(days) < 1:
+            raise ValueError(f"参数 days 应为正整数，收到 {days!r}")
+        start_day = end_day - pd.Timedelta(days=int(days) - 1)
+    n = (end_day - start_day).days + 1
+    if n < 1:
         raise ValueError(f"参数 start 应不晚于 end，收到 start={start!r}, end={end!r}")
-    p = report_period(days, end_day)
-    if snap.as_of >= pd.Timestamp(p.end_utc):  # the period ends before the data does
-        snap = load(as_of=pd.Timestamp(p.end_utc) - pd.Timedelta(seconds=1), eng=eng)
-    st = in_district(snap.states, district)
-    found = st[(st["ts"] >= p.start_utc) & (st["ts"] < p.end_utc)] if len(st) else st
-    w = warnings_in(snap, district)
-    if len(w):
-        vt = w["valid_to"] if "valid_to" in w else pd.Series(pd.NaT, index=w.index)
-        w = w[(w["ts"] < p.end_utc) & (vt.isna() | (vt >= p.start_utc))]
-    t = tasks_in(snap, district)
-    if len(t) and len(w):
-        t = t[t["external_id"].isin(w["alert_id"])]
-    elif len(t):
-        t = t.iloc[:0]
-    return Review(period=p, district=district, snap=snap, found=found, warnings=w, tasks=t)
+    p = report_period(n, end_day)
+    snap = load(as_of=min(clock.now(), pd.Timestamp(p.end_utc) - pd.Timedelta(seconds=1)), eng=eng)
+    found, w, t = review.in_period(snap.states, snap.warnings, snap.tasks, p.start_utc, p.end_utc, district)
+    summary = review.summarize(snap.ledger.hazards, snap.ledger.sites, snap.tasks, snap.warnings, p,
+                               now=snap.as_of, district=district)
+    return Review(period=p, district=district, snap=snap, found=found, warnings=w, tasks=t, summary=summary)
 
 
 def review_cards(rv: Review) -> str:
@@ -638,3 +765,46 @@ def review_cards(rv: Review) -> str:
         cards.kpi_html("联动巡查任务", len(rv.tasks), unit="项", note="按预警派发" if len(rv.tasks) else "报告期内无"),
     ]
     return f'<div class="wb-cards">{"".join(items)}</div>'
+
+
+def _local_times(df: pd.DataFrame, cols) -> pd.DataFrame:
+    """Naive-UTC columns as Beijing wall-clock times (what a printed table shows)."""
+    out = df.copy()
+    for c in cols:
+        if c in out:
+            out[c] = clock.to_local(pd.to_datetime(out[c]))
+    return out
+
+
+def review_frames(rv: Review) -> dict[str, pd.DataFrame]:
+    """The review's tables for the bulletin (Beijing times, the columns the notebook names)."""
+    st = in_district(rv.snap.states, rv.district)
+    od = lg.overdue_hazards(st) if len(st) else st
+    found_by = "street" if rv.district else "district"
+    tasks = rv.tasks
+    counts = task_counts(tasks)
+    w = rv.warnings.merge(counts, on="alert_id", how="left") if len(rv.warnings) else rv.warnings
+    for col in ("tasks", "done", "overdue"):
+        if len(w):
+            w[col] = w[col].fillna(0).astype(int)
+    titles = dict(zip(rv.warnings.get("alert_id", []), rv.warnings.get("title", []))) if len(rv.warnings) else {}
+    t = tasks.assign(warning=tasks["external_id"].map(lambda a: titles.get(a, a)),
+                     late=[overdue_text(h) if o else "" for h, o in zip(tasks["hours_overdue"], tasks["overdue"])]) \
+        if len(tasks) else tasks
+    if len(t):
+        t = t.assign(_o=t["state"].map({tk.TASK_OVERDUE: 0, tk.TASK_OPEN: 1, tk.TASK_DONE: 2}),
+                     _h=-t["hours_overdue"]).sort_values(["_o", "_h", "deadline"], kind="stable")
+    top = rk.top_grids(in_district(rv.snap.risk, rv.district), 20)
+    if len(top):
+        top = top.assign(grid=[grid_label(s_, g) for s_, g in zip(top["street"], top["grid_id"])])
+    return {
+        "overdue_by_district": rv.summary.overdue_by_district,
+        "overdue": _local_times(od, ["ts", "deadline"]),
+        "found_counts": lg.counts(rv.found, found_by) if len(rv.found) else pd.DataFrame(),
+        "repeats": _local_times(in_district(lg.repeat_hazards(rv.snap.ledger.hazards, rv.snap.ledger.sites, min_count=3),
+                                            rv.district), ["first_ts", "last_ts"]),
+        "risk_top": top,
+        "warnings": _local_times(w, ["ts", "valid_from", "valid_to"]),
+        "tasks_by_department": rv.summary.tasks_overdue_by_department,
+        "tasks": _local_times(t, ["ts", "deadline"]),
+    }
