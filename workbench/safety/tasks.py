@@ -68,7 +68,7 @@ LEVEL_CODE = {1: "B", 2: "Y", 3: "O", 4: "R"}
 DEADLINE_HOURS = {1: 24, 2: 24, 3: 4, 4: 2}
 
 
-TASK_OVERDUE, TASK_OPEN, TASK_DONE = "逾期未办结", "办理中", "已办结"
+TASK_OVERDUE, TASK_OPEN, TASK_DONE = "逾期未办结", "办理中", "已办结"   # TASK_OVERDUE: case_types.yaml overdue_label
 TASK_STATES = (TASK_OVERDUE, TASK_OPEN, TASK_DONE)
 
 
