@@ -35,42 +35,53 @@ def _kind(t):
     return sa.func.coalesce(t.c.case_type, flow.CASE_TYPE)
 
 
-OPEN_COLUMNS = BOARD_COLUMNS + ("grid_id", "case_type", "updated_at", "closed_at")
+# what the deadline tables and the map read of an open case (no texts: they are not shown there)
+OPEN_COLUMNS = tuple(c for c in BOARD_COLUMNS if c not in ("description", "address")) + (
+    "grid_id", "case_type", "updated_at", "closed_at")
 BOARD_ORDER = ("待受理（信息收集）的新上报事件在前；其余在办事件在后。每组内按处置时限排序：超期最久的在最上，"
                "其次是剩余时间最少的，没有处置时限的排在最后。")
-
-
-def _board_order(t):
-    """The board's order (BOARD_ORDER says it in words): waiting for acceptance first; within
-    each group the deadline, earliest (most overdue) first, none last; then report time."""
-    return (sa.case((t.c.status == flow.INTAKE, 0), else_=1), t.c.deadline.is_(None), t.c.deadline, t.c.ts,
-            t.c.event_id)
 
 
 def board_rows(eng=None, *, department: str | None = None, statuses=flow.OPEN_STATUSES, limit: int = 200,
                since=None, district: str | None = None, offset: int = 0, rules: dp.CityRules | None = None
                ) -> pd.DataFrame:
     """Open cases in the board's order (`BOARD_ORDER`): those waiting to be accepted (信息收集)
-    first, then the rest; each group by deadline, the most overdue on top, no deadline last.
-    One page: `limit` rows from `offset` (`board_total` counts them all). Optionally for one
-    department; `since`: only events reported after it; `district`: one district's only (a
-    district user's row-level scope, access.district_filter).
+    first, then the rest; each group by deadline, the most overdue on top, no deadline last
+    (then report time, id). One page: `limit` rows from `offset` (`board_total` counts them all).
+    Optionally for one department; `since`: only events reported after it; `district`: one
+    district's only (a district user's row-level scope, access.district_filter).
     `routed`: where the dispatch rules send the case (its own department for another case
-    type, e.g. safety's inspection tasks): what the board's 派往 starts at."""
+    type, e.g. safety's inspection tasks): what the board's 派往 starts at.
+
+    Read per status, each `ORDER BY deadline NULLS LAST … LIMIT offset + limit` (the (status,
+    deadline) index walks it in order on every partition, so a page reads a page's rows, not
+    every open case), merged here."""
     t = EVENTS
-    stmt = sa.select(*[t.c[c] for c in BOARD_COLUMNS], _kind(t).label("case_type")).where(
-        t.c.status.in_(list(statuses)))
-    if department:
-        stmt = stmt.where(t.c.department == department)
-    if district:
-        stmt = stmt.where(t.c.district == district)
-    if since is not None:
-        stmt = stmt.where(t.c.ts > pd.Timestamp(since).to_pydatetime())
-    df = hub.query(stmt.order_by(*_board_order(t)).limit(limit).offset(max(0, int(offset))), eng=eng)
-    if df.empty:
+    offset, limit = max(0, int(offset)), max(0, int(limit))
+    cols = [t.c[c] for c in BOARD_COLUMNS] + [_kind(t).label("case_type")]
+
+    def part(status: str) -> pd.DataFrame:
+        stmt = sa.select(*cols).where(t.c.status == status)
+        if department:
+            stmt = stmt.where(t.c.department == department)
+        if district:
+            stmt = stmt.where(t.c.district == district)
+        if since is not None:
+            stmt = stmt.where(t.c.ts > pd.Timestamp(since).to_pydatetime())
+        stmt = stmt.order_by(t.c.deadline.asc().nulls_last(), t.c.ts, t.c.event_id).limit(offset + limit)
+        return hub.query(stmt, eng=eng)
+
+    parts = [p.assign(_group=0 if s == flow.INTAKE else 1) for s in statuses for p in [part(s)] if len(p)]
+    if not parts:
         return pd.DataFrame(columns=list(BOARD_COLUMNS) + ["case_type", "routed"])
+    df = pd.concat(parts, ignore_index=True)
     for c in ("ts", "deadline"):
         df[c] = pd.to_datetime(df[c])
+    df = df.assign(_none=df["deadline"].isna()).sort_values(["_group", "_none", "deadline", "ts", "event_id"],
+                                                            kind="stable")
+    df = df.iloc[offset:offset + limit].drop(columns=["_group", "_none"]).reset_index(drop=True)
+    if df.empty:
+        return pd.DataFrame(columns=list(BOARD_COLUMNS) + ["case_type", "routed"])
     df["routed"] = routed_department(df, rules)
     return df
 
