@@ -241,6 +241,13 @@ def test_alerts_and_findings_written_once_and_updated_in_place(hub_engine):
     assert len(held) == len(an.alerts) and set(held["department"]) == {"市场监管局"}
     dq = hub.read("data_quality", eng=hub_engine)
     assert set(dq["dataset"]) == {"rapid_tests"} and "INS-丁" in set(dq["subject"])
+    # a finding that no longer holds (丁's positives found after all): its alert is lifted on the next run
+    fixed = ma.analyse(_peer_world(clean_pos=True), markets, None, as_of=t["ts"].max())
+    assert "MKT-DQ-low_positive-INS-丁" not in set(fixed.alerts["alert_id"])
+    res = ma.save(hub_engine, fixed)
+    assert res["alerts_lifted"] >= 1
+    held = hub.read("alerts", eng=hub_engine).set_index("alert_id")
+    assert held.loc["MKT-DQ-low_positive-INS-丁", "status"] == "已解除"
 
 
 @pytest.mark.slow

@@ -388,7 +388,9 @@ def _settled(conn, frame: pd.DataFrame) -> pd.DataFrame:
 
 def _retire(conn, an: Analysis) -> int:
     """Lift what no longer holds: an overdue-follow-up alert whose follow-up has closed (when
-    no case engine closed it), and the MKT-BAN alerts of earlier versions (now 快检阳性)."""
+    no case engine closed it), an integrity alert whose finding the analysis no longer makes
+    (e.g. the low-positive false alarm of the earlier check), and the MKT-BAN alerts of earlier
+    versions (now 快检阳性)."""
     import sqlalchemy as sa
 
     from workbench.store.schema import DATASETS
@@ -396,14 +398,20 @@ def _retire(conn, an: Analysis) -> int:
     alert_table = DATASETS["alerts"].table
     held = {r[0]: r[1] for r in conn.execute(sa.select(alert_table.c.alert_id, alert_table.c.category).where(
         alert_table.c.department == DEPARTMENT, alert_table.c.status != alerts_api.LIFTED,
-        sa.or_(alert_table.c.category == "快检阳性处置逾期", alert_table.c.category == "禁用物质快检阳性")))}
+        sa.or_(alert_table.c.category == "快检阳性处置逾期", alert_table.c.category == "禁用物质快检阳性",
+               alert_table.c.category == "快检数据真实性")))}
     if not held:
         return 0
     st = an.followups
     done = st[st["closed"]] if len(st) else st
     closed_at = {f"MKT-FU-{t}"[:64]: c for t, c in zip(done.get("test_id", []), done.get("closed_at", []))}
     n = 0
+    current = set(an.alerts["alert_id"]) if len(an.alerts) else set()
     for aid, cat in held.items():
+        if cat == "快检数据真实性":
+            if aid not in current:  # the finding no longer holds (new data, or a corrected check)
+                n += alerts_api.lift(conn, aid, actor=SOURCE, note="复核后不再成立")
+            continue
         if cat == "禁用物质快检阳性":
             n += alerts_api.lift(conn, aid, actor=SOURCE, note="已并入“快检阳性”告警")
         elif aid in closed_at:

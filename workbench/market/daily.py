@@ -134,25 +134,34 @@ def drop_trigger_sql(dialect: str) -> list[str]:
 
 def backfill_sql(dialect: str, keys_from: str | None = None) -> str:
     """market_daily from the rows held (the same counts as the triggers', in one statement);
-    `keys_from` (PostgreSQL): a query of the groups to count (day, market_id, …), the rest left."""
-    day = _day(dialect, "ts")
-    grp = ", ".join(["day", "market_id", *(f"{c}" for c in KEYS[2:])])
-    src, where = "rapid_tests", ""
+    `keys_from` (PostgreSQL): a query of the groups to count (day, market_id, …), the rest left.
+    Rows without a sampling time are batches of their own: summed in one pass, without the
+    batch-level grouping the others need (a bulk fill without sampling times stays one GROUP BY)."""
+    day = _day(dialect, "r.ts")
+    grp = ", ".join(["day", "market_id", *KEYS[2:]])
+    keys_sel = f"{day} AS day, r.market_id, " + ", ".join(f"COALESCE(r.{c}, '') AS {c}" for c in KEYS[2:])
+    keys_grp = f"{day}, r.market_id, " + ", ".join(f"COALESCE(r.{c}, '')" for c in KEYS[2:])
+    pos = f"CASE WHEN r.result = '{POSITIVE}' THEN 1 ELSE 0 END"
+    ban = f"CASE WHEN r.test_item IN ({_banned_list()}) THEN 1 ELSE 0 END"
+    banpos = f"CASE WHEN r.test_item IN ({_banned_list()}) AND r.result = '{POSITIVE}' THEN 1 ELSE 0 END"
+    src, where = "rapid_tests r", "WHERE true"
     if keys_from is not None:
         src = f"rapid_tests r JOIN (SELECT DISTINCT day, market_id FROM ({keys_from}) k0) k ON r.market_id = k.market_id"
-        where = (" WHERE r.ts >= k.day - interval '8 hours' AND r.ts < k.day + interval '16 hours'")
-    inner = (f"SELECT {day} AS day, r.market_id, {', '.join(f'COALESCE(r.{c}, {chr(39)}{chr(39)}) AS {c}' for c in KEYS[2:])}, "
-             f"COUNT(*) AS items, SUM(CASE WHEN result = '{POSITIVE}' THEN 1 ELSE 0 END) AS pos, "
-             f"SUM(CASE WHEN test_item IN ({_banned_list()}) THEN 1 ELSE 0 END) AS ban, "
-             f"SUM(CASE WHEN test_item IN ({_banned_list()}) AND result = '{POSITIVE}' THEN 1 ELSE 0 END) AS ban_pos "
-             f"FROM {src if keys_from else 'rapid_tests r'}{where} GROUP BY {_day(dialect, 'r.ts')}, r.market_id, "
-             f"{', '.join(f'COALESCE(r.{c}, {chr(39)}{chr(39)})' for c in KEYS[2:])}, "
-             "r.stall_id, r.commodity, r.sampled_at, CASE WHEN r.sampled_at IS NULL THEN r.test_id END")
-    out = (f"INSERT INTO {TABLE} ({', '.join(KEYS + COUNTS)}) SELECT {grp}, COUNT(*), "
-           "SUM(CASE WHEN pos > 0 THEN 1 ELSE 0 END), SUM(items), SUM(pos), SUM(ban), SUM(ban_pos) "
-           f"FROM ({inner}) s")
+        where = "WHERE r.ts >= k.day - interval '8 hours' AND r.ts < k.day + interval '16 hours'"
+    batches = (f"SELECT {keys_sel}, COUNT(*) AS items, SUM({pos}) AS pos, SUM({ban}) AS ban, SUM({banpos}) AS ban_pos "
+               f"FROM {src} {where} AND r.sampled_at IS NOT NULL "
+               f"GROUP BY {keys_grp}, r.stall_id, r.commodity, r.sampled_at")
+    with_time = (f"SELECT {grp}, COUNT(*) AS samples, SUM(CASE WHEN pos > 0 THEN 1 ELSE 0 END) AS positive_samples, "
+                 f"SUM(items) AS items, SUM(pos) AS positive_items, SUM(ban) AS banned_items, SUM(ban_pos) AS banned_positive "
+                 f"FROM ({batches}) b GROUP BY {grp}")
+    no_time = (f"SELECT {keys_sel}, COUNT(*) AS samples, SUM({pos}) AS positive_samples, COUNT(*) AS items, "
+               f"SUM({pos}) AS positive_items, SUM({ban}) AS banned_items, SUM({banpos}) AS banned_positive "
+               f"FROM {src} {where} AND r.sampled_at IS NULL GROUP BY {keys_grp}")
+    out = (f"INSERT INTO {TABLE} ({', '.join(KEYS + COUNTS)}) SELECT {grp}, "
+           + ", ".join(f"SUM({c})" for c in COUNTS)
+           + f" FROM ({with_time} UNION ALL {no_time}) u")
     if keys_from is not None:  # only the groups touched (others of the same market and day stay)
-        out += (f" WHERE ({grp}) IN ({keys_from})")
+        out += f" WHERE ({grp}) IN ({keys_from})"
     return out + f" GROUP BY {grp}"
 
 
