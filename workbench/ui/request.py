@@ -18,7 +18,10 @@ import os
 import threading
 from urllib.parse import parse_qs
 
-TIMEOUT = 60.0  # seconds to wait for the request info once connected
+# No limit on the wait for the request info: a preheated kernel may sit for hours before its first
+# visitor (Voilà's own helper waits forever too; idle kernels are culled by the server). A
+# connection the server closes without an answer is opened again.
+RECONNECT_S = 1.0
 QUERY_KEY_PARAM = "key"   # /voila/query/<kernel_id>?key=...: only the kernel (and the server) know it
 
 
@@ -55,8 +58,14 @@ async def _receive(url: str) -> str:
         import ssl
 
         ssl_ctx = ssl._create_unverified_context()
-    async with websockets.connect(url, open_timeout=10, ssl=ssl_ctx) as ws:
-        return await asyncio.wait_for(ws.recv(), TIMEOUT)
+    from websockets.exceptions import ConnectionClosed
+
+    while True:
+        try:
+            async with websockets.connect(url, open_timeout=10, ssl=ssl_ctx) as ws:
+                return await ws.recv()
+        except ConnectionClosed:   # closed before answering (a proxy's idle limit, a restart): ask again
+            await asyncio.sleep(RECONNECT_S)
 
 
 def wait_for_request() -> None:
