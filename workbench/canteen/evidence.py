@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -191,7 +192,7 @@ def _write(path: Path, image: np.ndarray, params) -> None:
     ok, buf = cv2.imencode(".jpg", image, params)
     if not ok:  # pragma: no cover
         raise OSError(f"JPEG encoding failed: {path}")
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")   # writers never share one
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)   # never readable by other accounts
     with os.fdopen(fd, "wb") as f:
         f.write(buf.tobytes())

@@ -39,6 +39,7 @@ class CanteenSnapshot:
     now: pd.Timestamp
     data: cp.CanteenData
     who: object = None   # the Principal it was read for (None: unscoped, the system)
+    eng: object = None   # the hub it was read from (None: the default); one canteen's case steps on demand
 
     @property
     def empty(self) -> bool:
@@ -57,8 +58,10 @@ def prepare() -> None:
 
 
 def load(now=None, eng=None, who=None) -> CanteenSnapshot:
-    """One read of the hub for `who` (a district user: their district only)."""
-    return CanteenSnapshot(utc_now() if now is None else pd.Timestamp(now), cp.load(eng=eng, who=who), who)
+    """One read of the hub for `who` (a district user: their district only); the case steps are
+    read per canteen when one is shown (case_steps), not all at once."""
+    return CanteenSnapshot(utc_now() if now is None else pd.Timestamp(now), cp.load(eng=eng, who=who, history=False),
+                           who, eng)
 
 
 # ------------------------------------------------------------------ filters (pure)
@@ -94,9 +97,15 @@ def ranking_table(ranked: pd.DataFrame, limit: int = 30) -> str:
 
 def ranking_figure(ranked: pd.DataFrame, n: int = 12, title: str = "合规得分最低的食堂"):
     """The lowest scores, lowest on top (plotly: the score on hover and on each bar)."""
+    import math
+
     r = ranked.head(n)
-    return charts.bar_figure(pd.Series(r["score"].round(1).to_numpy(), index=r["name"].astype(str).str.slice(0, 14)),
-                             title=title, unit="分", color=theme.COLORS["bad"])
+    fig = charts.bar_figure(pd.Series(r["score"].round(1).to_numpy(), index=r["name"].astype(str).str.slice(0, 14)),
+                            title=title, unit="分", color=theme.COLORS["bad"])
+    if len(r):  # the scores sit close under 100: the axis starts near the lowest so the gaps show
+        low = max(0, math.floor(float(r["score"].min()) / 5) * 5 - 5)
+        fig.update_xaxes(range=[low, 100.5], rangemode=None)
+    return fig
 
 
 def class_figure(v: pd.DataFrame, title: str = "违规类型分布"):
@@ -139,10 +148,9 @@ def _thumb(r, who=None, width: int = 320, now=None) -> str:
 
 
 FEED_CSS = """<style>
-.wb-cv-feed{display:flex;flex-wrap:wrap;gap:12px}
-.wb-cv-card{width:336px;max-width:100%;box-sizing:border-box;border:1px solid #e3e6ea;border-radius:8px;
- padding:8px;background:#fff}
-.wb-cv-img{display:block;border-radius:4px;max-width:100%;height:auto;aspect-ratio:16/9;background:#f3f4f6}
+.wb-cv-feed{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:12px}
+.wb-cv-card{min-width:0;box-sizing:border-box;border:1px solid #e3e6ea;border-radius:8px;padding:8px;background:#fff}
+.wb-cv-img{display:block;border-radius:4px;width:100%;height:auto;aspect-ratio:16/9;background:#f3f4f6}
 .wb-cv-original{font-size:12px;margin-top:4px;display:flex;gap:4px;flex-wrap:wrap}
 .wb-cv-original input{width:150px;font-size:12px}
 .wb-cv-noimg{aspect-ratio:16/9;display:flex;flex-direction:column;gap:6px;align-items:center;
@@ -157,7 +165,7 @@ FEED_CSS = """<style>
 .wb-cl-none{background:#f3f4f6;color:#555}
 .wb-cl-problems{margin:4px 0 0 0;padding-left:20px;font-size:13px;color:#a61b1b;line-height:1.6}
 .wb-cl-cards{display:flex;flex-wrap:wrap;gap:12px;margin:0 0 8px 0}
-.wb-cl-cards > .wb-card{flex:1 1 170px;min-width:170px}
+.wb-cl-cards > .wb-card{flex:1 1 170px;min-width:170px;height:auto}
 .wb-cl-old{opacity:.6}
 </style>"""
 
@@ -268,14 +276,21 @@ def cases_table(v: pd.DataFrame, limit: int = 100) -> str:
                       max_rows=limit, max_height="360px")
 
 
-def history_figure(v: pd.DataFrame, name: str, days: int = 60):
+def history_figure(v: pd.DataFrame, name: str, days: int = 63):
+    """One canteen's violations per week (weeks from Monday) and class over the last `days` days."""
     if v.empty:
         return None
     end = v["local_date"].max()
-    idx = pd.date_range(end - pd.Timedelta(days=days - 1), end, freq="D")
-    daily = v.groupby(["local_date", "violation_class"]).size().unstack(fill_value=0).reindex(idx, fill_value=0)
-    return charts.line_figure(daily, title=f"{name}近 {days} 天违规（按类型）", unit="起", ylabel="违规数",
-                              max_series=5, height=360)
+    start = (end - pd.Timedelta(days=days - 1)).normalize()
+    start -= pd.Timedelta(days=start.weekday())
+    w = v[v["local_date"] >= start]
+    weeks = pd.date_range(start, end, freq="W-MON")
+    week = w["local_date"] - pd.to_timedelta(w["local_date"].dt.weekday, unit="D")
+    table = w.assign(week=week).groupby(["week", "violation_class"]).size().unstack(fill_value=0)
+    table = table.reindex(weeks, fill_value=0)
+    table.index.name = None
+    return charts.line_figure(table, title=f"{name}近 {len(weeks)} 周每周违规（按类型）", unit="起", ylabel="违规数（起/周）",
+                              max_series=5, height=340, date_format="%Y-%m-%d 当周", markers=True)
 
 
 def history_table(h: pd.DataFrame, ids) -> str:
@@ -395,7 +410,9 @@ def canteen_section(snap: CanteenSnapshot, d: cp.CanteenData, canteen_id: str | 
     items.append(layout.section("未销案案件", "待处理、已通知、已整改待复核、退回整改的违规，最新的在前。"))
     items.append(layout.html(cases_table(cp.cases(cp.CanteenData(d.canteens, d.cameras, v, d.history)))))
     items.append(layout.section("整改记录"))
-    items.append(layout.html(history_table(snap.data.history, v["violation_id"] if not v.empty else [])))
+    ids = list(v["violation_id"]) if not v.empty else []
+    steps = snap.data.history if not snap.data.history.empty else cp.case_steps(ids, eng=snap.eng, who=snap.who)
+    items.append(layout.html(history_table(steps, ids)))
     return layout.stack(items)
 
 
@@ -472,8 +489,8 @@ def page(snap: CanteenSnapshot, district=None, school_type=None, vclass=None, ca
 
     f_d = dd("区县", snap.options("district", DISTRICTS), district)
     f_s = dd("学校类型", snap.options("school_type", ("幼儿园", "小学", "初中", "高中", "职业学校")), school_type)
-    f_c = dd("违规类型", [c for c in VIOLATIONS if c in set(snap.data.violations.get("violation_class", []))], vclass,
-             "240px")
+    seen = set(snap.data.violations["violation_class"].unique()) if "violation_class" in snap.data.violations else set()
+    f_c = dd("违规类型", [c for c in VIOLATIONS if c in seen], vclass, "240px")
     refresh = widgets.Button(description="刷新", icon="refresh", layout=widgets.Layout(width="90px"))
     auto = widgets.Checkbox(value=True, description="自动刷新", indent=False, layout=widgets.Layout(width="100px"))
     stamp = layout.note(f"数据读取于 {format_time(snap.now, '%Y-%m-%d %H:%M:%S')}（北京时间）")
