@@ -510,3 +510,24 @@ def test_cases_cli_moves_any_case_through_the_engine(sqlite_hub, demo_type):
     assert r.exit_code == 2 and "只能查看" in r.output
     r = invoke(main, ["--user", "nobody", "cases", "act", "K1", "handle"])
     assert r.exit_code == 2 and "没有启用的用户 nobody" in r.output
+
+
+def test_case_type_shows_overdue_label_past_deadline():
+    """An open case past its deadline shows its type's overdue_label (逾期未整改), not its step;
+    a closed one, one within its deadline, or a type without the label shows the step."""
+    import pandas as pd
+
+    from workbench.cases import CaseType
+
+    d = {"label": "隐患整改", "department": "应急管理局", "intake": "待整改",
+         "transitions": {"待整改": ["已整改"], "已整改": ["已销号"]}, "closed": ["已销号"],
+         "overdue_label": "逾期未整改"}
+    ct = CaseType.from_dict("hazard_rectification", d)
+    now = pd.Timestamp("2026-03-01 12:00")
+    assert ct.shown("待整改", pd.Timestamp("2026-03-01 09:00"), now) == "逾期未整改"
+    assert ct.shown("待整改", pd.Timestamp("2026-03-01 13:00"), now) == "待整改"
+    assert ct.shown("已销号", pd.Timestamp("2026-02-01"), now) == "已销号"
+    assert ct.shown("待整改", None, now) == "待整改"
+    assert ct.shown("待整改", pd.Timestamp("2026-03-01 09:00", tz="UTC"), now.tz_localize("Asia/Shanghai")) == "待整改"
+    plain = CaseType.from_dict("x", {k: v for k, v in d.items() if k != "overdue_label"})
+    assert plain.shown("待整改", pd.Timestamp("2026-03-01 09:00"), now) == "待整改"

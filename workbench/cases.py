@@ -82,6 +82,7 @@ class CaseType:
     requires: Mapping[str, str] = field(default_factory=dict)       # status → field a move there needs
     raises: tuple[str, ...] = ()                # alert categories its cases can lead to (linkage loop check)
     void: frozenset = frozenset()               # closing statuses that mean "never a case" (不予立案, 重复件)
+    overdue_label: str | None = None            # shown for an open case past its deadline (逾期未整改)
 
     @property
     def statuses(self) -> tuple[str, ...]:
@@ -101,6 +102,23 @@ class CaseType:
 
     def label_of(self, status) -> str:
         return self.status_labels.get(status, status) if isinstance(status, str) else "未知"
+
+    def shown(self, status, deadline=None, now=None) -> str:
+        """What a case list shows for a case: its step, or the type's `overdue_label` when the case is
+        open and its deadline (naive UTC, as stored) has passed by `now` (default: the clock's now)."""
+        import pandas as pd
+
+        if self.overdue_label and isinstance(status, str) and status not in self.closed \
+                and deadline is not None and not pd.isna(deadline):
+            from workbench import clock
+
+            at = pd.Timestamp(now) if now is not None else clock.now()
+            at = at.tz_convert("UTC").tz_localize(None) if at.tzinfo is not None else at
+            due = pd.Timestamp(deadline)
+            due = due.tz_convert("UTC").tz_localize(None) if due.tzinfo is not None else due
+            if due < at:
+                return self.overdue_label
+        return self.label_of(status)
 
     def check(self, current: str | None, to: str, case_id: str = "") -> None:
         """CaseError unless `current` → `to` is in the table."""
@@ -124,7 +142,7 @@ class CaseType:
                 status_labels=dict(d.get("status_labels") or {}), rework=frozenset(d.get("rework") or ()),
                 deferred=d.get("deferred"), default_hours=d.get("default_hours"),
                 requires=dict(d.get("requires") or {}), raises=tuple(d.get("raises") or ()),
-                void=frozenset(d.get("void") or ()),
+                void=frozenset(d.get("void") or ()), overdue_label=d.get("overdue_label"),
             )
         except KeyError as exc:
             raise ConfigError(f"案件类型 {name} 缺少“{exc.args[0]}”", where=where) from None
