@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workbench import alerts, cases
+from workbench import alerts, cases, geo
 from workbench.cases import EXTENDED, CaseType
 from workbench.cockpit import indicators as ind
 from workbench.cockpit import overview
@@ -323,10 +323,13 @@ def test_front_door_opens_the_overview_and_a_district_click_filters(chromium, ov
                      "各部门看板"):
             assert text in result.text, f"页面上没有“{text}”"
         assert "全市 ·" in page.locator(".wb-ov-status").inner_text()
-        assert page.locator("svg.wb-ov-svg a").count() == 9
-        assert "荷塘 3" in page.locator("svg.wb-ov-svg").text_content()
+        assert page.locator("svg.wb-ov-svg a").count() == 18          # the city, and the centre enlarged
+        names = set(page.eval_on_selector_all("svg.wb-ov-svg a", "els => els.map(e => e.dataset.district)"))
+        assert names == set(geo.NAMES)
+        svg_text = page.locator("svg.wb-ov-svg").text_content()
+        assert "荷塘区 3" in svg_text and all(n in svg_text for n in geo.NAMES)   # every district named
         # clicking a district on the map reloads the page filtered to it
-        page.locator('svg.wb-ov-svg a[data-district="醴陵市"] path').click()
+        page.locator('svg.wb-ov-svg a[data-district="醴陵市"] path').first.click()
         page.wait_for_url("**district=*", timeout=30_000)
         page.wait_for_selector(".wb-footer", state="visible", timeout=RENDER_TIMEOUT * 1000)
         page.wait_for_function("() => document.querySelector('.wb-ov-status') && "
@@ -361,7 +364,7 @@ def test_overview_refreshes_while_open(chromium, overview_server, browser_hub):
         cases.open_case(hub.engine(url), browser_hub["case_type"], "OV-NEW", actor="测试员",
                         ts=clock.now() - pd.Timedelta(hours=30), district="荷塘区", title="刷新测试")
         hub.dispose(url)
-        page.wait_for_function("() => document.querySelector('svg.wb-ov-svg').textContent.includes('荷塘 4')",
+        page.wait_for_function("() => document.querySelector('svg.wb-ov-svg').textContent.includes('荷塘区 4')",
                                timeout=30_000)
         assert page.locator(".wb-ov-refreshed").inner_text() != before
         page.screenshot(path=str(SCREENSHOTS / "overview-refreshed.png"), full_page=True)

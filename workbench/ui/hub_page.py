@@ -253,8 +253,8 @@ def reasons_overview(snap: HubSnapshot):
         return layout.empty("隔离区为空", "所有接入的数据行都已通过校验并入库。")
     reason = snap.reasons["reason"].str.replace(r"第\s*\d+\s*行", "第 N 行", regex=True)  # one bar per kind
     per_reason = snap.reasons.groupby(reason)["rows"].sum().sort_values(ascending=False).head(12)
-    fig = charts.bar_chart(per_reason, title="各隔离原因行数", xlabel="行数", color=theme.COLORS["warn"])
-    return layout.grid([layout.html(reasons_table(snap.reasons)), charts.chart(fig)])
+    fig = charts.bar_spec(per_reason, title="各隔离原因行数", unit="行", color=theme.COLORS["warn"])
+    return layout.grid([layout.html(reasons_table(snap.reasons)), charts.interactive(fig)])
 
 
 def _row_field(key: str, dataset: str | None):
@@ -357,16 +357,17 @@ def charts_row(snap: HubSnapshot):
     held = snap.status[snap.status["rows"] > 0].sort_values("rows", ascending=False)
     if held.empty:
         return layout.empty("暂无数据", "数据中台还没有任何记录，图表将在接入数据后显示。")
-    height = max(3.6, min(0.28 * len(held) + 1.4, 5.2))  # both charts alike, side by side
-    sizes = charts.bar_chart(held.set_index("label")["rows"], title="各数据集记录数", xlabel="记录数（条）",
-                             height=height)
-    items = [charts.chart(sizes)]
+    # interactive (values on hover, zoom), drawn by the browser: matplotlib's PNGs took most of the
+    # page's time on a year of data
+    height = int(max(360, min(28 * len(held) + 120, 520)))  # both charts alike, side by side
+    sizes = charts.bar_spec(held.set_index("label")["rows"], title="各数据集记录数", unit="条", height=height)
+    items = [charts.interactive(sizes)]
     if not snap.daily.empty:
         daily = snap.daily.rename(columns=dataset_label)
         days = len(daily)
-        trend = charts.line_chart(daily, title=f"近 {days} 天每日记录数（按北京时间）", ylabel="记录数（条）",
-                                  height=height, max_series=6)
-        items.append(charts.chart(trend))
+        trend = charts.line_spec(daily, title=f"近 {days} 天每日记录数（按北京时间）", unit="条",
+                                 height=height, max_series=6)
+        items.append(charts.interactive(trend))
     else:
         items.append(layout.empty("暂无带时间的记录", "只有基础数据（网格、市场、食堂等），没有按时间记录的数据。"))
     return layout.grid(items)

