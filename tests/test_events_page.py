@@ -160,3 +160,15 @@ def test_a_district_user_sees_only_its_districts_name_on_the_map(page_hub):
     written = [t for tr in spec["data"] if tr.get("mode") == "text" for t in tr["text"] if t]
     assert written and all("荷塘" in t for t in written), written
     assert access.district_filter(view.who) == "荷塘区"
+
+
+def test_open_states_reads_the_most_overdue_and_every_case_in_time(page_hub):
+    eng, who, want = page_hub
+    every = bd.open_states(eng, T0, overdue_limit=None)
+    some = bd.open_states(eng, T0, overdue_limit=2)
+    n_od = int(every["overdue"].sum())
+    assert n_od == want["overdue"] + want["tasks"] and int(some["overdue"].sum()) == 2
+    assert set(some.loc[some["overdue"], "event_id"]) == {"E-OLD-1", "E-CASE-1"}          # the most overdue
+    assert set(some.loc[~some["overdue"], "event_id"]) == set(every.loc[~every["overdue"], "event_id"])
+    html = ep.overdue_table(some, total=n_od)
+    assert f"超期未办结共 {n_od} 件，按超期时长列出最久的 2 件" in html

@@ -112,21 +112,36 @@ def board_total(counts: pd.DataFrame, department: str | None = None) -> dict:
             "tasks": s(tasks, "n"), "tasks_overdue": s(tasks, "overdue")}
 
 
-def open_states(eng=None, now=None, *, district: str | None = None, near_share: float | None = None
-                ) -> pd.DataFrame:
-    """Every open case (status in the open statuses, any age: the same cases `board_counts`
-    counts) with its deadline state (sla.case_states at `now`): the deadline tables and the map.
+OVERDUE_READ = 2000   # the most overdue open cases read for the tables and the map (all counted in SQL)
+
+
+def open_states(eng=None, now=None, *, district: str | None = None, near_share: float | None = None,
+                overdue_limit: int | None = OVERDUE_READ) -> pd.DataFrame:
+    """The open cases (status in the open statuses, any age: the cases `board_counts` counts)
+    with their deadline state (sla.case_states at `now`), for the deadline tables and the map:
+    every one not past its deadline (the near-due count is exact), and of those past it the
+    `overdue_limit` most overdue (None: all; how many there are is board_counts' `overdue`),
+    so a city with a backlog of 100,000 overdue cases does not read them all on every visit.
     `district`: one district's only."""
     t = EVENTS
     share = dp.load_rules().near_due_share if near_share is None else near_share
-    stmt = sa.select(*[t.c[c] for c in OPEN_COLUMNS if c != "case_type"], _kind(t).label("case_type")).where(
-        t.c.status.in_(list(flow.OPEN_STATUSES)))
-    if district:
-        stmt = stmt.where(t.c.district == district)
-    df = hub.query(stmt, eng=eng)
+    now = _now() if now is None else pd.Timestamp(now)
+    cols = [t.c[c] for c in OPEN_COLUMNS if c != "case_type"] + [_kind(t).label("case_type")]
+
+    def select(cond):
+        stmt = sa.select(*cols).where(t.c.status.in_(list(flow.OPEN_STATUSES)), cond)
+        return stmt.where(t.c.district == district) if district else stmt
+
+    late = t.c.deadline < now.to_pydatetime()
+    parts = [hub.query(select(sa.or_(t.c.deadline.is_(None), ~late)), eng=eng)]
+    od = select(late).order_by(t.c.deadline, t.c.event_id)
+    parts.append(hub.query(od.limit(overdue_limit) if overdue_limit else od, eng=eng))
+    parts = [p for p in parts if len(p)]
+    df = pd.concat(parts, ignore_index=True) if parts else None
+    if df is None or df.empty:
+        df = pd.DataFrame(columns=list(OPEN_COLUMNS))
     for c in ("ts", "deadline", "updated_at", "closed_at"):
         df[c] = pd.to_datetime(df[c])
-    now = _now() if now is None else pd.Timestamp(now)
     return sla.case_states(df, now, share) if len(df) else df.assign(
         open=pd.Series(dtype=bool), overdue=pd.Series(dtype=bool), near_due=pd.Series(dtype=bool),
         hours_left=pd.Series(dtype=float), overdue_hours=pd.Series(dtype=float), escalation=pd.Series(dtype=int))

@@ -132,17 +132,21 @@ def board_table(rows: pd.DataFrame, now, limit: int = 60) -> str:
                       wrap=("description",), max_rows=limit, max_height="460px")
 
 
-def overdue_table(states: pd.DataFrame, limit: int = 50) -> str:
+def overdue_table(states: pd.DataFrame, limit: int = 50, total: int | None = None) -> str:
+    """The most overdue open cases first; `total`: how many are overdue in all (board_counts),
+    said above the table when the rows read are fewer (board.open_states reads the most overdue)."""
     od = sla.overdue(states) if len(states) else states
     if od is None or od.empty:
         return table_html(None, empty="暂无超期未办结事件", empty_hint="所有在办事件都还在处置时限内。")
+    head = (f'<div class="wb-note">超期未办结共 {total:,} 件，按超期时长列出最久的 {min(limit, len(od)):,} 件。</div>'
+            if total is not None and total > len(od) else "")
     od = od.assign(level=od["escalation"].map({1: badge("超期", "warn"), 2: badge("严重超期", "bad")}),
                    late=od["overdue_hours"].map(_hours))
-    return table_html(od, dataset="city_events",
-                      columns=["event_id", "event_class", "district", "street", "department", "status", "ts",
-                               "deadline", "late", "level"],
-                      labels={"late": "已超期", "level": "升级"}, html_columns=("level",), max_rows=limit,
-                      max_height="420px")
+    return head + table_html(od, dataset="city_events",
+                             columns=["event_id", "event_class", "district", "street", "department", "status", "ts",
+                                      "deadline", "late", "level"],
+                             labels={"late": "已超期", "level": "升级"}, html_columns=("level",), max_rows=limit,
+                             max_height="420px")
 
 
 def near_due_table(states: pd.DataFrame, limit: int = 30) -> str:
@@ -618,9 +622,16 @@ class LiveBoard:
     def now(self) -> pd.Timestamp:
         return board_now(self.view.now)
 
-    def rows(self) -> pd.DataFrame:
-        """The board's current page (board.BOARD_ORDER)."""
-        return bd.board_rows(self.eng, department=self.dept.value or None, limit=self.page_rows,
+    def rows(self, counts: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The board's current page (board.BOARD_ORDER); with `counts` (board_counts), only the
+        statuses that hold open cases are read (one statement each)."""
+        statuses = flow.OPEN_STATUSES
+        if counts is not None:
+            c = counts[counts["department"] == self.dept.value] if self.dept.value and len(counts) else counts
+            statuses = tuple(s for s in flow.OPEN_STATUSES if s in set(c.loc[c["n"] > 0, "status"]))
+            if not statuses:
+                return bd.board_rows(self.eng, statuses=(), rules=self.rules)
+        return bd.board_rows(self.eng, department=self.dept.value or None, limit=self.page_rows, statuses=statuses,
                              offset=self.page_no * self.page_rows, district=self.district, rules=self.rules)
 
     def turn(self, step: int | None):
@@ -648,7 +659,7 @@ class LiveBoard:
         tot = bd.board_total(counts, self.dept.value or None)
         pages = max(1, math.ceil(tot["listed"] / self.page_rows))
         self.page_no = min(self.page_no, pages - 1)
-        rows = self.rows()
+        rows = self.rows(counts)
         self.table.value = board_table(rows, now, limit=self.page_rows)
         first = self.page_no * self.page_rows
         self.pager.value = (f'<div class="wb-note wb-events-count">共 {tot["listed"]:,} 件在办'
@@ -687,7 +698,8 @@ class LiveBoard:
         if tables:
             opened = bd.open_states(self.eng, now, district=self.district, near_share=self.rules.near_due_share)
             self.top.value = f'<div class="wb-cards">{kpis_html(self.view, counts, opened)}</div>'
-            self.overdue.value = overdue_table(opened)
+            every = int(counts["overdue"].sum()) if len(counts) else 0   # events and tasks, as the table lists
+            self.overdue.value = overdue_table(opened, total=every)
             self.near.value = near_due_table(opened)
         stamp = f"调度台每 {self.interval:g} 秒自动刷新 · 最近刷新 {format_time(utc_now(), '%H:%M:%S')}（北京时间）"
         self.status.value = f'<div class="wb-note">{esc(note + " · " if note else "")}{esc(stamp)}</div>'
@@ -824,7 +836,7 @@ def body(view: EventsView, live: "LiveBoard | None" = None):
     near = live.near if live is not None else layout.html(near_due_table(opened))
     n_hot = int(view.hot["significant"].sum()) if len(view.hot) else 0
     return layout.stack([
-        layout.section("事件地图", "各区县颜色越深，在办事件越多；橙色圆点是近期事件明显偏多的区域（按区县、街道、网格命名，"
+        layout.section("事件热点地图", "各区县颜色越深，在办事件越多；橙色圆点是近期事件明显偏多的区域（按区县、街道、网格命名，"
                                  "圆点越大事件越多），红点是超期未办结的事件。鼠标移到区县或圆点上可看详情，滚轮缩放。"),
         layout.grid([events_map(view), layout.html(hotspot_table(view.hot))]),
         layout.explain(esc(f"近 {int((view.now - ev['ts'].min()).days) + 1 if len(ev) else 0} 天里，有 {n_hot} 片区域的事件数明显高于全市平均水平。")
