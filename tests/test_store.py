@@ -8,18 +8,19 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from workbench import registry
 from workbench.store import hub
 from workbench.store.ingest import insert_new
-from workbench.store.schema import DATASETS, metadata
+from workbench.store.schema import DATASETS
 
-HEAD = "0014"
+HEAD = "0015"
 
 
 def test_migrations_build_exactly_the_declared_schema(hub_engine):
     assert hub.current_revision(hub_engine) == HEAD
     with hub_engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True,
-                                                             "include_name": hub.include_name}), metadata)
+                                                             "include_name": hub.include_name}), registry.hub_metadata())
     assert diff == []
     hub.upgrade(hub_engine)  # a second upgrade is a no-op and keeps data
     assert hub.current_revision(hub_engine) == HEAD

@@ -41,6 +41,8 @@ class Department:
     resolvers: Mapping[str, Callable] = field(default_factory=dict)  # linkage targets by name (see linkage)
     retention: str | None = None             # "module:function(days, now) -> dict": deletes its own
                                              # files past their period (workbench retention)
+    tables: tuple = ()                       # sqlalchemy Tables of its own that its migration makes
+                                             # (e.g. a summary kept on write): part of the hub's schema
 
 
 class _Registry:
@@ -129,6 +131,23 @@ class _Registry:
             raise RegistryError(f"部门 {dept} 没有登记联动对象“{fn}”；已登记：{'、'.join(d.resolvers) or '无'}")
         return d.resolvers[fn]
 
+    def metadata(self):
+        """The hub's whole schema: the core's tables and every department's own (`tables`), as one
+        MetaData (what the migrations at head build; tests compare a migrated hub with it)."""
+        import sqlalchemy as sa
+
+        from workbench.store.schema import metadata as core
+
+        whole = sa.MetaData(naming_convention=core.naming_convention)
+        for t in core.tables.values():
+            t.to_metadata(whole)
+        for d in self.all():
+            for t in d.tables:
+                if t.name in whole.tables:
+                    raise RegistryError(f"部门 {d.name} 登记的表 {t.name} 与已有的表重名")
+                t.to_metadata(whole)
+        return whole
+
     def alert_categories(self) -> dict[str, str]:
         """Every registered alert category → the department (name) that raises it."""
         return {c: d.name for d in self.all() for c in d.alert_categories}
@@ -139,6 +158,7 @@ register = registry.register
 load = registry.load
 get = registry.get
 departments = registry.all
+hub_metadata = registry.metadata
 
 
 def resolve(ref: str):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workbench.market import followup, intake
+from workbench.market import daily, followup, intake
 from workbench.registry import Department
 
 HERE = Path(__file__).parent
@@ -20,6 +20,7 @@ DEPARTMENT = Department(
              # (its prepare resolves 摊位号 within the market to the stalls registry's stall_id)
              "rapid_tests": intake.LOADER},
     case_types=HERE / "case_types.yaml",
+    tables=(daily.market_daily,),   # the rapid tests' daily summary (migration 0015)
     alert_categories=("快检阳性", "快检阳性率上升", "快检阳性处置逾期", "快检数据真实性"),
     resolvers={"followup_cases": followup.followup_cases},
     cli="workbench.market.cli:market",

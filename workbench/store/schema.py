@@ -258,7 +258,7 @@ _register(Dataset(
     checks=(
         RowCheck("检测时间早于采样时间", _later("ts", "sampled_at")),
     ),  # the market's own row rules are registered by workbench.market (department.py)
-    indexes=(("market_id", "ts"), ("ts",)),
+    indexes=(("market_id", "ts"), ("ts",), ("stall_id", "sampled_at")),   # 0015: market_daily's batch test
 ))
 
 
