@@ -207,8 +207,10 @@ def history_marks(eng=None, *, since=None, cases_of: pd.DataFrame | None = None)
     """The marker steps (rework, 延期, 缓办) of every case store: store, case_id, status, one
     row per case and status; one query per store. `since`: only steps at or after it (UTC).
     `cases_of`: only the steps of these cases (a frame with case_type and case_id, e.g. the
-    cases being evaluated): looked up by case id (the history's key) instead of reading every
-    step of a year."""
+    cases being evaluated). With `since`, the marker steps since then are read (few: markers are
+    rare; the (status, ts) of the history serve it) and kept for these cases here — an IN list of
+    tens of thousands of ids cost seconds to bind and parse at city scale; without `since`, they
+    are looked up by case id (the history's key) instead of reading every step of a year."""
     import sqlalchemy as sa
 
     from workbench import cases
@@ -229,9 +231,13 @@ def history_marks(eng=None, *, since=None, cases_of: pd.DataFrame | None = None)
         if cases_of is not None:
             mine = {n for n, t in cases.TYPES.items() if t.store == st.name}
             ids = sorted(set(cases_of.loc[cases_of["case_type"].isin(mine), "case_id"].dropna()))
-            chunks = [stmt.where(hist.c[st.id].in_(ids[i:i + ID_CHUNK])) for i in range(0, len(ids), ID_CHUNK)]
-            found = [hub.query(q, eng=eng) for q in chunks]
-            df = pd.concat(found, ignore_index=True).drop_duplicates() if found else pd.DataFrame()
+            if since is not None:
+                df = hub.query(stmt, eng=eng) if ids else pd.DataFrame(columns=["case_id", "status"])
+                df = df[df["case_id"].isin(ids)].reset_index(drop=True) if len(df) else df
+            else:
+                chunks = [stmt.where(hist.c[st.id].in_(ids[i:i + ID_CHUNK])) for i in range(0, len(ids), ID_CHUNK)]
+                found = [hub.query(q, eng=eng) for q in chunks]
+                df = pd.concat(found, ignore_index=True).drop_duplicates() if found else pd.DataFrame()
         else:
             df = hub.query(stmt, eng=eng)
         if len(df):
