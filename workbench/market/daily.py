@@ -145,9 +145,11 @@ def backfill_sql(dialect: str, keys_from: str | None = None) -> str:
     ban = f"CASE WHEN r.test_item IN ({_banned_list()}) THEN 1 ELSE 0 END"
     banpos = f"CASE WHEN r.test_item IN ({_banned_list()}) AND r.result = '{POSITIVE}' THEN 1 ELSE 0 END"
     src, where = "rapid_tests r", "WHERE true"
-    if keys_from is not None:
-        src = f"rapid_tests r JOIN (SELECT DISTINCT day, market_id FROM ({keys_from}) k0) k ON r.market_id = k.market_id"
-        where = "WHERE r.ts >= k.day - interval '8 hours' AND r.ts < k.day + interval '16 hours'"
+    if keys_from is not None:  # the rows of the touched markets within the touched days' span (an index range
+        # for one row's change, one pass for a bulk load); the touched groups are picked at the end
+        where = (f"WHERE r.ts >= (SELECT min(day) FROM ({keys_from}) k1) - interval '8 hours' "
+                 f"AND r.ts < (SELECT max(day) FROM ({keys_from}) k2) + interval '16 hours' "
+                 f"AND r.market_id IN (SELECT market_id FROM ({keys_from}) k3)")
     batches = (f"SELECT {keys_sel}, COUNT(*) AS items, SUM({pos}) AS pos, SUM({ban}) AS ban, SUM({banpos}) AS ban_pos "
                f"FROM {src} {where} AND r.sampled_at IS NOT NULL "
                f"GROUP BY {keys_grp}, r.stall_id, r.commodity, r.sampled_at")
