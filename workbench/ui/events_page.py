@@ -270,51 +270,6 @@ def backtest_table(events: pd.DataFrame, tz: str) -> str:
 
 # ------------------------------------------------------------------ charts
 
-def events_map_figure(states: pd.DataFrame, hot: pd.DataFrame, title: str = "事件与热点分布（事件最密集的区域）"):
-    """Open events (overdue in red) and the hotspot cells, by longitude and latitude; no map
-    tiles (offline). The densest area (where most events are) is drawn."""
-    from matplotlib.patches import Rectangle
-
-    s = states[states["lat"].notna() & states["lon"].notna()] if len(states) else states
-    with charts.chart_style():
-        fig, ax = charts.new_figure(7.6, 5.6)
-        if len(s):
-            # where attention is needed: around the hotspot cells (else the middle 80 % of events)
-            h0 = hot[hot["significant"]] if len(hot) else hot
-            box = h0 if len(h0) >= 2 else s
-            q = (0.0, 1.0) if len(h0) >= 2 else (0.1, 0.9)
-            lat_lo, lat_hi = box["lat"].quantile(list(q))
-            lon_lo, lon_hi = box["lon"].quantile(list(q))
-            pad_y, pad_x = max(0.01, (lat_hi - lat_lo) * 0.2), max(0.01, (lon_hi - lon_lo) * 0.2)
-            closed = s[~s["open"]]
-            op = s[s["open"] & ~s["overdue"]]
-            od = s[s["overdue"]]
-            ax.scatter(closed["lon"], closed["lat"], s=3, color="#c9d1dc", linewidths=0, label=f"已办结 {len(closed)}")
-            ax.scatter(op["lon"], op["lat"], s=9, color=theme.COLORS["primary"], linewidths=0, alpha=0.8,
-                       label=f"在办 {len(op)}")
-            ax.scatter(od["lon"], od["lat"], s=16, color=theme.COLORS["bad"], linewidths=0, label=f"超期 {len(od)}")
-            h = hot[hot["significant"]] if len(hot) else hot
-            if len(h):
-                dy = 500 / 111_320
-                dx = dy / max(0.05, math.cos(math.radians(float(s["lat"].mean()))))
-                for r in h.itertuples():
-                    ax.add_patch(Rectangle((r.lon - dx / 2, r.lat - dy / 2), dx, dy, fill=False, lw=1.2,
-                                           ec=theme.COLORS["warn"]))
-                ax.plot([], [], "s", mfc="none", mec=theme.COLORS["warn"], label=f"热点网格 {len(h)}")
-                for i, r in enumerate(h.head(3).itertuples(), start=1):
-                    ax.annotate(f"{i}. {r.top_class}", (r.lon, r.lat), xytext=(6, 4), textcoords="offset points",
-                                fontsize=8.5, color=theme.COLORS["text"])
-            ax.set_xlim(lon_lo - pad_x, lon_hi + pad_x)
-            ax.set_ylim(lat_lo - pad_y, lat_hi + pad_y)
-            ax.set_aspect(1.0 / max(0.2, math.cos(math.radians(float(s["lat"].mean())))))
-            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8.5, markerscale=1.5)
-        ax.set_xlabel("经度", fontsize=9)
-        ax.set_ylabel("纬度", fontsize=9)
-        ax.tick_params(labelsize=8.5)
-        charts.set_title(fig, title)
-    return fig
-
-
 def hour_weekday_figure(events: pd.DataFrame, tz: str, title: str = "事件时段分布（北京时间）"):
     m = pt.hour_weekday(events, tz)
     with charts.chart_style():
@@ -942,6 +897,7 @@ def weekly_cards(w: Weekly) -> str:
 
 
 __all__ = ["EventsView", "prepare", "load", "board_table", "overdue_table", "near_due_table", "on_time_table",
-           "km_table", "hotspot_table", "grid_hotspot_table", "street_hotspot_table", "placement_note_html", "repeats_table", "forecast_table", "backtest_table", "events_map_figure", "hour_weekday_figure",
+           "km_table", "hotspot_table", "grid_hotspot_table", "street_hotspot_table", "placement_note_html", "repeats_table", "forecast_table", "backtest_table", "hour_weekday_figure", "events_map", "map_points", "open_by_district",
+           "on_time_chart", "km_chart", "hour_weekday_chart", "km_face", "km_face_table", "board_now", "PAGE_ROWS",
            "on_time_figure", "km_figure", "kpis_html", "LiveBoard", "body", "page", "Weekly", "load_weekly",
            "weekly_cards", "screen", "row_key", "reveal_html", "REVEAL_LABELS"]
