@@ -15,11 +15,16 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING
 
 from workbench import config
+
+if TYPE_CHECKING:
+    import cv2
+    import numpy as np
+
+# OpenCV and numpy are imported where an image is made or read: finding a snapshot (the
+# dashboard's feed, the server's evidence handler) must not pay for loading OpenCV
 
 EVIDENCE = "evidence"
 JPEG_QUALITY = 85
@@ -33,6 +38,7 @@ def evidence_root() -> Path:
 
 @lru_cache(maxsize=None)
 def _cascade(name: str) -> cv2.CascadeClassifier:
+    import cv2
     c = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / name))
     if c.empty():  # pragma: no cover - the wheel carries them
         raise RuntimeError(f"OpenCV Haar cascade missing: {name}")
@@ -41,6 +47,7 @@ def _cascade(name: str) -> cv2.CascadeClassifier:
 
 def find_faces(image: np.ndarray) -> list[tuple[int, int, int, int]]:
     """Face rectangles (x, y, w, h): Haar frontal, profile and mirrored profile."""
+    import cv2
     grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     scale = min(1.0, DETECT_WIDTH / grey.shape[1])  # Haar on a 640-px copy: 10× faster, same faces
     if scale < 1:
@@ -70,6 +77,7 @@ def head_region(box, shape) -> tuple[int, int, int, int]:
 
 
 def _blur(image: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> None:
+    import cv2
     if x2 - x1 < 2 or y2 - y1 < 2:
         return
     roi = image[y1:y2, x1:x2]
@@ -120,6 +128,8 @@ def _font(size: int):
 
 def draw_boxes(image: np.ndarray, boxes) -> np.ndarray:
     """Boxes (events.Box) drawn in place: red for violations, green otherwise, Chinese labels."""
+    import cv2
+    import numpy as np
     from PIL import Image, ImageDraw
 
     H, W = image.shape[:2]
@@ -174,6 +184,7 @@ def save_frame(violation_id: str, camera_id: str, ts, image: np.ndarray, boxes=(
     `everyone_boxed`: every person in the image has a person box (a rendered frame, whose
     painter knows them all), so their head regions are the faces and Haar is not run; a camera's
     frame never says so (the detector may miss someone)."""
+    import cv2
     rel = event_dir(camera_id, ts, tz)
     folder = config.data_dir() / rel
     for part in (config.data_dir() / EVIDENCE, folder.parent, folder):   # children may appear: owner only
@@ -189,6 +200,7 @@ def save_frame(violation_id: str, camera_id: str, ts, image: np.ndarray, boxes=(
 
 
 def _write(path: Path, image: np.ndarray, params) -> None:
+    import cv2
     ok, buf = cv2.imencode(".jpg", image, params)
     if not ok:  # pragma: no cover
         raise OSError(f"JPEG encoding failed: {path}")
