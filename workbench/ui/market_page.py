@@ -612,7 +612,7 @@ def kpis_html(snap: MarketSnapshot) -> str:
         cards.kpi_html("待处置阳性", f["open"], unit="项", note=f"逾期 {f['overdue']} 项", tone="bad" if f["overdue"] else ""),
         cards.kpi_html("隔离记录", q, unit="条", note="读数越界、时间颠倒、未知编码等" if q else "无", tone="warn" if q else "muted"),
     ]
-    style = ("<style>.wb-market-cards > .wb-card { flex: 1 1 168px; min-width: 168px; max-width: 100%; height: auto; }"
+    style = ("<style>.wb-market-cards > .wb-card { flex: 1 1 150px; min-width: 150px; max-width: 100%; height: auto; }"
              ".wb-market-cards .wb-card-note { max-width: 100%; }</style>")
     return f'{style}<div class="wb-cards wb-market-cards">{"".join(items_html)}</div>'
 
