@@ -278,6 +278,16 @@ def risk_table(risk: pd.DataFrame, limit: int = 15) -> str:
                       numeric=("rank", "score", *rk.FACTOR_COLUMNS), wrap=("reasons",), max_rows=limit)
 
 
+def district_risk_table(risk: pd.DataFrame) -> str:
+    """Per district: grids, grids at risk, high-risk grids and the summed 风险分, highest first."""
+    d = rk.district_risk(risk)
+    if d.empty:
+        return table_html(None, empty="暂无网格数据")
+    return table_html(d, columns=["district", "grids", "grids_at_risk", "grids_high", "score"],
+                      labels={"district": "区县", **RISK_LABELS, "score": "风险分合计"},
+                      formatters={"score": lambda v: f"{v:.1f}"}, numeric=("grids", "grids_at_risk", "grids_high", "score"))
+
+
 def weights_html() -> str:
     w = rk.weights_table()
     return table_html(w, labels={"factor": "因素", "rule": "计分规则"}, wrap=("rule",))
@@ -412,7 +422,7 @@ def risk_map(snap: SafetySnapshot, district: str | None = None):
     return maps.district_map(d["score"], title=f"网格风险分布（{district or '全市'}）", unit="分",
                              value_label="网格风险分合计", points=risk_points(snap.risk, district),
                              districts=[district] if district else None, hover=hover, legend_title="风险最高的网格",
-                             height=560)
+                             label_top=6, height=560)
 
 
 def risk_map_figure(risk: pd.DataFrame, district: str | None = None, title: str = "网格风险分布", label_top: int = 8):
@@ -612,7 +622,7 @@ def risk_section(snap: SafetySnapshot, district: str | None = None):
                 rk.top_grids(r, 12).set_index("grid_id")["score"], title=f"{district}风险分最高的网格", xlabel="风险分",
                 color=theme.COLORS["bad"])))
         else:
-            items.append(charts.chart(district_risk_figure(r)))
+            items += [charts.chart(district_risk_figure(r)), layout.html(district_risk_table(r))]
     else:
         items.append(layout.empty("各网格风险分均为 0", "没有未整改隐患，也没有近期突发事件。"))
     return layout.stack([layout.explain(esc(rk.headline(snap.risk, district)), risk_method_html()),
@@ -691,7 +701,7 @@ def page(snap: SafetySnapshot, district: str | None = None):
 __all__ = ["WEATHER_CATEGORIES", "SafetySnapshot", "prepare", "load", "weather_warnings", "evidence_text",
            "in_district", "warnings_in", "tasks_in", "task_counts", "view_states", "view_risk", "counts_table",
            "overdue_table", "open_table", "repeats_table", "risk_table", "weights_html", "warnings_table",
-           "tasks_table", "masked_sites", "warnings_for", "status_figure", "risk_map_figure", "risk_map", "risk_points", "grid_label", "overdue_text", "review_frames", "risk_method_html", "district_risk_figure", "kpis", "ledger_section",
+           "tasks_table", "masked_sites", "warnings_for", "status_figure", "risk_map_figure", "risk_map", "risk_points", "grid_label", "overdue_text", "review_frames", "district_risk_table", "risk_method_html", "district_risk_figure", "kpis", "ledger_section",
            "risk_section", "warnings_section", "body", "district_options", "page", "Review", "load_review",
            "review_cards"]
 
