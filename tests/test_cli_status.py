@@ -73,7 +73,7 @@ def test_chinese_choice_takes_chinese_and_english():
 
 
 @pytest.mark.slow
-def test_events_act_in_chinese_and_in_english(sample_city, tmp_path):
+def test_case_actions_in_chinese_and_in_english(sample_city, tmp_path):
     """Real steps on a copy of the sample city's hub: 受理立案 and accept both open a case."""
     from workbench.store import hub
 
@@ -98,4 +98,20 @@ def test_events_act_in_chinese_and_in_english(sample_city, tmp_path):
     now = hub.query("select event_id, status from city_events where event_id in (:a, :b)",
                     {"a": waiting[0], "b": waiting[1]}, eng=hub.engine(url))
     assert set(now["status"]) == {"案卷建立"}
+    # the kitchen's rectification cases: the Chinese action names too (通知整改 → 已通知, 登记整改 → 已整改)
+    eng = hub.engine(url)
+    fresh = hub.query("select case_id from cases where case_type = 'canteen_rectification' and status = '待处理' "
+                      "order by case_id", eng=eng)["case_id"].tolist()
+    notified = hub.query("select case_id from cases where case_type = 'canteen_rectification' and status = '已通知' "
+                         "order by case_id", eng=eng)["case_id"].tolist()
+    assert fresh and len(notified) >= 2
+    assert "通知整改" in cli("canteen", "case", "--help", env=env).stdout
+    r = cli("canteen", "case", fresh[0], "通知整改", env=env)
+    assert r.returncode == 0 and "待处理 → 已通知" in r.stdout, r.stderr
+    r = cli("canteen", "case", notified[0], "登记整改", "--note", "已更换工作帽", env=env)
+    assert r.returncode == 0 and "已通知 → 已整改" in r.stdout, r.stderr
+    r = cli("canteen", "case", notified[1], "rectify", env=env)      # English still taken
+    assert r.returncode == 0 and "已通知 → 已整改" in r.stdout, r.stderr
+    r = cli("canteen", "case", notified[1], "派单", env=env)
+    assert r.returncode == 2 and "通知整改" in r.stderr and "Traceback" not in r.stderr
     hub.dispose(url)

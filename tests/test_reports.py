@@ -290,3 +290,25 @@ def test_index_reads_the_runs_metadata(tmp_path, monkeypatch):
     page = reports.write_index().read_text(encoding="utf-8")
     assert "农贸市场快检周报" in page and "2026-01-12 至 2026-01-18" in page
     assert 'href="market_weekly/2026-01-19.pdf"' in page and 'href="market_weekly/2026-01-19.xlsx"' in page
+
+
+def test_hub_decisions_name_what_stopped_fell_failed_or_was_quarantined():
+    from workbench.hub_digest import HubDigest, decisions
+
+    ds = pd.DataFrame([
+        # label, department, records, before, files, failed, loaded, file_quarantined
+        ("气象观测", "应急管理局", 0, 1512, 0, 0, 0, 0),          # stopped
+        ("城市事件", "城市管理和综合执法局", 500, 1174, 3, 0, 500, 0),   # fell to 43 %
+        ("农贸市场快检", "市场监管局", 5000, 5400, 6, 2, 4000, 400),  # failed files, 9.1 % quarantined
+        ("案件", "一网统管", 360, 367, 0, 0, 0, 0),                 # nothing to decide
+    ], columns=["label", "department", "records", "records_before", "files", "files_failed", "loaded",
+                "file_quarantined"])
+    p = reports.period(7, "2026-01-20")
+    d = HubDigest(p, p.previous(), ds, pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), {})
+    out = decisions(d)
+    assert out == [
+        "气象观测本期没有新记录（上期 1,512 条）：请应急管理局确认数据源是否中断。",
+        "城市事件本期记录 500 条，仅为上期的 43%：请城市管理和综合执法局说明原因。",
+        "农贸市场快检有 2 个文件接入失败：需数据提供部门修正后重新提供。",
+        "农贸市场快检本期接入的数据行有 9.1%（400 行）被隔离：需与数据提供部门核对格式和口径。",
+    ]

@@ -247,18 +247,21 @@ def scores(days, limit, as_json):
 
 @canteen.command("case")
 @click.argument("violation_id")
-@click.argument("status")
+@click.argument("status", metavar="操作或状态")
 @click.option("--note", default="", help="Why (整改说明, 复核意见).")
 @click.option("--expected", default=None, help="The status you saw; refused if the case moved since.")
 def case(violation_id, status, note, expected):
-    """Move the rectification case of VIOLATION_ID: STATUS is an action (notify, rectify,
-    verify, reject-fix) or a status (已通知, 已整改, 退回整改, 已复核), through the case engine,
-    as the identity of `workbench --user NAME` (its department and district are checked) or,
-    without it, the operator at the shell; the step records that identity."""
+    """Move the rectification case of VIOLATION_ID: 操作或状态 is an action (通知整改, 登记整改,
+    复核通过, 复核未通过) or a status (已通知, 已整改, 退回整改, 已复核); the English names (notify,
+    rectify, verify, reject-fix; open/notified/rectified/verified of old exports) work too. Through
+    the case engine, as the identity of `workbench --user NAME` (its department and district are
+    checked) or, without it, the operator at the shell; the step records that identity."""
     from workbench.access import AccessDenied
     from workbench.canteen import compliance as cp
     from workbench.cli import _principal
 
+    by_label = {label: action for action, label in cp.case_type().action_labels.items()}
+    status = by_label.get(status.strip(), status)
     try:
         res = cp.set_case_status(violation_id, status, actor=_principal(), note=note or None, expected=expected)
     except (cp.CaseError, AccessDenied) as exc:
