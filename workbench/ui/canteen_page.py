@@ -52,9 +52,16 @@ class CanteenSnapshot:
 
 
 def prepare() -> None:
+    """Ahead of the request (a preheated kernel runs it): the hub's engine, and what the page
+    imports and builds on a visit — the cluster's health reader (it brings OpenCV and PyAV), the
+    evidence store, plotly's first figure — so a visitor does not wait for them."""
+    import workbench.canteen.cluster
+    import workbench.canteen.evidence
+    import workbench.retention  # noqa: F401
     from workbench.store import hub
 
     hub.engine()
+    charts.warm_up_interactive()
 
 
 def load(now=None, eng=None, who=None) -> CanteenSnapshot:
@@ -204,9 +211,9 @@ def cluster_html(h: dict | None, cameras=None) -> str:
     from workbench.canteen.cluster import health_view
 
     v = health_view(h)
-    out = [FEED_CSS, f'<div class="wb-cl-state {CLUSTER_STATE_CLASS[v.state]}">'
-                     f'{badge({"running": "运行中", "stale": "状态过期", "stopped": "未运行", "none": "未运行"}[v.state], {"running": "ok", "stale": "warn"}.get(v.state, ""))} '
-                     f'{esc(v.headline)}</div>']
+    tag = badge({"running": "运行中", "stale": "状态过期"}.get(v.state, "未运行"),
+                {"running": "ok", "stale": "warn"}.get(v.state, ""))
+    out = [FEED_CSS, f'<div class="wb-cl-state {CLUSTER_STATE_CLASS[v.state]}">{tag} {esc(v.headline)}</div>']
     if v.state == "none":
         return "".join(out)
     cams = v.cameras
@@ -256,7 +263,7 @@ def cluster_section(who=None, cameras=None):
     return w
 
 
-def scoped_cameras(snap: "CanteenSnapshot", who=None):
+def scoped_cameras(snap: CanteenSnapshot, who=None):
     """The camera ids a user who does not see the whole city may see in the cluster's view."""
     who = who if who is not None else snap.who
     if who is None or getattr(who, "sees_all", True):
