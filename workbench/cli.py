@@ -359,7 +359,7 @@ def db_status(as_json):
     if as_json:
         click.echo(st.to_json(orient="records", force_ascii=False, date_format="iso"))
         return
-    rows = [["数据集", "名称", "记录数", "隔离行", "最早（北京时间）", "最晚（北京时间）"]]
+    rows = [["数据集", "代码", "记录数", "隔离行", "最早（北京时间）", "最晚（北京时间）"]]
     for r in st.itertuples():
         first = clock.to_local(r.first_ts) if pd.notna(r.first_ts) else None
         last = clock.to_local(r.last_ts) if pd.notna(r.last_ts) else None
