@@ -262,7 +262,7 @@ def main():
         naive, *outs = run_all(cams, str(pt), pipes)
         d = dec["decode_s_per_video_s"]
 
-        def with_decode(fps: float) -> float:
+        def with_decode(fps: float, d: float = d) -> float:
             return 1 / (1 / fps + d / cores)
 
         r = results[kind] = {
