@@ -568,16 +568,16 @@ def write_index() -> Path:
         else:
             status = '<span class="ok">成功</span>' + (
                 f'<div class="small">{esc("；".join(e["problems"]))}</div>' if e["problems"] else "")
-        rows.append(f"<tr><td>{esc(e['title'])}</td><td>{esc(e['date'])}</td><td>{esc(e['period'] or '—')}</td>"
-                    f"<td>{status}</td><td>{link(e['html'], '网页')}</td><td>{link(e['pdf'], 'PDF')}</td>"
-                    f"<td>{link(e['xlsx'], 'Excel')}</td></tr>")
+        rows.append(f"<tr><td class='n'>{esc(e['title'])}</td><td class='n'>{esc(e['date'])}</td>"
+                    f"<td class='n'>{esc(e['period'] or '—')}</td><td>{status}</td><td class='n'>{link(e['html'], '网页')}</td>"
+                    f"<td class='n'>{link(e['pdf'], 'PDF')}</td><td class='n'>{link(e['xlsx'], 'Excel')}</td></tr>")
     index = root / "index.html"
     index.write_text(
         "<!doctype html><html lang='zh-CN'><head><meta charset='utf-8'><title>城市数智中心 · 报告目录</title>"
         "<style>body{font-family:'Noto Sans CJK SC','Microsoft YaHei',sans-serif;margin:2em;color:#1f2933}"
         "table{border-collapse:collapse}td,th{padding:4px 12px;border-bottom:1px solid #d9e2ec;text-align:left;"
         "vertical-align:top}th{background:#e4ecf5}.ok{color:#1a7f37}.bad{color:#b42318;font-weight:600}"
-        ".small{font-size:12px;color:#52606d}.none{color:#9aa5b1}</style></head><body>"
+        ".small{font-size:12px;color:#52606d}.none{color:#9aa5b1}td.n,th{white-space:nowrap}</style></head><body>"
         "<h1>城市数智中心 · 报告目录</h1>"
         "<table><thead><tr><th>报告</th><th>生成日期</th><th>统计区间（北京时间）</th><th>状态</th>"
         "<th>网页</th><th>PDF</th><th>Excel</th></tr></thead><tbody>"
