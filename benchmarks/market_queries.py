@@ -81,9 +81,25 @@ def main(argv=None) -> int:
                 times.append(time.perf_counter() - s)
             return statistics.median(times) * 1000, got
 
+        from collections import defaultdict
+
+        per = defaultdict(list)
+
+        def before(conn, cursor, statement, parameters, context, executemany):
+            conn.info["t0"] = time.perf_counter()
+
+        def after(conn, cursor, statement, parameters, context, executemany):
+            per[statement].append(time.perf_counter() - conn.info.pop("t0", time.perf_counter()))
+
+        sa.event.listen(eng, "before_cursor_execute", before)
+        sa.event.listen(eng, "after_cursor_execute", after)
         ms, figs = timed(lambda: view.page_figures(eng))
+        sa.event.remove(eng, "before_cursor_execute", before)
+        sa.event.remove(eng, "after_cursor_execute", after)
         print(f"view.page_figures (the page's figures, 8 SQL sums): {ms:.0f} ms median of {args.runs}; "
               f"last day {figs.last_day:%Y-%m-%d}, {len(figs.by_market)} markets")
+        for stmt, ts in per.items():
+            print(f"  {statistics.median(ts) * 1000:7.0f} ms × {len(ts) // args.runs}  {' '.join(stmt.split())[:150]}")
         month = end - pd.Timedelta(days=30)
         ms_rows, got = timed(lambda: analysis.load(eng=eng, since=month))
         print(f"analysis.load 30 days (the row read it replaced): {ms_rows:.0f} ms, {len(got[0]):,} rows")

@@ -76,7 +76,7 @@ def load_snapshot(eng=None):
 class Figures:
     last_day: pd.Timestamp | None   # the last Beijing day with tests
     first_recent: pd.Timestamp | None
-    city: pd.DataFrame              # the whole hub, one row
+    city: pd.DataFrame              # the year to date, one row
     periods: pd.DataFrame           # 本期 (7 days) / 本月累计 / 本年累计, one row each
     by_market: pd.DataFrame         # last RECENT_DAYS days
     by_category: pd.DataFrame
@@ -101,12 +101,12 @@ def page_figures(eng=None, district: str | None = None, rules: sv.Rules = sv.Rul
         return _empty(rules)
     first = last - pd.Timedelta(days=RECENT_DAYS - 1)
     q = dict(eng=eng, district=district)
-    city = D.figures(by=None, **q)
     parts = []
     for p in fg.periods(last - pd.Timedelta(days=6), last):
         parts.append(D.figures(by=None, first_day=p.first_day, last_day=p.last_day, **q)
                      .assign(period=f"{p.name}（{p.text}）"))
     periods = pd.concat(parts, ignore_index=True).drop(columns="scope")
+    city = periods.iloc[[-1]].drop(columns="period").assign(scope="全市")  # 本年累计 (no query over every year held)
     by_market = D.figures(by="market", first_day=first, last_day=last, **q)
     by_category = D.figures(by="category", first_day=first, last_day=last, **q)
     by_origin = D.figures(by="origin", first_day=first, last_day=last, **q)
