@@ -385,6 +385,35 @@ URBAN = ("荷塘区", "芦淞区", "石峰区", "天元区")  # the city proper,
 BAND_POINT_TONE = {"高风险": "bad", "较高风险": "warn", "一般风险": "info", "低风险": "muted"}
 
 
+def stacked_bars(frame: pd.DataFrame, colors: dict, *, title: str = "", unit: str = "", total_format="{:,.0f}"):
+    """Horizontal stacked bars for the page, interactive (values on hover, zoom) and offline: one
+    row per index value (the first on top), one segment per column in `colors` (column → colour),
+    the row's total written after it. Built as a plain plotly spec (charts.spec)."""
+    from workbench.ui.tables import format_number
+
+    f = frame[[c for c in colors if c in frame]]
+    names = [str(i) for i in f.index]
+    fig = charts.spec(title=title, height=max(260, 34 * len(f) + 120), barmode="stack",
+                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0})
+    for col, color in colors.items():
+        if col not in f or not f[col].fillna(0).any():
+            continue
+        v = f[col].fillna(0).astype(float)
+        fig["data"].append({"type": "bar", "orientation": "h", "name": str(col), "x": v.round(2).tolist(), "y": names,
+                            "marker": {"color": color},
+                            "hovertemplate": f"%{{y}} · {esc(str(col))}：%{{x:,}}{(' ' + unit) if unit else ''}<extra></extra>"})
+    totals = f.fillna(0).sum(axis=1)
+    fig["data"].append({"type": "scatter", "mode": "text", "x": totals.round(2).tolist(), "y": names,
+                        "text": [" " + total_format.format(t) for t in totals], "textposition": "middle right",
+                        "hoverinfo": "skip", "showlegend": False, "cliponaxis": False})
+    lay = fig["layout"]
+    lay["yaxis"] = {**lay.get("yaxis", {}), "autorange": "reversed", "automargin": True, "gridcolor": "rgba(0,0,0,0)"}
+    lay["yaxis"].pop("rangemode", None)
+    lay["xaxis"] = {**lay.get("xaxis", {}), "title": {"text": unit}, "rangemode": "tozero",
+                    "range": [0, float(totals.max()) * 1.15 if len(totals) and totals.max() > 0 else 1]}
+    return charts.interactive(fig)
+
+
 def grid_label(street, grid_id) -> str:
     """A grid as people name it: 月塘街道 HT-YT-001 网格 (never a coordinate pair)."""
     st = street if isinstance(street, str) and street else ""
@@ -606,8 +635,9 @@ def ledger_section(snap: SafetySnapshot, district: str | None = None):
     if st.empty:
         return layout.empty("暂无隐患记录", "请先接入隐患排查点位清单和隐患排查整治台账（workbench ingest hazard_sites / hazards）。")
     by = "street" if district else "district"
-    fig = status_figure(st, "site_type")
-    return layout.grid([charts.chart(fig), layout.html(counts_table(st, by))])
+    c = lg.counts(st, "site_type").set_index("site_type")
+    bars = stacked_bars(c[list(lg.STATES)], STATE_COLOR, title="各类场所隐患整改状态", unit="项")
+    return layout.grid([bars, layout.html(counts_table(st, by))])
 
 
 def risk_section(snap: SafetySnapshot, district: str | None = None):
@@ -618,11 +648,16 @@ def risk_section(snap: SafetySnapshot, district: str | None = None):
     items = []
     if (r["score"] > 0).any():
         if district:
-            items.append(charts.chart(charts.bar_chart(
-                rk.top_grids(r, 12).set_index("grid_id")["score"], title=f"{district}风险分最高的网格", xlabel="风险分",
-                color=theme.COLORS["bad"])))
+            top = rk.top_grids(r, 12)
+            items.append(charts.interactive(charts.bar_spec(
+                pd.Series(top["score"].round(1).to_numpy(), index=[grid_label(s_, g) for s_, g in zip(top["street"], top["grid_id"])]),
+                title=f"{district}风险分最高的网格", unit="分", color=theme.COLORS["bad"])))
         else:
-            items += [charts.chart(district_risk_figure(r)), layout.html(district_risk_table(r))]
+            d = rk.district_risk(r).set_index("district")
+            d = d[d["score"] > 0][list(rk.FACTOR_COLUMNS)].rename(columns=rk.FACTOR_LABELS)
+            colors = {rk.FACTOR_LABELS[c]: theme.PALETTE[i % len(theme.PALETTE)] for i, c in enumerate(rk.FACTOR_COLUMNS)}
+            items += [stacked_bars(d, colors, title="各区县风险分构成", unit="分", total_format="{:,.1f}"),
+                      layout.html(district_risk_table(r))]
     else:
         items.append(layout.empty("各网格风险分均为 0", "没有未整改隐患，也没有近期突发事件。"))
     return layout.stack([layout.explain(esc(rk.headline(snap.risk, district)), risk_method_html()),
@@ -701,7 +736,7 @@ def page(snap: SafetySnapshot, district: str | None = None):
 __all__ = ["WEATHER_CATEGORIES", "SafetySnapshot", "prepare", "load", "weather_warnings", "evidence_text",
            "in_district", "warnings_in", "tasks_in", "task_counts", "view_states", "view_risk", "counts_table",
            "overdue_table", "open_table", "repeats_table", "risk_table", "weights_html", "warnings_table",
-           "tasks_table", "masked_sites", "warnings_for", "status_figure", "risk_map_figure", "risk_map", "risk_points", "grid_label", "overdue_text", "review_frames", "district_risk_table", "risk_method_html", "district_risk_figure", "kpis", "ledger_section",
+           "tasks_table", "masked_sites", "warnings_for", "status_figure", "risk_map_figure", "risk_map", "risk_points", "grid_label", "overdue_text", "review_frames", "district_risk_table", "stacked_bars", "risk_method_html", "district_risk_figure", "kpis", "ledger_section",
            "risk_section", "warnings_section", "body", "district_options", "page", "Review", "load_review",
            "review_cards"]
 
