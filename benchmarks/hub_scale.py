@@ -362,7 +362,7 @@ def main(argv=None) -> int:
     from workbench.store import hub
 
     print("machine:", machine(), flush=True)
-    url = hub.pg_schema_url(args.pg, args.schema)
+    url = hub.pg_schema_url(args.pg, args.schema, fresh=not args.reuse)   # --reuse: the kept rows stay
     os.environ["WORKBENCH_DB_URL"] = url
     try:
         eng = hub.engine(url)

@@ -78,7 +78,6 @@ def _today() -> date:
 
 def yesterday() -> date:
     """Yesterday in Beijing: the last whole day, where every report ends by default."""
-    import pandas as pd
 
     return _today() - timedelta(days=1)
 
@@ -406,9 +405,9 @@ def write_excel(tables: list[dict], path: Path, *, title: str = "", period: str 
 
 def write_pdf(html_path: Path, pdf_path: Path, timeout_s: float = 120) -> Path:
     """Print the report's HTML to an A4 PDF with the Chromium the browser tests use
-    (workbench.ui.browser: Debian's chromium through Playwright). Nothing is fetched: every
+    (workbench.chromium: Debian's chromium through Playwright). Nothing is fetched: every
     request that leaves the file is aborted."""
-    from workbench.ui.browser import chromium
+    from workbench.chromium import chromium
 
     with chromium() as browser:
         page = browser.new_page()

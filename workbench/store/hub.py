@@ -123,14 +123,16 @@ def dispose(url: str | None = None) -> None:
                 eng.dispose()
 
 
-def pg_schema_url(base: str, schema: str) -> str:
+def pg_schema_url(base: str, schema: str, *, fresh: bool = True) -> str:
     """A fresh, empty PostgreSQL schema `schema` (dropped first if it exists) and the URL of
-    `base` with its search_path set to it: a hub of its own on a shared database."""
+    `base` with its search_path set to it: a hub of its own on a shared database. With
+    fresh=False an existing schema is kept as it is (made when missing)."""
     admin = sa.create_engine(base)
     try:
         with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+            if fresh:
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
     finally:
         admin.dispose()
     return f"{base}{'&' if '?' in base else '?'}options=-csearch_path%3D{schema}"

@@ -9,16 +9,12 @@ opens lands on /login.
 """
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+from workbench.chromium import CHROMIUM_ARGS, chromium, chromium_path  # noqa: F401 - this module's API too
+
 READY = ".wb-footer"  # the last cell of every dashboard: when it shows, all cells ran
 ERROR_SELECTORS = (
     '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]',
@@ -28,27 +24,6 @@ ERROR_SELECTORS = (
 )
 ERROR_TEXT = re.compile(r"Traceback|There was an error when executing cell|Error displaying widget"
                         r"|\b[A-Z][A-Za-z]*(?:Error|Exception)\b")
-
-
-def chromium_path() -> str | None:
-    """$WORKBENCH_CHROMIUM, else Debian's chromium, else None (Playwright's own browser)."""
-    for candidate in (os.environ.get("WORKBENCH_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")):
-        if candidate and Path(candidate).exists():
-            return candidate
-    return None
-
-
-@contextmanager
-def chromium(headless: bool = True):
-    """A headless Chromium (Playwright sync API), closed on exit."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), headless=headless, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @dataclass
