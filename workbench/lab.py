@@ -56,8 +56,9 @@ def settings_dir() -> Path:
 def write_settings(folder: Path | None = None) -> Path:
     """Write overrides.json (zh_CN and no internet) into `folder`/app-settings; returns the folder."""
     folder = Path(folder or settings_dir())
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)   # the runtime folder holds the cookie secret
     app = folder / "app-settings"
-    app.mkdir(parents=True, exist_ok=True)
+    app.mkdir(exist_ok=True)
     path = app / "overrides.json"
     text = json.dumps(OVERRIDES, ensure_ascii=False, indent=2) + "\n"
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
