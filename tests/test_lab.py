@@ -1,5 +1,5 @@
 """`workbench lab`: the real JupyterLab in Chinese at notebooks/, behind a token; the analysts'
-read-only SQL on both hubs (workbench.lab)."""
+read-only SQL on both hubs (workbench.ui.lab)."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 import sqlalchemy as sa
 
-from workbench import lab
+from workbench.ui import lab
 from workbench.ui.server import free_port
 
 

@@ -258,8 +258,8 @@ def lab(host, port, lab_user, password_stdin, allow_remote, open_browser):
     from workbench.errors import WorkbenchError
 
     try:
-        from workbench import lab as lab_module
-    except ImportError as exc:   # workbench/lab.py is the LAB helper's module
+        from workbench.ui import lab as lab_module
+    except ImportError as exc:   # workbench/ui/lab.py
         _echo_err(f"错误：JupyterLab 启动模块不可用（{exc}）")
         sys.exit(1)
     password = None
