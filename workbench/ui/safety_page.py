@@ -393,8 +393,9 @@ def stacked_bars(frame: pd.DataFrame, colors: dict, *, title: str = "", unit: st
 
     f = frame[[c for c in colors if c in frame]]
     names = [str(i) for i in f.index]
-    fig = charts.spec(title=title, height=max(260, 34 * len(f) + 120), barmode="stack",
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0})
+    fig = charts.spec(title=title, height=max(280, 34 * len(f) + 150), barmode="stack",
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.18, "xanchor": "left", "x": 0,
+                              "traceorder": "normal"})
     for col, color in colors.items():
         if col not in f or not f[col].fillna(0).any():
             continue
@@ -409,6 +410,7 @@ def stacked_bars(frame: pd.DataFrame, colors: dict, *, title: str = "", unit: st
     lay = fig["layout"]
     lay["yaxis"] = {**lay.get("yaxis", {}), "autorange": "reversed", "automargin": True, "gridcolor": "rgba(0,0,0,0)"}
     lay["yaxis"].pop("rangemode", None)
+    lay["margin"] = {**lay.get("margin", {}), "b": 80}   # the legend below the axis, clear of the title
     lay["xaxis"] = {**lay.get("xaxis", {}), "title": {"text": unit}, "rangemode": "tozero",
                     "range": [0, float(totals.max()) * 1.15 if len(totals) and totals.max() > 0 else 1]}
     return charts.interactive(fig)
