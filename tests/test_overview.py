@@ -201,6 +201,17 @@ def test_overview_on_a_small_hub(small_hub):
     assert became["A-2"][0]["status"] == "缓办" and became["A-2"][0]["type_label"] == "测试事件"
 
 
+def test_alert_feed_shows_an_open_case_past_its_deadline_as_overdue(small_hub, monkeypatch):
+    """A case type with an overdue_label (隐患整改: 逾期未整改) shows it in the feed for an open case
+    past its deadline, not the step it is at (the defect: 重大隐患逾期 → 隐患整改 HZ-…（待整改）)."""
+    import dataclasses
+
+    monkeypatch.setitem(cases.TYPES, TYPE.name, dataclasses.replace(TYPE, overdue_label="逾期未办结"))
+    o = overview.load({"start": "2026-01-10", "end": "2026-01-16"}, eng=small_hub, now=T("2026-01-17 04:00"))
+    became = o.feed.set_index("alert_id")["cases"]
+    assert [(c["case_id"], c["status"]) for c in became["A-2"]] == [("c2", "逾期未办结")]   # due 01-13, still 缓办
+
+
 def test_overview_district_filter(small_hub):
     o = overview.load({"start": "2026-01-10", "end": "2026-01-16", "district": "芦淞"}, eng=small_hub,
                       now=T("2026-01-17 04:00"))

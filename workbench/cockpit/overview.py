@@ -398,13 +398,16 @@ def alert_feed(eng, f: Filters, limit: int = FEED) -> pd.DataFrame:
     found = alert_cases(eng, feed)
     if len(found):
         labels = {n: t.label for n, t in cases.TYPES.items()}
+        now = clock.now()
         by: dict = {}
         if f.district:  # a district's view lists the cases of that district only
             found = found[found["district"] == f.district]
         for r in found.sort_values("case_id").itertuples(index=False):
             by.setdefault(r.alert_id, []).append({
                 "case_id": r.case_id, "case_type": r.case_type, "type_label": labels.get(r.case_type, r.case_type),
-                "status": cases.TYPES[r.case_type].label_of(r.status) if r.case_type in cases.TYPES else r.status,
+                # an open case past its deadline shows as overdue (逾期未整改), not as its step
+                "status": cases.TYPES[r.case_type].shown(r.status, r.deadline, now) if r.case_type in cases.TYPES
+                else r.status,
                 "department": r.department})
         feed["cases"] = [by.get(i, []) for i in feed["alert_id"]]
     return feed
@@ -420,7 +423,7 @@ def alert_cases(eng, alerts_df: pd.DataFrame) -> pd.DataFrame:
     from workbench.store import hub
     from workbench.store.schema import metadata
 
-    cols = ["alert_id", "case_id", "case_type", "status", "department", "district"]
+    cols = ["alert_id", "case_id", "case_type", "status", "department", "district", "deadline"]
     if alerts_df is None or alerts_df.empty:
         return pd.DataFrame(columns=cols)
     ids = alerts_df["alert_id"].tolist()
@@ -435,8 +438,9 @@ def alert_cases(eng, alerts_df: pd.DataFrame) -> pd.DataFrame:
         ctype = t.c[st.type_column] if st.type_column else sa.literal(None)
         dep = t.c[st.department] if st.department else sa.literal(None)
         dist = t.c[st.district] if st.district and st.district in t.c else sa.literal(None)
+        due = t.c[st.deadline] if st.deadline and st.deadline in t.c else sa.literal(None)
         base = [t.c[st.id].label("case_id"), ctype.label("case_type"), t.c[st.status].label("status"),
-                dep.label("department"), dist.label("district")]
+                dep.label("department"), dist.label("district"), due.label("deadline")]
         conds = []
         if "alert_id" in t.c:
             conds.append(t.c.alert_id.in_(ids))
@@ -460,7 +464,7 @@ def alert_cases(eng, alerts_df: pd.DataFrame) -> pd.DataFrame:
             if r.case_id in own:
                 hits.add(own[r.case_id])
             rows += [{"alert_id": a, "case_id": r.case_id, "case_type": r.case_type, "status": r.status,
-                      "department": r.department, "district": r.district} for a in hits]
+                      "department": r.department, "district": r.district, "deadline": r.deadline} for a in hits]
         parts.append(pd.DataFrame(rows, columns=cols))
     if not parts:
         return pd.DataFrame(columns=cols)

@@ -466,7 +466,7 @@ def write_files(city: dict, out_dir: Path, seed: int) -> tuple[list[tuple[str, P
     pick = np.sort(rng.choice(idx, size=min(3, len(idx)), replace=False))
     w.loc[pick, "temperature"] = 999.9
     dirt.append({"dataset": "weather", "what": "自动站传感器故障值 999.9（该小时观测缺失）",
-                 "expected_reason": "气温(°C)超出上限 70", "rows": len(pick), "replaced": len(pick),
+                 "expected_reason": "气温(°C)超出上限 70", "rows": len(pick),   # the value set aside, the row loads
                  "ids": [f"{w.station_id[i]} {_local(w.ts[i])}" for i in pick]})
     for sid in sorted(w.station_id.unique()):
         x = w[w.station_id == sid]
