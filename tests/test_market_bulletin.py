@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from workbench.market import bulletin as mb
 from workbench.market import figures as fg

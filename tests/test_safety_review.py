@@ -3,10 +3,8 @@ past their deadline; a hazard due hours ago still showed 待整改), and the ris
 its numbers, hand-counted."""
 from __future__ import annotations
 
-import datetime as dt
 
 import pandas as pd
-import pytest
 
 from workbench import clock, reports
 from workbench.safety import review

@@ -169,7 +169,6 @@ def test_risk_review_report(sample_city):
     (the hub read directly, not through workbench.safety), decisions, tables, notes; PDF and Excel."""
     import openpyxl
 
-    from workbench import clock
     from workbench.store import hub
 
     r = subprocess.run([sys.executable, "-m", "workbench.cli", "report", "run", "risk_review", "-p", "district", "芦淞区",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 import sqlalchemy as sa
 
 from workbench.store import hub, ingest

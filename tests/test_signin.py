@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import requests
-import sqlalchemy as sa
 
 from conftest import TEST_PASSWORD, _voila, make_user
 

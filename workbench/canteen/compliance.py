@@ -77,7 +77,7 @@ def load(eng=None, since=None, who=None, history: bool = True) -> CanteenData:
             cams = pd.DataFrame(columns=[c.name for c in cm0.c])
     else:
         cams = hub.read("cameras", eng=eng)
-    vt, ct, ht = metadata.tables["canteen_violations"], metadata.tables["cases"], metadata.tables["case_history"]
+    vt, ct = metadata.tables["canteen_violations"], metadata.tables["cases"]
     on = sa.and_(ct.c.case_id == vt.c.violation_id, ct.c.case_type == CASE_TYPE)
     stmt = sa.select(vt, ct.c.status, ct.c.deadline, ct.c.closed_at).select_from(vt.outerjoin(ct, on))
     if since is not None:

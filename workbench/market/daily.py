@@ -91,7 +91,7 @@ def _recompute_pg(changed: str) -> str:
     """PostgreSQL: the groups named in `changed` (a transition table) counted again from the rows
     (the same query as the backfill, limited to those groups' market and day)."""
     keys = ("day", "market_id", *KEYS[2:])
-    k = f"SELECT DISTINCT ((ts) + interval '8 hours')::date AS day, market_id, " + ", ".join(
+    k = "SELECT DISTINCT ((ts) + interval '8 hours')::date AS day, market_id, " + ", ".join(
         f"COALESCE({c}, '') AS {c}" for c in KEYS[2:]) + f" FROM {changed}"
     match = " AND ".join(f"d.{c} = k.{c}" for c in keys)
     return (f"DELETE FROM {TABLE} d USING ({k}) k WHERE {match};\n"

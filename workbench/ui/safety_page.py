@@ -22,7 +22,7 @@ from workbench.safety import risk as rk
 from workbench.safety import tasks as tk
 from workbench.geo import NAMES as DISTRICTS
 from workbench.ui import cards, charts, layout, theme
-from workbench.ui.tables import DASH, Html, badge, esc, format_number, format_time, table_html, utc_now
+from workbench.ui.tables import DASH, Html, badge, esc, format_number, format_time, table_html
 
 WEATHER_CATEGORIES = ("寒潮", "道路结冰", "暴雪")  # the warning engine's categories (寒潮预警 counts too)
 ALERT_ACTIVE = "生效中"
@@ -389,7 +389,6 @@ def stacked_bars(frame: pd.DataFrame, colors: dict, *, title: str = "", unit: st
     """Horizontal stacked bars for the page, interactive (values on hover, zoom) and offline: one
     row per index value (the first on top), one segment per column in `colors` (column → colour),
     the row's total written after it. Built as a plain plotly spec (charts.spec)."""
-    from workbench.ui.tables import format_number
 
     f = frame[[c for c in colors if c in frame]]
     names = [str(i) for i in f.index]
