@@ -313,7 +313,7 @@ def main(argv=None):
 
         res["machine"]["av"] = av.__version__
     except ImportError:
-        raise SystemExit("PyAV (av) is missing: install it first (see /work/notes/GPU_RUN.md)")
+        raise SystemExit("PyAV (av) is missing: install it first (pip install av==18.1.0, as pyproject.toml pins it)")
     t_all = time.perf_counter()
     print(f"device {dev} {res['machine']['gpu']}, {cores} cores, {procs} decoding processes × {a.cams} cameras",
           flush=True)

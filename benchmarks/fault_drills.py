@@ -4,7 +4,7 @@ the processes involved. Each drill runs in a fresh Python process of its own, so
 is that drill's.
 
     WORKBENCH_TEST_PG_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test \\
-        .venv/bin/python benchmarks/fault_drills.py [--measure /work/notes/MEASURE_faults.md] [--json out.json]
+        .venv/bin/python benchmarks/fault_drills.py [--measure benchmarks/out/faults.md] [--json out.json]
 
 Loopback only: its own Mosquitto on a free port, its own PostgreSQL schema behind a TCP
 proxy it stops and starts (the PostgreSQL service is never touched), temporary SQLite hubs.

@@ -2,7 +2,7 @@
 workbench did, the rows lost, the duplicates, the exit code and the peak resident memory of the
 process that took it in (each case in a fresh process; its own ru_maxrss).
 
-    .venv/bin/python benchmarks/hostile_inputs.py [--pg URL] [--out /work/notes/MEASURE_input.md]
+    .venv/bin/python benchmarks/hostile_inputs.py [--pg URL] [--out benchmarks/out/hostile_inputs.md]
                                                   [--huge-mb 200] [--rows 200000]
 
 Cases: a 200 MB line near the top of a CSV (then the next file on the command line); one GBK
@@ -294,7 +294,7 @@ def machine() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pg", default=os.environ.get("WORKBENCH_TEST_PG_URL"))
-    ap.add_argument("--out", default="/work/notes/MEASURE_input.md")
+    ap.add_argument("--out", default="benchmarks/out/hostile_inputs.md")
     ap.add_argument("--huge-mb", type=int, default=200)
     ap.add_argument("--rows", type=int, default=200_000, help="rows of the file killed mid-ingest")
     ap.add_argument("--only", default=None, help="comma-separated case names (huge,gbk,nul,bomb,killed,symlink,model,report)")
@@ -323,6 +323,7 @@ def main() -> None:
             f"fresh process; peak memory is that process's own peak resident set (VmHWM; ru_maxrss would include the parent's at fork).\n\n" + "\n".join(table) + "\n")
     print(text)
     if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
         Path(a.out).write_text(text, encoding="utf-8")
 
 

@@ -10,8 +10,8 @@ pages. A visit is timed only on a kernel that has just finished preheating: the 
 once untimed (that takes its kernel), the server's log is watched for the replacement kernel
 to say it waits for its request, and then the page is opened in a fresh browser context
 (nothing cached) and timed — what a visitor sees on a ready server, and independent of how long
-the other pages took (a preheated kernel that waits too long is a separate defect, see
-/work/notes/CORE_REQUESTS.md). Per page: each visit's seconds and the median; goal < 3 s.
+the other pages took (a preheated kernel waits for its visitor without a time limit:
+workbench/ui/request.py). Per page: each visit's seconds and the median; goal < 3 s.
 
 `--profile` adds what the kernel spends the time on, page by page: the dashboard's code cells
 run in this process (the operator as the user) under cProfile, split into the part a preheated

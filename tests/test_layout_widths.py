@@ -30,7 +30,7 @@ PAGES = ("overview", "hub", "canteen", "market", "events", "safety")
 RENDER_TIMEOUT = 240
 OUTPUT = Path(__file__).parent / "output" / "layout"
 
-# Pages whose own fix is pending with their owner (see /work/notes/CORE_REQUESTS.md): expected to
+# Pages whose own fix is pending (none now): expected to
 # fail until it lands; remove the entry then.
 KNOWN = {}
 
