@@ -89,6 +89,14 @@ def boundary(adcode: str = CITY_ADCODE) -> dict:
     return {"type": geo["type"], "coordinates": geo["coordinates"]}
 
 
+def polygons(adcode: str = CITY_ADCODE) -> list[list[np.ndarray]]:
+    """A boundary's polygons, each a list of rings (the outer ring first, then its holes) as
+    (n, 2) arrays of lon, lat."""
+    geom = boundary(adcode)
+    polys = geom["coordinates"] if geom["type"] == "MultiPolygon" else [geom["coordinates"]]
+    return [[np.asarray(ring, float) for ring in poly] for poly in polys]
+
+
 def feature_collection(values: dict[str, float] | None = None) -> dict:
     """The nine districts as one GeoJSON FeatureCollection (feature id = adcode), with the
     district's name and, when given, a value per district name or adcode in `properties`."""
@@ -105,9 +113,7 @@ def feature_collection(values: dict[str, float] | None = None) -> dict:
 def _paths(adcode: str):
     from matplotlib.path import Path
 
-    geom = boundary(adcode)
-    polys = geom["coordinates"] if geom["type"] == "MultiPolygon" else [geom["coordinates"]]
-    return [(Path(np.asarray(p[0])), [Path(np.asarray(h)) for h in p[1:]]) for p in polys]
+    return [(Path(p[0]), [Path(h) for h in p[1:]]) for p in polygons(adcode)]
 
 
 def contains(adcode: str, lon, lat) -> np.ndarray:
@@ -140,9 +146,7 @@ def locate(lat, lon) -> np.ndarray:
 
 def bbox(adcode: str = CITY_ADCODE) -> tuple[float, float, float, float]:
     """(min lon, min lat, max lon, max lat) of a boundary."""
-    geom = boundary(adcode)
-    polys = geom["coordinates"] if geom["type"] == "MultiPolygon" else [geom["coordinates"]]
-    pts = np.concatenate([np.asarray(p[0]) for p in polys])
+    pts = np.concatenate([p[0] for p in polygons(adcode)])
     return float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max())
 
 
@@ -151,9 +155,7 @@ def label_point(name_or_code) -> tuple[float, float]:
     """(lon, lat) where a district's name is written on a map: the area centroid of its largest
     polygon when that lies inside the district, else the listed centre."""
     d = district(name_or_code)
-    geom = boundary(d.adcode)
-    polys = geom["coordinates"] if geom["type"] == "MultiPolygon" else [geom["coordinates"]]
-    ring = np.asarray(max(polys, key=lambda p: len(p[0]))[0], float)
+    ring = max(polygons(d.adcode), key=lambda p: len(p[0]))[0]
     x, y = ring[:, 0], ring[:, 1]
     cross = x[:-1] * y[1:] - x[1:] * y[:-1]
     area = cross.sum() / 2

@@ -43,14 +43,7 @@ def project(lon, lat):
 @lru_cache(maxsize=None)
 def rings(adcode: str) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     """The projected rings (outer and holes) of a district's boundary."""
-    g = geo.boundary(adcode)
-    polys = g["coordinates"] if g["type"] == "MultiPolygon" else [g["coordinates"]]
-    out = []
-    for poly in polys:
-        for ring in poly:
-            a = np.asarray(ring, float)
-            out.append(project(a[:, 0], a[:, 1]))
-    return tuple(out)
+    return tuple(project(a[:, 0], a[:, 1]) for poly in geo.polygons(adcode) for a in poly)
 
 
 def _outline(adcode: str) -> tuple[list, list]:

