@@ -209,8 +209,7 @@ def synth(days, seed, end, out_dir, if_empty):
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; anything but loopback is warned about loudly without TLS.")
 @click.option("--port", default=8866, show_default=True, type=int)
-@click.option("--preheat", default=0, show_default=True, type=int,
-              help="Preheated kernels per dashboard (0: a page starts its kernel when opened; see workbench.ui.server.PREHEAT).")
+@click.option("--preheat", default=1, show_default=True, type=int, help="Preheated kernels per dashboard.")
 @click.option("--open-browser", is_flag=True, help="Open the dashboards in a browser.")
 @click.option("--auth", type=click.Choice(["password", "proxy"]), default="password", show_default=True,
               help="password: the hub's accounts (/login); proxy: single sign-on behind a trusted reverse proxy.")

@@ -41,12 +41,6 @@ DASHBOARDS = config.ROOT / "dashboards"
 FRONT_PAGE = "overview.ipynb"  # 城市运行总览: what / opens on (instead of Voilà's file list)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8866
-# Preheated kernels per dashboard: none by default. With preheated kernels, pages whose widgets
-# include plotly charts showed "Error displaying widget: model not found" under load (widgets made
-# by the kernel while the page's extensions were still loading were lost; seen in the browser tests
-# of 2026-11-30); without them every page renders whole. `workbench serve --preheat 1` turns them
-# on (faster first visits) where that race is not met.
-PREHEAT = 0
 FILL_DELAY = 10.0           # seconds before a used preheated kernel is replaced: its start (imports,
                             # a warm-up read) would otherwise take the CPU from the page being drawn
 CULL_IDLE = 300             # shut a page's kernel down five minutes after its browser left
@@ -183,7 +177,7 @@ class Security:
         return bool(self.certfile)
 
 
-def voila_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, preheat: int = PREHEAT,
+def voila_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, preheat: int = 1,
                   folder: Path | str | None = None, show_tracebacks: bool = False,
                   fill_delay: float = FILL_DELAY, extra_args: Iterable[str] = (),
                   security: Security | None = None) -> list[str]:
@@ -364,7 +358,7 @@ class VoilaServer:
         self.stop()
 
 
-def start(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, preheat: int = PREHEAT,
+def start(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, preheat: int = 1,
           folder: Path | str | None = None, env: dict | None = None, show_tracebacks: bool = False,
           fill_delay: float = FILL_DELAY, extra_args: Iterable[str] = (), log: IO | None = None,
           migrate: bool = True, security: Security | None = None) -> VoilaServer:
@@ -433,7 +427,7 @@ def exposure_warnings(host: str, security: Security) -> list[str]:
     return out
 
 
-def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, open_browser: bool = False, preheat: int = PREHEAT,
+def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, open_browser: bool = False, preheat: int = 1,
           extra_args: Iterable[str] = (), *, folder: Path | str | None = None,
           show_tracebacks: bool = False, security: Security | None = None) -> int:
     """Run the dashboards until Ctrl-C (or SIGTERM); print each dashboard's URL. Returns the exit code."""
