@@ -1,6 +1,6 @@
 """The headless Chromium the workbench drives (Debian's /usr/bin/chromium, or $WORKBENCH_CHROMIUM)
 through Playwright: for printing reports to PDF (workbench.reports) and for the browser checks
-(workbench.ui.browser). Never `playwright install`: nothing is downloaded."""
+(workbench.ui.browser). The browser is the system's own: nothing is downloaded."""
 from __future__ import annotations
 
 import os

@@ -41,6 +41,8 @@ class Department:
     resolvers: Mapping[str, Callable] = field(default_factory=dict)  # linkage targets by name (see linkage)
     retention: str | None = None             # "module:function(days, now) -> dict": deletes its own
                                              # files past their period (workbench retention)
+    migrations: Mapping[str, tuple] = field(default_factory=dict)   # revision → ("module:upgrade(op)",
+                                             # "module:downgrade(op)"): its step in that hub migration
     tables: tuple = ()                       # sqlalchemy Tables of its own that its migration makes
                                              # (e.g. a summary kept on write): part of the hub's schema
 
@@ -131,6 +133,15 @@ class _Registry:
             raise RegistryError(f"部门 {dept} 没有登记联动对象“{fn}”；已登记：{'、'.join(d.resolvers) or '无'}")
         return d.resolvers[fn]
 
+    def migrate(self, revision: str, direction: str, op) -> None:
+        """Run the departments' steps of hub migration `revision` ("upgrade" or "downgrade"): the
+        migration file names no department."""
+        steps = [d.migrations[revision] for d in self.all() if revision in d.migrations]
+        if not steps:
+            raise RegistryError(f"迁移 {revision} 没有部门登记的步骤")
+        for up, down in steps:
+            resolve(up if direction == "upgrade" else down)(op)
+
     def metadata(self):
         """The hub's whole schema: the core's tables and every department's own (`tables`), as one
         MetaData (what the migrations at head build; tests compare a migrated hub with it)."""
@@ -159,6 +170,7 @@ load = registry.load
 get = registry.get
 departments = registry.all
 hub_metadata = registry.metadata
+migrate = registry.migrate
 
 
 def resolve(ref: str):

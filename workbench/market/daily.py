@@ -272,3 +272,23 @@ def last_day(eng=None, district=None):
     with eng.connect() as conn:
         d = conn.execute(stmt).scalar()
     return None if d is None else pd.Timestamp(d)
+
+
+def upgrade_0015(op) -> None:
+    """Migration 0015's step for the market (run through the registry: the hub imports no
+    department): the table, the index the triggers' batch look-up uses, the backfill, the triggers."""
+    dialect = op.get_bind().dialect.name
+    op.create_table(TABLE, *(sa.Column(c.name, c.type, nullable=c.nullable, comment=c.comment)
+                             for c in market_daily.columns),
+                    sa.PrimaryKeyConstraint(*KEYS, name="pk_market_daily"), comment="快检日汇总")
+    op.create_index("ix_rapid_tests_stall_id_sampled_at", "rapid_tests", ["stall_id", "sampled_at"])
+    op.execute(backfill_sql(dialect))
+    for sql in trigger_sql(dialect):
+        op.execute(sql)
+
+
+def downgrade_0015(op) -> None:
+    for sql in drop_trigger_sql(op.get_bind().dialect.name):
+        op.execute(sql)
+    op.drop_index("ix_rapid_tests_stall_id_sampled_at", table_name="rapid_tests")
+    op.drop_table(TABLE)

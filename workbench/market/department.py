@@ -21,6 +21,7 @@ DEPARTMENT = Department(
              "rapid_tests": intake.LOADER},
     case_types=HERE / "case_types.yaml",
     tables=(daily.market_daily,),   # the rapid tests' daily summary (migration 0015)
+    migrations={"0015": ("workbench.market.daily:upgrade_0015", "workbench.market.daily:downgrade_0015")},
     alert_categories=("快检阳性", "快检阳性率上升", "快检阳性处置逾期", "快检数据真实性"),
     resolvers={"followup_cases": followup.followup_cases},
     cli="workbench.market.cli:market",

@@ -11,10 +11,9 @@ keep it on insert, update (corrections, re-sent files) and delete, on SQLite and
 from the rows already held. An index on rapid_tests (stall_id, sampled_at) serves the triggers'
 look-up of a row's batch.
 """
-import sqlalchemy as sa
 from alembic import op
 
-from workbench.market import daily as D
+from workbench import registry
 
 revision = '0015'
 down_revision = '0014'
@@ -23,27 +22,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
-    op.create_table(
-        D.TABLE,
-        sa.Column('day', sa.Date(), nullable=False, comment='日期（北京时间）'),
-        sa.Column('market_id', sa.String(length=64), nullable=False, comment='市场编号'),
-        sa.Column('district', sa.String(length=64), nullable=False, comment='区县'),
-        sa.Column('category', sa.String(length=64), nullable=False, comment='样品类别'),
-        sa.Column('origin', sa.String(length=64), nullable=False, comment='产地'),
-        *(sa.Column(c, sa.Integer(), nullable=False, comment=D.fg.LABELS[c]) for c in D.COUNTS),
-        sa.PrimaryKeyConstraint(*D.KEYS, name='pk_market_daily'),
-        comment='快检日汇总',
-    )
-    op.create_index('ix_rapid_tests_stall_id_sampled_at', 'rapid_tests', ['stall_id', 'sampled_at'])
-    op.execute(D.backfill_sql(bind.dialect.name))
-    for sql in D.trigger_sql(bind.dialect.name):
-        op.execute(sql)
+    registry.migrate(revision, "upgrade", op)   # the market's step (workbench.market.daily.upgrade_0015)
 
 
 def downgrade() -> None:
-    bind = op.get_bind()
-    for sql in D.drop_trigger_sql(bind.dialect.name):
-        op.execute(sql)
-    op.drop_index('ix_rapid_tests_stall_id_sampled_at', table_name='rapid_tests')
-    op.drop_table(D.TABLE)
+    registry.migrate(revision, "downgrade", op)
