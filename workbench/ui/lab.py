@@ -34,7 +34,7 @@ from workbench import config
 from workbench.errors import WorkbenchError
 
 LOCALE = "zh_CN"
-ROOT = Path(__file__).resolve().parent.parent / "notebooks"   # the analyst notebooks of the repository
+ROOT = Path(__file__).resolve().parents[2] / "notebooks"   # the analyst notebooks of the repository
 # JupyterLab's defaults for the workbench (app settings overrides: a person's own settings win)
 OVERRIDES = {
     "@jupyterlab/translation-extension:plugin": {"locale": LOCALE},
