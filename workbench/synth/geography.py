@@ -89,6 +89,17 @@ def _jitter(rng: np.random.Generator, sd: float) -> float:
     return float(np.clip(rng.normal(0, sd), -2 * sd, 2 * sd))
 
 
+def _inside(district: str, lat: float, lon: float, toward: tuple[float, float]) -> tuple[float, float]:
+    """(lat, lon) moved toward `toward` (lat, lon, inside the district) until it lies inside the
+    district's real boundary (the random draw is kept, only a point outside is pulled in)."""
+    code = geo.district(district).adcode
+    for t in np.linspace(1.0, 0.0, 11):
+        la, lo = toward[0] + (lat - toward[0]) * t, toward[1] + (lon - toward[1]) * t
+        if geo.contains(code, [lo], [la])[0]:
+            return round(float(la), 5), round(float(lo), 5)
+    return round(float(toward[0]), 5), round(float(toward[1]), 5)
+
+
 def build_streets(rng: np.random.Generator) -> pd.DataFrame:
     """One row per street: its district, codes and centre."""
     rows = []
@@ -97,10 +108,12 @@ def build_streets(rng: np.random.Generator) -> pd.DataFrame:
         for name, code in d.streets:
             town = name.endswith(("镇", "乡"))
             s = spread * (1.8 if town and d.urban else 1.0)
+            lon0, lat0 = geo.label_point(d.name)
+            lat, lon = _inside(d.name, round(d.lat + _jitter(rng, s), 5), round(d.lon + _jitter(rng, s), 5),
+                               (lat0, lon0))
             rows.append({
                 "district": d.name, "district_code": d.code, "street": name, "street_code": code,
-                "urban": d.urban and not town,
-                "lat": round(d.lat + _jitter(rng, s), 5), "lon": round(d.lon + _jitter(rng, s), 5),
+                "urban": d.urban and not town, "lat": lat, "lon": lon,
             })
     return pd.DataFrame(rows)
 
@@ -113,11 +126,12 @@ def build_grids(rng: np.random.Generator, streets: pd.DataFrame) -> pd.DataFrame
         spread = 0.006 if st.urban else 0.03
         for k in range(1, n + 1):
             pop = int(rng.integers(2500, 6500) if st.urban else rng.integers(900, 3200))
+            lat = round(st.lat + _jitter(rng, spread), 5)
+            lon = round(st.lon + _jitter(rng, spread), 5)
+            lat, lon = _inside(st.district, lat, lon, (st.lat, st.lon))
             rows.append({
                 "grid_id": f"{st.district_code}-{st.street_code}-{k:03d}",
-                "district": st.district, "street": st.street,
-                "lat": round(st.lat + _jitter(rng, spread), 5),
-                "lon": round(st.lon + _jitter(rng, spread), 5),
+                "district": st.district, "street": st.street, "lat": lat, "lon": lon,
                 "population": pop,
             })
     grids = pd.DataFrame(rows)
