@@ -534,7 +534,7 @@ class LiveBoard:
         self.pick.style.description_width = "40px"
         self.pick.add_class("wb-events-pick")
         self._depts = [d for d in depts + [self.rules.default_department] if d]
-        self.to_dept = w.Dropdown(options=[(d, d) for d in dict.fromkeys(self._depts)], description="派往",
+        self.to_dept = w.Dropdown(options=[(d, d) for d in dict.fromkeys(self._depts)], value=None, description="派往",
                                   layout=w.Layout(width="280px"))
         self.to_dept.style.description_width = "40px"
         self.to_dept.add_class("wb-events-to")
@@ -595,9 +595,15 @@ class LiveBoard:
         self.refresh_shown()
 
     def prefill(self):
-        """派往 starts at the department the routing rules give the picked case (once per pick)."""
+        """派往 starts at the department the routing rules give the picked case (once per pick);
+        with no case picked it is empty (nothing to send anywhere)."""
         eid = self.pick.value
-        if self._redrawing or not eid or eid == self._prefilled:
+        if self._redrawing:
+            return
+        if not eid:
+            self.to_dept.value, self._prefilled = None, None
+            return
+        if eid == self._prefilled:
             return
         dept = self._routed.get(eid)
         if dept:
@@ -643,8 +649,11 @@ class LiveBoard:
         finally:
             self._redrawing = False
         self.prefill()
-        self.cards.value = '<div class="wb-cards">' + "".join([
-            cards.kpi_html("在办事件", tot["open"], unit="件", note=f"待受理 {tot['waiting']} 件",
+        # the page's top cards count every department: the board repeats none of them, it counts
+        # only for a department picked in its filter
+        dept = self.dept.value or None
+        self.cards.value = "" if not dept else '<div class="wb-cards">' + "".join([
+            cards.kpi_html(f"{dept}在办", tot["open"], unit="件", note=f"待受理 {tot['waiting']} 件",
                            tone="warn" if tot["waiting"] else ""),
             cards.kpi_html("其中超期", tot["overdue"], unit="件", tone="bad" if tot["overdue"] else "ok"),
             *([cards.kpi_html("预警巡查任务", tot["tasks"], unit="件", note=f"另计，其中超期 {tot['tasks_overdue']} 件")]
@@ -680,6 +689,9 @@ class LiveBoard:
         why = layout.read_only_reason(self.who)
         if why:
             self.message.value = f'<div class="wb-note wb-events-refused">未执行：{esc(why)}</div>'
+            return
+        if action == "dispatch" and not self.to_dept.value:
+            self.message.value = '<div class="wb-note wb-events-refused">未执行：请先在“派往”中选择部门。</div>'
             return
         try:
             ch = flow.act(self.eng or hub.engine(), eid, action, actor=self.who,
