@@ -309,3 +309,38 @@ def test_interactive_charts_carry_units_on_hover_and_chinese_fonts():
     assert set(bundle) == {charts.PLOTLY_MIME} and "wb-plotly" in w._dom_classes
     charts.set_figure(w, charts.bar_figure(pd.Series({"甲": 1})))       # replaced in place (a refresh)
     assert w.outputs[0]["data"][charts.PLOTLY_MIME]["data"][0]["type"] == "bar"
+
+
+def test_district_map_writes_no_label_over_another():
+    """Twenty hotspots packed into one corner of 荷塘区 (as the sample city's centre): the biggest
+    is named, no two written labels cover each other in their panel, every point keeps its name on
+    hover, and points spread over the city are all named."""
+    import numpy as np
+
+    from workbench.ui import maps
+
+    rng = np.random.default_rng(3)
+    packed = pd.DataFrame({"lat": 27.86 + rng.uniform(0, 0.02, 20), "lon": 113.16 + rng.uniform(0, 0.02, 20),
+                           "label": [f"荷塘区 宋家桥街道 网格 HT-SJQ-{i:03d}" for i in range(20)],
+                           "size": np.arange(20, 0, -1)})
+    spec = maps.district_spec({"荷塘区": 3}, points=packed)
+    dots = [t for t in spec["data"] if t.get("mode") == "markers+text"]
+    written = [(t, i) for t in dots for i, s in enumerate(t["text"]) if s]
+    assert any(t["text"][0] == packed.label[0] for t in dots)            # the largest is named
+    assert 1 <= len(written) < 12                                        # not all twelve fit
+    for t in dots:
+        assert len(t["hovertext"]) == 20 and all(h.startswith("<b>荷塘区") for h in t["hovertext"])
+    # the written labels of one panel, boxes estimated as maps places them, do not meet
+    for t in dots:
+        xr = spec["layout"]["xaxis2" if t["xaxis"] == "x2" else "xaxis"]["range"]
+        yr = spec["layout"]["yaxis2" if t["yaxis"] == "y2" else "yaxis"]["range"]
+        k = max((xr[1] - xr[0]) / maps.PANEL_PX[0], (yr[1] - yr[0]) / maps.PANEL_PX[1])
+        boxes = [(t["x"][i], t["y"][i], maps._label_px(s) * k, 15 * k) for i, s in enumerate(t["text"]) if s]
+        for a in range(len(boxes)):
+            for b in range(a + 1, len(boxes)):
+                (x1, y1, w1, _), (x2, y2, w2, _) = boxes[a], boxes[b]
+                assert abs(x1 - x2) >= (w1 + w2) / 2 or abs(y1 - y2) >= 15 * k * 0.99
+    spread = pd.DataFrame({"lat": [27.86, 27.65, 27.00, 26.80, 27.45], "lon": [113.14, 113.50, 113.35, 113.55, 113.10],
+                           "label": ["荷塘", "醴陵", "攸县", "茶陵", "渌口"], "size": [5, 4, 3, 2, 1]})
+    dots = [t for t in maps.district_spec({"荷塘区": 3}, points=spread)["data"] if t.get("mode") == "markers+text"]
+    assert {s for t in dots for s in t["text"] if s} == set(spread.label)

@@ -184,10 +184,10 @@ def district_spec(values=None, *, title: str = "", unit: str = "", points: pd.Da
                                                     "x": 0.0, "xanchor": "left", "y": -0.01, "yanchor": "top",
                                                     "tickformat": ",~r"}}))
     uxr, uyr = _frame([d.adcode for d in urban])
-    if points is not None and len(points):
-        _add_points(fig, points, label_top, panels, (uxr, uyr) if inset else None)
     codes = [d.adcode for d in geo.DISTRICTS if scope is None or d.name in scope]
     xr, yr = _frame(codes)
+    if points is not None and len(points):
+        _add_points(fig, points, label_top, panels, (uxr, uyr) if inset else None, frame=(xr, yr))
     layout["xaxis"] = {"visible": False, "range": xr, "constrain": "domain", "domain": [0.0, 0.47 if inset else 1.0]}
     layout["yaxis"] = {"visible": False, "range": yr, "scaleanchor": "x", "scaleratio": 1, "constrain": "domain"}
     if inset:
@@ -222,7 +222,8 @@ def district_figure(values=None, **kw):
     return go.Figure(district_spec(values, **kw))
 
 
-def _add_points(fig: dict, points: pd.DataFrame, label_top: int, panels=(("x", "y"),), enlarged=None) -> None:
+def _add_points(fig: dict, points: pd.DataFrame, label_top: int, panels=(("x", "y"),), enlarged=None,
+                frame=None) -> None:
     """Points as dots, one trace per group (and panel); the `label_top` largest written beside
     their dot — with an enlarged panel (`enlarged`: its x and y ranges), those inside it only there."""
     missing = {"lat", "lon", "label"} - set(points.columns)
@@ -240,12 +241,12 @@ def _add_points(fig: dict, points: pd.DataFrame, label_top: int, panels=(("x", "
     else:
         p["_px"] = 9.0
         order = p.index
-    show = set(order[:label_top])
     if enlarged is not None:
         (ex0, ex1), (ey0, ey1) = enlarged
         in_enlarged = set(p.index[(p["x"] >= ex0) & (p["x"] <= ex1) & (p["y"] >= ey0) & (p["y"] <= ey1)])
     else:
         in_enlarged = set()
+    show = _labels_apart(p, order, label_top, in_enlarged, enlarged, frame)
     tone = p["tone"].fillna("") if "tone" in p else pd.Series("", index=p.index)
     p["_color"] = [theme.TONE_COLORS.get(t, t if str(t).startswith("#") else theme.COLORS["primary"]) for t in tone]
     group = p["group"].fillna("") if "group" in p else pd.Series("", index=p.index)
@@ -263,6 +264,40 @@ def _add_points(fig: dict, points: pd.DataFrame, label_top: int, panels=(("x", "
                 hovertext=tips, hoverinfo="text", cliponaxis=True,
                 marker={"size": part["_px"], "color": part["_color"], "opacity": 0.85,
                         "line": {"color": "#ffffff", "width": 1}}))
+
+
+PANEL_PX = (330, 470)   # about how large a panel is drawn (half of a dashboard column, the map's height)
+
+
+def _label_px(text: str) -> float:
+    """About how wide a label is in pixels at the map's 11 px font (CJK characters full width)."""
+    return sum(11.0 if ord(c) > 0x2E80 else 6.2 for c in str(text))
+
+
+def _labels_apart(p: pd.DataFrame, order, label_top: int, in_enlarged: set, enlarged, frame=None) -> set:
+    """The points whose label is written: the largest first, skipping one whose label would cover
+    a label already written in its panel (it stays on hover), at most `label_top`. `enlarged`,
+    `frame`: the x and y ranges of the enlarged and of the main panel."""
+    def scale(xr, yr):  # data units per pixel: the panel keeps its aspect, the tighter side rules
+        return max((xr[1] - xr[0]) / PANEL_PX[0], (yr[1] - yr[0]) / PANEL_PX[1]) or 1.0
+
+    main = scale(*frame) if frame is not None else \
+        scale((p["x"].min(), p["x"].max() + 1e-9), (p["y"].min(), p["y"].max() + 1e-9))
+    big = scale(*enlarged) if enlarged is not None else main
+    placed: dict[bool, list] = {True: [], False: []}
+    show: set = set()
+    for i in order:
+        if len(show) >= label_top:
+            break
+        inside = i in in_enlarged
+        k = big if inside else main
+        x, y = float(p.at[i, "x"]), float(p.at[i, "y"]) + (float(p.at[i, "_px"]) / 2 + 9) * k
+        w, h = _label_px(p.at[i, "label"]) * k, 15 * k
+        if any(abs(x - x2) < (w + w2) / 2 and abs(y - y2) < (h + h2) / 2 for x2, y2, w2, h2 in placed[inside]):
+            continue
+        placed[inside].append((x, y, w, h))
+        show.add(i)
+    return show
 
 
 def district_map(values=None, *, title: str = "", unit: str = "", points: pd.DataFrame | None = None,
