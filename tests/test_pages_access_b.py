@@ -355,6 +355,11 @@ def callers_hub(tmp_path_factory):
         assert s.loaded >= 20 and s.quarantined >= 1, s.line()
         with hub.engine().connect() as conn:
             assert conn.execute(sa.text("select count(*) from personal_data")).scalar()  # the originals, apart
+        # the file came in yesterday: a report's period ends yesterday at the latest
+        yesterday = (pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=1)).tz_localize(None).to_pydatetime()
+        with hub.engine().begin() as conn:
+            conn.execute(sa.text("update ingest_files set received_at = :t"), {"t": yesterday})
+            conn.execute(sa.text("update quarantine set quarantined_at = :t"), {"t": yesterday})
     finally:
         hub.dispose(env["WORKBENCH_DB_URL"])
         for k, v in old.items():
@@ -370,7 +375,8 @@ def test_report_output_shows_masked_personal_data_only(callers_hub, report):
     report shows the period's quarantined rows: masked)."""
     env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_USER"} | callers_hub
     # the events report covers the work orders' weeks; the hub report the days the file came in
-    end = "2026-01-20" if report == "events_weekly" else str(pd.Timestamp.now(tz="Asia/Shanghai").date())
+    end = "2026-01-20" if report == "events_weekly" else \
+        str((pd.Timestamp.now(tz="Asia/Shanghai") - pd.Timedelta(days=1)).date())
     r = subprocess.run([sys.executable, "-m", "workbench.cli", "report", "run", report, "-p", "days", "28",
                         "-p", "end", end, "--date", "2026-01-21"],
                        capture_output=True, text=True, env=env, timeout=900)

@@ -37,6 +37,8 @@ class HubDigest:
     reasons: pd.DataFrame       # dataset, label, reason, rows (the period's quarantine)
     totals: dict                # records, records_before, files, files_before, files_failed, quarantined,
     #                             quarantined_before, loaded
+    examples: pd.DataFrame = None  # the period's latest quarantined rows (EXAMPLES): quarantined_at (Beijing),
+    #                                dataset, label, filename, line, reason, detail, row_json (masked)
     decisions: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
 
@@ -80,6 +82,22 @@ def _quarantined(since, until, eng) -> pd.DataFrame:
     return hub.query(sa.select(t.c.dataset, t.c.reason, sa.func.count().label("rows"))
                      .where(t.c.quarantined_at >= since, t.c.quarantined_at < until)
                      .group_by(t.c.dataset, t.c.reason), eng=eng)
+
+
+EXAMPLES = 30   # quarantined rows a report lists (the latest of the period), for the senders to correct
+
+
+def _examples(since, until, eng, limit: int = EXAMPLES) -> pd.DataFrame:
+    """The period's latest quarantined rows as kept (personal data masked at ingest)."""
+    t = quarantine
+    df = hub.query(sa.select(t.c.quarantined_at, t.c.dataset, t.c.filename, t.c.line, t.c.reason, t.c.detail,
+                             t.c.row_json)
+                   .where(t.c.quarantined_at >= since, t.c.quarantined_at < until)
+                   .order_by(t.c.quarantined_at.desc(), t.c.id.desc()).limit(limit), eng=eng)
+    if len(df):
+        df = df.assign(label=df["dataset"].map(_label),
+                       quarantined_at=clock.to_local(pd.to_datetime(df["quarantined_at"])))
+    return df
 
 
 def digest(period: Period, eng=None) -> HubDigest:
@@ -132,7 +150,8 @@ def digest(period: Period, eng=None) -> HubDigest:
     if len(files_now):
         files_now = files_now.assign(label=files_now["dataset"].map(_label),
                                      received_at=clock.to_local(pd.to_datetime(files_now["received_at"])))
-    d = HubDigest(period, prev, active, daily, files_now, reasons, totals)
+    d = HubDigest(period, prev, active, daily, files_now, reasons, totals,
+                  examples=_examples(period.start_utc, period.end_utc, eng))
     d.decisions = decisions(d)
     d.lines = summary(d)
     return d

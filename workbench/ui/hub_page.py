@@ -274,17 +274,10 @@ def _row_field(key: str, dataset: str | None):
     return names.get(auto_field(dataset, key)[0])
 
 
-def row_preview(row_json, dataset: str | None = None, reason: str = "", limit: int = 400, detail: str = "") -> str:
-    """A quarantined row as HTML: 列=值；… in the file's own order and with the file's own headers
-    (a key that is a field name, as rows kept earlier hold, gets the field's Chinese label); the
-    columns the reason or its detail names first and in bold; empty values as （空）; cut at
-    `limit` characters."""
-    try:
-        data = json.loads(row_json) if isinstance(row_json, str) else dict(row_json or {})
-    except (TypeError, ValueError):
-        return esc(str(row_json)[:limit])
-    if not isinstance(data, dict):
-        return esc(str(data)[:limit])
+def _row_items(data: dict, dataset: str | None, reason: str, detail: str) -> list[tuple[bool, str, str]]:
+    """(plain, label, shown value) of a quarantined row's columns: the file's own order and
+    headers (a key that is a field name gets the field's Chinese label), empty values as （空）,
+    the columns the reason or its detail names first (plain=False)."""
     ds = DATASETS.get(dataset) if dataset else None
     fields = {f.name for f in ds.fields} if ds else set()
     why = f"{reason or ''} {detail or ''}"
@@ -299,13 +292,28 @@ def row_preview(row_json, dataset: str | None = None, reason: str = "", limit: i
         shown = "（空）" if blank else show_value(dataset, f.name if f is not None else key, value)
         items.append((not named, label, shown))
     items.sort(key=lambda item: item[0])  # stable: the named columns first, the rest in file order
+    return items
+
+
+def row_preview(row_json, dataset: str | None = None, reason: str = "", limit: int = 400, detail: str = "",
+                html: bool = True) -> str:
+    """A quarantined row as 列=值；… (`_row_items`), the columns the reason names in bold (`html`;
+    plain text otherwise), cut at `limit` characters."""
+    try:
+        data = json.loads(row_json) if isinstance(row_json, str) else dict(row_json or {})
+    except (TypeError, ValueError):
+        text = str(row_json)[:limit]
+        return esc(text) if html else text
+    if not isinstance(data, dict):
+        text = str(data)[:limit]
+        return esc(text) if html else text
     parts, used = [], 0
-    for plain, label, value in items:
+    for plain, label, value in _row_items(data, dataset, reason, detail):
         text = f"{label}={value}"
         if used + len(text) > limit and parts:
             parts.append("…")
             break
-        parts.append(esc(text) if plain else f"<b>{esc(text)}</b>")
+        parts.append(text if not html else esc(text) if plain else f"<b>{esc(text)}</b>")
         used += len(text) + 1
     return "；".join(parts)
 
