@@ -78,7 +78,8 @@ def test_counts_order_paging_prefill_and_fresh_tables(chromium, events_page_serv
         pick = page.locator(".wb-events-pick select")
         pick.select_option(value=pick.locator("option", has_text="E-WAIT-2").first.get_attribute("value"))
         page.wait_for_function("() => { const s = document.querySelector('.wb-events-to select');"
-                               " return s && s.options[s.selectedIndex].text === '公安交警'; }", timeout=20_000)
+                               " const o = s && s.selectedIndex >= 0 && s.options[s.selectedIndex];"
+                               " return o && o.text === '公安交警'; }", timeout=20_000)
         # a step shows in the overdue table without reloading
         row = page.locator(".wb-events-overdue tbody tr", has_text="E-OLD-1")
         assert flow.DISPATCH in row.inner_text()
