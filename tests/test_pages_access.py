@@ -76,9 +76,11 @@ def test_district_user_reads_only_its_district_on_the_events_page(city):
     board = events_page.LiveBoard(view, eng=eng)
     assert set(board.rows()["district"]) == {"荷塘区"}
     assert {v for _, v in board.pick.options} == {"E-HT-1", "E-HT-2", "E-HT-3", "E-HT-4"}
-    # the numbers at the top and on the board agree
+    # the numbers at the top and on the board agree (the board's cards: one department picked)
     top = events_page.kpis_html(view)
-    assert ">4<" in top and ">4<" in board.cards.value
+    assert ">4<" in top and board.cards.value == ""
+    board.dept.value = CENTER
+    assert ">4<" in board.cards.value
     assert "E-LS-1" not in board.table.value and "芦淞区" not in events_page.body(view).children[1].children[1].value
 
     everyone = events_page.load(eng=eng, who=who["leader"])
