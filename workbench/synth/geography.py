@@ -105,10 +105,10 @@ def build_streets(rng: np.random.Generator) -> pd.DataFrame:
     rows = []
     for d in DISTRICTS:
         spread = 0.025 if d.urban else 0.12
+        lon0, lat0 = geo.label_point(d.name)   # inside the district: where a stray street is pulled
         for name, code in d.streets:
             town = name.endswith(("镇", "乡"))
             s = spread * (1.8 if town and d.urban else 1.0)
-            lon0, lat0 = geo.label_point(d.name)
             lat, lon = _inside(d.name, round(d.lat + _jitter(rng, s), 5), round(d.lon + _jitter(rng, s), 5),
                                (lat0, lon0))
             rows.append({

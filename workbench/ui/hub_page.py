@@ -318,12 +318,17 @@ def row_preview(row_json, dataset: str | None = None, reason: str = "", limit: i
     return "；".join(parts)
 
 
+def row_previews(rows: pd.DataFrame, *, limit: int = 400, html: bool = True) -> list[str]:
+    """`row_preview` of each quarantined row of `rows` (row_json, dataset, reason[, detail])."""
+    details = rows["detail"] if "detail" in rows else [""] * len(rows)
+    return [row_preview(r, d, why, limit=limit, detail=det or "", html=html)
+            for r, d, why, det in zip(rows["row_json"], rows["dataset"], rows["reason"], details)]
+
+
 def quarantine_table(rows: pd.DataFrame, show_dataset: bool = True) -> str:
     if rows.empty:
         return table_html(None, empty="没有符合条件的隔离记录")
-    details = rows["detail"] if "detail" in rows else [""] * len(rows)
-    preview = [row_preview(r, d, why, detail=det or "")
-               for r, d, why, det in zip(rows["row_json"], rows["dataset"], rows["reason"], details)]
+    preview = row_previews(rows)
     view = rows.assign(dataset=rows["dataset"].map(dataset_label), preview=preview,
                        quarantined_at=pd.to_datetime(rows["quarantined_at"]))
     if "detail" not in view:
@@ -437,7 +442,7 @@ def quarantine_explorer(snap: HubSnapshot, dataset: str | None = None, limit: in
 
 
 __all__ = ["HubSnapshot", "prepare", "load", "records_per_day", "quarantine_sample", "freshness", "dataset_overview",
-           "files_table", "reasons_table", "reasons_overview", "row_preview", "quarantine_table", "kpis", "charts_row",
+           "files_table", "reasons_table", "reasons_overview", "row_preview", "row_previews", "quarantine_table", "kpis", "charts_row",
            "quarantine_explorer"]
 
 

@@ -222,10 +222,10 @@ def district_figure(values=None, **kw):
     return go.Figure(district_spec(values, **kw))
 
 
-def _add_points(fig: dict, points: pd.DataFrame, label_top: int, panels=(("x", "y"),), enlarged=None,
-                frame=None) -> None:
-    """Points as dots, one trace per group (and panel); the `label_top` largest written beside
-    their dot — with an enlarged panel (`enlarged`: its x and y ranges), those inside it only there."""
+def _add_points(fig: dict, points: pd.DataFrame, label_top: int, panels, enlarged, frame) -> None:
+    """Points as dots, one trace per group (and panel); up to `label_top` of the largest written
+    beside their dot where they cover no other (`_labels_apart`) — with an enlarged panel
+    (`enlarged`: its x and y ranges), those inside it only there; `frame`: the main panel's ranges."""
     missing = {"lat", "lon", "label"} - set(points.columns)
     if missing:
         raise ValueError(f"地图上的地点缺少列：{'、'.join(sorted(missing))}（需要 lat、lon、label）")
@@ -274,15 +274,14 @@ def _label_px(text: str) -> float:
     return sum(11.0 if ord(c) > 0x2E80 else 6.2 for c in str(text))
 
 
-def _labels_apart(p: pd.DataFrame, order, label_top: int, in_enlarged: set, enlarged, frame=None) -> set:
+def _labels_apart(p: pd.DataFrame, order, label_top: int, in_enlarged: set, enlarged, frame) -> set:
     """The points whose label is written: the largest first, skipping one whose label would cover
     a label already written in its panel (it stays on hover), at most `label_top`. `enlarged`,
     `frame`: the x and y ranges of the enlarged and of the main panel."""
     def scale(xr, yr):  # data units per pixel: the panel keeps its aspect, the tighter side rules
         return max((xr[1] - xr[0]) / PANEL_PX[0], (yr[1] - yr[0]) / PANEL_PX[1]) or 1.0
 
-    main = scale(*frame) if frame is not None else \
-        scale((p["x"].min(), p["x"].max() + 1e-9), (p["y"].min(), p["y"].max() + 1e-9))
+    main = scale(*frame)
     big = scale(*enlarged) if enlarged is not None else main
     placed: dict[bool, list] = {True: [], False: []}
     show: set = set()
