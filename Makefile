@@ -48,6 +48,7 @@ synth: setup
 	$(BIN)/workbench synth --days $(DAYS) --seed $(SEED) --if-empty
 	$(BIN)/workbench safety warn
 	$(BIN)/workbench market analyse --no-progress
+	$(BIN)/workbench events analyse
 	$(BIN)/workbench canteen demo --clips 3
 	$(BIN)/workbench linkage run
 

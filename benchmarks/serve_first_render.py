@@ -9,8 +9,9 @@ FOLDER/data; or `--db URL`). One `workbench serve` (preheated kernels, as deploy
 pages. A visit is timed only on a kernel that has just finished preheating: the page is opened
 once untimed (that takes its kernel), the server's log is watched for the replacement kernel
 to say it waits for its request, and then the page is opened in a fresh browser context
-(nothing cached) and timed — what a visitor sees on a ready server, and independent of how long
-the other pages took (a preheated kernel waits for its visitor without a time limit:
+(nothing cached) and timed `--settle` seconds later (default 5: the visit before has left, its
+kernel shut down as Voilà's beforeunload asks) — what a visitor sees on a ready, quiet server, and
+independent of how long the other pages took (a preheated kernel waits for its visitor without a time limit:
 workbench/ui/request.py). Per page: each visit's seconds and the median; goal < 3 s.
 
 `--profile` adds what the kernel spends the time on, page by page: the dashboard's code cells
@@ -180,7 +181,7 @@ def stop_server(proc) -> None:
 
 
 def visit(browser, base: str, page_name: str, timeout: float, check: bool = True) -> float:
-    from workbench.ui.browser import render
+    from workbench.ui.browser import leave, render
 
     page = signed_in_page(browser, base)
     try:
@@ -189,12 +190,13 @@ def visit(browser, base: str, page_name: str, timeout: float, check: bool = True
             raise RuntimeError(f"{page_name}: {r.errors[:3]}")
         return r.seconds
     finally:
-        page.context.close()
+        leave(page)  # as a visitor closing the tab: the kernel is shut down, its timers with it
 
 
-def fresh_visit(browser, base: str, log: ServerLog, page_name: str, timeout: float) -> float:
+def fresh_visit(browser, base: str, log: ServerLog, page_name: str, timeout: float, settle: float = 0) -> float:
     """Take the page's waiting kernel with an untimed visit, wait until its replacement has
-    preheated (the server logs that it waits for its request), then time a visit."""
+    preheated (the server logs that it waits for its request) and `settle` seconds more (the
+    visit before has left: its kernel shut down, the browser's context closed), then time a visit."""
     import re
 
     mark = log.mark()
@@ -202,6 +204,7 @@ def fresh_visit(browser, base: str, log: ServerLog, page_name: str, timeout: flo
     m, at = log.wait_for(rf"Using pre-heated kernel: \S+ for {re.escape(page_name)}\.ipynb", mark, 30)
     m, at = log.wait_for(r"Kernel started: (\S+)", at, 60)
     log.wait_for(rf"preheated kernel {re.escape(m.group(1))} waits for its request", at, timeout)
+    time.sleep(settle)
     return visit(browser, base, page_name, timeout)
 
 
@@ -254,6 +257,8 @@ def main() -> None:
     ap.add_argument("--pages", default=",".join(PAGES))
     ap.add_argument("--preheat", type=int, default=1, help="preheated kernels per dashboard (0: none)")
     ap.add_argument("--pause", type=float, default=0, help="seconds between rounds")
+    ap.add_argument("--settle", type=float, default=5,
+                    help="seconds between the replacement kernel's preheat and the timed visit (a quiet server)")
     ap.add_argument("--timeout", type=float, default=240)
     ap.add_argument("--profile", action="store_true", help="also profile each page's cells in this process")
     ap.add_argument("--profile-only", action="store_true", help="only the profile (no server, no browser)")
@@ -283,7 +288,7 @@ def main() -> None:
                         if i:
                             time.sleep(args.pause)
                         for p in pages:
-                            times[p].append(fresh_visit(browser, base, log, p, args.timeout) if args.preheat
+                            times[p].append(fresh_visit(browser, base, log, p, args.timeout, args.settle) if args.preheat
                                             else visit(browser, base, p, args.timeout))
                         print(f"round {i + 1}: " + ", ".join(f"{p} {times[p][-1]:.2f} s" for p in pages), flush=True)
             finally:

@@ -187,3 +187,78 @@ def test_open_states_reads_the_most_overdue_and_every_case_in_time(page_hub):
     assert set(some.loc[~some["overdue"], "event_id"]) == set(every.loc[~every["overdue"], "event_id"])
     html = ep.overdue_table(some, total=n_od)
     assert f"超期未办结共 {n_od} 件，按超期时长列出最久的 2 件" in html
+
+
+# ------------------------------------------------------------------ the kept patterns (a first visit reads no window)
+
+def test_a_city_wide_visit_reads_the_kept_patterns_and_a_new_report_makes_them_analysed_again(page_hub):
+    from workbench.events import analysis as ea
+    from workbench.store import kept
+
+    eng, who, _want = page_hub
+    fresh = ep.load(eng=eng, who=who)                 # nothing kept: analysed at the visit, and kept
+    assert fresh.analysed is None and fresh.snap is not None and not fresh.stale
+    pat, analysed = ea.load_kept(eng)
+    assert pat is not None and analysed is not None and pat.events == len(fresh.snap.events)
+    visit = ep.load(eng=eng, who=who)                 # kept and current: no window read
+    assert visit.snap is None and visit.analysed == analysed and not visit.stale
+    assert visit.pat.events == fresh.pat.events and visit.pat.on_time.equals(fresh.pat.on_time)
+    assert ep.kpis_html(visit) == ep.kpis_html(fresh)                    # the same cards either way
+    assert ep.refresh_kept(visit) is None                                # current: nothing to analyse
+    # the board's first draw uses the page's counts; its departments come without the window's rows
+    board = ep.LiveBoard(visit, eng=eng)
+    assert CENTER in {v for _, v in board.dept.options}
+    # a new report: the kept patterns are shown (said up to when) and analysed again after the visit
+    _open(eng, "E-NEW-1", ts=T0 + pd.Timedelta(minutes=30), deadline=T0 + pd.Timedelta(hours=8))
+    stale = ep.load(eng=eng, who=who)
+    assert stale.stale and stale.snap is None and stale.pat.events == fresh.pat.events
+    note = ep.analysed_note(stale)
+    assert "正在后台重新分析" in note and "截至" in note
+    ep.refresh_kept(stale, delay=0).join(60)
+    again, _ = ea.load_kept(eng)
+    assert again.events == fresh.pat.events + 1 and again.latest == T0 + pd.Timedelta(minutes=30)
+    assert not ep.load(eng=eng, who=who).stale
+    # a district user's patterns are their district's: analysed at the visit, never the city's kept ones
+    district = ep.load(eng=eng, who=access.Principal("hetang", role="district", district="荷塘区"))
+    assert district.analysed is None and set(district.snap.events["district"]) == {"荷塘区"}
+    # an unreadable kept file reads as none: analysed again, nothing lost
+    kept.path(ea.KEPT, eng).write_bytes(b"not a pickle")
+    assert ea.load_kept(eng) == (None, None)
+    assert ep.load(eng=eng, who=who).analysed is None
+
+
+def test_kept_patterns_older_than_an_hour_are_not_current():
+    from workbench.events import analysis as ea
+
+    pat = ea.Patterns(now=T0, latest=T0, days=90, events=1, first=T0, hot=pd.DataFrame(), grid_hot=pd.DataFrame(),
+                      street_hot=pd.DataFrame(), placement="", on_time=pd.DataFrame(), km=pd.DataFrame(),
+                      km_by=pd.DataFrame(), km_curves={}, volumes=pd.Series(dtype=int), hour_weekday=pd.DataFrame(),
+                      forecast=pd.DataFrame(), repeats=pd.DataFrame())
+    assert ea.current(pat, T0, analysed=T0, now=T0 + pd.Timedelta(minutes=59))
+    assert not ea.current(pat, T0, analysed=T0, now=T0 + pd.Timedelta(minutes=61))
+    assert not ea.current(pat, T0 + pd.Timedelta(seconds=1), analysed=T0, now=T0)
+
+
+def test_events_analyse_keeps_what_the_page_then_reads(page_hub):
+    from click.testing import CliRunner
+
+    from workbench.cli import main
+    from workbench.events import analysis as ea
+
+    eng, who, _want = page_hub
+    r = CliRunner().invoke(main, ["events", "analyse"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    pat, analysed = ea.load_kept(eng)
+    assert f"近 90 天事件 {pat.events:,} 件" in r.output and "已保存供页面读取" in r.output
+    view = ep.load(eng=eng, who=who)
+    assert view.analysed == analysed and view.snap is None
+    assert "E-CASE-1" in ep.overdue_table(view.open)          # the live parts are read at the visit all the same
+
+
+def test_hub_read_takes_a_list_of_values(page_hub):
+    from workbench.store import hub
+
+    eng, _who, _want = page_hub
+    rows = hub.read("city_events", where={"event_id": ["E-WAIT-1", "E-TOWN-1", "nope"]}, columns=["event_id"], eng=eng)
+    assert sorted(rows["event_id"]) == ["E-TOWN-1", "E-WAIT-1"]
+    assert len(hub.read("city_events", where={"event_id": []}, eng=eng)) == 0

@@ -11,17 +11,15 @@ The first visit must not analyse a year of rows (issue 15: < 3 s). So:
 """
 from __future__ import annotations
 
-import hashlib
-import pickle
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
-from workbench import config
 from workbench.market import daily as D
 from workbench.market import figures as fg
 from workbench.market import surveillance as sv
+from workbench.store import kept
 
 RECENT_DAYS = 30  # the page's per-market, category and origin figures: the last 30 days with data
 SNAPSHOT_VERSION = 1
@@ -29,14 +27,7 @@ SNAPSHOT_VERSION = 1
 
 # ------------------------------------------------------------------ the analysis snapshot
 
-def snapshot_path(eng=None) -> Path:
-    """One snapshot per hub (the URL's hash: a test hub never reads the demo's)."""
-    from workbench.store import hub
-
-    eng = eng or hub.engine()
-    url = eng.url.render_as_string(hide_password=True)
-    key = hashlib.sha256(url.encode()).hexdigest()[:12]
-    return config.data_dir() / "cache" / f"market_analysis_{key}.pkl"
+KEPT = "market_analysis"
 
 
 def slim(an):
@@ -45,29 +36,12 @@ def slim(an):
 
 
 def save_snapshot(an, eng=None) -> Path:
-    p = snapshot_path(eng)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".tmp")
-    with open(tmp, "wb") as fh:
-        pickle.dump({"version": SNAPSHOT_VERSION, "saved": pd.Timestamp.now(tz="UTC").tz_localize(None),
-                     "analysis": slim(an)}, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    tmp.replace(p)  # whole or not at all: a page never reads half a snapshot
-    return p
+    return kept.save(KEPT, slim(an), SNAPSHOT_VERSION, eng)
 
 
 def load_snapshot(eng=None):
     """(the slim analysis, when it was saved) or (None, None)."""
-    p = snapshot_path(eng)
-    if not p.exists():
-        return None, None
-    try:
-        with open(p, "rb") as fh:
-            d = pickle.load(fh)
-    except Exception:  # an unreadable or older snapshot: analysed again
-        return None, None
-    if not isinstance(d, dict) or d.get("version") != SNAPSHOT_VERSION:
-        return None, None
-    return d["analysis"], d["saved"]
+    return kept.load(KEPT, SNAPSHOT_VERSION, eng)
 
 
 # ------------------------------------------------------------------ the figures (SQL sums)

@@ -223,9 +223,8 @@ def repeat_hazards(hazards: pd.DataFrame, sites: pd.DataFrame | None = None, *, 
     hz = _frame(hazards, HAZARD_COLUMNS)
     hz = hz[hz["ts"].notna()].sort_values(["site_id", "ts", "hazard_id"], kind="stable")
     rows = []
-    for (site, htype), g in hz.groupby(["site_id", "hazard_type"], sort=False):
-        if len(g) < 2:
-            continue
+    pairs = hz[hz.groupby(["site_id", "hazard_type"], sort=False)["hazard_id"].transform("size") >= 2]  # only those can repeat
+    for (site, htype), g in pairs.groupby(["site_id", "hazard_type"], sort=False):
         ts = g["ts"].to_numpy()
         rect = g["rectified_at"].to_numpy()
         ids = g["hazard_id"].tolist()
@@ -239,9 +238,8 @@ def repeat_hazards(hazards: pd.DataFrame, sites: pd.DataFrame | None = None, *, 
             rows.append({"kind": REPEAT_SAME_TYPE, "site_id": site, "hazard_type": htype, "count": len(k),
                          "first_ts": ts[k[0]], "last_ts": ts[k[-1]], "hazard_ids": "、".join(ids[i] for i in k)})
     window = np.timedelta64(int(window_days * 86400), "s")
-    for site, g in hz.groupby("site_id", sort=False):
-        if len(g) < min_count:
-            continue
+    busy = hz[hz.groupby("site_id", sort=False)["hazard_id"].transform("size") >= min_count]
+    for site, g in busy.groupby("site_id", sort=False):
         ts = g["ts"].to_numpy()
         ids = g["hazard_id"].tolist()
         best = (0, 0, 0)  # (count, first index, last index): the busiest window

@@ -215,7 +215,8 @@ def query(sql: str | sa.sql.Executable, params: dict | None = None, eng: Engine 
 def read(dataset: str, *, since=None, until=None, where: dict | None = None,
          columns: list[str] | None = None, limit: int | None = None,
          eng: Engine | None = None) -> pd.DataFrame:
-    """Rows of one dataset, optionally filtered by time (`ts`, UTC) and equality."""
+    """Rows of one dataset, optionally filtered by time (`ts`, UTC) and by columns' values
+    (`where`: {column: value, or a list of values any of which}."""
     table = metadata.tables[dataset]
     cols = [table.c[c] for c in columns] if columns else [table]
     stmt = sa.select(*cols)
@@ -223,8 +224,9 @@ def read(dataset: str, *, since=None, until=None, where: dict | None = None,
         stmt = stmt.where(table.c.ts >= pd.Timestamp(since).to_pydatetime())
     if until is not None:
         stmt = stmt.where(table.c.ts < pd.Timestamp(until).to_pydatetime())
-    for col, val in (where or {}).items():
-        stmt = stmt.where(table.c[col] == val)
+    for col, val in (where or {}).items():   # a list, tuple or set: any of its values (IN)
+        multi = isinstance(val, (list, tuple, set, frozenset))
+        stmt = stmt.where(table.c[col].in_(list(val)) if multi else table.c[col] == val)
     if "ts" in table.c:
         stmt = stmt.order_by(table.c.ts)
     if limit:

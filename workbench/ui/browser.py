@@ -126,6 +126,19 @@ def render(page, url: str, *, timeout: float = 120, ready: str = READY) -> Rende
                   text=page.inner_text("body"))
 
 
+def leave(page, settle: float = 0.3) -> None:
+    """Close `page` as a visitor closing the tab does: Voilà's `beforeunload` handler asks the
+    server to shut the page's kernel down (a beacon), so the kernel and its timers (the live
+    board's polling) do not outlive the visit until culling. Then its browser context closes."""
+    context = page.context
+    try:
+        if not page.is_closed():
+            page.close(run_before_unload=True)
+            time.sleep(settle)  # the beacon leaves with the page; give it time before the context goes
+    finally:
+        context.close()
+
+
 def check(page) -> list[str]:
     """Error outputs, tracebacks and failed widgets visible in the page."""
     found = []
@@ -139,5 +152,5 @@ def check(page) -> list[str]:
     return found
 
 
-__all__ = ["CHROMIUM_ARGS", "READY", "chromium_path", "chromium", "Render", "render", "check", "sign_in",
+__all__ = ["CHROMIUM_ARGS", "READY", "chromium_path", "chromium", "Render", "render", "leave", "check", "sign_in",
            "remember", "on_login_page", "SignInFailed"]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from workbench import access
+from workbench.events import analysis as ea
 from workbench.events import board as bd
 from workbench.events import dispatch as dp
 from workbench.events import flow, patterns as pt, sla
@@ -44,21 +45,32 @@ KM_LABELS = {"department": "责任部门", "event_class": "事件类型", "group
 
 @dataclass
 class EventsView:
-    snap: bd.Snapshot
-    hot: pd.DataFrame            # patterns.hotspots over the window (500 m cells); hotspots named (`place`)
-    grid_hot: pd.DataFrame       # patterns.grid_hotspots: 网格 against the city's rate per resident
-    street_hot: pd.DataFrame = None  # patterns.street_hotspots: streets, address-placed events counted too
+    pat: ea.Patterns             # the window's patterns (workbench.events.analysis): kept, or analysed at the visit
+    rules: dp.CityRules
+    now: pd.Timestamp            # naive UTC: the moment the patterns' deadlines were judged at
     who: access.Principal | None = None  # whose view (a district user's is one district's)
     open: pd.DataFrame = None    # board.open_states: every open case, any age, with its deadline state
     counts: pd.DataFrame = None  # board.board_counts: the one count of open / overdue cases
+    snap: bd.Snapshot | None = None  # the window's rows, where they were read (analysed at the visit, a report)
+    analysed: pd.Timestamp | None = None  # kept patterns: when they were analysed (None: at this visit)
+    stale: bool = False          # kept patterns that predate the hub's newest report (analysed again after the visit)
+    recent: int | None = None    # events reported in the 24 hours before the board's now (the page; a report: None)
 
     @property
     def empty(self) -> bool:
-        return self.snap.empty
+        return self.pat.empty
 
     @property
-    def now(self):
-        return self.snap.now
+    def hot(self) -> pd.DataFrame:       # patterns.hotspots over the window (500 m cells), named (`place`)
+        return self.pat.hot
+
+    @property
+    def grid_hot(self) -> pd.DataFrame:  # patterns.grid_hotspots: 网格 against the city's rate per resident
+        return self.pat.grid_hot
+
+    @property
+    def street_hot(self) -> pd.DataFrame:  # patterns.street_hotspots: streets, address-placed events too
+        return self.pat.street_hot
 
 
 def prepare() -> None:
@@ -76,30 +88,67 @@ def board_now(now) -> pd.Timestamp:
     return utc_now() if pd.Timestamp(now) >= utc_now() - pd.Timedelta(days=2) else pd.Timestamp(now)
 
 
-def load(days: int = 90, now=None, city: str | None = None, eng=None, end=None, who=None) -> EventsView:
+def load(days: int = ea.DAYS, now=None, city: str | None = None, eng=None, end=None, who=None) -> EventsView:
     """The page's data as `who` sees it (a district user: the district's events and grids only,
     read so from the hub; None: everything). The open cases and their counts are every open
-    case of the hub (any age), the patterns those of the last `days` days."""
+    case of the hub (any age), read now; the patterns those of the last `days` days: for a
+    city-wide visitor the kept ones (workbench.events.analysis: analysed again after the visit
+    when events arrived since), else analysed from the window's rows. With `end` (a report):
+    the window before `end` and the state of its cases at `end`."""
     from workbench.store import hub
 
     district = access.district_filter(who)
     rules = dp.load_rules(city)
-    snap = bd.load(rules, days=days, now=now, eng=eng, end=end, district=district)
-    hot = pt.hotspots(snap.events, cell_m=500) if len(snap.events) else pt.hotspots(snap.events)
-    grids = hub.read("grids", where={"district": district} if district else None, eng=eng)
-    if len(hot) and hot["significant"].any():
-        named = pt.place_names(hot[hot["significant"]], grids)
-        hot = hot.assign(place=named["place"], street=named["street"], grid_id=named["grid_id"])
-    else:
-        hot = hot.assign(place=None, street=None, grid_id=None)
+    pat = analysed = snap = None
+    stale = False
+    shared = end is None and now is None and district is None and city is None   # what is kept serves this view
+    if shared:
+        pat, analysed = ea.load_kept(eng)
+        if pat is not None and pat.days != days:
+            pat = analysed = None
+        if pat is not None:
+            stale = not ea.current(pat, bd.latest_ts(eng), analysed)
+    if pat is None:
+        snap = bd.load(rules, days=days, now=now, eng=eng, end=end, district=district)
+        grids = hub.read("grids", where={"district": district} if district else None, eng=eng)
+        pat = ea.analyse(snap, grids, days)
+        if shared:
+            ea.keep(pat, eng)
     if end is None:   # the page: every open case of the hub now
-        at = board_now(snap.now)
+        at = board_now(pat.now)
         opened = bd.open_states(eng, at, district=district, near_share=rules.near_due_share)
         counts = bd.board_counts(eng, now=at, district=district)
+        recent = bd.count_since(at - pd.Timedelta(hours=24), eng, district)
     else:             # a report: the state at `end` of the window's cases
         opened, counts = (snap.states[snap.states["open"]] if len(snap.states) else snap.states), None
-    return EventsView(snap, hot, pt.grid_hotspots(snap.events, grids), pt.street_hotspots(snap.events, grids), who=who,
-                      open=opened, counts=counts)
+        recent = None
+    return EventsView(pat, rules, pat.now, who=who, open=opened, counts=counts, snap=snap, analysed=analysed,
+                      stale=stale, recent=recent)
+
+
+def refresh_kept(view: EventsView, days: int = ea.DAYS, delay: float = 10.0, eng=None):
+    """Kept patterns older than the hub's newest report: analysed again in a thread `delay`
+    seconds after the page is drawn (the visitor waits for none of it), for the next visitor.
+    Returns the thread (None: nothing to do)."""
+    import threading
+
+    if not view.stale:
+        return None
+
+    def work():
+        import time
+
+        time.sleep(delay)
+        try:
+            ea.run(days, eng=eng)
+        except Exception as exc:  # noqa: BLE001 - the next visit analyses at the visit instead
+            import logging
+
+            logging.getLogger(__name__).warning("events patterns not analysed again: %s", exc)
+
+    t = threading.Thread(target=work, name="events-patterns", daemon=True)
+    t.start()
+    return t
 
 
 # ------------------------------------------------------------------ tables
@@ -159,18 +208,18 @@ def near_due_table(states: pd.DataFrame, limit: int = 30) -> str:
                                "left"], labels={"left": "剩余时间"}, max_rows=limit, max_height="360px")
 
 
-def on_time_table(states: pd.DataFrame) -> str:
-    ot = sla.on_time(states) if len(states) else pd.DataFrame()
-    if ot.empty:
+def on_time_table(ot: pd.DataFrame) -> str:
+    """sla.on_time's table (Patterns.on_time)."""
+    if ot is None or ot.empty:
         return table_html(None, empty="暂无有处置时限的案件")
     return table_html(ot, labels=ONTIME_LABELS,
                       formatters={"on_time_rate": lambda v: DASH if v != v else f"{v:.1%}"},
                       numeric=("on_time_rate",), max_rows=40, max_height="420px")
 
 
-def km_table(states: pd.DataFrame, now, by: str = "department") -> str:
-    km = sla.resolution_km(states, now, by=by) if len(states) else pd.DataFrame()
-    if km.empty:
+def km_table(km: pd.DataFrame) -> str:
+    """sla.resolution_km by department, every column (Patterns.km_by): behind 说明."""
+    if km is None or km.empty:
         return table_html(None, empty="暂无办结记录")
     f = {c: (lambda v: DASH if v != v else f"{v:.1f}") for c in ("median_h", "median_lo", "median_hi", "p90_h",
                                                                   "naive_median_h")}
@@ -207,9 +256,9 @@ def grid_hotspot_table(gh: pd.DataFrame, limit: int = 15) -> str:
                       numeric=("expected", "per_10k", "ratio"), max_rows=limit)
 
 
-def placement_note_html(events: pd.DataFrame) -> str:
-    """What the map's points stand for and what they leave out (events placed by address only)."""
-    return f'<div class="wb-note">{esc(pt.placement_note(events))}</div>'
+def placement_note_html(note: str) -> str:
+    """What the map's points stand for and what they leave out (Patterns.placement)."""
+    return f'<div class="wb-note">{esc(note)}</div>'
 
 
 def street_hotspot_table(sh: pd.DataFrame | None, limit: int = 15) -> str:
@@ -227,9 +276,9 @@ def street_hotspot_table(sh: pd.DataFrame | None, limit: int = 15) -> str:
                       numeric=("expected", "per_10k", "ratio"), max_rows=limit)
 
 
-def repeats_table(events: pd.DataFrame, limit: int = 20) -> str:
-    rep = pt.repeat_locations(events) if len(events) else pd.DataFrame()
-    if rep.empty:
+def repeats_table(rep: pd.DataFrame, limit: int = 20) -> str:
+    """patterns.repeat_locations (Patterns.repeats)."""
+    if rep is None or rep.empty:
         return table_html(None, empty="暂无重复发生的地点")
     return table_html(rep, dataset="city_events",
                       columns=["event_class", "district", "street", "address", "count", "first_ts", "last_ts",
@@ -238,11 +287,11 @@ def repeats_table(events: pd.DataFrame, limit: int = 20) -> str:
                       wrap=("event_ids",), max_rows=limit)
 
 
-def forecast_table(events: pd.DataFrame, tz: str) -> str:
-    if events.empty:
+def forecast_table(f: pd.DataFrame, events: int = 1) -> str:
+    """patterns.forecast (Patterns.forecast) of a window of `events` events."""
+    if not events:
         return table_html(None, empty="暂无数据，无法预测")
-    f = pt.forecast(pt.daily_counts(events, tz=tz, total="全部"))
-    if f.empty:
+    if f is None or f.empty:
         return table_html(None, empty="历史数据不足，无法预测", empty_hint="每类事件需要至少两周、十余件的历史。")
     f = f.sort_values("week", ascending=False)
     rng = lambda a, b: f"{a:.0f} – {b:.0f}"  # noqa: E731
@@ -353,61 +402,56 @@ def events_map(view: EventsView):
 
     values, hover = open_by_district(view)
     mine = access.district_filter(view.who)
-    fig = maps.district_figure(values, title="各区县在办事件、热点区域与超期事件", unit="件", value_label="在办事件",
-                               points=map_points(view), hover=hover, districts=[mine] if mine else None, height=560)
+    fig = maps.district_spec(values, title="各区县在办事件、热点区域与超期事件", unit="件", value_label="在办事件",
+                             points=map_points(view), hover=hover, districts=[mine] if mine else None, height=560)
     if mine:
         from workbench import geo
 
-        for tr in fig.data:
-            if tr.name == "区县" and tr.mode == "text":   # the names written on the map, in geo.DISTRICTS order
-                tr.text = [t if d.name == mine else "" for t, d in zip(tr.text, geo.DISTRICTS)]
-                tr.hovertext = [t if d.name == mine else "" for t, d in zip(tr.hovertext, geo.DISTRICTS)]
-            elif tr.name in geo.NAMES and tr.name != mine:
-                tr.text, tr.hoverinfo = "", "skip"
+        for tr in fig["data"]:
+            if tr.get("name") == "区县" and tr.get("mode") == "text":   # the names on the map, in geo.DISTRICTS order
+                tr["text"] = [t if d.name == mine else "" for t, d in zip(tr["text"], geo.DISTRICTS)]
+                tr["hovertext"] = [t if d.name == mine else "" for t, d in zip(tr["hovertext"], geo.DISTRICTS)]
+            elif tr.get("name") in geo.NAMES and tr.get("name") != mine:
+                tr["text"], tr["hoverinfo"] = "", "skip"
     w = charts.interactive(fig, config={"scrollZoom": True})
     w.add_class("wb-map")
     return w
 
 
-def on_time_chart(states: pd.DataFrame):
-    ot = sla.on_time(states)
+def on_time_chart(ot: pd.DataFrame):
     ot = ot[ot["closed"] >= 5].sort_values("closed", ascending=False).head(15)
     rate = (ot.set_index("department")["on_time_rate"] * 100).round(1).sort_values()
     return charts.interactive_bars(rate, title=f"按期办结率（办结最多的 {len(rate)} 个部门，低的在上）", unit="%",
                                    color=theme.COLORS["accent"])
 
 
-def km_chart(states: pd.DataFrame, now, by: str = "department"):
+def km_chart(curves: dict):
     """How many cases are still open so many hours after their report, per department (the
-    Kaplan–Meier curves, open cases counted as still open: named in the 说明)."""
-    import plotly.graph_objects as go
-
-    fig = charts.figure(title="上报后多少小时办结（曲线越快下降办得越快）", height=380, hovermode="x unified",
-                        xaxis={"title": {"text": "上报后小时数"}, "type": "log"},
-                        yaxis={"title": {"text": "尚未办结（%）"}, "range": [0, 102]})
-    for name, c in sla.km_curves(states, now, by=by, top=6).items():
-        fig.add_trace(go.Scatter(x=c["hours"].clip(lower=0.1), y=(c["open_share"] * 100).round(1), name=name,
-                                 mode="lines", line={"shape": "hv", "width": 2},
-                                 hovertemplate="%{y}%<extra>" + esc(name) + "</extra>"))
+    Kaplan–Meier curves of sla.km_curves, open cases counted as still open: named in the 说明)."""
+    fig = charts.spec(title="上报后多少小时办结（曲线越快下降办得越快）", height=380, hovermode="x unified",
+                      xaxis={"title": {"text": "上报后小时数"}, "type": "log"},
+                      yaxis={"title": {"text": "尚未办结（%）"}, "range": [0, 102]})
+    for name, c in curves.items():
+        fig["data"].append({"type": "scatter", "x": c["hours"].clip(lower=0.1).round(3).tolist(),
+                            "y": (c["open_share"] * 100).round(1).tolist(), "name": name, "mode": "lines",
+                            "line": {"shape": "hv", "width": 2},
+                            "hovertemplate": "%{y}%<extra>" + esc(name) + "</extra>"})
     return charts.interactive(fig)
 
 
-def hour_weekday_chart(events: pd.DataFrame, tz: str):
-    import plotly.graph_objects as go
-
-    m = pt.hour_weekday(events, tz)
-    fig = charts.figure(title="一周中各时段的事件数（北京时间）", height=320)
-    fig.add_trace(go.Heatmap(z=m.to_numpy(), x=[f"{h}时" for h in m.columns], y=list(m.index),
-                             colorscale=[[0, "#eef3fa"], [1, "#123f73"]],
-                             hovertemplate="%{y} %{x}：%{z} 件<extra></extra>", colorbar={"title": {"text": "件"}}))
-    fig.update_yaxes(autorange="reversed")
+def hour_weekday_chart(m: pd.DataFrame):
+    """patterns.hour_weekday's counts (Patterns.hour_weekday) as a heat map."""
+    fig = charts.spec(title="一周中各时段的事件数（北京时间）", height=320)
+    fig["data"].append({"type": "heatmap", "z": m.to_numpy().tolist(), "x": [f"{h}时" for h in m.columns],
+                        "y": list(m.index), "colorscale": [[0, "#eef3fa"], [1, "#123f73"]],
+                        "hovertemplate": "%{y} %{x}：%{z} 件<extra></extra>", "colorbar": {"title": {"text": "件"}}})
+    fig["layout"]["yaxis"] = {**fig["layout"].get("yaxis", {}), "autorange": "reversed"}
     return charts.interactive(fig)
 
 
-def km_face(states: pd.DataFrame, now) -> str:
-    """The resolution time in plain words (from sla.resolution_km over all cases)."""
-    km = sla.resolution_km(states, now) if len(states) else pd.DataFrame()
-    if km.empty or km["median_h"].isna().all():
+def km_face(km: pd.DataFrame) -> str:
+    """The resolution time in plain words (sla.resolution_km over all cases: Patterns.km)."""
+    if km is None or km.empty or km["median_h"].isna().all():
         return "办结记录不足，暂不能估计办结时长。"
     r = km.iloc[0]
     p90 = f"，九成在 {_hours(r['p90_h'])}内" if r["p90_h"] == r["p90_h"] else ""
@@ -419,9 +463,9 @@ KM_FACE_LABELS = {"department": "责任部门", "cases": "案件数", "closed": 
                   "p90_h": "九成办结用时（小时）"}
 
 
-def km_face_table(states: pd.DataFrame, now, by: str = "department") -> str:
-    km = sla.resolution_km(states, now, by=by) if len(states) else pd.DataFrame()
-    if km.empty:
+def km_face_table(km: pd.DataFrame) -> str:
+    """sla.resolution_km by department (Patterns.km_by), the columns of the face."""
+    if km is None or km.empty:
         return table_html(None, empty="暂无办结记录")
     f = {c: (lambda v: DASH if v != v else f"{v:.1f}") for c in ("median_h", "p90_h")}
     return table_html(km.sort_values("cases", ascending=False), columns=list(KM_FACE_LABELS), labels=KM_FACE_LABELS,
@@ -430,33 +474,34 @@ def km_face_table(states: pd.DataFrame, now, by: str = "department") -> str:
 
 # ------------------------------------------------------------------ the page
 
-def _on_time_rate(states: pd.DataFrame) -> float | None:
-    """Closed on time over closed, all departments together (None when nothing closed)."""
-    ot = sla.on_time(states) if len(states) else pd.DataFrame()
-    closed = ot["closed"].sum() if len(ot) else 0
+def _on_time_rate(ot: pd.DataFrame) -> float | None:
+    """Closed on time over closed, all departments together (sla.on_time's table; None when nothing closed)."""
+    closed = ot["closed"].sum() if ot is not None and len(ot) else 0
     return ot["closed_on_time"].sum() / closed if closed else None
 
 
 def kpis_html(view: EventsView, counts: pd.DataFrame | None = None, opened: pd.DataFrame | None = None) -> str:
     """The page's top cards. 在办/超期 come from `board_counts` (the one count the board's cards
     use too: city events; safety's inspection tasks counted apart), 临近超期 from the open cases'
-    deadline states, 近 24 小时 and 按期办结率 from the window's events."""
+    deadline states, 近 24 小时 from the hub (at the visit), 按期办结率 from the window's patterns."""
     counts = view.counts if counts is None else counts
     opened = view.open if opened is None else opened
-    st = view.snap.states
-    if counts is None:   # a view without the hub's counts (a report's): the window's states
+    st = view.snap.states if view.snap is not None else None
+    if counts is None and st is not None:   # a view without the hub's counts (a report's): the window's states
         counts = pd.DataFrame({"case_type": flow.CASE_TYPE, "department": None, "status": st["status"],
                                "n": 1, "overdue": st["overdue"].astype(int)})[st["open"]] if len(st) else \
             pd.DataFrame(columns=["case_type", "department", "status", "n", "overdue"])
     tot = bd.board_total(counts)
-    if not tot["listed"] and (st is None or st.empty):
+    if not tot["listed"] and view.pat.empty:
         return cards.kpi_html("在办事件", 0, unit="件", note="暂无事件", tone="muted")
     ev = opened[opened["case_type"].fillna(flow.CASE_TYPE) != bd.INSPECTION] \
         if opened is not None and len(opened) and "case_type" in opened else opened
     nd = int(ev["near_due"].sum()) if ev is not None and len(ev) else 0
-    now = view.now
-    today = int((st["ts"] >= now - pd.Timedelta(hours=24)).sum()) if len(st) else 0
-    rate = _on_time_rate(st) if len(st) else None
+    if view.recent is not None:
+        today = view.recent
+    else:
+        today = int((st["ts"] >= view.now - pd.Timedelta(hours=24)).sum()) if st is not None and len(st) else 0
+    rate = _on_time_rate(view.pat.on_time)
     od, waiting = tot["overdue"], tot["waiting"]
     return "".join([
         cards.kpi_html("在办事件", tot["open"], unit="件", note=f"待受理 {waiting} 件", tone="warn" if waiting else ""),
@@ -491,6 +536,15 @@ def reveal_html(got: dict) -> str:
 PAGE_ROWS = 50   # cases per page of the board
 
 
+def departments(view: EventsView) -> set:
+    """The departments the board offers: those holding open cases and those of the window's cases."""
+    out = set()
+    for frame in (view.counts, view.pat.on_time):
+        if frame is not None and len(frame) and "department" in frame:
+            out |= set(frame["department"].dropna())
+    return {d for d in out if isinstance(d, str) and d}
+
+
 class LiveBoard:
     """The dispatch board: filter by department, page through every open case in the board's
     order (board.BOARD_ORDER), act on one as the signed-in user `who` (派往 starts at the
@@ -505,8 +559,8 @@ class LiveBoard:
         self.view, self.interval, self.eng, self.page_rows = view, interval, eng, page_rows
         self.who = who if who is not None else view.who
         self.district = access.district_filter(self.who)
-        self.rules = view.snap.rules
-        depts = sorted(set(view.snap.events.get("department", pd.Series(dtype=object)).dropna()))
+        self.rules = view.rules
+        depts = sorted(departments(view))
         self.dept = w.Dropdown(options=[("全部部门", ALL)] + [(d, d) for d in depts], value=ALL, description="部门",
                                layout=w.Layout(width="280px"))
         self.dept.style.description_width = "40px"
@@ -571,7 +625,7 @@ class LiveBoard:
         self._seen = None
         self._task = None
         self._polls = 0
-        self.refresh(tables=True)
+        self.refresh(tables=True, counts=view.counts, opened=view.open)   # the first draw: what the page read
 
     # reading
     def now(self) -> pd.Timestamp:
@@ -612,11 +666,14 @@ class LiveBoard:
             self.to_dept.value = dept
         self._prefilled = eid
 
-    def refresh(self, note: str | None = None, tables: bool = True):
+    def refresh(self, note: str | None = None, tables: bool = True, counts: pd.DataFrame | None = None,
+                opened: pd.DataFrame | None = None):
         """Redraw the board (page, cards, pick list) and, with `tables`, the page's top cards and
-        deadline tables, all from one `board_counts` and one `open_states` read."""
+        deadline tables, all from one `board_counts` and one `open_states` read (`counts`,
+        `opened`: read already, at the board's now)."""
         now = self.now()
-        counts = bd.board_counts(self.eng, now=now, district=self.district)
+        if counts is None:
+            counts = bd.board_counts(self.eng, now=now, district=self.district)
         tot = bd.board_total(counts, self.dept.value or None)
         pages = max(1, math.ceil(tot["listed"] / self.page_rows))
         self.page_no = min(self.page_no, pages - 1)
@@ -660,7 +717,8 @@ class LiveBoard:
               if tot["tasks"] else []),
         ]) + "</div>"
         if tables:
-            opened = bd.open_states(self.eng, now, district=self.district, near_share=self.rules.near_due_share)
+            if opened is None:
+                opened = bd.open_states(self.eng, now, district=self.district, near_share=self.rules.near_due_share)
             self.top.value = f'<div class="wb-cards">{kpis_html(self.view, counts, opened)}</div>'
             every = int(counts["overdue"].sum()) if len(counts) else 0   # events and tasks, as the table lists
             self.overdue.value = overdue_table(opened, total=every)
@@ -793,40 +851,51 @@ FORECAST_METHOD = ("预测：每类事件的日数用泊松广义线性模型（
                    "按过度离散系数放宽为负二项分布的 90% 预测区间。模型与季节朴素法的回测比较见周报。")
 
 
+def analysed_note(view: EventsView) -> str:
+    """Up to when the patterns hold, where they were kept from an earlier analysis."""
+    if view.analysed is None or view.pat.latest is None:
+        return ""
+    again = "；有新事件到达，正在后台重新分析，刷新页面即可看到" if view.stale else ""
+    return (f'<div class="wb-note wb-events-analysed">以下热点、办结和规律按 {format_time(view.analysed)} 的分析'
+            f'（含截至 {format_time(view.pat.latest)} 上报的事件）{esc(again)}。</div>')
+
+
 def body(view: EventsView, live: "LiveBoard | None" = None):
-    """Everything below the live board: map, deadlines, patterns. With `live`, the deadline tables
-    are the board's widgets (redrawn after every step)."""
-    st, ev, now = view.snap.states, view.snap.events, view.now
-    tz = view.snap.rules.timezone
-    opened = view.open if view.open is not None else (st[st["open"]] if len(st) else st)
+    """Everything below the live board: map, deadlines, patterns (view.pat). With `live`, the
+    deadline tables are the board's widgets (redrawn after every step)."""
+    pat = view.pat
+    opened = view.open if view.open is not None else pd.DataFrame()
     overdue = live.overdue if live is not None else layout.html(overdue_table(opened))
     near = live.near if live is not None else layout.html(near_due_table(opened))
-    n_hot = int(view.hot["significant"].sum()) if len(view.hot) else 0
+    n_hot = int(pat.hot["significant"].sum()) if len(pat.hot) else 0
     return layout.stack([
         layout.section("事件热点地图", "各区县颜色越深，在办事件越多；橙色圆点是近期事件明显偏多的区域（按区县、街道、网格命名，"
                                  "圆点越大事件越多），红点是超期未办结的事件。鼠标移到区县或圆点上可看详情，滚轮缩放。"),
-        layout.grid([events_map(view), layout.html(hotspot_table(view.hot))]),
-        layout.explain(esc(f"近 {int((view.now - ev['ts'].min()).days) + 1 if len(ev) else 0} 天里，有 {n_hot} 片区域的事件数明显高于全市平均水平。")
-                       + " " + placement_note_html(ev), esc(HOTSPOT_METHOD)),
+        *([layout.html(note)] if (note := analysed_note(view)) else []),
+        layout.grid([events_map(view), layout.html(hotspot_table(pat.hot))]),
+        layout.explain(esc(f"近 {pat.span_days} 天里，有 {n_hot} 片区域的事件数明显高于全市平均水平。")
+                       + " " + placement_note_html(pat.placement), esc(HOTSPOT_METHOD)),
         layout.section("街道热点", "按街道统计事件数，与按常住人口应有的事件数比较；只有地址的热线工单也按地址计入所在街道。"),
-        layout.html(street_hotspot_table(view.street_hot)),
+        layout.html(street_hotspot_table(pat.street_hot)),
         layout.section("网格热点", "按网格（网格化管理单元）统计，与按常住人口应有的事件数比较，明显偏高的网格列在这里。"),
-        layout.html(grid_hotspot_table(view.grid_hot)),
+        layout.html(grid_hotspot_table(pat.grid_hot)),
         layout.explain("街道和网格的“应有”事件数按常住人口分摊，“是应有的几倍”越大越需要关注。", esc(AREA_METHOD)),
         layout.section("超期未办结", "超过处置时限仍未办结的事件（不论何时上报）；超期超过一倍时限为严重超期，已生成升级告警。"),
         overdue,
         layout.section("临近超期", "剩余时间不足处置时限 20% 的在办事件。"),
         near,
         layout.section("各部门按期办结率", "按期办结 = 结案时间不晚于处置时限；重复件与不予立案不计入。"),
-        layout.grid([on_time_chart(st) if len(st) else layout.empty("暂无数据"), layout.html(on_time_table(st))]),
+        layout.grid([on_time_chart(pat.on_time) if len(pat.on_time) else layout.empty("暂无数据"),
+                     layout.html(on_time_table(pat.on_time))]),
         layout.section("办结时长", "各部门的案件在上报后多久办结。"),
-        layout.explain(esc(km_face(st, now)), esc(KM_METHOD) + km_table(st, now)),
-        layout.grid([km_chart(st, now) if len(st) else layout.empty("暂无数据"), layout.html(km_face_table(st, now))]),
+        layout.explain(esc(km_face(pat.km)), esc(KM_METHOD) + km_table(pat.km_by)),
+        layout.grid([km_chart(pat.km_curves) if pat.km_curves else layout.empty("暂无数据"),
+                     layout.html(km_face_table(pat.km_by))]),
         layout.section("事件规律", "按类型、时段统计；重复发生的地点；明日和未来 7 天各类事件量预计（给出大致范围）。"),
-        layout.grid([charts.interactive_bars(pt.volumes(ev, "event_class").head(12), title="各类事件数量", unit="件")
-                     if len(ev) else layout.empty("暂无数据"),
-                     hour_weekday_chart(ev, tz) if len(ev) else layout.empty("暂无数据")]),
-        layout.grid([layout.html(forecast_table(ev, tz)), layout.html(repeats_table(ev))]),
+        layout.grid([charts.interactive_bars(pat.volumes.head(12), title="各类事件数量", unit="件")
+                     if len(pat.volumes) else layout.empty("暂无数据"),
+                     hour_weekday_chart(pat.hour_weekday) if pat.events else layout.empty("暂无数据")]),
+        layout.grid([layout.html(forecast_table(pat.forecast, pat.events)), layout.html(repeats_table(pat.repeats))]),
         layout.explain("预计范围内的数字最可能出现；超出范围的日子值得留意。", esc(FORECAST_METHOD)),
     ])
 
@@ -851,7 +920,9 @@ def screen(view: EventsView, interval: float = 5.0, who=None):
         live = LiveBoard(view, interval=interval, who=who).start()
         return layout.stack([layout.empty("城市事件暂无数据", "事件到达后会自动出现在下面的调度台；也可用 workbench events intake "
                                                      "或 workbench events listen 接入。"), live.widget()])
-    return page(view, interval=interval, who=who)
+    out = page(view, interval=interval, who=who)
+    refresh_kept(view)   # kept patterns older than the newest report: analysed again after this visit
+    return out
 
 
 # ------------------------------------------------------------------ the weekly report
@@ -897,7 +968,7 @@ def load_weekly(days: int = 7, end=None, district: str | None = None, eng=None) 
 def weekly_cards(w: Weekly) -> str:
     st = w.view.snap.states
     wk = st[st["event_id"].isin(w.week["event_id"])] if len(st) else st
-    rate = _on_time_rate(wk)
+    rate = _on_time_rate(sla.on_time(wk) if len(wk) else None)
     merged = int((wk["status"] == flow.DUPLICATE).sum()) if len(wk) else 0
     return '<div class="wb-cards">' + "".join([
         cards.kpi_html("本期上报", len(w.week), unit="件", note=f"合并重复件 {merged} 件"),
@@ -911,5 +982,5 @@ def weekly_cards(w: Weekly) -> str:
 __all__ = ["EventsView", "prepare", "load", "board_table", "overdue_table", "near_due_table", "on_time_table",
            "km_table", "hotspot_table", "grid_hotspot_table", "street_hotspot_table", "placement_note_html", "repeats_table", "forecast_table", "backtest_table", "hour_weekday_figure", "events_map", "map_points", "open_by_district",
            "on_time_chart", "km_chart", "hour_weekday_chart", "km_face", "km_face_table", "board_now", "PAGE_ROWS",
-           "on_time_figure", "km_figure", "kpis_html", "LiveBoard", "body", "page", "Weekly", "load_weekly",
+           "on_time_figure", "km_figure", "kpis_html", "LiveBoard", "departments", "refresh_kept", "analysed_note", "body", "page", "Weekly", "load_weekly",
            "weekly_cards", "screen", "row_key", "reveal_html", "REVEAL_LABELS"]

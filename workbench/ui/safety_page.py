@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from workbench import access, clock, privacy
+from workbench import access, cases, clock, privacy
 from workbench.safety import ledger as lg
 from workbench.safety import risk as rk
 from workbench.safety import tasks as tk
@@ -77,6 +77,7 @@ def prepare() -> None:
     from workbench.ui import maps
 
     hub.engine()
+    cases.case_type(tk.CASE_TYPE)   # the case types' registry, read ahead of the request
     maps.warm_up()
 
 
@@ -92,7 +93,8 @@ def load(now=None, as_of=None, eng=None, who=None) -> SafetySnapshot:
     ledger = lg.Ledger(sites=masked_sites(ledger.sites), hazards=ledger.hazards, inspections=ledger.inspections)
     inputs = rk.load_risk_inputs(now if as_of is None else as_of, eng=eng, ledger=ledger, district=district)
     states = lg.hazard_states(ledger.hazards, inputs.as_of, ledger.sites)
-    warnings = weather_warnings(hub.read("alerts", eng=eng))
+    cats = [*WEATHER_CATEGORIES, *(c + "预警" for c in WEATHER_CATEGORIES)]   # not the year's other alerts
+    warnings = weather_warnings(hub.read("alerts", where={"category": cats}, eng=eng))
     if district:  # the district's own warnings and the city-wide ones
         warnings = warnings_for(warnings, district).reset_index(drop=True)
     where = {"source": rk.TASK_SOURCE, **({"district": district} if district else {})}

@@ -1,0 +1,56 @@
+"""Analyses kept between visits: a department's last analysis, saved whole in the data folder so
+a dashboard's first visit reads it instead of analysing a year of rows (issue 15: < 3 s).
+
+One file per analysis and hub (`<name>_<hash of the hub's URL>.pkl` under data/cache: a test hub
+never reads the demo's), written whole or not at all (a page never reads half of one), with a
+version: an unreadable file or one of another version reads as none (the caller analyses again).
+What is kept is the caller's own result object, without rows a page does not need.
+"""
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import pandas as pd
+
+from workbench import config
+
+
+def path(name: str, eng=None) -> Path:
+    """Where analysis `name` of the hub `eng` is kept."""
+    from workbench.store import hub
+
+    eng = eng or hub.engine()
+    url = eng.url.render_as_string(hide_password=True)
+    key = hashlib.sha256(url.encode()).hexdigest()[:12]
+    return config.data_dir() / "cache" / f"{name}_{key}.pkl"
+
+
+def save(name: str, obj, version: int, eng=None) -> Path:
+    p = path(name, eng)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(f".{id(obj)}.tmp")
+    with open(tmp, "wb") as fh:
+        pickle.dump({"version": version, "saved": pd.Timestamp.now(tz="UTC").tz_localize(None), "analysis": obj},
+                    fh, protocol=pickle.HIGHEST_PROTOCOL)
+    tmp.replace(p)  # whole or not at all
+    return p
+
+
+def load(name: str, version: int, eng=None):
+    """(the kept analysis, when it was saved, naive UTC) or (None, None)."""
+    p = path(name, eng)
+    if not p.exists():
+        return None, None
+    try:
+        with open(p, "rb") as fh:
+            d = pickle.load(fh)
+    except Exception:  # noqa: BLE001 - unreadable, or of older code: analysed again
+        return None, None
+    if not isinstance(d, dict) or d.get("version") != version:
+        return None, None
+    return d["analysis"], d["saved"]
+
+
+__all__ = ["path", "save", "load"]
