@@ -262,3 +262,26 @@ def test_hub_read_takes_a_list_of_values(page_hub):
     rows = hub.read("city_events", where={"event_id": ["E-WAIT-1", "E-TOWN-1", "nope"]}, columns=["event_id"], eng=eng)
     assert sorted(rows["event_id"]) == ["E-TOWN-1", "E-WAIT-1"]
     assert len(hub.read("city_events", where={"event_id": []}, eng=eng)) == 0
+
+
+def test_only_one_kernel_analyses_old_kept_patterns_again(page_hub):
+    from workbench.events import analysis as ea
+    from workbench.store import kept
+
+    eng, who, _want = page_hub
+    ep.load(eng=eng, who=who)                                          # kept
+    _open(eng, "E-NEW-2", ts=T0 + pd.Timedelta(minutes=40), deadline=T0 + pd.Timedelta(hours=8))
+    first, second = ep.load(eng=eng, who=who), ep.load(eng=eng, who=who)
+    assert first.stale and second.stale
+    held = kept.claim(ea.KEPT, eng)                                    # another kernel is at it
+    assert held is not None and kept.claim(ea.KEPT, eng) is None
+    ep.refresh_kept(first, delay=0).join(60)
+    assert ea.load_kept(eng)[0].latest < T0 + pd.Timedelta(minutes=40)   # left to the holder
+    kept.release(held)
+    ep.refresh_kept(second, delay=0).join(60)
+    assert ea.load_kept(eng)[0].latest == T0 + pd.Timedelta(minutes=40)
+    assert not kept.path(ea.KEPT, eng).with_suffix(".claim").exists()     # released
+    # a claim whose holder died lapses
+    stale_claim = kept.claim(ea.KEPT, eng)
+    assert kept.claim(ea.KEPT, eng, ttl=0) is not None
+    kept.release(stale_claim)

@@ -53,4 +53,35 @@ def load(name: str, version: int, eng=None):
     return d["analysis"], d["saved"]
 
 
-__all__ = ["path", "save", "load"]
+def claim(name: str, eng=None, ttl: float = 600.0) -> Path | None:
+    """Claim the analysis `name` of the hub `eng` for one process to redo (many dashboard kernels
+    may find it old at once): the claim file, or None when another process holds a claim younger
+    than `ttl` seconds. `release` it when done (a crashed holder's claim lapses after `ttl`)."""
+    import os
+    import time
+
+    p = path(name, eng).with_suffix(".claim")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            try:
+                if time.time() - p.stat().st_mtime < ttl:
+                    return None
+                p.unlink()          # lapsed: taken over
+            except FileNotFoundError:
+                pass
+            continue
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        return p
+    return None
+
+
+def release(claim: Path | None) -> None:
+    if claim is not None:
+        claim.unlink(missing_ok=True)
+
+
+__all__ = ["path", "save", "load", "claim", "release"]

@@ -128,7 +128,8 @@ def load(days: int = ea.DAYS, now=None, city: str | None = None, eng=None, end=N
 
 def refresh_kept(view: EventsView, days: int = ea.DAYS, delay: float = 10.0, eng=None):
     """Kept patterns older than the hub's newest report: analysed again in a thread `delay`
-    seconds after the page is drawn (the visitor waits for none of it), for the next visitor.
+    seconds after the page is drawn (the visitor waits for none of it), for the next visitor —
+    by one kernel at a time (workbench.store.kept.claim), and not when another did it meanwhile.
     Returns the thread (None: nothing to do)."""
     import threading
 
@@ -138,13 +139,22 @@ def refresh_kept(view: EventsView, days: int = ea.DAYS, delay: float = 10.0, eng
     def work():
         import time
 
+        from workbench.store import kept
+
         time.sleep(delay)
+        claim = kept.claim(ea.KEPT, eng)   # one kernel redoes it; the others' visitors find it done
+        if claim is None:
+            return
         try:
-            ea.run(days, eng=eng)
+            pat, analysed = ea.load_kept(eng)
+            if pat is None or not ea.current(pat, bd.latest_ts(eng), analysed):   # not redone meanwhile
+                ea.run(days, eng=eng)
         except Exception as exc:  # noqa: BLE001 - the next visit analyses at the visit instead
             import logging
 
             logging.getLogger(__name__).warning("events patterns not analysed again: %s", exc)
+        finally:
+            kept.release(claim)
 
     t = threading.Thread(target=work, name="events-patterns", daemon=True)
     t.start()
