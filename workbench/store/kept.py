@@ -9,7 +9,9 @@ What is kept is the caller's own result object, without rows a page does not nee
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +32,7 @@ def path(name: str, eng=None) -> Path:
 def save(name: str, obj, version: int, eng=None) -> Path:
     p = path(name, eng)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(f".{id(obj)}.tmp")
+    tmp = p.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")   # each writer its own, then one rename
     with open(tmp, "wb") as fh:
         pickle.dump({"version": version, "saved": pd.Timestamp.now(tz="UTC").tz_localize(None), "analysis": obj},
                     fh, protocol=pickle.HIGHEST_PROTOCOL)
@@ -57,7 +59,6 @@ def claim(name: str, eng=None, ttl: float = 600.0) -> Path | None:
     """Claim the analysis `name` of the hub `eng` for one process to redo (many dashboard kernels
     may find it old at once): the claim file, or None when another process holds a claim younger
     than `ttl` seconds. `release` it when done (a crashed holder's claim lapses after `ttl`)."""
-    import os
     import time
 
     p = path(name, eng).with_suffix(".claim")

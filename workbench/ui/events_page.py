@@ -47,7 +47,6 @@ KM_LABELS = {"department": "责任部门", "event_class": "事件类型", "group
 class EventsView:
     pat: ea.Patterns             # the window's patterns (workbench.events.analysis): kept, or analysed at the visit
     rules: dp.CityRules
-    now: pd.Timestamp            # naive UTC: the moment the patterns' deadlines were judged at
     who: access.Principal | None = None  # whose view (a district user's is one district's)
     open: pd.DataFrame = None    # board.open_states: every open case, any age, with its deadline state
     counts: pd.DataFrame = None  # board.board_counts: the one count of open / overdue cases
@@ -59,6 +58,10 @@ class EventsView:
     @property
     def empty(self) -> bool:
         return self.pat.empty
+
+    @property
+    def now(self) -> pd.Timestamp:       # naive UTC: the moment the patterns' deadlines were judged at
+        return self.pat.now
 
     @property
     def hot(self) -> pd.DataFrame:       # patterns.hotspots over the window (500 m cells), named (`place`)
@@ -122,7 +125,7 @@ def load(days: int = ea.DAYS, now=None, city: str | None = None, eng=None, end=N
     else:             # a report: the state at `end` of the window's cases
         opened, counts = (snap.states[snap.states["open"]] if len(snap.states) else snap.states), None
         recent = None
-    return EventsView(pat, rules, pat.now, who=who, open=opened, counts=counts, snap=snap, analysed=analysed,
+    return EventsView(pat, rules, who=who, open=opened, counts=counts, snap=snap, analysed=analysed,
                       stale=stale, recent=recent)
 
 
