@@ -158,7 +158,7 @@ def test_migration_from_0013_moves_the_data_in_place(pg_url, monkeypatch, tmp_pa
             "violation_id": ["V1"], "ts": pd.to_datetime(["2026-11-02 12:00"]), "camera_id": "C1",
             "canteen_id": "K1", "violation_class": "未戴口罩"}))
     hub.upgrade(eng)
-    assert hub.current_revision(eng) == "0016"
+    assert hub.current_revision(eng) == "0017"
     with eng.begin() as conn:
         for table in PARTITIONED:
             assert partitions.is_partitioned(conn, table)

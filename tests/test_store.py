@@ -13,7 +13,7 @@ from workbench.store import hub
 from workbench.store.ingest import insert_new
 from workbench.store.schema import DATASETS
 
-HEAD = "0016"
+HEAD = "0017"
 
 
 def test_migrations_build_exactly_the_declared_schema(hub_engine):

@@ -62,6 +62,13 @@ class CaseStore:
     updated: str | None = "updated_at"
     department: str | None = "department"
     district: str | None = "district"      # row-level scope: district staff act on their district's cases
+    # the store's open rows kept apart by triggers (workbench.store.open_rows), what counts and
+    # lists of open cases read at city scale; None: they read `table`
+    open_rows: sa.Table | None = field(default=None, compare=False, hash=False)
+
+    def open_table(self) -> sa.Table:
+        """The table to read this store's open cases from: its open rows' table, else its case table."""
+        return self.open_rows if self.open_rows is not None else _tables(self)[0]
 
 
 @dataclass(frozen=True)
@@ -187,6 +194,13 @@ def load_types(path: str | Path) -> list[CaseType]:
         register_type(ct)
         out.append(ct)
     return out
+
+
+def open_statuses(store: str) -> tuple[str, ...]:
+    """Every status that is open for some case type kept in `store` (sorted): what its open
+    rows' table holds."""
+    _ensure_registered()
+    return tuple(sorted({s for t in TYPES.values() if t.store == store for s in t.open_statuses}))
 
 
 def case_type(name: str) -> CaseType:

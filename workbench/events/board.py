@@ -19,6 +19,7 @@ from workbench.store import hub
 from workbench.store.schema import DATASETS
 
 EVENTS = DATASETS["city_events"].table
+OPEN = flow.OPEN_EVENTS   # the open cases only, same columns (kept by triggers, migration 0017)
 BOARD_COLUMNS = ("event_id", "ts", "source", "event_class", "description", "district", "street", "address",
                  "status", "department", "urgency", "deadline", "lat", "lon")
 
@@ -53,10 +54,10 @@ def board_rows(eng=None, *, department: str | None = None, statuses=flow.OPEN_ST
     `routed`: where the dispatch rules send the case (its own department for another case
     type, e.g. safety's inspection tasks): what the board's 派往 starts at.
 
-    Read per status, each `ORDER BY deadline NULLS LAST … LIMIT offset + limit` (the (status,
-    deadline) index walks it in order on every partition, so a page reads a page's rows, not
-    every open case), merged here."""
-    t = EVENTS
+    Read from the open cases' table (city_events_open), per status, each `ORDER BY deadline
+    NULLS LAST … LIMIT offset + limit` (its (status, deadline) index walks it in order, so a page
+    reads a page's rows, not every open case), merged here."""
+    t = OPEN
     offset, limit = max(0, int(offset)), max(0, int(limit))
     cols = [t.c[c] for c in BOARD_COLUMNS] + [_kind(t).label("case_type")]
 
@@ -123,7 +124,7 @@ def open_states(eng=None, now=None, *, district: str | None = None, near_share: 
     `overdue_limit` most overdue (None: all; how many there are is board_counts' `overdue`),
     so a city with a backlog of 100,000 overdue cases does not read them all on every visit.
     `district`: one district's only."""
-    t = EVENTS
+    t = OPEN
     share = dp.load_rules().near_due_share if near_share is None else near_share
     now = _now() if now is None else pd.Timestamp(now)
     cols = [t.c[c] for c in OPEN_COLUMNS if c != "case_type"] + [_kind(t).label("case_type")]
@@ -151,7 +152,7 @@ def board_counts(eng=None, now=None, district: str | None = None) -> pd.DataFram
     """Open cases per case type, department and status, with how many are overdue
     (`case_type`: city_event, or safety's inspection_task, counted apart); `district`: one
     district's only."""
-    t = EVENTS
+    t = OPEN
     now = (_now() if now is None else pd.Timestamp(now)).to_pydatetime()
     od = sa.func.sum(sa.case((t.c.deadline < now, 1), else_=0))
     kind = _kind(t).label("case_type")

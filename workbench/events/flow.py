@@ -21,10 +21,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from workbench import cases
-from workbench.store.schema import DATASETS
+from workbench.store import open_rows
+from workbench.store.schema import DATASETS, metadata as _core
 
 CASE_TYPE = "city_event"
-STORE = cases.CaseStore("city_events", "city_events", "event_id", "event_history", type_column="case_type")
+EVENTS = DATASETS["city_events"].table
+# the open cases (of every type kept in city_events) apart, kept by triggers (migration 0017):
+# what the board's counts and lists and the overview's open cases read at city scale
+OPEN_EVENTS = open_rows.side_table(
+    EVENTS, "city_events_open", "event_id", sa.MetaData(naming_convention=_core.naming_convention),
+    indexes=(("status", "deadline"), ("district",)), comment="城市事件（在办案卷，由触发器维护）")
+STORE = cases.CaseStore("city_events", "city_events", "event_id", "event_history", type_column="case_type",
+                        open_rows=OPEN_EVENTS)
 CASE_TYPES_FILE = Path(__file__).with_name("case_types.yaml")
 
 INTAKE, CASE, DISPATCH, HANDLING, FEEDBACK, CLOSED, EVALUATED = (
@@ -48,7 +56,6 @@ OPEN_STATUSES = tuple(s for s in STATUSES if s not in CLOSED_STATUSES)
 TRANSITIONS: dict[str, tuple[str, ...]] = dict(_CT.transitions)
 ACTIONS: dict[str, str] = dict(_CT.actions)              # the board's buttons and the CLI's verbs
 ACTION_LABELS: dict[str, str] = dict(_CT.action_labels)
-EVENTS = DATASETS["city_events"].table
 
 # Callers keep catching FlowError: it is the engine's error.
 FlowError = cases.CaseError
@@ -155,3 +162,12 @@ __all__ = ["CASE_TYPE", "STORE", "INTAKE", "CASE", "DISPATCH", "HANDLING", "FEED
            "REJECTED", "DUPLICATE", "REOPENED", "DEFERRED", "STEPS", "STATUSES", "CLOSED_STATUSES", "OPEN_STATUSES",
            "TRANSITIONS", "ACTIONS", "ACTION_LABELS", "FlowError", "allowed", "check", "Change", "transition", "act",
            "open_events", "sync_from_source"]
+
+
+def upgrade_0017(op) -> None:
+    """Migration 0017: city_events_open, its triggers, filled from the events held."""
+    open_rows.install(op, EVENTS.name, OPEN_EVENTS, STORE.id, STORE.status, cases.open_statuses(STORE.name))
+
+
+def downgrade_0017(op) -> None:
+    open_rows.remove(op, EVENTS.name, OPEN_EVENTS)
