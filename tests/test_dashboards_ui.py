@@ -309,6 +309,10 @@ def test_interactive_charts_carry_units_on_hover_and_chinese_fonts():
     assert set(bundle) == {charts.PLOTLY_MIME} and "wb-plotly" in w._dom_classes
     charts.set_figure(w, charts.bar_figure(pd.Series({"甲": 1})))       # replaced in place (a refresh)
     assert w.outputs[0]["data"][charts.PLOTLY_MIME]["data"][0]["type"] == "bar"
+    # only what workbench-charts' plotly.js bundle draws (cartesian): anything else is refused here,
+    # not left blank in the browser
+    with pytest.raises(ValueError, match="scattermap"):
+        charts.plotly_bundle({"data": [{"type": "scattermap", "lat": [27.8], "lon": [113.1]}], "layout": {}})
 
 
 def test_district_map_writes_no_label_over_another():

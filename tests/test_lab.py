@@ -51,6 +51,19 @@ def test_lab_in_chinese_at_notebooks(running_lab):
     assert cfg["userSettingsDir"].startswith(running_lab.env["WORKBENCH_DATA_DIR"])
 
 
+def test_lab_draws_the_workbench_charts(running_lab):
+    """The analysts' plotly charts (charts.plotly_bundle, our own mime type) have their renderer in
+    the lab too: the workbench-charts labextension, served with plotly.js's cartesian bundle."""
+    page = running_lab.get("/lab").decode("utf-8")
+    cfg = json.loads(re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>',
+                               page, re.S).group(1))
+    ext = {e["name"]: e for e in cfg["federated_extensions"]}
+    assert ext["workbench-charts"]["mimeExtension"] == "./mimeExtension"
+    entry = running_lab.get("/lab/extensions/workbench-charts/" + ext["workbench-charts"]["load"]).decode("utf-8")
+    assert "application/vnd.workbench.plotly.v1+json" in entry
+    assert len(running_lab.get("/lab/extensions/workbench-charts/static/plotly-cartesian-4.1.1.min.js")) > 1_000_000
+
+
 def test_lab_needs_its_token(running_lab):
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.urlopen(running_lab.base_url + "/api/contents", timeout=10)

@@ -5,7 +5,7 @@ its card. One Voilà server and one browser for all pages and widths: each page 
 1280 px and widened (a person resizing the window), checked at each width.
 
 The same server serves a small page with `maps.district_map` and `charts.interactive_line`: the
-plotly map renders offline (plotly.js from our own server through the jupyterlab-plotly
+plotly map renders offline (plotly.js from our own server through the workbench-charts
 labextension, no request leaves the server), names the districts, shows a district's value on
 hover, and its mode bar speaks Chinese.
 
@@ -240,7 +240,9 @@ def test_the_plotly_map_renders_offline_with_names_and_hover(served, tab):
     outside = [u for u in requests if urlsplit(u).scheme in ("http", "https", "ws", "wss")
                and urlsplit(u).netloc != origin]
     assert not outside, outside                                        # nothing from a CDN
-    assert any("/labextensions/jupyterlab-plotly/" in u for u in requests)   # plotly.js from our server
+    # plotly.js's cartesian bundle from our server (workbench-charts), not jupyterlab-plotly's whole one
+    assert any("/labextensions/workbench-charts/static/plotly-cartesian" in u for u in requests), requests
+    assert not any("/labextensions/jupyterlab-plotly/" in u for u in requests)
     plot = tab.query_selector(".wb-map .js-plotly-plot")
     box = plot.bounding_box()
     assert box["height"] >= 500 and box["width"] >= 600

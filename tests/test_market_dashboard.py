@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from workbench.market import analysis as ma
+from workbench.ui import charts
 from workbench.ui import market_page as mp
 
 pytestmark = pytest.mark.slow  # a 28-day city is generated and analysed once (~8 s)
@@ -30,7 +31,7 @@ def test_page_builds_and_the_market_picker_redraws(snap):
     assert page.children
     picker = mp.market_picker(snap.an, mp.names(snap.an))
     dropdown, holder = picker.children
-    title = lambda: holder.children[0].outputs[0]["data"]["application/vnd.plotly.v1+json"]["layout"]["title"]["text"]  # noqa: E731
+    title = lambda: holder.children[0].outputs[0]["data"][charts.PLOTLY_MIME]["layout"]["title"]["text"]  # noqa: E731
     before = title()
     dropdown.value = dropdown.options[-1][1]
     assert title() != before and dropdown.options[-1][1] in dropdown.value  # the other market's chart, no error box

@@ -5,11 +5,14 @@
   nothing shown by accident), and the workbench chart style (`theme.chart_rc`) is applied
   while a figure is built and drawn, so Chinese text renders with the CJK font.
 - charts people explore: plotly figures with values on hover, zoom and pan, offline
-  (`interactive(fig)`, `interactive_line`, `interactive_bars`). The figure travels as the
-  `application/vnd.plotly.v1+json` mime bundle inside an ipywidgets Output; Voilà renders it with
-  the jupyterlab-plotly labextension installed beside it (plotly.js served by our own server,
-  nothing from a CDN). Chinese fonts, colours and plotly's own words in Chinese come from
-  `theme.plotly_layout` / `theme.plotly_config`.
+  (`interactive(fig)`, `interactive_line`, `interactive_bars`). The figure travels as a mime
+  bundle of our own type (`PLOTLY_MIME`) inside an ipywidgets Output; Voilà and JupyterLab render
+  it with the workbench-charts labextension (workbench/ui/jupyter/labextensions: a renderer
+  that loads plotly.js's cartesian bundle, 1.5 MB, from our own server on the first chart of a
+  page; jupyterlab-plotly loads the whole 4.7 MB of plotly.js at the start of every page, chart
+  or not, and Voilà runs with it denied). Only the traces of that bundle can be drawn
+  (`TRACES`; `plotly_bundle` refuses another). Chinese fonts, colours and plotly's own words in
+  Chinese come from `theme.plotly_layout` / `theme.plotly_config`.
 
         charts.interactive_line(daily, title="每日事件数", unit="件")    # a DataFrame, one line per column
         charts.interactive(charts.line_figure(daily, title=…))           # a plotly Figure to change first
@@ -144,13 +147,16 @@ def line_chart(frame: pd.DataFrame, *, title: str = "", ylabel: str = "", width:
 
 # ------------------------------------------------------------------ interactive (plotly, offline)
 
-PLOTLY_MIME = "application/vnd.plotly.v1+json"
+PLOTLY_MIME = "application/vnd.workbench.plotly.v1+json"   # drawn by the workbench-charts labextension
+# the trace types of plotly.js's cartesian bundle, what workbench-charts loads
+TRACES = frozenset({"bar", "box", "contour", "heatmap", "histogram", "histogram2d", "histogram2dcontour", "image",
+                    "pie", "scatter", "scatterternary", "violin"})
 
 
 def plotly_bundle(fig, config: dict | None = None) -> dict:
     """The figure (a plotly Figure, or a {data, layout} spec of dicts) as a Jupyter mime bundle
-    {application/vnd.plotly.v1+json: {data, layout, config}} of plain JSON (numpy and dates
-    converted by plotly's own encoder)."""
+    {PLOTLY_MIME: {data, layout, config}} of plain JSON (numpy and dates converted by plotly's own
+    encoder). ValueError for a trace the cartesian bundle cannot draw (`TRACES`)."""
     import json
 
     if isinstance(fig, dict):
@@ -162,6 +168,10 @@ def plotly_bundle(fig, config: dict | None = None) -> dict:
         import plotly.io as pio
 
         spec = json.loads(pio.to_json(fig, validate=False))
+    other = sorted({t.get("type") or "scatter" for t in spec.get("data", [])} - TRACES)
+    if other:
+        raise ValueError(f"工作台的交互图只能画 {', '.join(sorted(TRACES))}，不能画 {', '.join(other)}"
+                         "（plotly.js 的 cartesian 包，workbench-charts 插件）")
     spec["config"] = theme.plotly_config(**(config or {}))
     return {PLOTLY_MIME: spec}
 
@@ -174,7 +184,7 @@ def set_figure(widget, fig, config: dict | None = None) -> None:
 
 def interactive(fig, *, config: dict | None = None, height: int | None = None):
     """A plotly figure as a widget: values on hover, zoom (drag a box; double-click restores), pan,
-    download as PNG; its column's width. Rendered by the jupyterlab-plotly labextension, offline."""
+    download as PNG; its column's width. Rendered by the workbench-charts labextension, offline."""
     import ipywidgets as widgets
 
     if isinstance(fig, dict):
@@ -309,6 +319,6 @@ def warm_up_interactive() -> None:
 
 
 __all__ = ["chart_style", "new_figure", "set_title", "warm_up", "png", "chart", "bar_chart", "line_chart",
-           "PLOTLY_MIME", "plotly_bundle", "set_figure", "interactive", "spec", "figure", "line_spec", "bar_spec",
+           "PLOTLY_MIME", "TRACES", "plotly_bundle", "set_figure", "interactive", "spec", "figure", "line_spec", "bar_spec",
            "line_figure", "bar_figure",
            "interactive_line", "interactive_bars", "warm_up_interactive"]

@@ -194,6 +194,9 @@ def voila_command(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, preheat
         f"--template={TEMPLATE if (JUPYTER_DIR / 'voila' / 'templates' / TEMPLATE).is_dir() else 'lab'}",
         "--theme=light",
         "--VoilaExporter.language_code=zh",
+        # jupyterlab-plotly loads all of plotly.js (4.7 MB) on every page: our charts are drawn by
+        # workbench-charts (workbench/ui/jupyter/labextensions), which loads 1.5 MB on the first chart
+        "--VoilaConfiguration.extension_denylist=jupyterlab-plotly",
         f"--show_tracebacks={bool(show_tracebacks)}",
         *security.args(),
     ]
