@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from workbench.chromium import CHROMIUM_ARGS, chromium, chromium_path  # noqa: F401 - this module's API too
 
 READY = ".wb-footer"  # the last cell of every dashboard: when it shows, all cells ran
+# every interactive chart drawn (charts.interactive: plotly.js is loaded on a page's first chart,
+# after the cells' widgets show), or showing why not
+CHARTS_DRAWN = ("() => [...document.querySelectorAll('.wb-plotly')]"
+                ".every(e => e.querySelector('.main-svg') || e.querySelector('.wb-error'))")
 ERROR_SELECTORS = (
     '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]',
     '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]',
@@ -29,7 +33,7 @@ ERROR_TEXT = re.compile(r"Traceback|There was an error when executing cell|Error
 @dataclass
 class Render:
     url: str
-    seconds: float                       # from navigation to READY visible
+    seconds: float                       # from navigation to READY visible and every chart drawn
     errors: list[str] = field(default_factory=list)         # error outputs, tracebacks, outside requests
     console_errors: list[str] = field(default_factory=list)  # uncaught page errors, console.error
     text: str = ""                       # the page's visible text
@@ -91,7 +95,8 @@ def sign_in(page, base_url: str, username: str, password: str, *, timeout: float
 
 
 def render(page, url: str, *, timeout: float = 120, ready: str = READY) -> Render:
-    """Open `url` in `page`, wait until `ready` is visible, and collect what went wrong.
+    """Open `url` in `page`, wait until `ready` is visible and every interactive chart is drawn
+    (`CHARTS_DRAWN`), and collect what went wrong.
     A page sent to /login is signed in with the `remember`ed credentials of its server first."""
     from urllib.parse import urlsplit
 
@@ -118,6 +123,12 @@ def render(page, url: str, *, timeout: float = 120, ready: str = READY) -> Rende
         page.wait_for_selector(ready, state="visible", timeout=timeout * 1000)
     except Exception as exc:  # the page never finished: report what it shows
         errors.append(f"{ready} 未出现：{type(exc).__name__}")
+    else:
+        try:
+            left = max(1.0, timeout - (time.perf_counter() - t0))
+            page.wait_for_function(CHARTS_DRAWN, timeout=left * 1000, polling=50)
+        except Exception as exc:  # noqa: BLE001 - a chart never drawn: reported, the page still read
+            errors.append(f"交互图未画出：{type(exc).__name__}")
     seconds = time.perf_counter() - t0
     page.wait_for_timeout(300)  # let late widget views attach
     errors += check(page)
