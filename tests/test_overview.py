@@ -227,6 +227,42 @@ def test_overview_district_filter(small_hub):
     assert quiet.indicators.empty and quiet.city()["opened"] == 0 and math.isnan(quiet.city()["closed_rate"])
 
 
+def test_an_ended_periods_evaluation_is_kept_for_an_hour(small_hub):
+    """The department evaluation of a period that has ended is computed once and read again for
+    EVALUATION_MAX_AGE (at 10 M events reading the week's cases is most of the overview); a late
+    report shows after that; each district has its own; a period not ended is computed each time."""
+    from workbench.ui import overview_page
+
+    params = {"start": "2026-01-10", "end": "2026-01-16"}
+    now = T("2026-01-17 04:00")
+    f = overview.parse_filters(params, None, dt.date(2026, 1, 17))
+    first = overview.evaluation(small_hub, f, now)
+    assert not first.kept and first.computed == now and first.opened == 3
+    # a late report of a case opened in the period
+    cases.open_case(small_hub, TYPE.name, "c9", ts=T("2026-01-15 02:00"), deadline=T("2026-01-16"), district="荷塘区",
+                    actor="测试员", department="城管")
+    soon = now + pd.Timedelta(minutes=20)
+    again = overview.evaluation(small_hub, f, soon)
+    assert again.kept and again.computed == now and again.opened == 3
+    pd.testing.assert_frame_equal(again.indicators, first.indicators)
+    o = overview.load(params, eng=small_hub, now=soon)
+    assert o.evaluated == now and o.kpis["opened"] == 3
+    assert "按 12:00（北京时间）的办理情况计算" in overview_page.indicators_html(o)   # 04:00 UTC
+    later = overview.evaluation(small_hub, f, now + overview.EVALUATION_MAX_AGE + pd.Timedelta(minutes=1))
+    assert not later.kept and later.opened == 4
+    assert later.indicators.set_index("department").loc["城管", "opened"] == 4
+    assert overview_page.evaluated_html(overview.load(params, eng=small_hub, now=later.computed)) == ""
+    # a district's evaluation is its own
+    fd = overview.parse_filters({**params, "district": "芦淞区"}, None, dt.date(2026, 1, 17))
+    assert not overview.evaluation(small_hub, fd, later.computed).kept
+    assert overview.evaluation(small_hub, fd, later.computed).kept
+    # a period that has not ended (its last day is today, Beijing time) is computed every time
+    today = overview.parse_filters({"start": "2026-01-16", "end": "2026-01-17"}, None, dt.date(2026, 1, 17))
+    assert today.until > now
+    assert not overview.evaluation(small_hub, today, now).kept
+    assert not overview.evaluation(small_hub, today, soon).kept
+
+
 def test_overview_hub_unreachable(tmp_path):
     import sqlalchemy as sa
 

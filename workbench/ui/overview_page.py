@@ -47,6 +47,7 @@ CSS = """
 .wb-ov-filter input,.wb-ov-filter select{font-size:13px;padding:2px 4px}
 .wb-ov-filter button{font-size:13px;padding:3px 14px;background:#1d5fa8;color:#fff;border:0;border-radius:4px;cursor:pointer}
 .wb-ov-status{font-size:12.5px;color:#4b5563;margin:2px 0 6px 0}
+.wb-ov-evaluated{font-size:12.5px;color:#4b5563;margin:6px 0 2px 0}
 .wb-ov-problem{background:#fff7e6;border:1px solid #f0c36d;border-radius:6px;padding:8px 12px;margin:6px 0;font-size:13.5px}
 .wb-ov-down{background:#fdecea;border:1px solid #e7a59f;border-radius:6px;padding:14px 16px;margin:8px 0;font-size:14.5px}
 .wb-ov-cards{display:flex;flex-wrap:wrap;gap:12px;margin:0 0 8px 0}
@@ -268,8 +269,19 @@ def indicators_html(o: ov.Overview) -> str:
     fm["score"] = lambda v: DASH if pd.isna(v) else f"{v:.1f}"
     cols = ["name", "opened", "due", "closed", "closed_rate", "deferred", "on_time", "on_time_rate", "rework_rate",
             "extension_rate", "score"]
-    return table_html(t, columns=cols, labels={"name": "部门", **ind.LABELS}, formatters=fm, html_columns=["name"],
-                      numeric=["closed_rate", "on_time_rate", "rework_rate", "extension_rate", "score"])
+    table = table_html(t, columns=cols, labels={"name": "部门", **ind.LABELS}, formatters=fm, html_columns=["name"],
+                       numeric=["closed_rate", "on_time_rate", "rework_rate", "extension_rate", "score"])
+    return table + evaluated_html(o)
+
+
+def evaluated_html(o: ov.Overview) -> str:
+    """When the evaluation was computed, where it is older than the read (an ended period's is kept
+    up to an hour: cockpit.overview.evaluation)."""
+    if o.evaluated is None or o.now - o.evaluated < pd.Timedelta(minutes=1):
+        return ""
+    mins = int(ov.EVALUATION_MAX_AGE / pd.Timedelta(minutes=1))
+    return (f'<div class="wb-ov-evaluated">考核数据按 {esc(format_time(o.evaluated, "%H:%M"))}（北京时间）的办理情况计算；'
+            f"已结束的统计期每 {mins} 分钟重算一次。</div>")
 
 
 def feed_html(o: ov.Overview) -> str:
@@ -476,7 +488,7 @@ def view(params: dict | None = None, **kw) -> OverviewView:
 
 
 __all__ = ["CSS", "OverviewView", "REFRESH_SECONDS", "cards_html", "district_path", "districts_html", "feed_html",
-           "filter_html", "formulas_html", "indicators_html", "legend_html", "map_svg", "nav_html", "prepare",
+           "evaluated_html", "filter_html", "formulas_html", "indicators_html", "legend_html", "map_svg", "nav_html", "prepare",
            "status_html", "view", "scoped_districts", "daily_html", "PRINT_CSS", "render_all"]
 
 
