@@ -67,6 +67,28 @@ def test_forecast_has_intervals_around_the_expected_volume():
     assert r["week_lo"] < r["week"] < r["week_hi"] and 6 * 30 < r["week"] < 7 * 50
 
 
+def test_a_burst_is_not_extrapolated_to_billions():
+    """道路结冰 seen only in the last days of a cold snap: the weekday and trend model ran off to
+    3 billion events a week on the events page; a weekday without events drops to a level."""
+    idx = pd.date_range("2026-01-01", periods=21, freq="D")
+    y = np.zeros(21)
+    y[-3:] = [2, 6, 9]
+    r = pt.forecast(pd.DataFrame({"道路结冰": y}, index=idx), min_total=14).set_index("series").loc["道路结冰"]
+    assert abs(r["tomorrow"] - 17 / 21) < 1e-6 and abs(r["week"] - 7 * 17 / 21) < 1e-6
+    assert r["tomorrow_hi"] <= 3 * 9 and r["week_hi"] <= 7 * 3 * 9
+    # a steady series keeps its weekdays and trend (the weekly test above), and a source closed at
+    # weekends (no Saturday or Sunday to estimate) keeps its weekdays
+    d = weekly_series()
+    weekends = [t for t in d.index if t.day_of_week >= 5]
+    shut = d.copy()
+    shut.loc[weekends] = 0
+    f = pt.forecast(shut, closed=weekends).set_index("series")
+    monday = d.index[-1] + pd.Timedelta(days=(7 - d.index[-1].day_of_week) % 7 or 7)
+    mu, _ = pt.predict(shut["暴露垃圾"], 7, closed=weekends + [t for t in pd.date_range(d.index[-1], periods=8)
+                                                               if t.day_of_week >= 5])
+    assert mu[monday] > 40 and f.loc["暴露垃圾", "week"] > 5 * 40
+
+
 def test_backtest_beats_seasonal_naive_on_a_weekly_series():
     bt = pt.backtest(weekly_series(), origins=28).set_index("series")
     for s in ("暴露垃圾", "违章停车"):

@@ -6,6 +6,7 @@ Pure functions over the hub's city_events rows (naive UTC; shown in the city's t
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -397,19 +398,28 @@ class Forecast:
     open_days: int = 7              # days of the next week the source is open (the week's sum is over them)
 
 
-def _design(days: pd.DatetimeIndex, t0: pd.Timestamp) -> np.ndarray:
-    dow = np.zeros((len(days), 6))
-    d = days.day_of_week.to_numpy()
-    for k in range(1, 7):
-        dow[:, k - 1] = d == k
-    trend = ((days - t0).days.to_numpy() / 28.0)[:, None]
-    return np.hstack([np.ones((len(days), 1)), dow, trend])
+MODELS = ("weekday+trend", "weekday", "level")   # tried in this order (see predict)
+TREND_CAP = 3.0   # a forecast day above this many times the window's busiest day is an artefact
 
 
-def _fit(y: pd.Series, fit_days: int, closed=None):
-    """Poisson GLM on weekday and a linear trend over the last `fit_days` days; the
-    dispersion (Pearson χ²/df) widens the intervals where counts vary more than Poisson.
-    Closed days are left out of the fit: their zero is the office's, not the city's demand."""
+def _design(days: pd.DatetimeIndex, t0: pd.Timestamp, model: str = MODELS[0]) -> np.ndarray:
+    cols = [np.ones((len(days), 1))]
+    if model in ("weekday+trend", "weekday"):
+        dow = np.zeros((len(days), 6))
+        d = days.day_of_week.to_numpy()
+        for k in range(1, 7):
+            dow[:, k - 1] = d == k
+        cols.append(dow)
+    if model == "weekday+trend":
+        cols.append(((days - t0).days.to_numpy() / 28.0)[:, None])
+    return np.hstack(cols)
+
+
+def _fit(y: pd.Series, fit_days: int, closed=None, model: str = MODELS[0]):
+    """Poisson GLM on weekday and a linear trend over the last `fit_days` days (`model`: or on
+    weekday alone, or a level alone); the dispersion (Pearson χ²/df) widens the intervals where
+    counts vary more than Poisson. Closed days are left out of the fit: their zero is the
+    office's, not the city's demand."""
     import statsmodels.api as sm
 
     y = y.iloc[-fit_days:]
@@ -417,8 +427,10 @@ def _fit(y: pd.Series, fit_days: int, closed=None):
     y = y[~_closed_mask(y.index, closed)]
     if y.sum() == 0 or len(y) < 8:
         return None, t0, 1.0
-    X = _design(y.index, t0)
-    res = sm.GLM(y.to_numpy(float), X, family=sm.families.Poisson()).fit()
+    X = _design(y.index, t0, model)
+    with warnings.catch_warnings():   # a weekday without events: its coefficient runs off (the cap catches it)
+        warnings.simplefilter("ignore")
+        res = sm.GLM(y.to_numpy(float), X, family=sm.families.Poisson()).fit()
     phi = max(1.0, float(res.pearson_chi2 / max(1, res.df_resid)))
     return res, t0, phi
 
@@ -437,13 +449,29 @@ def _interval(mu: np.ndarray, phi: float, level: float):
 
 def predict(y: pd.Series, horizon: int = 7, fit_days: int = 56, closed=None) -> tuple[pd.Series, float]:
     """Expected counts for the `horizon` days after y's last day, and the dispersion. `closed`:
-    days the source is closed (`closed_days`): left out of the fit, and 0 expected on them."""
+    days the source is closed (`closed_days`): left out of the fit, and 0 expected on them. The
+    model is Poisson on weekday and trend, unless that runs off (MODELS, TREND_CAP)."""
     check_daily(y.index)
-    res, t0, phi = _fit(y, fit_days, closed)
     days = pd.date_range(y.index[-1] + pd.Timedelta(days=1), periods=horizon, freq="D")
-    if res is None:
-        return pd.Series(0.0, index=days), phi
-    mu = pd.Series(res.predict(_design(days, t0)), index=days)
+    # a class seen only in a burst (道路结冰 in a cold snap) drives the log-linear trend, or a weekday
+    # without events, off to billions: a weekday without events in the window, or a forecast day
+    # above TREND_CAP × the window's busiest day, drops the trend, then the weekdays (a level
+    # alone cannot run off)
+    window = y.iloc[-fit_days:]
+    window = window[~_closed_mask(window.index, closed)]
+    peak = max(1.0, float(window.max()))
+    # a weekday without a single event has no estimate (its coefficient runs to minus infinity)
+    # (of the weekdays open in the window: a source closed at weekends has no Saturday to estimate)
+    sparse = bool(window.groupby(window.index.day_of_week).sum().eq(0).any())
+    for model in MODELS:
+        if sparse and model != "level":
+            continue
+        res, t0, phi = _fit(y, fit_days, closed, model)
+        if res is None:
+            return pd.Series(0.0, index=days), phi
+        mu = pd.Series(res.predict(_design(days, t0, model)), index=days)
+        if np.isfinite(mu).all() and mu.max() <= TREND_CAP * peak:
+            break
     return mu.where(~_closed_mask(days, closed), 0.0), phi
 
 
