@@ -71,9 +71,13 @@ def test_restore_drill(hub_engine, tmp_path):
 
     damage(eng)
     assert bk.table_counts(eng)["rapid_tests"] == 0 and files_digest() != files
+    from workbench.store import kept   # an analysis kept from the damaged rows …
+
+    kept.save("overview_evaluation", {"made": "from the damaged rows"}, 1, eng)
 
     out = bk.restore(eng, folder)
     assert out.mismatched == {}
+    assert kept.load("overview_evaluation", 1, eng) == (None, None)   # … is not read after the restore
     eng = hub.engine(eng.url.render_as_string(hide_password=False))
     after = bk.table_counts(eng)
     # the backup's log, the rows written since (the backup's own row) carried over, then the restore's

@@ -306,7 +306,8 @@ def test_interactive_charts_carry_units_on_hover_and_chinese_fonts():
     w = charts.interactive_line(frame, title="每日事件", unit="件")
     bundle = w.outputs[0]["data"]
     json.dumps(bundle)                                                   # plain JSON for the widget state
-    assert set(bundle) == {charts.PLOTLY_MIME} and "wb-plotly" in w._dom_classes
+    assert set(bundle) == {charts.PLOTLY_MIME, "text/plain"} and "wb-plotly" in w._dom_classes
+    assert "每日事件" in bundle["text/plain"]                            # what a plain Jupyter shows
     charts.set_figure(w, charts.bar_figure(pd.Series({"甲": 1})))       # replaced in place (a refresh)
     assert w.outputs[0]["data"][charts.PLOTLY_MIME]["data"][0]["type"] == "bar"
     # only what workbench-charts' plotly.js bundle draws (cartesian): anything else is refused here,

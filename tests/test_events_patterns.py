@@ -87,6 +87,9 @@ def test_a_burst_is_not_extrapolated_to_billions():
     mu, _ = pt.predict(shut["暴露垃圾"], 7, closed=weekends + [t for t in pd.date_range(d.index[-1], periods=8)
                                                                if t.day_of_week >= 5])
     assert mu[monday] > 40 and f.loc["暴露垃圾", "week"] > 5 * 40
+    # … and one that takes no reports at weekends without saying so (zeros, not closures)
+    mu, _ = pt.predict(shut["暴露垃圾"], 7)
+    assert mu[monday] > 40 and all(mu[t] < 1 for t in mu.index if t.day_of_week >= 5)
 
 
 def test_backtest_beats_seasonal_naive_on_a_weekly_series():

@@ -156,3 +156,39 @@ def test_the_migration_fills_it_from_rows_held_and_downgrades(backend, tmp_path,
     hub.upgrade(eng, "0017")
     _same(eng)
     hub.dispose(url)
+
+
+def test_a_case_type_added_later_is_kept_too(hub_engine, monkeypatch):
+    """A department's case type kept in city_events with an open status of its own, registered
+    after the migration: the hub, when opened, makes the triggers again for it (open_rows.ensure)
+    and refills the table, so its open cases count on the board and the overview."""
+    ev = _sample(7, seed=2)
+    with hub_engine.begin() as conn:
+        insert_new(conn, DATASETS["city_events"], ev)
+    extra = cases.CaseType.from_dict("plugin_task", {
+        "label": "插件任务", "department": "应急管理局", "store": "city_events", "intake": "复核中",
+        "transitions": {"复核中": ["已办结"]}, "closed": ["已办结"]})
+    monkeypatch.setitem(cases.TYPES, extra.name, extra)
+    with hub_engine.begin() as conn:
+        conn.execute(sa.update(EVENTS).where(EVENTS.c.event_id == ev["event_id"].iloc[0])
+                     .values(case_type="plugin_task", status="复核中"))
+    assert ev["event_id"].iloc[0] not in set(hub.query(sa.select(OPEN.c.event_id), eng=hub_engine)["event_id"])
+    assert open_rows.ensure(hub_engine) == [OPEN.name]
+    got = _same(hub_engine)
+    assert ev["event_id"].iloc[0] in set(got["event_id"])
+    assert open_rows.ensure(hub_engine) == []        # once made, left alone
+    monkeypatch.delitem(cases.TYPES, extra.name)      # and back: the status no longer kept
+    assert open_rows.ensure(hub_engine) == [OPEN.name]
+    _same(hub_engine)
+
+
+@pytest.mark.pg
+def test_truncate_empties_it_on_postgresql(pg_url, monkeypatch, tmp_path):
+    monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
+    eng = hub.engine(pg_url)
+    with eng.begin() as conn:
+        insert_new(conn, DATASETS["city_events"], _sample(7, seed=5))
+    assert len(_same(eng)) > 0
+    with eng.begin() as conn:
+        conn.execute(sa.text("TRUNCATE city_events"))
+    assert _same(eng).empty

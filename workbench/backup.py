@@ -388,6 +388,9 @@ def restore(eng: Engine, folder: Path, *, who=None, files: bool = True, allow_un
                   before_restore=str(before.folder) if before else None, audit_rows_carried=carried,
                   revision=m.get("revision"), tables=len(counts), rows=sum(m["tables"].values()), files=n_files,
                   mismatched=res.mismatched or None)
+    from workbench.store import kept
+
+    kept.forget(eng)   # analyses kept from the rows replaced (the events' patterns, the overview's evaluation)
     for url, e in list(hub._engines.items()):  # the next hub.engine() opens (and migrates) it afresh
         if e is eng:
             hub.dispose(url)

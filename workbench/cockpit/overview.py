@@ -545,7 +545,8 @@ def evaluation(eng, f: Filters, now: pd.Timestamp) -> Evaluation:
     period's cases change little (a late report, a back-dated closing), and reading them is most
     of an overview at city scale (113,922 cases in a week at 10 M events: 0.6 s). An evaluation
     computed after the period's end and less than EVALUATION_MAX_AGE ago is reused (per period
-    and district, `workbench.store.kept`); a period that has not ended is computed every time."""
+    and district, `workbench.store.kept`; a restore from a backup forgets it); a period that has
+    not ended is computed every time."""
     from workbench.store import kept
 
     now = pd.Timestamp(now)

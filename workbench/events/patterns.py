@@ -454,15 +454,15 @@ def predict(y: pd.Series, horizon: int = 7, fit_days: int = 56, closed=None) -> 
     check_daily(y.index)
     days = pd.date_range(y.index[-1] + pd.Timedelta(days=1), periods=horizon, freq="D")
     # a class seen only in a burst (道路结冰 in a cold snap) drives the log-linear trend, or a weekday
-    # without events, off to billions: a weekday without events in the window, or a forecast day
-    # above TREND_CAP × the window's busiest day, drops the trend, then the weekdays (a level
-    # alone cannot run off)
+    # without events, off to billions: a burst (below), or a forecast day above TREND_CAP × the
+    # window's busiest day, drops the trend, then the weekdays (a level alone cannot run off)
     window = y.iloc[-fit_days:]
     window = window[~_closed_mask(window.index, closed)]
     peak = max(1.0, float(window.max()))
-    # a weekday without a single event has no estimate (its coefficient runs to minus infinity)
-    # (of the weekdays open in the window: a source closed at weekends has no Saturday to estimate)
-    sparse = bool(window.groupby(window.index.day_of_week).sum().eq(0).any())
+    # a burst: events on fewer than half the days and a weekday without any (its coefficient runs
+    # to minus infinity and the burst's weekdays take it all); a source that takes no reports at
+    # weekends has events most days and keeps its weekdays
+    sparse = bool((window > 0).mean() < 0.5 and window.groupby(window.index.day_of_week).sum().eq(0).any())
     for model in MODELS:
         if sparse and model != "level":
             continue

@@ -62,6 +62,7 @@ def engine(url: str | None = None, *, migrate: bool = True) -> Engine:
                 sa.event.listen(eng, "connect", _pg_session)
             if migrate:
                 upgrade(eng)
+                _ensure_open_rows(eng)
                 if eng.dialect.name == "postgresql":
                     from workbench.store import partitions
 
@@ -73,6 +74,25 @@ def engine(url: str | None = None, *, migrate: bool = True) -> Engine:
                         logging.getLogger(__name__).warning("monthly partitions not made: %s", exc)
             _engines[url] = eng
     return eng
+
+
+def _ensure_open_rows(eng: Engine) -> None:
+    """The case stores' open tables kept for their case types' open statuses as they are now
+    (workbench.store.open_rows.ensure: triggers made again after a case type changed)."""
+    from workbench.store import open_rows
+
+    try:
+        made = open_rows.ensure(eng)
+    except sa.exc.SQLAlchemyError as exc:   # a role that may not create triggers reads on
+        import logging
+
+        logging.getLogger(__name__).warning("open cases' tables not checked: %s", exc)
+        return
+    if made:
+        import logging
+
+        logging.getLogger(__name__).warning("open cases' triggers made again for the case types' statuses: %s",
+                                            ", ".join(made))
 
 
 def _pg_session(dbapi_conn, _record):

@@ -29,6 +29,21 @@ def path(name: str, eng=None) -> Path:
     return config.data_dir() / "cache" / f"{name}_{key}.pkl"
 
 
+def forget(eng=None) -> int:
+    """Every analysis kept for the hub `eng` removed (a restore replaced the rows they were made
+    from: the next visit analyses again). Returns how many files went."""
+    key = path("x", eng).name[len("x_"):]
+    folder = config.data_dir() / "cache"
+    gone = 0
+    for p in folder.glob(f"*_{key}") if folder.is_dir() else ():
+        try:
+            p.unlink()
+            gone += 1
+        except OSError:
+            pass
+    return gone
+
+
 def save(name: str, obj, version: int, eng=None) -> Path:
     p = path(name, eng)
     p.parent.mkdir(parents=True, exist_ok=True)

@@ -125,7 +125,7 @@ def render(page, url: str, *, timeout: float = 120, ready: str = READY) -> Rende
         errors.append(f"{ready} 未出现：{type(exc).__name__}")
     else:
         try:
-            left = max(1.0, timeout - (time.perf_counter() - t0))
+            left = min(60.0, max(1.0, timeout - (time.perf_counter() - t0)))
             page.wait_for_function(CHARTS_DRAWN, timeout=left * 1000, polling=50)
         except Exception as exc:  # noqa: BLE001 - a chart never drawn: reported, the page still read
             errors.append(f"交互图未画出：{type(exc).__name__}")

@@ -173,7 +173,11 @@ def plotly_bundle(fig, config: dict | None = None) -> dict:
         raise ValueError(f"工作台的交互图只能画 {', '.join(sorted(TRACES))}，不能画 {', '.join(other)}"
                          "（plotly.js 的 cartesian 包，workbench-charts 插件）")
     spec["config"] = theme.plotly_config(**(config or {}))
-    return {PLOTLY_MIME: spec}
+    title = ((spec.get("layout") or {}).get("title") or {})
+    title = title.get("text") if isinstance(title, dict) else title
+    # where workbench-charts is not installed (a plain JupyterLab, nbconvert): a line saying so
+    fallback = f"交互图{f'“{title}”' if title else ''}：请在工作台的看板或 `workbench lab` 中查看"
+    return {PLOTLY_MIME: spec, "text/plain": fallback}
 
 
 def set_figure(widget, fig, config: dict | None = None) -> None:

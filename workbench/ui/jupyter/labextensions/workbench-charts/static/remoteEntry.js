@@ -20,14 +20,16 @@ var _JUPYTERLAB;
     if (window.Plotly && window.Plotly.react) return Promise.resolve(window.Plotly);
     if (!loading) {
       loading = new Promise(function (resolve, reject) {
-        var amd = window.define;         // a page with an AMD loader: plotly registers as a global
-        window.define = undefined;
+        // plotly's bundle sets window.Plotly; a page with an AMD loader would take it as a module
+        var amd = window.define && window.define.amd ? window.define : null;
+        if (amd) window.define = undefined;
+        var restore = function () { if (amd) window.define = amd; };
         var s = document.createElement("script");
         s.async = true;
         s.src = here + PLOTLY;
-        s.onload = function () { window.define = amd; resolve(window.Plotly); };
+        s.onload = function () { restore(); resolve(window.Plotly); };
         s.onerror = function () {
-          window.define = amd;
+          restore();
           loading = null;
           reject(new Error("图表组件（plotly.js）未能加载：" + s.src));
         };
@@ -38,10 +40,11 @@ var _JUPYTERLAB;
   }
 
   function shared(name) {
-    // a package from the host's share scope (the host's own copy, the newest if several)
+    // a package from the host's share scope (the copy already loaded, else the newest)
     var versions = scope && scope[name];
     if (!versions) return Promise.reject(new Error(NAME + ": the host shares no " + name));
-    var v = Object.keys(versions).sort(function (a, b) {
+    var loaded = Object.keys(versions).filter(function (k) { return versions[k].loaded; });
+    var v = loaded[0] || Object.keys(versions).sort(function (a, b) {
       var pa = a.split(/[.-]/).map(Number), pb = b.split(/[.-]/).map(Number);
       for (var i = 0; i < 3; i++) if ((pa[i] || 0) !== (pb[i] || 0)) return (pb[i] || 0) - (pa[i] || 0);
       return 0;
@@ -89,6 +92,7 @@ var _JUPYTERLAB;
 
       dispose() {
         if (this.isDisposed) return;
+        this._resolveAttached();   // a renderer disposed before it was attached: its draw ends
         if (window.Plotly && this.node._fullLayout) window.Plotly.purge(this.node);
         super.dispose();
       }
