@@ -125,7 +125,8 @@ def test_open_table_equals_the_open_rows_through_every_write(hub_engine, tmp_pat
 
 
 def test_installed_statuses_are_the_case_types_open_statuses(hub_engine):
-    """A case type whose statuses change needs a migration that installs the triggers again."""
+    """The hub as a process opens it copies exactly the registered case types' open statuses (read
+    back from the installed triggers; open_rows.ensure makes them again where they differ)."""
     with hub_engine.connect() as conn:
         got = open_rows.installed_statuses(conn, "city_events", OPEN.name)
     assert got == set(cases.open_statuses("city_events"))

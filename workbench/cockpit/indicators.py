@@ -151,9 +151,10 @@ def indicators(cases: pd.DataFrame, since, until, *, marks: pd.DataFrame | None 
     f = case_flags(cases, marks, types)
     # 不予立案 / 重复件: reports that never became a case count nowhere
     void = {(n, st) for n, t in _types(types).items() for st in getattr(t, "void", ())}
-    if void:   # vectorised: a loop over Arrow strings cost 0.15 s a week at 10 M events
-        key = f["case_type"].astype("string").fillna("") + "\x1f" + f["status"].astype("string").fillna("")
-        f = f[~key.isin([f"{t}\x1f{st}" for t, st in void]).to_numpy(dtype=bool)]
+    if void:
+        from workbench.cases import type_status_in
+
+        f = f[~type_status_in(f, void)]
     opened = pd.to_datetime(f["opened"])
     deadline = pd.to_datetime(f["deadline"])
     closed_at = pd.to_datetime(f["closed_at"])

@@ -19,20 +19,24 @@ import pandas as pd
 from workbench import config
 
 
-def path(name: str, eng=None) -> Path:
-    """Where analysis `name` of the hub `eng` is kept."""
+def _hub_key(eng=None) -> str:
+    """The file-name suffix of the hub `eng`'s kept analyses (a hash of its URL)."""
     from workbench.store import hub
 
     eng = eng or hub.engine()
     url = eng.url.render_as_string(hide_password=True)
-    key = hashlib.sha256(url.encode()).hexdigest()[:12]
-    return config.data_dir() / "cache" / f"{name}_{key}.pkl"
+    return hashlib.sha256(url.encode()).hexdigest()[:12] + ".pkl"
+
+
+def path(name: str, eng=None) -> Path:
+    """Where analysis `name` of the hub `eng` is kept."""
+    return config.data_dir() / "cache" / f"{name}_{_hub_key(eng)}"
 
 
 def forget(eng=None) -> int:
     """Every analysis kept for the hub `eng` removed (a restore replaced the rows they were made
     from: the next visit analyses again). Returns how many files went."""
-    key = path("x", eng).name[len("x_"):]
+    key = _hub_key(eng)
     folder = config.data_dir() / "cache"
     gone = 0
     for p in folder.glob(f"*_{key}") if folder.is_dir() else ():
