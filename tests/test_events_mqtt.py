@@ -234,6 +234,54 @@ def test_poison_messages_are_quarantined_masked_and_acknowledged(broker, hub_eng
     assert max(map(len, cells)) < 5000  # the big one kept by its head
 
 
+class _DiesBeforeAcknowledging(em.Listener):
+    """A listener that commits its batches and then dies before acknowledging them: the
+    window between the hub's commit and the PUBACK, in which a real crash leaves the broker
+    holding messages the hub already took."""
+
+    def _done(self, items, s):
+        self.stats.messages += len(items)
+        self.stats.batches += 1
+        self.stats.total.add(s)
+
+
+def test_a_message_delivered_again_is_not_quarantined_twice(broker, sqlite_hub):
+    """Committed, then the listener dies before its PUBACKs: the broker delivers the messages
+    again (DUP). The good records are not loaded twice (their ids), and the broken messages,
+    known by their hash, are not quarantined twice. A broken message its source really sends
+    twice (no DUP) is quarantined twice, as sent; and a broken message delivered again whose
+    first delivery was never committed is quarantined once."""
+    topic, cid = "zz/redeliver", "redeliver-test"
+    first = _DiesBeforeAcknowledging(topic, port=broker.port, client_id=cid, eng=sqlite_hub, state_file=None).start()
+    assert first.connected
+    bad = [b"{broken 1", b'"not a record"', dict(record(7), event_class="不存在的类别")]
+    assert em.publish([record(1), *bad, record(2)], topic, port=broker.port) == 5
+    assert wait_for(lambda: first.stats.messages >= 5), first.stats
+    assert len(hub.quarantine_rows("city_events", eng=sqlite_hub)) == 3
+    first._stop.set()
+    first.client.loop_stop()      # dies: no DISCONNECT, no PUBACK; the broker keeps the session
+    first.client.socket().close()
+    time.sleep(0.5)
+    again = em.Listener(topic, port=broker.port, client_id=cid, eng=sqlite_hub, state_file=None).start()
+    try:
+        assert wait_for(lambda: again.stats.messages >= 5), again.stats   # delivered again, all five
+        assert again.stats.redelivered == 3, again.stats
+        assert again.stats.total.duplicates == 2 and again.stats.total.quarantined == 0, again.stats.total.line()
+        # the same broken message sent again by its source: a second message, quarantined again
+        assert em.publish([bad[0]], topic, port=broker.port) == 1
+        assert wait_for(lambda: again.stats.messages >= 6), again.stats
+    finally:
+        again.stop()
+    assert again.stats.acked == 6 and again.stats.redelivered == 3
+    q = hub.quarantine_rows("city_events", eng=sqlite_hub)
+    assert len(q) == 4, q[["reason", "line"]]
+    assert sorted(q["reason"]).count(intake.BAD_JSON) == 2
+    assert count(sqlite_hub) == 2
+    # each quarantined row is kept under its own message's hash
+    held = set(hub.query("select file_sha256 from quarantine", eng=sqlite_hub)["file_sha256"])
+    assert intake.message_sha(bad[0]) in held and intake.message_sha(bad[1]) in held
+
+
 def test_username_and_password(tmp_path, sqlite_hub):
     """A broker that wants a password (mosquitto_passwd file): the wrong one is refused and
     said so; the right one (from a 0600 file, as --password-file reads it) takes messages."""

@@ -104,6 +104,7 @@ def listen(topic, host, port, client_id, city, seconds, username, password_file,
                 click.echo(f"消息 {lst.stats.messages} 条：新增 {t.loaded}，更新 {t.updated}，重复 {t.duplicates}，"
                            f"合并 {t.merged}，隔离 {t.quarantined}"
                            + (f"，已知丢失 {lst.stats.dropped}" if lst.stats.dropped else "")
+                           + (f"，重投已隔离 {lst.stats.redelivered}" if lst.stats.redelivered else "")
                            + ("" if lst.connected else "（连接断开，重连中）"), err=True)
     except KeyboardInterrupt:
         pass

@@ -215,12 +215,19 @@ def map_status(status: pd.Series) -> tuple[pd.Series, pd.Series]:
 class Origin:
     """Where a batch came from, for quarantine rows and history actors."""
     name: str                   # file name, or mqtt:<topic>
-    sha256: str                 # the file's hash, or of the message
+    sha256: str                 # the file's hash, or of the batch of messages
     fmt: str = "table"
+    messages: dict[int, str] | None = None   # MQTT: line (message number) → that message's own hash
+
+    def sha_of(self, line) -> str:
+        """The hash a quarantined row is kept under: its message's where the batch is of
+        messages (a message the broker delivers again is then known: workbench.events.mqtt),
+        else the file's."""
+        return (self.messages or {}).get(int(line), self.sha256)
 
 
 def _quarantine_rows(origin: Origin, lines, reasons, details, rows, now) -> list[dict]:
-    return [{"dataset": "city_events", "file_sha256": origin.sha256, "filename": origin.name[:512],
+    return [{"dataset": "city_events", "file_sha256": origin.sha_of(line), "filename": origin.name[:512],
              "line": int(line), "reason": reason[:512], "detail": (detail or None) and str(detail)[:1024],
              "row_json": json.dumps({k: v for k, v in row.items() if v not in ("", None) and v == v},
                                     ensure_ascii=False, default=str),
@@ -732,8 +739,13 @@ def take_in(frame: pd.DataFrame, *, origin: Origin, rules: dp.CityRules, eng: En
                                        lines[good.to_numpy()], origin.sha256)
             if qrows:   # masked as a file's quarantined rows are; the originals kept apart
                 masked, originals = ingest.mask_quarantined([dict(q[3]) for q in qrows], "city_events")
-                ingest.keep_quarantined(conn, "city_events", origin.sha256, [q[0] for q in qrows], originals,
-                                        now.to_pydatetime())
+                by_sha: dict[str, tuple[list, list]] = {}
+                for q, o in zip(qrows, originals):
+                    ls, os_ = by_sha.setdefault(origin.sha_of(q[0]), ([], []))
+                    ls.append(q[0])
+                    os_.append(o)
+                for sha, (ls, os_) in by_sha.items():
+                    ingest.keep_quarantined(conn, "city_events", sha, ls, os_, now.to_pydatetime())
                 # the detail quotes the offending values: phone and ID numbers masked there too
                 qrows = [(q[0], q[1], privacy.mask_text(q[2]) if q[2] else q[2], m) for q, m in zip(qrows, masked)]
                 conn.execute(quarantine.insert(), _quarantine_rows(origin, *zip(*qrows), now))
@@ -771,12 +783,20 @@ def records_frame(doc: list, first_line: int = 1):
         yield pd.DataFrame(buf, dtype=object), np.array(lines, dtype=int), bad
 
 
+def message_sha(payload: bytes | str) -> str:
+    """A message's own hash (its payload's SHA-256), under which its quarantined rows are kept."""
+    return hashlib.sha256(payload if isinstance(payload, bytes) else str(payload).encode("utf-8")).hexdigest()
+
+
 def message_batch(payloads: list[bytes], *, topic: str, rules: dp.CityRules, eng: Engine | None = None,
-                  first_line: int = 1, now=None) -> IntakeSummary:
+                  first_line: int = 1, now=None, shas: list[str] | None = None) -> IntakeSummary:
     """MQTT payloads (one JSON record, or a list of them, each) → take_in as one batch.
-    A payload that is not JSON, or not a record, is quarantined with the reason."""
+    A payload that is not JSON, or not a record, is quarantined with the reason. Quarantined
+    rows are kept under their message's hash: `shas`, one per payload (the messages as the
+    broker delivered them), else the payloads' own."""
     records, lines, bad = [], [], []
     sha = hashlib.sha256(b"".join(payloads)).hexdigest()
+    each = {k: (shas[k - first_line] if shas else message_sha(p)) for k, p in enumerate(payloads, start=first_line)}
     for k, p in enumerate(payloads, start=first_line):
         try:
             doc = json.loads(p.decode("utf-8-sig") if isinstance(p, bytes) else p)
@@ -793,7 +813,7 @@ def message_batch(payloads: list[bytes], *, topic: str, rules: dp.CityRules, eng
     for _, _, b in frames:
         bad += [(lines[i - 1], *rest) for i, *rest in b]
     kept = [lines[i - 1] for f in frames for i in f[1]] if frames else []
-    origin = Origin(f"mqtt:{topic}", sha, fmt)
+    origin = Origin(f"mqtt:{topic}", sha, fmt, messages=each)
     if frame.empty:
         return take_in(pd.DataFrame(), origin=origin, rules=rules, eng=eng, lines=np.array([], int),
                        malformed=bad, now=now)
@@ -805,6 +825,6 @@ def message_batch(payloads: list[bytes], *, topic: str, rules: dp.CityRules, eng
 
 __all__ = ["FORMATS", "READ_DS", "IntakeSummary", "Origin", "context", "active_rules", "ROW_CHECKS",
            "EventLoader", "LOADER", "load", "load_history", "parse_times", "normalise", "map_status", "take_in",
-           "detect_format", "intake_file", "records_frame", "message_batch", "NO_ID", "NO_LOCATION", "OUT_OF_CITY",
+           "detect_format", "intake_file", "records_frame", "message_batch", "message_sha", "NO_ID", "NO_LOCATION", "OUT_OF_CITY",
            "IN_FUTURE", "TOO_OLD", "UNKNOWN_CLASS", "BAD_STATUS", "REPEATED", "BAD_JSON", "NOT_RECORD"]
 

@@ -7,8 +7,11 @@ The guarantee, and how it is kept:
   batch — the events, their history rows, or the quarantine row of a malformed message —
   is committed to the hub. A message whose batch failed (hub down) is retried and never
   acknowledged before it is written; if the listener dies first, the broker delivers it
-  again to the same session. Delivering twice is harmless: intake never loads an external
-  id twice;
+  again to the same session (its DUP flag set). Delivering twice is harmless: intake never
+  loads an external id twice, and a message delivered again whose records were quarantined
+  the first time is known by its hash (kept with its quarantined rows) and not quarantined
+  twice — only one the broker marks as a re-delivery, so a source that sends the same broken
+  message twice has it quarantined twice, as it sent it;
 - paho reconnects by itself when the broker goes away and comes back; with the broker's
   persistence on (`persistence true`), its queue survives the broker's restart too.
 
@@ -51,7 +54,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -83,11 +86,21 @@ class ListenerStats:
     retries: int = 0
     connects: int = 0
     poisoned: int = 0          # quarantined by the listener itself (too big, too deep, NUL, refused by the hub)
+    redelivered: int = 0       # delivered again (DUP) after their quarantine was committed: not quarantined twice
     dropped: int = 0           # messages known lost (sequence gaps)
     sys_dropped: int = 0       # the broker's $SYS dropped counter went up by this much
     last_error: str | None = None
     refused: str | None = None  # the broker refused the connection (bad password, not authorised)
     total: intake.IntakeSummary = field(default_factory=lambda: intake.IntakeSummary("mqtt"))
+
+
+class Delivery(NamedTuple):
+    """A message as the broker delivered it, waiting for its batch."""
+    mid: int
+    qos: int
+    payload: bytes
+    at: float
+    dup: bool = False          # the broker delivers it again (MQTT DUP flag)
 
 
 def _head(p: bytes) -> str:
@@ -258,7 +271,7 @@ class Listener:
         if msg.topic == SYS_DROPPED:
             self._queue.put(("sys", msg.payload))
             return
-        self._queue.put((msg.mid, msg.qos, msg.payload, time.time()))
+        self._queue.put(Delivery(msg.mid, msg.qos, msg.payload, time.time(), bool(msg.dup)))
 
     # the worker: batches → hub → acknowledgements
     def _take_batch(self) -> list:
@@ -292,45 +305,70 @@ class Listener:
         except Exception:  # noqa: BLE001 - any failure: the hub does not answer
             return False
 
-    def _quarantine(self, problems: list, first_line: int) -> intake.IntakeSummary:
-        """Messages the listener itself refuses, into the quarantine (masked, as intake does)."""
+    def _quarantine(self, problems: list, first_line: int, payloads: list[bytes]) -> intake.IntakeSummary:
+        """Messages the listener itself refuses, into the quarantine (masked, as intake does),
+        each row under its message's hash."""
         sha = hashlib.sha256("".join(json.dumps(p[2], ensure_ascii=False, default=str) for p in problems)
                             .encode("utf-8")).hexdigest()
         bad = [(first_line + k, reason, detail, orig) for k, (reason, detail, orig) in enumerate(problems)]
-        return intake.take_in(pd.DataFrame(), origin=intake.Origin(f"mqtt:{self.topic}", sha, "table"),
+        each = {first_line + k: intake.message_sha(p) for k, p in enumerate(payloads)}
+        return intake.take_in(pd.DataFrame(), origin=intake.Origin(f"mqtt:{self.topic}", sha, "table", each),
                               rules=self.rules, eng=self._hub(), lines=np.array([], int), malformed=bad)
 
-    def _write(self, items: list) -> intake.IntakeSummary:
+    def _taken(self, items: list[Delivery]) -> set[str]:
+        """Of the messages the broker delivers again, the hashes of those whose quarantined rows
+        the hub already holds: their first delivery was committed (one transaction) but not
+        acknowledged before the listener went away."""
+        import sqlalchemy as sa
+
+        from workbench.store.schema import quarantine as q
+
+        again = {intake.message_sha(bytes(d.payload)) for d in items if d.dup}
+        if not again:
+            return set()
+        with self._hub().connect() as conn:
+            return set(conn.execute(sa.select(q.c.file_sha256).distinct().where(
+                q.c.dataset == "city_events", q.c.filename == f"mqtt:{self.topic}"[:512],
+                q.c.file_sha256.in_(sorted(again)))).scalars())
+
+    def _write(self, items: list[Delivery]) -> intake.IntakeSummary:
         """One batch into the hub: the good payloads through intake, the refused into quarantine."""
-        good, problems, seqs = [], [], []
-        for _, _, p, _ in items:
-            payload, seq, problem = screen(p, self.max_bytes)
-            if problem is not None:
-                problems.append(problem)
-            else:
-                good.append(payload)
+        taken = self._taken(items)
+        good, good_shas, problems, bad_payloads, seqs, again = [], [], [], [], [], 0
+        for d in items:
+            payload, seq, problem = screen(d.payload, self.max_bytes)
             if seq is not None:
                 seqs.append(seq)
+            if taken and d.dup and intake.message_sha(bytes(d.payload)) in taken:
+                again += 1
+                continue
+            if problem is not None:
+                problems.append(problem)
+                bad_payloads.append(bytes(d.payload))
+            else:
+                good.append(payload)
+                good_shas.append(intake.message_sha(bytes(d.payload)))
         summary = intake.IntakeSummary("mqtt")
         if good:
             summary.add(intake.message_batch(good, topic=self.topic, rules=self.rules, eng=self._hub(),
-                                             first_line=self.stats.messages + 1))
+                                             first_line=self.stats.messages + 1, shas=good_shas))
         if problems:
-            summary.add(self._quarantine(problems, self.stats.messages + len(good) + 1))
+            summary.add(self._quarantine(problems, self.stats.messages + len(good) + 1, bad_payloads))
             self.stats.poisoned += len(problems)
+        self.stats.redelivered += again
         self._sequences(seqs)
         return summary
 
     def _done(self, items: list, s: intake.IntakeSummary) -> None:
-        for mid, qos, _, _ in items:
-            if qos > 0:
-                self.client.ack(mid, qos)
+        for d in items:
+            if d.qos > 0:
+                self.client.ack(d.mid, d.qos)
                 self.stats.acked += 1
         self.stats.messages += len(items)
         self.stats.batches += 1
         self.stats.total.add(s)
         if self.on_commit is not None:
-            self.on_commit(s, [t for _, _, _, t in items])
+            self.on_commit(s, [d.at for d in items])
 
     def _sequences(self, seqs: list[tuple[str, int]]) -> None:
         """Note the publishers' numbers; a gap still open after `gap_grace` seconds is a loss."""
@@ -394,8 +432,8 @@ class Listener:
                 if self.seq.missing:
                     self._gaps()
                 pending = self._take_batch()
-                sys_msgs = [p for p in pending if p[0] == "sys"]
-                pending = [p for p in pending if p[0] != "sys"]
+                sys_msgs = [p for p in pending if not isinstance(p, Delivery)]
+                pending = [p for p in pending if isinstance(p, Delivery)]
                 for _, payload in sys_msgs:
                     self._sys(payload)
                 if not pending:
@@ -440,13 +478,14 @@ class Listener:
             if not self.hub_answers():
                 return items
             why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
-            log.warning("message %s refused by the hub, quarantined: %s", item[0], why)
+            log.warning("message %s refused by the hub, quarantined: %s", item.mid, why)
             try:
-                s = self._quarantine([(NOT_STORED, why, {"payload": _head(bytes(item[2]))})], self.stats.messages + 1)
+                s = self._quarantine([(NOT_STORED, why, {"payload": _head(bytes(item.payload))})],
+                                     self.stats.messages + 1, [bytes(item.payload)])
             except Exception:  # noqa: BLE001 - not even the quarantine: retry later
                 return items
             self.stats.poisoned += 1
-            seq = screen(item[2], self.max_bytes)[1]
+            seq = screen(item.payload, self.max_bytes)[1]
             if seq is not None:  # its number was seen: no false gap
                 self._sequences([seq])
         self._done([item], s)
@@ -546,5 +585,5 @@ def publish(records, topic: str = DEFAULT_TOPIC, *, host: str = "127.0.0.1", por
         c.loop_stop()
 
 
-__all__ = ["DEFAULT_TOPIC", "DEFAULT_CLIENT_ID", "MAX_BYTES", "ListenerStats", "Listener", "publish", "screen",
+__all__ = ["DEFAULT_TOPIC", "DEFAULT_CLIENT_ID", "MAX_BYTES", "ListenerStats", "Delivery", "Listener", "publish", "screen",
            "configure", "read_password", "TOO_BIG", "TOO_DEEP", "HAS_NUL", "NOT_STORED", "DROPPED_CATEGORY"]
