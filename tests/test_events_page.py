@@ -175,6 +175,7 @@ def test_a_district_user_sees_only_its_districts_name_on_the_map(page_hub):
     written = [t for tr in spec["data"] if tr.get("mode") == "text" for t in tr["text"] if t]
     assert written and all("荷塘" in t for t in written), written
     assert access.district_filter(view.who) == "荷塘区"
+    assert view.scope == "荷塘区"   # its hotspots are the district's, compared with the district's average
 
 
 def test_open_states_reads_the_most_overdue_and_every_case_in_time(page_hub):
@@ -285,3 +286,24 @@ def test_only_one_kernel_analyses_old_kept_patterns_again(page_hub):
     stale_claim = kept.claim(ea.KEPT, eng)
     assert kept.claim(ea.KEPT, eng, ttl=0) is not None
     kept.release(stale_claim)
+
+
+def test_a_districts_weekly_report_analyses_that_districts_events_once(page_hub):
+    """The weekly report of one district: its view, patterns (hotspots, on-time rates, Kaplan–
+    Meier, repeats, forecast) and open cases are the district's, analysed once in load_weekly
+    (the notebook renders them); before, the patterns were the whole city's under a district's
+    title."""
+    eng, _who, _want = page_hub
+    town = ep.load_weekly(days=7, end="2026-01-14", district="渌口区", eng=eng)
+    assert set(town.view.snap.events["district"]) == {"渌口区"}
+    assert town.view.pat.events == 1 and len(town.week) == 1
+    assert set(town.view.open["district"]) == {"渌口区"}
+    assert town.view.pat.on_time["cases"].sum() == 1   # the district's one case, not the city's
+    # what the hotspots were compared against is said: the district's average, not the city's
+    assert town.view.scope == town.where == "渌口区"
+    assert "渌口区平均水平" in ep.hotspot_table(town.view.pat.hot, scope=town.view.scope)
+    assert "占渌口区的比例" in ep.area_method(town.view.scope)
+    city = ep.load_weekly(days=7, end="2026-01-14", eng=eng)
+    assert city.view.pat.events > town.view.pat.events
+    assert city.view.pat.on_time["cases"].sum() > 1
+    assert city.view.scope == "全市"

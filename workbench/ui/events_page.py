@@ -54,6 +54,12 @@ class EventsView:
     analysed: pd.Timestamp | None = None  # kept patterns: when they were analysed (None: at this visit)
     stale: bool = False          # kept patterns that predate the hub's newest report (analysed again after the visit)
     recent: int | None = None    # events reported in the 24 hours before the board's now (the page; a report: None)
+    district: str | None = None  # one district's view (a district user's, a district's report); None: the city
+
+    @property
+    def scope(self) -> str:
+        """What the patterns compare against: the district analysed alone, or the city."""
+        return self.district or "全市"
 
     @property
     def empty(self) -> bool:
@@ -91,16 +97,18 @@ def board_now(now) -> pd.Timestamp:
     return utc_now() if pd.Timestamp(now) >= utc_now() - pd.Timedelta(days=2) else pd.Timestamp(now)
 
 
-def load(days: int = ea.DAYS, now=None, city: str | None = None, eng=None, end=None, who=None) -> EventsView:
+def load(days: int = ea.DAYS, now=None, city: str | None = None, eng=None, end=None, who=None,
+         district: str | None = None) -> EventsView:
     """The page's data as `who` sees it (a district user: the district's events and grids only,
     read so from the hub; None: everything). The open cases and their counts are every open
     case of the hub (any age), read now; the patterns those of the last `days` days: for a
     city-wide visitor the kept ones (workbench.events.analysis: analysed again after the visit
     when events arrived since), else analysed from the window's rows. With `end` (a report):
-    the window before `end` and the state of its cases at `end`."""
+    the window before `end` and the state of its cases at `end`. `district`: one district's
+    (a district's report), as a district user's view is; a district user sees only their own."""
     from workbench.store import hub
 
-    district = access.district_filter(who)
+    district = access.district_filter(who) or district
     rules = dp.load_rules(city)
     pat = analysed = snap = None
     stale = False
@@ -126,7 +134,7 @@ def load(days: int = ea.DAYS, now=None, city: str | None = None, eng=None, end=N
         opened, counts = (snap.states[snap.states["open"]] if len(snap.states) else snap.states), None
         recent = None
     return EventsView(pat, rules, who=who, open=opened, counts=counts, snap=snap, analysed=analysed,
-                      stale=stale, recent=recent)
+                      stale=stale, recent=recent, district=district)
 
 
 def refresh_kept(view: EventsView, days: int = ea.DAYS, delay: float = 10.0, eng=None):
@@ -240,25 +248,26 @@ def km_table(km: pd.DataFrame) -> str:
                       numeric=tuple(f), max_rows=40, max_height="420px")
 
 
-def hotspot_table(hot: pd.DataFrame, limit: int = 15) -> str:
-    """The 500 m hotspot cells, named by district, street and grid (never coordinates)."""
+def hotspot_table(hot: pd.DataFrame, limit: int = 15, scope: str = "全市") -> str:
+    """The 500 m hotspot cells, named by district, street and grid (never coordinates);
+    `scope`: what they were compared against (EventsView.scope)."""
     h = hot[hot["significant"]] if len(hot) else hot
     if h is None or h.empty:
-        return table_html(None, empty="暂无显著热点", empty_hint="没有哪片 500 米见方的区域事件数明显高于全市平均水平。")
+        return table_html(None, empty="暂无显著热点", empty_hint=f"没有哪片 500 米见方的区域事件数明显高于{scope}平均水平。")
     if "place" not in h:
         h = h.assign(place=h["district"])
     return table_html(h.head(limit), columns=["place", "top_class", "count", "expected", "ratio"],
                       labels={"place": "位置（区县 街道 网格）", "top_class": "主要类型", "count": "事件数",
-                              "expected": "全市平均", "ratio": "是平均的几倍"},
+                              "expected": f"{scope}平均", "ratio": "是平均的几倍"},
                       formatters={"expected": lambda v: f"{v:.1f}", "ratio": lambda v: f"{v:.1f}"},
                       numeric=("expected", "ratio"))
 
 
-def grid_hotspot_table(gh: pd.DataFrame, limit: int = 15) -> str:
+def grid_hotspot_table(gh: pd.DataFrame, limit: int = 15, scope: str = "全市") -> str:
     h = gh[gh["significant"]] if len(gh) else gh
     if h is None or h.empty:
         return table_html(None, empty="暂无显著的网格热点",
-                          empty_hint="接入网格划分（含常住人口）后，按全市每万人事件率检验各网格；没有网格显著偏高。")
+                          empty_hint=f"接入网格划分（含常住人口）后，按{scope}每万人事件率检验各网格；没有网格显著偏高。")
     return table_html(h.head(limit), dataset="grids",
                       columns=["grid_id", "district", "street", "population", "count", "expected", "per_10k", "ratio",
                                "top_class"],
@@ -274,11 +283,11 @@ def placement_note_html(note: str) -> str:
     return f'<div class="wb-note">{esc(note)}</div>'
 
 
-def street_hotspot_table(sh: pd.DataFrame | None, limit: int = 15) -> str:
+def street_hotspot_table(sh: pd.DataFrame | None, limit: int = 15, scope: str = "全市") -> str:
     h = sh[sh["significant"]] if sh is not None and len(sh) else sh
     if h is None or h.empty:
         return table_html(None, empty="暂无显著的街道热点",
-                          empty_hint="按街道统计有坐标和按地址定位到街道的事件，按全市每万人事件率检验；没有街道显著偏高。")
+                          empty_hint=f"按街道统计有坐标和按地址定位到街道的事件，按{scope}每万人事件率检验；没有街道显著偏高。")
     return table_html(h.head(limit), dataset="city_events",
                       columns=["district", "street", "population", "count", "point", "by_address", "expected",
                                "per_10k", "ratio"],
@@ -345,16 +354,16 @@ def hour_weekday_figure(events: pd.DataFrame, tz: str, title: str = "事件时�
     return fig
 
 
-def on_time_figure(states: pd.DataFrame, title: str = "各部门按期办结率"):
-    ot = sla.on_time(states)
+def on_time_figure(ot: pd.DataFrame, title: str = "各部门按期办结率"):
+    """sla.on_time's table (Patterns.on_time) as a bar chart for reports."""
     ot = ot[ot["closed"] >= 5].sort_values("closed", ascending=False).head(15)  # the departments with most cases
     rate = ot.set_index("department")["on_time_rate"].sort_values() * 100
     return charts.bar_chart(rate.round(1), title=f"{title}（办结最多的 {len(rate)} 个部门，低的在上）",
                             xlabel="按期办结率（%）", color=theme.COLORS["accent"])
 
 
-def km_figure(states: pd.DataFrame, now, by: str = "department", title: str = "办结时长（Kaplan–Meier，未办结按删失计）"):
-    curves = sla.km_curves(states, now, by=by, top=6)
+def km_figure(curves: dict, title: str = "办结时长（Kaplan–Meier，未办结按删失计）"):
+    """sla.km_curves (Patterns.km_curves) as a step chart for reports."""
     with charts.chart_style():
         fig, ax = charts.new_figure(6.4, 3.6)
         for name, c in curves.items():
@@ -380,7 +389,7 @@ def map_points(view: EventsView) -> pd.DataFrame:
         parts.append(pd.DataFrame({
             "lat": h["lat"], "lon": h["lon"], "label": h["place"].fillna(h["district"]).astype(str),
             "size": h["count"].astype(float), "tone": "warn", "group": "热点区域（500 米见方）",
-            "hover": [f"近期事件 {c} 件，是全市平均的 {r:.1f} 倍\n主要类型：{t}"
+            "hover": [f"近期事件 {c} 件，是{view.scope}平均的 {r:.1f} 倍\n主要类型：{t}"
                       for c, r, t in zip(h["count"], h["ratio"], h["top_class"])]}))
     od = view.open[view.open["overdue"] & view.open["lat"].notna() & view.open["lon"].notna()] \
         if view.open is not None and len(view.open) else None
@@ -854,10 +863,19 @@ class LiveBoard:
         return layout.stack(items, "wb-events-live")
 
 
-HOTSPOT_METHOD = ("热点区域：把全市划成 500 米见方的格子，只统计有坐标的事件；每个格子的事件数与全市平均（有事件的格子平均数）比较，"
-                  "单侧精确泊松检验，再用 Benjamini–Hochberg 方法控制多重检验的错误发现率（5%），且至少 5 件才算热点。")
-AREA_METHOD = ("街道、网格热点：应有事件数 = 参与统计的事件总数 × 该街道（网格）常住人口占全市的比例；实际数与应有数做单侧精确泊松检验，"
-               "Benjamini–Hochberg 校正（错误发现率 5%），至少 5 件。街道统计包括只有地址、按地址定位到街道的工单。")
+def hotspot_method(scope: str = "全市") -> str:
+    """How the 500 m hotspots are found, over `scope` (EventsView.scope: the city, or the one
+    district a view or report analyses alone)."""
+    return (f"热点区域：把{scope}划成 500 米见方的格子，只统计有坐标的事件；每个格子的事件数与{scope}平均（有事件的格子平均数）比较，"
+            "单侧精确泊松检验，再用 Benjamini–Hochberg 方法控制多重检验的错误发现率（5%），且至少 5 件才算热点。")
+
+
+def area_method(scope: str = "全市") -> str:
+    """How the street and grid hotspots are found, over `scope` (see hotspot_method)."""
+    return (f"街道、网格热点：应有事件数 = 参与统计的事件总数 × 该街道（网格）常住人口占{scope}的比例；实际数与应有数做单侧精确泊松检验，"
+            "Benjamini–Hochberg 校正（错误发现率 5%），至少 5 件。街道统计包括只有地址、按地址定位到街道的工单。")
+
+
 KM_METHOD = ("办结时长用 Kaplan–Meier 生存分析估计（statsmodels SurvfuncRight）：尚未办结的案件按“删失”计入，即只知道它至少已用了"
              "这么久，不被丢弃——只看已办结案件会把办结时长估得偏短。下表给出中位数的 95% 置信区间和只看已办结案件的朴素中位数作对照。")
 FORECAST_METHOD = ("预测：每类事件的日数用泊松广义线性模型（星期几、线性趋势）拟合最近 56 天，休息日不参与拟合；"
@@ -885,14 +903,14 @@ def body(view: EventsView, live: "LiveBoard | None" = None):
         layout.section("事件热点地图", "各区县颜色越深，在办事件越多；橙色圆点是近期事件明显偏多的区域（按区县、街道、网格命名，"
                                  "圆点越大事件越多），红点是超期未办结的事件。鼠标移到区县或圆点上可看详情，滚轮缩放。"),
         *([layout.html(note)] if (note := analysed_note(view)) else []),
-        layout.grid([events_map(view), layout.html(hotspot_table(pat.hot))]),
-        layout.explain(esc(f"近 {pat.span_days} 天里，有 {n_hot} 片区域的事件数明显高于全市平均水平。")
-                       + " " + placement_note_html(pat.placement), esc(HOTSPOT_METHOD)),
+        layout.grid([events_map(view), layout.html(hotspot_table(pat.hot, scope=view.scope))]),
+        layout.explain(esc(f"近 {pat.span_days} 天里，有 {n_hot} 片区域的事件数明显高于{view.scope}平均水平。")
+                       + " " + placement_note_html(pat.placement), esc(hotspot_method(view.scope))),
         layout.section("街道热点", "按街道统计事件数，与按常住人口应有的事件数比较；只有地址的热线工单也按地址计入所在街道。"),
-        layout.html(street_hotspot_table(pat.street_hot)),
+        layout.html(street_hotspot_table(pat.street_hot, scope=view.scope)),
         layout.section("网格热点", "按网格（网格化管理单元）统计，与按常住人口应有的事件数比较，明显偏高的网格列在这里。"),
-        layout.html(grid_hotspot_table(pat.grid_hot)),
-        layout.explain("街道和网格的“应有”事件数按常住人口分摊，“是应有的几倍”越大越需要关注。", esc(AREA_METHOD)),
+        layout.html(grid_hotspot_table(pat.grid_hot, scope=view.scope)),
+        layout.explain("街道和网格的“应有”事件数按常住人口分摊，“是应有的几倍”越大越需要关注。", esc(area_method(view.scope))),
         layout.section("超期未办结", "超过处置时限仍未办结的事件（不论何时上报）；超期超过一倍时限为严重超期，已生成升级告警。"),
         overdue,
         layout.section("临近超期", "剩余时间不足处置时限 20% 的在办事件。"),
@@ -950,7 +968,7 @@ class Weekly:
 
     @property
     def where(self) -> str:
-        return self.district or "全市"
+        return self.view.scope
 
 
 def load_weekly(days: int = 7, end=None, district: str | None = None, eng=None) -> Weekly:
@@ -964,16 +982,12 @@ def load_weekly(days: int = 7, end=None, district: str | None = None, eng=None) 
         last = bd.latest_ts(eng)
         end = min(to_local(last).date(), yesterday()) if last is not None else None
     p = report_period(days, end)
-    view = load(days=120, eng=eng, end=p.end_utc)  # the state at the end of the period
+    # the state at the end of the period, the patterns (hotspots, forecast, Kaplan–Meier,
+    # repeats) analysed once, of the district's events where the report is one district's
+    view = load(days=120, eng=eng, end=p.end_utc, district=district or None)
     ev = view.snap.events
-    if district:
-        st = view.snap.states
-        view.snap.states = st[st["district"] == district] if len(st) else st
-        view.snap.events = ev[ev["district"] == district] if len(ev) else ev
-        view.open = view.open[view.open["district"] == district] if len(view.open) else view.open
-        ev = view.snap.events
     week = ev[(ev["ts"] >= p.start_utc) & (ev["ts"] < p.end_utc)] if len(ev) else ev
-    summary = wk.summarize(ev, p, where=district or "全市", near_share=view.snap.rules.near_due_share) \
+    summary = wk.summarize(ev, p, where=view.scope, near_share=view.snap.rules.near_due_share) \
         if len(ev) else None
     return Weekly(p, view, week, district, summary)
 
@@ -993,7 +1007,7 @@ def weekly_cards(w: Weekly) -> str:
 
 
 __all__ = ["EventsView", "prepare", "load", "board_table", "overdue_table", "near_due_table", "on_time_table",
-           "km_table", "hotspot_table", "grid_hotspot_table", "street_hotspot_table", "placement_note_html", "repeats_table", "forecast_table", "backtest_table", "hour_weekday_figure", "events_map", "map_points", "open_by_district",
+           "km_table", "hotspot_table", "grid_hotspot_table", "street_hotspot_table", "placement_note_html", "hotspot_method", "area_method", "repeats_table", "forecast_table", "backtest_table", "hour_weekday_figure", "events_map", "map_points", "open_by_district",
            "on_time_chart", "km_chart", "hour_weekday_chart", "km_face", "km_face_table", "board_now", "PAGE_ROWS",
            "on_time_figure", "km_figure", "kpis_html", "LiveBoard", "departments", "refresh_kept", "analysed_note", "body", "page", "Weekly", "load_weekly",
            "weekly_cards", "screen", "row_key", "reveal_html", "REVEAL_LABELS"]
