@@ -7,13 +7,19 @@ Cameras sampled at 1 frame per second. Two video sets:
   `apt-get download opencv-doc` + `dpkg-deb -x` into benchmarks/out/ when missing),
   one copy per camera, each starting at a different second.
 
-Naive: for every camera's frame, `ultralytics predict` on that one frame with the .pt model.
+Naive: for every camera's frame, `ultralytics predict` on that one frame with the .pt model,
+twice: with torch's threads as ultralytics sets them at its first predict (`NUM_THREADS` =
+cores − 1: one thread on a 2-core node, the other core idle; the baseline of the figures
+before 2026-11-30), and with torch on all the node's cores (the fairer baseline: on the
+2-core Xeon 1.85× faster). The pipeline is compared with both.
 Pipeline variants (`--variants`, all in the same run): the motion gate, then the frames of all
 cameras that passed in one batch through the .onnx model, then the close-up classifier:
 - `float`: ONNX Runtime, f32 (the default runtime);
 - `openvino`: the same .onnx compiled by OpenVINO for the CPU, f32;
 - `int8`: the INT8 QDQ copy (`workbench canteen quantize`, made into benchmarks/out/ when
-  missing) on ONNX Runtime; `openvino-int8`: that copy in OpenVINO's int8 kernels;
+  missing: calibrated on synthetic kitchens) on ONNX Runtime; `int8-real`: the same calibrated
+  also on real frames nobody here made (`real_frames`, vtest.avi not among them);
+  `openvino-int8`: the `int8` copy in OpenVINO's int8 kernels;
 - `float@512` (any variant @ an input size): the same at a smaller input.
 All feed the same rules engine (workbench.canteen.events), so their events can be compared:
 an event of the naive loop is lost when the variant has no event of the same camera and class
@@ -63,6 +69,22 @@ def vtest_path() -> Path:
     return found[0]
 
 
+def real_frames() -> list:
+    """Real frames nobody here made, other than vtest.avi: the photographs and the Megamind.avi
+    clip (1 frame/s) of Debian's opencv-doc examples, and ultralytics' bus.jpg and zidane.jpg.
+    Every other one calibrates the INT8 copy `int8-real` (and benchmarks/canteen_int8_fidelity.py's
+    "real" candidates); the others are that script's validation frames."""
+    import ultralytics
+
+    from workbench.canteen.quantize import frames_from
+
+    data = vtest_path().parent
+    files = [p for p in sorted(data.glob("*.jpg")) + sorted(data.glob("*.png"))]
+    frames = [f for f in frames_from(files) if min(f.shape[:2]) >= 200]
+    frames += frames_from([data / "Megamind.avi"])
+    return frames + frames_from([Path(ultralytics.__file__).parent / "assets" / n for n in ("bus.jpg", "zidane.jpg")])
+
+
 def sampled(path: Path, fps: float = 1.0) -> tuple[list, float, float]:
     """Frames at `fps`, the seconds spent decoding, and the video's length in seconds."""
     from workbench.canteen.sources import VideoFileSource
@@ -107,10 +129,11 @@ def cameras_for(kind: str, n: int, seconds: int) -> tuple[list[dict], dict]:
     return cams, {"decode_s_per_video_s": s / max(ln, 1e-9), "video": str(path)}
 
 
-VARIANTS = {  # name -> (which model: "float" .onnx or "int8" copy, runtime)
+VARIANTS = {  # name -> (which model: "float" .onnx or an INT8 copy, runtime)
     "float": ("float", "onnxruntime"),
     "openvino": ("float", "openvino"),
     "int8": ("int8", "onnxruntime"),
+    "int8-real": ("int8-real", "onnxruntime"),
     "openvino-int8": ("int8", "openvino"),
 }
 
@@ -128,7 +151,9 @@ class Runner:
     """One way of analysing the cameras, step by step (step i = every camera's i-th frame)."""
 
     def __init__(self, cams: list[dict], model: str, *, gate: bool, batch: bool, runtime: str = "onnxruntime",
-                 imgsz: int | None = None):
+                 imgsz: int | None = None, torch_threads: int | None = None):
+        """`torch_threads`: the naive loop's torch threads, set for each of its steps (None:
+        what ultralytics chose, `NUM_THREADS` = cores − 1, at its first predict)."""
         from workbench.canteen.detector import Detector
         from workbench.canteen.events import CameraEngine
         from workbench.canteen.rules import camera_rules
@@ -137,12 +162,19 @@ class Runner:
         # the naive loop is the detector alone; the pipeline adds the close-up classifier
         # (phones, cigarettes) when models/kitchen has one: its cost is counted, not hidden
         self.det = Detector(model, imgsz=imgsz, closeup="auto" if gate else None, runtime=runtime)
-        self.det.detect([cams[0]["frames"][0]])  # warm-up, not timed
+        self.torch_threads = torch_threads
+        self.det.detect([cams[0]["frames"][0]])  # warm-up, not timed (ultralytics sets torch's threads here)
+        import torch
+
+        self.default_threads = torch.get_num_threads()
         self.engines = {c["id"]: CameraEngine(camera_rules(c["id"], {"fps": 1, "staff_hours": c["staff_hours"]}))
                         for c in cams}
         self.events, self.frames, self.detected, self.seconds = [], 0, 0, 0.0
 
     def step(self, i: int) -> None:
+        import torch
+
+        torch.set_num_threads(self.torch_threads or self.default_threads)
         t0 = time.perf_counter()
         step = []
         for c in self.cams:
@@ -169,6 +201,7 @@ class Runner:
         for eng in self.engines.values():
             eng.close()
         return {"frames": self.frames, "detected": self.detected, "seconds": round(self.seconds, 2),
+                "torch_threads": self.torch_threads or self.default_threads,
                 "frames_per_s": round(self.frames / self.seconds, 2), "events": self.events}
 
 
@@ -176,7 +209,8 @@ def run_all(cams: list[dict], pt: str, pipes: list[tuple[str, str, int | None]])
     """The naive loop and the pipeline variants [(model path, runtime, input size)],
     interleaved step by step: on a shared, noisy machine all see the same load, so their
     ratios hold even when the absolute figures wander."""
-    runners = [Runner(cams, pt, gate=False, batch=False)]
+    cores = os.cpu_count() or 1
+    runners = [Runner(cams, pt, gate=False, batch=False), Runner(cams, pt, gate=False, batch=False, torch_threads=cores)]
     runners += [Runner(cams, m, gate=True, batch=True, runtime=rt, imgsz=sz) for m, rt, sz in pipes]
     for i in range(min(len(c["frames"]) for c in cams)):
         for r in runners:
@@ -238,16 +272,16 @@ def main():
         from workbench.canteen.untrained import untrained_model
 
         onnx = untrained_model(pt, onnx=True)
-    int8 = None
-    if any(kind == "int8" for kind, _, _ in parsed):
-        int8 = onnx.with_name(onnx.stem + "-int8.onnx")
-        if not int8.exists():
-            int8 = OUT / (onnx.stem + "-int8.onnx")
-            if not int8.exists():
+    models = {"float": onnx}
+    for kind in {k for k, _, _ in parsed} - {"float"}:
+        path = models[kind] = onnx.with_name(f"{onnx.stem}-{kind}.onnx")
+        if not path.exists():
+            path = models[kind] = OUT / f"{onnx.stem}-{kind}.onnx"
+            if not path.exists():
                 from workbench.canteen.quantize import int8_model
 
-                int8_model(onnx, int8)
-    pipes = [(str(int8 if kind == "int8" else onnx), rt, sz) for kind, rt, sz in parsed]
+                int8_model(onnx, path, calibration=real_frames()[0::2] if kind == "int8-real" else None)
+    pipes = [(str(models[kind]), rt, sz) for kind, rt, sz in parsed]
     import torch
 
     cores = os.cpu_count() or 1
@@ -259,7 +293,7 @@ def main():
     results = {"machine": machine, "variants": variants}
     for kind in args.sets.split(","):
         cams, dec = cameras_for(kind, args.cameras, args.seconds)
-        naive, *outs = run_all(cams, str(pt), pipes)
+        naive, naive_all, *outs = run_all(cams, str(pt), pipes)
         d = dec["decode_s_per_video_s"]
 
         def with_decode(fps: float, d: float = d) -> float:
@@ -269,24 +303,32 @@ def main():
             "cameras": len(cams), "decode_s_per_camera_s_at_source_fps": round(d, 4),
             "naive": {k: v for k, v in naive.items() if k != "events"} | {
                 "events": len(naive["events"]), "cameras_incl_decode": round(with_decode(naive["frames_per_s"]), 1)},
+            "naive_all_cores": {k: v for k, v in naive_all.items() if k != "events"} | {
+                "events": len(naive_all["events"]), "torch_threads": cores,
+                "cameras_incl_decode": round(with_decode(naive_all["frames_per_s"]), 1)},
         }
         print(f"[{kind}] {len(cams)} cameras × {naive['frames'] // len(cams)} s at 1 fps; decoding costs "
               f"{d * 100:.1f} % of a core per camera at the source's frame rate")
-        print(f"  {'naive (.pt, every frame, one by one)':<40s}: {naive['frames_per_s']:6.2f} frames/s = "
-              f"{int(naive['frames_per_s'])} cameras ({with_decode(naive['frames_per_s']):.1f} incl. decode); "
-              f"events {len(naive['events'])}")
+        naive_threads = naive["torch_threads"]
+        for label, nv in ((f"naive (.pt, torch threads as ultralytics sets them: {naive_threads})", naive),
+                          (f"naive (.pt, torch on all {cores} cores)", naive_all)):
+            print(f"  {label:<58s}: {nv['frames_per_s']:6.2f} frames/s = {int(nv['frames_per_s'])} cameras "
+                  f"({with_decode(nv['frames_per_s']):.1f} incl. decode); events {len(nv['events'])}")
         for name, pipe in zip(variants, outs):
             miss = lost(naive["events"], pipe["events"])
             extra = lost(pipe["events"], naive["events"])
             ratio = pipe["frames_per_s"] / naive["frames_per_s"]
+            ratio_all = pipe["frames_per_s"] / naive_all["frames_per_s"]
             r[name] = {k: v for k, v in pipe.items() if k != "events"} | {
-                "events": len(pipe["events"]), "speedup": round(ratio, 2), "lost_events": len(miss),
+                "events": len(pipe["events"]), "speedup": round(ratio, 2), "speedup_vs_all_cores": round(ratio_all, 2),
+                "lost_events": len(miss),
                 "extra_events": len(extra), "cameras_incl_decode": round(with_decode(pipe["frames_per_s"]), 1),
                 "speedup_incl_decode": round(with_decode(pipe["frames_per_s"]) / with_decode(naive["frames_per_s"]), 2),
                 "lost": [f"{e.camera_id} {e.violation_class} {e.t_start:.0f}s" for e in miss]}
             print(f"  {'pipeline ' + name:<40s}: {pipe['frames_per_s']:6.2f} frames/s = {int(pipe['frames_per_s'])} "
                   f"cameras ({with_decode(pipe['frames_per_s']):.1f} incl. decode); detector on "
-                  f"{pipe['detected']}/{pipe['frames']} frames; events {len(pipe['events'])}; {ratio:.2f}× naive, "
+                  f"{pipe['detected']}/{pipe['frames']} frames; events {len(pipe['events'])}; {ratio:.2f}× naive "
+                  f"({ratio_all:.2f}× naive on all cores), "
                   f"events lost {len(miss)}, extra {len(extra)}", flush=True)
     load1 = os.getloadavg()
     machine["load_after"] = [round(x, 1) for x in load1]
