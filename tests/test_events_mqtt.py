@@ -248,9 +248,8 @@ class _DiesBeforeAcknowledging(em.Listener):
 def test_a_message_delivered_again_is_not_quarantined_twice(broker, sqlite_hub):
     """Committed, then the listener dies before its PUBACKs: the broker delivers the messages
     again (DUP). The good records are not loaded twice (their ids), and the broken messages,
-    known by their hash, are not quarantined twice. A broken message its source really sends
-    twice (no DUP) is quarantined twice, as sent; and a broken message delivered again whose
-    first delivery was never committed is quarantined once."""
+    known by their fingerprint, are not quarantined twice. A broken message its source really
+    sends twice (no DUP) is quarantined twice, as sent."""
     topic, cid = "zz/redeliver", "redeliver-test"
     first = _DiesBeforeAcknowledging(topic, port=broker.port, client_id=cid, eng=sqlite_hub, state_file=None).start()
     assert first.connected
@@ -280,6 +279,26 @@ def test_a_message_delivered_again_is_not_quarantined_twice(broker, sqlite_hub):
     # each quarantined row is kept under its own message's hash
     held = set(hub.query("select file_sha256 from quarantine", eng=sqlite_hub)["file_sha256"])
     assert intake.message_sha(bad[0]) in held and intake.message_sha(bad[1]) in held
+
+
+def test_a_copy_in_the_same_batch_and_fingerprints_that_keep_masked_numbers_masked(sqlite_hub):
+    """A DUP copy in the same batch as its first delivery (the listener reconnected while the
+    first waited in its queue) is not quarantined twice; a text payload is taken as its UTF-8
+    bytes; the fingerprint a quarantined message is kept under is keyed with the hub's secret,
+    so the phone number its copy masks cannot be found by hashing the 10⁴ candidates."""
+    import hashlib
+
+    lst = em.Listener("zz/unit", eng=sqlite_hub, state_file=None)   # not started: batches written directly
+    raw = "{broken 请联系13812345678".encode("utf-8")
+    s = lst._write([em.Delivery(1, 1, raw, 0.0), em.Delivery(1, 1, raw, 0.0, dup=True),
+                    em.Delivery(2, 1, raw.decode("utf-8"), 0.0)])   # the source sent it twice: two messages
+    assert s.quarantined == 2 and lst.stats.redelivered == 1
+    q = hub.query("select file_sha256, row_json from quarantine", eng=sqlite_hub)
+    assert len(q) == 2 and "13812345678" not in " ".join(q["row_json"]) and "138****5678" in q["row_json"].iloc[0]
+    fingerprint = q["file_sha256"].iloc[0]
+    assert fingerprint == intake.message_sha(raw) == q["file_sha256"].iloc[1]
+    candidates = {hashlib.sha256(f"{{broken 请联系138{k:04d}5678".encode("utf-8")).hexdigest() for k in range(10_000)}
+    assert fingerprint not in candidates and hashlib.sha256(raw).hexdigest() in candidates
 
 
 def test_username_and_password(tmp_path, sqlite_hub):

@@ -783,9 +783,31 @@ def records_frame(doc: list, first_line: int = 1):
         yield pd.DataFrame(buf, dtype=object), np.array(lines, dtype=int), bad
 
 
-def message_sha(payload: bytes | str) -> str:
-    """A message's own hash (its payload's SHA-256), under which its quarantined rows are kept."""
-    return hashlib.sha256(payload if isinstance(payload, bytes) else str(payload).encode("utf-8")).hexdigest()
+def message_bytes(payload) -> bytes:
+    """A message's payload as bytes (text as UTF-8, lone surrogates kept)."""
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload)
+    return str(payload).encode("utf-8", "surrogatepass")
+
+
+_KEYS: dict[str, bytes] = {}
+
+
+def message_sha(payload) -> str:
+    """A message's fingerprint, under which its quarantined rows are kept (quarantine.file_sha256):
+    HMAC-SHA256 of its bytes with a key derived from the hub's secret (workbench.access.secret,
+    data/.secret), not a plain hash, which for a short message would give back the phone number
+    its quarantined copy masks (10⁴ guesses). Listeners that share a hub's data folder agree on
+    it; one with another secret does not recognise the other's re-deliveries."""
+    import hmac
+
+    from workbench import access
+
+    where = str(access.secret_path())
+    key = _KEYS.get(where)
+    if key is None:
+        key = _KEYS[where] = hmac.new(access.secret(), b"workbench-message", hashlib.sha256).digest()
+    return hmac.new(key, message_bytes(payload), hashlib.sha256).hexdigest()
 
 
 def message_batch(payloads: list[bytes], *, topic: str, rules: dp.CityRules, eng: Engine | None = None,
@@ -795,7 +817,7 @@ def message_batch(payloads: list[bytes], *, topic: str, rules: dp.CityRules, eng
     rows are kept under their message's hash: `shas`, one per payload (the messages as the
     broker delivered them), else the payloads' own."""
     records, lines, bad = [], [], []
-    sha = hashlib.sha256(b"".join(payloads)).hexdigest()
+    sha = message_sha(b"".join(message_bytes(p) for p in payloads))
     each = {k: (shas[k - first_line] if shas else message_sha(p)) for k, p in enumerate(payloads, start=first_line)}
     for k, p in enumerate(payloads, start=first_line):
         try:
@@ -825,6 +847,6 @@ def message_batch(payloads: list[bytes], *, topic: str, rules: dp.CityRules, eng
 
 __all__ = ["FORMATS", "READ_DS", "IntakeSummary", "Origin", "context", "active_rules", "ROW_CHECKS",
            "EventLoader", "LOADER", "load", "load_history", "parse_times", "normalise", "map_status", "take_in",
-           "detect_format", "intake_file", "records_frame", "message_batch", "message_sha", "NO_ID", "NO_LOCATION", "OUT_OF_CITY",
+           "detect_format", "intake_file", "records_frame", "message_batch", "message_sha", "message_bytes", "NO_ID", "NO_LOCATION", "OUT_OF_CITY",
            "IN_FUTURE", "TOO_OLD", "UNKNOWN_CLASS", "BAD_STATUS", "REPEATED", "BAD_JSON", "NOT_RECORD"]
 

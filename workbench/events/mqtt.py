@@ -111,9 +111,7 @@ def _head(p: bytes) -> str:
 def screen(payload: bytes, max_bytes: int = MAX_BYTES):
     """(payload to hand to intake, (publisher, seq) or None, problem or None). A problem is
     (reason, detail, original) for the quarantine; the payload is then None."""
-    if not isinstance(payload, (bytes, bytearray)):
-        payload = str(payload).encode("utf-8", "surrogatepass")
-    payload = bytes(payload)
+    payload = intake.message_bytes(payload)
     if len(payload) > max_bytes:
         return None, None, (TOO_BIG, f"{len(payload)} 字节，上限 {max_bytes} 字节（只保留开头）",
                             {"payload": _head(payload), "bytes": len(payload)})
@@ -308,8 +306,7 @@ class Listener:
     def _quarantine(self, problems: list, first_line: int, payloads: list[bytes]) -> intake.IntakeSummary:
         """Messages the listener itself refuses, into the quarantine (masked, as intake does),
         each row under its message's hash."""
-        sha = hashlib.sha256("".join(json.dumps(p[2], ensure_ascii=False, default=str) for p in problems)
-                            .encode("utf-8")).hexdigest()
+        sha = intake.message_sha(b"".join(payloads))
         bad = [(first_line + k, reason, detail, orig) for k, (reason, detail, orig) in enumerate(problems)]
         each = {first_line + k: intake.message_sha(p) for k, p in enumerate(payloads)}
         return intake.take_in(pd.DataFrame(), origin=intake.Origin(f"mqtt:{self.topic}", sha, "table", each),
@@ -323,7 +320,7 @@ class Listener:
 
         from workbench.store.schema import quarantine as q
 
-        again = {intake.message_sha(bytes(d.payload)) for d in items if d.dup}
+        again = {intake.message_sha(d.payload) for d in items if d.dup}
         if not again:
             return set()
         with self._hub().connect() as conn:
@@ -333,21 +330,24 @@ class Listener:
 
     def _write(self, items: list[Delivery]) -> intake.IntakeSummary:
         """One batch into the hub: the good payloads through intake, the refused into quarantine."""
-        taken = self._taken(items)
+        taken = self._taken(items)   # re-deliveries committed before
+        seen: set[str] = set()        # and those whose first delivery is in this very batch
         good, good_shas, problems, bad_payloads, seqs, again = [], [], [], [], [], 0
         for d in items:
             payload, seq, problem = screen(d.payload, self.max_bytes)
             if seq is not None:
                 seqs.append(seq)
-            if taken and d.dup and intake.message_sha(bytes(d.payload)) in taken:
+            sha = intake.message_sha(d.payload)
+            if d.dup and (sha in taken or sha in seen):
                 again += 1
                 continue
+            seen.add(sha)
             if problem is not None:
                 problems.append(problem)
-                bad_payloads.append(bytes(d.payload))
+                bad_payloads.append(intake.message_bytes(d.payload))
             else:
                 good.append(payload)
-                good_shas.append(intake.message_sha(bytes(d.payload)))
+                good_shas.append(sha)
         summary = intake.IntakeSummary("mqtt")
         if good:
             summary.add(intake.message_batch(good, topic=self.topic, rules=self.rules, eng=self._hub(),
@@ -480,8 +480,8 @@ class Listener:
             why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
             log.warning("message %s refused by the hub, quarantined: %s", item.mid, why)
             try:
-                s = self._quarantine([(NOT_STORED, why, {"payload": _head(bytes(item.payload))})],
-                                     self.stats.messages + 1, [bytes(item.payload)])
+                raw = intake.message_bytes(item.payload)
+                s = self._quarantine([(NOT_STORED, why, {"payload": _head(raw)})], self.stats.messages + 1, [raw])
             except Exception:  # noqa: BLE001 - not even the quarantine: retry later
                 return items
             self.stats.poisoned += 1
