@@ -34,6 +34,22 @@ def test_a_planted_hotspot_is_significant_and_the_uniform_background_is_not():
     assert not pt.hotspots(bg, cell_m=500)["significant"].any()
 
 
+def test_one_district_and_the_city_cut_the_same_cells():
+    """The cells are sized at the city's latitude (lat0), not the events' mean: a district's
+    view and the city's give a place the same cell and the same count (before, the district
+    user saw 59 where the leader saw 64 for one grid's hotspot)."""
+    rng = np.random.default_rng(5)
+    north = scattered(800, rng)                                              # 27.80–27.89 N
+    south = scattered(800, rng).assign(lat=lambda d: d["lat"] - 1.2, district="炎陵县",
+                                       event_id=[f"T{i}" for i in range(800)])   # 26.6 N
+    lat0 = 27.2
+    city = pt.hotspots(pd.concat([north, south], ignore_index=True), lat0=lat0).set_index(["cy", "cx"])["count"]
+    alone = pt.hotspots(north, lat0=lat0).set_index(["cy", "cx"])["count"]
+    assert len(alone) > 50 and city.reindex(alone.index).eq(alone).all()
+    moved = pt.hotspots(north).set_index(["cy", "cx"])["count"]          # sized at the district's own mean
+    assert not city.reindex(moved.index).eq(moved).all()
+
+
 def test_repeat_locations():
     rng = np.random.default_rng(4)
     bg = scattered(300, rng)

@@ -381,7 +381,10 @@ def test_report_output_shows_masked_personal_data_only(callers_hub, report):
                         "-p", "end", end, "--date", "2026-01-21"],
                        capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
-    out = Path(callers_hub["WORKBENCH_REPORTS_OUT"]) / report / "2026-01-21.html"
+    from workbench import reports
+
+    out = Path(callers_hub["WORKBENCH_REPORTS_OUT"]) / reports.out_id_of(report, {"days": 28, "end": end}) / \
+        "2026-01-21.html"
     text = _IMAGES.sub("", out.read_text(encoding="utf-8"))
     hits = sorted({m.group(0) for m in PHONE_OR_ID.finditer(text)})
     assert not hits, f"{report}: unmasked phone/ID numbers in the output: {hits[:10]}"

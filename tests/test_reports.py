@@ -197,8 +197,16 @@ def test_a_run_by_hand_lands_where_the_scheduled_one_does():
     assert reports.schedule_id("hub_report", {"days": 7, "end": "2026-01-20"}) == "hub_weekly"
     assert reports.schedule_id("hub_report", {"days": 1}) == "hub_daily"
     assert reports.schedule_id("hub_report", {}) == "hub_weekly"          # the notebook's default days = 7
-    assert reports.schedule_id("hub_report", {"days": 3}) is None         # → reports/out/hub_report/
+    assert reports.schedule_id("hub_report", {"days": 3}) is None
     assert reports.schedule_id("city_daily", {"day": "2026-01-20"}) == "city_daily"
+    assert reports.out_id_of("hub_report", {"days": 7, "end": "2026-01-20"}) == "hub_weekly"
+    assert reports.out_id_of("hub_report", {"days": 3}) == "hub_report-3"    # not a scheduled one's folder
+    # one district's report is not the city's: its own folder, never over the scheduled one
+    assert reports.schedule_id("events_weekly", {"district": "荷塘区"}) is None
+    assert reports.out_id_of("events_weekly", {"district": "荷塘区"}) == "events_weekly-荷塘区"
+    assert reports.out_id_of("events_weekly", {"days": 28, "end": "2026-01-20"}) == "events_weekly-28"
+    assert reports.out_id_of("events_weekly", {"district": None, "end": "2026-01-20"}) == "events_weekly"
+    assert reports.out_id_of("risk_review", {"district": "芦淞区", "start": "2026-01-14"}) == "risk_review-芦淞区"
 
 
 def test_change_in_words():

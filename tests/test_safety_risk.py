@@ -175,9 +175,9 @@ def test_risk_review_report(sample_city):
                         "-p", "start", "2026-01-14", "-p", "end", "2026-01-20", "--date", "2026-01-21"],
                        capture_output=True, text=True, env=dict(os.environ), timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    # a week of days fits the weekly schedule entry: its folder (reports.schedule_id)
+    # one district's review: a folder of its own, not the city's weekly one (reports.out_id_of)
     out = next(Path(sample_city["WORKBENCH_REPORTS_OUT"]).glob("*/2026-01-21.ipynb")).parent
-    assert out.name == "safety_risk_weekly"
+    assert out.name == "risk_review-芦淞区"
     nb = nbformat.read(out / "2026-01-21.ipynb", as_version=4)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert errors == []
@@ -215,7 +215,8 @@ def test_risk_review_report(sample_city):
     assert "LS-" in body and "HT-" not in body.split("风险最高的网格", 1)[1].split("附表", 1)[0]
     # statistical terms in the notes, the face in plain words
     notes = body.split("注释", 1)[1]
-    assert "风险分：" in notes and "逾期未办结：" in notes
+    assert "<b>风险分</b>：" in notes and "<b>逾期未办结</b>：" in notes
+    assert "风险分：风险分" not in notes and "逾期未办结</b>：逾期未办结" not in notes   # not said twice
     assert (out / "2026-01-21.pdf").read_bytes()[:4] == b"%PDF"
     wb = openpyxl.load_workbook(out / "2026-01-21.xlsx", read_only=True)
     assert {"逾期按区县", "逾期隐患", "网格风险", "计分规则"} <= set(wb.sheetnames)

@@ -427,26 +427,53 @@ def _write_meta(target: Path, stamp: str, meta: dict) -> None:
     (target / f"{stamp}.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
+WHEN = ("end", "start", "day")   # which period a report covers: a run for another period is the same report
+
+
+def _defaults(name: str) -> dict:
+    import ast
+
+    out = {}
+    for k, spec in parameters_of(name).items():
+        try:
+            out[k] = ast.literal_eval(str(spec.get("default")))
+        except (ValueError, SyntaxError):
+            out[k] = spec.get("default")
+    return out
+
+
 def schedule_id(name: str, params: dict) -> str | None:
     """The schedule entry a run of notebook `name` with `params` is one of (its id), so a run by
     hand lands where the scheduled one does (hub_report -p days 7 → hub_weekly, days 1 →
     hub_daily): the first entry of the notebook whose every non-empty parameter equals the
-    run's value (or the notebook's default when the run leaves it out). None: no entry fits."""
-    import ast
-
-    defaults = {}
-    for k, spec in parameters_of(name).items():
-        try:
-            defaults[k] = ast.literal_eval(str(spec.get("default")))
-        except (ValueError, SyntaxError):
-            defaults[k] = spec.get("default")
+    run's value (or the notebook's default when the run leaves it out), and that names every
+    parameter the run sets to other than its default, the period's end aside (a district's
+    report is not the city's). None: no entry fits."""
+    defaults = _defaults(name)
+    own = {k for k, v in params.items() if k not in WHEN and v not in (None, "") and v != defaults.get(k)}
     for item in load_schedule():
         if item.get("notebook") != name:
             continue
         wanted = {k: v for k, v in (item.get("parameters") or {}).items() if v not in (None, "")}
-        if all(params.get(k, defaults.get(k)) == v for k, v in wanted.items()):
+        if all(params.get(k, defaults.get(k)) == v for k, v in wanted.items()) and own <= set(wanted):
             return item.get("id")
     return None
+
+
+def out_id_of(name: str, params: dict) -> str:
+    """The folder under reports/out a run writes to: its schedule entry's id, else the notebook's
+    name followed by the values of the parameters it sets to other than their defaults, the
+    period's end aside (events_weekly -p district 荷塘区 → events_weekly-荷塘区), so that a
+    district's or another length's report never overwrites the scheduled one of that date."""
+    sid = schedule_id(name, params)
+    if sid:
+        return sid
+    import re
+
+    defaults = _defaults(name)
+    extra = [params[k] for k in sorted(params)
+             if k not in WHEN and params[k] not in (None, "") and params[k] != defaults.get(k)]
+    return "-".join([name, *(re.sub(r"[^\w.]+", "_", str(v)) for v in extra)])
 
 
 def run(name: str, parameters: dict | None = None, *, run_date: date | None = None,
@@ -455,7 +482,7 @@ def run(name: str, parameters: dict | None = None, *, run_date: date | None = No
     """Execute report notebook `name` with papermill and render it: HTML, PDF, Excel.
 
     Output goes to reports/out/OUT_NAME/DATE.* (OUT_NAME defaults to the id of the schedule
-    entry the run fits, `schedule_id`, else the notebook's name). A failure leaves an earlier good report in place, writes
+    entry the run fits, else the notebook's name and the parameters that set what it covers: `out_id_of`). A failure leaves an earlier good report in place, writes
     DATE.failed.ipynb and puts a 失败 line in the index; the error is a ReportError.
     """
     import nbformat
@@ -464,7 +491,7 @@ def run(name: str, parameters: dict | None = None, *, run_date: date | None = No
     reports = available()
     params = check_parameters(name, parameters)   # before anything runs or is written
     stamp = (run_date or _today()).isoformat()
-    out_id = out_name or schedule_id(name, params) or name
+    out_id = out_name or out_id_of(name, params)
     scheduled = {i.get("id"): i.get("title") for i in load_schedule()}
     target = out_dir() / out_id
     target.mkdir(parents=True, exist_ok=True)

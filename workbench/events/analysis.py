@@ -63,7 +63,8 @@ def analyse(snap: bd.Snapshot, grids: pd.DataFrame, days: int = DAYS) -> Pattern
     district in view)."""
     ev, st, now = snap.events, snap.states, snap.now
     tz = snap.rules.timezone
-    hot = pt.hotspots(ev, cell_m=500) if len(ev) else pt.hotspots(ev)
+    lat0 = sum(snap.rules.lat) / 2   # the city's cells, whatever part of it is in view
+    hot = pt.hotspots(ev, cell_m=500, lat0=lat0) if len(ev) else pt.hotspots(ev)
     if len(hot) and hot["significant"].any():
         named = pt.place_names(hot[hot["significant"]], grids)
         hot = hot.assign(place=named["place"], street=named["street"], grid_id=named["grid_id"])

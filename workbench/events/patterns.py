@@ -64,8 +64,13 @@ def _mode(frame: pd.DataFrame, keys: list[str], col: str) -> dict:
     return dict(zip(idx, c[col]))
 
 
-def hotspots(events: pd.DataFrame, cell_m: float = 500, alpha: float = 0.05, min_count: int = 5) -> pd.DataFrame:
+def hotspots(events: pd.DataFrame, cell_m: float = 500, alpha: float = 0.05, min_count: int = 5,
+             lat0: float | None = None) -> pd.DataFrame:
     """Grid cells (`cell_m` square) whose count is significantly above the city's rate.
+
+    The cells' width in degrees of longitude is set at latitude `lat0`: the city's (its rules'
+    bounds), so that every view of it — the city, one district, another period — cuts the same
+    cells and one place has one count; None: the events' mean latitude.
 
     Only events placed at a point (coordinates) are counted: a work order placed by its
     address to a street or district has no place inside a 500 m cell, and spreading it over
@@ -86,7 +91,7 @@ def hotspots(events: pd.DataFrame, cell_m: float = 500, alpha: float = 0.05, min
     if len(e) == 0:
         return pd.DataFrame(columns=cols)
     lat, lon = e["lat"].astype(float), e["lon"].astype(float)
-    cy, cx, dy, dx = _cells(lat, lon, cell_m, float(lat.mean()))
+    cy, cx, dy, dx = _cells(lat, lon, cell_m, float(lat.mean()) if lat0 is None else float(lat0))
     e = e.assign(cy=cy.to_numpy(), cx=cx.to_numpy())
     g = e.groupby(["cy", "cx"])
     out = pd.DataFrame({"count": g.size()})

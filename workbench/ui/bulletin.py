@@ -320,8 +320,15 @@ def notes_html(items: Sequence[tuple[str | None, str]] | None = None, title: str
     items = list(_notes if items is None else items)
     if not items:
         return ""
-    lis = "".join(f"<li>{'<b>' + esc(t) + '</b>：' if t else ''}{esc(x)}</li>" for t, x in items)
+    lis = "".join(f"<li>{'<b>' + esc(t) + '</b>：' if t else ''}{esc(_untitled(t, x))}</li>" for t, x in items)
     return _wrap(f'<div class="wb-b-notes"><h2 class="wb-b-section">{esc(title)}</h2><ol>{lis}</ol></div>')
+
+
+def _untitled(term: str | None, text: str) -> str:
+    """A note's text without its own heading where it opens with the term ("超期：…" under 超期)."""
+    if term and text.startswith(term) and text[len(term):len(term) + 1] in ("：", ":"):
+        return text[len(term) + 1:].lstrip()
+    return text
 
 
 def notes(title: str = "注释") -> None:

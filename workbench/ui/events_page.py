@@ -267,7 +267,7 @@ def grid_hotspot_table(gh: pd.DataFrame, limit: int = 15, scope: str = "全市")
     h = gh[gh["significant"]] if len(gh) else gh
     if h is None or h.empty:
         return table_html(None, empty="暂无显著的网格热点",
-                          empty_hint=f"接入网格划分（含常住人口）后，按{scope}每万人事件率检验各网格；没有网格显著偏高。")
+                          empty_hint=f"按{scope}每万人事件率检验各网格（需要含常住人口的网格划分），没有网格显著偏高。")
     return table_html(h.head(limit), dataset="grids",
                       columns=["grid_id", "district", "street", "population", "count", "expected", "per_10k", "ratio",
                                "top_class"],
@@ -450,9 +450,12 @@ def on_time_chart(ot: pd.DataFrame):
 def km_chart(curves: dict):
     """How many cases are still open so many hours after their report, per department (the
     Kaplan–Meier curves of sla.km_curves, open cases counted as still open: named in the 说明)."""
-    fig = charts.spec(title="上报后多少小时办结（曲线越快下降办得越快）", height=380, hovermode="x unified",
+    # six departments' long names: the legend below the plot, not beside the title above it
+    fig = charts.spec(title="上报后多少小时办结（曲线越快下降办得越快）", height=430, hovermode="x unified",
                       xaxis={"title": {"text": "上报后小时数"}, "type": "log"},
-                      yaxis={"title": {"text": "尚未办结（%）"}, "range": [0, 102]})
+                      yaxis={"title": {"text": "尚未办结（%）"}, "range": [0, 102]},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0},
+                      margin={"b": 110})
     for name, c in curves.items():
         fig["data"].append({"type": "scatter", "x": c["hours"].clip(lower=0.1).round(3).tolist(),
                             "y": (c["open_share"] * 100).round(1).tolist(), "name": name, "mode": "lines",
@@ -879,7 +882,8 @@ def area_method(scope: str = "全市") -> str:
 KM_METHOD = ("办结时长用 Kaplan–Meier 生存分析估计（statsmodels SurvfuncRight）：尚未办结的案件按“删失”计入，即只知道它至少已用了"
              "这么久，不被丢弃——只看已办结案件会把办结时长估得偏短。下表给出中位数的 95% 置信区间和只看已办结案件的朴素中位数作对照。")
 FORECAST_METHOD = ("预测：每类事件的日数用泊松广义线性模型（星期几、线性趋势）拟合最近 56 天，休息日不参与拟合；"
-                   "按过度离散系数放宽为负二项分布的 90% 预测区间。模型与季节朴素法的回测比较见周报。")
+                   "某类事件只在少数几天集中出现（如寒潮时的道路结冰），或按趋势外推超过近期最多一天的 3 倍时，"
+                   "改为只按星期几、再不行按近期平均水平预计；按过度离散系数放宽为负二项分布的 90% 预测区间。")
 
 
 def analysed_note(view: EventsView) -> str:
@@ -927,7 +931,8 @@ def body(view: EventsView, live: "LiveBoard | None" = None):
                      if len(pat.volumes) else layout.empty("暂无数据"),
                      hour_weekday_chart(pat.hour_weekday) if pat.events else layout.empty("暂无数据")]),
         layout.grid([layout.html(forecast_table(pat.forecast, pat.events)), layout.html(repeats_table(pat.repeats))]),
-        layout.explain("预计范围内的数字最可能出现；超出范围的日子值得留意。", esc(FORECAST_METHOD)),
+        layout.explain("预计范围内的数字最可能出现；超出范围的日子值得留意。",
+                       esc(FORECAST_METHOD + "模型与季节朴素法的回测比较见城市事件周报。")),
     ])
 
 
