@@ -274,10 +274,13 @@ def main():
         onnx = untrained_model(pt, onnx=True)
     models = {"float": onnx}
     for kind in {k for k, _, _ in parsed} - {"float"}:
+        from workbench.canteen import quantize
+
         path = models[kind] = onnx.with_name(f"{onnx.stem}-{kind}.onnx")
         if not path.exists():
             path = models[kind] = OUT / f"{onnx.stem}-{kind}.onnx"
-            if not path.exists():
+            # made again when the quantizer changed since (a copy with old settings is not measured)
+            if not path.exists() or path.stat().st_mtime < Path(quantize.__file__).stat().st_mtime:
                 from workbench.canteen.quantize import int8_model
 
                 int8_model(onnx, path, calibration=real_frames()[0::2] if kind == "int8-real" else None)

@@ -6,6 +6,7 @@ than the float model with the same events on the evaluation clips (docs/canteen.
 """
 from __future__ import annotations
 
+import math
 import re
 import tempfile
 from pathlib import Path
@@ -74,10 +75,11 @@ MEDIA = (".jpg", ".jpeg", ".png", ".bmp")
 VIDEOS = (".mp4", ".avi", ".mkv", ".mov", ".ts")
 
 
-def frames_from(paths, fps: float = 1.0, limit: int = 400) -> list:
+def frames_from(paths, fps: float = 1.0, limit: int = 400, max_side: int = 1280) -> list:
     """BGR frames of images and videos (one frame every 1/`fps` seconds) found at `paths`
-    (files or folders, searched recursively, sorted), at most `limit`; files that cannot be
-    read are skipped."""
+    (files or folders, searched recursively, sorted), at most `limit`, each shrunk to at most
+    `max_side` pixels on its long side (400 frames of 1080p would hold 2.5 GB); files that
+    cannot be read are skipped."""
     import cv2
 
     files = []
@@ -90,25 +92,35 @@ def frames_from(paths, fps: float = 1.0, limit: int = 400) -> list:
         if f.suffix.lower() in MEDIA:
             im = cv2.imread(str(f), cv2.IMREAD_COLOR)
             if im is not None:
-                out.append(im)
+                out.append(_smaller(im, max_side))
         elif f.suffix.lower() in VIDEOS:
             cap = cv2.VideoCapture(str(f))
-            step, k = max(1, round((cap.get(cv2.CAP_PROP_FPS) or 25) / fps)), 0
+            rate = cap.get(cv2.CAP_PROP_FPS)
+            step, k = max(1, round((rate if rate and math.isfinite(rate) else 25) / fps)), 0
             while len(out) < limit:
                 ok, im = cap.read()
                 if not ok:
                     break
                 if k % step == 0:
-                    out.append(im)
+                    out.append(_smaller(im, max_side))
                 k += 1
             cap.release()
     return out
 
 
+def _smaller(im, max_side: int):
+    """A frame no longer than `max_side` on its long side (the network sees 640 anyway)."""
+    import cv2
+
+    h, w = im.shape[:2]
+    r = max_side / max(h, w)
+    return cv2.resize(im, (round(w * r), round(h * r)), interpolation=cv2.INTER_AREA) if r < 1 else im
+
+
 THRESHOLDS = (0.3, 0.4, 0.5)   # the event engine's: min_score, a track's start, a vote's threshold
 
 
-def fidelity(reference, candidate, images: list, conf: float = 0.1, iou: float = 0.5) -> dict:
+def fidelity(reference, candidate, images: list, iou: float = 0.5) -> dict:
     """How far `candidate`'s detections (an INT8 copy: workbench.canteen.detector.Detector)
     are from `reference`'s (the float model) on `images` (BGR frames): detections paired by
     class and IoU ≥ `iou` (greedy, the reference's best first), an unpaired one against a

@@ -9,7 +9,7 @@ The guarantee, and how it is kept:
   acknowledged before it is written; if the listener dies first, the broker delivers it
   again to the same session (its DUP flag set). Delivering twice is harmless: intake never
   loads an external id twice, and a message delivered again whose records were quarantined
-  the first time is known by its hash (kept with its quarantined rows) and not quarantined
+  the first time is known by its fingerprint (kept with its quarantined rows) and not quarantined
   twice — only one the broker marks as a re-delivery, so a source that sends the same broken
   message twice has it quarantined twice, as it sent it;
 - paho reconnects by itself when the broker goes away and comes back; with the broker's
