@@ -282,6 +282,15 @@ def test_district_map_scope_and_bad_input():
     x0, x1 = spec["layout"]["xaxis"]["range"]
     bx = geo.bbox("430202")
     assert maps.project(bx[0], 0)[0] > x0 and maps.project(bx[2], 0)[0] < x1 and x1 - x0 < 0.25
+    written = [t for tr in spec["data"] if tr.get("mode") == "text" for t in tr["text"]]
+    assert any(t.startswith("荷塘区") for t in written)                   # alone, a district has its full name
+    # a place at the map's edge: its long label would be cut off there, so it stays on hover only
+    lon_w, lat_mid = bx[0] + 0.002, (bx[1] + bx[3]) / 2
+    pts = pd.DataFrame({"lat": [lat_mid, lat_mid], "lon": [lon_w, (bx[0] + bx[2]) / 2], "size": [9, 5],
+                        "label": ["茨菇塘街道 网格 HT-CGT-013 很长的名字", "月塘街道 网格 HT-YT-007"]})
+    dots = [t for t in maps.district_spec({"荷塘区": 3}, districts=["荷塘区"], points=pts)["data"]
+            if t.get("mode") == "markers+text"]
+    assert dots[0]["text"] == ["", "月塘街道 网格 HT-YT-007"] and "很长的名字" in dots[0]["hovertext"][0]
     with pytest.raises(geo.GeoError, match="没有区县"):
         maps.district_spec({"长沙县": 1})
     with pytest.raises(ValueError, match="label"):

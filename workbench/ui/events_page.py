@@ -379,6 +379,13 @@ def km_figure(curves: dict, title: str = "办结时长（Kaplan–Meier，未办
 
 # ------------------------------------------------------------------ interactive (the page)
 
+def _place_label(places: pd.Series, view: EventsView) -> pd.Series:
+    """A hotspot's name on the map: without its district where the map is of that one district."""
+    if not view.district:
+        return places
+    return places.str.removeprefix(view.district).str.strip().replace("", view.district)
+
+
 def map_points(view: EventsView) -> pd.DataFrame:
     """The map's places: the hotspot areas (named by district, street and grid, sized by their
     events) and the overdue open cases with coordinates (named by class and street)."""
@@ -387,7 +394,7 @@ def map_points(view: EventsView) -> pd.DataFrame:
     h = view.hot[view.hot["significant"]] if len(view.hot) else view.hot
     if len(h):
         parts.append(pd.DataFrame({
-            "lat": h["lat"], "lon": h["lon"], "label": h["place"].fillna(h["district"]).astype(str),
+            "lat": h["lat"], "lon": h["lon"], "label": _place_label(h["place"].fillna(h["district"]).astype(str), view),
             "size": h["count"].astype(float), "tone": "warn", "group": "热点区域（500 米见方）",
             "hover": [f"近期事件 {c} 件，是{view.scope}平均的 {r:.1f} 倍\n主要类型：{t}"
                       for c, r, t in zip(h["count"], h["ratio"], h["top_class"])]}))

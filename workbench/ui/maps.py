@@ -160,14 +160,16 @@ def district_spec(values=None, *, title: str = "", unit: str = "", points: pd.Da
         where = [("x2", "y2")] if inset and d.urban else [("x", "y")]
         if inset and not d.urban and d.name in ("渌口区", "醴陵市"):
             where.append(("x2", "y2"))      # their edges show in the enlarged panel: named there too
+        # urban districts are small on the whole city's map (short names); alone, one fills the map
+        small = d.urban and not inset and not (scope is not None and len(scope) == 1)
         for xa, ya in where:
             label_x.append(float(x))
             label_y.append(float(y))
             label_panel.append((xa, ya))
-            label_text.append(_esc(d.short if d.urban and not inset else d.name) + value_text)
+            label_text.append(_esc(d.short if small else d.name) + value_text)
             label_hover.append(tip)
             label_color.append("#ffffff" if inside and v is not None and _dark(fill) else theme.COLORS["text"])
-            label_size.append(11 if d.urban and not inset else 13)
+            label_size.append(11 if small else 13)
     for xa, ya in panels:
         idx = [i for i, p in enumerate(label_panel) if p == (xa, ya)]
         fig["data"].append(_scatter(
@@ -198,7 +200,7 @@ def district_spec(values=None, *, title: str = "", unit: str = "", points: pd.Da
         layout["shapes"] = [{"type": "rect", "xref": "x", "yref": "y", "x0": uxr[0], "x1": uxr[1], "y0": uyr[0],
                              "y1": uyr[1], "line": {"color": theme.COLORS["muted"], "width": 1, "dash": "dot"}}]
         layout["annotations"] = [{"xref": "x", "yref": "y", "x": uxr[0], "y": uyr[1], "text": URBAN_NOTE,
-                                  "showarrow": False, "xanchor": "right", "yanchor": "bottom",
+                                  "showarrow": False, "xanchor": "left", "yanchor": "bottom",
                                   "font": {"size": 11, "color": theme.COLORS["muted"]}}]
     return fig
 
@@ -276,8 +278,9 @@ def _label_px(text: str) -> float:
 
 def _labels_apart(p: pd.DataFrame, order, label_top: int, in_enlarged: set, enlarged, frame) -> set:
     """The points whose label is written: the largest first, skipping one whose label would cover
-    a label already written in its panel (it stays on hover), at most `label_top`. `enlarged`,
-    `frame`: the x and y ranges of the enlarged and of the main panel."""
+    a label already written in its panel, or run over the panel's edge (cut off there), at most
+    `label_top`; the others stay on hover. `enlarged`, `frame`: the x and y ranges of the
+    enlarged and of the main panel."""
     def scale(xr, yr):  # data units per pixel: the panel keeps its aspect, the tighter side rules
         return max((xr[1] - xr[0]) / PANEL_PX[0], (yr[1] - yr[0]) / PANEL_PX[1]) or 1.0
 
@@ -292,6 +295,9 @@ def _labels_apart(p: pd.DataFrame, order, label_top: int, in_enlarged: set, enla
         k = big if inside else main
         x, y = float(p.at[i, "x"]), float(p.at[i, "y"]) + (float(p.at[i, "_px"]) / 2 + 9) * k
         w, h = _label_px(p.at[i, "label"]) * k, 15 * k
+        (x0, x1), (_, y1) = enlarged if inside else frame
+        if x - w / 2 < x0 or x + w / 2 > x1 or y + h / 2 > y1:
+            continue
         if any(abs(x - x2) < (w + w2) / 2 and abs(y - y2) < (h + h2) / 2 for x2, y2, w2, h2 in placed[inside]):
             continue
         placed[inside].append((x, y, w, h))
