@@ -401,8 +401,8 @@ def map_points(view: EventsView) -> pd.DataFrame:
     od = view.open[view.open["overdue"] & view.open["lat"].notna() & view.open["lon"].notna()] \
         if view.open is not None and len(view.open) else None
     if od is not None and len(od):
-        where = [" ".join(x for x in (d, st) if isinstance(x, str)) or "位置未知"
-                 for d, st in zip(od["district"], od["street"])]
+        where = [" ".join(x for x in (None if view.district else d, st) if isinstance(x, str)) or (d if isinstance(d, str) else "位置未知")
+                 for d, st in zip(od["district"], od["street"])]   # a district's own map: the street
         parts.append(pd.DataFrame({
             "lat": od["lat"], "lon": od["lon"], "label": [f"{c} · {w}" for c, w in zip(od["event_class"], where)],
             "size": 0.0, "tone": "bad", "group": "超期未办结事件",
@@ -461,8 +461,8 @@ def km_chart(curves: dict):
     fig = charts.spec(title="上报后多少小时办结（曲线越快下降办得越快）", height=430, hovermode="x unified",
                       xaxis={"title": {"text": "上报后小时数"}, "type": "log"},
                       yaxis={"title": {"text": "尚未办结（%）"}, "range": [0, 102]},
-                      legend={"orientation": "h", "yanchor": "top", "y": -0.2, "xanchor": "left", "x": 0},
-                      margin={"b": 110})
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.27, "xanchor": "left", "x": 0},
+                      margin={"b": 120})
     for name, c in curves.items():
         fig["data"].append({"type": "scatter", "x": c["hours"].clip(lower=0.1).round(3).tolist(),
                             "y": (c["open_share"] * 100).round(1).tolist(), "name": name, "mode": "lines",

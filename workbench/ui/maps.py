@@ -189,7 +189,10 @@ def district_spec(values=None, *, title: str = "", unit: str = "", points: pd.Da
     codes = [d.adcode for d in geo.DISTRICTS if scope is None or d.name in scope]
     xr, yr = _frame(codes)
     if points is not None and len(points):
-        _add_points(fig, points, label_top, panels, (uxr, uyr) if inset else None, frame=(xr, yr))
+        # the districts' names are there first: the places' labels keep clear of them
+        names = [(label_panel[i] == ("x2", "y2"), label_x[i], label_y[i], label_text[i], label_size[i])
+                 for i in range(len(label_x))]
+        _add_points(fig, points, label_top, panels, (uxr, uyr) if inset else None, frame=(xr, yr), names=names)
     layout["xaxis"] = {"visible": False, "range": xr, "constrain": "domain", "domain": [0.0, 0.47 if inset else 1.0]}
     layout["yaxis"] = {"visible": False, "range": yr, "scaleanchor": "x", "scaleratio": 1, "constrain": "domain"}
     if inset:
@@ -224,9 +227,10 @@ def district_figure(values=None, **kw):
     return go.Figure(district_spec(values, **kw))
 
 
-def _add_points(fig: dict, points: pd.DataFrame, label_top: int, panels, enlarged, frame) -> None:
+def _add_points(fig: dict, points: pd.DataFrame, label_top: int, panels, enlarged, frame, names=()) -> None:
     """Points as dots, one trace per group (and panel); up to `label_top` of the largest written
-    beside their dot where they cover no other (`_labels_apart`) — with an enlarged panel
+    beside their dot where they cover no other label or district name (`names`: (in the
+    enlarged panel, x, y, text, font size)) (`_labels_apart`) — with an enlarged panel
     (`enlarged`: its x and y ranges), those inside it only there; `frame`: the main panel's ranges."""
     missing = {"lat", "lon", "label"} - set(points.columns)
     if missing:
@@ -248,7 +252,7 @@ def _add_points(fig: dict, points: pd.DataFrame, label_top: int, panels, enlarge
         in_enlarged = set(p.index[(p["x"] >= ex0) & (p["x"] <= ex1) & (p["y"] >= ey0) & (p["y"] <= ey1)])
     else:
         in_enlarged = set()
-    show = _labels_apart(p, order, label_top, in_enlarged, enlarged, frame)
+    show = _labels_apart(p, order, label_top, in_enlarged, enlarged, frame, names)
     tone = p["tone"].fillna("") if "tone" in p else pd.Series("", index=p.index)
     p["_color"] = [theme.TONE_COLORS.get(t, t if str(t).startswith("#") else theme.COLORS["primary"]) for t in tone]
     group = p["group"].fillna("") if "group" in p else pd.Series("", index=p.index)
@@ -262,7 +266,8 @@ def _add_points(fig: dict, points: pd.DataFrame, label_top: int, panels, enlarge
                 showlegend=bool(g) and n == 0, legendgroup=str(g) or "地点",
                 text=[_esc(lab) if i in show and (n == 1 or i not in in_enlarged) else ""
                       for i, lab in zip(part.index, part["label"])],
-                textposition="top center", textfont={"size": 11, "color": theme.COLORS["text"]},
+                textposition="top center",
+                textfont={"size": 11, "color": theme.COLORS["text"], "shadow": "0 0 2px #fff, 0 0 3px #fff"},
                 hovertext=tips, hoverinfo="text", cliponaxis=True,
                 marker={"size": part["_px"], "color": part["_color"], "opacity": 0.85,
                         "line": {"color": "#ffffff", "width": 1}}))
@@ -276,17 +281,24 @@ def _label_px(text: str) -> float:
     return sum(11.0 if ord(c) > 0x2E80 else 6.2 for c in str(text))
 
 
-def _labels_apart(p: pd.DataFrame, order, label_top: int, in_enlarged: set, enlarged, frame) -> set:
+def _labels_apart(p: pd.DataFrame, order, label_top: int, in_enlarged: set, enlarged, frame, names=()) -> set:
     """The points whose label is written: the largest first, skipping one whose label would cover
     a label already written in its panel, or run over the panel's edge (cut off there), at most
-    `label_top`; the others stay on hover. `enlarged`, `frame`: the x and y ranges of the
-    enlarged and of the main panel."""
+    `label_top`; the others stay on hover. But the panel's biggest, a label keeps clear of the
+    districts' names (`names`, see _add_points) too (not of other dots: in a packed centre no
+    label would be left). `enlarged`, `frame`: the x and y ranges
+    of the enlarged and of the main panel."""
     def scale(xr, yr):  # data units per pixel: the panel keeps its aspect, the tighter side rules
         return max((xr[1] - xr[0]) / PANEL_PX[0], (yr[1] - yr[0]) / PANEL_PX[1]) or 1.0
 
     main = scale(*frame)
     big = scale(*enlarged) if enlarged is not None else main
     placed: dict[bool, list] = {True: [], False: []}
+    named: dict[bool, list] = {True: [], False: []}
+    for inside, x, y, text, size in names:     # centred on their point, a line per <br>
+        k = big if inside else main
+        lines = str(text).split("<br>")
+        named[inside].append((x, y, max(_label_px(t) for t in lines) * size / 11 * k, 16 * len(lines) * k))
     show: set = set()
     for i in order:
         if len(show) >= label_top:
@@ -298,7 +310,9 @@ def _labels_apart(p: pd.DataFrame, order, label_top: int, in_enlarged: set, enla
         (x0, x1), (_, y1) = enlarged if inside else frame
         if x - w / 2 < x0 or x + w / 2 > x1 or y + h / 2 > y1:
             continue
-        if any(abs(x - x2) < (w + w2) / 2 and abs(y - y2) < (h + h2) / 2 for x2, y2, w2, h2 in placed[inside]):
+        # the biggest place of a panel is named whatever it covers; the others keep clear of the names
+        if any(abs(x - x2) < (w + w2) / 2 and abs(y - y2) < (h + h2) / 2
+               for x2, y2, w2, h2 in placed[inside] + (named[inside] if placed[inside] else [])):
             continue
         placed[inside].append((x, y, w, h))
         show.add(i)
