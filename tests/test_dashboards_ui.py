@@ -265,6 +265,9 @@ def test_district_map_draws_the_real_districts_named_with_values_on_hover():
     assert "30" in labels
     dots = [t for t in spec["data"] if t.get("mode") == "markers+text"]
     assert {t["name"] for t in dots} == {"超期", "在办"}
+    modes = [t.get("mode") for t in spec["data"]]   # every dot first, the labels over them: none hidden
+    assert max(i for i, m in enumerate(modes) if m == "markers") < min(i for i, m in enumerate(modes) if m == "markers+text")
+    assert all(t["hoverinfo"] == "skip" and t["marker"]["opacity"] == 0 for t in dots)
     assert "月塘街道 HT-03 网格" in json.dumps(dots, ensure_ascii=False)
     assert not any(str(t).startswith(("27.", "26.")) for d in dots for t in d["hovertext"])   # named, not coordinates
     text = json.dumps(spec, ensure_ascii=False)

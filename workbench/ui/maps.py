@@ -257,20 +257,28 @@ def _add_points(fig: dict, points: pd.DataFrame, label_top: int, panels, enlarge
     p["_color"] = [theme.TONE_COLORS.get(t, t if str(t).startswith("#") else theme.COLORS["primary"]) for t in tone]
     group = p["group"].fillna("") if "group" in p else pd.Series("", index=p.index)
     detail = p["hover"].fillna("") if "hover" in p else pd.Series("", index=p.index)
+    labels = []   # drawn after every group's dots, so that no dot covers a label
     for g, part in p.groupby(group, sort=False):
         tips = [f"<b>{_esc(lab)}</b>" + (f"<br>{_esc(h)}".replace("\n", "<br>") if h else "")
                 for lab, h in zip(part["label"], detail[part.index])]
         for n, (xa, ya) in enumerate(panels):
             fig["data"].append(_scatter(
-                x=part["x"], y=part["y"], xaxis=xa, yaxis=ya, mode="markers+text", name=str(g) or "地点",
+                x=part["x"], y=part["y"], xaxis=xa, yaxis=ya, mode="markers", name=str(g) or "地点",
                 showlegend=bool(g) and n == 0, legendgroup=str(g) or "地点",
+                hovertext=tips, hoverinfo="text", cliponaxis=True,
+                marker={"size": part["_px"], "color": part["_color"], "opacity": 0.85,
+                        "line": {"color": "#ffffff", "width": 1}}))
+            # the labels over invisible dots of the same size: placed above their dot as before
+            labels.append(_scatter(
+                x=part["x"], y=part["y"], xaxis=xa, yaxis=ya, mode="markers+text", name=str(g) or "地点",
+                showlegend=False, legendgroup=str(g) or "地点",
                 text=[_esc(lab) if i in show and (n == 1 or i not in in_enlarged) else ""
                       for i, lab in zip(part.index, part["label"])],
                 textposition="top center",
                 textfont={"size": 11, "color": theme.COLORS["text"], "shadow": "0 0 2px #fff, 0 0 3px #fff"},
-                hovertext=tips, hoverinfo="text", cliponaxis=True,
-                marker={"size": part["_px"], "color": part["_color"], "opacity": 0.85,
-                        "line": {"color": "#ffffff", "width": 1}}))
+                hovertext=tips, hoverinfo="skip", cliponaxis=True,
+                marker={"size": part["_px"], "opacity": 0}))
+    fig["data"].extend(labels)
 
 
 PANEL_PX = (330, 470)   # about how large a panel is drawn (half of a dashboard column, the map's height)
