@@ -41,15 +41,6 @@ CANDIDATES = {   # name -> int8_model keyword arguments
 }
 
 
-def synthetic_frames(n: int = 48, seed: int = 4242) -> list:
-    import numpy as np
-
-    from workbench.canteen.synthkitchen import _render
-
-    rng = np.random.default_rng(seed)
-    return [_render(rng, 640, 360)[0] for _ in range(n)]
-
-
 def net_ms(path: Path, reps: int = 20) -> float:
     import numpy as np
 
@@ -70,7 +61,7 @@ def main():
     ap.add_argument("--json", dest="json_out", default=None)
     args = ap.parse_args()
     from workbench.canteen.detector import Detector
-    from workbench.canteen.quantize import fidelity, int8_model
+    from workbench.canteen.quantize import fidelity, held_out_frames, int8_model
     from workbench.canteen.yolo_env import ensure_yolo_env
 
     ensure_yolo_env()
@@ -78,7 +69,7 @@ def main():
 
     real = real_frames()
     # real images: every other one calibrates the "real" candidates, the rest validates all
-    sets = {"synthetic": synthetic_frames(), "real": real[1::2]}
+    sets = {"synthetic": held_out_frames(48), "real": real[1::2]}
     calib = real[0::2]
     print({k: len(v) for k, v in sets.items()}, flush=True)
     ref = Detector(MODEL, closeup=None)

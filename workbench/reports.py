@@ -442,6 +442,11 @@ def _defaults(name: str) -> dict:
     return out
 
 
+def _own(params: dict, defaults: dict) -> dict:
+    """The parameters a run sets to other than the notebook's defaults, the period's end aside."""
+    return {k: v for k, v in params.items() if k not in WHEN and v not in (None, "") and v != defaults.get(k)}
+
+
 def schedule_id(name: str, params: dict) -> str | None:
     """The schedule entry a run of notebook `name` with `params` is one of (its id), so a run by
     hand lands where the scheduled one does (hub_report -p days 7 → hub_weekly, days 1 →
@@ -450,7 +455,7 @@ def schedule_id(name: str, params: dict) -> str | None:
     parameter the run sets to other than its default, the period's end aside (a district's
     report is not the city's). None: no entry fits."""
     defaults = _defaults(name)
-    own = {k for k, v in params.items() if k not in WHEN and v not in (None, "") and v != defaults.get(k)}
+    own = set(_own(params, defaults))
     for item in load_schedule():
         if item.get("notebook") != name:
             continue
@@ -470,10 +475,8 @@ def out_id_of(name: str, params: dict) -> str:
         return sid
     import re
 
-    defaults = _defaults(name)
-    extra = [params[k] for k in sorted(params)
-             if k not in WHEN and params[k] not in (None, "") and params[k] != defaults.get(k)]
-    return "-".join([name, *(re.sub(r"[^\w.]+", "_", str(v)) for v in extra)])
+    own = _own(params, _defaults(name))
+    return "-".join([name, *(re.sub(r"[^\w.]+", "_", str(own[k])) for k in sorted(own))])
 
 
 def run(name: str, parameters: dict | None = None, *, run_date: date | None = None,

@@ -324,7 +324,7 @@ def quantize(model, out, calibration):
     """Make an INT8 copy of an exported .onnx model for the CPU (head and first layers kept in
     float), and say how far its scores are from the float model's."""
     from workbench.canteen.detector import Detector
-    from workbench.canteen.quantize import THRESHOLDS, fidelity, frames_from, int8_model
+    from workbench.canteen.quantize import THRESHOLDS, fidelity, frames_from, held_out_frames, int8_model
 
     frames = frames_from(calibration) if calibration else []
     if calibration and not frames:
@@ -332,15 +332,7 @@ def quantize(model, out, calibration):
     path = int8_model(model, out, calibration=frames[0::2] or None)
     click.echo(f"已生成：{path}" + (f"（校准帧：合成后厨 32 帧 + 实拍 {len(frames[0::2])} 帧）" if frames else
                                   "（校准帧：合成后厨 32 帧；用 --calibration 加入自己摄像头的画面更准）"))
-    if frames[1::2]:
-        check = frames[1::2]
-    else:
-        import numpy as np
-
-        from workbench.canteen.synthkitchen import _render
-
-        rng = np.random.default_rng(4242)
-        check = [_render(rng, 640, 360)[0] for _ in range(24)]
+    check = frames[1::2] or held_out_frames()
     f = fidelity(Detector(model, closeup=None), Detector(path, closeup=None), check)
     click.echo(f"与浮点模型比较（{f['images']} 帧{'实拍' if frames[1::2] else '合成'}画面，未参与校准）：检测 {f['detections']} 个，"
                f"置信度平均相差 {f['mean_abs']:.3f}，99% 不超过 {f['p99_abs']:.3f}；"

@@ -1,8 +1,9 @@
 """INT8 ONNX for the CPU: static QDQ quantization (ONNX Runtime) of the backbone and neck,
-calibrated on synthetic kitchen frames; the detection head stays float, because its output
-joins box coordinates (0–640 px) and class scores (0–1) in one tensor that a single
-8-bit scale would flatten. On this project's AVX-512 VNNI CPU it runs about 1.5× faster
-than the float model with the same events on the evaluation clips (docs/canteen.md).
+calibrated on synthetic kitchen frames and, given them, frames of one's own cameras; the first
+two convolutions and the detection head's end stay float (the head's output joins box
+coordinates, 0–640 px, and class scores, 0–1, in one tensor that a single 8-bit scale would
+flatten). `fidelity` says how far a copy's scores are from the float model's. Speed and
+fidelity measured: docs/canteen.md and the README (benchmarks/canteen_int8_fidelity.py).
 """
 from __future__ import annotations
 
@@ -115,6 +116,17 @@ def _smaller(im, max_side: int):
     h, w = im.shape[:2]
     r = max_side / max(h, w)
     return cv2.resize(im, (round(w * r), round(h * r)), interpolation=cv2.INTER_AREA) if r < 1 else im
+
+
+def held_out_frames(n: int = 24, seed: int = 4242) -> list:
+    """Synthetic kitchen frames (640 × 360) from another seed than the calibration's: what a
+    copy is checked on when no frames of real cameras are left over."""
+    import numpy as np
+
+    from workbench.canteen.synthkitchen import _render
+
+    rng = np.random.default_rng(seed)
+    return [_render(rng, 640, 360)[0] for _ in range(n)]
 
 
 THRESHOLDS = (0.3, 0.4, 0.5)   # the event engine's: min_score, a track's start, a vote's threshold

@@ -303,24 +303,23 @@ class Listener:
         except Exception:  # noqa: BLE001 - any failure: the hub does not answer
             return False
 
-    def _quarantine(self, problems: list, first_line: int, payloads: list[bytes]) -> intake.IntakeSummary:
+    def _quarantine(self, problems: list, first_line: int, shas: list[str]) -> intake.IntakeSummary:
         """Messages the listener itself refuses, into the quarantine (masked, as intake does),
-        each row under its message's hash."""
-        sha = intake.message_sha(b"".join(payloads))
+        each row under its message's fingerprint (`shas`, intake.message_sha)."""
+        sha = hashlib.sha256("".join(shas).encode()).hexdigest()   # the batch's, from keyed fingerprints
         bad = [(first_line + k, reason, detail, orig) for k, (reason, detail, orig) in enumerate(problems)]
-        each = {first_line + k: intake.message_sha(p) for k, p in enumerate(payloads)}
+        each = {first_line + k: s for k, s in enumerate(shas)}
         return intake.take_in(pd.DataFrame(), origin=intake.Origin(f"mqtt:{self.topic}", sha, "table", each),
                               rules=self.rules, eng=self._hub(), lines=np.array([], int), malformed=bad)
 
-    def _taken(self, items: list[Delivery]) -> set[str]:
-        """Of the messages the broker delivers again, the hashes of those whose quarantined rows
-        the hub already holds: their first delivery was committed (one transaction) but not
+    def _taken(self, again: set[str]) -> set[str]:
+        """Of the fingerprints of messages the broker delivers again, those whose quarantined
+        rows the hub already holds: their first delivery was committed (one transaction) but not
         acknowledged before the listener went away."""
         import sqlalchemy as sa
 
         from workbench.store.schema import quarantine as q
 
-        again = {intake.message_sha(d.payload) for d in items if d.dup}
         if not again:
             return set()
         with self._hub().connect() as conn:
@@ -330,21 +329,21 @@ class Listener:
 
     def _write(self, items: list[Delivery]) -> intake.IntakeSummary:
         """One batch into the hub: the good payloads through intake, the refused into quarantine."""
-        taken = self._taken(items)   # re-deliveries committed before
+        shas = [intake.message_sha(d.payload) for d in items]
+        taken = self._taken({s for s, d in zip(shas, items) if d.dup})   # re-deliveries committed before
         seen: set[str] = set()        # and those whose first delivery is in this very batch
-        good, good_shas, problems, bad_payloads, seqs, again = [], [], [], [], [], 0
-        for d in items:
+        good, good_shas, problems, bad_shas, seqs, again = [], [], [], [], [], 0
+        for d, sha in zip(items, shas):
             payload, seq, problem = screen(d.payload, self.max_bytes)
             if seq is not None:
                 seqs.append(seq)
-            sha = intake.message_sha(d.payload)
             if d.dup and (sha in taken or sha in seen):
                 again += 1
                 continue
             seen.add(sha)
             if problem is not None:
                 problems.append(problem)
-                bad_payloads.append(intake.message_bytes(d.payload))
+                bad_shas.append(sha)
             else:
                 good.append(payload)
                 good_shas.append(sha)
@@ -353,7 +352,7 @@ class Listener:
             summary.add(intake.message_batch(good, topic=self.topic, rules=self.rules, eng=self._hub(),
                                              first_line=self.stats.messages + 1, shas=good_shas))
         if problems:
-            summary.add(self._quarantine(problems, self.stats.messages + len(good) + 1, bad_payloads))
+            summary.add(self._quarantine(problems, self.stats.messages + len(good) + 1, bad_shas))
             self.stats.poisoned += len(problems)
         self.stats.redelivered += again
         self._sequences(seqs)
@@ -480,8 +479,8 @@ class Listener:
             why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
             log.warning("message %s refused by the hub, quarantined: %s", item.mid, why)
             try:
-                raw = intake.message_bytes(item.payload)
-                s = self._quarantine([(NOT_STORED, why, {"payload": _head(raw)})], self.stats.messages + 1, [raw])
+                s = self._quarantine([(NOT_STORED, why, {"payload": _head(intake.message_bytes(item.payload))})],
+                                     self.stats.messages + 1, [intake.message_sha(item.payload)])
             except Exception:  # noqa: BLE001 - not even the quarantine: retry later
                 return items
             self.stats.poisoned += 1

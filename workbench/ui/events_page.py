@@ -974,8 +974,7 @@ def screen(view: EventsView, interval: float = 5.0, who=None):
 class Weekly:
     period: object
     view: EventsView
-    week: pd.DataFrame     # events reported in the period
-    district: str | None
+    week: pd.DataFrame     # events reported in the period (of view.district where it is one's)
     summary: object = None  # workbench.events.weekly.WeeklySummary
 
     @property
@@ -1001,7 +1000,7 @@ def load_weekly(days: int = 7, end=None, district: str | None = None, eng=None) 
     week = ev[(ev["ts"] >= p.start_utc) & (ev["ts"] < p.end_utc)] if len(ev) else ev
     summary = wk.summarize(ev, p, where=view.scope, near_share=view.snap.rules.near_due_share) \
         if len(ev) else None
-    return Weekly(p, view, week, district, summary)
+    return Weekly(p, view, week, summary)
 
 
 def weekly_cards(w: Weekly) -> str:

@@ -292,10 +292,10 @@ def _label_px(text: str) -> float:
 def _labels_apart(p: pd.DataFrame, order, label_top: int, in_enlarged: set, enlarged, frame, names=()) -> set:
     """The points whose label is written: the largest first, skipping one whose label would cover
     a label already written in its panel, or run over the panel's edge (cut off there), at most
-    `label_top`; the others stay on hover. But the panel's biggest, a label keeps clear of the
-    districts' names (`names`, see _add_points) too (not of other dots: in a packed centre no
-    label would be left). `enlarged`, `frame`: the x and y ranges
-    of the enlarged and of the main panel."""
+    `label_top`; the others stay on hover. Every label but the panel's biggest also keeps clear
+    of the districts' names (`names`, see _add_points); none keeps clear of other dots (in a
+    packed centre no label would be left). `enlarged`, `frame`: the x and y ranges of the
+    enlarged and of the main panel."""
     def scale(xr, yr):  # data units per pixel: the panel keeps its aspect, the tighter side rules
         return max((xr[1] - xr[0]) / PANEL_PX[0], (yr[1] - yr[0]) / PANEL_PX[1]) or 1.0
 
